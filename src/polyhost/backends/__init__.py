@@ -1,0 +1,1 @@
+"""Container backends behind one small interface (`base.Backend`)."""

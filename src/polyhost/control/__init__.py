@@ -1,0 +1,1 @@
+"""The control plane: SageMaker resources, their validation, and the SQLite store."""

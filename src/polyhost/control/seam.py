@@ -1,0 +1,117 @@
+"""The seam between the control plane and the deployer.
+
+The control plane records *desired* state and hands the deployer a frozen `EndpointSpec` (a
+snapshot of the endpoint config and its models taken when CreateEndpoint/UpdateEndpoint was
+accepted — deleting a model later does not disturb a running endpoint, as on SageMaker). The
+deployer makes it so and reports progress back through `StatusSink`. Neither side knows how the
+other is built: the control plane never starts a process, and the deployer never touches SQLite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+InferenceMode = Literal["Serial", "Direct"]
+
+EndpointStatus = Literal[
+    "OutOfService",
+    "Creating",
+    "Updating",
+    "SystemUpdating",
+    "RollingBack",
+    "InService",
+    "Deleting",
+    "Failed",
+    "UpdateRollbackFailed",
+]
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One container of a model, hostname already resolved (Serial ones from their position)."""
+
+    hostname: str
+    image: str
+    model_data_url: str | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One production variant: a model's container group, replicated `instance_count` times."""
+
+    variant_name: str
+    model_name: str
+    containers: tuple[ContainerSpec, ...]
+    mode: InferenceMode
+    instance_count: int = 1
+    initial_weight: float = 1.0
+    instance_type: str | None = None
+    startup_timeout_s: int = 240
+    download_timeout_s: int = 3600
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """Everything the deployer needs to run an endpoint; `revision` grows with every update."""
+
+    endpoint_name: str
+    endpoint_arn: str
+    endpoint_config_name: str
+    variants: tuple[VariantSpec, ...]
+    revision: int
+
+
+@dataclass(frozen=True)
+class VariantStatus:
+    """What the deployer reports per variant; becomes DescribeEndpoint's ProductionVariants."""
+
+    variant_name: str
+    current_instance_count: int
+    desired_instance_count: int
+    current_weight: float
+    desired_weight: float
+    deployed_images: tuple[str, ...] = ()
+    status: str = "Creating"
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A status change of one endpoint revision, reported by the deployer."""
+
+    endpoint_name: str
+    revision: int
+    status: EndpointStatus
+    failure_reason: str | None = None
+    variants: tuple[VariantStatus, ...] = ()
+    # The config now serving (after a successful update it is the new one).
+    serving_config_name: str | None = None
+
+
+class StatusSink(Protocol):
+    """Implemented by the control plane; the deployer calls it, from any thread."""
+
+    def report(self, report: StatusReport) -> None: ...
+
+
+class Deployer(Protocol):
+    """Implemented by the deployer; the control plane calls it after committing a change."""
+
+    def apply(self, spec: EndpointSpec) -> None:
+        """Run `spec` (create, or blue/green update to a newer revision). Returns at once."""
+        ...
+
+    def remove(self, endpoint_name: str) -> None:
+        """Stop everything of the endpoint. Returns at once; the deployer reports nothing more."""
+        ...
+
+
+class NullDeployer:
+    """A deployer that runs nothing: endpoints stay `Creating`. Used where no runtime is wanted."""
+
+    def apply(self, spec: EndpointSpec) -> None:
+        return None
+
+    def remove(self, endpoint_name: str) -> None:
+        return None

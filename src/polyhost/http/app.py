@@ -1,0 +1,105 @@
+"""The one ASGI app on the server's port: routes by path to the wire adapters.
+
+`POST /` → AWS JSON 1.1 control plane; `POST /endpoints/{name}/invocations` → runtime;
+`GET /ping` → liveness of the server itself. One access-log line per request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from polyhost.http.awsjson import AwsJsonAdapter
+from polyhost.http.io import send_response
+from polyhost.http.types import Receive, Scope, Send
+
+access_log = logging.getLogger("polyhost.access")
+
+RuntimeHandler = Callable[[Scope, Receive, Send, str], Awaitable[int]]
+ExtraRoute = Callable[[Scope, Receive, Send], Awaitable[int]]
+
+_INVOCATIONS_SUFFIX = "/invocations"
+_ENDPOINTS_PREFIX = "/endpoints/"
+
+
+class PolyhostApp:
+    def __init__(
+        self,
+        control: AwsJsonAdapter,
+        runtime: RuntimeHandler | None = None,
+        routes: dict[str, ExtraRoute] | None = None,
+        access_log_enabled: bool = True,
+    ) -> None:
+        self._control = control
+        self._runtime = runtime
+        self._routes = routes or {}
+        self._access_log = access_log_enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        status = 200
+        what = ""
+        # Track the status actually sent, whatever handler sends it.
+        original_send = send
+
+        async def send_tracking(message: dict[str, object]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])  # type: ignore[call-overload]
+            await original_send(message)
+
+        tracked: Send = send_tracking  # type: ignore[assignment]
+        if path == "/" and method == "POST":
+            what = await self._control(scope, receive, tracked)
+        elif (
+            path.startswith(_ENDPOINTS_PREFIX)
+            and path.endswith(_INVOCATIONS_SUFFIX)
+            and self._runtime is not None
+        ):
+            name = path[len(_ENDPOINTS_PREFIX) : -len(_INVOCATIONS_SUFFIX)]
+            if method != "POST":
+                await self._not_found(tracked, method, path, 405)
+            else:
+                what = name
+                await self._runtime(scope, receive, tracked, name)
+        elif path == "/ping" and method in ("GET", "HEAD"):
+            await send_response(tracked, 200, b"", [(b"content-type", b"text/plain")])
+        elif path in self._routes or any(path.startswith(p + "/") for p in self._routes if p):
+            route = self._routes.get(path) or next(
+                r for p, r in self._routes.items() if path.startswith(p + "/")
+            )
+            await route(scope, receive, tracked)
+        else:
+            await self._not_found(tracked, method, path, 404)
+        if self._access_log:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            client = scope.get("client") or ("-", 0)
+            access_log.info(
+                '%s "%s %s" %s %d %.1fms', client[0], method, path, what or "-", status, elapsed_ms
+            )
+
+    @staticmethod
+    async def _not_found(send: Send, method: str, path: str, status: int) -> None:
+        body = json.dumps(
+            {"__type": "UnknownOperationException", "message": f"No route for {method} {path}."}
+        ).encode()
+        await send_response(send, status, body, [(b"content-type", b"application/json")])
+
+    @staticmethod
+    async def _lifespan(receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return

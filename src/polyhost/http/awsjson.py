@@ -1,0 +1,96 @@
+"""AWS JSON 1.1 adapter: `POST /` with `X-Amz-Target: SageMaker.<Operation>`.
+
+Only translation lives here: decode the JSON object, hand it to the control plane, encode the
+result or the `ServiceError` as `{"__type", "message"}`. Validation is the control plane's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from polyhost.errors import (
+    InternalFailureError,
+    SerializationException,
+    ServiceError,
+    UnknownOperationException,
+)
+from polyhost.http.io import BodyTooLarge, header, read_body, send_response
+from polyhost.http.types import Receive, Scope, Send
+
+log = logging.getLogger("polyhost.http")
+
+CONTENT_TYPE = b"application/x-amz-json-1.1"
+TARGET_PREFIX = "SageMaker."
+MAX_CONTROL_BODY = 16 * 1024 * 1024
+
+ControlCall = Callable[[str, dict[str, Any]], Mapping[str, Any]]
+
+
+def _json_default(value: object) -> object:
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+class AwsJsonAdapter:
+    """Turns AWS JSON 1.1 requests into `control(operation, params)` calls."""
+
+    def __init__(self, control: ControlCall) -> None:
+        self._control = control
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> str:
+        """Serve one request; returns the operation name (for the access log)."""
+        request_id = str(uuid.uuid4())
+        operation = "?"
+        try:
+            target = (header(scope, b"x-amz-target") or b"").decode("latin-1")
+            if not target.startswith(TARGET_PREFIX) or len(target) == len(TARGET_PREFIX):
+                raise UnknownOperationException(
+                    "Missing or malformed X-Amz-Target header: expected 'SageMaker.<Operation>'."
+                )
+            operation = target[len(TARGET_PREFIX) :]
+            try:
+                raw = await read_body(scope, receive, MAX_CONTROL_BODY)
+            except BodyTooLarge:
+                raise SerializationException(
+                    f"Request body exceeds {MAX_CONTROL_BODY} bytes."
+                ) from None
+            params = self._decode(raw)
+            result = await asyncio.to_thread(self._control, operation, params)
+            body = json.dumps(result, default=_json_default, separators=(",", ":")).encode()
+            await send_response(send, 200, body, self._headers(request_id))
+        except ServiceError as error:
+            await self._send_error(send, error, request_id)
+        except Exception:  # never a traceback on the wire; the log keeps it
+            log.exception("internal error in %s", operation)
+            await self._send_error(
+                send, InternalFailureError("An internal error occurred; see the server log."),
+                request_id,
+            )
+        return operation
+
+    @staticmethod
+    def _decode(raw: bytes) -> dict[str, Any]:
+        if not raw.strip():
+            return {}
+        try:
+            params = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise SerializationException(f"Request body is not valid JSON: {error}") from None
+        if not isinstance(params, dict):
+            raise SerializationException(
+                f"Request body must be a JSON object, not {type(params).__name__}."
+            )
+        return params
+
+    @staticmethod
+    def _headers(request_id: str) -> list[tuple[bytes, bytes]]:
+        return [(b"content-type", CONTENT_TYPE), (b"x-amzn-requestid", request_id.encode())]
+
+    async def _send_error(self, send: Send, error: ServiceError, request_id: str) -> None:
+        body = json.dumps({"__type": error.code, "message": error.message}).encode()
+        headers = [*self._headers(request_id), (b"x-amzn-errortype", error.code.encode())]
+        await send_response(send, error.status, body, headers)

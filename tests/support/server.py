@@ -1,0 +1,116 @@
+"""Start a real `polyhost serve` in a subprocess on a free loopback port, and clients for it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+CONTAINERS = Path(__file__).parent / "containers"
+ECHO_IMAGE = "polyhost-test/echo:1"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+# Dummy credentials: polyhost does not need them, botocore insists on signing.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_image_config(path: Path) -> Path:
+    """images.toml registering the test containers under their test image names."""
+    echo = CONTAINERS / "echo_server.py"
+    path.write_text(
+        f'[images."{ECHO_IMAGE}"]\ncommand = ["{sys.executable}", "{echo}"]\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+@dataclass
+class PolyhostProcess:
+    state_dir: Path
+    image_config: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> PolyhostProcess:
+        self.port = self.port or free_port()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.state_dir / f"server-{int(time.time() * 1000)}.log"
+        args = [
+            sys.executable, "-m", "polyhost", "serve",
+            "--port", str(self.port),
+            "--state-dir", str(self.state_dir),
+            "--stop-grace", "3",
+        ]  # fmt: skip
+        if self.image_config is not None:
+            args += ["--image-config", str(self.image_config)]
+        args += self.extra_args
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"polyhost exited at start:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + "/ping", timeout=1) as answer:
+                    if answer.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"polyhost did not come up in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout)
+        return code
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> PolyhostProcess:
+        return self.start()
+
+    def sagemaker(self) -> Any:
+        return boto3.client(
+            "sagemaker",
+            endpoint_url=self.url,
+            region_name=REGION,
+            config=Config(retries={"max_attempts": 1}),
+        )
+
+    def runtime(self) -> Any:
+        return boto3.client(
+            "sagemaker-runtime",
+            endpoint_url=self.url,
+            region_name=REGION,
+            config=Config(retries={"max_attempts": 1}, read_timeout=120),
+        )
