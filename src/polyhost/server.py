@@ -1,8 +1,9 @@
 """Composition root: builds the server's parts from `Settings` and runs them on one port.
 
-Order matters: the store opens first, the deployer then brings back every endpoint that should
-run (reconcile), and only then does the port accept requests. On SIGINT/SIGTERM uvicorn stops
-accepting, and the deployer stops every container before the process exits.
+Order matters: the store opens first; containers a killed predecessor left behind are reaped;
+the port starts accepting; then every endpoint that should run is brought back (reconcile) in
+the background — until its containers are healthy, its invocations get a retryable 503. On
+SIGINT/SIGTERM uvicorn stops accepting, and the deployer stops every container before exit.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import time
 import uvicorn
 
 from polyhost.backends.images import ImageRegistry
-from polyhost.control.seam import NullDeployer
+from polyhost.backends.process import ProcessBackend
 from polyhost.control.service import ControlPlane
+from polyhost.deploy.deployer import EndpointDeployer
 from polyhost.http.app import PolyhostApp
 from polyhost.http.awsjson import AwsJsonAdapter
+from polyhost.http.runtime import RuntimeAdapter
+from polyhost.metrics.exposition import MetricsRoute
+from polyhost.router.router import Router
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.server")
@@ -28,18 +33,32 @@ class PolyhostServer:
         self.settings = settings
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.images = ImageRegistry.load(settings.image_config)
-        # TEMPORARY until the deployer lands (issue 3): endpoints stay Creating.
-        self.deployer = NullDeployer()
+        self.backend = ProcessBackend(settings, self.images)
+        self.router = Router(settings)
+        self.deployer = EndpointDeployer(settings, self.backend, self.router)
         self.control = ControlPlane(settings, self.deployer, self.images)
+        self.deployer.bind_status_sink(self.control)
+        routes = {"/metrics": MetricsRoute(self.deployer.groups)}
+        try:
+            from polyhost.http.logs import LogsRoute
+
+            routes["/polyhost/endpoints"] = LogsRoute(self.deployer.log_streams)  # type: ignore[assignment]
+        except ImportError:  # pragma: no cover - while the logs route is not in the tree
+            pass
         self.app = PolyhostApp(
             AwsJsonAdapter(self.control.call),
+            runtime=RuntimeAdapter(self.router, settings.max_body_bytes).handle,
+            routes=routes,  # type: ignore[arg-type]
             access_log_enabled=settings.access_log,
         )
 
     async def serve(self) -> None:
         started = time.perf_counter()
-        for spec in self.control.desired_endpoints():
-            self.deployer.apply(spec)
+        self.deployer.start(asyncio.get_running_loop())
+        await self.backend.reap_orphans(self.settings.stop_grace_s)
+        desired = self.control.desired_endpoints()
+        for spec in desired:
+            self.router.mark_restoring(spec.endpoint_name)
         config = uvicorn.Config(
             self.app,
             host=self.settings.host,
@@ -64,9 +83,12 @@ class PolyhostServer:
                 self.settings.state_dir,
                 (time.perf_counter() - started) * 1000,
             )
+            for spec in desired:
+                self.deployer.apply(spec)
         try:
             await server_task
         finally:
+            await self.deployer.shutdown()
             self.control.close()
             log.info("polyhost stopped")
 

@@ -31,6 +31,8 @@ class LaunchSpec:
     safe_port_range: tuple[int, int]  # SAGEMAKER_SAFE_PORT_RANGE, inclusive
     log_path: Path
     limits: ResourceLimits = field(default_factory=ResourceLimits)
+    # The container's working folder; the log file's folder when not given.
+    work_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,10 @@ class ContainerHandle(Protocol):
 
 class ImageNotFound(Exception):
     """The image is not known to this backend; the message names the known images."""
+
+
+class ContainerStartError(Exception):
+    """The container's program could not be launched; the message says why (no secrets)."""
 
 
 class Backend(Protocol):

@@ -67,7 +67,8 @@ class AwsJsonAdapter:
         except Exception:  # never a traceback on the wire; the log keeps it
             log.exception("internal error in %s", operation)
             await self._send_error(
-                send, InternalFailureError("An internal error occurred; see the server log."),
+                send,
+                InternalFailureError("An internal error occurred; see the server log."),
                 request_id,
             )
         return operation
@@ -78,7 +79,8 @@ class AwsJsonAdapter:
             return {}
         try:
             params = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as error:
+        # RecursionError: arrays/objects nested deeper than the decoder's stack allows.
+        except (ValueError, UnicodeDecodeError, RecursionError) as error:
             raise SerializationException(f"Request body is not valid JSON: {error}") from None
         if not isinstance(params, dict):
             raise SerializationException(

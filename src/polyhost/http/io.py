@@ -19,11 +19,21 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+async def _discard(receive: Receive, budget: int) -> None:
+    """Read and drop the rest of a refused body (up to `budget` bytes), so the client, still
+    sending, reads our error answer instead of a connection reset."""
+    while budget > 0:
+        message = await receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            return
+        budget -= len(message.get("body", b""))
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """Read the whole body, refusing early (by Content-Length) or as soon as `limit` is passed."""
+    """Read the whole body, refusing as soon as `limit` is passed; never buffers more."""
     declared = header(scope, b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge()
+    if declared is not None and declared.isdigit() and int(declared) > 4 * limit:
+        raise BodyTooLarge()  # far too large to be worth draining: refuse at once
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -31,12 +41,15 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         if message["type"] == "http.disconnect":
             break
         chunk = message.get("body", b"")
+        more = message.get("more_body", False)
         if chunk:
             size += len(chunk)
             if size > limit:
+                if more:
+                    await _discard(receive, 3 * limit)
                 raise BodyTooLarge()
             chunks.append(chunk)
-        if not message.get("more_body", False):
+        if not more:
             break
     if len(chunks) == 1:
         return chunks[0]

@@ -9,6 +9,8 @@ And per request, through X-Amzn-SageMaker-Custom-Attributes:
   status=CODE      answer with that status and the body as message
   crash=1          exit the process at once (os._exit)
   echo-attrs=1     return the custom attributes back
+  whoami=1         answer "<name>@<port>" (tells replicas apart)
+  model-file=NAME  answer the content of NAME in the model dir (SM_MODEL_DIR)
 """
 
 from __future__ import annotations
@@ -65,6 +67,20 @@ class Handler(BaseHTTPRequestHandler):
             )
         if "status" in attrs:
             self._send(int(attrs["status"]), body, "text/plain", extra)
+            return
+        if "model-file" in attrs:
+            path = os.path.join(
+                os.environ.get("SM_MODEL_DIR", "/opt/ml/model"), attrs["model-file"]
+            )
+            try:
+                with open(path, "rb") as handle:
+                    self._send(200, handle.read(), "application/octet-stream", extra)
+            except OSError as error:
+                self._send(404, str(error).encode(), "text/plain", extra)
+            return
+        if attrs.get("whoami") == "1":
+            port = os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080")
+            self._send(200, f"{NAME}@{port}".encode(), "text/plain", extra)
             return
         content_type = self.headers.get("Content-Type") or "application/octet-stream"
         self._send(200, NAME.encode() + b":" + body, content_type, extra)

@@ -52,6 +52,26 @@ class InvocationError(Exception):
         return json.dumps({self.json_key: self.message}).encode()
 
 
+MAX_MESSAGE_CHARS = 4096
+
+
+def public_message(error: BaseException) -> str:
+    """`Type: message` for the wire, without any traceback embedded in the message.
+
+    Some frameworks put a traceback into the message itself (TorchScript's interpreter errors
+    carry the serialized model code); the client gets the text before it and the final line.
+    """
+    text = str(error)
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if line.lstrip().startswith("Traceback"):
+            tail = next((item for item in reversed(lines) if item.strip()), "")
+            text = " ".join([*(item.strip() for item in lines[:index] if item.strip()), tail])
+            break
+    message = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return message[:MAX_MESSAGE_CHARS]
+
+
 class ModelService(Protocol):
     def load(self) -> None: ...
 
@@ -77,8 +97,13 @@ class ContractApp:
         if path == "/ping":
             await self._reply(send, 200 if self.ready.is_set() else 503, b"", "text/plain")
             return
-        if path != "/invocations" or scope["method"] != "POST":
+        if path != "/invocations":
             await self._reply(send, 404, b'{"message": "not found"}', "application/json")
+            return
+        if scope["method"] != "POST":
+            await self._reply(
+                send, 405, b'{"message": "use POST /invocations"}', "application/json"
+            )
             return
         chunks: list[bytes] = []
         while True:
@@ -99,13 +124,13 @@ class ContractApp:
         )
         loop = asyncio.get_running_loop()
         try:
-            response = await loop.run_in_executor(self.executor, self.service.invoke, request)
+            response = await loop.run_in_executor(self.executor, self._invoke, request)
         except InvocationError as error:
             await self._reply(send, error.status, error.body(), "application/json")
             return
         except Exception as error:  # a handler bug: its message, never a traceback on the wire
             log.exception("inference failed")
-            message = f"{type(error).__name__}: {error}"
+            message = public_message(error)
             await self._reply(
                 send, 500, json.dumps({"message": message}).encode(), "application/json"
             )
@@ -116,6 +141,12 @@ class ContractApp:
                 (b"x-amzn-sagemaker-custom-attributes", response.custom_attributes.encode())
             )
         await self._reply(send, response.status, response.body, response.content_type, extra)
+
+    def _invoke(self, request: InvocationRequest) -> InvocationResponse:
+        try:
+            return self.service.invoke(request)
+        except (SystemExit, KeyboardInterrupt) as error:  # a handler calling sys.exit()
+            raise RuntimeError(f"the handler tried to exit ({error!r})") from None
 
     @staticmethod
     async def _reply(
@@ -137,28 +168,49 @@ class ContractApp:
 def _load_in_background(app: ContractApp) -> None:
     try:
         app.service.load()
-    except Exception as error:
-        log.exception("model failed to load: %s", error)
-        print(f"polyhost stack: model failed to load: {error}", file=sys.stderr, flush=True)
+    except BaseException as error:  # also SystemExit from a user script: never hang unhealthy
+        log.exception("model failed to load")
+        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        print(f"polyhost stack: model failed to load: {reason}", file=sys.stderr, flush=True)
         os._exit(1)
     app.ready.set()
     log.info("model loaded; healthy")
 
 
-def serve(service: ModelService) -> None:
-    """Run the contract server on SAGEMAKER_BIND_TO_PORT (8080 when unset) until SIGTERM."""
-    import uvicorn
+def _int_setting(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        print(f"polyhost stack: {name}={value!r} is not a positive integer", file=sys.stderr)
+        sys.exit(2)
+    return number
 
+
+def serve(service: ModelService) -> None:
+    """Run the contract server on SAGEMAKER_BIND_TO_PORT (8080 when unset) until SIGTERM.
+
+    The model starts loading before the web server is even imported: the framework's import
+    (the bulk of the start-up time) overlaps with the server's own start.
+    """
     logging.basicConfig(
         level=os.environ.get("POLYHOST_STACK_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+    port = _int_setting("SAGEMAKER_BIND_TO_PORT", 8080)
+    # 0.0.0.0 as in SageMaker's images (a container's port is published from outside); the
+    # process backend passes POLYHOST_BIND_HOST=127.0.0.1.
     host = os.environ.get("POLYHOST_BIND_HOST", "0.0.0.0")
-    threads = int(os.environ.get("POLYHOST_INFERENCE_THREADS", "1"))
+    threads = _int_setting("POLYHOST_INFERENCE_THREADS", 1)
     app = ContractApp(service, threads=threads)
     threading.Thread(target=_load_in_background, args=(app,), daemon=True).start()
+    import uvicorn
+
     try:
         import uvloop  # noqa: F401
 

@@ -1,0 +1,99 @@
+"""`polyhost ls`: one line per endpoint — name, status, creation time, config, mode, containers.
+
+ListEndpoints gives names and statuses; the config, mode and container hostnames take a
+Describe of the endpoint, its config and its models. Models and configs may have been deleted
+while the endpoint keeps serving (allowed, as on SageMaker): the row then shows `-` rather than
+failing the whole listing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+from polyhost.client.resources import (
+    describe_config,
+    describe_endpoint,
+    describe_model,
+    list_endpoints,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
+
+HEADERS = ("NAME", "STATUS", "CREATED", "CONFIG", "MODE", "CONTAINERS")
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    status: str
+    created: str
+    config: str
+    mode: str
+    containers: str
+
+    def cells(self) -> tuple[str, ...]:
+        return (self.name, self.status, self.created, self.config, self.mode, self.containers)
+
+
+def _created(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return str(value or "-")
+
+
+def _model_summary(model: dict[str, Any] | None) -> tuple[str, str]:
+    """(mode, comma-separated hostnames) of a described model; `-` for a deleted one."""
+    if model is None:
+        return "-", "-"
+    if model.get("PrimaryContainer"):
+        container = model["PrimaryContainer"]
+        return "Single", str(container.get("ContainerHostname") or container.get("Image", "-"))
+    mode = str((model.get("InferenceExecutionConfig") or {}).get("Mode", "Serial"))
+    hostnames = [str(c.get("ContainerHostname") or "?") for c in model.get("Containers") or []]
+    return mode, ",".join(hostnames) or "-"
+
+
+def describe_row(sm: SageMakerClient, summary: dict[str, Any]) -> Row:
+    name = str(summary["EndpointName"])
+    endpoint = describe_endpoint(sm, name) or {}
+    config_name = str(endpoint.get("EndpointConfigName") or "-")
+    config = describe_config(sm, config_name) if endpoint.get("EndpointConfigName") else None
+    variants = (config or {}).get("ProductionVariants") or []
+    modes: list[str] = []
+    containers: list[str] = []
+    for variant in variants:
+        mode, hostnames = _model_summary(describe_model(sm, str(variant.get("ModelName"))))
+        modes.append(mode)
+        if len(variants) > 1:
+            hostnames = f"{variant.get('VariantName')}={hostnames}"
+        containers.append(hostnames)
+    return Row(
+        name=name,
+        status=str(endpoint.get("EndpointStatus") or summary.get("EndpointStatus") or "-"),
+        created=_created(summary.get("CreationTime")),
+        config=config_name,
+        mode="/".join(dict.fromkeys(modes)) or "-",
+        containers=" ".join(containers) or "-",
+    )
+
+
+def render(rows: list[Row]) -> str:
+    """A plain, aligned text table (the last column is left unpadded)."""
+    table = [HEADERS, *(row.cells() for row in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(HEADERS) - 1)]
+    lines = []
+    for line in table:
+        padded = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
+        lines.append("  ".join([*padded, line[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def list_command(sm: SageMakerClient, out: TextIO) -> None:
+    rows = [describe_row(sm, summary) for summary in list_endpoints(sm)]
+    if not rows:
+        print("No endpoints.", file=out)
+        return
+    print(render(rows), file=out)

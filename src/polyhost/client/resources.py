@@ -1,0 +1,55 @@
+"""Reading SageMaker resources where "not there" is an answer, not an error.
+
+boto3 signals a missing model, endpoint config or endpoint by a ValidationException
+("Could not find ..."); these helpers turn that into `None` so callers can branch on it, and
+let every other error through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from polyhost.client.errors import is_not_found
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
+
+
+def _or_none(call: Callable[[], Any]) -> dict[str, Any] | None:
+    try:
+        return dict(call())
+    except ClientError as error:
+        if is_not_found(error):
+            return None
+        raise
+
+
+def describe_model(sm: SageMakerClient, name: str) -> dict[str, Any] | None:
+    return _or_none(lambda: sm.describe_model(ModelName=name))
+
+
+def describe_config(sm: SageMakerClient, name: str) -> dict[str, Any] | None:
+    return _or_none(lambda: sm.describe_endpoint_config(EndpointConfigName=name))
+
+
+def describe_endpoint(sm: SageMakerClient, name: str) -> dict[str, Any] | None:
+    return _or_none(lambda: sm.describe_endpoint(EndpointName=name))
+
+
+def list_endpoints(sm: SageMakerClient) -> Iterator[dict[str, Any]]:
+    """Every endpoint, oldest first, following NextToken."""
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"SortBy": "CreationTime", "SortOrder": "Ascending"}
+        kwargs["MaxResults"] = 100
+        if token:
+            kwargs["NextToken"] = token
+        page = sm.list_endpoints(**kwargs)
+        for summary in page.get("Endpoints", []):
+            yield dict(summary)
+        token = page.get("NextToken")
+        if not token:
+            return

@@ -1,0 +1,265 @@
+"""Cross-field rules the service model cannot express (CONTRACT.md, "Names and limits").
+
+They run on the raw request next to the shape validation, so one answer lists everything that is
+wrong. Every rule therefore reads defensively: a member of the wrong type is the shape
+validator's to report, and a rule simply skips it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from polyhost.control.catalog import ImageCatalog
+from polyhost.control.validation import element_path, violation
+
+MAX_ENVIRONMENT_BYTES = 32 * 1024
+PIPELINE_MIN, PIPELINE_MAX = 2, 15
+RESERVED_TAG_PREFIX = "aws:"
+
+
+def positional_hostname(index: int) -> str:
+    """Hostname of the container at `index` (0-based) of a Serial pipeline that names none."""
+    return f"container-{index + 1}"
+
+
+def _encodable(text: str) -> bool:
+    """False for text with a lone surrogate, which the shape validation reports already."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _mode(params: dict[str, Any]) -> str:
+    config = params.get("InferenceExecutionConfig")
+    mode = config.get("Mode") if isinstance(config, dict) else None
+    return mode if mode in ("Serial", "Direct") else "Serial"
+
+
+def _containers(params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(message path, container) of every well-formed container of a CreateModel request."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    primary = params.get("PrimaryContainer")
+    if isinstance(primary, dict):
+        found.append(("primaryContainer", primary))
+    containers = params.get("Containers")
+    if isinstance(containers, list):
+        for index, container in enumerate(containers):
+            if isinstance(container, dict):
+                found.append((element_path("containers", index), container))
+    return found
+
+
+def _duplicates(named: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Names (compared case-insensitively) that occur more than once, with their paths."""
+    seen: dict[str, list[str]] = {}
+    first: dict[str, str] = {}
+    for name, path in named:
+        key = name.lower()
+        first.setdefault(key, name)
+        seen.setdefault(key, []).append(path)
+    return {first[key]: paths for key, paths in seen.items() if len(paths) > 1}
+
+
+def _plain(path: str) -> str:
+    """`containers.2.member` -> `containers.2`, for naming elements inside a sentence."""
+    return path.removesuffix(".member")
+
+
+def model_rules(params: dict[str, Any], images: ImageCatalog) -> list[str]:
+    found: list[str] = []
+    primary = params.get("PrimaryContainer")
+    containers = params.get("Containers")
+    if containers == []:
+        containers = None  # an empty list says no more than an absent one
+    if primary is not None and containers is not None:
+        found.append(
+            "PrimaryContainer and Containers are mutually exclusive: give PrimaryContainer for "
+            "a single container or Containers for several, not both"
+        )
+    elif primary is None and containers is None:
+        found.append("Either PrimaryContainer or a non-empty Containers list is required")
+    mode = _mode(params)
+    if primary is not None and containers is None and mode == "Direct":
+        found.append(
+            "Value 'Direct' at 'inferenceExecutionConfig.mode' failed to satisfy constraint: "
+            "Direct mode needs Containers; a model with only a PrimaryContainer has one container"
+        )
+    entries = _containers(params)
+    found += _image_rules(entries, images)
+    found += _environment_rules(entries)
+    if isinstance(containers, list) and primary is None:
+        found += _pipeline_rules([e for e in entries if e[0] != "primaryContainer"], mode)
+    return found
+
+
+def _image_rules(entries: list[tuple[str, dict[str, Any]]], images: ImageCatalog) -> list[str]:
+    found: list[str] = []
+    for path, container in entries:
+        image = container.get("Image")
+        if image is None:
+            found.append(violation(None, f"{path}.image", "Member must not be null"))
+        elif (
+            isinstance(image, str)
+            and 0 < len(image) <= 255
+            and not any(ch.isspace() for ch in image)
+            and _encodable(image)
+            and not images.knows_image(image)
+        ):
+            known = ", ".join(images.known_images())
+            found.append(
+                violation(
+                    image,
+                    f"{path}.image",
+                    f"Member must name an image this server knows: [{known}]; register other "
+                    "images in the file given to `polyhost serve --image-config`",
+                )
+            )
+    return found
+
+
+def _environment_rules(entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    found: list[str] = []
+    total = 0
+    for path, container in entries:
+        environment = container.get("Environment")
+        if not isinstance(environment, dict):
+            continue
+        for key, value in environment.items():
+            if not isinstance(value, str):
+                continue
+            total += len(key.encode("utf-8", "surrogatepass"))
+            total += len(value.encode("utf-8", "surrogatepass"))
+            if "\x00" in value:
+                found.append(
+                    violation(
+                        {key: value},
+                        f"{path}.environment",
+                        "Map value must not contain the NUL character",
+                    )
+                )
+    if total > MAX_ENVIRONMENT_BYTES:
+        found.append(
+            f"The Environment maps of a model may hold at most {MAX_ENVIRONMENT_BYTES} bytes of "
+            f"keys and values together (all containers combined); these hold {total} bytes"
+        )
+    return found
+
+
+def _pipeline_rules(entries: list[tuple[str, dict[str, Any]]], mode: str) -> list[str]:
+    found: list[str] = []
+    named = [
+        (container["ContainerHostname"], path)
+        for path, container in entries
+        if isinstance(container.get("ContainerHostname"), str)
+    ]
+    missing = [path for path, container in entries if container.get("ContainerHostname") is None]
+    if mode == "Direct":
+        found += [
+            violation(
+                None,
+                f"{path}.containerHostname",
+                "Member must not be null: in Direct mode every container needs a "
+                "ContainerHostname, which callers pass as TargetContainerHostname",
+            )
+            for path in missing
+        ]
+    else:
+        if len(entries) < PIPELINE_MIN:
+            found.append(
+                f"A Serial inference pipeline needs {PIPELINE_MIN} to {PIPELINE_MAX} containers; "
+                f"Containers has {len(entries)}. Give a single container as PrimaryContainer, or "
+                "set InferenceExecutionConfig Mode to Direct"
+            )
+        if named and missing:
+            found += [
+                violation(
+                    None,
+                    f"{path}.containerHostname",
+                    "Member must not be null: in a Serial inference pipeline either every "
+                    "container has a ContainerHostname or none has (then they are assigned "
+                    "from the position)",
+                )
+                for path in missing
+            ]
+    for hostname, paths in _duplicates(named).items():
+        places = ", ".join(_plain(p) for p in paths)
+        found.append(
+            f"ContainerHostname '{hostname}' is given to more than one container ({places}); "
+            "hostnames must be unique within a model"
+        )
+    return found
+
+
+def endpoint_config_rules(params: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    variants = params.get("ProductionVariants")
+    if not isinstance(variants, list):
+        return found
+    named: list[tuple[str, str]] = []
+    for index, variant in enumerate(variants):
+        if not isinstance(variant, dict):
+            continue
+        path = element_path("productionVariants", index)
+        if variant.get("ModelName") is None:
+            found.append(
+                violation(
+                    None,
+                    f"{path}.modelName",
+                    "Member must not be null: every production variant serves a model",
+                )
+            )
+        name = variant.get("VariantName")
+        if isinstance(name, str):
+            named.append((name, path))
+    for name, paths in _duplicates(named).items():
+        places = ", ".join(_plain(p) for p in paths)
+        found.append(
+            f"VariantName '{name}' is used by more than one production variant ({places}); "
+            "variant names must be unique within an endpoint configuration"
+        )
+    return found
+
+
+def tag_rules(params: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    tags = params.get("Tags")
+    if not isinstance(tags, list):
+        return found
+    keys: list[tuple[str, str]] = []
+    for index, tag in enumerate(tags):
+        if not isinstance(tag, dict) or not isinstance(tag.get("Key"), str):
+            continue
+        key: str = tag["Key"]
+        path = element_path("tags", index)
+        if key.lower().startswith(RESERVED_TAG_PREFIX):
+            found.append(
+                violation(
+                    key,
+                    f"{path}.key",
+                    f"Member must not start with '{RESERVED_TAG_PREFIX}', which AWS reserves",
+                )
+            )
+        keys.append((key, path))
+    seen: dict[str, list[str]] = {}
+    for key, path in keys:  # tag keys are case-sensitive
+        seen.setdefault(key, []).append(path)
+    for key, paths in seen.items():
+        if len(paths) > 1:
+            places = ", ".join(_plain(p) for p in paths)
+            found.append(f"Tag key '{key}' is given more than once ({places}); keys must be unique")
+    return found
+
+
+Rule = Callable[[dict[str, Any], ImageCatalog], list[str]]
+
+RULES: dict[str, Rule] = {
+    "CreateModel": lambda params, images: model_rules(params, images) + tag_rules(params),
+    "CreateEndpointConfig": lambda params, images: (
+        endpoint_config_rules(params) + tag_rules(params)
+    ),
+    "CreateEndpoint": lambda params, images: tag_rules(params),
+    "AddTags": lambda params, images: tag_rules(params),
+}

@@ -1,0 +1,484 @@
+"""The control plane: SageMaker's model, endpoint config, endpoint and tag operations.
+
+A plain object that knows nothing of HTTP: `call(operation, params)` takes the decoded JSON of
+a request and returns the JSON of the answer, or raises a `ServiceError`. Each call runs in
+three steps, each in its own module: validation (shape + cross-field rules, every violation
+at once), the store (SQLite, committed before the answer), and for endpoints the deployer seam
+(told only after the commit, so what it runs is always what a restart would bring back).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from polyhost.control.catalog import ImageCatalog
+from polyhost.control.endpoints import (
+    IN_PROGRESS,
+    EndpointState,
+    apply_report,
+    begin_update,
+    describe,
+    desired_spec,
+)
+from polyhost.control.listing import (
+    offset_from_token,
+    offset_token,
+    page_query,
+    paginate,
+)
+from polyhost.control.rules import RULES
+from polyhost.control.schema import Schema, load_schema, project
+from polyhost.control.seam import Deployer, EndpointSpec, StatusReport
+from polyhost.control.specs import build_spec, model_containers
+from polyhost.control.store import Kind, Resource, Store, StoreClosed
+from polyhost.control.validation import Validator, raise_if_any
+from polyhost.errors import (
+    InternalFailureError,
+    UnknownOperationException,
+    ValidationException,
+)
+from polyhost.settings import Settings
+
+log = logging.getLogger("polyhost.control")
+
+OPERATIONS = (
+    "CreateModel",
+    "DescribeModel",
+    "ListModels",
+    "DeleteModel",
+    "CreateEndpointConfig",
+    "DescribeEndpointConfig",
+    "ListEndpointConfigs",
+    "DeleteEndpointConfig",
+    "CreateEndpoint",
+    "DescribeEndpoint",
+    "ListEndpoints",
+    "UpdateEndpoint",
+    "DeleteEndpoint",
+    "AddTags",
+    "ListTags",
+    "DeleteTags",
+)
+MAX_TAGS = 50
+DEFAULT_TAG_PAGE = 50
+
+# How messages name each kind ("Could not find endpoint configuration ...").
+LABELS: dict[Kind, str] = {
+    "model": "model",
+    "endpoint-config": "endpoint configuration",
+    "endpoint": "endpoint",
+}
+
+
+def _tags(params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [(t["Key"], t["Value"]) for t in params.get("Tags") or []]
+
+
+class ControlPlane:
+    """Thread-safe: the HTTP adapter calls it from worker threads, the deployer from its own."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        deployer: Deployer,
+        images: ImageCatalog,
+        schema: Schema | None = None,
+    ) -> None:
+        self._settings = settings
+        self._deployer = deployer
+        self._images = images
+        self._schema = schema or load_schema(OPERATIONS)
+        self._validator = Validator(self._schema)
+        self._store = Store(settings.db_path)
+        # Guards read-check-write sequences (existence checks, tag limits, status changes).
+        self._lock = threading.RLock()
+        # Held from an endpoint change's commit until the deployer has been told, so the
+        # deployer sees changes of one endpoint in the order they were committed.
+        self._deploy_lock = threading.Lock()
+        # Endpoints whose update was restarted cold (after a server start): nothing old serves.
+        self._cold: set[str] = set()
+        self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "CreateModel": self._create_model,
+            "DescribeModel": self._describe_model,
+            "ListModels": self._list_models,
+            "DeleteModel": self._delete_model,
+            "CreateEndpointConfig": self._create_endpoint_config,
+            "DescribeEndpointConfig": self._describe_endpoint_config,
+            "ListEndpointConfigs": self._list_endpoint_configs,
+            "DeleteEndpointConfig": self._delete_endpoint_config,
+            "CreateEndpoint": self._create_endpoint,
+            "DescribeEndpoint": self._describe_endpoint,
+            "ListEndpoints": self._list_endpoints,
+            "UpdateEndpoint": self._update_endpoint,
+            "DeleteEndpoint": self._delete_endpoint,
+            "AddTags": self._add_tags,
+            "ListTags": self._list_tags,
+            "DeleteTags": self._delete_tags,
+        }
+
+    # -- the entry points ---------------------------------------------------------------------
+    def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        handler = self._handlers.get(operation)
+        if handler is None:
+            raise UnknownOperationException(self._unknown(operation))
+        shape = self._schema.input(operation)
+        violations = self._validator.check(shape, params) if shape else []
+        rule = RULES.get(operation)
+        if rule is not None:
+            violations += rule(params, self._images)
+        raise_if_any(violations)
+        clean: dict[str, Any] = project(self._schema, shape, params) if shape else {}
+        try:
+            return handler(clean)
+        except StoreClosed:
+            raise InternalFailureError("The server is shutting down; try again.") from None
+
+    def report(self, report: StatusReport) -> None:
+        """A deployer status report (any thread); stale or unknown endpoints are ignored."""
+        key = report.endpoint_name.lower()
+        with self._lock:
+            try:
+                resource = self._store.get("endpoint", report.endpoint_name)
+                if resource is None or resource.status is None:
+                    return
+                state = EndpointState.from_doc(resource.doc)
+                now = time.time()
+                moved = apply_report(
+                    resource.status, state, report, now=now, cold=key in self._cold
+                )
+                if moved is None:
+                    log.debug("ignoring stale report %s", report)
+                    return
+                status, new_state = moved
+                if new_state.pending is None:
+                    self._cold.discard(key)
+                # LastModifiedTime marks changes a client sees, not every heartbeat of a report.
+                changed = (status, new_state.config_name, new_state.failure_reason) != (
+                    resource.status,
+                    state.config_name,
+                    state.failure_reason,
+                )
+                modified = now if changed else resource.modified
+                self._store.update(
+                    self._replace(resource, status=status, modified=modified, doc=new_state.to_doc())
+                )
+            except StoreClosed:
+                return
+            if status != resource.status:
+                log.info(
+                    "endpoint %s: %s -> %s%s",
+                    resource.name,
+                    resource.status,
+                    status,
+                    f" ({new_state.failure_reason})" if new_state.failure_reason else "",
+                )
+
+    def desired_endpoints(self) -> list[EndpointSpec]:
+        """Every endpoint that should run, as the spec to run (called once, at server start)."""
+        specs: list[EndpointSpec] = []
+        with self._lock:
+            for resource in self._store.all("endpoint"):
+                state = EndpointState.from_doc(resource.doc)
+                spec = desired_spec(resource.status or "", state)
+                if spec is None:
+                    continue
+                if state.pending is not None:
+                    self._cold.add(resource.name.lower())
+                specs.append(spec)
+        return specs
+
+    def close(self) -> None:
+        self._store.close()
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _unknown(self, operation: str) -> str:
+        supported = ", ".join(OPERATIONS)
+        if operation in self._schema.all_operations:
+            return (
+                f"polyhost does not implement the SageMaker operation {operation}. "
+                f"It implements: {supported}."
+            )
+        shown = operation if len(operation) <= 100 else operation[:97] + "..."
+        return f"Unknown operation '{shown}'. polyhost implements: {supported}."
+
+    def _arn(self, kind: Kind, name: str) -> str:
+        return self._settings.arn(kind, name)
+
+    def _not_found(self, kind: Kind, name: str) -> ValidationException:
+        return ValidationException(f'Could not find {LABELS[kind]} "{self._arn(kind, name)}".')
+
+    def _get(self, kind: Kind, name: str) -> Resource:
+        resource = self._store.get(kind, name)
+        if resource is None:
+            raise self._not_found(kind, name)
+        return resource
+
+    def _insert(self, kind: Kind, name: str, doc: dict[str, Any], **extra: Any) -> Resource:
+        now = time.time()
+        arn = self._arn(kind, name)
+        resource = Resource(kind, name, arn, now, now, extra.get("status"), doc)
+        if not self._store.insert(resource, extra.get("tags", ())):
+            raise ValidationException(f'Cannot create already existing {LABELS[kind]} "{arn}".')
+        return resource
+
+    @staticmethod
+    def _replace(
+        resource: Resource, *, status: str, modified: float, doc: dict[str, Any]
+    ) -> Resource:
+        return Resource(
+            resource.kind, resource.name, resource.arn, resource.created, modified, status, doc
+        )
+
+    def _shape_output(self, operation: str, out: dict[str, Any]) -> dict[str, Any]:
+        """Drop what the output shape does not have (Tags given at creation, say)."""
+        shape = self._schema.output(operation)
+        shaped: dict[str, Any] = project(self._schema, shape, out) if shape else out
+        return shaped
+
+    def _list(
+        self,
+        kind: Kind,
+        params: dict[str, Any],
+        key: str,
+        summary: Callable[[Resource], dict[str, Any]],
+    ) -> dict[str, Any]:
+        query = page_query(params)
+        rows, token = paginate(query, self._store.page(kind, query))
+        out: dict[str, Any] = {key: [summary(r) for r in rows]}
+        if token:
+            out["NextToken"] = token
+        return out
+
+    # -- models -------------------------------------------------------------------------------
+    def _create_model(self, params: dict[str, Any]) -> dict[str, Any]:
+        doc = {k: v for k, v in params.items() if k != "Tags"}
+        resource = self._insert("model", params["ModelName"], doc, tags=_tags(params))
+        return {"ModelArn": resource.arn}
+
+    def _describe_model(self, params: dict[str, Any]) -> dict[str, Any]:
+        model = self._get("model", params["ModelName"])
+        out = {**model.doc, "ModelName": model.name, "ModelArn": model.arn}
+        out["CreationTime"] = model.created
+        return self._shape_output("DescribeModel", out)
+
+    def _list_models(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._list(
+            "model",
+            params,
+            "Models",
+            lambda r: {"ModelName": r.name, "ModelArn": r.arn, "CreationTime": r.created},
+        )
+
+    def _delete_model(self, params: dict[str, Any]) -> dict[str, Any]:
+        # Allowed while an endpoint uses it: the endpoint runs its own snapshot.
+        with self._lock:
+            if self._store.delete("model", params["ModelName"]) is None:
+                raise self._not_found("model", params["ModelName"])
+        return {}
+
+    # -- endpoint configs ---------------------------------------------------------------------
+    def _models_of(self, config: Mapping[str, Any]) -> dict[str, Resource]:
+        """The models the config's variants name, all of which must exist."""
+        names = [str(v["ModelName"]) for v in config["ProductionVariants"]]
+        found = self._store.get_many("model", names)
+        for name in names:
+            if name.lower() not in found:
+                raise self._not_found("model", name)
+        return found
+
+    def _create_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._models_of(params)
+        doc = {k: v for k, v in params.items() if k != "Tags"}
+        resource = self._insert(
+            "endpoint-config", params["EndpointConfigName"], doc, tags=_tags(params)
+        )
+        return {"EndpointConfigArn": resource.arn}
+
+    def _describe_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        config = self._get("endpoint-config", params["EndpointConfigName"])
+        out = {**config.doc, "EndpointConfigName": config.name, "EndpointConfigArn": config.arn}
+        out["CreationTime"] = config.created
+        return self._shape_output("DescribeEndpointConfig", out)
+
+    def _list_endpoint_configs(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._list(
+            "endpoint-config",
+            params,
+            "EndpointConfigs",
+            lambda r: {
+                "EndpointConfigName": r.name,
+                "EndpointConfigArn": r.arn,
+                "CreationTime": r.created,
+            },
+        )
+
+    def _delete_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        # Allowed while an endpoint uses it (the SageMaker SDK deletes it before the endpoint).
+        with self._lock:
+            if self._store.delete("endpoint-config", params["EndpointConfigName"]) is None:
+                raise self._not_found("endpoint-config", params["EndpointConfigName"])
+        return {}
+
+    # -- endpoints ----------------------------------------------------------------------------
+    def _resolve(self, endpoint: str, config_name: str, revision: int) -> EndpointSpec:
+        """Snapshot config + models into a spec; everything named must exist and be runnable."""
+        config = self._get("endpoint-config", config_name)
+        models = self._models_of(config.doc)
+        for model in models.values():
+            _, containers = model_containers(model.name, model.doc)
+            for container in containers:
+                if not self._images.knows_image(container.image):
+                    raise ValidationException(
+                        f"Model {model.name} uses image '{container.image}', which this server "
+                        f"does not know. Known images: {', '.join(self._images.known_images())}."
+                    )
+        return build_spec(
+            endpoint_name=endpoint,
+            endpoint_arn=self._arn("endpoint", endpoint),
+            config_name=config.name,
+            config=config.doc,
+            models={key: (m.name, m.doc) for key, m in models.items()},
+            revision=revision,
+        )
+
+    def _create_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["EndpointName"]
+        with self._deploy_lock:
+            with self._lock:
+                if self._store.get("endpoint", name) is not None:
+                    arn = self._arn("endpoint", name)
+                    raise ValidationException(f'Cannot create already existing endpoint "{arn}".')
+                revision = self._store.next_value("revision")
+                spec = self._resolve(name, params["EndpointConfigName"], revision)
+                state = EndpointState(
+                    config_name=spec.endpoint_config_name,
+                    spec=spec,
+                    revision=revision,
+                    deployment_config=params.get("DeploymentConfig"),
+                )
+                resource = self._insert(
+                    "endpoint", name, state.to_doc(), status="Creating", tags=_tags(params)
+                )
+                self._cold.discard(name.lower())
+            self._tell(lambda: self._deployer.apply(spec))
+        return {"EndpointArn": resource.arn}
+
+    def _describe_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        endpoint = self._get("endpoint", params["EndpointName"])
+        out = describe(
+            name=endpoint.name,
+            arn=endpoint.arn,
+            status=endpoint.status or "Creating",
+            created=endpoint.created,
+            modified=endpoint.modified,
+            state=EndpointState.from_doc(endpoint.doc),
+        )
+        return self._shape_output("DescribeEndpoint", out)
+
+    def _list_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._list(
+            "endpoint",
+            params,
+            "Endpoints",
+            lambda r: {
+                "EndpointName": r.name,
+                "EndpointArn": r.arn,
+                "CreationTime": r.created,
+                "LastModifiedTime": r.modified,
+                "EndpointStatus": r.status,
+            },
+        )
+
+    def _update_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._deploy_lock:
+            with self._lock:
+                endpoint = self._get("endpoint", params["EndpointName"])
+                status = endpoint.status or "Creating"
+                if status in IN_PROGRESS:
+                    raise ValidationException(
+                        f'Cannot update in-progress endpoint "{endpoint.arn}".'
+                    )
+                revision = self._store.next_value("revision")
+                spec = self._resolve(endpoint.name, params["EndpointConfigName"], revision)
+                now = time.time()
+                state = begin_update(
+                    EndpointState.from_doc(endpoint.doc),
+                    spec,
+                    now=now,
+                    status=status,
+                    deployment_config=params.get("DeploymentConfig"),
+                )
+                self._store.update(
+                    self._replace(endpoint, status="Updating", modified=now, doc=state.to_doc())
+                )
+                self._cold.discard(endpoint.name.lower())
+            self._tell(lambda: self._deployer.apply(spec))
+        return {"EndpointArn": endpoint.arn}
+
+    def _delete_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._deploy_lock:
+            with self._lock:
+                endpoint = self._store.delete("endpoint", params["EndpointName"])
+                if endpoint is None:
+                    raise self._not_found("endpoint", params["EndpointName"])
+                self._cold.discard(endpoint.name.lower())
+            self._tell(lambda: self._deployer.remove(endpoint.name))
+        return {}
+
+    @staticmethod
+    def _tell(notify: Callable[[], None]) -> None:
+        """Tell the deployer; the change is committed, so a deployer error must not undo it."""
+        try:
+            notify()
+        except Exception:
+            # A restart reconciles from the store; the answer stays the committed truth.
+            log.exception("the deployer refused a change")
+
+    # -- tags ---------------------------------------------------------------------------------
+    def _tagged(self, arn: str) -> Resource:
+        """The resource an ARN names (only this server's models, configs and endpoints)."""
+        parts = arn.split(":", 5)
+        kind_name = parts[5] if len(parts) == 6 else ""
+        kind, _, name = kind_name.partition("/")
+        if kind not in LABELS or not name:
+            raise ValidationException(
+                f"polyhost keeps tags on models, endpoint configurations and endpoints only; "
+                f"'{arn}' names none of them."
+            )
+        typed: Kind = kind  # type: ignore[assignment]  # checked against LABELS above
+        resource = self._store.get(typed, name)
+        if resource is None or resource.arn.lower() != arn.lower():  # another region or account
+            raise ValidationException(f'Could not find {LABELS[typed]} "{arn}".')
+        return resource
+
+    def _add_tags(self, params: dict[str, Any]) -> dict[str, Any]:
+        tags = _tags(params)
+        with self._lock:
+            resource = self._tagged(params["ResourceArn"])
+            count = self._store.add_tags(resource.kind, resource.name, tags, MAX_TAGS)
+        if count is not None:
+            raise ValidationException(
+                f"A resource can have at most {MAX_TAGS} tags; {resource.arn} would have {count}."
+            )
+        return {"Tags": params["Tags"]}
+
+    def _list_tags(self, params: dict[str, Any]) -> dict[str, Any]:
+        resource = self._tagged(params["ResourceArn"])
+        tags = self._store.tags(resource.kind, resource.name)
+        start = offset_from_token(params.get("NextToken"))
+        size = int(params.get("MaxResults", DEFAULT_TAG_PAGE))
+        page = tags[start : start + size]
+        out: dict[str, Any] = {"Tags": [{"Key": k, "Value": v} for k, v in page]}
+        if start + size < len(tags):
+            out["NextToken"] = offset_token(start + size)
+        return out
+
+    def _delete_tags(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            resource = self._tagged(params["ResourceArn"])
+            self._store.delete_tags(resource.kind, resource.name, params["TagKeys"])
+        return {}

@@ -1,0 +1,134 @@
+"""Resolve an endpoint config and its models into the frozen `EndpointSpec` the deployer runs.
+
+The snapshot is taken when CreateEndpoint/UpdateEndpoint is accepted and stored with the
+endpoint, so deleting or re-creating a model afterwards does not change what runs (SageMaker
+behaves the same, and its Python SDK deletes models while their endpoint is up).
+
+Hostnames: a pipeline container keeps its ContainerHostname, or gets `container-<position>`
+(1-based) when none of the pipeline's containers names one. A model with only a PrimaryContainer
+(for which SageMaker ignores ContainerHostname) is one container named by its ContainerHostname
+when given, else by the model's name — a name that is already unique and says what runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar, cast
+
+from polyhost.control.rules import positional_hostname
+from polyhost.control.seam import (
+    ContainerSpec,
+    EndpointSpec,
+    InferenceMode,
+    VariantSpec,
+    VariantStatus,
+)
+
+DEFAULT_STARTUP_TIMEOUT_S = 240
+DEFAULT_DOWNLOAD_TIMEOUT_S = 3600
+
+
+def _container(definition: Mapping[str, Any], hostname: str) -> ContainerSpec:
+    return ContainerSpec(
+        hostname=hostname,
+        image=str(definition["Image"]),
+        model_data_url=definition.get("ModelDataUrl"),
+        environment=dict(definition.get("Environment") or {}),
+    )
+
+
+def model_containers(
+    model_name: str, model: Mapping[str, Any]
+) -> tuple[InferenceMode, tuple[ContainerSpec, ...]]:
+    """The inference mode and containers (hostnames resolved) of a stored model."""
+    primary = model.get("PrimaryContainer")
+    if primary is not None:
+        return "Serial", (_container(primary, primary.get("ContainerHostname") or model_name),)
+    definitions: list[Mapping[str, Any]] = model.get("Containers") or []
+    mode: InferenceMode = (model.get("InferenceExecutionConfig") or {}).get("Mode", "Serial")
+    containers = tuple(
+        _container(d, d.get("ContainerHostname") or positional_hostname(i))
+        for i, d in enumerate(definitions)
+    )
+    return mode, containers
+
+
+def build_spec(
+    *,
+    endpoint_name: str,
+    endpoint_arn: str,
+    config_name: str,
+    config: Mapping[str, Any],
+    models: Mapping[str, tuple[str, Mapping[str, Any]]],
+    revision: int,
+) -> EndpointSpec:
+    """`models` maps a lowercased model name to (name as created, stored model)."""
+    variants = []
+    for variant in config["ProductionVariants"]:
+        model_name, model = models[str(variant["ModelName"]).lower()]
+        mode, containers = model_containers(model_name, model)
+        variants.append(
+            VariantSpec(
+                variant_name=variant["VariantName"],
+                model_name=model_name,
+                containers=containers,
+                mode=mode,
+                instance_count=int(variant.get("InitialInstanceCount", 1)),
+                initial_weight=float(variant.get("InitialVariantWeight", 1.0)),
+                instance_type=variant.get("InstanceType"),
+                startup_timeout_s=int(
+                    variant.get(
+                        "ContainerStartupHealthCheckTimeoutInSeconds", DEFAULT_STARTUP_TIMEOUT_S
+                    )
+                ),
+                download_timeout_s=int(
+                    variant.get("ModelDataDownloadTimeoutInSeconds", DEFAULT_DOWNLOAD_TIMEOUT_S)
+                ),
+            )
+        )
+    return EndpointSpec(
+        endpoint_name=endpoint_name,
+        endpoint_arn=endpoint_arn,
+        endpoint_config_name=config_name,
+        variants=tuple(variants),
+        revision=revision,
+    )
+
+
+# -- JSON codec (the spec is stored with the endpoint) ----------------------------------------
+
+T = TypeVar("T")
+
+
+def _fields(cls: type[T], data: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the fields `cls` has: specs stored by another polyhost version still load."""
+    names = {f.name for f in dataclasses.fields(cast(Any, cls))}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def spec_to_json(spec: EndpointSpec) -> dict[str, Any]:
+    return dataclasses.asdict(spec)
+
+
+def spec_from_json(data: Mapping[str, Any]) -> EndpointSpec:
+    variants = []
+    for raw_variant in data["variants"]:
+        fields = _fields(VariantSpec, raw_variant)
+        fields["containers"] = tuple(
+            ContainerSpec(**_fields(ContainerSpec, c)) for c in raw_variant["containers"]
+        )
+        variants.append(VariantSpec(**fields))
+    fields = _fields(EndpointSpec, data)
+    fields["variants"] = tuple(variants)
+    return EndpointSpec(**fields)
+
+
+def variant_status_to_json(status: VariantStatus) -> dict[str, Any]:
+    return dataclasses.asdict(status)
+
+
+def variant_status_from_json(data: Mapping[str, Any]) -> VariantStatus:
+    fields = _fields(VariantStatus, data)
+    fields["deployed_images"] = tuple(fields.get("deployed_images", ()))
+    return VariantStatus(**fields)

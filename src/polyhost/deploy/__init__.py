@@ -1,0 +1,1 @@
+"""The deployer: desired endpoint state → running container groups, and their model data."""

@@ -1,0 +1,259 @@
+"""The deployer: turns the control plane's desired state into running container groups.
+
+It lives on the server's event loop. `apply`/`remove` may be called from any thread (the
+control plane runs in worker threads) and only schedule work. Create starts a group and
+publishes its route; update is blue/green (the new group must be healthy before the routing
+table is swapped; the old group drains its in-flight requests, then stops); a failed update
+leaves the old group serving. Status goes back to the control plane through `StatusSink`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from polyhost.backends.base import Backend
+from polyhost.control.seam import (
+    EndpointSpec,
+    StatusReport,
+    StatusSink,
+    VariantStatus,
+)
+from polyhost.deploy.artifacts import ArtifactStore
+from polyhost.deploy.group import DeployFailure, GroupStarter, RunningGroup
+from polyhost.deploy.logs import LogStream
+from polyhost.deploy.ports import PortAllocator
+from polyhost.deploy.supervisor import supervise
+from polyhost.router.router import Router
+from polyhost.settings import Settings
+
+log = logging.getLogger("polyhost.deploy")
+
+
+@dataclass
+class _EndpointState:
+    serving: RunningGroup | None = None
+    attempt: RunningGroup | None = None  # the group being started (or the last failed one)
+    task: asyncio.Task[None] | None = None
+    revision: int = 0
+
+
+class EndpointDeployer:
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        router: Router,
+        artifacts: ArtifactStore | None = None,
+    ) -> None:
+        self._settings = settings
+        self._router = router
+        self._starter = GroupStarter(
+            backend=backend,
+            artifacts=artifacts
+            or ArtifactStore(settings.artifact_cache_dir, settings.max_model_bytes),
+            ports=PortAllocator(),
+            containers_dir=settings.containers_dir,
+            host="127.0.0.1",
+            max_inflight=settings.max_inflight_per_container,
+            stop_grace_s=settings.stop_grace_s,
+        )
+        self._sink: StatusSink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._endpoints: dict[str, _EndpointState] = {}
+        self._closing = False
+
+    def bind_status_sink(self, sink: StatusSink) -> None:
+        self._sink = sink
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    # -- the seam (any thread) ------------------------------------------------------------
+    def apply(self, spec: EndpointSpec) -> None:
+        self._call_soon(self._apply, spec)
+
+    def remove(self, endpoint_name: str) -> None:
+        self._call_soon(self._remove, endpoint_name)
+
+    def _call_soon(self, fn: object, arg: object) -> None:
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("deployer not started")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            loop.call_soon(fn, arg)  # type: ignore[arg-type]
+        else:
+            loop.call_soon_threadsafe(fn, arg)  # type: ignore[arg-type]
+
+    # -- observation ------------------------------------------------------------------------
+    def log_streams(self, endpoint_name: str) -> list[LogStream]:
+        """Logs of the serving group, or of the last attempt when nothing serves (failed)."""
+        state = self._endpoints.get(endpoint_name)
+        if state is None:
+            return []
+        group = state.serving or state.attempt
+        return group.log_streams() if group else []
+
+    def groups(self) -> list[RunningGroup]:
+        return [s.serving for s in self._endpoints.values() if s.serving is not None]
+
+    # -- work on the loop -------------------------------------------------------------------
+    def _apply(self, spec: EndpointSpec) -> None:
+        if self._closing:
+            return
+        state = self._endpoints.setdefault(spec.endpoint_name, _EndpointState())
+        if spec.revision <= state.revision and (state.serving or state.task):
+            return  # already running or starting this revision
+        state.revision = spec.revision
+        previous = state.task
+        state.task = asyncio.get_running_loop().create_task(self._deploy(state, spec, previous))
+
+    async def _deploy(
+        self, state: _EndpointState, spec: EndpointSpec, previous: asyncio.Task[None] | None
+    ) -> None:
+        if previous is not None and not previous.done():
+            previous.cancel()
+            await asyncio.gather(previous, return_exceptions=True)
+        name = spec.endpoint_name
+        if state.serving is None and not self._router.is_restoring(name):
+            self._router.mark_not_serving(name, "Creating")
+        group = RunningGroup(spec)
+        state.attempt = group
+        started = asyncio.get_running_loop().time()
+        try:
+            await self._starter.start(spec, group)
+        except DeployFailure as failure:
+            log.warning("endpoint %s revision %d failed: %s", name, spec.revision, failure.reason)
+            await self._report_failure(state, spec, failure.reason)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a bug must not leave the endpoint Creating forever
+            log.exception("deploying %s failed", name)
+            await self._report_failure(state, spec, f"Internal error while deploying: {error}")
+            return
+        assert group.route is not None
+        old = state.serving
+        state.serving = group
+        state.attempt = None
+        self._router.publish(group.route)
+        for container in group.containers:
+            group.supervisors.append(
+                asyncio.get_running_loop().create_task(supervise(self._starter, group, container))
+            )
+        log.info(
+            "endpoint %s revision %d InService in %.2fs (%d containers)",
+            name,
+            spec.revision,
+            asyncio.get_running_loop().time() - started,
+            len(group.containers),
+        )
+        await self._report(
+            StatusReport(
+                endpoint_name=name,
+                revision=spec.revision,
+                status="InService",
+                variants=self._variant_statuses(spec),
+                serving_config_name=spec.endpoint_config_name,
+            )
+        )
+        if old is not None:
+            await self._drain_and_stop(old)
+
+    async def _report_failure(self, state: _EndpointState, spec: EndpointSpec, reason: str) -> None:
+        serving = state.serving
+        if serving is None:
+            self._router.mark_not_serving(spec.endpoint_name, "Failed")
+            await self._report(
+                StatusReport(
+                    endpoint_name=spec.endpoint_name,
+                    revision=spec.revision,
+                    status="Failed",
+                    failure_reason=reason,
+                    variants=self._variant_statuses(spec, current=0),
+                )
+            )
+            return
+        # A failed update: the old group keeps serving, and the endpoint says why.
+        await self._report(
+            StatusReport(
+                endpoint_name=spec.endpoint_name,
+                revision=spec.revision,
+                status="InService",
+                failure_reason=f"Update to endpoint config {spec.endpoint_config_name} failed: "
+                f"{reason}"[:1024],
+                variants=self._variant_statuses(serving.spec),
+                serving_config_name=serving.spec.endpoint_config_name,
+            )
+        )
+
+    async def _drain_and_stop(self, group: RunningGroup) -> None:
+        """Let requests already routed to `group` finish (bounded), then stop it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.invocation_timeout_s + 1
+        route = group.route
+        while route is not None and loop.time() < deadline:
+            if all(r.outstanding == 0 for v in route.variants for r in v.replicas):
+                break
+            await asyncio.sleep(0.05)
+        await self._starter.stop(group)
+
+    def _remove(self, endpoint_name: str) -> None:
+        state = self._endpoints.pop(endpoint_name, None)
+        self._router.withdraw(endpoint_name)
+        if state is None:
+            return
+        asyncio.get_running_loop().create_task(self._stop_state(state))
+
+    async def _stop_state(self, state: _EndpointState) -> None:
+        if state.task is not None and not state.task.done():
+            state.task.cancel()
+            await asyncio.gather(state.task, return_exceptions=True)
+        if state.serving is not None:
+            await self._drain_and_stop(state.serving)
+
+    async def shutdown(self) -> None:
+        """Stop every container (server exit); endpoints come back on the next start."""
+        self._closing = True
+        states = list(self._endpoints.values())
+        self._endpoints.clear()
+        for state in states:
+            if state.task is not None and not state.task.done():
+                state.task.cancel()
+        await asyncio.gather(
+            *(s.task for s in states if s.task is not None), return_exceptions=True
+        )
+        await asyncio.gather(
+            *(self._starter.stop(s.serving) for s in states if s.serving is not None),
+            return_exceptions=True,
+        )
+
+    async def _report(self, report: StatusReport) -> None:
+        if self._sink is None:
+            return
+        try:
+            await asyncio.to_thread(self._sink.report, report)
+        except Exception:
+            log.exception("status report for %s failed", report.endpoint_name)
+
+    @staticmethod
+    def _variant_statuses(
+        spec: EndpointSpec, current: int | None = None
+    ) -> tuple[VariantStatus, ...]:
+        return tuple(
+            VariantStatus(
+                variant_name=v.variant_name,
+                current_instance_count=v.instance_count if current is None else current,
+                desired_instance_count=v.instance_count,
+                current_weight=v.initial_weight,
+                desired_weight=v.initial_weight,
+                deployed_images=tuple(c.image for c in v.containers),
+                status="InService" if current is None else "Failed",
+            )
+            for v in spec.variants
+        )

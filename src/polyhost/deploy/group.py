@@ -1,0 +1,251 @@
+"""Starting and stopping one endpoint revision: every replica of every variant, all containers.
+
+A group is all-or-nothing: it is handed to the router only once every container passed its
+ping, and if any container fails the whole group is stopped and the failure says which container
+and quotes the end of its log (that text becomes the endpoint's FailureReason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from polyhost.backends.base import Backend, ContainerHandle, LaunchSpec
+from polyhost.control.seam import ContainerSpec, EndpointSpec, VariantSpec
+from polyhost.deploy.artifacts import ArtifactError, ArtifactStore
+from polyhost.deploy.health import ping
+from polyhost.deploy.logs import LogStream, tail
+from polyhost.deploy.ports import PortAllocator
+from polyhost.router.table import (
+    ContainerRoute,
+    EndpointRoute,
+    ReplicaRoute,
+    VariantRoute,
+)
+from polyhost.router.upstream import UpstreamPool
+
+log = logging.getLogger("polyhost.deploy")
+
+MAX_REASON = 1024
+
+
+class DeployFailure(Exception):
+    """A group could not be started; `reason` is fit for FailureReason (≤ 1024 chars)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason[:MAX_REASON]
+
+
+@dataclass
+class RunningContainer:
+    spec: ContainerSpec
+    variant: VariantSpec
+    launch: LaunchSpec
+    stream: LogStream
+    handle: ContainerHandle | None = None
+    route: ContainerRoute | None = None
+    restarts: int = 0
+
+
+@dataclass
+class RunningGroup:
+    spec: EndpointSpec
+    containers: list[RunningContainer] = field(default_factory=list)
+    route: EndpointRoute | None = None
+    stopping: bool = False
+    supervisors: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def log_streams(self) -> list[LogStream]:
+        return [c.stream for c in self.containers]
+
+
+def failure_with_log(message: str, log_path: Path) -> DeployFailure:
+    """`message` plus the end of the container's log, cut to fit FailureReason."""
+    room = MAX_REASON - len(message) - len(" Last log lines: ") - 1
+    end = tail(log_path, max(room, 0)) if room > 40 else ""
+    if end:
+        return DeployFailure(f"{message} Last log lines: {end}")
+    return DeployFailure(f"{message} The container wrote nothing to its log.")
+
+
+async def wait_healthy(
+    container: RunningContainer, handle: ContainerHandle, timeout_s: float
+) -> None:
+    """Poll `/ping` until 200; fail fast if the process exits, or after `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + timeout_s
+    hostname = container.spec.hostname
+    variant = container.variant.variant_name
+    while True:
+        code = handle.exit_code()
+        if code is not None:
+            raise failure_with_log(
+                f"Container {hostname} for production variant {variant} exited with code {code} "
+                "before it passed the ping health check.",
+                container.launch.log_path,
+            )
+        if await ping(handle.host, handle.port):
+            return
+        now = loop.time()
+        if now >= deadline:
+            raise failure_with_log(
+                f"Container {hostname} for production variant {variant} did not pass the ping "
+                f"health check within {timeout_s:g} seconds.",
+                container.launch.log_path,
+            )
+        # Poll quickly at first (light containers are up in tens of ms), then back off.
+        await asyncio.sleep(0.01 if now - started < 1 else 0.1)
+
+
+class GroupStarter:
+    """Builds `RunningGroup`s from `EndpointSpec`s using a backend, artifacts and ports."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        artifacts: ArtifactStore,
+        ports: PortAllocator,
+        containers_dir: Path,
+        host: str,
+        max_inflight: int,
+        stop_grace_s: float,
+    ) -> None:
+        self._backend = backend
+        self._artifacts = artifacts
+        self._ports = ports
+        self._containers_dir = containers_dir
+        self._host = host
+        self._max_inflight = max_inflight
+        self._stop_grace_s = stop_grace_s
+
+    async def start(self, spec: EndpointSpec, group: RunningGroup) -> None:
+        """Start every container of `spec` into `group`; raises DeployFailure (group stopped)."""
+        try:
+            model_dirs = await self._fetch_models(spec)
+            self._plan(spec, group, model_dirs)
+            await asyncio.gather(*(self._start_one(c) for c in group.containers))
+            group.route = self._route(spec, group)
+        except BaseException:
+            await self.stop(group)
+            raise
+
+    async def stop(self, group: RunningGroup) -> None:
+        group.stopping = True
+        for task in group.supervisors:
+            task.cancel()
+        await asyncio.gather(*(self._stop_one(c) for c in group.containers), return_exceptions=True)
+
+    async def _stop_one(self, container: RunningContainer) -> None:
+        if container.route is not None:
+            container.route.available = False
+            container.route.unavailable_reason = "it is stopping"
+            container.route.pool.close()
+        if container.handle is not None:
+            await container.handle.stop(self._stop_grace_s)
+        self._ports.release(container.launch.port)
+
+    async def _fetch_models(self, spec: EndpointSpec) -> dict[str, Path]:
+        urls: dict[str, tuple[VariantSpec, ContainerSpec]] = {}
+        for variant in spec.variants:
+            for container in variant.containers:
+                if container.model_data_url and container.model_data_url not in urls:
+                    urls[container.model_data_url] = (variant, container)
+
+        async def fetch(url: str, variant: VariantSpec, container: ContainerSpec) -> Path:
+            try:
+                return await asyncio.to_thread(
+                    self._artifacts.fetch_and_extract, url, float(variant.download_timeout_s)
+                )
+            except ArtifactError as error:
+                raise DeployFailure(
+                    f"Could not get the model data of container {container.hostname} for "
+                    f"production variant {variant.variant_name}: {error}"
+                ) from None
+
+        paths = await asyncio.gather(*(fetch(url, v, c) for url, (v, c) in urls.items()))
+        return dict(zip(urls, paths, strict=True))
+
+    def _plan(self, spec: EndpointSpec, group: RunningGroup, model_dirs: dict[str, Path]) -> None:
+        base = self._containers_dir / spec.endpoint_name / f"r{spec.revision}"
+        for variant in spec.variants:
+            for replica in range(variant.instance_count):
+                instance_id = f"i-{replica}"
+                for container in variant.containers:
+                    folder = base / variant.variant_name / instance_id / container.hostname
+                    folder.mkdir(parents=True, exist_ok=True)
+                    if container.model_data_url:
+                        model_dir = model_dirs[container.model_data_url]
+                    else:
+                        model_dir = folder / "model"
+                        model_dir.mkdir(exist_ok=True)
+                    port, safe_range = self._ports.allocate()
+                    log_path = folder / "container.log"
+                    launch = LaunchSpec(
+                        container_id=(
+                            f"{spec.endpoint_name}.r{spec.revision}.{variant.variant_name}."
+                            f"{instance_id}.{container.hostname}"
+                        ),
+                        image=container.image,
+                        environment=dict(container.environment),
+                        model_dir=model_dir,
+                        host=self._host,
+                        port=port,
+                        safe_port_range=safe_range,
+                        log_path=log_path,
+                    )
+                    stream = LogStream(
+                        spec.endpoint_name,
+                        variant.variant_name,
+                        instance_id,
+                        container.hostname,
+                        log_path,
+                    )
+                    group.containers.append(RunningContainer(container, variant, launch, stream))
+
+    async def _start_one(self, container: RunningContainer) -> None:
+        handle = await self.launch(container)
+        await wait_healthy(container, handle, float(container.variant.startup_timeout_s))
+
+    async def launch(self, container: RunningContainer) -> ContainerHandle:
+        """Start (or restart) one container's process; the handle is kept on `container`."""
+        try:
+            handle = await self._backend.start(container.launch)
+        except Exception as error:
+            raise DeployFailure(
+                f"Container {container.spec.hostname} for production variant "
+                f"{container.variant.variant_name} could not be started: {error}"
+            ) from None
+        container.handle = handle
+        return handle
+
+    def _route(self, spec: EndpointSpec, group: RunningGroup) -> EndpointRoute:
+        variants: list[VariantRoute] = []
+        for variant in spec.variants:
+            replicas: list[ReplicaRoute] = []
+            for replica in range(variant.instance_count):
+                instance_id = f"i-{replica}"
+                routes: list[ContainerRoute] = []
+                for running in group.containers:
+                    if running.variant is variant and running.stream.instance_id == instance_id:
+                        running.route = ContainerRoute(
+                            hostname=running.spec.hostname,
+                            pool=UpstreamPool(
+                                running.launch.host, running.launch.port, self._max_inflight
+                            ),
+                            log_stream=running.stream.name,
+                        )
+                        routes.append(running.route)
+                replicas.append(ReplicaRoute.of(instance_id, tuple(routes)))
+            variants.append(
+                VariantRoute(
+                    name=variant.variant_name,
+                    weight=variant.initial_weight,
+                    mode=variant.mode,
+                    replicas=tuple(replicas),
+                )
+            )
+        return EndpointRoute(spec.endpoint_name, tuple(variants))

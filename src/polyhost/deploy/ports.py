@@ -1,0 +1,52 @@
+"""Loopback port blocks for containers: one port to serve on plus a safe range for extras.
+
+Each container gets `SAGEMAKER_BIND_TO_PORT` = the block's first port and
+`SAGEMAKER_SAFE_PORT_RANGE` = the rest of the block, so two containers never collide even when
+one of them opens a second port. A block is only handed out if its first port is free now.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+
+def _is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class PortAllocator:
+    def __init__(
+        self, host: str = "127.0.0.1", first: int = 21000, last: int = 30999, block: int = 10
+    ) -> None:
+        self._host = host
+        self._first = first
+        self._last = last
+        self._block = block
+        self._next = first
+        self._taken: set[int] = set()
+        self._lock = threading.Lock()
+
+    def allocate(self) -> tuple[int, tuple[int, int]]:
+        """A free port and its safe range (inclusive), reserved until `release`."""
+        with self._lock:
+            span = self._last - self._first + 1
+            for _ in range(span // self._block):
+                port = self._next
+                self._next += self._block
+                if self._next + self._block - 1 > self._last:
+                    self._next = self._first
+                if port in self._taken or not _is_free(self._host, port):
+                    continue
+                self._taken.add(port)
+                return port, (port + 1, port + self._block - 1)
+        raise RuntimeError(f"no free port block left in {self._first}-{self._last}")
+
+    def release(self, port: int) -> None:
+        with self._lock:
+            self._taken.discard(port)

@@ -1,0 +1,1 @@
+"""Per-container metrics: invocations, errors, latencies, CPU and memory, for Prometheus."""

@@ -1,0 +1,1 @@
+"""The data plane: InvokeEndpoint semantics over an in-memory routing table."""

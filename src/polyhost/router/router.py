@@ -1,0 +1,340 @@
+"""InvokeEndpoint semantics: pick variant and replica, route Direct or Serial, map failures.
+
+Everything here runs on the event loop and reads only the in-memory table; bodies pass through
+as bytes, never parsed (ARCHITECTURE.md principle 4). Failures become the runtime errors of
+CONTRACT.md with messages that name the container and say where its log is.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from polyhost.errors import (
+    InvokeValidationError,
+    ModelError,
+    ServiceUnavailable,
+)
+from polyhost.router.table import ContainerRoute, EndpointRoute, ReplicaRoute, VariantRoute
+from polyhost.router.upstream import (
+    UpstreamConnectFailed,
+    UpstreamConnectionError,
+    UpstreamResponse,
+    UpstreamResponseTooLarge,
+    UpstreamSaturated,
+    UpstreamTimeout,
+)
+from polyhost.settings import Settings
+
+_INVOCATIONS = b"/invocations"
+_MAX_ORIGINAL_MESSAGE = 4096
+RESTORING = "Restoring"
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeRequest:
+    body: bytes
+    content_type: bytes | None = None
+    accept: bytes | None = None
+    custom_attributes: bytes | None = None
+    target_variant: str | None = None
+    target_container: str | None = None
+    target_model: str | None = None
+    inference_id: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeResult:
+    body: bytes
+    content_type: bytes
+    variant: str
+    custom_attributes: bytes | None
+
+
+class Router:
+    """Holds the routing table and serves invocations from it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._timeout = settings.invocation_timeout_s
+        self._max_body = settings.max_body_bytes
+        self._max_interchange = settings.max_interchange_bytes
+        self._routes: dict[str, EndpointRoute] = {}
+        self._not_serving: dict[str, str] = {}
+
+    # -- table maintenance (deployer) -------------------------------------------------------
+    def publish(self, route: EndpointRoute) -> None:
+        """Make `route` the one serving its endpoint; replaces any previous one atomically."""
+        routes = dict(self._routes)
+        routes[route.name] = route
+        self._routes = routes
+        self._not_serving.pop(route.name, None)
+
+    def withdraw(self, endpoint_name: str, status: str | None = None) -> None:
+        """Stop routing to the endpoint; `status` (e.g. "Creating") explains it to callers."""
+        routes = dict(self._routes)
+        routes.pop(endpoint_name, None)
+        self._routes = routes
+        if status is None:
+            self._not_serving.pop(endpoint_name, None)
+        else:
+            self._not_serving[endpoint_name] = status
+
+    def mark_not_serving(self, endpoint_name: str, status: str) -> None:
+        if endpoint_name not in self._routes:
+            self._not_serving[endpoint_name] = status
+
+    def mark_restoring(self, endpoint_name: str) -> None:
+        """After a server restart, until its containers are back: callers get a retryable 503."""
+        self.mark_not_serving(endpoint_name, RESTORING)
+
+    def is_restoring(self, endpoint_name: str) -> bool:
+        return self._not_serving.get(endpoint_name) == RESTORING
+
+    def route(self, endpoint_name: str) -> EndpointRoute | None:
+        return self._routes.get(endpoint_name)
+
+    def routes(self) -> list[EndpointRoute]:
+        return list(self._routes.values())
+
+    # -- the hot path -----------------------------------------------------------------------
+    async def invoke(self, endpoint_name: str, request: InvokeRequest) -> InvokeResult:
+        route = self._routes.get(endpoint_name)
+        if route is None:
+            raise self._missing(endpoint_name)
+        if request.target_model is not None:
+            raise InvokeValidationError(
+                f"Endpoint {endpoint_name} is not a multi-model endpoint: remove TargetModel."
+            )
+        variant = self._variant(route, request.target_variant)
+        replica = variant.pick_replica()
+        replica.outstanding += 1
+        try:
+            if variant.mode == "Direct":
+                result = await self._direct(route, variant, replica, request)
+            else:
+                result = await self._serial(route, variant, replica, request)
+        finally:
+            replica.outstanding -= 1
+        return result
+
+    def _missing(self, endpoint_name: str) -> InvokeValidationError | ServiceUnavailable:
+        status = self._not_serving.get(endpoint_name)
+        if status == RESTORING:
+            return ServiceUnavailable(
+                f"Endpoint {endpoint_name} is being restored after a server restart; its "
+                "containers are starting. Retry shortly."
+            )
+        if status is not None:
+            return InvokeValidationError(
+                f"Endpoint {endpoint_name} of account {self._settings.account_id} is not in "
+                f"service: its status is {status}. Invoke it once DescribeEndpoint reports "
+                "InService."
+            )
+        return InvokeValidationError(
+            f"Endpoint {endpoint_name} of account {self._settings.account_id} not found."
+        )
+
+    @staticmethod
+    def _variant(route: EndpointRoute, target: str | None) -> VariantRoute:
+        if target is None:
+            return route.pick_variant()
+        variant = route.by_name.get(target)
+        if variant is None:
+            names = ", ".join(v.name for v in route.variants)
+            raise InvokeValidationError(
+                f"Variant {target} not found for endpoint {route.name}: TargetVariant must be "
+                f"one of [{names}]."
+            )
+        return variant
+
+    async def _direct(
+        self,
+        route: EndpointRoute,
+        variant: VariantRoute,
+        replica: ReplicaRoute,
+        request: InvokeRequest,
+    ) -> InvokeResult:
+        started = time.perf_counter()
+        hostname = request.target_container
+        if hostname is None:
+            raise InvokeValidationError(
+                f"Endpoint {route.name} uses Direct invocation mode: set "
+                f"TargetContainerHostname to one of [{self._hostnames(replica)}]."
+            )
+        container = replica.by_hostname.get(hostname)
+        if container is None:
+            raise InvokeValidationError(
+                f"No container with hostname {hostname} in endpoint {route.name}: "
+                f"TargetContainerHostname must be one of [{self._hostnames(replica)}]."
+            )
+        response, container_us = await self._call(
+            route, container, request.body, request.content_type, request.accept, request,
+            self._max_body,
+        )  # fmt: skip
+        total_us = (time.perf_counter() - started) * 1e6
+        container.counters.overhead_latency.observe(max(total_us - container_us, 0.0))
+        return self._result(response, variant, request.content_type)
+
+    async def _serial(
+        self,
+        route: EndpointRoute,
+        variant: VariantRoute,
+        replica: ReplicaRoute,
+        request: InvokeRequest,
+    ) -> InvokeResult:
+        if request.target_container is not None:
+            raise InvokeValidationError(
+                f"Endpoint {route.name} is not in Direct invocation mode: remove "
+                "TargetContainerHostname (it applies only to endpoints whose model has "
+                "InferenceExecutionConfig Mode=Direct)."
+            )
+        started = time.perf_counter()
+        spent_us = 0.0
+        body = request.body
+        content_type = request.content_type
+        containers = replica.containers
+        last_index = len(containers) - 1
+        response: UpstreamResponse | None = None
+        for index, container in enumerate(containers):
+            last = index == last_index
+            response, container_us = await self._call(
+                route,
+                container,
+                body,
+                content_type,
+                request.accept if last else None,
+                request,
+                self._max_body if last else self._max_interchange,
+            )
+            spent_us += container_us
+            body = response.body
+            content_type = response.headers.get(b"content-type", content_type)
+        assert response is not None
+        total_us = (time.perf_counter() - started) * 1e6
+        # A pipeline's overhead (routing plus every hop between containers) is charged to the
+        # first container, which is where the request entered it.
+        containers[0].counters.overhead_latency.observe(max(total_us - spent_us, 0.0))
+        return self._result(response, variant, content_type)
+
+    @staticmethod
+    def _result(
+        response: UpstreamResponse, variant: VariantRoute, fallback_type: bytes | None
+    ) -> InvokeResult:
+        return InvokeResult(
+            body=response.body,
+            content_type=response.headers.get(b"content-type")
+            or fallback_type
+            or b"application/octet-stream",
+            variant=variant.name,
+            custom_attributes=response.headers.get(b"x-amzn-sagemaker-custom-attributes"),
+        )
+
+    @staticmethod
+    def _hostnames(replica: ReplicaRoute) -> str:
+        return ", ".join(c.hostname for c in replica.containers)
+
+    async def _call(
+        self,
+        route: EndpointRoute,
+        container: ContainerRoute,
+        body: bytes,
+        content_type: bytes | None,
+        accept: bytes | None,
+        request: InvokeRequest,
+        max_response: int,
+    ) -> tuple[UpstreamResponse, float]:
+        """One container call; returns the answer and the microseconds spent in the container."""
+        counters = container.counters
+        counters.invocations += 1
+        if not container.available:
+            counters.errors_5xx += 1
+            raise ServiceUnavailable(
+                f"Container {container.hostname} of endpoint {route.name} is unavailable: "
+                f"{container.unavailable_reason}. Retry shortly."
+            )
+        headers: list[tuple[bytes, bytes]] = []
+        if content_type is not None:
+            headers.append((b"Content-Type", content_type))
+        if accept is not None:
+            headers.append((b"Accept", accept))
+        if request.custom_attributes is not None:
+            headers.append((b"X-Amzn-SageMaker-Custom-Attributes", request.custom_attributes))
+        if request.inference_id is not None:
+            headers.append((b"X-Amzn-SageMaker-Inference-Id", request.inference_id))
+        started = time.perf_counter()
+        try:
+            response = await container.pool.post(
+                _INVOCATIONS, headers, body, self._timeout, max_response
+            )
+        except UpstreamSaturated:
+            counters.errors_5xx += 1
+            raise ServiceUnavailable(
+                f"Container {container.hostname} of endpoint {route.name} already has "
+                f"{container.pool.max_inflight} requests in flight, its limit. Retry shortly "
+                "or add instances."
+            ) from None
+        except UpstreamTimeout:
+            counters.errors_5xx += 1
+            raise ModelError(
+                "Your invocation timed out while waiting for a response from container "
+                f"{container.hostname}. Review the latency of each container with "
+                f"'polyhost logs {route.name} --container {container.hostname}' and its "
+                f"metrics, resolve the issue, and try again. (Timeout: {self._timeout:g} s.)",
+                log_stream_arn=self._log_arn(route),
+            ) from None
+        except UpstreamConnectFailed as error:
+            counters.errors_5xx += 1
+            raise ServiceUnavailable(
+                f"Container {container.hostname} of endpoint {route.name} is not accepting "
+                f"connections ({error}); it may be restarting. Retry shortly."
+            ) from None
+        except UpstreamResponseTooLarge:
+            counters.errors_5xx += 1
+            raise ModelError(
+                f"Container {container.hostname} returned more than {max_response} bytes, the "
+                "most allowed "
+                + ("between containers." if max_response < self._max_body else "in a response."),
+                log_stream_arn=self._log_arn(route),
+            ) from None
+        except UpstreamConnectionError as error:
+            counters.errors_5xx += 1
+            raise ModelError(
+                f"Container {container.hostname} closed the connection without answering "
+                f"({error}); it may have crashed. See {self._log_hint(route, container)} for "
+                "more information.",
+                log_stream_arn=self._log_arn(route),
+            ) from None
+        elapsed_us = (time.perf_counter() - started) * 1e6
+        counters.container_latency.observe(elapsed_us)
+        status = response.status
+        if status >= 400:
+            if status >= 500:
+                counters.errors_5xx += 1
+                kind = "server"
+            else:
+                counters.errors_4xx += 1
+                kind = "client"
+            original = response.body[:_MAX_ORIGINAL_MESSAGE].decode("utf-8", "replace")
+            raise ModelError(
+                f"Received {kind} error ({status}) from {container.hostname} with message "
+                f'"{original}". See {self._log_hint(route, container)} for more information.',
+                original_status_code=status,
+                original_message=original,
+                log_stream_arn=self._log_arn(route),
+            )
+        return response, elapsed_us
+
+    def _log_arn(self, route: EndpointRoute) -> str:
+        s = self._settings
+        return (
+            f"arn:aws:logs:{s.region}:{s.account_id}:log-group:/aws/sagemaker/Endpoints/"
+            f"{route.name}"
+        )
+
+    @staticmethod
+    def _log_hint(route: EndpointRoute, container: ContainerRoute) -> str:
+        return (
+            f"log stream /aws/sagemaker/Endpoints/{route.name}/{container.log_stream} "
+            f"('polyhost logs {route.name} --container {container.hostname}')"
+        )

@@ -1,0 +1,114 @@
+"""The scikit-learn stack's default handlers.
+
+- `model_fn`: `model.joblib`, else `model.pkl` / `model.pickle`, else the only `.joblib`, `.pkl`
+  or `.pickle` file in the model dir, loaded with joblib. (SageMaker's scikit-learn container
+  has no default and insists on a user `model_fn`; a user `model_fn` still takes precedence.)
+  Like any pickle, a model file runs code when loaded: serve only models you trust.
+- `input_fn`: the toolkit codecs; JSON and CSV numbers become float32 (as SageMaker's), arrays
+  of strings stay strings (for text pipelines), sparse .npz stays sparse.
+- `predict_fn`: calls the estimator method chosen, in this order, by the request's custom
+  attribute `sklearn-method=NAME` (header X-Amzn-SageMaker-Custom-Attributes), the container's
+  environment `POLYHOST_SKLEARN_METHOD`, or `predict`. NAME is one of `METHODS`; a method the
+  estimator lacks answers 400.
+- `output_fn`: the toolkit codecs, per Accept.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from polyhost.stacks.toolkit import codecs
+from polyhost.stacks.toolkit.context import Context, request_attributes
+from polyhost.stacks.toolkit.handlers import DefaultHandlers, default_output_fn
+from polyhost.stacks.toolkit.server import InvocationError
+
+PREFERRED_FILES = ("model.joblib", "model.pkl", "model.pickle")
+MODEL_EXTENSIONS = (".joblib", ".pkl", ".pickle")
+METHODS = (
+    "predict",
+    "predict_proba",
+    "predict_log_proba",
+    "decision_function",
+    "transform",
+    "score_samples",
+)
+METHOD_ATTRIBUTE = "sklearn-method"
+METHOD_ENV = "POLYHOST_SKLEARN_METHOD"
+
+
+class ModelLoadError(Exception):
+    """The model file exists but cannot be unpickled."""
+
+
+def model_path(model_dir: str) -> str:
+    """The file the default model_fn loads; ValueError naming what was found otherwise."""
+    for name in PREFERRED_FILES:
+        path = os.path.join(model_dir, name)
+        if os.path.isfile(path):
+            return path
+    found = sorted(
+        name
+        for name in os.listdir(model_dir)
+        if name.endswith(MODEL_EXTENSIONS) and os.path.isfile(os.path.join(model_dir, name))
+    )
+    if len(found) != 1:
+        raise ValueError(
+            "Exactly one model file is required for scikit-learn models: model.joblib, "
+            f"model.pkl, or a single .joblib/.pkl/.pickle file (found {found}); or provide a "
+            "model_fn in code/inference.py"
+        )
+    return os.path.join(model_dir, found[0])
+
+
+def default_model_fn(model_dir: str) -> Any:
+    import joblib  # lazily: the server listens before the framework is imported
+
+    path = model_path(model_dir)
+    try:
+        return joblib.load(path)
+    except Exception as error:  # joblib's own messages ("pop from empty list") say little
+        raise ModelLoadError(
+            f"Failed to load {path}: {type(error).__name__}: {error}. Save the model with "
+            "joblib.dump or pickle.dump, with the scikit-learn version this stack runs."
+        ) from error
+
+
+def default_input_fn(input_data: bytes | str, content_type: str) -> Any:
+    data = codecs.decode(input_data, content_type)
+    if isinstance(data, dict):
+        raise InvocationError(
+            400,
+            f"The .npz body holds several arrays ({', '.join(sorted(data))}); the default "
+            "input_fn takes one. Send one array or write an input_fn.",
+        )
+    if codecs.media_type(content_type) in codecs.UTF8_TYPES and data.dtype.kind not in "US":
+        return data.astype("float32")
+    return data
+
+
+def method_name(context: Context | None) -> str:
+    """The estimator method a request asks for (see the module docstring)."""
+    requested = request_attributes(context).get(METHOD_ATTRIBUTE) if context else None
+    name = requested or os.environ.get(METHOD_ENV) or "predict"
+    if name not in METHODS:
+        raise InvocationError(
+            400, f"Unknown {METHOD_ATTRIBUTE} {name!r}; use one of: {', '.join(METHODS)}."
+        )
+    return name
+
+
+def default_predict_fn(data: Any, model: Any, context: Context | None = None) -> Any:
+    name = method_name(context)
+    method = getattr(model, name, None)
+    if method is None:
+        raise InvocationError(400, f"The model ({type(model).__name__}) has no {name} method.")
+    return method(data)
+
+
+DEFAULTS = DefaultHandlers(
+    model_fn=default_model_fn,
+    input_fn=default_input_fn,
+    predict_fn=default_predict_fn,
+    output_fn=default_output_fn,
+)

@@ -1,0 +1,334 @@
+"""Request/response codecs of SageMaker's framework containers: bytes <-> numpy.
+
+Decoding (request bodies the default `input_fn` understands):
+  application/json          a (nested) JSON array of numbers (or strings) -> ndarray
+  text/csv                  rows of comma-separated values -> 2-D ndarray (one row -> shape (1, n);
+                            numbers when every field parses as one, empty fields -> NaN, else str)
+  application/x-npy         an .npy file -> ndarray (no pickled objects)
+  application/x-npz         an .npz file -> its only array, a {name: array} dict for several, or a
+                            scipy sparse matrix for a file written by `scipy.sparse.save_npz`
+  application/octet-stream  .npy or .npz bytes (recognised by their magic) or else the raw bytes
+                            as a 1-D uint8 array
+Encoding (responses of the default `output_fn`): the same types, from numpy arrays, lists,
+scalars (and anything with `tolist()`, e.g. tensors); octet-stream passes bytes through and
+writes other values as .npy.
+
+Errors carry the status SageMaker's containers answer: an unsupported request type is 415, a
+body that is not valid for its type is 400, an unsupported Accept is 406 (what the scikit-learn
+container, built on sagemaker-containers, answers; the newer inference toolkit answers 500 for
+both unsupported types, polyhost prefers the more precise statuses). Pickled objects are never
+loaded from a request: a request body is untrusted input.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from polyhost.stacks.toolkit.server import InvocationError
+
+JSON = "application/json"
+CSV = "text/csv"
+NPY = "application/x-npy"
+NPZ = "application/x-npz"
+OCTET_STREAM = "application/octet-stream"
+ANY = "*/*"
+UTF8_TYPES = frozenset({JSON, CSV})
+SUPPORTED = (JSON, CSV, NPY, NPZ, OCTET_STREAM)
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+_SPARSE_KEYS = frozenset({"format", "shape", "data"})
+
+
+def media_type(content_type: str | None) -> str:
+    """`Application/JSON; charset=utf-8` -> `application/json` (empty when missing)."""
+    if not content_type:
+        return ""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def parse_accept(accept: str) -> list[str]:
+    """The media types of an Accept header in the client's order (quality values ignored)."""
+    return [media for media in (media_type(part) for part in accept.split(",")) if media]
+
+
+def unsupported_content_type(content_type: str) -> InvocationError:
+    return InvocationError(
+        415,
+        f"Content type {content_type} is not supported by this framework. Supported: "
+        f"{', '.join(SUPPORTED)}. Please implement input_fn to deserialize the request data "
+        "or an output_fn to serialize the response.",
+    )
+
+
+def unsupported_accept(accept: str) -> InvocationError:
+    return InvocationError(
+        406,
+        f"Accept type {accept} is not supported by this framework. Supported: "
+        f"{', '.join(SUPPORTED)}. Please implement an output_fn to serialize the response.",
+    )
+
+
+def choose_accept(accept: str, default: str = JSON) -> str:
+    """The first type of `accept` this module can encode (`*/*` means `default`); else 406."""
+    for media in parse_accept(accept):
+        if media == ANY:
+            return media_type(default) if media_type(default) in SUPPORTED else JSON
+        if media in SUPPORTED:
+            return media
+    raise unsupported_accept(accept)
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def decode(body: bytes | str, content_type: str) -> Any:
+    """Decode a request body of `content_type` (see the module docstring for the shapes)."""
+    media = media_type(content_type)
+    decoder = _DECODERS.get(media)
+    if decoder is None:
+        raise unsupported_content_type(content_type)
+    if len(body) == 0:
+        raise InvocationError(400, f"The request body is empty; expected {media} data.")
+    return decoder(body)
+
+
+def _text(body: bytes | str, media: str) -> str:
+    if isinstance(body, str):
+        return body
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvocationError(400, f"The {media} body is not valid UTF-8: {error}") from None
+
+
+def _bytes(body: bytes | str) -> bytes:
+    return body.encode("utf-8") if isinstance(body, str) else body
+
+
+def decode_json(body: bytes | str) -> Any:
+    """A JSON array (of arrays) of numbers or strings -> ndarray."""
+    try:
+        data = json.loads(_text(body, JSON))
+    except json.JSONDecodeError as error:
+        raise InvocationError(
+            400, f"The application/json body is not valid JSON: {error}"
+        ) from None
+    return _array(data, JSON)
+
+
+def _array(data: Any, media: str) -> Any:
+    if isinstance(data, dict):
+        raise InvocationError(
+            400,
+            f"The {media} body is a JSON object; the default input_fn expects an array of "
+            "numbers (e.g. [[1.0, 2.0]]). Write an input_fn to accept other shapes.",
+        )
+    try:
+        array = np.asarray(data)
+    except ValueError as error:  # ragged nesting
+        raise InvocationError(
+            400, f"The {media} body is not a rectangular array: {error}"
+        ) from None
+    if array.dtype == object:
+        raise InvocationError(
+            400,
+            f"The {media} body mixes numbers, strings or objects; the default input_fn expects "
+            "an array of numbers (or of strings).",
+        )
+    return array
+
+
+def decode_csv(body: bytes | str) -> Any:
+    """CSV rows -> 2-D ndarray: floats when every field is a number (empty -> NaN), else str."""
+    text = _text(body, CSV)
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text), strict=True) if row]
+    except csv.Error as error:
+        raise InvocationError(400, f"The text/csv body is not valid CSV: {error}") from None
+    if not rows:
+        raise InvocationError(400, "The text/csv body has no rows.")
+    width = len(rows[0])
+    for number, row in enumerate(rows, start=1):
+        if len(row) != width:
+            raise InvocationError(
+                400,
+                f"The text/csv body is not rectangular: row {number} has {len(row)} fields, "
+                f"row 1 has {width}.",
+            )
+    strings = np.array(rows, dtype=str)
+    try:
+        return np.where(np.char.strip(strings) == "", "nan", strings).astype(np.float64)
+    except ValueError:
+        return strings
+
+
+def decode_npy(body: bytes | str) -> Any:
+    try:
+        return np.load(io.BytesIO(_bytes(body)), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise InvocationError(
+            400, f"The application/x-npy body is not a valid .npy array: {error}"
+        ) from None
+
+
+def decode_npz(body: bytes | str) -> Any:
+    raw = _bytes(body)
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
+            names = list(archive.files)
+            arrays = {name: archive[name] for name in names}
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        raise InvocationError(
+            400, f"The application/x-npz body is not a valid .npz archive: {error}"
+        ) from None
+    if set(names) >= _SPARSE_KEYS:
+        return _sparse(raw)
+    if not names:
+        raise InvocationError(400, "The application/x-npz body holds no arrays.")
+    if len(names) == 1:
+        return arrays[names[0]]
+    return arrays
+
+
+def _sparse(raw: bytes) -> Any:
+    # scikit-learn brings scipy; only sparse payloads need it, so it is imported here.
+    try:
+        import scipy.sparse  # type: ignore[import-untyped]
+    except ImportError:
+        raise InvocationError(
+            415, "This .npz body is a scipy sparse matrix, but scipy is not installed here."
+        ) from None
+    try:
+        return scipy.sparse.load_npz(io.BytesIO(raw))
+    except (ValueError, OSError, KeyError) as error:
+        raise InvocationError(400, f"The sparse .npz body cannot be read: {error}") from None
+
+
+def decode_octet_stream(body: bytes | str) -> Any:
+    raw = _bytes(body)
+    if raw.startswith(_NPY_MAGIC):
+        return decode_npy(raw)
+    if raw.startswith(_ZIP_MAGIC):
+        return decode_npz(raw)
+    return np.frombuffer(raw, dtype=np.uint8)
+
+
+_DECODERS = {
+    JSON: decode_json,
+    CSV: decode_csv,
+    NPY: decode_npy,
+    NPZ: decode_npz,
+    OCTET_STREAM: decode_octet_stream,
+}
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def encode(value: Any, accept: str) -> bytes:
+    """Encode `value` as `accept`, one type that `choose_accept` returned; else 406."""
+    encoder = _ENCODERS.get(media_type(accept))
+    if encoder is None:
+        raise unsupported_accept(accept)
+    try:
+        return encoder(value)
+    except InvocationError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise InvocationError(
+            500, f"The prediction cannot be encoded as {media_type(accept)}: {error}"
+        ) from None
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def encode_json(value: Any) -> bytes:
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    return json.dumps(value, default=_json_default).encode("utf-8")
+
+
+def encode_csv(value: Any) -> bytes:
+    """One line per row; a 1-D prediction (one value per input row) is one value per line."""
+    array = _as_array(value)
+    if array.ndim == 0:
+        array = array.reshape(1, 1)
+    elif array.ndim == 1:
+        array = array.reshape(-1, 1)
+    elif array.ndim > 2:
+        raise InvocationError(
+            500,
+            f"A {array.ndim}-dimensional prediction cannot be written as text/csv; ask for "
+            "application/json or application/x-npy, or write an output_fn.",
+        )
+    stream = io.StringIO()
+    csv.writer(stream, lineterminator="\n").writerows(_csv_rows(array))
+    return stream.getvalue().encode("utf-8")
+
+
+def _csv_rows(array: Any) -> Iterable[Iterable[str]]:
+    # numpy's str() writes float32 as its shortest repr (0.1, not 0.10000000149011612).
+    return array.astype(str) if array.dtype != object else [[str(v) for v in row] for row in array]
+
+
+def encode_npy(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, _as_array(value), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def encode_npz(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    if isinstance(value, dict):
+        np.savez(buffer, **{str(key): _as_array(item) for key, item in value.items()})
+    elif hasattr(value, "tocsr") and hasattr(value, "nnz"):  # a scipy sparse matrix
+        import scipy.sparse  # type: ignore[import-untyped]
+
+        scipy.sparse.save_npz(buffer, value)
+    else:
+        np.savez(buffer, _as_array(value))
+    return buffer.getvalue()
+
+
+def encode_octet_stream(value: Any) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return encode_npy(value)
+
+
+def _as_array(value: Any) -> Any:
+    """numpy values as they are; tensors through their own `numpy()`; the rest via asarray."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return np.asarray(value)
+    if hasattr(value, "detach") and hasattr(value, "numpy"):
+        return value.detach().cpu().numpy()
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    return np.asarray(value)
+
+
+_ENCODERS = {
+    JSON: encode_json,
+    CSV: encode_csv,
+    NPY: encode_npy,
+    NPZ: encode_npz,
+    OCTET_STREAM: encode_octet_stream,
+}

@@ -1,0 +1,376 @@
+"""The cross-field rules of CONTRACT.md "Names and limits", one row each, with the message."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.control.helpers import error_of, make_config, make_model, raw_call, unique
+from tests.support.server import ACCOUNT, ECHO_IMAGE, REGION, PolyhostProcess
+
+E = ECHO_IMAGE
+SKLEARN = "polyhost/sklearn"
+
+
+def one(text: str) -> str:
+    return f"1 validation error detected: {text}"
+
+
+def variant(**extra: Any) -> dict[str, Any]:
+    return {"VariantName": "v", "ModelName": "m", "InitialInstanceCount": 1, **extra}
+
+
+def env(prefix: str, count: int, size: int) -> dict[str, str]:
+    return {f"{prefix}{i}": "x" * size for i in range(count)}
+
+
+MODEL_CASES: list[tuple[str, dict[str, Any], str | re.Pattern[str]]] = [
+    (
+        "PrimaryContainer xor Containers: both",
+        {"PrimaryContainer": {"Image": E}, "Containers": [{"Image": E}, {"Image": E}]},
+        one(
+            "PrimaryContainer and Containers are mutually exclusive: give PrimaryContainer for a "
+            "single container or Containers for several, not both"
+        ),
+    ),
+    (
+        "PrimaryContainer xor Containers: neither",
+        {},
+        one("Either PrimaryContainer or a non-empty Containers list is required"),
+    ),
+    (
+        "PrimaryContainer xor Containers: empty Containers",
+        {"Containers": []},
+        one("Either PrimaryContainer or a non-empty Containers list is required"),
+    ),
+    (
+        "Direct mode needs Containers",
+        {"PrimaryContainer": {"Image": E}, "InferenceExecutionConfig": {"Mode": "Direct"}},
+        one(
+            "Value 'Direct' at 'inferenceExecutionConfig.mode' failed to satisfy constraint: "
+            "Direct mode needs Containers; a model with only a PrimaryContainer has one container"
+        ),
+    ),
+    (
+        "Direct mode needs every hostname",
+        {
+            "Containers": [{"Image": E, "ContainerHostname": "a"}, {"Image": E}, {"Image": E}],
+            "InferenceExecutionConfig": {"Mode": "Direct"},
+        },
+        "2 validation errors detected: "
+        + "; ".join(
+            f"Value null at 'containers.{i}.member.containerHostname' failed to satisfy "
+            "constraint: Member must not be null: in Direct mode every container needs a "
+            "ContainerHostname, which callers pass as TargetContainerHostname"
+            for i in (2, 3)
+        ),
+    ),
+    (
+        "Direct mode needs unique hostnames",
+        {
+            "Containers": [
+                {"Image": E, "ContainerHostname": "web"},
+                {"Image": E, "ContainerHostname": "db"},
+                {"Image": E, "ContainerHostname": "WEB"},
+            ],
+            "InferenceExecutionConfig": {"Mode": "Direct"},
+        },
+        one(
+            "ContainerHostname 'web' is given to more than one container (containers.1, "
+            "containers.3); hostnames must be unique within a model"
+        ),
+    ),
+    (
+        "Serial pipeline of one",
+        {"Containers": [{"Image": E}]},
+        one(
+            "A Serial inference pipeline needs 2 to 15 containers; Containers has 1. Give a "
+            "single container as PrimaryContainer, or set InferenceExecutionConfig Mode to Direct"
+        ),
+    ),
+    (
+        "Serial pipeline of sixteen",
+        {"Containers": [{"Image": E}] * 16},
+        re.compile(
+            re.escape("1 validation error detected: Value '[{Image=polyhost-test/echo:1}, ")
+            + ".*"
+            + re.escape(
+                "' at 'containers' failed to satisfy constraint: Member must have length less "
+                "than or equal to 15"
+            )
+        ),
+    ),
+    (
+        "Serial hostnames: all or none",
+        {
+            "Containers": [{"Image": E}, {"Image": E, "ContainerHostname": "second"}],
+            "InferenceExecutionConfig": {"Mode": "Serial"},
+        },
+        one(
+            "Value null at 'containers.1.member.containerHostname' failed to satisfy constraint: "
+            "Member must not be null: in a Serial inference pipeline either every container has "
+            "a ContainerHostname or none has (then they are assigned from the position)"
+        ),
+    ),
+    (
+        "Serial hostnames unique",
+        {"Containers": [{"Image": E, "ContainerHostname": "x"}] * 2},
+        one(
+            "ContainerHostname 'x' is given to more than one container (containers.1, "
+            "containers.2); hostnames must be unique within a model"
+        ),
+    ),
+    (
+        "Environment: at most 100 entries",
+        {"PrimaryContainer": {"Image": E, "Environment": env("K", 101, 1)}},
+        re.compile(
+            re.escape("1 validation error detected: Value '{K0=x, K1=x, ")
+            + ".*"
+            + re.escape(
+                "' at 'primaryContainer.environment' failed to satisfy constraint: Member must "
+                "have length less than or equal to 100"
+            )
+        ),
+    ),
+    (
+        "Environment: 32 KB for all containers together",
+        {
+            "Containers": [
+                {"Image": E, "Environment": env("A", 17, 1000)},
+                {"Image": E, "Environment": env("B", 17, 1000)},
+            ]
+        },
+        one(
+            "The Environment maps of a model may hold at most 32768 bytes of keys and values "
+            "together (all containers combined); these hold 34082 bytes"
+        ),
+    ),
+    (
+        "Environment: no NUL in a value",
+        {"PrimaryContainer": {"Image": E, "Environment": {"K": "a\x00b"}}},
+        one(
+            "Value '{K=a\x00b}' at 'primaryContainer.environment' failed to satisfy constraint: "
+            "Map value must not contain the NUL character"
+        ),
+    ),
+    (
+        "image must be known",
+        {"Containers": [{"Image": E}, {"Image": "acme/unknown:2"}]},
+        re.compile(
+            re.escape(
+                "1 validation error detected: Value 'acme/unknown:2' at 'containers.2.member.image'"
+                " failed to satisfy constraint: Member must name an image this server knows: ["
+            )
+            + ".*polyhost-test/echo:1, polyhost/pytorch, polyhost/sklearn, polyhost/tensorflow.*"
+            + re.escape(
+                "]; register other images in the file given to `polyhost serve --image-config`"
+            )
+        ),
+    ),
+    (
+        "image is needed",
+        {"Containers": [{"Image": E}, {"Environment": {}}]},
+        one(
+            "Value null at 'containers.2.member.image' failed to satisfy constraint: Member must "
+            "not be null"
+        ),
+    ),
+    (
+        "tags: at most 50",
+        {
+            "PrimaryContainer": {"Image": E},
+            "Tags": [{"Key": f"k{i}", "Value": "v"} for i in range(51)],
+        },
+        re.compile(
+            ".*' at 'tags' failed to satisfy constraint: Member must have length less than or "
+            "equal to 50"
+        ),
+    ),
+    (
+        "tags: aws: is reserved",
+        {"PrimaryContainer": {"Image": E}, "Tags": [{"Key": "aws:owner", "Value": "me"}]},
+        one(
+            "Value 'aws:owner' at 'tags.1.member.key' failed to satisfy constraint: Member must "
+            "not start with 'aws:', which AWS reserves"
+        ),
+    ),
+    (
+        "tags: a key once per request",
+        {
+            "PrimaryContainer": {"Image": E},
+            "Tags": [{"Key": "k", "Value": "1"}, {"Key": "K", "Value": "2"}, {"Key": "k", "Value": ""}],
+        },
+        one("Tag key 'k' is given more than once (tags.1, tags.3); keys must be unique"),
+    ),
+    (
+        "shape and cross-field violations together",
+        {"ModelName": "bad_name", "Containers": [{"Image": E}], "PrimaryContainer": {"Image": E}},
+        "2 validation errors detected: Value 'bad_name' at 'modelName' failed to satisfy "
+        "constraint: Member must satisfy regular expression pattern: "
+        "[a-zA-Z0-9]([\\-a-zA-Z0-9]*[a-zA-Z0-9])?; PrimaryContainer and Containers are "
+        "mutually exclusive: give PrimaryContainer for a single container or Containers for "
+        "several, not both",
+    ),
+]
+
+
+def _check(body: dict[str, Any], expected: str | re.Pattern[str]) -> None:
+    assert body["__type"] == "ValidationException", body
+    if isinstance(expected, str):
+        assert body["message"] == expected
+    else:
+        assert expected.fullmatch(body["message"]), body["message"]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"), [c[1:] for c in MODEL_CASES], ids=[c[0] for c in MODEL_CASES]
+)
+def test_model_rule(
+    server: PolyhostProcess, params: dict[str, Any], expected: str | re.Pattern[str]
+) -> None:
+    status, body = raw_call(server, "CreateModel", {"ModelName": unique("rule"), **params})
+    assert status == 400
+    _check(body, expected)
+
+
+CONFIG_CASES: list[tuple[str, dict[str, Any], str | re.Pattern[str]]] = [
+    (
+        "variant names unique, ignoring case",
+        {"ProductionVariants": [variant(VariantName="blue"), variant(VariantName="Blue")]},
+        one(
+            "VariantName 'blue' is used by more than one production variant "
+            "(productionVariants.1, productionVariants.2); variant names must be unique within "
+            "an endpoint configuration"
+        ),
+    ),
+    (
+        "variant needs a model",
+        {"ProductionVariants": [{"VariantName": "v", "InitialInstanceCount": 1}]},
+        one(
+            "Value null at 'productionVariants.1.member.modelName' failed to satisfy constraint: "
+            "Member must not be null: every production variant serves a model"
+        ),
+    ),
+    (
+        "variant needs a name",
+        {"ProductionVariants": [{"ModelName": "m"}]},
+        one(
+            "Value null at 'productionVariants.1.member.variantName' failed to satisfy "
+            "constraint: Member must not be null"
+        ),
+    ),
+    (
+        "at most 10 variants",
+        {"ProductionVariants": [variant(VariantName=f"v{i}") for i in range(11)]},
+        re.compile(
+            ".*' at 'productionVariants' failed to satisfy constraint: Member must have length "
+            "less than or equal to 10"
+        ),
+    ),
+    (
+        "instance count at least 1",
+        {"ProductionVariants": [variant(InitialInstanceCount=0)]},
+        one(
+            "Value '0' at 'productionVariants.1.member.initialInstanceCount' failed to satisfy "
+            "constraint: Member must have value greater than or equal to 1"
+        ),
+    ),
+    (
+        "weight at least 0",
+        {"ProductionVariants": [variant(InitialVariantWeight=-1)]},
+        one(
+            "Value '-1' at 'productionVariants.1.member.initialVariantWeight' failed to satisfy "
+            "constraint: Member must have value greater than or equal to 0"
+        ),
+    ),
+    (
+        "startup health check timeout at most 3600",
+        {"ProductionVariants": [variant(ContainerStartupHealthCheckTimeoutInSeconds=3601)]},
+        one(
+            "Value '3601' at "
+            "'productionVariants.1.member.containerStartupHealthCheckTimeoutInSeconds' failed to "
+            "satisfy constraint: Member must have value less than or equal to 3600"
+        ),
+    ),
+    (
+        "download timeout at least 60",
+        {"ProductionVariants": [variant(ModelDataDownloadTimeoutInSeconds=30)]},
+        one(
+            "Value '30' at 'productionVariants.1.member.modelDataDownloadTimeoutInSeconds' failed "
+            "to satisfy constraint: Member must have value greater than or equal to 60"
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"), [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES]
+)
+def test_endpoint_config_rule(
+    server: PolyhostProcess, params: dict[str, Any], expected: str | re.Pattern[str]
+) -> None:
+    status, body = raw_call(
+        server, "CreateEndpointConfig", {"EndpointConfigName": unique("rule"), **params}
+    )
+    assert status == 400
+    _check(body, expected)
+
+
+# -- what the rules accept, and what they resolve to ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"Containers": [{"Image": E}, {"Image": SKLEARN}]},
+        {"Containers": [{"Image": E, "ContainerHostname": f"c{i}"} for i in range(15)]},
+        {
+            "Containers": [{"Image": E, "ContainerHostname": "only"}],
+            "InferenceExecutionConfig": {"Mode": "Direct"},
+        },
+        {"PrimaryContainer": {"Image": E}, "InferenceExecutionConfig": {"Mode": "Serial"}},
+        {"PrimaryContainer": {"Image": E}, "Containers": []},
+        {"PrimaryContainer": {"Image": "polyhost/sklearn:1.0"}},
+        {"PrimaryContainer": {"Image": E, "ModelDataUrl": "file:///srv/models/m.tar.gz"}},
+        {"PrimaryContainer": {"Image": E, "Environment": env("K", 100, 300)}},
+    ],
+    ids=[
+        "pipeline of two",
+        "pipeline of fifteen",
+        "direct of one",
+        "primary with serial",
+        "primary with empty containers",
+        "built-in image with a tag",
+        "local model data",
+        "100 variables within 32 KB",
+    ],
+)
+def test_accepted_models(sagemaker: Any, params: dict[str, Any]) -> None:
+    name = unique("ok")
+    sagemaker.create_model(ModelName=name, **params)
+    assert sagemaker.describe_model(ModelName=name)["ModelName"] == name
+
+
+def test_references_must_exist(sagemaker: Any) -> None:
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
+    model = make_model(sagemaker)
+    ghost = unique("Ghost")
+    with pytest.raises(ClientError) as excinfo:
+        sagemaker.create_endpoint_config(
+            EndpointConfigName=unique("c"),
+            ProductionVariants=[variant(ModelName=model), variant(VariantName="w", ModelName=ghost)],
+        )
+    assert error_of(excinfo) == (
+        "ValidationException",
+        f'Could not find model "{arn}:model/{ghost.lower()}".',
+        400,
+    )
+    config = make_config(sagemaker, model)
+    with pytest.raises(ClientError) as excinfo:
+        sagemaker.create_endpoint(EndpointName=unique("e"), EndpointConfigName=config + "x")
+    assert error_of(excinfo)[1] == (
+        f'Could not find endpoint configuration "{arn}:endpoint-config/{config}x".'
+    )

@@ -1,0 +1,152 @@
+"""The /ping + /invocations contract server, driven by a small service run as a real program."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.stacks.conftest import Answer, StackProcess
+
+SERVICE = """
+import os, sys, time
+from pathlib import Path
+from polyhost.stacks.toolkit.server import InvocationError, InvocationResponse, serve
+
+GATE = Path(os.environ["GATE"])
+
+
+class Service:
+    def load(self):
+        if os.environ.get("FAIL_LOAD"):
+            raise RuntimeError("weights are corrupt")
+        if os.environ.get("EXIT_LOAD"):
+            sys.exit(4)
+        while not GATE.exists():  # the test opens the gate to finish "loading"
+            time.sleep(0.01)
+
+    def invoke(self, request):
+        attrs = request.custom_attributes or ""
+        if attrs == "error":
+            raise InvocationError(418, "short and stout")
+        if attrs == "crash":
+            raise ValueError("the handler broke")
+        if attrs == "exit":
+            sys.exit(3)
+        if attrs.startswith("sleep="):
+            time.sleep(float(attrs[6:]))
+        return InvocationResponse(
+            body=request.body,
+            content_type=request.content_type or "none",
+            custom_attributes="seen=" + attrs,
+        )
+
+
+serve(Service())
+"""
+
+
+def _service(tmp_path: Path, name: str, **env: str) -> StackProcess:
+    script = tmp_path / f"{name}.py"
+    script.write_text(SERVICE)
+    model = tmp_path / name
+    model.mkdir()
+    return StackProcess(str(script), model, env={"GATE": str(tmp_path / f"{name}.gate"), **env})
+
+
+@pytest.fixture(scope="module")
+def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StackProcess, Path]]:
+    tmp_path = tmp_path_factory.mktemp("server")
+    stack = _service(tmp_path, "gated").launch()
+    yield stack, tmp_path / "gated.gate"
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def service(gated: tuple[StackProcess, Path]) -> StackProcess:
+    stack, gate = gated
+    deadline = time.monotonic() + 30
+    while stack.ping() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # Listening but still loading: unhealthy, and invocations are refused.
+    assert stack.ping() == 503
+    refused = stack.invoke(b"{}")
+    assert refused.status == 503 and refused.json() == {"message": "model is loading"}
+    gate.touch()
+    return stack.wait_healthy(30)
+
+
+def test_echo_with_content_type_and_custom_attributes(service: StackProcess) -> None:
+    answer = service.invoke(
+        b"\x00\x01binary",
+        "application/x-thing",
+        headers={"X-Amzn-SageMaker-Custom-Attributes": "a=1"},
+    )
+    assert answer.status == 200
+    assert answer.body == b"\x00\x01binary"
+    assert answer.content_type == "application/x-thing"
+    assert answer.headers["x-amzn-sagemaker-custom-attributes"] == "seen=a=1"
+
+
+def test_unknown_path_and_method(service: StackProcess) -> None:
+    assert service.request("GET", "/nothing").status == 404
+    assert service.request("GET", "/invocations").status == 405
+
+
+def test_invocation_error_keeps_its_status(service: StackProcess) -> None:
+    answer = _with_attrs(service, "error")
+    assert answer.status == 418
+    assert answer.json() == {"message": "short and stout"}
+
+
+def test_handler_exception_is_500_with_message_and_no_traceback(service: StackProcess) -> None:
+    answer = _with_attrs(service, "crash")
+    assert answer.status == 500
+    assert answer.json() == {"message": "ValueError: the handler broke"}
+    assert b"Traceback" not in answer.body
+    assert "Traceback" in service.output()  # the log keeps it
+
+
+def test_handler_calling_exit_does_not_stop_the_server(service: StackProcess) -> None:
+    answer = _with_attrs(service, "exit")
+    assert answer.status == 500 and "exit" in answer.json()["message"]
+    assert service.ping() == 200
+
+
+def test_ping_answers_while_a_prediction_is_busy(service: StackProcess) -> None:
+    slow: list[Answer] = []
+    worker = threading.Thread(target=lambda: slow.append(_with_attrs(service, "sleep=1.5")))
+    worker.start()
+    time.sleep(0.2)  # let the slow request reach the handler
+    started = time.monotonic()
+    assert service.ping() == 200
+    assert time.monotonic() - started < 0.5
+    worker.join()
+    assert slow[0].status == 200
+
+
+def test_load_failure_exits_non_zero_with_the_reason(tmp_path: Path) -> None:
+    failing = _service(tmp_path, "failing", FAIL_LOAD="1").launch()
+    assert failing.wait_exit(30) == 1
+    assert "model failed to load: RuntimeError: weights are corrupt" in failing.output()
+    exiting = _service(tmp_path, "exiting", EXIT_LOAD="1").launch()
+    assert exiting.wait_exit(30) == 1
+    assert "model failed to load: SystemExit: 4" in exiting.output()
+
+
+def test_sigterm_stops_the_server(tmp_path: Path) -> None:
+    stack = _service(tmp_path, "stopping").launch()
+    (tmp_path / "stopping.gate").touch()
+    stack.wait_healthy(30)
+    started = time.monotonic()
+    # uvicorn shuts down gracefully, then re-raises the signal: the status is "killed by TERM".
+    assert stack.stop(timeout=10) in (0, -signal.SIGTERM)
+    assert time.monotonic() - started < 5
+
+
+def _with_attrs(stack: StackProcess, attrs: str) -> Answer:
+    return stack.invoke(b"x", "text/plain", headers={"X-Amzn-SageMaker-Custom-Attributes": attrs})
