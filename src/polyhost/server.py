@@ -9,8 +9,11 @@ SIGINT/SIGTERM uvicorn stops accepting, and the deployer stops every container b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import time
+from collections.abc import Generator
 
 import uvicorn
 
@@ -26,6 +29,18 @@ from polyhost.router.router import Router
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.server")
+
+
+class _UvicornServer(uvicorn.Server):
+    """uvicorn's server without its own signal handling.
+
+    uvicorn re-raises a captured SIGTERM/SIGINT when `serve()` returns, which would kill the
+    process before the deployer stops the containers. polyhost installs its own handlers.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 class PolyhostServer:
@@ -71,7 +86,10 @@ class PolyhostServer:
             timeout_keep_alive=75,
             backlog=4096,
         )
-        server = uvicorn.Server(config)
+        server = _UvicornServer(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._request_exit, server)
         server_task = asyncio.create_task(server.serve())
         while not server.started and not server_task.done():
             await asyncio.sleep(0.005)
@@ -91,6 +109,12 @@ class PolyhostServer:
             await self.deployer.shutdown()
             self.control.close()
             log.info("polyhost stopped")
+
+    @staticmethod
+    def _request_exit(server: uvicorn.Server) -> None:
+        if server.should_exit:
+            server.force_exit = True  # a second signal: stop waiting for open connections
+        server.should_exit = True
 
 
 def run(settings: Settings) -> None:

@@ -277,3 +277,15 @@ def test_load_failures_exit_non_zero_with_sagemakers_message(
     stack = stacks[name]
     assert stack.wait_exit(120) == 1
     assert reason in stack.output()
+
+
+def test_start_up_time_and_memory_are_recorded(stacks: dict[str, StackProcess]) -> None:
+    """Printed for the record (`pytest -s`); these stacks started together, so times overlap."""
+    for name, stack in stacks.items():
+        if stack.healthy_after is None:
+            continue  # a stack meant to fail
+        print(
+            f"polyhost/pytorch [{name}]: healthy after {stack.healthy_after:.2f}s, "
+            f"RSS {stack.rss_bytes() / 2**20:.0f} MiB"
+        )
+        assert stack.healthy_after < 120

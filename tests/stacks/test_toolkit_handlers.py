@@ -77,6 +77,8 @@ def predict_fn(data, model, context):
 def output_fn(prediction, accept, context):
     if prediction["attributes"] == "raw":
         return [1, 2, 3]  # not serialised: encoded as the Accept type
+    if prediction["attributes"] == "plain":
+        return "plain words"  # the answer's Content-Type comes from the Accept header
     prediction["accept"] = accept
     context.set_response_content_type(0, "application/vnd.polyhost+json")
     context.set_response_header(0, "X-Amzn-SageMaker-Custom-Attributes", "handled=yes")
@@ -211,6 +213,14 @@ def test_unserialised_output_is_encoded_as_accept(stacks: dict[str, StackProcess
     as_npy = stack.invoke(b"{}", accept=codecs.NPY, headers=raw)
     assert as_npy.content_type == codecs.NPY
     assert np.load(io.BytesIO(as_npy.body)).tolist() == [1, 2, 3]
+
+
+def test_answer_content_type_follows_accept(stacks: dict[str, StackProcess]) -> None:
+    plain = {"X-Amzn-SageMaker-Custom-Attributes": "plain"}
+    stack = stacks["context"]
+    assert stack.invoke(b"{}", accept="text/plain", headers=plain).content_type == "text/plain"
+    listed = stack.invoke(b"{}", accept="*/*;q=0.1, text/x-words;q=0.9, text/plain", headers=plain)
+    assert listed.content_type == "text/x-words" and listed.body == b"plain words"
 
 
 def test_transform_fn_tuple_status_and_errors(stacks: dict[str, StackProcess]) -> None:

@@ -20,7 +20,6 @@ the container refuses to start, as SageMaker's does).
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 from collections.abc import Callable
@@ -90,10 +89,6 @@ def make_handler(module: ModuleType) -> Handler:
         return call_handler(post, response, context=context)
 
     return chained
-
-
-def request_stream(body: bytes) -> io.BytesIO:
-    return io.BytesIO(body)
 
 
 def unpack_result(result: Any, accept: str) -> tuple[bytes, str]:

@@ -36,8 +36,11 @@ REGRESS_METHOD = "tensorflow/serving/regress"
 
 def configure(config: StackConfig) -> None:
     """Thread pools and Python-side logging; must run before TensorFlow executes anything."""
-    tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
-    tf.config.threading.set_inter_op_parallelism_threads(config.inter_op_threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(config.inter_op_threads)
+    except RuntimeError as error:  # inference.py ran TensorFlow ops when it was imported
+        log.warning("TensorFlow thread pools left as they are: %s", error)
     level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0").strip()
     if level.isdigit() and int(level) >= 2:
         tf.get_logger().setLevel(logging.ERROR)

@@ -9,6 +9,7 @@ SageMaker's front end does and runs TensorFlow Serving's predict/classify/regres
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 import time
@@ -21,7 +22,6 @@ from polyhost.stacks.tensorflow.handlers import (
     Context,
     Handler,
     make_handler,
-    request_stream,
     unpack_result,
 )
 from polyhost.stacks.tensorflow.layout import default_model_name, discover
@@ -120,7 +120,7 @@ class TensorFlowService:
             content_length=len(request.body),
         )
         try:
-            result = handler(request_stream(request.body), context)
+            result = handler(io.BytesIO(request.body), context)
             body, content_type = unpack_result(result, accept)
         except InvocationError:
             raise

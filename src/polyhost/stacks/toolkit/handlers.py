@@ -179,10 +179,22 @@ class HandlerService:
         status = context.request_processor[0].status or 200
         return InvocationResponse(
             body=payload,
-            content_type=str(content_type or accept),
+            content_type=str(content_type or _single_type(accept, self.default_accept)),
             status=status,
             custom_attributes=headers.get("x-amzn-sagemaker-custom-attributes"),
         )
+
+
+def _single_type(accept: str, default: str) -> str:
+    """A Content-Type for a handler's answer from the Accept it was given.
+
+    SageMaker echoes the Accept header verbatim; with a list (`a, b;q=0.5`) that is no valid
+    Content-Type, so the first concrete type of the list is used instead.
+    """
+    if "," not in accept and "*" not in accept:
+        return accept
+    concrete = [media for media in codecs.parse_accept(accept) if "*" not in media]
+    return concrete[0] if concrete else default
 
 
 def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
