@@ -15,16 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from polyhost.client.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandFailed
 
-from polyhost.client.connection import Connection, ServerError, Unreachable, default_url
-from polyhost.client.errors import (
-    EXIT_FAILURE,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    CommandFailed,
-    describe_client_error,
-)
+if TYPE_CHECKING:
+    from polyhost.client.connection import Connection
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -35,7 +29,7 @@ def _with_url(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--url",
         default=None,
-        help=f"the polyhost server (default: $POLYHOST_URL or {default_url()})",
+        help="the polyhost server (default: $POLYHOST_URL, else http://127.0.0.1:7080)",
     )
     return parser
 
@@ -196,6 +190,12 @@ def run_client_command(args: argparse.Namespace) -> int:
     runner = _RUNNERS.get(args.command)
     if runner is None:
         raise SystemExit(f"unknown command {args.command}")
+    # botocore is imported only here: `polyhost serve` and `--help` need none of it.
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+    from polyhost.client.connection import Connection, ServerError, Unreachable
+    from polyhost.client.errors import describe_client_error
+
     connection = Connection.resolve(args.url)
     try:
         return runner(args, connection)
@@ -209,7 +209,7 @@ def run_client_command(args: argparse.Namespace) -> int:
         _fail(f"{error.code}: {error.message}")
         return EXIT_FAILURE
     except (Unreachable, EndpointConnectionError) as error:
-        _fail(f"cannot reach polyhost at {connection.url} ({error}); is `polyhost serve` running?")
+        _fail(f"cannot reach polyhost at {connection.url}: is `polyhost serve` running? ({error})")
         return EXIT_FAILURE
     except BotoCoreError as error:
         _fail(f"request to {connection.url} failed: {error}")

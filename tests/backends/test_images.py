@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from polyhost.backends.base import ResourceLimits
 from polyhost.backends.images import ImageConfigError, ImageRegistry
 
 BUILTINS = ["polyhost/pytorch", "polyhost/sklearn", "polyhost/tensorflow"]
@@ -104,3 +105,27 @@ def test_malformed_configs_say_where(tmp_path: Path, text: str, message: str) ->
 def test_a_missing_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ImageConfigError, match="cannot read image config"):
         ImageRegistry.load(tmp_path / "nope.toml")
+
+
+def test_resource_limits_per_image(tmp_path: Path) -> None:
+    config = tmp_path / "images.toml"
+    config.write_text(
+        '[images."acme/a:1"]\ncommand = ["python3", "a.py"]\nmemory = "512MiB"\ncpus = 1.5\n'
+        '[images."polyhost/sklearn"]\nmemory = "1G"\n',
+        encoding="utf-8",
+    )
+    registry = ImageRegistry.load(config)
+    assert registry.limits("acme/a:1") == ResourceLimits(memory_bytes=512 * 1024**2, cpus=1.5)
+    assert registry.limits("polyhost/sklearn:2") == ResourceLimits(memory_bytes=10**9)
+    assert registry.limits("polyhost/pytorch") == ResourceLimits()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [('memory = "lots"', "not a size"), ("cpus = -1", "cpus must be a positive number")],
+)
+def test_bad_resource_limits(tmp_path: Path, line: str, message: str) -> None:
+    config = tmp_path / "images.toml"
+    config.write_text(f'[images."acme/a:1"]\ncommand = ["a"]\n{line}\n', encoding="utf-8")
+    with pytest.raises(ImageConfigError, match=message):
+        ImageRegistry.load(config)

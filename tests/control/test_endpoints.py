@@ -390,7 +390,10 @@ def test_a_deployer_may_report_from_inside_apply(tmp_path: Path, images: ImageRe
         cp.call("CreateModel", {"ModelName": "m", "PrimaryContainer": {"Image": ECHO_IMAGE}})
         cp.call(
             "CreateEndpointConfig",
-            {"EndpointConfigName": "c", "ProductionVariants": [{"VariantName": "v", "ModelName": "m"}]},
+            {
+                "EndpointConfigName": "c",
+                "ProductionVariants": [{"VariantName": "v", "ModelName": "m"}],
+            },
         )
         cp.call("CreateEndpoint", {"EndpointName": "e", "EndpointConfigName": "c"})
         assert cp.call("DescribeEndpoint", {"EndpointName": "e"})["EndpointStatus"] == "InService"
@@ -411,7 +414,10 @@ def test_a_failing_deployer_does_not_undo_the_commit(tmp_path: Path, images: Ima
         cp.call("CreateModel", {"ModelName": "m", "PrimaryContainer": {"Image": ECHO_IMAGE}})
         cp.call(
             "CreateEndpointConfig",
-            {"EndpointConfigName": "c", "ProductionVariants": [{"VariantName": "v", "ModelName": "m"}]},
+            {
+                "EndpointConfigName": "c",
+                "ProductionVariants": [{"VariantName": "v", "ModelName": "m"}],
+            },
         )
         cp.call("CreateEndpoint", {"EndpointName": "e", "EndpointConfigName": "c"})
         assert [s.endpoint_name for s in cp.desired_endpoints()] == ["e"]

@@ -104,7 +104,7 @@ def test_sort(
 def test_name_contains_ignores_case(
     server: PolyhostProcess, seven_models: tuple[str, list[str]]
 ) -> None:
-    marker, names = seven_models
+    marker, _names = seven_models
     body = _models(server, NameContains=f"{marker}-A".upper())
     assert [m["ModelName"] for m in body["Models"]] == [f"{marker}-a"]
 
@@ -125,7 +125,10 @@ def test_creation_time_filters(
     # Through boto3, with datetimes (botocore sends whole seconds).
     now = datetime.datetime.now(datetime.UTC)
     hour = datetime.timedelta(hours=1)
-    assert len(sagemaker.list_models(NameContains=marker, CreationTimeBefore=now + hour)["Models"]) == 7
+    assert (
+        len(sagemaker.list_models(NameContains=marker, CreationTimeBefore=now + hour)["Models"])
+        == 7
+    )
     assert sagemaker.list_models(NameContains=marker, CreationTimeAfter=now + hour)["Models"] == []
 
 
@@ -156,8 +159,21 @@ def _token(payload: dict[str, Any]) -> str:
         _token({"v": 1, "s": "created", "d": True, "k": [1.0]}),
         _token({"v": 9, "s": "created", "d": True, "k": [1.0, "x"]}),
         "x" * 8000,
+        _token({"v": 1, "s": "created", "d": True, "k": [10**400, "x"]}),
+        base64.urlsafe_b64encode(b'{"v":1,"s":"created","d":true,"k":[1.5,"\\ud800"]}').decode(),
+        base64.urlsafe_b64encode(b'{"v":1,"s":"created","d":true,"k":[NaN,"x"]}').decode(),
     ],
-    ids=["text", "empty object", "wrong type", "short key", "other version", "long"],
+    ids=[
+        "text",
+        "empty object",
+        "wrong type",
+        "short key",
+        "other version",
+        "long",
+        "huge number",
+        "lone surrogate",
+        "NaN",
+    ],
 )
 def test_bad_tokens(server: PolyhostProcess, token: str) -> None:
     status, body = raw_call(server, "ListModels", {"NextToken": token})
@@ -200,7 +216,7 @@ def test_list_endpoints_filters_and_sorts(server: PolyhostProcess, sagemaker: An
     marker = unique("lep")
     names = [make_endpoint(sagemaker, f"{marker}-{c}")[0] for c in "ba"]
     try:
-        status, body = raw_call(server, "ListEndpoints", {"NameContains": marker})
+        _status, body = raw_call(server, "ListEndpoints", {"NameContains": marker})
         assert [e["EndpointName"] for e in body["Endpoints"]] == names[::-1]
         modified = [e["LastModifiedTime"] for e in body["Endpoints"]]
         # Every endpoint was modified by now, none after an hour from now.
@@ -211,14 +227,18 @@ def test_list_endpoints_filters_and_sorts(server: PolyhostProcess, sagemaker: An
         )
         assert len(listed["Endpoints"]) == 2
         _, body = raw_call(
-            server, "ListEndpoints", {"NameContains": marker, "LastModifiedTimeAfter": max(modified)}
+            server,
+            "ListEndpoints",
+            {"NameContains": marker, "LastModifiedTimeAfter": max(modified)},
         )
         assert all(e["LastModifiedTime"] > max(modified) for e in body["Endpoints"])
         # Status: every endpoint listed has the asked status; order by status, then name.
         for wanted in ("Creating", "InService", "Failed", "OutOfService"):
             found = sagemaker.list_endpoints(NameContains=marker, StatusEquals=wanted)
             assert all(e["EndpointStatus"] == wanted for e in found["Endpoints"])
-        by_status = sagemaker.list_endpoints(NameContains=marker, SortBy="Status", SortOrder="Ascending")
+        by_status = sagemaker.list_endpoints(
+            NameContains=marker, SortBy="Status", SortOrder="Ascending"
+        )
         keys = [(e["EndpointStatus"], e["EndpointName"]) for e in by_status["Endpoints"]]
         assert len(keys) == 2
         assert keys == sorted(keys)

@@ -201,7 +201,11 @@ MODEL_CASES: list[tuple[str, dict[str, Any], str | re.Pattern[str]]] = [
         "tags: a key once per request",
         {
             "PrimaryContainer": {"Image": E},
-            "Tags": [{"Key": "k", "Value": "1"}, {"Key": "K", "Value": "2"}, {"Key": "k", "Value": ""}],
+            "Tags": [
+                {"Key": "k", "Value": "1"},
+                {"Key": "K", "Value": "2"},
+                {"Key": "k", "Value": ""},
+            ],
         },
         one("Tag key 'k' is given more than once (tags.1, tags.3); keys must be unique"),
     ),
@@ -361,7 +365,10 @@ def test_references_must_exist(sagemaker: Any) -> None:
     with pytest.raises(ClientError) as excinfo:
         sagemaker.create_endpoint_config(
             EndpointConfigName=unique("c"),
-            ProductionVariants=[variant(ModelName=model), variant(VariantName="w", ModelName=ghost)],
+            ProductionVariants=[
+                variant(ModelName=model),
+                variant(VariantName="w", ModelName=ghost),
+            ],
         )
     assert error_of(excinfo) == (
         "ValidationException",

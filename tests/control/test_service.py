@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from typing import Any
 
 import pytest
@@ -176,7 +177,7 @@ def test_endpoint_config_needs_existing_models(sagemaker: Any) -> None:
 
 
 def test_endpoint_lifecycle(server: PolyhostProcess, sagemaker: Any) -> None:
-    name, config, model = make_endpoint(sagemaker, unique("Endpoint"))
+    name, config, _model = make_endpoint(sagemaker, unique("Endpoint"))
     described = sagemaker.describe_endpoint(EndpointName=name)
     assert described["EndpointName"] == name
     assert described["EndpointArn"] == f"{ARN}:endpoint/{name.lower()}"
@@ -219,9 +220,7 @@ def test_create_endpoint_needs_an_existing_config_and_its_models(sagemaker: Any)
     missing = unique("noconfig")
     with pytest.raises(ClientError) as excinfo:
         sagemaker.create_endpoint(EndpointName=unique("ep"), EndpointConfigName=missing)
-    assert error_of(excinfo)[1] == _not_found(
-        "endpoint-config", "endpoint configuration", missing
-    )
+    assert error_of(excinfo)[1] == _not_found("endpoint-config", "endpoint configuration", missing)
     model = make_model(sagemaker)
     config = make_config(sagemaker, model)
     sagemaker.delete_model(ModelName=model)
@@ -292,6 +291,40 @@ def test_endpoint_in_service_waiter_fails_fast_on_a_missing_endpoint(sagemaker: 
     assert "ValidationException" in str(excinfo.value)
 
 
+def _wait_for(sagemaker: Any, name: str, status: str, timeout: float = 90.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        described: dict[str, Any] = sagemaker.describe_endpoint(EndpointName=name)
+        if described["EndpointStatus"] == status or time.monotonic() > deadline:
+            return described
+        time.sleep(0.1)
+
+
+def test_the_deployer_moves_the_endpoint_through_create_and_update(sagemaker: Any) -> None:
+    """With the server's real deployer: Creating -> InService, then a blue/green update."""
+    name, first, model = make_endpoint(sagemaker)
+    sagemaker.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 90}
+    )
+    described = sagemaker.describe_endpoint(EndpointName=name)
+    (variant,) = described["ProductionVariants"]
+    assert variant["CurrentInstanceCount"] == 1
+    assert [i["SpecifiedImage"] for i in variant["DeployedImages"]] == [ECHO_IMAGE]
+    assert "FailureReason" not in described
+
+    second = make_config(sagemaker, model, InitialVariantWeight=2.0)
+    sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=second)
+    updating = sagemaker.describe_endpoint(EndpointName=name)
+    if updating["EndpointStatus"] == "Updating":
+        assert updating["EndpointConfigName"] == first
+        assert updating["PendingDeploymentSummary"]["EndpointConfigName"] == second
+    done = _wait_for(sagemaker, name, "InService")
+    assert (done["EndpointStatus"], done["EndpointConfigName"]) == ("InService", second)
+    assert done["ProductionVariants"][0]["CurrentWeight"] == 2.0
+    assert done["LastModifiedTime"] >= described["LastModifiedTime"]
+    sagemaker.delete_endpoint(EndpointName=name)
+
+
 # -- tags -----------------------------------------------------------------------------------------
 
 
@@ -342,7 +375,9 @@ def test_tag_limit(sagemaker: Any) -> None:
     arn = f"{ARN}:model/{name}"
     sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": f"k{i}", "Value": ""} for i in range(49)])
     with pytest.raises(ClientError) as excinfo:
-        sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": "x", "Value": ""}, {"Key": "y", "Value": ""}])
+        sagemaker.add_tags(
+            ResourceArn=arn, Tags=[{"Key": "x", "Value": ""}, {"Key": "y", "Value": ""}]
+        )
     assert error_of(excinfo) == (
         "ValidationException",
         f"A resource can have at most 50 tags; {arn} would have 51.",

@@ -124,7 +124,7 @@ def test_every_answered_write_survives_kill_9_mid_burst(server: PolyhostProcess)
     for thread in threads:
         thread.join()
     server.restart()
-    status, body = raw_call(server, "ListModels", {"NameContains": marker, "MaxResults": 100})
+    _status, body = raw_call(server, "ListModels", {"NameContains": marker, "MaxResults": 100})
     listed = {m["ModelName"] for m in body["Models"]}
     token = body.get("NextToken")
     while token:
@@ -162,9 +162,7 @@ def test_concurrent_creates_lists_and_name_races(server: PolyhostProcess) -> Non
                 connection=conn,
             )
             results.append(("config", status, name))
-            status, body = raw_call(
-                server, "ListModels", {"NameContains": marker}, connection=conn
-            )
+            status, body = raw_call(server, "ListModels", {"NameContains": marker}, connection=conn)
             results.append(("list", status, ""))
         # Everyone at once for one name (case differs): exactly one may win.
         status, body = raw_call(

@@ -207,9 +207,7 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "a boolean is no integer",
         "ListModels",
         {"MaxResults": True},
-        one(
-            "Value 'true' at 'maxResults' failed to satisfy constraint: Member must be an integer"
-        ),
+        one("Value 'true' at 'maxResults' failed to satisfy constraint: Member must be an integer"),
     ),
     (
         "integer size",
@@ -260,7 +258,10 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "list type",
         "DeleteTags",
         {"ResourceArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m", "TagKeys": "k"},
-        one("Value 'k' at 'tagKeys' failed to satisfy constraint: Member must be a list (a JSON array)"),
+        one(
+            "Value 'k' at 'tagKeys' failed to satisfy constraint: Member must be a list (a JSON "
+            "array)"
+        ),
     ),
     (
         "map type",
@@ -275,7 +276,9 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "null inside a list",
         "DeleteTags",
         {"ResourceArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m", "TagKeys": [None]},
-        one("Value null at 'tagKeys.1.member' failed to satisfy constraint: Member must not be null"),
+        one(
+            "Value null at 'tagKeys.1.member' failed to satisfy constraint: Member must not be null"
+        ),
     ),
     (
         "every violation at once",
@@ -368,3 +371,28 @@ def test_timestamps_as_iso_text_are_understood(server: PolyhostProcess, sagemake
     )
     assert status == 200
     assert [m["ModelName"] for m in body["Models"]] == [name]
+
+
+def test_an_oversized_list_reports_its_size_not_each_element(server: PolyhostProcess) -> None:
+    status, body = raw_call(
+        server,
+        "DeleteTags",
+        {"ResourceArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m", "TagKeys": [""] * 60},
+    )
+    assert status == 400
+    assert body["message"].startswith("1 validation error detected: Value '[, , ")
+    assert body["message"].endswith("Member must have length less than or equal to 50")
+
+
+def test_a_flood_of_violations_is_counted_but_listed_only_in_part(server: PolyhostProcess) -> None:
+    bad_environment = {f"{i}bad": "x" for i in range(100)}
+    containers = [
+        {"Image": ECHO_IMAGE, "ContainerHostname": f"c{i}", "Environment": bad_environment}
+        for i in range(15)
+    ]
+    status, body = raw_call(server, "CreateModel", {"ModelName": "m", "Containers": containers})
+    assert status == 400
+    message = body["message"]
+    assert message.startswith("1500 validation errors detected: Value '0bad' at ")
+    assert message.endswith("; and 1400 more")
+    assert message.count("Map keys must satisfy constraint") == 100

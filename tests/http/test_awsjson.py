@@ -170,7 +170,9 @@ LEAF = (
 )
 ANY_JSON = st.recursive(
     LEAF,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=16,
 )
 NAMES = st.from_regex(r"[a-zA-Z0-9][a-zA-Z0-9-]{0,20}", fullmatch=True)
@@ -188,7 +190,9 @@ def shaped(shape: Shape, depth: int = 0) -> st.SearchStrategy[Any]:
         typed = st.lists(shaped(shape.member, depth + 1), max_size=3)  # type: ignore[attr-defined]
     elif kind == "map":
         typed = st.dictionaries(
-            st.text(max_size=12) | NAMES, shaped(shape.value, depth + 1), max_size=3  # type: ignore[attr-defined]
+            st.text(max_size=12) | NAMES,
+            shaped(shape.value, depth + 1),
+            max_size=3,  # type: ignore[attr-defined]
         )
     elif kind == "string":
         enum = shape.enum
@@ -245,9 +249,7 @@ def test_fuzz_every_operation(server: PolyhostProcess, request: tuple[str, bytes
     else:
         assert status == 200
         # A valid answer is valid JSON: no NaN or Infinity leaks back out.
-        assert not any(
-            isinstance(v, float) and not math.isfinite(v) for v in answer.values()
-        )
+        assert not any(isinstance(v, float) and not math.isfinite(v) for v in answer.values())
 
 
 def test_still_answering_after_the_fuzz(

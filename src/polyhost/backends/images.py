@@ -10,16 +10,22 @@ separate virtual environments. User images come from `--image-config images.toml
 
     [images."polyhost/tensorflow"]       # overrides a built-in's interpreter
     python = "/opt/venvs/tf/bin/python"
+    memory = "2GiB"                      # optional resource limits of every container
+    cpus = 1.5                           # of this image (enforced where the OS allows)
 
 Image names match exactly; a built-in also matches with a tag (`polyhost/sklearn:1.0`).
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from polyhost.backends.base import ResourceLimits
 
 BUILTIN_MODULES = {
     "polyhost/pytorch": "polyhost.stacks.pytorch",
@@ -37,6 +43,36 @@ class ImageEntry:
     name: str
     command: tuple[str, ...]
     builtin: bool = False
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from "512MiB", "2GiB", "1.5G", "1000000" (Ki/Mi/Gi are powers of 1024)."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(f"not a size: {text!r} (use e.g. 512MiB or 2GiB)")
+    number, unit = float(match.group(1)), (match.group(2) or "").upper()
+    if unit.startswith(("KI", "MI", "GI", "TI")):
+        factor = 1024 ** ("KMGT".index(unit[0]) + 1)
+    else:
+        factor = _UNITS[unit[:1]]
+    return int(number * factor)
+
+
+def _limits(config_path: Path, name: str, table: dict[str, Any]) -> ResourceLimits:
+    memory = table.get("memory")
+    cpus = table.get("cpus")
+    try:
+        memory_bytes = None if memory is None else parse_size(str(memory))
+    except ValueError as error:
+        raise ImageConfigError(f'{config_path}: images."{name}".memory: {error}') from None
+    if cpus is not None and (not isinstance(cpus, int | float) or cpus <= 0):
+        raise ImageConfigError(f'{config_path}: images."{name}".cpus must be a positive number')
+    return ResourceLimits(memory_bytes=memory_bytes, cpus=None if cpus is None else float(cpus))
 
 
 def _builtin_name(image: str) -> str | None:
@@ -56,6 +92,7 @@ class ImageRegistry:
     @classmethod
     def load(cls, config_path: Path | None) -> ImageRegistry:
         pythons: dict[str, str] = {}
+        builtin_limits: dict[str, ResourceLimits] = {}
         user: dict[str, ImageEntry] = {}
         if config_path is not None:
             try:
@@ -72,9 +109,11 @@ class ImageRegistry:
                 if python is not None and not isinstance(python, str):
                     raise ImageConfigError(f'{config_path}: images."{name}".python: not a string')
                 command = table.get("command")
+                limits = _limits(Path(config_path), name, table)
                 if name in BUILTIN_MODULES and command is None:
                     if python:
                         pythons[name] = python
+                    builtin_limits[name] = limits
                     continue
                 if not (
                     isinstance(command, list)
@@ -87,12 +126,13 @@ class ImageRegistry:
                     )
                 if python and command[0] in ("python", "python3"):
                     command = [python, *command[1:]]
-                user[name] = ImageEntry(name=name, command=tuple(command))
+                user[name] = ImageEntry(name=name, command=tuple(command), limits=limits)
         entries = {
             name: ImageEntry(
                 name=name,
                 command=(pythons.get(name, sys.executable), "-m", module),
                 builtin=True,
+                limits=builtin_limits.get(name, ResourceLimits()),
             )
             for name, module in BUILTIN_MODULES.items()
         }
@@ -105,6 +145,10 @@ class ImageRegistry:
             return entry
         builtin = _builtin_name(image)
         return self._entries.get(builtin) if builtin else None
+
+    def limits(self, image: str) -> ResourceLimits:
+        entry = self.resolve(image)
+        return entry.limits if entry is not None else ResourceLimits()
 
     def knows_image(self, image: str) -> bool:
         return self.resolve(image) is not None

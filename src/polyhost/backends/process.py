@@ -40,6 +40,7 @@ from polyhost.backends.base import (
     ContainerStats,
     ImageNotFound,
     LaunchSpec,
+    ResourceLimits,
 )
 from polyhost.backends.images import ImageEntry, ImageRegistry
 from polyhost.backends.process_env import container_environment, stack_pythonpath
@@ -272,6 +273,9 @@ class ProcessBackend:
 
     def knows_image(self, image: str) -> bool:
         return self._images.knows_image(image)
+
+    def image_limits(self, image: str) -> ResourceLimits:
+        return self._images.limits(image)
 
     def known_images(self) -> list[str]:
         return self._images.known_images()

@@ -146,8 +146,11 @@ class Deployer:
         try:
             create(name, params)
         except ClientError as error:
-            if not is_already_existing(error):  # someone created it meanwhile: fine
+            if not is_already_existing(error):
                 raise
+            # Another deploy of the same file created it meanwhile; the name says the content.
+            self.say(f"{kind} {name}: created meanwhile by someone else, using it")
+            return name
         self.say(f"{kind} {name}: created")
         return name
 

@@ -3,9 +3,10 @@ translation of botocore's errors into lines a person can act on."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2

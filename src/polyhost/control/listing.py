@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Any
 
 from polyhost.control.store import OrderColumn, PageQuery, Resource
@@ -50,6 +51,23 @@ def _decode(token: str) -> dict[str, Any]:
     return payload
 
 
+def _number(value: Any) -> bool:
+    """A cursor value SQLite can compare as REAL (a token is client input, even if opaque)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return abs(value) < 2**53 and math.isfinite(value)
+
+
+def _text(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def page_query(params: dict[str, Any]) -> PageQuery:
     """The page a validated List* request asks for (the schema vouched for every member)."""
     column = SORT_COLUMNS[params.get("SortBy", "CreationTime")]
@@ -64,9 +82,8 @@ def page_query(params: dict[str, Any]) -> PageQuery:
             or payload.get("d") != descending
             or not isinstance(key, list)
             or len(key) != 2
-            or not isinstance(key[1], str)
-            or not isinstance(key[0], float | int if column == "created" else str)
-            or isinstance(key[0], bool)
+            or not _text(key[1])
+            or not (_number(key[0]) if column == "created" else _text(key[0]))
         ):
             raise _bad_token(token)
         after = (key[0], key[1])

@@ -91,7 +91,7 @@ class ControlPlane:
         self._settings = settings
         self._deployer = deployer
         self._images = images
-        self._schema = schema or load_schema(OPERATIONS)
+        self._schema = schema or load_schema(OPERATIONS, cache_dir=settings.state_dir / "cache")
         self._validator = Validator(self._schema)
         self._store = Store(settings.db_path)
         # Guards read-check-write sequences (existence checks, tag limits, status changes).
@@ -164,7 +164,9 @@ class ControlPlane:
                 )
                 modified = now if changed else resource.modified
                 self._store.update(
-                    self._replace(resource, status=status, modified=modified, doc=new_state.to_doc())
+                    self._replace(
+                        resource, status=status, modified=modified, doc=new_state.to_doc()
+                    )
                 )
             except StoreClosed:
                 return

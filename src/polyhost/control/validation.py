@@ -95,10 +95,22 @@ def violation(value: Any, path: str, constraint: str) -> str:
     return f"Value {shown} at '{path}' failed to satisfy constraint: {constraint}"
 
 
+MAX_LISTED = 100
+
+
 def message(violations: list[str]) -> str:
+    """AWS's summary; past MAX_LISTED items the rest is counted, not listed (keeps it short)."""
     count = len(violations)
     noun = "error" if count == 1 else "errors"
-    return f"{count} validation {noun} detected: " + "; ".join(violations)
+    listed = "; ".join(violations[:MAX_LISTED])
+    if count > MAX_LISTED:
+        listed += f"; and {count - MAX_LISTED} more"
+    return f"{count} validation {noun} detected: {listed}"
+
+
+def _too_long(shape: Shape, value: list[Any] | dict[str, Any]) -> bool:
+    """Over its maximum size: the size violation says enough, elements are not walked."""
+    return shape.max is not None and len(value) > shape.max
 
 
 def raise_if_any(violations: list[str]) -> None:
@@ -183,7 +195,7 @@ class Validator:
             found.append(violation(value, path, "Member must be a list (a JSON array)"))
             return
         self._size(shape, value, path, found)
-        if shape.member is None:
+        if shape.member is None or _too_long(shape, value):
             return
         element = self._schema.shape(shape.member)
         for index, item in enumerate(value):
@@ -200,6 +212,8 @@ class Validator:
             found.append(violation(value, path, "Member must be a map (a JSON object)"))
             return
         self._size(shape, value, path, found)
+        if _too_long(shape, value):
+            return
         key_shape = self._schema.shape(shape.key) if shape.key else None
         value_shape = self._schema.shape(shape.value) if shape.value else None
         for key, item in value.items():

@@ -196,6 +196,8 @@ class GroupStarter:
                         port=port,
                         safe_port_range=safe_range,
                         log_path=log_path,
+                        limits=self._backend.image_limits(container.image),
+                        work_dir=folder,
                     )
                     stream = LogStream(
                         spec.endpoint_name,

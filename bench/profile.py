@@ -1,0 +1,103 @@
+"""Where the server's time goes: py-spy sampling a running process while load is applied.
+
+`py-spy record --format raw` writes collapsed stacks ("frame;frame;... COUNT", each frame
+`function (file:line)`); the table it yields here is the share of samples per innermost frame
+(self time), plus each of polyhost's own functions including what it calls (total), so a
+hotspot comes with its file and line.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?):(?P<line>\d+)\)$")
+
+
+def py_spy() -> str | None:
+    """py-spy next to this interpreter (the project's .venv) or on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+@dataclass(frozen=True)
+class Hotspot:
+    frame: str
+    self_pct: float
+    total_pct: float
+
+
+def _short(frame: str) -> str:
+    match = _FRAME.match(frame.strip())
+    if match is None:
+        return frame.strip()
+    file = match.group("file")
+    for marker in ("/site-packages/", "/src/", "/lib/python3"):
+        if marker in file:
+            file = file.split(marker, 1)[1]
+            break
+    return f"{match.group('func')} ({file}:{match.group('line')})"
+
+
+def start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+    """Start sampling `pid` (and its native frames off) for `seconds`; None without py-spy."""
+    tool = py_spy()
+    if tool is None:
+        return None
+    command = [
+        tool, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
+        "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking",
+    ]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def finish(process: subprocess.Popen[bytes], out: Path, top: int = 12) -> list[Hotspot]:
+    _, stderr = process.communicate(timeout=120)
+    if not out.exists():
+        raise RuntimeError(f"py-spy wrote no profile: {stderr.decode(errors='replace')[-800:]}")
+    return hotspots(out.read_text(encoding="utf-8", errors="replace"), top)
+
+
+def hotspots(collapsed: str, top: int = 12) -> list[Hotspot]:
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_short(f) for f in stack.split(";") if f.strip()]
+        if not frames:
+            continue
+        samples += count
+        own[frames[-1]] += count
+        for frame in set(frames[1:]):  # the first frame is the thread/process label
+            total[frame] += count
+    if samples == 0:
+        return []
+    return [
+        Hotspot(frame, 100.0 * count / samples, 100.0 * total[frame] / samples)
+        for frame, count in own.most_common(top)
+    ]
+
+
+def inclusive(collapsed: str, needle: str, top: int = 12) -> list[tuple[str, float]]:
+    """Frames whose text contains `needle` (e.g. 'polyhost/'), by inclusive share of samples."""
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        samples += count
+        for frame in {_short(f) for f in stack.split(";")}:
+            if needle in frame:
+                total[frame] += count
+    return [(frame, 100.0 * n / max(samples, 1)) for frame, n in total.most_common(top)]
