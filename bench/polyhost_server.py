@@ -12,6 +12,7 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,3 +169,21 @@ def echo_containers(count: int, prefix: str = "echo") -> list[dict[str, Any]]:
         {"Image": ECHO_IMAGE, "ContainerHostname": f"{prefix}{index}"}
         for index in range(1, count + 1)
     ]
+
+
+@contextlib.contextmanager
+def stack_endpoint(
+    work: Path,
+    name: str,
+    image: str,
+    model_url: str,
+    instances: int = 1,
+    environment: dict[str, str] | None = None,
+) -> Iterator[tuple[PolyhostServer, str]]:
+    """A polyhost server with one endpoint of a built-in stack; yields it and the invoke URL."""
+    with PolyhostServer(work) as server:
+        container: dict[str, Any] = {"Image": image, "ModelDataUrl": model_url}
+        if environment:
+            container["Environment"] = environment
+        server.deploy(name, [container], instances=instances)
+        yield server, server.invocations_url(name)

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
-COMMANDS = ("deploy", "invoke", "ls", "logs", "rm")
 
 
 def _with_url(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -100,7 +99,9 @@ def add_client_commands(sub: Subparsers) -> None:
         "--interval", type=_positive, default=0.5, help="seconds between polls with --follow"
     )
 
-    rm = _with_url(sub.add_parser("rm", help="delete an endpoint (and with --all its config)"))
+    rm = _with_url(
+        sub.add_parser("rm", help="delete an endpoint (with --all also its config and models)")
+    )
     rm.add_argument("endpoint")
     rm.add_argument("--all", action="store_true", help="also delete its endpoint config and models")
     rm.add_argument("--no-wait", action="store_true", help="do not wait until it is gone")
@@ -215,7 +216,7 @@ def run_client_command(args: argparse.Namespace) -> int:
         _fail(f"request to {connection.url} failed: {error}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
-        _fail("interrupted")
+        _fail("interrupted; the server carries on with any change already sent")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `polyhost logs ... | head`: the reader left. Point stdout at /dev/null so the

@@ -21,8 +21,9 @@ from polyhost.backends.images import ImageRegistry
 from polyhost.backends.process import ProcessBackend
 from polyhost.control.service import ControlPlane
 from polyhost.deploy.deployer import EndpointDeployer
-from polyhost.http.app import PolyhostApp
+from polyhost.http.app import ExtraRoute, PolyhostApp
 from polyhost.http.awsjson import AwsJsonAdapter
+from polyhost.http.logs import LogsRoute
 from polyhost.http.runtime import RuntimeAdapter
 from polyhost.metrics.exposition import MetricsRoute
 from polyhost.router.router import Router
@@ -53,17 +54,14 @@ class PolyhostServer:
         self.deployer = EndpointDeployer(settings, self.backend, self.router)
         self.control = ControlPlane(settings, self.deployer, self.images)
         self.deployer.bind_status_sink(self.control)
-        routes = {"/metrics": MetricsRoute(self.deployer.groups)}
-        try:
-            from polyhost.http.logs import LogsRoute
-
-            routes["/polyhost/endpoints"] = LogsRoute(self.deployer.log_streams)  # type: ignore[assignment]
-        except ImportError:  # pragma: no cover - while the logs route is not in the tree
-            pass
+        routes: dict[str, ExtraRoute] = {
+            "/metrics": MetricsRoute(self.deployer.groups),
+            "/polyhost/endpoints": LogsRoute(self.deployer.log_streams),
+        }
         self.app = PolyhostApp(
             AwsJsonAdapter(self.control.call),
             runtime=RuntimeAdapter(self.router, settings.max_body_bytes).handle,
-            routes=routes,  # type: ignore[arg-type]
+            routes=routes,
             access_log_enabled=settings.access_log,
         )
 

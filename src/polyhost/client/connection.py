@@ -79,7 +79,10 @@ class Connection:
     def resolve(cls, url: str | None = None) -> Connection:
         session = botocore.session.get_session()
         region = session.get_config_variable("region") or "us-east-1"
-        return cls((url or default_url()).rstrip("/"), region, _local_credentials(session))
+        url = (url or default_url()).rstrip("/")
+        if "://" not in url:  # `--url 127.0.0.1:7080` means what it says
+            url = f"http://{url}"
+        return cls(url, region, _local_credentials(session))
 
     def _client(self, service: str, read_timeout: float) -> Any:
         import boto3  # imported here: it takes a noticeable part of the command's start time

@@ -65,7 +65,11 @@ def model_matches(wanted: dict[str, Any], described: dict[str, Any]) -> bool:
 
 
 def config_matches(wanted: dict[str, Any], described: dict[str, Any]) -> bool:
-    """Whether a described endpoint config has the variants of `wanted`, member by member."""
+    """Whether a described endpoint config has the variants of `wanted`, member by member.
+
+    Members the file leaves out are not compared (the server may fill in defaults), so
+    deleting e.g. `instance_type:` from the file is not by itself a change.
+    """
     mine = wanted["ProductionVariants"]
     theirs = described.get("ProductionVariants") or []
     if len(mine) != len(theirs):

@@ -1,0 +1,1 @@
+"""The servers polyhost is compared with, each installed into its own virtual environment."""
