@@ -10,8 +10,13 @@ class WrongAnswer(RuntimeError):
     """The system under test answered, but not what the benchmark expects."""
 
 
-def post(url: str, body: bytes, content_type: str, headers: dict[str, str] | None = None,
-         timeout: float = 60.0) -> tuple[int, bytes]:
+def post(
+    url: str,
+    body: bytes,
+    content_type: str,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> tuple[int, bytes]:
     request = urllib.request.Request(
         url, data=body, method="POST", headers={"Content-Type": content_type, **(headers or {})}
     )
@@ -22,11 +27,18 @@ def post(url: str, body: bytes, content_type: str, headers: dict[str, str] | Non
         return int(error.code), error.read()
 
 
-def expect_ok(url: str, body: bytes, content_type: str, headers: dict[str, str] | None = None,
-              same_body: bool = False) -> bytes:
+def expect_ok(
+    url: str,
+    body: bytes,
+    content_type: str,
+    headers: dict[str, str] | None = None,
+    same_body: bool = False,
+) -> bytes:
     status, answer = post(url, body, content_type, headers)
     if status != 200:
         raise WrongAnswer(f"{url} answered {status}: {answer[:500]!r}")
     if same_body and answer != body:
-        raise WrongAnswer(f"{url} did not echo the body ({len(answer)} bytes back, {len(body)} sent)")
+        raise WrongAnswer(
+            f"{url} did not echo the body ({len(answer)} bytes back, {len(body)} sent)"
+        )
     return answer

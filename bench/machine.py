@@ -53,9 +53,15 @@ def _dpkg_version(package: str) -> str:
 
 def git_revision() -> str:
     try:
-        head = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, timeout=10
-        ).stdout.decode().strip()
+        head = (
+            subprocess.run(
+                ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                timeout=10,
+            )
+            .stdout.decode()
+            .strip()
+        )
         dirty = subprocess.run(
             ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "src"],
             capture_output=True,

@@ -65,7 +65,9 @@ def lines(
     ax.legend(fontsize=8)
 
 
-def figure(columns: int = 2, width: float = 11.0, height: float = 4.2) -> tuple[plt.Figure, list[plt.Axes]]:
+def figure(
+    columns: int = 2, width: float = 11.0, height: float = 4.2
+) -> tuple[plt.Figure, list[plt.Axes]]:
     fig, axes = plt.subplots(1, columns, figsize=(width, height))
     return fig, list(axes) if columns > 1 else [axes]
 

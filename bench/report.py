@@ -79,11 +79,15 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
     out = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"]
     out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    out += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
+    out += [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells
+    ]
     return out
 
 
-_SECTION = re.compile(r"<!-- bench:(?P<key>[\w-]+) -->\n(?P<body>.*?)<!-- /bench:(?P=key) -->\n?", re.S)
+_SECTION = re.compile(
+    r"<!-- bench:(?P<key>[\w-]+) -->\n(?P<body>.*?)<!-- /bench:(?P=key) -->\n?", re.S
+)
 
 
 class ResultsFile:
@@ -105,6 +109,8 @@ class ResultsFile:
         extra = [k for k in sections if k not in self.order]
         parts = [HEADER]
         for name in known + extra:
-            parts.append(f"<!-- bench:{name} -->\n{sections[name].rstrip()}\n<!-- /bench:{name} -->\n")
+            parts.append(
+                f"<!-- bench:{name} -->\n{sections[name].rstrip()}\n<!-- /bench:{name} -->\n"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("\n".join(parts), encoding="utf-8")

@@ -31,7 +31,7 @@ def _invocations(server: PolyhostServer, endpoint: str) -> dict[str, float]:
     with urllib.request.urlopen(server.url + "/metrics", timeout=10) as answer:
         text = answer.read().decode()
     counts: dict[str, float] = {}
-    pattern = re.compile(r'^polyhost_invocations(?:_total)?\{([^}]*)\} ([0-9.e+]+)$')
+    pattern = re.compile(r"^polyhost_invocations(?:_total)?\{([^}]*)\} ([0-9.e+]+)$")
     for line in text.splitlines():
         match = pattern.match(line)
         if match and f'endpoint_name="{endpoint}"' in match.group(1):

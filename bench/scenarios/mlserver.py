@@ -21,7 +21,15 @@ from bench.peers import mlserver as peer
 from bench.peers.venvs import package_version
 from bench.polyhost_server import stack_endpoint
 from bench.report import Section
-from bench.scenarios.compare import Measured, Plan, Running, System, failures_note, measure_all, table
+from bench.scenarios.compare import (
+    Measured,
+    Plan,
+    Running,
+    System,
+    failures_note,
+    measure_all,
+    table,
+)
 
 KEY = "mlserver"
 TITLE = "2. Against MLServer (scikit-learn, load_digits)"

@@ -55,7 +55,9 @@ def run(ctx: Context) -> Section:
         systems: dict[str, tuple[str, dict[str, str], int]] = {
             "direct": (f"http://127.0.0.1:{port}/invocations", {}, echo.pid),
             "polyhost": (
-                server.invocations_url(ENDPOINT), {HOSTNAME_HEADER: "echo1"}, server.service.pid  # type: ignore[union-attr]
+                server.invocations_url(ENDPOINT),
+                {HOSTNAME_HEADER: "echo1"},
+                server.service.pid,  # type: ignore[union-attr]
             ),
         }
         for url, headers, _ in systems.values():

@@ -87,7 +87,9 @@ def read_idx(path: Path) -> np.ndarray:
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(shape)) if shape else 0
     if len(raw) - header != expected:
-        raise DataError(f"{path}: header says {shape}, but the file holds {len(raw) - header} bytes")
+        raise DataError(
+            f"{path}: header says {shape}, but the file holds {len(raw) - header} bytes"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 

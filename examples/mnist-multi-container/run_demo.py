@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 import data
 import package
@@ -125,15 +128,14 @@ def how_to_call(url: str, samples: dict[str, Path]) -> str:
     return f"""
 The endpoint {endpoint} is InService at {url}. Call it yourself:
 
-  boto3:
-    import boto3, json
-    runtime = boto3.client("sagemaker-runtime", endpoint_url="{url}", region_name="us-east-1")
-    body = open("{tf_sample}", "rb").read()
-    answer = runtime.invoke_endpoint(EndpointName="{endpoint}", ContentType="application/json",
-                                     TargetContainerHostname="tensorflow-mnist", Body=body)
+  boto3 (it signs every request, so it wants credentials; polyhost accepts any):
+    import json, boto3
+    runtime = boto3.client("sagemaker-runtime", endpoint_url="{url}", region_name="us-east-1",
+                           aws_access_key_id="polyhost", aws_secret_access_key="polyhost")
+    answer = runtime.invoke_endpoint(
+        EndpointName="{endpoint}", TargetContainerHostname="tensorflow-mnist",
+        ContentType="application/json", Body=open("{tf_sample}", "rb").read())
     print(json.loads(answer["Body"].read())["predictions"])
-    (boto3 wants credentials to sign with; any will do: export AWS_ACCESS_KEY_ID=x
-     AWS_SECRET_ACCESS_KEY=x)
 
   curl:
     curl -s {url}/endpoints/{endpoint}/invocations -H 'Content-Type: application/json' \\
@@ -181,7 +183,9 @@ def run(args: argparse.Namespace) -> int:
             s3 = LocalS3("s3", args.work / "s3.log").start()
             _say(f"  S3 (moto) at {s3.url}")
         tf_url, pt_url = model_urls(args, s3)
-        _say(f"  ModelDataUrl tensorflow-mnist: {tf_url}\n  ModelDataUrl pytorch-mnist:    {pt_url}")
+        _say(
+            f"  ModelDataUrl tensorflow-mnist: {tf_url}\n  ModelDataUrl pytorch-mnist:    {pt_url}"
+        )
 
         _say("[4/5] deploying with boto3")
         if reuse:
@@ -209,13 +213,29 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _say("\nstopping ...")
         return 0
+    except WaiterError as error:
+        reason = (error.last_response or {}).get("FailureReason") or str(error)
+        print(f"run_demo: the endpoint did not come up: {reason}", file=sys.stderr)
+        print(f"run_demo: polyhost's log: {server.log_path}", file=sys.stderr)
+        return 1
+    except (ClientError, BotoCoreError, RuntimeError) as error:
+        print(f"run_demo: {error}", file=sys.stderr)
+        return 1
     finally:
         server.stop()
         if s3 is not None:
             s3.stop()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # The services run in their own sessions (so Ctrl-C stops them in order, from here): a
+    # SIGTERM or a closed terminal must therefore also pass through the clean-up in run().
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     return run(parse_args(argv))
 
 

@@ -66,7 +66,9 @@ class ChildService:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited; its log is {self.log_path}:\n{self.tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited; its log is {self.log_path}:\n{self.tail()}"
+                )
             if answers(url):
                 return
             time.sleep(0.1)

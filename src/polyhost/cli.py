@@ -25,6 +25,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--max-inflight", type=int, default=64, help="requests in flight per container before 429"
     )
     p.add_argument("--stop-grace", type=float, default=30.0, help="seconds from SIGTERM to SIGKILL")
+    p.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=240.0,
+        help="seconds a container may take to pass /ping when its variant does not say",
+    )
     p.add_argument("--no-access-log", action="store_true")
     p.add_argument(
         "--insecure",
@@ -46,6 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
         invocation_timeout_s=args.invocation_timeout,
         max_inflight_per_container=args.max_inflight,
         stop_grace_s=args.stop_grace,
+        default_startup_timeout_s=args.startup_timeout,
         access_log=not args.no_access_log,
     )
     if not settings.is_loopback and not settings.insecure:

@@ -35,6 +35,9 @@ class Settings:
     max_model_bytes: int = 20 * 1024 * 1024 * 1024
     # Process backend: seconds between SIGTERM and SIGKILL when a container is stopped.
     stop_grace_s: float = 30.0
+    # Seconds a container may take to pass /ping when its variant does not say
+    # (ContainerStartupHealthCheckTimeoutInSeconds); SageMaker's default is 240.
+    default_startup_timeout_s: float = 240.0
     access_log: bool = True
 
     @property

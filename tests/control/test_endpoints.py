@@ -158,7 +158,7 @@ def test_create_records_creating_and_applies_a_resolved_spec(plane: Plane) -> No
         1,
         1.0,
     )
-    assert (one.startup_timeout_s, one.download_timeout_s, one.instance_type) == (240, 3600, None)
+    assert (one.startup_timeout_s, one.download_timeout_s, one.instance_type) == (None, 3600, None)
     assert [(c.hostname, c.image, c.environment) for c in one.containers] == [
         ("Single", ECHO_IMAGE, {"A": "1"})
     ]

@@ -30,7 +30,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolyhostProcess
     proc = PolyhostProcess(
         state_dir=base / "state",
         image_config=write_image_config(base / "images.toml"),
-        extra_args=["--invocation-timeout", "1.5", "--max-inflight", "4"],
+        extra_args=[
+            "--invocation-timeout",
+            "1.5",
+            "--max-inflight",
+            "4",
+            "--startup-timeout",
+            "2",
+        ],
     ).start()
     yield proc
     proc.stop()
@@ -51,6 +58,17 @@ def test_container_that_exits_at_start_fails_the_endpoint(sagemaker: Any) -> Non
     reason = description["FailureReason"]
     assert "Container bad" in reason and "exited with code 3" in reason
     assert "bad: configured to fail at start" in reason  # quotes the container's log
+
+
+def test_container_that_never_passes_ping_fails_the_endpoint(sagemaker: Any) -> None:
+    started = time.monotonic()
+    description = deploy(sagemaker, "neverready", [echo_container("nr", ECHO_NEVER_READY="1")])
+    assert description["EndpointStatus"] == "Failed"
+    reason = description["FailureReason"]
+    assert "Container nr for production variant AllTraffic did not pass the ping health" in reason
+    assert "within 2 seconds" in reason
+    assert "nr: will never be ready" in reason  # quotes the container's log
+    assert time.monotonic() - started < 15
 
 
 def test_invoking_a_failed_endpoint_says_so(runtime: Any) -> None:

@@ -64,7 +64,9 @@ def input_fn(request_body, request_content_type):
         data = json.loads(request_body)["inputs"]
         tensor = torch.tensor(data, dtype=torch.float32)
     except (ValueError, KeyError, TypeError) as error:
-        raise RequestError(400, f'expected {{"inputs": N x 1 x 28 x 28 numbers}}: {error}') from None
+        raise RequestError(
+            400, f'expected {{"inputs": N x 1 x 28 x 28 numbers}}: {error}'
+        ) from None
     if tensor.dim() != 4 or tuple(tensor.shape[1:]) != (1, 28, 28):
         raise RequestError(400, f"inputs must be N x 1 x 28 x 28, not {list(tensor.shape)}")
     return tensor

@@ -48,7 +48,7 @@ class VariantSpec:
     instance_count: int = 1
     initial_weight: float = 1.0
     instance_type: str | None = None
-    startup_timeout_s: int = 240
+    startup_timeout_s: int | None = None  # None: the server's default (SageMaker: 240 s)
     download_timeout_s: int = 3600
 
 

@@ -25,7 +25,6 @@ from polyhost.control.seam import (
     VariantStatus,
 )
 
-DEFAULT_STARTUP_TIMEOUT_S = 240
 DEFAULT_DOWNLOAD_TIMEOUT_S = 3600
 
 
@@ -77,10 +76,11 @@ def build_spec(
                 instance_count=int(variant.get("InitialInstanceCount", 1)),
                 initial_weight=float(variant.get("InitialVariantWeight", 1.0)),
                 instance_type=variant.get("InstanceType"),
-                startup_timeout_s=int(
-                    variant.get(
-                        "ContainerStartupHealthCheckTimeoutInSeconds", DEFAULT_STARTUP_TIMEOUT_S
-                    )
+                # None when not given: the server's default applies (--startup-timeout).
+                startup_timeout_s=(
+                    int(variant["ContainerStartupHealthCheckTimeoutInSeconds"])
+                    if "ContainerStartupHealthCheckTimeoutInSeconds" in variant
+                    else None
                 ),
                 download_timeout_s=int(
                     variant.get("ModelDataDownloadTimeoutInSeconds", DEFAULT_DOWNLOAD_TIMEOUT_S)

@@ -58,6 +58,7 @@ class EndpointDeployer:
             host="127.0.0.1",
             max_inflight=settings.max_inflight_per_container,
             stop_grace_s=settings.stop_grace_s,
+            default_startup_timeout_s=settings.default_startup_timeout_s,
         )
         self._sink: StatusSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

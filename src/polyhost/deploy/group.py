@@ -45,6 +45,7 @@ class RunningContainer:
     variant: VariantSpec
     launch: LaunchSpec
     stream: LogStream
+    startup_timeout_s: float = 240.0
     handle: ContainerHandle | None = None
     route: ContainerRoute | None = None
     restarts: int = 0
@@ -113,6 +114,7 @@ class GroupStarter:
         host: str,
         max_inflight: int,
         stop_grace_s: float,
+        default_startup_timeout_s: float = 240.0,
     ) -> None:
         self._backend = backend
         self._artifacts = artifacts
@@ -121,6 +123,7 @@ class GroupStarter:
         self._host = host
         self._max_inflight = max_inflight
         self._stop_grace_s = stop_grace_s
+        self._default_startup_timeout_s = default_startup_timeout_s
 
     async def start(self, spec: EndpointSpec, group: RunningGroup) -> None:
         """Start every container of `spec` into `group`; raises DeployFailure (group stopped)."""
@@ -206,11 +209,14 @@ class GroupStarter:
                         container.hostname,
                         log_path,
                     )
-                    group.containers.append(RunningContainer(container, variant, launch, stream))
+                    timeout = variant.startup_timeout_s or self._default_startup_timeout_s
+                    group.containers.append(
+                        RunningContainer(container, variant, launch, stream, float(timeout))
+                    )
 
     async def _start_one(self, container: RunningContainer) -> None:
         handle = await self.launch(container)
-        await wait_healthy(container, handle, float(container.variant.startup_timeout_s))
+        await wait_healthy(container, handle, container.startup_timeout_s)
 
     async def launch(self, container: RunningContainer) -> ContainerHandle:
         """Start (or restart) one container's process; the handle is kept on `container`."""

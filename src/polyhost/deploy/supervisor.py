@@ -63,7 +63,7 @@ async def supervise(
             return
         try:
             new_handle = await starter.launch(container)
-            await wait_healthy(container, new_handle, float(container.variant.startup_timeout_s))
+            await wait_healthy(container, new_handle, container.startup_timeout_s)
         except DeployFailure as failure:
             log.warning("restart of %s failed: %s", container.spec.hostname, failure.reason)
             if container.handle is not None and container.handle.exit_code() is None:
