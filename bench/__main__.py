@@ -48,10 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("scenarios", nargs="*", help="keys or numbers; default: all")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny configuration (a harness check, not a measurement)")  # fmt: skip
-    parser.add_argument("--profile", action="store_true",
-                        help="profile polyhost with py-spy even where targets are met")  # fmt: skip
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny configuration (a harness check, not a measurement)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile polyhost with py-spy even where targets are met",
+    )
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md")
     parser.add_argument("--work", type=Path, default=BENCH_DIR / "work")
     args = parser.parse_args(argv)
@@ -77,9 +83,13 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             section = ctx.begin(key, f"{number}. {key}")
             section.add(
-                "**This scenario did not complete** in this run:", "",
-                "```", f"{type(error).__name__}: {error}"[-3000:], "```", "",
-            )  # fmt: skip
+                "**This scenario did not complete** in this run:",
+                "",
+                "```",
+                f"{type(error).__name__}: {error}"[-3000:],
+                "```",
+                "",
+            )
         section.footer.append(f"_Scenario time: {time.monotonic() - started:.0f} s._")
         results.write(key, section.markdown())
         print(section.markdown(), flush=True)

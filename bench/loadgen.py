@@ -82,9 +82,22 @@ def hey_latency(
 ) -> Latency:
     """hey -c 1 -n REQUESTS: closed-loop latency, one request at a time."""
     command = [
-        require("hey"), "-n", str(requests), "-c", "1", "-m", "POST",
-        "-D", str(body_file), "-T", content_type, "-o", "csv", "-t", "60",
-    ]  # fmt: skip
+        require("hey"),
+        "-n",
+        str(requests),
+        "-c",
+        "1",
+        "-m",
+        "POST",
+        "-D",
+        str(body_file),
+        "-T",
+        content_type,
+        "-o",
+        "csv",
+        "-t",
+        "60",
+    ]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
     command.append(url)
@@ -128,10 +141,22 @@ def wrk_run(
 ) -> Latency:
     """wrk -c CONNECTIONS -d DURATION: throughput and exact latency percentiles."""
     command = [
-        require("wrk"), "-t", str(threads), "-c", str(connections),
-        "-d", f"{duration_s:g}s", "--timeout", "30s", "-s", str(WRK_SCRIPT), url,
-        "--", str(body_file), content_type,
-    ]  # fmt: skip
+        require("wrk"),
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{max(1, math.ceil(duration_s))}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+        "--",
+        str(body_file),
+        content_type,
+    ]
     for name, value in (headers or {}).items():
         command.append(f"{name}={value}")
     if rotate is not None:
@@ -142,6 +167,8 @@ def wrk_run(
         raise LoadToolError(f"wrk printed no result for {url}:\n{output[-1500:]}")
     data = json.loads(line[len("BENCH-JSON ") :])
     requests = int(data["requests"])
+    if requests == 0:
+        raise LoadToolError(f"wrk completed no request in {duration_s:g} s against {url}")
     errors = sum(int(v) for v in data["errors"].values())
     return Latency(
         tool="wrk",
@@ -166,6 +193,7 @@ class OpenLoopResult:
     p90_ms: float
     p99_ms: float
     max_ms: float
+    error_kinds: dict[str, int]
 
 
 def open_loop(
@@ -180,10 +208,19 @@ def open_loop(
 ) -> OpenLoopResult:
     """Requests sent on a fixed schedule whatever the answers; latency from the planned send."""
     command = [
-        sys.executable, "-m", "bench.openloop", url, str(body_file), content_type,
-        "--rate", f"{rate:g}", "--duration", f"{duration_s:g}",
-        "--max-connections", str(max_connections),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "bench.openloop",
+        url,
+        str(body_file),
+        content_type,
+        "--rate",
+        f"{rate:g}",
+        "--duration",
+        f"{duration_s:g}",
+        "--max-connections",
+        str(max_connections),
+    ]
     if rotate is not None:
         command += ["--rotate", f"{rotate[0]}={','.join(rotate[1])}"]
     output = _run(pinned(command, cpus), timeout=duration_s + 120)

@@ -58,7 +58,7 @@ def _mnist_net() -> Any:
     from torch import nn
     from torch.nn import functional
 
-    class Net(nn.Module):  # PyTorch's examples/mnist/main.py
+    class Net(nn.Module):  # type: ignore[misc]  # PyTorch's examples/mnist/main.py
         def __init__(self) -> None:
             super().__init__()
             self.conv1 = nn.Conv2d(1, 32, 3, 1)
@@ -83,7 +83,7 @@ def _mnist_net() -> Any:
 
 
 def mnist(folder: Path) -> BuiltModel:
-    """TorchScript MNIST CNN; the request is one 1×1×28×28 image of seeded random pixels."""
+    """TorchScript MNIST CNN; the request is one 1x1x28x28 image of seeded random pixels."""
     import random
 
     import torch

@@ -82,6 +82,7 @@ class OpenLoop:
         self.freed = asyncio.Condition()
         self.latencies: list[float] = []
         self.errors = 0
+        self.error_kinds: dict[str, int] = {}
         self.last_done = 0.0
 
     async def _acquire(self) -> _Connection:
@@ -113,17 +114,21 @@ class OpenLoop:
         async with self.freed:
             self.freed.notify()
 
+    def _error(self, kind: str) -> None:
+        self.errors += 1
+        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+
     async def _one(self, data: bytes, due: float) -> None:
         try:
             connection = await self._acquire()
         except OSError:
-            self.errors += 1
+            self._error("connect")
             return
         try:
             status = await asyncio.wait_for(connection.send(data), timeout=30)
         except (OSError, TimeoutError, httptools.HttpParserError):
             connection.closed = True
-            self.errors += 1
+            self._error("connection")
             await self._release(connection)
             return
         now = time.perf_counter()
@@ -131,10 +136,10 @@ class OpenLoop:
         if 200 <= status < 300:
             self.latencies.append((now - due) * 1000.0)
         else:
-            self.errors += 1
+            self._error(str(status))
         self.last_done = max(self.last_done, now)
 
-    async def run(self, rate: float, duration: float) -> dict[str, float]:
+    async def run(self, rate: float, duration: float) -> dict[str, object]:
         total = max(1, int(rate * duration))
         tasks: list[asyncio.Task[None]] = []
         start = time.perf_counter() + 0.05
@@ -166,6 +171,7 @@ class OpenLoop:
             "p90_ms": pct(90),
             "p99_ms": pct(99),
             "max_ms": latencies[-1] if latencies else math.nan,
+            "error_kinds": self.error_kinds,
         }
 
 
@@ -200,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         rotate = (name, values.split(","))
     requests = build_requests(args.url, args.body_file.read_bytes(), args.content_type, rotate)
 
-    async def go() -> dict[str, float]:
+    async def go() -> dict[str, object]:
         return await OpenLoop(args.url, requests, args.max_connections).run(
             args.rate, args.duration
         )

@@ -9,11 +9,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 
 def grouped_bars(
-    ax: plt.Axes,
+    ax: Axes,
     groups: Sequence[str],
     series: dict[str, Sequence[float]],
     ylabel: str,
@@ -47,7 +49,7 @@ def _short(value: float) -> str:
 
 
 def lines(
-    ax: plt.Axes,
+    ax: Axes,
     x_label: str,
     y_label: str,
     title: str,
@@ -61,18 +63,18 @@ def lines(
     ax.set_title(title, fontsize=10)
     if log_y:
         ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
 
 
-def figure(
-    columns: int = 2, width: float = 11.0, height: float = 4.2
-) -> tuple[plt.Figure, list[plt.Axes]]:
+def figure(columns: int = 2, width: float = 11.0, height: float = 4.2) -> tuple[Figure, list[Axes]]:
     fig, axes = plt.subplots(1, columns, figsize=(width, height))
     return fig, list(axes) if columns > 1 else [axes]
 
 
-def save(fig: plt.Figure, path: Path, title: str) -> None:
+def save(fig: Figure, path: Path, title: str) -> None:
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

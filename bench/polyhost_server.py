@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -64,13 +65,27 @@ class PolyhostServer:
 
     def start(self) -> PolyhostServer:
         self.port = self.port or free_port()
+        # Fresh state every time: a benchmark measures creating endpoints, not restoring them.
+        shutil.rmtree(self.work / "state", ignore_errors=True)
         images = write_image_config(self.work / "images.toml")
         command = [
-            sys.executable, "-m", "polyhost", "serve",
-            "--port", str(self.port), "--state-dir", str(self.work / "state"),
-            "--image-config", str(images), "--no-access-log", "--stop-grace", "5",
-            "--log-level", "warning", *self.extra_args,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "polyhost",
+            "serve",
+            "--port",
+            str(self.port),
+            "--state-dir",
+            str(self.work / "state"),
+            "--image-config",
+            str(images),
+            "--no-access-log",
+            "--stop-grace",
+            "5",
+            "--log-level",
+            "warning",
+            *self.extra_args,
+        ]
         self.service = Service("polyhost", pinned(command, self.cpus), self.work / "polyhost.log")
         self.service.start()
         self.service.wait_http(self.url + "/ping", timeout=60)

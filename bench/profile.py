@@ -50,9 +50,20 @@ def start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None
     if tool is None:
         return None
     command = [
-        tool, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
-        "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking",
-    ]  # fmt: skip
+        tool,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(max(1, int(seconds))),
+        "--rate",
+        "250",
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        "--nonblocking",
+    ]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -65,7 +65,7 @@ class Section:
 def fmt(value: object) -> str:
     if isinstance(value, float):
         if value != value:  # NaN
-            return "–"
+            return "-"
         if abs(value) >= 100:
             return f"{value:,.0f}"
         if abs(value) >= 10:
@@ -76,7 +76,7 @@ def fmt(value: object) -> str:
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     cells = [[fmt(value) for value in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     out = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"]
     out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     out += [

@@ -21,21 +21,26 @@ MODEL_NAME = "digits"
 
 def install(venv_root: Path) -> Path:
     return venvs.ensure(
-        venv_root, "mlserver",
+        venv_root,
+        "mlserver",
         ["mlserver", "mlserver-sklearn", venvs.pinned("scikit-learn"), venvs.pinned("joblib")],
-    )  # fmt: skip
+    )
 
 
 def v2_body(rows: list[list[float]]) -> bytes:
     """The same rows as an Open Inference Protocol (V2) request."""
-    return json.dumps({
-        "inputs": [{
-            "name": "predict",
-            "shape": [len(rows), len(rows[0])],
-            "datatype": "FP32",
-            "data": [value for row in rows for value in row],
-        }]
-    }).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "predict",
+                    "shape": [len(rows), len(rows[0])],
+                    "datatype": "FP32",
+                    "data": [value for row in rows for value in row],
+                }
+            ]
+        }
+    ).encode()
 
 
 @dataclass
@@ -69,8 +74,9 @@ class MLServer:
             "implementation": "mlserver_sklearn.SKLearnModel",
             "parameters": {"uri": str(self.model.model_file.resolve()), "version": "v1"},
         }
-        (self.folder / "model-settings.json").write_text(json.dumps(model_settings),
-                                                        encoding="utf-8")  # fmt: skip
+        (self.folder / "model-settings.json").write_text(
+            json.dumps(model_settings), encoding="utf-8"
+        )
         self.service = Service(
             f"mlserver (parallel_workers={self.parallel_workers})",
             [str(self.bin_dir / "mlserver"), "start", str(self.folder)],

@@ -28,19 +28,29 @@ def install(venv_root: Path) -> Path:
     if shutil.which("java") is None:
         raise StartFailed("TorchServe needs Java 17 (`java` on PATH); none is installed")
     return venvs.ensure(
-        venv_root, "torchserve",
+        venv_root,
+        "torchserve",
         [venvs.pinned("torch"), "torchserve", "torch-model-archiver", "pyyaml", "numpy"],
-    )  # fmt: skip
+    )
 
 
 def archive(bin_dir: Path, model: BuiltModel, store: Path) -> Path:
     """mnist.mar from model.pt and the JSON handler."""
     store.mkdir(parents=True, exist_ok=True)
     command = [
-        str(bin_dir / "torch-model-archiver"), "--model-name", MODEL_NAME, "--version", "1.0",
-        "--serialized-file", str(model.model_file), "--handler", str(HANDLER),
-        "--export-path", str(store), "--force",
-    ]  # fmt: skip
+        str(bin_dir / "torch-model-archiver"),
+        "--model-name",
+        MODEL_NAME,
+        "--version",
+        "1.0",
+        "--serialized-file",
+        str(model.model_file),
+        "--handler",
+        str(HANDLER),
+        "--export-path",
+        str(store),
+        "--force",
+    ]
     done = subprocess.run(command, capture_output=True, timeout=300, check=False)
     if done.returncode != 0:
         raise StartFailed(f"torch-model-archiver failed: {done.stderr.decode(errors='replace')}")
@@ -77,29 +87,47 @@ class TorchServe:
         self.port, self.management_port = free_port(), free_port()
         config = self.folder / "config.properties"
         config.write_text(
-            "\n".join([
-                f"inference_address=http://127.0.0.1:{self.port}",
-                f"management_address=http://127.0.0.1:{self.management_port}",
-                f"metrics_address=http://127.0.0.1:{free_port()}",
-                "disable_token_authorization=true",
-                f"default_workers_per_model={self.workers}",
-                f"model_store={self.store}",
-                "install_py_dep_per_model=false",
-                "disable_system_metrics=true",
-                "job_queue_size=1000",
-            ]) + "\n",
+            "\n".join(
+                [
+                    f"inference_address=http://127.0.0.1:{self.port}",
+                    f"management_address=http://127.0.0.1:{self.management_port}",
+                    f"metrics_address=http://127.0.0.1:{free_port()}",
+                    "disable_token_authorization=true",
+                    f"default_workers_per_model={self.workers}",
+                    f"model_store={self.store}",
+                    "install_py_dep_per_model=false",
+                    "disable_system_metrics=true",
+                    "job_queue_size=1000",
+                ]
+            )
+            + "\n",
             encoding="utf-8",
-        )  # fmt: skip
+        )
         command = [
-            str(self.bin_dir / "torchserve"), "--start", "--foreground", "--ncs",
-            "--ts-config", str(config), "--model-store", str(self.store),
-            "--models", f"{MODEL_NAME}={MODEL_NAME}.mar", "--disable-token-auth",
-        ]  # fmt: skip
-        env = {"PATH": f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin",
-               "LOG_LOCATION": str(self.folder / "logs"),
-               "METRICS_LOCATION": str(self.folder / "logs")}  # fmt: skip
-        self.service = Service(f"torchserve ({self.workers} workers)", command,
-                               self.folder / "torchserve.log", env=env, cwd=self.folder).start()  # fmt: skip
+            str(self.bin_dir / "torchserve"),
+            "--start",
+            "--foreground",
+            "--ncs",
+            "--ts-config",
+            str(config),
+            "--model-store",
+            str(self.store),
+            "--models",
+            f"{MODEL_NAME}={MODEL_NAME}.mar",
+            "--disable-token-auth",
+        ]
+        env = {
+            "PATH": f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin",
+            "LOG_LOCATION": str(self.folder / "logs"),
+            "METRICS_LOCATION": str(self.folder / "logs"),
+        }
+        self.service = Service(
+            f"torchserve ({self.workers} workers)",
+            command,
+            self.folder / "torchserve.log",
+            env=env,
+            cwd=self.folder,
+        ).start()
         self.service.wait_until(self._workers_ready, 240, f"{self.workers} READY workers")
         return self
 

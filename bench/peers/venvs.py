@@ -65,8 +65,13 @@ def ensure(root: Path, name: str, requirements: list[str], timeout: float = 1800
 
 def package_version(bin_dir: Path, package: str) -> str:
     done = subprocess.run(
-        [str(bin_dir / "python"), "-c",
-         f"import importlib.metadata as m; print(m.version({package!r}))"],
-        capture_output=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            str(bin_dir / "python"),
+            "-c",
+            f"import importlib.metadata as m; print(m.version({package!r}))",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     return done.stdout.decode().strip() or "unknown"

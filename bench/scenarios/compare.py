@@ -62,19 +62,47 @@ def measure(system: System, plan: Plan) -> Measured:
     with system.start() as running:
         ready = time.perf_counter() - started
         body = system.body.read_bytes()
-        answer = system.summarize(expect_ok(running.url, body, system.content_type,
-                                            running.headers))  # fmt: skip
-        wrk_run(running.url, system.body, system.content_type, running.headers,
-                connections=32, duration_s=plan.warmup_seconds)  # fmt: skip
-        wrk_c1 = wrk_run(running.url, system.body, system.content_type, running.headers,
-                         connections=1, duration_s=plan.c1_seconds, cpus=LOADGEN_CPUS)  # fmt: skip
-        hey_c1 = hey_latency(running.url, system.body, system.content_type, running.headers,
-                             plan.hey_requests, cpus=LOADGEN_CPUS)  # fmt: skip
-        wrk_c32 = wrk_run(running.url, system.body, system.content_type, running.headers,
-                          connections=32, duration_s=plan.c32_seconds)  # fmt: skip
+        answer = system.summarize(
+            expect_ok(running.url, body, system.content_type, running.headers)
+        )
+        wrk_run(
+            running.url,
+            system.body,
+            system.content_type,
+            running.headers,
+            connections=32,
+            duration_s=plan.warmup_seconds,
+        )
+        wrk_c1 = wrk_run(
+            running.url,
+            system.body,
+            system.content_type,
+            running.headers,
+            connections=1,
+            duration_s=plan.c1_seconds,
+            cpus=LOADGEN_CPUS,
+        )
+        hey_c1 = hey_latency(
+            running.url,
+            system.body,
+            system.content_type,
+            running.headers,
+            plan.hey_requests,
+            cpus=LOADGEN_CPUS,
+        )
+        wrk_c32 = wrk_run(
+            running.url,
+            system.body,
+            system.content_type,
+            running.headers,
+            connections=32,
+            duration_s=plan.c32_seconds,
+        )
         own, total = running.service.rss()
-    print(f"  {system.name}: {wrk_c32.rps:.0f} req/s at c=32, p50 {wrk_c1.p50_ms:.2f} ms at c=1",
-          flush=True)  # fmt: skip
+    print(
+        f"  {system.name}: {wrk_c32.rps:.0f} req/s at c=32, p50 {wrk_c1.p50_ms:.2f} ms at c=1",
+        flush=True,
+    )
     return Measured(system.name, ready, answer, own, total, hey_c1, wrk_c1, wrk_c32)
 
 
@@ -94,20 +122,45 @@ def measure_all(systems: list[System], plan: Plan) -> tuple[list[Measured], list
 def table(section: Section, results: list[Measured]) -> None:
     mb = 1024 * 1024
     section.table(
-        ["system", "req/s c=32", "p50 c=32", "p99 c=32", "p50 c=1 (wrk)", "p99 c=1 (wrk)",
-         "p50 c=1 (hey)", "p99 c=1 (hey)", "errors", "ready in s", "RSS MB (all processes)",
-         "answer"],
-        [[m.name, m.wrk_c32.rps, m.wrk_c32.p50_ms, m.wrk_c32.p99_ms, m.wrk_c1.p50_ms,
-          m.wrk_c1.p99_ms, m.hey_c1.p50_ms, m.hey_c1.p99_ms,
-          m.wrk_c32.errors + m.wrk_c1.errors + m.hey_c1.errors, m.ready_s, m.total_rss / mb,
-          m.answer] for m in results],
-    )  # fmt: skip
+        [
+            "system",
+            "req/s c=32",
+            "p50 c=32",
+            "p99 c=32",
+            "p50 c=1 (wrk)",
+            "p99 c=1 (wrk)",
+            "p50 c=1 (hey)",
+            "p99 c=1 (hey)",
+            "errors",
+            "ready in s",
+            "RSS MB (all processes)",
+            "answer",
+        ],
+        [
+            [
+                m.name,
+                m.wrk_c32.rps,
+                m.wrk_c32.p50_ms,
+                m.wrk_c32.p99_ms,
+                m.wrk_c1.p50_ms,
+                m.wrk_c1.p99_ms,
+                m.hey_c1.p50_ms,
+                m.hey_c1.p99_ms,
+                m.wrk_c32.errors + m.wrk_c1.errors + m.hey_c1.errors,
+                m.ready_s,
+                m.total_rss / mb,
+                m.answer,
+            ]
+            for m in results
+        ],
+    )
 
 
 def failures_note(section: Section, failures: list[str]) -> None:
     if failures:
-        section.add("Systems that could not be measured in this run:", "", "```", *failures,
-                    "```", "")  # fmt: skip
+        section.add(
+            "Systems that could not be measured in this run:", "", "```", *failures, "```", ""
+        )
 
 
 @contextlib.contextmanager

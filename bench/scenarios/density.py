@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import urllib.request
+from dataclasses import asdict, dataclass
 
 from bench import plots
 from bench.checks import expect_ok
@@ -41,6 +42,16 @@ def _invocations(server: PolyhostServer, endpoint: str) -> dict[str, float]:
     return counts
 
 
+@dataclass
+class Density:
+    containers: int
+    cold_start_s: list[float]
+    server_rss: int
+    total_rss: int
+    load: Latency
+    per_container: list[float]
+
+
 def run(ctx: Context) -> Section:
     section = ctx.begin(KEY, TITLE)
     work = ctx.work(KEY)
@@ -49,7 +60,7 @@ def run(ctx: Context) -> Section:
     seconds = 1.0 if ctx.quick else 6.0
     body = write_bodies(work / "bodies", {"1KB": 1024})["1KB"]
     rows: list[list[object]] = []
-    raw: dict[int, dict[str, object]] = {}
+    raw: dict[int, Density] = {}
     with PolyhostServer(work / "polyhost") as server:
         idle_own, idle_total = server.rss()
         for count in sizes:
@@ -65,29 +76,48 @@ def run(ctx: Context) -> Section:
             hostnames = [f"echo{i}" for i in range(1, count + 1)]
             url = server.invocations_url(name)
             for host in hostnames:
-                expect_ok(url, body.read_bytes(), CONTENT_TYPE, {HOSTNAME_HEADER: host},
-                          same_body=True)  # fmt: skip
+                expect_ok(
+                    url, body.read_bytes(), CONTENT_TYPE, {HOSTNAME_HEADER: host}, same_body=True
+                )
             own, total = server.rss()
             before = _invocations(server, name)
-            load: Latency = wrk_run(url, body, CONTENT_TYPE, connections=32, duration_s=seconds,
-                                    rotate=(HOSTNAME_HEADER, hostnames))  # fmt: skip
+            load: Latency = wrk_run(
+                url,
+                body,
+                CONTENT_TYPE,
+                connections=32,
+                duration_s=seconds,
+                rotate=(HOSTNAME_HEADER, hostnames),
+            )
             after = _invocations(server, name)
             served = [after.get(h, 0.0) - before.get(h, 0.0) for h in hostnames]
-            spread = f"{min(served):.0f}–{max(served):.0f}" if served else "–"
+            spread = f"{min(served):.0f}-{max(served):.0f}" if served else "-"
             server.delete(name)
-            raw[count] = {"cold_start_s": starts, "server_rss": own, "total_rss": total,
-                          "load": vars(load), "per_container": served}  # fmt: skip
-            rows.append([count, min(starts), max(starts), own / MB, total / MB,
-                         (total - idle_total) / MB / count, load.rps, load.p50_ms, load.p99_ms,
-                         spread, load.errors])  # fmt: skip
+            raw[count] = Density(count, starts, own, total, load, served)
+            rows.append(
+                [
+                    count,
+                    min(starts),
+                    max(starts),
+                    own / MB,
+                    total / MB,
+                    (total - idle_total) / MB / count,
+                    load.rps,
+                    load.p50_ms,
+                    load.p99_ms,
+                    spread,
+                    load.errors,
+                ]
+            )
             print(f"  {KEY}: {count} containers done", flush=True)
             for target_count, limit in ((2, 3.0), (15, 10.0)):
                 if count == target_count:
                     section.target(
                         f"CreateEndpoint → InService, {count} light containers",
-                        f"{max(starts):.2f} s (slowest of {repeats})", f"≤ {limit:g} s",
+                        f"{max(starts):.2f} s (slowest of {repeats})",
+                        f"≤ {limit:g} s",
                         max(starts) <= limit,
-                    )  # fmt: skip
+                    )
 
     section.add(
         f"Direct endpoints of N echo containers. Idle server (no endpoint): RSS "
@@ -97,25 +127,53 @@ def run(ctx: Context) -> Section:
         "",
     )
     section.table(
-        ["containers", "cold start s (min)", "cold start s (max)", "server RSS MB",
-         "total RSS MB", "MB per container", "req/s", "p50 ms", "p99 ms",
-         "requests per container (min–max)", "errors"],
+        [
+            "containers",
+            "cold start s (min)",
+            "cold start s (max)",
+            "server RSS MB",
+            "total RSS MB",
+            "MB per container",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "requests per container (min-max)",
+            "errors",
+        ],
         rows,
-    )  # fmt: skip
-    ctx.save_raw(KEY, raw)
+    )
+    ctx.save_raw(KEY, [asdict(d) for d in raw.values()])
     path = ctx.plot(section, "density", "density and cold start")
     fig, (left, middle, right) = plots.figure(3, width=14)
     xs = [float(n) for n in sizes]
-    plots.lines(left, "containers", "seconds", "CreateEndpoint → InService", {
-        "slowest": (xs, [max(raw[n]["cold_start_s"]) for n in sizes]),  # type: ignore[type-var]
-        "fastest": (xs, [min(raw[n]["cold_start_s"]) for n in sizes]),  # type: ignore[type-var]
-    })  # fmt: skip
-    plots.lines(middle, "containers", "MB", "resident memory", {
-        "server": (xs, [float(raw[n]["server_rss"]) / MB for n in sizes]),  # type: ignore[arg-type]
-        "server + containers": (xs, [float(raw[n]["total_rss"]) / MB for n in sizes]),  # type: ignore[arg-type]
-    })  # fmt: skip
-    plots.lines(right, "containers", "requests/s", "throughput at c=32, spread evenly", {
-        "polyhost": (xs, [float(r[6]) for r in rows]),  # type: ignore[arg-type]
-    })  # fmt: skip
+    plots.lines(
+        left,
+        "containers",
+        "seconds",
+        "CreateEndpoint → InService",
+        {
+            "slowest": (xs, [max(raw[n].cold_start_s) for n in sizes]),
+            "fastest": (xs, [min(raw[n].cold_start_s) for n in sizes]),
+        },
+    )
+    plots.lines(
+        middle,
+        "containers",
+        "MB",
+        "resident memory",
+        {
+            "server": (xs, [raw[n].server_rss / MB for n in sizes]),
+            "server + containers": (xs, [raw[n].total_rss / MB for n in sizes]),
+        },
+    )
+    plots.lines(
+        right,
+        "containers",
+        "requests/s",
+        "throughput at c=32, spread evenly",
+        {
+            "polyhost": (xs, [raw[n].load.rps for n in sizes]),
+        },
+    )
     plots.save(fig, path, "Density: one endpoint with N echo containers")
     return section

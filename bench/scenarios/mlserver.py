@@ -58,8 +58,11 @@ def run(ctx: Context) -> Section:
     v2_body = bodies / "v2.json"
     v2_body.write_bytes(peer.v2_body(model.rows))
     bin_dir = peer.install(ctx.work_root / "venvs")
-    plan = Plan(hey_requests=300, c1_seconds=1, c32_seconds=1, warmup_seconds=0.5) if ctx.quick \
-        else Plan()  # fmt: skip
+    plan = (
+        Plan(hey_requests=300, c1_seconds=1, c32_seconds=1, warmup_seconds=1)
+        if ctx.quick
+        else Plan()
+    )
 
     def ml(workers: int | None) -> contextlib.AbstractContextManager[Running]:
         @contextlib.contextmanager
@@ -74,23 +77,44 @@ def run(ctx: Context) -> Section:
     def poly(instances: int) -> contextlib.AbstractContextManager[Running]:
         @contextlib.contextmanager
         def start() -> Iterator[Running]:
-            with stack_endpoint(work / f"polyhost-{instances}", "digits", "polyhost/sklearn",
-                                model.url, instances) as (server, url):  # fmt: skip
+            with stack_endpoint(
+                work / f"polyhost-{instances}", "digits", "polyhost/sklearn", model.url, instances
+            ) as (server, url):
                 assert server.service is not None
                 yield Running(url, server.service)
 
         return start()
 
     systems = [
-        System("MLServer default (parallel_workers=1)", lambda: ml(None), v2_body,
-               "application/json", _v2_answer),
-        System("MLServer tuned (parallel_workers=0)", lambda: ml(0), v2_body,
-               "application/json", _v2_answer),
-        System("polyhost/sklearn, 1 instance", lambda: poly(1), invoke_body,
-               "application/json", _polyhost_answer),
-        System("polyhost/sklearn, 2 instances", lambda: poly(2), invoke_body,
-               "application/json", _polyhost_answer),
-    ]  # fmt: skip
+        System(
+            "MLServer default (parallel_workers=1)",
+            lambda: ml(None),
+            v2_body,
+            "application/json",
+            _v2_answer,
+        ),
+        System(
+            "MLServer tuned (parallel_workers=0)",
+            lambda: ml(0),
+            v2_body,
+            "application/json",
+            _v2_answer,
+        ),
+        System(
+            "polyhost/sklearn, 1 instance",
+            lambda: poly(1),
+            invoke_body,
+            "application/json",
+            _polyhost_answer,
+        ),
+        System(
+            "polyhost/sklearn, 2 instances",
+            lambda: poly(2),
+            invoke_body,
+            "application/json",
+            _polyhost_answer,
+        ),
+    ]
     if ctx.quick:
         systems = [systems[1], systems[2]]
     results, failures = measure_all(systems, plan)
@@ -107,19 +131,36 @@ def run(ctx: Context) -> Section:
     table(section, results)
     failures_note(section, failures)
     _targets(section, {m.name: m for m in results})
-    ctx.save_raw(KEY, [vars(m) | {k: vars(getattr(m, k)) for k in ("hey_c1", "wrk_c1", "wrk_c32")}
-                       for m in results])  # fmt: skip
+    ctx.save_raw(
+        KEY,
+        [
+            vars(m) | {k: vars(getattr(m, k)) for k in ("hey_c1", "wrk_c1", "wrk_c32")}
+            for m in results
+        ],
+    )
     if results:
         path = ctx.plot(section, "mlserver", "polyhost vs MLServer")
         fig, (left, right) = plots.figure(2, width=12)
         names = [m.name.replace(" (", "\n(").replace(", ", "\n") for m in results]
-        plots.grouped_bars(left, names, {"req/s at c=32": [m.wrk_c32.rps for m in results]},
-                           "requests/s", "throughput")  # fmt: skip
-        plots.grouped_bars(right, names, {
-            "p50 c=1": [m.wrk_c1.p50_ms for m in results],
-            "p99 c=1": [m.wrk_c1.p99_ms for m in results],
-            "p99 c=32": [m.wrk_c32.p99_ms for m in results],
-        }, "ms", "latency", log=True)  # fmt: skip
+        plots.grouped_bars(
+            left,
+            names,
+            {"req/s at c=32": [m.wrk_c32.rps for m in results]},
+            "requests/s",
+            "throughput",
+        )
+        plots.grouped_bars(
+            right,
+            names,
+            {
+                "p50 c=1": [m.wrk_c1.p50_ms for m in results],
+                "p99 c=1": [m.wrk_c1.p99_ms for m in results],
+                "p99 c=32": [m.wrk_c32.p99_ms for m in results],
+            },
+            "ms",
+            "latency",
+            log=True,
+        )
         for axis in (left, right):
             axis.tick_params(axis="x", labelsize=7)
         plots.save(fig, path, "scikit-learn digits model: polyhost vs MLServer")
@@ -130,16 +171,23 @@ def _targets(section: Section, by_name: dict[str, Measured]) -> None:
     poly = by_name.get("polyhost/sklearn, 1 instance")
     if poly is None:
         return
-    for name, factor in (("MLServer default (parallel_workers=1)", 2.0),
-                         ("MLServer tuned (parallel_workers=0)", 1.5)):  # fmt: skip
+    for name, factor in (
+        ("MLServer default (parallel_workers=1)", 2.0),
+        ("MLServer tuned (parallel_workers=0)", 1.5),
+    ):
         other = by_name.get(name)
         if other is None:
             continue
         ratio = poly.wrk_c32.rps / other.wrk_c32.rps
-        section.target(f"polyhost (1 instance) throughput vs {name}", f"{ratio:.2f}×",
-                       f"≥ {factor:g}×", ratio >= factor)  # fmt: skip
+        section.target(
+            f"polyhost (1 instance) throughput vs {name}",
+            f"{ratio:.2f}x",
+            f"≥ {factor:g}x",
+            ratio >= factor,
+        )
         section.target(
             f"polyhost p99 at c=32 vs {name}",
             f"{poly.wrk_c32.p99_ms:.2f} ms vs {other.wrk_c32.p99_ms:.2f} ms",
-            "equal or lower", poly.wrk_c32.p99_ms <= other.wrk_c32.p99_ms,
-        )  # fmt: skip
+            "equal or lower",
+            poly.wrk_c32.p99_ms <= other.wrk_c32.p99_ms,
+        )

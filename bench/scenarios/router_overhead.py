@@ -45,8 +45,9 @@ def run(ctx: Context) -> Section:
     bodies = write_bodies(work / "bodies", sizes)
 
     port = free_port()
-    echo = Service("echo (direct)", [sys.executable, str(ECHO_PROGRAM), str(port)],
-                   work / "echo-direct.log")  # fmt: skip
+    echo = Service(
+        "echo (direct)", [sys.executable, str(ECHO_PROGRAM), str(port)], work / "echo-direct.log"
+    )
     server = PolyhostServer(work / "polyhost")
     raw: dict[str, dict[str, dict[str, Latency]]] = {}
     with echo, server:
@@ -74,21 +75,36 @@ def run(ctx: Context) -> Section:
                 )
             for name, (url, headers, _) in systems.items():
                 results[name]["wrk_c1"] = wrk_run(
-                    url, body, CONTENT_TYPE, headers, connections=1, duration_s=c1_seconds,
+                    url,
+                    body,
+                    CONTENT_TYPE,
+                    headers,
+                    connections=1,
+                    duration_s=c1_seconds,
                     cpus=LOADGEN_CPUS,
-                )  # fmt: skip
+                )
             for name, (url, headers, _) in systems.items():
                 results[name]["wrk_c32_split"] = wrk_run(
-                    url, body, CONTENT_TYPE, headers, connections=32, duration_s=c32_seconds,
+                    url,
+                    body,
+                    CONTENT_TYPE,
+                    headers,
+                    connections=32,
+                    duration_s=c32_seconds,
                     cpus=LOADGEN_CPUS,
-                )  # fmt: skip
+                )
             # shared layout: nothing pinned
             for _, _, pid in systems.values():
                 set_tree_affinity(pid, None)
             for name, (url, headers, _) in systems.items():
                 results[name]["wrk_c32_shared"] = wrk_run(
-                    url, body, CONTENT_TYPE, headers, connections=32, duration_s=c32_seconds,
-                )  # fmt: skip
+                    url,
+                    body,
+                    CONTENT_TYPE,
+                    headers,
+                    connections=32,
+                    duration_s=c32_seconds,
+                )
             raw[label] = results
             print(f"  {KEY}: {label} done", flush=True)
 
@@ -101,8 +117,13 @@ def run(ctx: Context) -> Section:
             hot, own = _profile(work, server, bodies["1KB"], c32_seconds)
             _hotspot_table(section, hot, own)
 
-    ctx.save_raw(KEY, {size: {s: {k: vars(v) for k, v in r.items()} for s, r in res.items()}
-                       for size, res in raw.items()})  # fmt: skip
+    ctx.save_raw(
+        KEY,
+        {
+            size: {s: {k: vars(v) for k, v in r.items()} for s, r in res.items()}
+            for size, res in raw.items()
+        },
+    )
     _plot(ctx, section, raw)
     return section
 
@@ -111,25 +132,44 @@ def _tables(section: Section, raw: dict[str, dict[str, dict[str, Latency]]]) -> 
     section.add(
         "The same echo container called directly and through polyhost (Direct mode, "
         "`X-Amzn-SageMaker-Target-Container-Hostname`), JSON bodies. Latency in ms at "
-        "concurrency 1 (load generator on CPU 0, serving side on CPU 1); added = polyhost − "
+        "concurrency 1 (load generator on CPU 0, serving side on CPU 1); added = polyhost - "
         "direct.",
         "",
     )
-    rows = []
+    rows: list[list[object]] = []
     for label, results in raw.items():
         d, p = results["direct"], results["polyhost"]
-        rows.append([
-            label,
-            d["wrk_c1"].p50_ms, p["wrk_c1"].p50_ms, p["wrk_c1"].p50_ms - d["wrk_c1"].p50_ms,
-            d["wrk_c1"].p99_ms, p["wrk_c1"].p99_ms, p["wrk_c1"].p99_ms - d["wrk_c1"].p99_ms,
-            d["hey_c1"].p50_ms, p["hey_c1"].p50_ms, d["hey_c1"].p99_ms, p["hey_c1"].p99_ms,
-        ])  # fmt: skip
+        rows.append(
+            [
+                label,
+                d["wrk_c1"].p50_ms,
+                p["wrk_c1"].p50_ms,
+                p["wrk_c1"].p50_ms - d["wrk_c1"].p50_ms,
+                d["wrk_c1"].p99_ms,
+                p["wrk_c1"].p99_ms,
+                p["wrk_c1"].p99_ms - d["wrk_c1"].p99_ms,
+                d["hey_c1"].p50_ms,
+                p["hey_c1"].p50_ms,
+                d["hey_c1"].p99_ms,
+                p["hey_c1"].p99_ms,
+            ]
+        )
     section.table(
-        ["body", "wrk p50 direct", "wrk p50 polyhost", "added p50", "wrk p99 direct",
-         "wrk p99 polyhost", "added p99", "hey p50 direct", "hey p50 polyhost",
-         "hey p99 direct", "hey p99 polyhost"],
+        [
+            "body",
+            "wrk p50 direct",
+            "wrk p50 polyhost",
+            "added p50",
+            "wrk p99 direct",
+            "wrk p99 polyhost",
+            "added p99",
+            "hey p50 direct",
+            "hey p50 polyhost",
+            "hey p99 direct",
+            "hey p99 polyhost",
+        ],
         rows,
-    )  # fmt: skip
+    )
     section.add(
         "Throughput at concurrency 32 (wrk, 1 thread): requests/s and latency in ms. "
         "split = load generator on CPU 0, serving side on CPU 1; shared = nothing pinned.",
@@ -138,17 +178,37 @@ def _tables(section: Section, raw: dict[str, dict[str, dict[str, Latency]]]) -> 
     rows = []
     for label, results in raw.items():
         for layout in ("split", "shared"):
-            d = results["direct"][f"wrk_c32_{layout}"]
-            p = results["polyhost"][f"wrk_c32_{layout}"]
-            rows.append([
-                label, layout, d.rps, p.rps, f"{100 * p.rps / d.rps:.0f}%",
-                d.p50_ms, p.p50_ms, d.p99_ms, p.p99_ms, d.errors + p.errors,
-            ])  # fmt: skip
+            dl = results["direct"][f"wrk_c32_{layout}"]
+            pl = results["polyhost"][f"wrk_c32_{layout}"]
+            rows.append(
+                [
+                    label,
+                    layout,
+                    dl.rps,
+                    pl.rps,
+                    f"{100 * pl.rps / dl.rps:.0f}%",
+                    dl.p50_ms,
+                    pl.p50_ms,
+                    dl.p99_ms,
+                    pl.p99_ms,
+                    dl.errors + pl.errors,
+                ]
+            )
     section.table(
-        ["body", "layout", "req/s direct", "req/s polyhost", "polyhost/direct", "p50 direct",
-         "p50 polyhost", "p99 direct", "p99 polyhost", "errors"],
+        [
+            "body",
+            "layout",
+            "req/s direct",
+            "req/s polyhost",
+            "polyhost/direct",
+            "p50 direct",
+            "p50 polyhost",
+            "p99 direct",
+            "p99 polyhost",
+            "errors",
+        ],
         rows,
-    )  # fmt: skip
+    )
 
 
 def _targets(section: Section, raw: dict[str, dict[str, dict[str, Latency]]]) -> None:
@@ -163,8 +223,10 @@ def _targets(section: Section, raw: dict[str, dict[str, dict[str, Latency]]]) ->
     section.target("added p99 at 1 KB, c=1", f"{added_p99:.3f} ms", "≤ 1 ms", added_p99 <= 1.0)
     section.target(
         "throughput through polyhost vs direct at 1 KB, c=32, 2 cores (shared)",
-        f"{100 * ratio:.0f}%", "≥ 50%", ratio >= 0.5,
-    )  # fmt: skip
+        f"{100 * ratio:.0f}%",
+        "≥ 50%",
+        ratio >= 0.5,
+    )
     split = p["wrk_c32_split"].rps / d["wrk_c32_split"].rps
     section.add(
         f"With the serving side held to one core (split) polyhost reaches {100 * split:.0f}% "
@@ -182,8 +244,14 @@ def _profile(
     sampler = profile.start(server.service.pid, seconds, out)
     if sampler is None:
         return [], []
-    wrk_run(server.invocations_url(ENDPOINT), body, CONTENT_TYPE, {HOSTNAME_HEADER: "echo1"},
-            connections=32, duration_s=seconds)  # fmt: skip
+    wrk_run(
+        server.invocations_url(ENDPOINT),
+        body,
+        CONTENT_TYPE,
+        {HOSTNAME_HEADER: "echo1"},
+        connections=32,
+        duration_s=seconds,
+    )
     hot = profile.finish(sampler, out)
     collapsed = out.read_text(encoding="utf-8", errors="replace")
     return hot, profile.inclusive(collapsed, "polyhost/")
@@ -201,8 +269,10 @@ def _hotspot_table(
         "innermost frame is this one (self) and that have it anywhere on the stack (total).",
         "",
     )
-    section.table(["frame (self time)", "self", "total"],
-                  [[h.frame, f"{h.self_pct:.1f}%", f"{h.total_pct:.1f}%"] for h in hot])  # fmt: skip
+    section.table(
+        ["frame (self time)", "self", "total"],
+        [[h.frame, f"{h.self_pct:.1f}%", f"{h.total_pct:.1f}%"] for h in hot],
+    )
     section.add("polyhost's own functions by inclusive share:", "")
     section.table(["polyhost frame", "total"], [[f, f"{pct:.1f}%"] for f, pct in own])
 
@@ -212,23 +282,29 @@ def _plot(ctx: Context, section: Section, raw: dict[str, dict[str, dict[str, Lat
     labels = list(raw)
     fig, (left, right) = plots.figure(2)
     plots.grouped_bars(
-        left, labels,
+        left,
+        labels,
         {
             "direct p50": [raw[s]["direct"]["wrk_c1"].p50_ms for s in labels],
             "polyhost p50": [raw[s]["polyhost"]["wrk_c1"].p50_ms for s in labels],
             "direct p99": [raw[s]["direct"]["wrk_c1"].p99_ms for s in labels],
             "polyhost p99": [raw[s]["polyhost"]["wrk_c1"].p99_ms for s in labels],
         },
-        "ms", "latency at concurrency 1 (wrk, 1 connection)", log=True,
-    )  # fmt: skip
+        "ms",
+        "latency at concurrency 1 (wrk, 1 connection)",
+        log=True,
+    )
     plots.grouped_bars(
-        right, labels,
+        right,
+        labels,
         {
             "direct, shared": [raw[s]["direct"]["wrk_c32_shared"].rps for s in labels],
             "polyhost, shared": [raw[s]["polyhost"]["wrk_c32_shared"].rps for s in labels],
             "direct, split": [raw[s]["direct"]["wrk_c32_split"].rps for s in labels],
             "polyhost, split": [raw[s]["polyhost"]["wrk_c32_split"].rps for s in labels],
         },
-        "requests/s", "throughput at concurrency 32 (wrk)", log=True,
-    )  # fmt: skip
+        "requests/s",
+        "throughput at concurrency 32 (wrk)",
+        log=True,
+    )
     plots.save(fig, path, "Router overhead: echo container direct vs through polyhost")

@@ -21,11 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, WaiterError
-
 import data
 import package
 import walkthrough
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 from services import LocalS3, PolyhostServer
 
 HERE = Path(__file__).resolve().parent
@@ -76,7 +75,7 @@ def train_models(args: argparse.Namespace, data_dir: Path) -> dict[str, dict[str
             wanted["train_images"] = args.train_images
         cached = trained(out_dir, wanted, args.retrain)
         if cached is not None:
-            _say(f"  {framework}: cached model ({cached['accuracy']:.2%} test accuracy)")
+            _say(f"  {framework}: cached model, {_described(cached)} (--retrain to redo)")
             results[framework] = cached
             continue
         _say(f"  {framework}: training ...")
@@ -87,11 +86,21 @@ def train_models(args: argparse.Namespace, data_dir: Path) -> dict[str, dict[str
             "--train-images", str(args.train_images),
             "--epochs", str(args.epochs),
         ]  # fmt: skip
-        done = subprocess.run(command, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
+            print(done.stdout + done.stderr, file=sys.stderr)
             raise SystemExit(f"training {framework} failed (exit status {done.returncode})")
         results[framework] = json.loads((out_dir / "metrics.json").read_text())
+        _say(f"  {framework}: trained, {_described(results[framework])}")
     return results
+
+
+def _described(metrics: dict[str, Any]) -> str:
+    return (
+        f"{metrics['train_images']} images x {metrics['epochs']} epochs in "
+        f"{metrics['train_seconds']:.1f} s, test accuracy {metrics['accuracy']:.2%} on "
+        f"{metrics['test_images']} held-out images"
+    )
 
 
 def model_urls(args: argparse.Namespace, s3: LocalS3 | None) -> tuple[str, str]:
@@ -160,12 +169,7 @@ def run(args: argparse.Namespace) -> int:
     _say(f"  {data_dir}")
 
     _say("[2/5] training")
-    metrics = train_models(args, data_dir)
-    for framework, values in metrics.items():
-        _say(
-            f"  {framework}: {values['train_images']} images x {values['epochs']} epochs, "
-            f"{values['train_seconds']:.1f} s, local test accuracy {values['accuracy']:.2%}"
-        )
+    train_models(args, data_dir)
 
     server = PolyhostServer(
         "polyhost", args.work / "polyhost.log", port=args.port, state_dir=args.work / "state"

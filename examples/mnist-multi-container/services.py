@@ -7,6 +7,7 @@ S3. Their output goes to log files under the work folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -138,10 +139,8 @@ class LocalS3(ChildService):
     def upload(self, path: Path, bucket: str, key: str) -> str:
         """Put a file at s3://bucket/key (creating the bucket) and return that URL."""
         client = self.client()
-        try:
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
             client.create_bucket(Bucket=bucket)
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            pass
         client.upload_file(str(path), bucket, key)
         return f"s3://{bucket}/{key}"
 

@@ -45,7 +45,7 @@ def train(
     seed: int = 1,
     threads: int = 1,
 ) -> dict[str, Any]:
-    """Train, evaluate on the test split, write `model.pth` + `metrics.json`; returns the metrics."""
+    """Train, evaluate on the test split, write model.pth and metrics.json; returns the metrics."""
     import torch
     from torch.nn import functional as F
 

@@ -8,6 +8,7 @@ create_endpoint, wait, invoke each container by its hostname); the only change i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -16,11 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import data
 import numpy as np
 from botocore.config import Config
 from botocore.exceptions import ClientError
-
-import data
 
 MODEL_NAME = "mnist-multi-container"
 ENDPOINT_CONFIG_NAME = "mnist-multi-container-ep-config"
@@ -68,10 +68,8 @@ def delete_if_present(sm_client: Any) -> None:
         (sm_client.delete_endpoint_config, {"EndpointConfigName": ENDPOINT_CONFIG_NAME}),
         (sm_client.delete_model, {"ModelName": MODEL_NAME}),
     ):
-        try:
+        with contextlib.suppress(ClientError):  # not there
             call(**kwargs)
-        except ClientError:
-            pass
 
 
 def deploy(sm_client: Any, tf_mnist_model_data: str, pt_updated_model_uri: str) -> dict[str, Any]:
@@ -170,11 +168,12 @@ class Evaluation:
         return statistics.quantiles(values, n=10)[-1]
 
     def summary(self) -> str:
+        batch, single = self.batch_latencies_ms, self.single_latencies_ms
         return (
             f"{self.hostname:<17} accuracy {self.accuracy:6.2%} on {self.images} held-out images"
-            f" | {self.batch_size}-image request: median {self._median(self.batch_latencies_ms):.1f}"
-            f" ms | 1-image request: median {self._median(self.single_latencies_ms):.1f} ms,"
-            f" p90 {self._p90(self.single_latencies_ms):.1f} ms"
+            f" | {self.batch_size}-image request: median {self._median(batch):.1f} ms"
+            f" | 1-image request: median {self._median(single):.1f} ms,"
+            f" p90 {self._p90(single):.1f} ms"
         )
 
 
