@@ -28,6 +28,8 @@ REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/polyhost-bench"
 ECHO_IMAGE = "bench/echo"
 ECHO_PROGRAM = Path(__file__).parent / "containers" / "echo.py"
+ECHO_ASGI_IMAGE = "bench/echo-asgi"
+ECHO_ASGI_PROGRAM = Path(__file__).parent / "containers" / "echo_asgi.py"
 HOSTNAME_HEADER = "X-Amzn-SageMaker-Target-Container-Hostname"
 
 # polyhost needs no credentials; botocore insists on signing with some.
@@ -37,8 +39,14 @@ os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
 
 
 def write_image_config(path: Path, extra: dict[str, str] | None = None) -> Path:
-    """images.toml with the light echo container as `bench/echo` (and `extra` python overrides)."""
-    lines = [f'[images."{ECHO_IMAGE}"]', f'command = ["{sys.executable}", "{ECHO_PROGRAM}"]']
+    """images.toml with the light echo containers as `bench/echo` (asyncio protocol) and
+    `bench/echo-asgi` (uvicorn), and `extra` python overrides of built-in images."""
+    lines = [
+        f'[images."{ECHO_IMAGE}"]',
+        f'command = ["{sys.executable}", "{ECHO_PROGRAM}"]',
+        f'[images."{ECHO_ASGI_IMAGE}"]',
+        f'command = ["{sys.executable}", "{ECHO_ASGI_PROGRAM}"]',
+    ]
     for image, python in (extra or {}).items():
         lines += [f'[images."{image}"]', f'python = "{python}"']
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,11 @@ async def app(
 
 
 def main() -> None:
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+    port = (
+        int(sys.argv[1])
+        if len(sys.argv) > 1
+        else int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+    )
     uvicorn.run(
         app,
         host=os.environ.get("POLYHOST_BIND_HOST", "127.0.0.1"),

@@ -23,7 +23,15 @@ def install(venv_root: Path) -> Path:
     return venvs.ensure(
         venv_root,
         "mlserver",
-        ["mlserver", "mlserver-sklearn", venvs.pinned("scikit-learn"), venvs.pinned("joblib")],
+        [
+            "mlserver",
+            "mlserver-sklearn",
+            venvs.pinned("scikit-learn"),
+            venvs.pinned("joblib"),
+            # MLServer 1.7.1's parallel workers call asyncio.get_event_loop() with no loop set,
+            # which uvloop >= 0.22 refuses (SeldonIO/MLServer#2286): keep 0.21 until it is fixed.
+            "uvloop<0.22",
+        ],
     )
 
 

@@ -63,6 +63,7 @@ class TorchServe:
     store: Path
     folder: Path
     workers: int = 1
+    threads: int | None = None  # OMP_NUM_THREADS of the workers; None: torch's default
     service: Service | None = None
     port: int = 0
     management_port: int = 0
@@ -121,6 +122,8 @@ class TorchServe:
             "LOG_LOCATION": str(self.folder / "logs"),
             "METRICS_LOCATION": str(self.folder / "logs"),
         }
+        if self.threads is not None:
+            env["OMP_NUM_THREADS"] = str(self.threads)
         self.service = Service(
             f"torchserve ({self.workers} workers)",
             command,

@@ -8,13 +8,20 @@ BaseHandler loads the TorchScript `model.pt` of the archive.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import torch
 from ts.torch_handler.base_handler import BaseHandler  # type: ignore[import-not-found]
 
+log = logging.getLogger(__name__)
+
 
 class JsonTensorHandler(BaseHandler):  # type: ignore[misc]
+    def initialize(self, context: Any) -> None:
+        super().initialize(context)
+        log.info("bench handler ready: torch intra-op threads %d", torch.get_num_threads())
+
     def preprocess(self, data: list[dict[str, Any]]) -> Any:
         tensors = []
         for request in data:

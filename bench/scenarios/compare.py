@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.checks import expect_ok
+from bench.checks import WrongAnswer, expect_ok
 from bench.loadgen import Latency, hey_latency, wrk_run
 from bench.procs import LOADGEN_CPUS, Service
 from bench.report import Section
@@ -62,8 +62,8 @@ def measure(system: System, plan: Plan) -> Measured:
     with system.start() as running:
         ready = time.perf_counter() - started
         body = system.body.read_bytes()
-        answer = system.summarize(
-            expect_ok(running.url, body, system.content_type, running.headers)
+        answer = _summary(
+            system, expect_ok(running.url, body, system.content_type, running.headers)
         )
         wrk_run(
             running.url,
@@ -104,6 +104,13 @@ def measure(system: System, plan: Plan) -> Measured:
         flush=True,
     )
     return Measured(system.name, ready, answer, own, total, hey_c1, wrk_c1, wrk_c32)
+
+
+def _summary(system: System, answer: bytes) -> str:
+    try:
+        return system.summarize(answer)
+    except (ValueError, KeyError, IndexError, TypeError) as error:
+        raise WrongAnswer(f"{system.name} answered {answer[:300]!r}: {error}") from None
 
 
 def measure_all(systems: list[System], plan: Plan) -> tuple[list[Measured], list[str]]:

@@ -4,8 +4,10 @@ Both serve the TorchScript `model.pt` of the CNN in PyTorch's MNIST example (see
 weights: the same arithmetic as trained ones). Each request is one 1x1x28x28 image as a JSON
 nested list; TorchServe runs a small JSON handler (`bench/peers/ts_handler.py`, BaseHandler
 loading the TorchScript file), polyhost its `polyhost/pytorch` stack behind InvokeEndpoint.
-TorchServe runs with 1 and with 2 workers, polyhost with 1 and 2 instances (containers);
-torch's thread settings are left at their defaults on both sides.
+TorchServe runs with 1 and with 2 workers, polyhost with 1 and 2 instances (containers). With
+one process, torch keeps its default of one intra-op thread per core; with two processes both
+sides set OMP_NUM_THREADS=1 for each (TorchServe's own CPU tuning advice: threads per worker =
+cores / workers), since two processes of two threads each on two cores fight over them.
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ def run(ctx: Context) -> Section:
     def ts(workers: int) -> contextlib.AbstractContextManager[Running]:
         @contextlib.contextmanager
         def start() -> Iterator[Running]:
-            with peer.TorchServe(bin_dir, store, work / f"torchserve-{workers}", workers) as server:
+            threads = 1 if workers > 1 else None
+            folder = work / f"torchserve-{workers}"
+            with peer.TorchServe(bin_dir, store, folder, workers, threads) as server:
                 assert server.service is not None
                 yield Running(server.infer_url, server.service)
 
@@ -71,8 +75,14 @@ def run(ctx: Context) -> Section:
     def poly(instances: int) -> contextlib.AbstractContextManager[Running]:
         @contextlib.contextmanager
         def start() -> Iterator[Running]:
+            environment = {"OMP_NUM_THREADS": "1"} if instances > 1 else None
             with stack_endpoint(
-                work / f"polyhost-{instances}", "mnist", "polyhost/pytorch", model.url, instances
+                work / f"polyhost-{instances}",
+                "mnist",
+                "polyhost/pytorch",
+                model.url,
+                instances,
+                environment,
             ) as (server, url):
                 assert server.service is not None
                 yield Running(url, server.service)
@@ -81,9 +91,17 @@ def run(ctx: Context) -> Section:
 
     systems = [
         System("TorchServe, 1 worker", lambda: ts(1), body, "application/json", _answer),
-        System("TorchServe, 2 workers", lambda: ts(2), body, "application/json", _answer),
+        System(
+            "TorchServe, 2 workers x 1 thread", lambda: ts(2), body, "application/json", _answer
+        ),
         System("polyhost/pytorch, 1 instance", lambda: poly(1), body, "application/json", _answer),
-        System("polyhost/pytorch, 2 instances", lambda: poly(2), body, "application/json", _answer),
+        System(
+            "polyhost/pytorch, 2 instances x 1 thread",
+            lambda: poly(2),
+            body,
+            "application/json",
+            _answer,
+        ),
     ]
     if ctx.quick:
         systems = [systems[0], systems[2]]
@@ -116,9 +134,12 @@ def run(ctx: Context) -> Section:
             "≥ 1.5x",
             ratio >= 1.5,
         )
-    for workers in (1, 2):
-        t = by_name.get(f"TorchServe, {workers} worker{'s' if workers > 1 else ''}")
-        p = by_name.get(f"polyhost/pytorch, {workers} instance{'s' if workers > 1 else ''}")
+    pairs = (
+        ("TorchServe, 1 worker", "polyhost/pytorch, 1 instance"),
+        ("TorchServe, 2 workers x 1 thread", "polyhost/pytorch, 2 instances x 1 thread"),
+    )
+    for workers, (ts_name, poly_name) in enumerate(pairs, start=1):
+        t, p = by_name.get(ts_name), by_name.get(poly_name)
         if t and p:
             section.add(
                 f"- {workers} process(es) each side: polyhost/TorchServe throughput "
