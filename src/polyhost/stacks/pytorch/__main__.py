@@ -14,7 +14,7 @@ def default_threads() -> int:
 
     torch's own default is one thread per core. An endpoint runs several containers side by
     side, so every container taking all cores oversubscribes the machine: on 2 shared cores a
-    one-image MNIST request measured 18–79 ms that way against 7–9 ms with one thread. Half
+    one-image MNIST request measured 18-79 ms that way against 7-9 ms with one thread. Half
     the cores (at least one) leaves room for the neighbours; POLYHOST_TORCH_THREADS overrides.
     """
     configured = os.environ.get("POLYHOST_TORCH_THREADS")
