@@ -46,20 +46,10 @@ class PolyhostApp:
         started = time.perf_counter()
         method: str = scope["method"]
         path: str = scope["path"]
-        status = 200
         what = ""
-        # Track the status actually sent, whatever handler sends it.
-        original_send = send
-
-        async def send_tracking(message: dict[str, object]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])  # type: ignore[call-overload]
-            await original_send(message)
-
-        tracked: Send = send_tracking  # type: ignore[assignment]
+        # Every handler returns the status it sent: no wrapper around `send` on the hot path.
         if path == "/" and method == "POST":
-            what = await self._control(scope, receive, tracked)
+            what, status = await self._control(scope, receive, send)
         elif (
             path.startswith(_ENDPOINTS_PREFIX)
             and path.endswith(_INVOCATIONS_SUFFIX)
@@ -67,19 +57,19 @@ class PolyhostApp:
         ):
             name = path[len(_ENDPOINTS_PREFIX) : -len(_INVOCATIONS_SUFFIX)]
             if method != "POST":
-                await self._not_found(tracked, method, path, 405)
+                status = await self._not_found(send, method, path, 405)
             else:
                 what = name
-                await self._runtime(scope, receive, tracked, name)
+                status = await self._runtime(scope, receive, send, name)
         elif path == "/ping" and method in ("GET", "HEAD"):
-            await send_response(tracked, 200, b"", [(b"content-type", b"text/plain")])
-        elif path in self._routes or any(path.startswith(p + "/") for p in self._routes if p):
-            route = self._routes.get(path) or next(
-                r for p, r in self._routes.items() if path.startswith(p + "/")
-            )
-            await route(scope, receive, tracked)
+            await send_response(send, 200, b"", [(b"content-type", b"text/plain")])
+            status = 200
         else:
-            await self._not_found(tracked, method, path, 404)
+            route = self._route(path)
+            if route is None:
+                status = await self._not_found(send, method, path, 404)
+            else:
+                status = await route(scope, receive, send)
         if self._access_log:
             elapsed_ms = (time.perf_counter() - started) * 1000
             client = scope.get("client") or ("-", 0)
@@ -87,12 +77,22 @@ class PolyhostApp:
                 '%s "%s %s" %s %d %.1fms', client[0], method, path, what or "-", status, elapsed_ms
             )
 
+    def _route(self, path: str) -> ExtraRoute | None:
+        route = self._routes.get(path)
+        if route is not None:
+            return route
+        for prefix, candidate in self._routes.items():
+            if path.startswith(prefix + "/"):
+                return candidate
+        return None
+
     @staticmethod
-    async def _not_found(send: Send, method: str, path: str, status: int) -> None:
+    async def _not_found(send: Send, method: str, path: str, status: int) -> int:
         body = json.dumps(
             {"__type": "UnknownOperationException", "message": f"No route for {method} {path}."}
         ).encode()
         await send_response(send, status, body, [(b"content-type", b"application/json")])
+        return status
 
     @staticmethod
     async def _lifespan(receive: Receive, send: Send) -> None:

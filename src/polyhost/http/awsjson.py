@@ -41,10 +41,11 @@ class AwsJsonAdapter:
     def __init__(self, control: ControlCall) -> None:
         self._control = control
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> str:
-        """Serve one request; returns the operation name (for the access log)."""
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> tuple[str, int]:
+        """Serve one request; returns the operation name and status (for the access log)."""
         request_id = str(uuid.uuid4())
         operation = "?"
+        status = 200
         try:
             target = (header(scope, b"x-amz-target") or b"").decode("latin-1")
             if not target.startswith(TARGET_PREFIX) or len(target) == len(TARGET_PREFIX):
@@ -63,15 +64,14 @@ class AwsJsonAdapter:
             body = json.dumps(result, default=_json_default, separators=(",", ":")).encode()
             await send_response(send, 200, body, self._headers(request_id))
         except ServiceError as error:
+            status = error.status
             await self._send_error(send, error, request_id)
         except Exception:  # never a traceback on the wire; the log keeps it
             log.exception("internal error in %s", operation)
-            await self._send_error(
-                send,
-                InternalFailureError("An internal error occurred; see the server log."),
-                request_id,
-            )
-        return operation
+            failure = InternalFailureError("An internal error occurred; see the server log.")
+            status = failure.status
+            await self._send_error(send, failure, request_id)
+        return operation, status
 
     @staticmethod
     def _decode(raw: bytes) -> dict[str, Any]:

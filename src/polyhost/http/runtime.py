@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 
 from polyhost.errors import InternalFailure, InvokeValidationError, RuntimeServiceError
 from polyhost.http.io import BodyTooLarge, read_body, send_response
+from polyhost.http.request_ids import next_request_id
 from polyhost.http.types import Receive, Scope, Send
 from polyhost.router.router import InvokeRequest, Router
 
@@ -34,7 +34,7 @@ class RuntimeAdapter:
         self._max_body = max_body_bytes
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint_name: str) -> int:
-        request_id = str(uuid.uuid4()).encode()
+        request_id = next_request_id()
         try:
             request = await self._request(scope, receive)
             result = await self._router.invoke(endpoint_name, request)
