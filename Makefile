@@ -11,7 +11,7 @@ PORT   ?= 7080
 # Extra options of the demo, e.g. `make run RUN_ARGS="--no-s3 --retrain"` (see run_demo.py --help).
 RUN_ARGS ?=
 
-.PHONY: run test lint typecheck bench venv clean
+.PHONY: run test lint typecheck bench venv clean tools
 
 venv: $(STAMP)
 
@@ -34,13 +34,24 @@ $(SDK_STAMP):
 	$(SDK_VENV)/bin/pip install -q 'sagemaker>=2.200,<3'
 	touch $(SDK_STAMP)
 
-test: lint typecheck $(SDK_STAMP)
+# Debian's load generators, used by the benchmarks and their smoke test (root only; otherwise
+# that test says what to install and is skipped).
+tools:
+	@if ! command -v hey >/dev/null || ! command -v wrk >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q hey wrk >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q hey wrk >/dev/null; } || \
+	      echo "could not install hey/wrk: the benchmark smoke test will be skipped"; \
+	  fi; \
+	fi
+
+test: lint typecheck $(SDK_STAMP) tools
 	POLYHOST_SDK_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python $(BIN)/pytest -q
 
 run: $(STAMP)
 	$(BIN)/python examples/mnist-multi-container/run_demo.py --port $(PORT) $(RUN_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) tools
 	$(BIN)/python -m bench
 
 clean:
