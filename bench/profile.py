@@ -44,8 +44,12 @@ def _short(frame: str) -> str:
     return f"{match.group('func')} ({file}:{match.group('line')})"
 
 
-def start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
-    """Start sampling `pid` (and its native frames off) for `seconds`; None without py-spy."""
+def start(
+    pid: int, seconds: float, out: Path, subprocesses: bool = False
+) -> subprocess.Popen[bytes] | None:
+    """Start sampling `pid` for `seconds`; None without py-spy. Each sample pauses the process
+    for a moment (py-spy's default): a profile run is not a measured run, and non-blocking
+    sampling reads torn stacks under load."""
     tool = py_spy()
     if tool is None:
         return None
@@ -62,8 +66,9 @@ def start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None
         "raw",
         "--output",
         str(out),
-        "--nonblocking",
     ]
+    if subprocesses:
+        command.append("--subprocesses")
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -88,7 +93,7 @@ def hotspots(collapsed: str, top: int = 12) -> list[Hotspot]:
             continue
         samples += count
         own[frames[-1]] += count
-        for frame in set(frames[1:]):  # the first frame is the thread/process label
+        for frame in set(frames):
             total[frame] += count
     if samples == 0:
         return []
@@ -96,6 +101,41 @@ def hotspots(collapsed: str, top: int = 12) -> list[Hotspot]:
         Hotspot(frame, 100.0 * count / samples, 100.0 * total[frame] / samples)
         for frame, count in own.most_common(top)
     ]
+
+
+def _process_label(frame: str) -> str:
+    """`process 937:"/x/bin/python -m polyhost.stacks.pytorch"` -> `polyhost.stacks.pytorch
+    (pid 937)`: the module or program, without interpreter paths and arguments."""
+    pid, _, command = frame.strip()[len("process ") :].partition(":")
+    parts = command.strip('"').split()
+    if "-m" in parts[:-1]:
+        at = parts.index("-m") + 1
+        name = (
+            " ".join(parts[at : at + 2])
+            if len(parts) > at + 1 and not parts[at + 1].startswith("-")
+            else parts[at]
+        )
+    elif parts:
+        name = parts[1].rsplit("/", 1)[-1] if len(parts) > 1 else parts[0].rsplit("/", 1)[-1]
+    else:
+        name = "?"
+    return f"{name} (pid {pid})"
+
+
+def processes(collapsed: str) -> list[tuple[str, float]]:
+    """Share of busy samples per process, for a profile taken with `--subprocesses`: each stack
+    counts to the innermost process label on it (a child's stack carries its parents' too)."""
+    shares: Counter[str] = Counter()
+    samples = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        labels = [f for f in stack.split(";") if f.strip().startswith("process ")]
+        samples += int(count_text)
+        if labels:
+            shares[_process_label(labels[-1])] += int(count_text)
+    return [(name, 100.0 * n / max(samples, 1)) for name, n in shares.most_common()]
 
 
 def inclusive(collapsed: str, needle: str, top: int = 12) -> list[tuple[str, float]]:

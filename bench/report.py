@@ -14,11 +14,18 @@ from pathlib import Path
 
 HEADER = """# polyhost benchmarks
 
-Measured by `make bench` (every scenario, one run, one machine) or one scenario at a time with
-`.venv/bin/python -m bench SCENARIO` (`python -m bench --list` names them). The peers run from
-their own virtual environments under `bench/work/venvs/`, installed on first use; polyhost runs
-from the project's `.venv`. Every number below was measured, targets included: a missed target
-reads **MISSED**. Each section records when it ran and the exact commands.
+Measured by `make bench` (every scenario, one run, one machine; it runs
+`.venv/bin/python -m bench`) or one scenario at a time with `.venv/bin/python -m bench SCENARIO`
+(`python -m bench --list` names them; `--profile` adds a py-spy profile of the server). The peers
+run from their own virtual environments under `bench/work/venvs/`, installed on first use;
+polyhost runs from the project's `.venv`. Raw numbers of each scenario are kept in
+`bench/work/SCENARIO/results.json`, plots in `bench/plots/`.
+
+Every number below was measured, targets included: a missed target reads **MISSED**. Each
+section records when it ran, the load average of the machine at that moment and the exact
+command. On a two-core machine that other work shares, p99 latencies and c=32 throughputs move
+by tens of percent from run to run; the comparisons inside one section were measured
+alternately, minutes apart, under the same conditions.
 """
 
 

@@ -27,6 +27,7 @@ from bench.scenarios.compare import (
     Running,
     System,
     failures_note,
+    hotspots_note,
     measure_all,
     table,
 )
@@ -61,7 +62,7 @@ def run(ctx: Context) -> Section:
     plan = (
         Plan(hey_requests=300, c1_seconds=1, c32_seconds=1, warmup_seconds=1)
         if ctx.quick
-        else Plan()
+        else Plan(profile_seconds=5.0 if ctx.profile else 0.0)
     )
 
     def ml(workers: int | None) -> contextlib.AbstractContextManager[Running]:
@@ -106,6 +107,7 @@ def run(ctx: Context) -> Section:
             invoke_body,
             "application/json",
             _polyhost_answer,
+            profile=True,
         ),
         System(
             "polyhost/sklearn, 2 instances",
@@ -117,7 +119,7 @@ def run(ctx: Context) -> Section:
     ]
     if ctx.quick:
         systems = [systems[1], systems[2]]
-    results, failures = measure_all(systems, plan)
+    results, failures = measure_all(systems, plan, work)
     section.add(
         f"MLServer {package_version(bin_dir, 'mlserver')} with mlserver-sklearn "
         f"{package_version(bin_dir, 'mlserver-sklearn')} and scikit-learn "
@@ -130,6 +132,7 @@ def run(ctx: Context) -> Section:
     )
     table(section, results)
     failures_note(section, failures)
+    hotspots_note(section, results)
     _targets(section, {m.name: m for m in results})
     ctx.save_raw(
         KEY,

@@ -5,9 +5,11 @@ weights: the same arithmetic as trained ones). Each request is one 1x1x28x28 ima
 nested list; TorchServe runs a small JSON handler (`bench/peers/ts_handler.py`, BaseHandler
 loading the TorchScript file), polyhost its `polyhost/pytorch` stack behind InvokeEndpoint.
 TorchServe runs with 1 and with 2 workers, polyhost with 1 and 2 instances (containers). With
-one process, torch keeps its default of one intra-op thread per core; with two processes both
-sides set OMP_NUM_THREADS=1 for each (TorchServe's own CPU tuning advice: threads per worker =
-cores / workers), since two processes of two threads each on two cores fight over them.
+one process each side keeps its own default threading: TorchServe's worker leaves torch at one
+intra-op thread per core, polyhost/pytorch uses half the cores (`POLYHOST_TORCH_THREADS`). With
+two processes both sides get OMP_NUM_THREADS=1 per process (TorchServe's own CPU advice:
+threads per worker = cores / workers), as two processes of two threads on two cores fight.
+The best polyhost configuration is profiled (py-spy over the server and its containers).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from bench.scenarios.compare import (
     Running,
     System,
     failures_note,
+    hotspots_note,
     measure_all,
     table,
 )
@@ -55,7 +58,9 @@ def run(ctx: Context) -> Section:
     plan = (
         Plan(hey_requests=200, c1_seconds=1, c32_seconds=1, warmup_seconds=1)
         if ctx.quick
-        else Plan(hey_requests=1000, c1_seconds=4, c32_seconds=8, warmup_seconds=3)
+        else Plan(
+            hey_requests=1000, c1_seconds=4, c32_seconds=8, warmup_seconds=3, profile_seconds=5
+        )
     )
     bin_dir = peer.install(ctx.work_root / "venvs")
     store = work / "model-store"
@@ -101,11 +106,12 @@ def run(ctx: Context) -> Section:
             body,
             "application/json",
             _answer,
+            profile=True,
         ),
     ]
     if ctx.quick:
         systems = [systems[0], systems[2]]
-    results, failures = measure_all(systems, plan)
+    results, failures = measure_all(systems, plan, work)
     section.add(
         f"TorchServe {package_version(bin_dir, 'torchserve')} with torch "
         f"{package_version(bin_dir, 'torch')} (own venv; Java: OpenJDK on PATH), token "
@@ -115,6 +121,7 @@ def run(ctx: Context) -> Section:
     )
     table(section, results)
     failures_note(section, failures)
+    hotspots_note(section, results)
     by_name = {m.name: m for m in results}
     best_ts = max(
         (m for m in results if m.name.startswith("TorchServe")),

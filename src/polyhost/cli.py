@@ -68,7 +68,12 @@ def _serve(args: argparse.Namespace) -> int:
     )
     from polyhost.server import run
 
-    run(settings)
+    try:
+        run(settings)
+    except OSError as error:  # e.g. the port is taken: say so, without a traceback
+        print(f"polyhost: cannot serve on {settings.host}:{settings.port}: {error}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

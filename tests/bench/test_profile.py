@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.profile import hotspots, inclusive
+from bench.profile import hotspots, inclusive, processes
 
 COLLAPSED = """\
 process 1:"python -m polyhost";run (polyhost/server.py:10);send (polyhost/router/upstream.py:114) 6
@@ -23,3 +23,13 @@ def test_inclusive_share_of_polyhost_frames() -> None:
     shares = dict(inclusive(COLLAPSED, "polyhost/"))
     assert shares["run (polyhost/server.py:10)"] == 100.0
     assert shares["send (polyhost/router/upstream.py:114)"] == 60.0
+
+
+def test_process_shares_go_to_the_innermost_process() -> None:
+    server = 'process 9:"/v/bin/python -m polyhost serve --port 1"'
+    child = 'process 12:"/v/bin/python -m polyhost.stacks.pytorch"'
+    collapsed = f"{server};run (a.py:1) 1\n{server};{child};forward (b.py:2) 3\n"
+    assert processes(collapsed) == [
+        ("polyhost.stacks.pytorch (pid 12)", 75.0),
+        ("polyhost serve (pid 9)", 25.0),
+    ]

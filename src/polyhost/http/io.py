@@ -31,6 +31,8 @@ async def _discard(receive: Receive, budget: int) -> None:
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """Read the whole body, refusing as soon as `limit` is passed; never buffers more."""
+    if scope.get("polyhost.body_too_large"):
+        raise BodyTooLarge()  # polyhost's own server already dropped it at its route's cap
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > 4 * limit:
         raise BodyTooLarge()  # far too large to be worth draining: refuse at once

@@ -1,14 +1,18 @@
 """REST runtime adapter: `POST /endpoints/{EndpointName}/invocations` (InvokeEndpoint).
 
-Reads the headers SageMaker's runtime defines, reads the body up to the 6 MiB limit without
-buffering more, and writes the router's answer or error in the rest-json shape botocore
+Reads the headers SageMaker's runtime defines, takes the body up to the 6 MiB limit without
+buffering more, and answers with the router's result or error in the rest-json shape botocore
 expects: `x-amzn-ErrorType` header plus a JSON body with `message` (and ModelError's fields).
+
+`answer()` is the whole adapter as plain bytes in, plain bytes out; the server's own HTTP
+protocol calls it directly on the hot path, and `handle()` wraps it for ASGI.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 
 from polyhost.errors import InternalFailure, InvokeValidationError, RuntimeServiceError
 from polyhost.http.io import BodyTooLarge, read_body, send_response
@@ -19,6 +23,7 @@ from polyhost.router.router import InvokeRequest, Router
 log = logging.getLogger("polyhost.runtime")
 
 _MAX_CUSTOM_ATTRIBUTES = 1024
+Headers = list[tuple[bytes, bytes]]
 
 
 def _decode_name(value: bytes, header: str) -> str:
@@ -31,35 +36,51 @@ def _decode_name(value: bytes, header: str) -> str:
 class RuntimeAdapter:
     def __init__(self, router: Router, max_body_bytes: int = 6 * 1024 * 1024) -> None:
         self._router = router
-        self._max_body = max_body_bytes
+        self.max_body_bytes = max_body_bytes
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint_name: str) -> int:
+    async def answer(
+        self,
+        endpoint_name: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes | None,
+    ) -> tuple[int, Headers, bytes]:
+        """InvokeEndpoint: `body` None means it was larger than the limit (and was dropped)."""
         request_id = next_request_id()
         try:
-            request = await self._request(scope, receive)
+            request = self._request(headers, body)
             result = await self._router.invoke(endpoint_name, request)
         except RuntimeServiceError as error:
-            await self._send_error(send, error, request_id)
-            return error.status
+            return self._error(error, request_id)
         except Exception:
             log.exception("internal error invoking %s", endpoint_name)
-            failure = InternalFailure("An internal error occurred; see the server log.")
-            await self._send_error(send, failure, request_id)
-            return failure.status
-        headers = [
+            return self._error(
+                InternalFailure("An internal error occurred; see the server log."), request_id
+            )
+        out = [
             (b"content-type", result.content_type),
             (b"x-amzn-invoked-production-variant", result.variant.encode()),
             (b"x-amzn-requestid", request_id),
         ]
         if result.custom_attributes is not None:
-            headers.append((b"x-amzn-sagemaker-custom-attributes", result.custom_attributes))
-        await send_response(send, 200, result.body, headers)
-        return 200
+            out.append((b"x-amzn-sagemaker-custom-attributes", result.custom_attributes))
+        return 200, out, result.body
 
-    async def _request(self, scope: Scope, receive: Receive) -> InvokeRequest:
+    async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint_name: str) -> int:
+        """The same as `answer`, for an ASGI server."""
+        body: bytes | None
+        try:
+            body = await read_body(scope, receive, self.max_body_bytes)
+        except BodyTooLarge:
+            body = None
+        status, headers, payload = await self.answer(endpoint_name, scope["headers"], body)
+        await send_response(send, status, payload, headers)
+        return status
+
+    def _request(self, headers: Iterable[tuple[bytes, bytes]], body: bytes | None) -> InvokeRequest:
         content_type = accept = attributes = inference_id = None
         variant = container = model = None
-        for name, value in scope["headers"]:
+        for raw_name, value in headers:
+            name = raw_name.lower()
             if name == b"content-type":
                 content_type = value
             elif name == b"accept":
@@ -80,13 +101,11 @@ class RuntimeAdapter:
                     model = _decode_name(value, "X-Amzn-SageMaker-Target-Model")
                 elif suffix == b"inference-id":
                     inference_id = value
-        try:
-            body = await read_body(scope, receive, self._max_body)
-        except BodyTooLarge:
+        if body is None:
             raise InvokeValidationError(
-                f"Request body is larger than {self._max_body} bytes (6 MB), the most "
+                f"Request body is larger than {self.max_body_bytes} bytes (6 MB), the most "
                 "InvokeEndpoint accepts. Send a smaller payload."
-            ) from None
+            )
         return InvokeRequest(
             body=body,
             content_type=content_type,
@@ -99,12 +118,11 @@ class RuntimeAdapter:
         )
 
     @staticmethod
-    async def _send_error(send: Send, error: RuntimeServiceError, request_id: bytes) -> None:
+    def _error(error: RuntimeServiceError, request_id: bytes) -> tuple[int, Headers, bytes]:
         payload: dict[str, object] = {"message": error.message, **error.body_fields()}
-        body = json.dumps(payload).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"x-amzn-errortype", error.code.encode()),
             (b"x-amzn-requestid", request_id),
         ]
-        await send_response(send, error.status, body, headers)
+        return error.status, headers, json.dumps(payload).encode()
