@@ -123,7 +123,7 @@ def test_body_over_the_limit_is_refused_and_the_connection_stays_usable(
 ) -> None:
     with connect(server) as sock:
         sock.sendall(post(endpoint, b"x" * (6 * 1024 * 1024 + 1)))
-        status, headers, body = read_response(sock)
+        status, headers, _ = read_response(sock)
         assert (status, headers["x-amzn-errortype"]) == (400, "ValidationError")
         sock.sendall(post(endpoint, b"after"))
         assert read_response(sock)[2] == b"p:after"
