@@ -71,6 +71,10 @@ class ContainerHandle(Protocol):
         """CPU and memory now, or None when it cannot be read (e.g. already stopped)."""
         ...
 
+    def listens_on(self, port: int) -> bool | None:
+        """Whether the container itself listens on `port`; None when the backend cannot tell."""
+        ...
+
 
 class ImageNotFound(Exception):
     """The image is not known to this backend; the message names the known images."""

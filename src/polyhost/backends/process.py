@@ -256,6 +256,35 @@ class ProcessContainer:
             cpu_percent=cpu, rss_bytes=rss, memory_percent=100.0 * rss / _total_memory()
         )
 
+    def listens_on(self, port: int) -> bool | None:
+        """Whether a process of this container holds a listening socket on `port`.
+
+        The deployer asks before trusting a `/ping` answer: on a machine shared with other
+        servers a port that was free when it was handed out can be taken by someone else's
+        process before the container binds it, and that process must never be mistaken for
+        the container. None when the OS does not say (then the ping answer is trusted).
+        """
+        if self._popen.poll() is not None:
+            return False
+        try:
+            root = psutil.Process(self._popen.pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return False
+        unknown = False
+        for proc in tree:
+            try:
+                connections = proc.net_connections(kind="tcp")
+            except psutil.AccessDenied:
+                unknown = True
+                continue
+            except psutil.Error:
+                continue
+            for connection in connections:
+                if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+                    return True
+        return None if unknown else False
+
 
 class ProcessBackend:
     """Starts containers as child processes; see the module docstring for the why."""

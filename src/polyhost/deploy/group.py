@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from polyhost.backends.base import Backend, ContainerHandle, LaunchSpec
@@ -17,7 +17,7 @@ from polyhost.control.seam import ContainerSpec, EndpointSpec, VariantSpec
 from polyhost.deploy.artifacts import ArtifactError, ArtifactStore
 from polyhost.deploy.health import ping
 from polyhost.deploy.logs import LogStream, tail
-from polyhost.deploy.ports import PortAllocator
+from polyhost.deploy.ports import PortAllocator, port_is_free
 from polyhost.router.table import (
     ContainerRoute,
     EndpointRoute,
@@ -29,6 +29,7 @@ from polyhost.router.upstream import UpstreamPool
 log = logging.getLogger("polyhost.deploy")
 
 MAX_REASON = 1024
+PORT_ATTEMPTS = 3
 
 
 class DeployFailure(Exception):
@@ -81,6 +82,7 @@ async def wait_healthy(
     deadline = started + timeout_s
     hostname = container.spec.hostname
     variant = container.variant.variant_name
+    warned = False
     while True:
         code = handle.exit_code()
         if code is not None:
@@ -90,7 +92,17 @@ async def wait_healthy(
                 container.launch.log_path,
             )
         if await ping(handle.host, handle.port):
-            return
+            if handle.listens_on(handle.port) is not False:
+                return
+            # Someone else's process answers on this port (it was taken between allocation
+            # and the container's bind): never route to it; the container will fail to bind.
+            if not warned:
+                warned = True
+                log.warning(
+                    "port %d of container %s answers /ping but belongs to another process",
+                    handle.port,
+                    hostname,
+                )
         now = loop.time()
         if now >= deadline:
             raise failure_with_log(
@@ -215,8 +227,26 @@ class GroupStarter:
                     )
 
     async def _start_one(self, container: RunningContainer) -> None:
-        handle = await self.launch(container)
-        await wait_healthy(container, handle, container.startup_timeout_s)
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            handle = await self.launch(container)
+            try:
+                await wait_healthy(container, handle, container.startup_timeout_s)
+                return
+            except DeployFailure:
+                port = container.launch.port
+                if attempt == PORT_ATTEMPTS or port_is_free(container.launch.host, port):
+                    raise
+            # The container could not have its port: another process took it after it was
+            # handed out. Stop what is left of this try and start again on a fresh port.
+            log.warning(
+                "port %d of container %s was taken by another process; retrying on a new port",
+                port,
+                container.spec.hostname,
+            )
+            await handle.stop(1.0)
+            self._ports.release(port)
+            new_port, safe_range = self._ports.allocate()
+            container.launch = replace(container.launch, port=new_port, safe_port_range=safe_range)
 
     async def launch(self, container: RunningContainer) -> ContainerHandle:
         """Start (or restart) one container's process; the handle is kept on `container`."""

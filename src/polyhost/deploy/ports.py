@@ -7,11 +7,12 @@ one of them opens a second port. A block is only handed out if its first port is
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 
 
-def _is_free(host: str, port: int) -> bool:
+def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
             sock.bind((host, port))
@@ -28,7 +29,10 @@ class PortAllocator:
         self._first = first
         self._last = last
         self._block = block
-        self._next = first
+        # Start at a random block: several servers on one machine then rarely try the same
+        # ports (a port is only known free, not reserved, until its container binds it).
+        blocks = (last - first + 1) // block
+        self._next = first + random.randrange(blocks) * block
         self._taken: set[int] = set()
         self._lock = threading.Lock()
 
@@ -41,7 +45,7 @@ class PortAllocator:
                 self._next += self._block
                 if self._next + self._block - 1 > self._last:
                     self._next = self._first
-                if port in self._taken or not _is_free(self._host, port):
+                if port in self._taken or not port_is_free(self._host, port):
                     continue
                 self._taken.add(port)
                 return port, (port + 1, port + self._block - 1)
