@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.machine import load_average, now
+from bench.machine import git_revision, load_average, now
 from bench.report import ResultsFile, Section
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -38,7 +38,8 @@ class Context:
     def begin(self, key: str, title: str) -> Section:
         section = Section(key, title)
         section.add(
-            f"Run {now()} (load average {load_average()}) with `{self.command(key)}`; "
+            f"Run {now()} at git {git_revision()} (load average {load_average()}) with "
+            f"`{self.command(key)}`; "
             f"full invocation `{shlex.join(sys.argv)}`.",
             "",
         )

@@ -13,8 +13,13 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+# Innermost frames of threads that wait for work: py-spy does not always see them as idle, and
+# they are no hotspot. (A thread-pool worker blocked in its queue, a thread in Event.wait.)
+_IDLE = ("_worker (concurrent/futures/thread.py", "wait (threading.py")
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?):(?P<line>\d+)\)$")
 
@@ -79,18 +84,24 @@ def finish(process: subprocess.Popen[bytes], out: Path, top: int = 12) -> list[H
     return hotspots(out.read_text(encoding="utf-8", errors="replace"), top)
 
 
-def hotspots(collapsed: str, top: int = 12) -> list[Hotspot]:
-    own: Counter[str] = Counter()
-    total: Counter[str] = Counter()
-    samples = 0
+def _samples(collapsed: str) -> Iterator[tuple[list[str], list[str], int]]:
+    """(frames shortened, raw frames, count) per busy stack; waiting threads left out."""
     for line in collapsed.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
-        count = int(count_text)
-        frames = [_short(f) for f in stack.split(";") if f.strip()]
-        if not frames:
-            continue
+        raw = [f for f in stack.split(";") if f.strip()]
+        frames = [_short(f) for f in raw]
+        if frames and not frames[-1].startswith(_IDLE):
+            yield frames, raw, int(count_text)
+
+
+def hotspots(collapsed: str, top: int = 12) -> list[Hotspot]:
+    """The `top` innermost frames by share of busy samples (self), with their inclusive share."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for frames, _, count in _samples(collapsed):
         samples += count
         own[frames[-1]] += count
         for frame in set(frames):
@@ -110,13 +121,10 @@ def _process_label(frame: str) -> str:
     parts = command.strip('"').split()
     if "-m" in parts[:-1]:
         at = parts.index("-m") + 1
-        name = (
-            " ".join(parts[at : at + 2])
-            if len(parts) > at + 1 and not parts[at + 1].startswith("-")
-            else parts[at]
-        )
+        following = parts[at + 1] if len(parts) > at + 1 else "-"
+        name = parts[at] if following.startswith("-") else f"{parts[at]} {following}"
     elif parts:
-        name = parts[1].rsplit("/", 1)[-1] if len(parts) > 1 else parts[0].rsplit("/", 1)[-1]
+        name = parts[min(1, len(parts) - 1)].rsplit("/", 1)[-1]
     else:
         name = "?"
     return f"{name} (pid {pid})"
@@ -127,14 +135,11 @@ def processes(collapsed: str) -> list[tuple[str, float]]:
     counts to the innermost process label on it (a child's stack carries its parents' too)."""
     shares: Counter[str] = Counter()
     samples = 0
-    for line in collapsed.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        labels = [f for f in stack.split(";") if f.strip().startswith("process ")]
-        samples += int(count_text)
+    for _, raw, count in _samples(collapsed):
+        samples += count
+        labels = [f for f in raw if f.strip().startswith("process ")]
         if labels:
-            shares[_process_label(labels[-1])] += int(count_text)
+            shares[_process_label(labels[-1])] += count
     return [(name, 100.0 * n / max(samples, 1)) for name, n in shares.most_common()]
 
 
@@ -142,13 +147,9 @@ def inclusive(collapsed: str, needle: str, top: int = 12) -> list[tuple[str, flo
     """Frames whose text contains `needle` (e.g. 'polyhost/'), by inclusive share of samples."""
     total: Counter[str] = Counter()
     samples = 0
-    for line in collapsed.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
+    for frames, _, count in _samples(collapsed):
         samples += count
-        for frame in {_short(f) for f in stack.split(";")}:
+        for frame in set(frames):
             if needle in frame:
                 total[frame] += count
     return [(frame, 100.0 * n / max(samples, 1)) for frame, n in total.most_common(top)]

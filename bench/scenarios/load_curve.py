@@ -40,7 +40,7 @@ def run(ctx: Context) -> Section:
     model = digits(work / "model")
     body = work / "invoke.json"
     body.write_text(json.dumps(model.rows), encoding="utf-8")
-    fractions = [0.25, 1.2] if ctx.quick else [0.1, 0.25, 0.5, 0.7, 0.85, 1.0, 1.1, 1.25]
+    fractions = [0.25, 1.2] if ctx.quick else [0.1, 0.25, 0.5, 0.7, 0.85, 1.0, 1.15, 1.3, 1.5, 1.75]
     seconds = 1.0 if ctx.quick else 5.0
     points: list[OpenLoopResult] = []
     with PolyhostServer(work / "polyhost") as server:
@@ -103,11 +103,16 @@ def run(ctx: Context) -> Section:
         "requests served.",
         "",
     )
-    sustained = [p for p in points if p.achieved_rps >= 0.95 * p.offered_rps and p.p99_ms < 100]
+    sustained = [
+        p
+        for p in points
+        if p.errors == 0 and p.achieved_rps >= 0.97 * p.offered_rps and p.p99_ms < 100
+    ]
     if sustained:
         best = max(sustained, key=lambda p: p.offered_rps)
         section.add(
-            f"Highest offered rate served in full with p99 under 100 ms: "
+            f"Highest offered rate served in full (every request answered 200, p99 under "
+            f"100 ms): "
             f"{best.offered_rps:,.0f} req/s (p99 {best.p99_ms:.1f} ms).",
             "",
         )
