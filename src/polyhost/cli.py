@@ -31,6 +31,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=240.0,
         help="seconds a container may take to pass /ping when its variant does not say",
     )
+    p.add_argument(
+        "--keep-alive-timeout", type=float, default=75.0, help="seconds an idle connection stays"
+    )
     p.add_argument("--no-access-log", action="store_true")
     p.add_argument(
         "--insecure",
@@ -53,6 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_inflight_per_container=args.max_inflight,
         stop_grace_s=args.stop_grace,
         default_startup_timeout_s=args.startup_timeout,
+        keep_alive_timeout_s=args.keep_alive_timeout,
         access_log=not args.no_access_log,
     )
     if not settings.is_loopback and not settings.insecure:

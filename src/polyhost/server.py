@@ -21,7 +21,12 @@ from polyhost.deploy.deployer import EndpointDeployer
 from polyhost.http.app import ExtraRoute, PolyhostApp
 from polyhost.http.awsjson import AwsJsonAdapter
 from polyhost.http.logs import LogsRoute
-from polyhost.http.protocol import HttpProtocol, ServerState, shutdown_connections
+from polyhost.http.protocol import (
+    HttpProtocol,
+    ServerState,
+    shutdown_connections,
+    sweep_idle_connections,
+)
 from polyhost.http.runtime import RuntimeAdapter
 from polyhost.metrics.exposition import MetricsRoute
 from polyhost.router.router import Router
@@ -62,7 +67,10 @@ class PolyhostServer:
             self.router.mark_restoring(spec.endpoint_name)
         # One access-log line per request: the fast invocation path logs in the protocol, the
         # ASGI routes in PolyhostApp (which knows the control operation's name).
-        state = ServerState(access_log=self.settings.access_log)
+        state = ServerState(
+            access_log=self.settings.access_log,
+            idle_timeout_s=self.settings.keep_alive_timeout_s,
+        )
         server = await loop.create_server(
             lambda: HttpProtocol(
                 self.runtime.answer, self.app, state, self.settings.max_body_bytes
@@ -71,6 +79,9 @@ class PolyhostServer:
             port=self.settings.port,
             backlog=4096,
             reuse_address=True,
+        )
+        sweeper = loop.create_task(
+            sweep_idle_connections(state, every_s=min(5.0, state.idle_timeout_s / 2))
         )
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -88,6 +99,7 @@ class PolyhostServer:
             await stop.wait()
             log.info("stopping: no new connections; finishing requests in flight")
             server.close()
+            sweeper.cancel()
             await shutdown_connections(state, timeout_s=5.0)
         finally:
             await self.deployer.shutdown()

@@ -39,6 +39,8 @@ class Settings:
     # (ContainerStartupHealthCheckTimeoutInSeconds); SageMaker's default is 240.
     default_startup_timeout_s: float = 240.0
     access_log: bool = True
+    # Seconds an idle keep-alive client connection is kept open.
+    keep_alive_timeout_s: float = 75.0
 
     @property
     def is_loopback(self) -> bool:

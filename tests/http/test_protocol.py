@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -137,3 +138,18 @@ def test_control_plane_body_limit(server: PolyhostProcess) -> None:
         status, _, body = read_response(sock)
         assert status == 400
         assert b"SerializationException" in body and b"exceeds" in body
+
+
+def test_idle_keep_alive_connections_are_closed(tmp_path: Path) -> None:
+    proc = PolyhostProcess(
+        state_dir=tmp_path / "state", extra_args=["--keep-alive-timeout", "0.5"]
+    ).start()
+    try:
+        with connect(proc) as sock:
+            sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(sock)[0] == 200
+            started = time.monotonic()
+            assert sock.recv(10) == b""  # closed by the server once idle past the timeout
+            assert 0.3 < time.monotonic() - started < 5
+    finally:
+        proc.stop()
