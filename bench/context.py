@@ -40,7 +40,7 @@ class Context:
         section.add(
             f"Run {now()} at git {git_revision()} (load average {load_average()}) with "
             f"`{self.command(key)}`; "
-            f"full invocation `python -m bench {shlex.join(sys.argv[1:])}`.".replace(" `.", "`."),
+            f"full invocation `{' '.join(['python -m bench', *map(shlex.quote, sys.argv[1:])])}`.",
             "",
         )
         return section
