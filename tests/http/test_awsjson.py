@@ -19,27 +19,10 @@ from botocore.model import Shape
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from polyhost.control.service import OPERATIONS
 from tests.support.server import PolyhostProcess
 
 MODEL = botocore.session.get_session().get_service_model("sagemaker")
-OPERATIONS = [
-    "CreateModel",
-    "DescribeModel",
-    "ListModels",
-    "DeleteModel",
-    "CreateEndpointConfig",
-    "DescribeEndpointConfig",
-    "ListEndpointConfigs",
-    "DeleteEndpointConfig",
-    "CreateEndpoint",
-    "DescribeEndpoint",
-    "ListEndpoints",
-    "UpdateEndpoint",
-    "DeleteEndpoint",
-    "AddTags",
-    "ListTags",
-    "DeleteTags",
-]
 
 
 def post(

@@ -105,13 +105,3 @@ class Deployer(Protocol):
     def remove(self, endpoint_name: str) -> None:
         """Stop everything of the endpoint. Returns at once; the deployer reports nothing more."""
         ...
-
-
-class NullDeployer:
-    """A deployer that runs nothing: endpoints stay `Creating`. Used where no runtime is wanted."""
-
-    def apply(self, spec: EndpointSpec) -> None:
-        return None
-
-    def remove(self, endpoint_name: str) -> None:
-        return None

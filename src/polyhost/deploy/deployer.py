@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from polyhost.backends.base import Backend
 from polyhost.control.seam import (
@@ -29,6 +31,7 @@ from polyhost.router.router import Router
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.deploy")
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -78,18 +81,11 @@ class EndpointDeployer:
     def remove(self, endpoint_name: str) -> None:
         self._call_soon(self._remove, endpoint_name)
 
-    def _call_soon(self, fn: object, arg: object) -> None:
-        loop = self._loop
-        if loop is None:
+    def _call_soon(self, fn: Callable[[_T], None], arg: _T) -> None:
+        """Schedule `fn(arg)` on the deployer's loop; safe from any thread, the loop's included."""
+        if self._loop is None:
             raise RuntimeError("deployer not started")
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            loop.call_soon(fn, arg)  # type: ignore[arg-type]
-        else:
-            loop.call_soon_threadsafe(fn, arg)  # type: ignore[arg-type]
+        self._loop.call_soon_threadsafe(fn, arg)
 
     # -- observation ------------------------------------------------------------------------
     def log_streams(self, endpoint_name: str) -> list[LogStream]:

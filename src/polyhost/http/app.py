@@ -7,15 +7,13 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from polyhost.http.access import log_request
 from polyhost.http.awsjson import AwsJsonAdapter
 from polyhost.http.io import send_response
 from polyhost.http.types import Receive, Scope, Send
-
-access_log = logging.getLogger("polyhost.access")
 
 RuntimeHandler = Callable[[Scope, Receive, Send, str], Awaitable[int]]
 ExtraRoute = Callable[[Scope, Receive, Send], Awaitable[int]]
@@ -71,11 +69,8 @@ class PolyhostApp:
             else:
                 status = await route(scope, receive, send)
         if self._access_log:
-            elapsed_ms = (time.perf_counter() - started) * 1000
             client = scope.get("client") or ("-", 0)
-            access_log.info(
-                '%s "%s %s" %s %d %.1fms', client[0], method, path, what or "-", status, elapsed_ms
-            )
+            log_request(client[0], method, path, what, status, started)
 
     def _route(self, path: str) -> ExtraRoute | None:
         route = self._routes.get(path)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ from polyhost.errors import (
     UnknownOperationException,
 )
 from polyhost.http.io import BodyTooLarge, header, read_body, send_response
+from polyhost.http.request_ids import next_request_id
 from polyhost.http.types import Receive, Scope, Send
 
 log = logging.getLogger("polyhost.http")
@@ -43,7 +43,7 @@ class AwsJsonAdapter:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> tuple[str, int]:
         """Serve one request; returns the operation name and status (for the access log)."""
-        request_id = str(uuid.uuid4())
+        request_id = next_request_id().decode()
         operation = "?"
         status = 200
         try:

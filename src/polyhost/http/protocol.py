@@ -26,10 +26,10 @@ from typing import Any
 
 import httptools
 
+from polyhost.http.access import log_request
 from polyhost.http.types import ASGIApp, Message
 
 log = logging.getLogger("polyhost.http")
-access_log = logging.getLogger("polyhost.access")
 
 Headers = list[tuple[bytes, bytes]]
 FastHandler = Callable[[str, Headers, bytes | None], Awaitable[tuple[int, Headers, bytes]]]
@@ -221,15 +221,13 @@ class HttpProtocol(asyncio.Protocol):
             await self._serve_asgi(request, path, query)
             return  # the ASGI app writes its own access-log line (with the operation name)
         if self._state.access_log:
-            client = self._client[0] if self._client else "-"
-            access_log.info(
-                '%s "%s %s" %s %d %.1fms',
-                client,
+            log_request(
+                self._client[0] if self._client else "-",
                 request.method.decode("latin-1"),
                 path.decode("latin-1"),
                 name,
                 status,
-                (time.perf_counter() - started) * 1000,
+                started,
             )
 
     async def _serve_asgi(self, request: _Request, path: bytes, query: bytes) -> int:
@@ -331,10 +329,6 @@ class HttpProtocol(asyncio.Protocol):
     def close_if_idle_since(self, deadline: float) -> None:
         if self._worker is None and self.last_activity < deadline:
             self._close()
-
-    @property
-    def busy(self) -> bool:
-        return self._worker is not None
 
     def close_if_idle(self) -> None:
         if self._worker is None:

@@ -94,9 +94,6 @@ class Router:
     def route(self, endpoint_name: str) -> EndpointRoute | None:
         return self._routes.get(endpoint_name)
 
-    def routes(self) -> list[EndpointRoute]:
-        return list(self._routes.values())
-
     # -- the hot path -----------------------------------------------------------------------
     async def invoke(self, endpoint_name: str, request: InvokeRequest) -> InvokeResult:
         route = self._routes.get(endpoint_name)

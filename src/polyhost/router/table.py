@@ -94,9 +94,6 @@ class VariantRoute:
                 best = candidate
         return best
 
-    def all_containers(self) -> list[ContainerRoute]:
-        return [c for replica in self.replicas for c in replica.containers]
-
 
 @dataclass(slots=True)
 class EndpointRoute:
