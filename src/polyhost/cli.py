@@ -3,66 +3,66 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
-from pathlib import Path
+from typing import Any
 
-from polyhost.settings import Settings
+from polyhost.settings import Settings, SettingSpec
+from polyhost.settings import fields as settings_fields
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="run the polyhost server")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=7080)
-    p.add_argument("--state-dir", type=Path, default=Path("./state"))
-    p.add_argument("--region", default="us-east-1")
-    p.add_argument("--account-id", default="123456789012")
-    p.add_argument("--image-config", type=Path, default=None, help="images.toml of user images")
-    p.add_argument(
-        "--invocation-timeout", type=float, default=60.0, help="seconds a container may take"
+    p = sub.add_parser(
+        "serve",
+        help="run the polyhost server",
+        description="Run the polyhost server. Every flag can also be set in the environment "
+        "as POLYHOST_<FLAG> (e.g. POLYHOST_STATE_DIR); a flag beats the environment.",
     )
-    p.add_argument(
-        "--max-inflight", type=int, default=64, help="requests in flight per container before 429"
-    )
-    p.add_argument("--stop-grace", type=float, default=30.0, help="seconds from SIGTERM to SIGKILL")
-    p.add_argument(
-        "--startup-timeout",
-        type=float,
-        default=240.0,
-        help="seconds a container may take to pass /ping when its variant does not say",
-    )
-    p.add_argument(
-        "--keep-alive-timeout", type=float, default=75.0, help="seconds an idle connection stays"
-    )
-    p.add_argument("--no-access-log", action="store_true")
-    p.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow a non-loopback bind although requests are not authenticated",
-    )
+    for spec in settings_fields():
+        _add_setting_flag(p, spec)
     p.add_argument("--log-level", default="info")
 
 
-def _serve(args: argparse.Namespace) -> int:
-    settings = Settings(
-        host=args.host,
-        port=args.port,
-        state_dir=args.state_dir.resolve(),
-        region=args.region,
-        account_id=args.account_id,
-        image_config=args.image_config,
-        insecure=args.insecure,
-        invocation_timeout_s=args.invocation_timeout,
-        max_inflight_per_container=args.max_inflight,
-        stop_grace_s=args.stop_grace,
-        default_startup_timeout_s=args.startup_timeout,
-        keep_alive_timeout_s=args.keep_alive_timeout,
-        access_log=not args.no_access_log,
+_METAVARS = {"int": "N", "float": "SECONDS", "path": "DIR"}
+
+
+def _add_setting_flag(parser: argparse.ArgumentParser, spec: SettingSpec) -> None:
+    """One flag per `Settings` field; unset flags stay out of the namespace (SUPPRESS), so the
+    environment and the field's default apply."""
+    shown = ", ".join(spec.default) if isinstance(spec.default, tuple) else spec.default
+    help_text = (
+        f"{spec.help} (default: {shown if shown not in (None, '') else 'none'}; env {spec.env})"
     )
-    if not settings.is_loopback and not settings.insecure:
+    common: dict[str, Any] = {"dest": spec.name, "default": argparse.SUPPRESS, "help": help_text}
+    if spec.kind == "bool":
+        parser.add_argument(spec.flag, action=argparse.BooleanOptionalAction, **common)
+    elif spec.kind == "strings":
+        parser.add_argument(spec.flag, action="append", metavar=spec.metavar, **common)
+    else:
+        metavar = spec.metavar or _METAVARS.get(spec.kind) or spec.flag.lstrip("-").upper()
+        parser.add_argument(spec.flag, type=spec.parse, metavar=metavar, **common)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides = {
+        spec.name: getattr(args, spec.name)
+        for spec in settings_fields()
+        if hasattr(args, spec.name)
+    }
+    if "allow_model_hosts" in overrides:
+        overrides["allow_model_hosts"] = tuple(overrides["allow_model_hosts"])
+    try:
+        settings = Settings.from_env(**overrides)
+    except ValueError as error:  # a malformed POLYHOST_* variable
+        print(f"polyhost: {error}", file=sys.stderr)
+        return 2
+    settings = dataclasses.replace(settings, state_dir=settings.state_dir.resolve())
+    if not settings.is_loopback and not settings.insecure and settings.auth_file is None:
         print(
             f"polyhost: refusing to bind {settings.host}: requests are not authenticated, so only "
-            "a loopback address is safe. Pass --insecure to bind it anyway.",
+            "a loopback address is safe. Pass --auth-file to require signed requests, or "
+            "--insecure to bind it anyway.",
             file=sys.stderr,
         )
         return 2
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyhost", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
-    from polyhost.client_cli import add_client_commands
+    from polyhost.client.cli import add_client_commands
 
     add_client_commands(sub)
     return parser
@@ -95,6 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
-    from polyhost.client_cli import run_client_command
+    from polyhost.client.cli import run_client_command
 
     return run_client_command(args)

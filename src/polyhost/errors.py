@@ -1,9 +1,9 @@
 """One error taxonomy shared by every wire adapter.
 
-The core raises these; the AWS JSON adapter turns a `ServiceError` into `{"__type", "message"}`
-and the runtime adapter turns a `RuntimeServiceError` into an `x-amzn-ErrorType` header plus
-`{"message"}` body. Codes, statuses and wording follow SageMaker (see CONTRACT.md), so clients
-such as botocore's waiters that match on them behave as they do against SageMaker.
+The core raises these; `http/errors.py` puts them on the wire, once per protocol (AWS JSON 1.1
+for the control plane and polyhost's own routes, rest-json for the runtime). Codes, statuses
+and wording follow SageMaker (see CONTRACT.md), so clients such as botocore's waiters that
+match on them behave as they do against SageMaker.
 """
 
 from __future__ import annotations
@@ -12,7 +12,12 @@ from typing import ClassVar
 
 
 class ServiceError(Exception):
-    """A control-plane error: `__type` code, HTTP status and a message that says what to fix."""
+    """An error a caller sees: one code, one HTTP status, a message that says what to fix.
+
+    Each subclass is one code and one status. How it goes onto the wire is the adapter's
+    business (`http/errors.py`): AWS JSON 1.1 sends `{"__type", "message"}`, rest-json sends an
+    `x-amzn-ErrorType` header and `{"message", ...body_fields()}`.
+    """
 
     code: ClassVar[str] = "InternalFailure"
     status: ClassVar[int] = 500
@@ -20,6 +25,21 @@ class ServiceError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def body_fields(self) -> dict[str, object]:
+        """Members of the JSON error body beyond `message` (ModelError adds some)."""
+        return {}
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """Headers the answer needs besides the error type (e.g. `Allow` on a 405)."""
+        return []
+
+
+class InternalFailure(ServiceError):
+    """Something failed inside polyhost; the log has the traceback, the wire never does."""
+
+    code = "InternalFailure"
+    status = 500
 
 
 class ValidationException(ServiceError):
@@ -61,32 +81,41 @@ class SerializationException(ServiceError):
     status = 400
 
 
-class InternalFailureError(ServiceError):
-    code = "InternalFailure"
-    status = 500
+class NoSuchRoute(ServiceError):
+    """A path polyhost does not serve."""
+
+    code = "UnknownOperationException"
+    status = 404
 
 
-class RuntimeServiceError(Exception):
-    """A data-plane (InvokeEndpoint) error, sent as `x-amzn-ErrorType` + `{"message": ...}`."""
+class MethodNotAllowed(ServiceError):
+    """A known path asked with the wrong method; the answer names the one to use."""
 
-    code: ClassVar[str] = "InternalFailure"
-    status: ClassVar[int] = 500
+    code = "UnknownOperationException"
+    status = 405
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, allow: str) -> None:
         super().__init__(message)
-        self.message = message
+        self.allow = allow
 
-    def body_fields(self) -> dict[str, object]:
-        """Extra members of the JSON error body beyond `message` (ModelError adds some)."""
-        return {}
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"allow", self.allow.encode())]
 
 
-class InvokeValidationError(RuntimeServiceError):
+class NotFound(ServiceError):
+    """A polyhost-only route found nothing to read (an unknown endpoint's logs, say)."""
+
+    code = "ValidationException"
+    status = 404
+
+
+# -- the runtime (InvokeEndpoint) ---------------------------------------------------------------
+class InvokeValidationError(ServiceError):
     code = "ValidationError"
     status = 400
 
 
-class ModelError(RuntimeServiceError):
+class ModelError(ServiceError):
     """The container answered with an error, timed out, or could not be reached mid-request."""
 
     code = "ModelError"
@@ -116,16 +145,11 @@ class ModelError(RuntimeServiceError):
         return fields
 
 
-class ModelNotReadyException(RuntimeServiceError):
+class ModelNotReadyException(ServiceError):
     code = "ModelNotReadyException"
     status = 429
 
 
-class InternalFailure(RuntimeServiceError):
-    code = "InternalFailure"
-    status = 500
-
-
-class ServiceUnavailable(RuntimeServiceError):
+class ServiceUnavailable(ServiceError):
     code = "ServiceUnavailable"
     status = 503

@@ -21,6 +21,7 @@ from polyhost.deploy.deployer import EndpointDeployer
 from polyhost.http.app import ExtraRoute, PolyhostApp
 from polyhost.http.awsjson import AwsJsonAdapter
 from polyhost.http.logs import LogsRoute
+from polyhost.http.metrics import MetricsRoute
 from polyhost.http.protocol import (
     HttpProtocol,
     ServerState,
@@ -28,7 +29,7 @@ from polyhost.http.protocol import (
     sweep_idle_connections,
 )
 from polyhost.http.runtime import RuntimeAdapter
-from polyhost.metrics.exposition import MetricsRoute
+from polyhost.metrics.collection import container_registry
 from polyhost.router.router import Router
 from polyhost.settings import Settings
 
@@ -46,12 +47,12 @@ class PolyhostServer:
         self.control = ControlPlane(settings, self.deployer, self.images)
         self.deployer.bind_status_sink(self.control)
         routes: dict[str, ExtraRoute] = {
-            "/metrics": MetricsRoute(self.deployer.groups),
+            "/metrics": MetricsRoute(container_registry(self.deployer.container_samples)),
             "/polyhost/endpoints": LogsRoute(self.deployer.log_streams),
         }
         self.runtime = RuntimeAdapter(self.router, settings.max_body_bytes)
         self.app = PolyhostApp(
-            AwsJsonAdapter(self.control.call),
+            AwsJsonAdapter(self.control.call, settings.max_control_body_bytes),
             runtime=self.runtime.handle,
             routes=routes,
             access_log_enabled=settings.access_log,
@@ -67,21 +68,16 @@ class PolyhostServer:
             self.router.mark_restoring(spec.endpoint_name)
         # One access-log line per request: the fast invocation path logs in the protocol, the
         # ASGI routes in PolyhostApp (which knows the control operation's name).
-        state = ServerState(
-            access_log=self.settings.access_log,
-            idle_timeout_s=self.settings.keep_alive_timeout_s,
-        )
+        state = ServerState(self.settings)
         server = await loop.create_server(
-            lambda: HttpProtocol(
-                self.runtime.answer, self.app, state, self.settings.max_body_bytes
-            ),
+            lambda: HttpProtocol(self.runtime.answer, self.app, state),
             host=self.settings.host,
             port=self.settings.port,
             backlog=4096,
             reuse_address=True,
         )
         sweeper = loop.create_task(
-            sweep_idle_connections(state, every_s=min(5.0, state.idle_timeout_s / 2))
+            sweep_idle_connections(state, every_s=min(5.0, self.settings.keep_alive_timeout_s / 2))
         )
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

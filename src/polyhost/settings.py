@@ -1,4 +1,10 @@
-"""Server settings: one typed object built from CLI flags (and `POLYHOST_*` env defaults).
+"""Server settings: one typed object, the only place a default lives.
+
+Every field carries its own command-line flag and help text (`setting(...)`), so `polyhost
+serve`'s flags are derived from this class (`cli.py` adds no default of its own), and every
+field can also be set from the environment as `POLYHOST_<FLAG>`: `--state-dir` is
+`POLYHOST_STATE_DIR`, `--invocation-timeout` is `POLYHOST_INVOCATION_TIMEOUT`, as MLServer reads
+`MLSERVER_*`. A flag beats the environment, which beats the default.
 
 Every component takes what it needs from here instead of reading the environment itself, so a
 test can start a server with exactly the settings it means.
@@ -6,42 +12,155 @@ test can start a server with exactly the settings it means.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from polyhost.naming import resource_arn
+
+ENV_PREFIX = "POLYHOST_"
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"POLYHOST_{name}", default)
+def setting(default: Any, flag: str, help: str, *, metavar: str | None = None) -> Any:
+    """A dataclass field with its `serve` flag and help text (the flag also names its env var).
+
+    A mutable or computed default is not needed by any setting, so `default` is a plain value.
+    """
+    return field(default=default, metadata={"flag": flag, "help": help, "metavar": metavar})
 
 
 @dataclass(frozen=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 7080
-    state_dir: Path = field(default_factory=lambda: Path(_env("STATE_DIR", "./state")))
-    region: str = "us-east-1"
-    account_id: str = "123456789012"
-    image_config: Path | None = None
-    insecure: bool = False
-    # Data plane limits (CONTRACT.md): per-request container timeout and per-container bound on
-    # requests in flight; past the bound a request is refused at once rather than queued.
-    invocation_timeout_s: float = 60.0
-    max_inflight_per_container: int = 64
-    max_body_bytes: int = 6 * 1024 * 1024
-    max_interchange_bytes: int = 5 * 1024 * 1024
-    # Artifacts: extracted size cap protects the disk against a tar bomb.
-    max_model_bytes: int = 20 * 1024 * 1024 * 1024
-    # Process backend: seconds between SIGTERM and SIGKILL when a container is stopped.
-    stop_grace_s: float = 30.0
-    # Seconds a container may take to pass /ping when its variant does not say
-    # (ContainerStartupHealthCheckTimeoutInSeconds); SageMaker's default is 240.
-    default_startup_timeout_s: float = 240.0
-    access_log: bool = True
-    # Seconds an idle keep-alive client connection is kept open.
-    keep_alive_timeout_s: float = 75.0
+    # -- where and who ------------------------------------------------------------------------
+    host: str = setting(
+        "127.0.0.1", "--host", "bind address; non-loopback needs auth or --insecure"
+    )
+    port: int = setting(7080, "--port", "TCP port of the one HTTP listener")
+    state_dir: Path = setting(
+        Path("./state"), "--state-dir", "folder of the database, models, logs and caches"
+    )
+    region: str = setting("us-east-1", "--region", "region shown in ARNs")
+    account_id: str = setting("123456789012", "--account-id", "account shown in ARNs")
+    image_config: Path | None = setting(
+        None, "--image-config", "images.toml describing user images", metavar="FILE"
+    )
+    insecure: bool = setting(
+        False,
+        "--insecure",
+        "allow a non-loopback bind although requests are not authenticated",
+    )
+    # -- access control (SigV4 + IAM-style policies) -----------------------------------------
+    auth_file: Path | None = setting(
+        None,
+        "--auth-file",
+        "principals.json: every request must be SigV4-signed by a listed principal and allowed "
+        "by its policies (SIGHUP reloads it)",
+        metavar="FILE",
+    )
+    # -- data plane (CONTRACT.md) -------------------------------------------------------------
+    invocation_timeout_s: float = setting(
+        60.0, "--invocation-timeout", "seconds a container may take to answer an invocation"
+    )
+    max_inflight_per_container: int = setting(
+        64,
+        "--max-inflight",
+        "requests in flight per container; past it a request gets 503 at once instead of queueing",
+    )
+    max_body_bytes: int = setting(
+        6 * MiB, "--max-body-bytes", "largest InvokeEndpoint request or response body"
+    )
+    max_interchange_bytes: int = setting(
+        5 * MiB, "--max-interchange-bytes", "largest payload between containers of a pipeline"
+    )
+    max_control_body_bytes: int = setting(
+        16 * MiB, "--max-control-body-bytes", "largest control-plane request body"
+    )
+    # -- HTTP listener bounds -----------------------------------------------------------------
+    keep_alive_timeout_s: float = setting(
+        75.0, "--keep-alive-timeout", "seconds an idle keep-alive connection stays open"
+    )
+    header_timeout_s: float = setting(
+        10.0, "--header-timeout", "seconds a client has to send a whole request head"
+    )
+    body_timeout_s: float = setting(
+        60.0, "--body-timeout", "seconds a client has to send a whole request body"
+    )
+    max_connections: int = setting(
+        4096, "--max-connections", "open client connections; past it new ones are refused"
+    )
+    max_request_line_bytes: int = setting(
+        8 * KiB, "--max-request-line-bytes", "longest request line (method, URL, version): 414"
+    )
+    max_header_bytes: int = setting(
+        16 * KiB, "--max-header-bytes", "longest single header line: 431"
+    )
+    max_headers_total_bytes: int = setting(
+        64 * KiB, "--max-headers-total-bytes", "largest request head in all: 431"
+    )
+    max_header_count: int = setting(100, "--max-header-count", "most headers in a request: 431")
+    access_log: bool = setting(True, "--access-log", "one log line per request")
+    # -- containers ---------------------------------------------------------------------------
+    stop_grace_s: float = setting(
+        30.0, "--stop-grace", "seconds from SIGTERM to SIGKILL when a container is stopped"
+    )
+    default_startup_timeout_s: float = setting(
+        240.0,
+        "--startup-timeout",
+        "seconds a container may take to pass /ping when its variant does not say "
+        "(ContainerStartupHealthCheckTimeoutInSeconds; SageMaker's default)",
+    )
+    health_check_interval_s: float = setting(
+        5.0, "--health-check-interval", "seconds between /ping checks of a running container"
+    )
+    health_check_failures: int = setting(
+        3, "--health-check-failures", "failed /ping checks in a row before a restart"
+    )
+    log_max_bytes: int = setting(
+        10 * MiB, "--log-max-bytes", "size at which a container's log file is rotated"
+    )
+    log_backups: int = setting(2, "--log-backups", "rotated log files kept per container")
+    log_retention_s: float = setting(
+        3600.0, "--log-retention", "seconds the logs of a deleted endpoint are kept"
+    )
+    role_credentials: Path | None = setting(
+        None,
+        "--role-credentials",
+        "TOML mapping ExecutionRoleArn to a credentials source; containers get no server "
+        "credentials otherwise",
+        metavar="FILE",
+    )
+    # -- model data ---------------------------------------------------------------------------
+    max_model_bytes: int = setting(
+        20 * GiB, "--model-max-bytes", "largest extracted model (a guard against tar bombs)"
+    )
+    max_model_ratio: int = setting(
+        200, "--model-max-ratio", "largest extracted size as a multiple of the archive's size"
+    )
+    model_cache_max_bytes: int = setting(
+        50 * GiB, "--model-cache-max-bytes", "models kept in the cache that no endpoint uses"
+    )
+    model_cache_grace_s: float = setting(
+        600.0, "--model-cache-grace", "seconds an unused cached model is kept"
+    )
+    allow_model_hosts: tuple[str, ...] = setting(
+        (),
+        "--allow-model-host",
+        "host or CIDR that https:// model data may come from although it is private, loopback "
+        "or link-local (repeatable)",
+        metavar="HOST",
+    )
+    artifact_workers: int = setting(
+        4, "--artifact-workers", "threads that download and extract model data"
+    )
 
+    # -- derived --------------------------------------------------------------------------------
     @property
     def is_loopback(self) -> bool:
         """True when the bind address only accepts connections from this machine."""
@@ -67,4 +186,81 @@ class Settings:
 
     def arn(self, kind: str, name: str) -> str:
         """SageMaker ARN of a resource; the name part is lowercased as SageMaker does."""
-        return f"arn:aws:sagemaker:{self.region}:{self.account_id}:{kind}/{name.lower()}"
+        return resource_arn(self.region, self.account_id, kind, name)
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then `POLYHOST_*` variables, then `overrides` (e.g. parsed flags)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in fields():
+            raw = environ.get(spec.env)
+            if raw is not None:
+                try:
+                    values[spec.name] = spec.parse(raw)
+                except ValueError as error:
+                    raise ValueError(f"{spec.env}={raw!r} is not valid: {error}") from None
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """What `cli.py` needs to build one flag, and the environment variable of the same name."""
+
+    name: str
+    flag: str
+    help: str
+    metavar: str | None
+    default: Any
+    kind: str  # "str" | "int" | "float" | "bool" | "path" | "optional-path" | "strings"
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.flag.lstrip("-").replace("-", "_").upper()
+
+    def parse(self, raw: str) -> Any:
+        """Turn a flag or environment value into the field's type; ValueError says why not."""
+        if self.kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"{self.env} must be true or false, not {raw!r}")
+        if self.kind == "int":
+            return int(raw)
+        if self.kind == "float":
+            return float(raw)
+        if self.kind == "path":
+            return Path(raw)
+        if self.kind == "optional-path":
+            return Path(raw) if raw else None
+        if self.kind == "strings":
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        return raw
+
+
+_KINDS = {
+    "str": "str",
+    "int": "int",
+    "float": "float",
+    "bool": "bool",
+    "Path": "path",
+    "Path | None": "optional-path",
+    "tuple[str, ...]": "strings",
+}
+
+
+def fields() -> Iterator[SettingSpec]:
+    """Every setting, in declaration order."""
+    for spec in dataclasses.fields(Settings):
+        yield SettingSpec(
+            name=spec.name,
+            flag=spec.metadata["flag"],
+            help=spec.metadata["help"],
+            metavar=spec.metadata["metavar"],
+            default=spec.default,
+            kind=_KINDS[str(spec.type)],
+        )

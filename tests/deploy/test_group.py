@@ -61,17 +61,13 @@ def test_a_stranger_on_the_port_is_never_mistaken_for_the_container(tmp_path: Pa
     stranger = HTTPServer(("127.0.0.1", 0), Stranger)
     threading.Thread(target=stranger.serve_forever, daemon=True).start()
     taken = stranger.server_address[1]
-    settings = Settings(state_dir=tmp_path / "state")
+    settings = Settings(state_dir=tmp_path / "state", stop_grace_s=2, default_startup_timeout_s=20)
     images = ImageRegistry.load(write_image_config(tmp_path / "images.toml"))
     starter = GroupStarter(
         backend=ProcessBackend(settings, images, cgroups=False),
         artifacts=ArtifactStore(tmp_path / "artifacts", 10**9),
         ports=FirstPortTaken(int(taken)),
-        containers_dir=tmp_path / "containers",
-        host="127.0.0.1",
-        max_inflight=4,
-        stop_grace_s=2,
-        default_startup_timeout_s=20,
+        settings=settings,
     )
     container = echo_container("mine")
     spec = EndpointSpec(

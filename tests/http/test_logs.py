@@ -17,7 +17,7 @@ import uvicorn
 from polyhost.deploy.logs import LogStream
 from polyhost.http.app import PolyhostApp
 from polyhost.http.awsjson import AwsJsonAdapter
-from polyhost.http.logs import MAX_LIMIT, LogsRoute, read_chunk
+from polyhost.http.logs import MAX_LIMIT, LogsRoute
 from tests.support.server import free_port
 
 
@@ -27,7 +27,7 @@ class LogServer:
     def __init__(self, streams: dict[str, list[LogStream]]) -> None:
         self.streams = streams
         app = PolyhostApp(
-            AwsJsonAdapter(lambda operation, params: {}),
+            AwsJsonAdapter(lambda operation, params: {}, max_body_bytes=1024),
             routes={"/polyhost/endpoints": LogsRoute(lambda name: self.streams.get(name, []))},
             access_log_enabled=False,
         )
@@ -205,32 +205,3 @@ def test_errors_say_what_to_fix(
 def test_only_get(server: LogServer) -> None:
     status, body = server.request("/polyhost/endpoints/ep/logs", method="POST")
     assert status == 405 and "GET" in body["message"]
-
-
-# -- read_chunk on its own: UTF-8 boundaries -------------------------------------------------------
-
-
-def test_a_chunk_never_splits_a_character(tmp_path: Path) -> None:
-    path = tmp_path / "utf8.log"
-    path.write_bytes("aé€😀b\n".encode())  # 1 + 2 + 3 + 4 + 2 bytes
-    text, offset = "", 0
-    for limit in (2, 2, 3, 4, 5):
-        chunk = read_chunk(path, offset, limit, None)
-        assert "\ufffd" not in chunk.text
-        text += chunk.text
-        offset = chunk.next_offset
-    assert text == "aé€😀b\n" and offset == path.stat().st_size
-
-
-def test_a_negative_offset_inside_a_character_skips_to_the_next(tmp_path: Path) -> None:
-    path = tmp_path / "utf8.log"
-    path.write_bytes("€x".encode())
-    chunk = read_chunk(path, -2, 100, None)
-    assert chunk.text == "x" and chunk.offset == 3
-
-
-def test_broken_bytes_still_make_progress(tmp_path: Path) -> None:
-    path = tmp_path / "broken.log"
-    path.write_bytes(b"\xe2\x82")  # an incomplete character and nothing after it
-    chunk = read_chunk(path, 0, 100, None)
-    assert chunk.next_offset == 2 and chunk.text == "\ufffd"

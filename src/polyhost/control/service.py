@@ -37,7 +37,7 @@ from polyhost.control.specs import build_spec, model_containers
 from polyhost.control.store import Kind, Resource, Store, StoreClosed
 from polyhost.control.validation import Validator, raise_if_any
 from polyhost.errors import (
-    InternalFailureError,
+    InternalFailure,
     UnknownOperationException,
     ValidationException,
 )
@@ -45,24 +45,21 @@ from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.control")
 
-OPERATIONS = (
-    "CreateModel",
-    "DescribeModel",
-    "ListModels",
-    "DeleteModel",
-    "CreateEndpointConfig",
-    "DescribeEndpointConfig",
-    "ListEndpointConfigs",
-    "DeleteEndpointConfig",
-    "CreateEndpoint",
-    "DescribeEndpoint",
-    "ListEndpoints",
-    "UpdateEndpoint",
-    "DeleteEndpoint",
-    "AddTags",
-    "ListTags",
-    "DeleteTags",
-)
+Handler = Callable[["ControlPlane", dict[str, Any]], dict[str, Any]]
+# Every operation the control plane implements, listed once: by `@operation` at its handler.
+_HANDLERS: dict[str, Handler] = {}
+
+
+def operation(name: str) -> Callable[[Handler], Handler]:
+    """Register a `ControlPlane` method as the handler of the SageMaker operation `name`."""
+
+    def register(method: Handler) -> Handler:
+        _HANDLERS[name] = method
+        return method
+
+    return register
+
+
 MAX_TAGS = 50
 DEFAULT_TAG_PAGE = 50
 
@@ -101,28 +98,10 @@ class ControlPlane:
         self._deploy_lock = threading.Lock()
         # Endpoints whose update was restarted cold (after a server start): nothing old serves.
         self._cold: set[str] = set()
-        self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "CreateModel": self._create_model,
-            "DescribeModel": self._describe_model,
-            "ListModels": self._list_models,
-            "DeleteModel": self._delete_model,
-            "CreateEndpointConfig": self._create_endpoint_config,
-            "DescribeEndpointConfig": self._describe_endpoint_config,
-            "ListEndpointConfigs": self._list_endpoint_configs,
-            "DeleteEndpointConfig": self._delete_endpoint_config,
-            "CreateEndpoint": self._create_endpoint,
-            "DescribeEndpoint": self._describe_endpoint,
-            "ListEndpoints": self._list_endpoints,
-            "UpdateEndpoint": self._update_endpoint,
-            "DeleteEndpoint": self._delete_endpoint,
-            "AddTags": self._add_tags,
-            "ListTags": self._list_tags,
-            "DeleteTags": self._delete_tags,
-        }
 
     # -- the entry points ---------------------------------------------------------------------
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        handler = self._handlers.get(operation)
+        handler = _HANDLERS.get(operation)
         if handler is None:
             raise UnknownOperationException(self._unknown(operation))
         shape = self._schema.input(operation)
@@ -133,9 +112,9 @@ class ControlPlane:
         raise_if_any(violations)
         clean: dict[str, Any] = project(self._schema, shape, params) if shape else {}
         try:
-            return handler(clean)
+            return handler(self, clean)
         except StoreClosed:
-            raise InternalFailureError("The server is shutting down; try again.") from None
+            raise InternalFailure("The server is shutting down; try again.") from None
 
     def report(self, report: StatusReport) -> None:
         """A deployer status report (any thread); stale or unknown endpoints are ignored."""
@@ -256,17 +235,20 @@ class ControlPlane:
         return out
 
     # -- models -------------------------------------------------------------------------------
+    @operation("CreateModel")
     def _create_model(self, params: dict[str, Any]) -> dict[str, Any]:
         doc = {k: v for k, v in params.items() if k != "Tags"}
         resource = self._insert("model", params["ModelName"], doc, tags=_tags(params))
         return {"ModelArn": resource.arn}
 
+    @operation("DescribeModel")
     def _describe_model(self, params: dict[str, Any]) -> dict[str, Any]:
         model = self._get("model", params["ModelName"])
         out = {**model.doc, "ModelName": model.name, "ModelArn": model.arn}
         out["CreationTime"] = model.created
         return self._shape_output("DescribeModel", out)
 
+    @operation("ListModels")
     def _list_models(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._list(
             "model",
@@ -275,6 +257,7 @@ class ControlPlane:
             lambda r: {"ModelName": r.name, "ModelArn": r.arn, "CreationTime": r.created},
         )
 
+    @operation("DeleteModel")
     def _delete_model(self, params: dict[str, Any]) -> dict[str, Any]:
         # Allowed while an endpoint uses it: the endpoint runs its own snapshot.
         with self._lock:
@@ -292,6 +275,7 @@ class ControlPlane:
                 raise self._not_found("model", name)
         return found
 
+    @operation("CreateEndpointConfig")
     def _create_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
         self._models_of(params)
         doc = {k: v for k, v in params.items() if k != "Tags"}
@@ -300,12 +284,14 @@ class ControlPlane:
         )
         return {"EndpointConfigArn": resource.arn}
 
+    @operation("DescribeEndpointConfig")
     def _describe_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
         config = self._get("endpoint-config", params["EndpointConfigName"])
         out = {**config.doc, "EndpointConfigName": config.name, "EndpointConfigArn": config.arn}
         out["CreationTime"] = config.created
         return self._shape_output("DescribeEndpointConfig", out)
 
+    @operation("ListEndpointConfigs")
     def _list_endpoint_configs(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._list(
             "endpoint-config",
@@ -318,6 +304,7 @@ class ControlPlane:
             },
         )
 
+    @operation("DeleteEndpointConfig")
     def _delete_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
         # Allowed while an endpoint uses it (the SageMaker SDK deletes it before the endpoint).
         with self._lock:
@@ -347,6 +334,7 @@ class ControlPlane:
             revision=revision,
         )
 
+    @operation("CreateEndpoint")
     def _create_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params["EndpointName"]
         with self._deploy_lock:
@@ -369,6 +357,7 @@ class ControlPlane:
             self._tell(lambda: self._deployer.apply(spec))
         return {"EndpointArn": resource.arn}
 
+    @operation("DescribeEndpoint")
     def _describe_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         endpoint = self._get("endpoint", params["EndpointName"])
         out = describe(
@@ -381,6 +370,7 @@ class ControlPlane:
         )
         return self._shape_output("DescribeEndpoint", out)
 
+    @operation("ListEndpoints")
     def _list_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._list(
             "endpoint",
@@ -395,6 +385,7 @@ class ControlPlane:
             },
         )
 
+    @operation("UpdateEndpoint")
     def _update_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         with self._deploy_lock:
             with self._lock:
@@ -421,6 +412,7 @@ class ControlPlane:
             self._tell(lambda: self._deployer.apply(spec))
         return {"EndpointArn": endpoint.arn}
 
+    @operation("DeleteEndpoint")
     def _delete_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         with self._deploy_lock:
             with self._lock:
@@ -457,6 +449,7 @@ class ControlPlane:
             raise ValidationException(f'Could not find {LABELS[typed]} "{arn}".')
         return resource
 
+    @operation("AddTags")
     def _add_tags(self, params: dict[str, Any]) -> dict[str, Any]:
         tags = _tags(params)
         with self._lock:
@@ -468,6 +461,7 @@ class ControlPlane:
             )
         return {"Tags": params["Tags"]}
 
+    @operation("ListTags")
     def _list_tags(self, params: dict[str, Any]) -> dict[str, Any]:
         resource = self._tagged(params["ResourceArn"])
         tags = self._store.tags(resource.kind, resource.name)
@@ -479,8 +473,12 @@ class ControlPlane:
             out["NextToken"] = offset_token(start + size)
         return out
 
+    @operation("DeleteTags")
     def _delete_tags(self, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             resource = self._tagged(params["ResourceArn"])
             self._store.delete_tags(resource.kind, resource.name, params["TagKeys"])
         return {}
+
+
+OPERATIONS: tuple[str, ...] = tuple(_HANDLERS)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -26,7 +26,9 @@ from polyhost.deploy.artifacts import ArtifactStore
 from polyhost.deploy.group import DeployFailure, GroupStarter, RunningGroup
 from polyhost.deploy.logs import LogStream
 from polyhost.deploy.ports import PortAllocator
+from polyhost.deploy.samples import container_samples
 from polyhost.deploy.supervisor import supervise
+from polyhost.metrics.collection import ContainerSample
 from polyhost.router.router import Router
 from polyhost.settings import Settings
 
@@ -35,7 +37,12 @@ _T = TypeVar("_T")
 
 
 @dataclass
-class _EndpointState:
+class _Deployment:
+    """What runs for one endpoint: the serving group and the one being started.
+
+    Not to be confused with `control.endpoints.EndpointState`, the desired state the control
+    plane records; this is the deployer's view of what is actually running."""
+
     serving: RunningGroup | None = None
     attempt: RunningGroup | None = None  # the group being started (or the last failed one)
     task: asyncio.Task[None] | None = None
@@ -57,15 +64,11 @@ class EndpointDeployer:
             artifacts=artifacts
             or ArtifactStore(settings.artifact_cache_dir, settings.max_model_bytes),
             ports=PortAllocator(),
-            containers_dir=settings.containers_dir,
-            host="127.0.0.1",
-            max_inflight=settings.max_inflight_per_container,
-            stop_grace_s=settings.stop_grace_s,
-            default_startup_timeout_s=settings.default_startup_timeout_s,
+            settings=settings,
         )
         self._sink: StatusSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._endpoints: dict[str, _EndpointState] = {}
+        self._endpoints: dict[str, _Deployment] = {}
         self._closing = False
 
     def bind_status_sink(self, sink: StatusSink) -> None:
@@ -99,11 +102,15 @@ class EndpointDeployer:
     def groups(self) -> list[RunningGroup]:
         return [s.serving for s in self._endpoints.values() if s.serving is not None]
 
+    def container_samples(self) -> Iterator[ContainerSample]:
+        """Every serving container as the metrics see it (on the event loop, no I/O)."""
+        return container_samples(self.groups())
+
     # -- work on the loop -------------------------------------------------------------------
     def _apply(self, spec: EndpointSpec) -> None:
         if self._closing:
             return
-        state = self._endpoints.setdefault(spec.endpoint_name, _EndpointState())
+        state = self._endpoints.setdefault(spec.endpoint_name, _Deployment())
         if spec.revision <= state.revision and (state.serving or state.task):
             return  # already running or starting this revision
         state.revision = spec.revision
@@ -111,7 +118,7 @@ class EndpointDeployer:
         state.task = asyncio.get_running_loop().create_task(self._deploy(state, spec, previous))
 
     async def _deploy(
-        self, state: _EndpointState, spec: EndpointSpec, previous: asyncio.Task[None] | None
+        self, state: _Deployment, spec: EndpointSpec, previous: asyncio.Task[None] | None
     ) -> None:
         if previous is not None and not previous.done():
             previous.cancel()
@@ -162,7 +169,7 @@ class EndpointDeployer:
         if old is not None:
             await self._drain_and_stop(old)
 
-    async def _report_failure(self, state: _EndpointState, spec: EndpointSpec, reason: str) -> None:
+    async def _report_failure(self, state: _Deployment, spec: EndpointSpec, reason: str) -> None:
         serving = state.serving
         if serving is None:
             self._router.mark_not_serving(spec.endpoint_name, "Failed")
@@ -207,7 +214,7 @@ class EndpointDeployer:
             return
         asyncio.get_running_loop().create_task(self._stop_state(state))
 
-    async def _stop_state(self, state: _EndpointState) -> None:
+    async def _stop_state(self, state: _Deployment) -> None:
         if state.task is not None and not state.task.done():
             state.task.cancel()
             await asyncio.gather(state.task, return_exceptions=True)

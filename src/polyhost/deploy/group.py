@@ -25,6 +25,7 @@ from polyhost.router.table import (
     VariantRoute,
 )
 from polyhost.router.upstream import UpstreamPool
+from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.deploy")
 
@@ -46,7 +47,7 @@ class RunningContainer:
     variant: VariantSpec
     launch: LaunchSpec
     stream: LogStream
-    startup_timeout_s: float = 240.0
+    startup_timeout_s: float
     handle: ContainerHandle | None = None
     route: ContainerRoute | None = None
     restarts: int = 0
@@ -122,20 +123,17 @@ class GroupStarter:
         backend: Backend,
         artifacts: ArtifactStore,
         ports: PortAllocator,
-        containers_dir: Path,
-        host: str,
-        max_inflight: int,
-        stop_grace_s: float,
-        default_startup_timeout_s: float = 240.0,
+        settings: Settings,
+        host: str = "127.0.0.1",
     ) -> None:
         self._backend = backend
         self._artifacts = artifacts
         self._ports = ports
-        self._containers_dir = containers_dir
+        self._containers_dir = settings.containers_dir
         self._host = host
-        self._max_inflight = max_inflight
-        self._stop_grace_s = stop_grace_s
-        self._default_startup_timeout_s = default_startup_timeout_s
+        self._max_inflight = settings.max_inflight_per_container
+        self._stop_grace_s = settings.stop_grace_s
+        self._default_startup_timeout_s = settings.default_startup_timeout_s
 
     async def start(self, spec: EndpointSpec, group: RunningGroup) -> None:
         """Start every container of `spec` into `group`; raises DeployFailure (group stopped)."""

@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
 
+from polyhost.errors import MethodNotAllowed, NoSuchRoute
 from polyhost.http.access import log_request
 from polyhost.http.awsjson import AwsJsonAdapter
+from polyhost.http.errors import aws_json_error
 from polyhost.http.io import send_response
 from polyhost.http.types import Receive, Scope, Send
 
@@ -83,10 +84,10 @@ class PolyhostApp:
 
     @staticmethod
     async def _not_found(send: Send, method: str, path: str, status: int) -> int:
-        body = json.dumps(
-            {"__type": "UnknownOperationException", "message": f"No route for {method} {path}."}
-        ).encode()
-        await send_response(send, status, body, [(b"content-type", b"application/json")])
+        message = f"No route for {method} {path}."
+        error = MethodNotAllowed(message, "POST") if status == 405 else NoSuchRoute(message)
+        status, headers, body = aws_json_error(error)
+        await send_response(send, status, body, headers)
         return status
 
     @staticmethod

@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from polyhost.errors import (
-    InternalFailureError,
     SerializationException,
     ServiceError,
     UnknownOperationException,
 )
+from polyhost.http.errors import aws_json_error, internal_failure
 from polyhost.http.io import BodyTooLarge, header, read_body, send_response
 from polyhost.http.request_ids import next_request_id
 from polyhost.http.types import Receive, Scope, Send
@@ -26,7 +26,6 @@ log = logging.getLogger("polyhost.http")
 
 CONTENT_TYPE = b"application/x-amz-json-1.1"
 TARGET_PREFIX = "SageMaker."
-MAX_CONTROL_BODY = 16 * 1024 * 1024
 
 ControlCall = Callable[[str, dict[str, Any]], Mapping[str, Any]]
 
@@ -38,8 +37,9 @@ def _json_default(value: object) -> object:
 class AwsJsonAdapter:
     """Turns AWS JSON 1.1 requests into `control(operation, params)` calls."""
 
-    def __init__(self, control: ControlCall) -> None:
+    def __init__(self, control: ControlCall, max_body_bytes: int) -> None:
         self._control = control
+        self._max_body = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> tuple[str, int]:
         """Serve one request; returns the operation name and status (for the access log)."""
@@ -54,10 +54,10 @@ class AwsJsonAdapter:
                 )
             operation = target[len(TARGET_PREFIX) :]
             try:
-                raw = await read_body(scope, receive, MAX_CONTROL_BODY)
+                raw = await read_body(scope, receive, self._max_body)
             except BodyTooLarge:
                 raise SerializationException(
-                    f"Request body exceeds {MAX_CONTROL_BODY} bytes."
+                    f"Request body exceeds {self._max_body} bytes."
                 ) from None
             params = self._decode(raw)
             result = await asyncio.to_thread(self._control, operation, params)
@@ -68,7 +68,7 @@ class AwsJsonAdapter:
             await self._send_error(send, error, request_id)
         except Exception:  # never a traceback on the wire; the log keeps it
             log.exception("internal error in %s", operation)
-            failure = InternalFailureError("An internal error occurred; see the server log.")
+            failure = internal_failure()
             status = failure.status
             await self._send_error(send, failure, request_id)
         return operation, status
@@ -92,7 +92,8 @@ class AwsJsonAdapter:
     def _headers(request_id: str) -> list[tuple[bytes, bytes]]:
         return [(b"content-type", CONTENT_TYPE), (b"x-amzn-requestid", request_id.encode())]
 
-    async def _send_error(self, send: Send, error: ServiceError, request_id: str) -> None:
-        body = json.dumps({"__type": error.code, "message": error.message}).encode()
-        headers = [*self._headers(request_id), (b"x-amzn-errortype", error.code.encode())]
-        await send_response(send, error.status, body, headers)
+    @staticmethod
+    async def _send_error(send: Send, error: ServiceError, request_id: str) -> None:
+        status, headers, body = aws_json_error(error, CONTENT_TYPE)
+        headers.append((b"x-amzn-requestid", request_id.encode()))
+        await send_response(send, status, body, headers)

@@ -23,14 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from polyhost.deploy.logs import LogStream
+from polyhost.deploy.logs import LogStream, read_chunk
+from polyhost.errors import (
+    MethodNotAllowed,
+    NoSuchRoute,
+    NotFound,
+    ServiceError,
+    ValidationException,
+)
+from polyhost.http.errors import aws_json_error
 from polyhost.http.io import send_response
 from polyhost.http.types import Receive, Scope, Send
 
@@ -45,14 +51,6 @@ LogStreams = Callable[[str], list[LogStream]]
 
 _JSON = [(b"content-type", b"application/json")]
 _PARAMETERS = ("container", "stream", "offset", "limit", "tail")
-
-
-class _RouteError(Exception):
-    def __init__(self, status: int, message: str, code: str = "ValidationException") -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -70,17 +68,18 @@ class LogQuery:
         try:
             params = parse_qs(query_string.decode("ascii"), keep_blank_values=True)
         except UnicodeDecodeError:
-            raise _RouteError(400, "The query string must be ASCII (percent-encode it).") from None
+            raise ValidationException(
+                "The query string must be ASCII (percent-encode it)."
+            ) from None
         unknown = sorted(set(params) - set(_PARAMETERS))
         if unknown:
-            raise _RouteError(
-                400,
+            raise ValidationException(
                 f"Unknown query parameter(s) {', '.join(unknown)}; "
                 f"known: {', '.join(_PARAMETERS)}.",
             )
         for key, values in params.items():
             if len(values) > 1:
-                raise _RouteError(400, f"Query parameter {key} is given more than once.")
+                raise ValidationException(f"Query parameter {key} is given more than once.")
         single = {key: values[0] for key, values in params.items()}
         limit = _integer(single, "limit", DEFAULT_LIMIT, minimum=0)
         tail = single.get("tail")
@@ -100,93 +99,12 @@ def _integer(params: dict[str, str], key: str, default: int, minimum: int | None
     try:
         value = int(raw)
     except ValueError:
-        raise _RouteError(400, f"Query parameter {key} must be an integer, not {raw!r}.") from None
+        raise ValidationException(
+            f"Query parameter {key} must be an integer, not {raw!r}."
+        ) from None
     if minimum is not None and value < minimum:
-        raise _RouteError(400, f"Query parameter {key} must be >= {minimum}, not {value}.")
+        raise ValidationException(f"Query parameter {key} must be >= {minimum}, not {value}.")
     return value
-
-
-@dataclass(frozen=True)
-class LogChunk:
-    """Bytes `[offset, next_offset)` of a log whose size was `size` when it was read."""
-
-    size: int
-    offset: int
-    next_offset: int
-    text: str
-
-
-def _utf8_start(data: bytes) -> int:
-    """Skip continuation bytes a chunk may start with (an offset landed inside a character)."""
-    skip = 0
-    while skip < min(3, len(data)) and data[skip] & 0xC0 == 0x80:
-        skip += 1
-    return skip
-
-
-def _utf8_end(data: bytes) -> int:
-    """Length of `data` without a trailing incomplete UTF-8 sequence (the writer is mid-way)."""
-    for back in range(1, min(4, len(data)) + 1):
-        byte = data[-back]
-        if byte & 0xC0 == 0x80:
-            continue  # a continuation byte: look further back for the lead byte
-        if byte < 0x80:
-            return len(data)
-        need = 2 if byte >= 0xC0 and byte < 0xE0 else 3 if byte < 0xF0 else 4
-        return len(data) - back if back < need else len(data)
-    return len(data)
-
-
-def _tail_start(data: bytes, lines: int) -> int:
-    """Where in `data` its last `lines` lines begin (a final newline ends a line)."""
-    if lines == 0:
-        return len(data)
-    position = len(data) - 1 if data.endswith(b"\n") else len(data)
-    for _ in range(lines):
-        position = data.rfind(b"\n", 0, position)
-        if position < 0:
-            return 0
-    return position + 1
-
-
-def read_chunk(path: Path, offset: int, limit: int, tail: int | None) -> LogChunk:
-    """Read one chunk of a log file (blocking; see `LogsRoute` for when it runs in a thread).
-
-    A missing file is an empty log: a container that has not started yet has written nothing.
-    An offset past the end (the file was replaced) is clamped to the end; the client notices
-    that `size` is below its own offset and starts again from 0.
-    """
-    try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if tail is not None:
-                start = max(0, size - limit)
-            elif offset < 0:
-                start = max(0, size + offset)
-            else:
-                start = min(offset, size)
-            handle.seek(start)
-            data = handle.read(min(limit, size - start))
-    except (FileNotFoundError, IsADirectoryError):
-        return LogChunk(size=0, offset=0, next_offset=0, text="")
-    # Reported size is what was measured; bytes appended meanwhile are read next time.
-    if tail is not None:
-        cut = _tail_start(data, tail)
-        if cut == 0 and start > 0:
-            cut = _utf8_start(data)
-        data, start = data[cut:], start + cut
-    elif start > 0 and offset < 0:
-        skip = _utf8_start(data)
-        data, start = data[skip:], start + skip
-    end = _utf8_end(data)
-    if end > 0:  # never trim to nothing, or a reader could wait forever on a broken byte
-        data = data[:end]
-    return LogChunk(
-        size=size,
-        offset=start,
-        next_offset=start + len(data),
-        text=data.decode("utf-8", "replace"),
-    )
 
 
 class LogsRoute:
@@ -204,19 +122,14 @@ class LogsRoute:
         try:
             name = self._endpoint_name(scope["path"])
             if scope["method"] != "GET":
-                raise _RouteError(
-                    405, f"Use GET on {self._prefix}/{name}/logs.", "UnknownOperationException"
-                )
+                raise MethodNotAllowed(f"Use GET on {self._prefix}/{name}/logs.", "GET")
             query = LogQuery.parse(scope.get("query_string", b""))
             selected = self._select(name, query)
             chunks = [await self._read(stream, query) for stream in selected]
-        except _RouteError as error:
-            body = json.dumps({"__type": error.code, "message": error.message}).encode()
-            headers = list(_JSON)
-            if error.status == 405:
-                headers.append((b"allow", b"GET"))
-            await send_response(send, error.status, body, headers)
-            return error.status
+        except ServiceError as error:
+            status, headers, body = aws_json_error(error)
+            await send_response(send, status, body, headers)
+            return status
         body = json.dumps({"streams": chunks}, separators=(",", ":")).encode()
         await send_response(send, 200, body, _JSON)
         return 200
@@ -225,19 +138,16 @@ class LogsRoute:
         rest = path[len(self._prefix) :] if path.startswith(self._prefix + "/") else ""
         parts = rest.split("/")
         if len(parts) != 3 or parts[0] != "" or not parts[1] or parts[2] != "logs":
-            raise _RouteError(
-                404,
+            raise NoSuchRoute(
                 f"No route for {path}; the logs of an endpoint are at "
-                f"GET {self._prefix}/{{EndpointName}}/logs.",
-                "UnknownOperationException",
+                f"GET {self._prefix}/{{EndpointName}}/logs."
             )
         return parts[1]
 
     def _select(self, name: str, query: LogQuery) -> list[LogStream]:
         streams = self._streams(name)
         if not streams:
-            raise _RouteError(
-                404,
+            raise NotFound(
                 f'Could not find logs of endpoint "{name}": it does not exist (names are '
                 "case-sensitive here) or none of its containers has been started yet.",
             )
@@ -245,8 +155,7 @@ class LogsRoute:
             hostnames = sorted({s.hostname for s in streams})
             streams = [s for s in streams if s.hostname == query.container]
             if not streams:
-                raise _RouteError(
-                    404,
+                raise NotFound(
                     f'Endpoint "{name}" has no container "{query.container}"; '
                     f"its containers are: {', '.join(hostnames)}.",
                 )
@@ -254,8 +163,7 @@ class LogsRoute:
             names = [s.name for s in streams]
             streams = [s for s in streams if s.name == query.stream]
             if not streams:
-                raise _RouteError(
-                    404,
+                raise NotFound(
                     f'Endpoint "{name}" has no log stream "{query.stream}"'
                     f"{' for that container' if query.container else ''}; "
                     f"its streams are: {', '.join(names)}.",

@@ -27,7 +27,9 @@ from typing import Any
 import httptools
 
 from polyhost.http.access import log_request
+from polyhost.http.errors import internal_failure, rest_json_error
 from polyhost.http.types import ASGIApp, Message
+from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.http")
 
@@ -37,18 +39,16 @@ FastHandler = Callable[[str, Headers, bytes | None], Awaitable[tuple[int, Header
 _PREFIX = b"/endpoints/"
 _SUFFIX = b"/invocations"
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
-_CONTROL_BODY_CAP = 16 * 1024 * 1024
 _OTHER_BODY_CAP = 1024 * 1024
 _HIGH_WATER = 1024 * 1024
 
 
 @dataclass
 class ServerState:
-    """Shared by every connection of one server: what shutdown needs to find."""
+    """Shared by every connection of one server: its limits, and what shutdown needs to find."""
 
+    settings: Settings
     connections: set[HttpProtocol] = field(default_factory=set)
-    idle_timeout_s: float = 75.0
-    access_log: bool = True
 
 
 @dataclass(slots=True)
@@ -71,12 +71,12 @@ class HttpProtocol(asyncio.Protocol):
         invocations: FastHandler,
         app: ASGIApp,
         state: ServerState,
-        invocation_body_cap: int,
     ) -> None:
         self._invocations = invocations
         self._app = app
         self._state = state
-        self._invocation_cap = invocation_body_cap
+        self._invocation_cap = state.settings.max_body_bytes
+        self._control_cap = state.settings.max_control_body_bytes
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
@@ -144,7 +144,7 @@ class HttpProtocol(asyncio.Protocol):
         if url.startswith(_PREFIX) and url.split(b"?", 1)[0].endswith(_SUFFIX):
             self._cap = self._invocation_cap
         elif url == b"/" or url.startswith(b"/?"):
-            self._cap = _CONTROL_BODY_CAP
+            self._cap = self._control_cap
         else:
             self._cap = _OTHER_BODY_CAP
         for name, value in self._headers:
@@ -220,7 +220,7 @@ class HttpProtocol(asyncio.Protocol):
         else:
             await self._serve_asgi(request, path, query)
             return  # the ASGI app writes its own access-log line (with the operation name)
-        if self._state.access_log:
+        if self._state.settings.access_log:
             log_request(
                 self._client[0] if self._client else "-",
                 request.method.decode("latin-1"),
@@ -291,11 +291,7 @@ class HttpProtocol(asyncio.Protocol):
 
     @staticmethod
     def _internal_error() -> tuple[int, Headers, bytes]:
-        return (
-            500,
-            [(b"content-type", b"application/json"), (b"x-amzn-errortype", b"InternalFailure")],
-            b'{"message": "An internal error occurred; see the server log."}',
-        )
+        return rest_json_error(internal_failure())
 
     def _write(self, status: int, headers: Headers, body: bytes, keep_alive: bool) -> None:
         transport = self._transport
@@ -344,7 +340,7 @@ async def sweep_idle_connections(state: ServerState, every_s: float = 5.0) -> No
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(every_s)
-        deadline = loop.time() - state.idle_timeout_s
+        deadline = loop.time() - state.settings.keep_alive_timeout_s
         for connection in list(state.connections):
             connection.close_if_idle_since(deadline)
 

@@ -10,15 +10,16 @@ protocol calls it directly on the hot path, and `handle()` wraps it for ASGI.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 
-from polyhost.errors import InternalFailure, InvokeValidationError, RuntimeServiceError
+from polyhost.errors import InvokeValidationError, ServiceError
+from polyhost.http.errors import internal_failure, rest_json_error
 from polyhost.http.io import BodyTooLarge, read_body, send_response
 from polyhost.http.request_ids import next_request_id
 from polyhost.http.types import Receive, Scope, Send
 from polyhost.router.router import InvokeRequest, Router
+from polyhost.settings import MiB
 
 log = logging.getLogger("polyhost.runtime")
 
@@ -34,7 +35,7 @@ def _decode_name(value: bytes, header: str) -> str:
 
 
 class RuntimeAdapter:
-    def __init__(self, router: Router, max_body_bytes: int = 6 * 1024 * 1024) -> None:
+    def __init__(self, router: Router, max_body_bytes: int) -> None:
         self._router = router
         self.max_body_bytes = max_body_bytes
 
@@ -49,13 +50,11 @@ class RuntimeAdapter:
         try:
             request = self._request(headers, body)
             result = await self._router.invoke(endpoint_name, request)
-        except RuntimeServiceError as error:
+        except ServiceError as error:
             return self._error(error, request_id)
         except Exception:
             log.exception("internal error invoking %s", endpoint_name)
-            return self._error(
-                InternalFailure("An internal error occurred; see the server log."), request_id
-            )
+            return self._error(internal_failure(), request_id)
         out = [
             (b"content-type", result.content_type),
             (b"x-amzn-invoked-production-variant", result.variant.encode()),
@@ -103,7 +102,8 @@ class RuntimeAdapter:
                     inference_id = value
         if body is None:
             raise InvokeValidationError(
-                f"Request body is larger than {self.max_body_bytes} bytes (6 MB), the most "
+                f"Request body is larger than {self.max_body_bytes} bytes "
+                f"({self.max_body_bytes / MiB:g} MB), the most "
                 "InvokeEndpoint accepts. Send a smaller payload."
             )
         return InvokeRequest(
@@ -118,11 +118,7 @@ class RuntimeAdapter:
         )
 
     @staticmethod
-    def _error(error: RuntimeServiceError, request_id: bytes) -> tuple[int, Headers, bytes]:
-        payload: dict[str, object] = {"message": error.message, **error.body_fields()}
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"x-amzn-errortype", error.code.encode()),
-            (b"x-amzn-requestid", request_id),
-        ]
-        return error.status, headers, json.dumps(payload).encode()
+    def _error(error: ServiceError, request_id: bytes) -> tuple[int, Headers, bytes]:
+        status, headers, body = rest_json_error(error)
+        headers.append((b"x-amzn-requestid", request_id))
+        return status, headers, body

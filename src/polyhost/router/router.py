@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from polyhost.errors import (
     InvokeValidationError,
     ModelError,
+    ServiceError,
     ServiceUnavailable,
 )
+from polyhost.naming import log_group, log_group_arn
 from polyhost.router.table import ContainerRoute, EndpointRoute, ReplicaRoute, VariantRoute
 from polyhost.router.upstream import (
     UpstreamConnectFailed,
-    UpstreamConnectionError,
+    UpstreamError,
     UpstreamResponse,
     UpstreamResponseTooLarge,
     UpstreamSaturated,
@@ -165,10 +167,10 @@ class Router:
                 f"No container with hostname {hostname} in endpoint {route.name}: "
                 f"TargetContainerHostname must be one of [{self._hostnames(replica)}]."
             )
+        headers = self._headers(request, request.content_type, request.accept)
         response, container_us = await self._call(
-            route, container, request.body, request.content_type, request.accept, request,
-            self._max_body,
-        )  # fmt: skip
+            route, container, request.body, headers, self._max_body
+        )
         total_us = (time.perf_counter() - started) * 1e6
         container.counters.overhead_latency.observe(max(total_us - container_us, 0.0))
         return self._result(response, variant, request.content_type)
@@ -195,13 +197,12 @@ class Router:
         response: UpstreamResponse | None = None
         for index, container in enumerate(containers):
             last = index == last_index
+            headers = self._headers(request, content_type, request.accept if last else None)
             response, container_us = await self._call(
                 route,
                 container,
                 body,
-                content_type,
-                request.accept if last else None,
-                request,
+                headers,
                 self._max_body if last else self._max_interchange,
             )
             spent_us += container_us
@@ -231,14 +232,28 @@ class Router:
     def _hostnames(replica: ReplicaRoute) -> str:
         return ", ".join(c.hostname for c in replica.containers)
 
+    @staticmethod
+    def _headers(
+        request: InvokeRequest, content_type: bytes | None, accept: bytes | None
+    ) -> list[tuple[bytes, bytes]]:
+        """The headers of one container call (a pipeline's hops differ in the first two)."""
+        headers: list[tuple[bytes, bytes]] = []
+        if content_type is not None:
+            headers.append((b"Content-Type", content_type))
+        if accept is not None:
+            headers.append((b"Accept", accept))
+        if request.custom_attributes is not None:
+            headers.append((b"X-Amzn-SageMaker-Custom-Attributes", request.custom_attributes))
+        if request.inference_id is not None:
+            headers.append((b"X-Amzn-SageMaker-Inference-Id", request.inference_id))
+        return headers
+
     async def _call(
         self,
         route: EndpointRoute,
         container: ContainerRoute,
         body: bytes,
-        content_type: bytes | None,
-        accept: bytes | None,
-        request: InvokeRequest,
+        headers: list[tuple[bytes, bytes]],
         max_response: int,
     ) -> tuple[UpstreamResponse, float]:
         """One container call; returns the answer and the microseconds spent in the container."""
@@ -250,58 +265,14 @@ class Router:
                 f"Container {container.hostname} of endpoint {route.name} is unavailable: "
                 f"{container.unavailable_reason}. Retry shortly."
             )
-        headers: list[tuple[bytes, bytes]] = []
-        if content_type is not None:
-            headers.append((b"Content-Type", content_type))
-        if accept is not None:
-            headers.append((b"Accept", accept))
-        if request.custom_attributes is not None:
-            headers.append((b"X-Amzn-SageMaker-Custom-Attributes", request.custom_attributes))
-        if request.inference_id is not None:
-            headers.append((b"X-Amzn-SageMaker-Inference-Id", request.inference_id))
         started = time.perf_counter()
         try:
             response = await container.pool.post(
                 _INVOCATIONS, headers, body, self._timeout, max_response
             )
-        except UpstreamSaturated:
+        except UpstreamError as error:
             counters.errors_5xx += 1
-            raise ServiceUnavailable(
-                f"Container {container.hostname} of endpoint {route.name} already has "
-                f"{container.pool.max_inflight} requests in flight, its limit. Retry shortly "
-                "or add instances."
-            ) from None
-        except UpstreamTimeout:
-            counters.errors_5xx += 1
-            raise ModelError(
-                "Your invocation timed out while waiting for a response from container "
-                f"{container.hostname}. Review the latency of each container with "
-                f"'polyhost logs {route.name} --container {container.hostname}' and its "
-                f"metrics, resolve the issue, and try again. (Timeout: {self._timeout:g} s.)",
-                log_stream_arn=self._log_arn(route),
-            ) from None
-        except UpstreamConnectFailed as error:
-            counters.errors_5xx += 1
-            raise ServiceUnavailable(
-                f"Container {container.hostname} of endpoint {route.name} is not accepting "
-                f"connections ({error}); it may be restarting. Retry shortly."
-            ) from None
-        except UpstreamResponseTooLarge:
-            counters.errors_5xx += 1
-            raise ModelError(
-                f"Container {container.hostname} returned more than {max_response} bytes, the "
-                "most allowed "
-                + ("between containers." if max_response < self._max_body else "in a response."),
-                log_stream_arn=self._log_arn(route),
-            ) from None
-        except UpstreamConnectionError as error:
-            counters.errors_5xx += 1
-            raise ModelError(
-                f"Container {container.hostname} closed the connection without answering "
-                f"({error}); it may have crashed. See {self._log_hint(route, container)} for "
-                "more information.",
-                log_stream_arn=self._log_arn(route),
-            ) from None
+            raise self._upstream_failure(error, route, container, max_response) from None
         elapsed_us = (time.perf_counter() - started) * 1e6
         counters.container_latency.observe(elapsed_us)
         status = response.status
@@ -322,16 +293,56 @@ class Router:
             )
         return response, elapsed_us
 
+    def _upstream_failure(
+        self,
+        error: UpstreamError,
+        route: EndpointRoute,
+        container: ContainerRoute,
+        max_response: int,
+    ) -> ServiceError:
+        """The caller's error for a call that got no usable answer from a container.
+
+        Unavailable (full, refusing connections) is a retryable 503; a call the container
+        took but did not finish is the container's fault: ModelError, pointing at its log.
+        """
+        name = f"Container {container.hostname} of endpoint {route.name}"
+        if isinstance(error, UpstreamSaturated):
+            return ServiceUnavailable(
+                f"{name} already has {container.pool.max_inflight} requests in flight, its "
+                "limit. Retry shortly or add instances."
+            )
+        if isinstance(error, UpstreamConnectFailed):
+            return ServiceUnavailable(
+                f"{name} is not accepting connections ({error}); it may be restarting. "
+                "Retry shortly."
+            )
+        if isinstance(error, UpstreamTimeout):
+            message = (
+                "Your invocation timed out while waiting for a response from container "
+                f"{container.hostname}. Review the latency of each container with "
+                f"'polyhost logs {route.name} --container {container.hostname}' and its "
+                f"metrics, resolve the issue, and try again. (Timeout: {self._timeout:g} s.)"
+            )
+        elif isinstance(error, UpstreamResponseTooLarge):
+            where = "between containers." if max_response < self._max_body else "in a response."
+            message = (
+                f"Container {container.hostname} returned more than {max_response} bytes, the "
+                f"most allowed {where}"
+            )
+        else:
+            message = (
+                f"Container {container.hostname} closed the connection without answering "
+                f"({error}); it may have crashed. See {self._log_hint(route, container)} for "
+                "more information."
+            )
+        return ModelError(message, log_stream_arn=self._log_arn(route))
+
     def _log_arn(self, route: EndpointRoute) -> str:
-        s = self._settings
-        return (
-            f"arn:aws:logs:{s.region}:{s.account_id}:log-group:/aws/sagemaker/Endpoints/"
-            f"{route.name}"
-        )
+        return log_group_arn(self._settings.region, self._settings.account_id, route.name)
 
     @staticmethod
     def _log_hint(route: EndpointRoute, container: ContainerRoute) -> str:
         return (
-            f"log stream /aws/sagemaker/Endpoints/{route.name}/{container.log_stream} "
+            f"log stream {log_group(route.name)}/{container.log_stream} "
             f"('polyhost logs {route.name} --container {container.hostname}')"
         )

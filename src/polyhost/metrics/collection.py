@@ -1,16 +1,17 @@
-"""`GET /metrics`: every container's series in the Prometheus text format.
+"""Collecting every container's series for Prometheus, from samples the deployer hands over.
 
-The hot path only bumps plain counters on the routing table (`router.table.ContainerCounters`);
-this collector reads them, plus CPU and memory from the backend, when scraped. Series carry the
-dimensions SageMaker uses in CloudWatch, `EndpointName`, `VariantName`, `ContainerName`, plus
-the replica (`InstanceId`), with names after the CloudWatch metrics of CONTRACT.md.
+`metrics/` knows nothing of groups, backends or HTTP: the deployer turns what runs into
+`ContainerSample`s (labels, the route's counters, up, restarts, CPU and memory), and this
+collector renders them under the CloudWatch names of CONTRACT.md, with the dimensions SageMaker
+uses (`EndpointName`, `VariantName`, `ContainerName`) plus the replica (`InstanceId`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -19,13 +20,39 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from polyhost.deploy.group import RunningGroup
-from polyhost.http.io import send_response
-from polyhost.http.types import Receive, Scope, Send
-from polyhost.router.table import LATENCY_BUCKETS_US, LatencyHistogram
+from polyhost.metrics.series import LATENCY_BUCKETS_US, ContainerCounters, LatencyHistogram
 
 LABELS = ["endpoint_name", "variant_name", "instance_id", "container_name"]
-CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceUsage:
+    """CPU and memory of a container's processes at one moment."""
+
+    cpu_percent: float  # 100 = one core
+    memory_percent: float
+    rss_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSample:
+    """One running container as the metrics see it."""
+
+    endpoint_name: str
+    variant_name: str
+    instance_id: str
+    container_name: str
+    counters: ContainerCounters
+    up: bool
+    restarts: int
+    usage: ResourceUsage | None  # None when the backend cannot read it now
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.endpoint_name, self.variant_name, self.instance_id, self.container_name]
+
+
+SampleSource = Callable[[], Iterable[ContainerSample]]
 
 
 def _buckets(histogram: LatencyHistogram) -> list[tuple[str, float]]:
@@ -39,8 +66,8 @@ def _buckets(histogram: LatencyHistogram) -> list[tuple[str, float]]:
 
 
 class ContainerCollector(Collector):
-    def __init__(self, groups: Callable[[], Sequence[RunningGroup]]) -> None:
-        self._groups = groups
+    def __init__(self, samples: SampleSource) -> None:
+        self._samples = samples
 
     def collect(self) -> Iterator[Metric]:
         invocations = CounterMetricFamily(
@@ -88,48 +115,32 @@ class ContainerCollector(Collector):
         restarts = CounterMetricFamily(
             "polyhost_container_restarts", "Times the container was restarted.", labels=LABELS
         )
-        for group in self._groups():
-            for running in group.containers:
-                route = running.route
-                if route is None:
-                    continue
-                labels = [
-                    group.spec.endpoint_name,
-                    running.variant.variant_name,
-                    running.stream.instance_id,
-                    running.spec.hostname,
-                ]
-                counters = route.counters
-                invocations.add_metric(labels, counters.invocations)
-                errors_4xx.add_metric(labels, counters.errors_4xx)
-                errors_5xx.add_metric(labels, counters.errors_5xx)
-                container_latency.add_metric(
-                    labels, _buckets(counters.container_latency), counters.container_latency.total
-                )
-                overhead_latency.add_metric(
-                    labels, _buckets(counters.overhead_latency), counters.overhead_latency.total
-                )
-                up.add_metric(labels, 1.0 if route.available else 0.0)
-                restarts.add_metric(labels, running.restarts)
-                stats = running.handle.stats() if running.handle is not None else None
-                if stats is not None:
-                    cpu.add_metric(labels, stats.cpu_percent)
-                    memory.add_metric(labels, stats.memory_percent)
-                    rss.add_metric(labels, stats.rss_bytes)
+        for sample in self._samples():
+            labels = sample.labels
+            counters = sample.counters
+            invocations.add_metric(labels, counters.invocations)
+            errors_4xx.add_metric(labels, counters.errors_4xx)
+            errors_5xx.add_metric(labels, counters.errors_5xx)
+            container_latency.add_metric(
+                labels, _buckets(counters.container_latency), counters.container_latency.total
+            )
+            overhead_latency.add_metric(
+                labels, _buckets(counters.overhead_latency), counters.overhead_latency.total
+            )
+            up.add_metric(labels, 1.0 if sample.up else 0.0)
+            restarts.add_metric(labels, sample.restarts)
+            if sample.usage is not None:
+                cpu.add_metric(labels, sample.usage.cpu_percent)
+                memory.add_metric(labels, sample.usage.memory_percent)
+                rss.add_metric(labels, sample.usage.rss_bytes)
         yield from (
             invocations, errors_4xx, errors_5xx, container_latency, overhead_latency,
             cpu, memory, rss, up, restarts,
         )  # fmt: skip
 
 
-class MetricsRoute:
-    """ASGI route for `GET /metrics`."""
-
-    def __init__(self, groups: Callable[[], Sequence[RunningGroup]]) -> None:
-        self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(ContainerCollector(groups))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> int:
-        body = generate_latest(self._registry)
-        await send_response(send, 200, body, [(b"content-type", CONTENT_TYPE)])
-        return 200
+def container_registry(samples: SampleSource) -> CollectorRegistry:
+    """A registry holding only polyhost's container series (no process or GC collectors)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ContainerCollector(samples))
+    return registry

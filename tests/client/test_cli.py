@@ -342,7 +342,7 @@ def test_unreachable_server_is_one_clear_line(tmp_path: Path) -> None:
 # -- rm ----------------------------------------------------------------------------------------
 
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "echo" / "endpoint.yaml"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "echo" / "endpoint.yaml"
 
 
 def test_the_example_deploys_serves_and_rm_all_deletes_it(

@@ -1,0 +1,33 @@
+"""What the metrics see of the running groups: one `ContainerSample` per routed container.
+
+The deployer owns the groups, the routes and the backend handles; `metrics/` owns the series.
+This module is the only place the two meet, so neither learns the other's types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from polyhost.deploy.group import RunningGroup
+from polyhost.metrics.collection import ContainerSample, ResourceUsage
+
+
+def container_samples(groups: Iterable[RunningGroup]) -> Iterator[ContainerSample]:
+    for group in groups:
+        for running in group.containers:
+            route = running.route
+            if route is None:
+                continue
+            stats = running.handle.stats() if running.handle is not None else None
+            yield ContainerSample(
+                endpoint_name=group.spec.endpoint_name,
+                variant_name=running.variant.variant_name,
+                instance_id=running.stream.instance_id,
+                container_name=running.spec.hostname,
+                counters=route.counters,
+                up=route.available,
+                restarts=running.restarts,
+                usage=None
+                if stats is None
+                else ResourceUsage(stats.cpu_percent, stats.memory_percent, stats.rss_bytes),
+            )
