@@ -251,6 +251,91 @@ def test_refusals(stacks: dict[str, StackProcess]) -> None:
     assert stack.invoke(json.dumps(INPUT.tolist()), accept="image/png").status == 406
 
 
+@pytest.mark.parametrize("key", ["instances", "inputs"])
+def test_enveloped_rows_answer_predictions(
+    stacks: dict[str, StackProcess], tiny: torch.nn.Module, key: str
+) -> None:
+    answer = stacks["torchscript"].invoke(json.dumps({key: INPUT.tolist()}))
+    assert answer.status == 200, answer.body
+    assert answer.content_type == codecs.JSON
+    result = answer.json()
+    assert list(result) == ["predictions"]
+    np.testing.assert_allclose(result["predictions"], _expected(tiny, INPUT), rtol=1e-5, atol=1e-6)
+
+
+def test_bare_array_answers_bare_predictions(
+    stacks: dict[str, StackProcess], tiny: torch.nn.Module
+) -> None:
+    answer = stacks["torchscript"].invoke(json.dumps(INPUT.tolist()))
+    assert answer.status == 200, answer.body
+    assert isinstance(answer.json(), list)
+    np.testing.assert_allclose(answer.json(), _expected(tiny, INPUT), rtol=1e-5, atol=1e-6)
+
+
+def test_envelope_with_user_model_fn_and_npy_answer(
+    stacks: dict[str, StackProcess], net: torch.nn.Module
+) -> None:
+    """The envelope is JSON's: an NPY answer to it is the bare float32 array."""
+    images = _images(2)
+    enveloped = json.dumps({"instances": images.tolist()})
+    answer = stacks["state_dict"].invoke(enveloped)
+    assert answer.status == 200, answer.body
+    np.testing.assert_allclose(
+        answer.json()["predictions"], _expected(net, images), rtol=1e-4, atol=1e-5
+    )
+    as_npy = stacks["state_dict"].invoke(enveloped, accept=codecs.NPY)
+    array = np.load(io.BytesIO(as_npy.body))
+    assert array.dtype == np.float32
+    np.testing.assert_allclose(array, _expected(net, images), rtol=1e-4, atol=1e-5)
+
+
+ACCEPTED = (
+    'Send a JSON array of rows (e.g. [[1.0, 2.0]]), {"instances": rows} or {"inputs": rows}, '
+    "or write an input_fn to accept other shapes."
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"data": INPUT.tolist()},
+            'The application/json body is a JSON object without "instances" or "inputs" '
+            f'(it has "data"). {ACCEPTED}',
+        ),
+        (
+            {"inputs": INPUT.tolist(), "instances": INPUT.tolist()},
+            'The application/json body has both "instances" and "inputs"; send the rows under '
+            f"one of them. {ACCEPTED}",
+        ),
+        (
+            {"inputs": {"x": INPUT.tolist()}},
+            'The "inputs" of the application/json body is a JSON object, not a list of '
+            f'instances (e.g. {{"inputs": [[1.0, 2.0]]}}). {ACCEPTED}',
+        ),
+        (
+            {"instances": None},
+            'The "instances" of the application/json body is null, not a list of instances '
+            f'(e.g. {{"instances": [[1.0, 2.0]]}}). {ACCEPTED}',
+        ),
+        (
+            {"instances": INPUT.tolist(), "parameters": {}},
+            f'The application/json body has keys besides "instances": "parameters". {ACCEPTED}',
+        ),
+        (
+            {"instances": [["a", "b"]]},
+            "The default PyTorch input_fn needs numbers; got strings. Write an input_fn.",
+        ),
+    ],
+)
+def test_envelope_refusals_say_what_is_accepted(
+    stacks: dict[str, StackProcess], body: Any, message: str
+) -> None:
+    answer = stacks["torchscript"].invoke(json.dumps(body))
+    assert answer.status == 400, answer.body
+    assert answer.json() == {"message": message}
+
+
 def test_shape_mismatch_is_500_with_the_message(stacks: dict[str, StackProcess]) -> None:
     answer = stacks["torchscript"].invoke(b"[[1.0, 2.0]]")
     assert answer.status == 500
@@ -277,15 +362,3 @@ def test_load_failures_exit_non_zero_with_sagemakers_message(
     stack = stacks[name]
     assert stack.wait_exit(120) == 1
     assert reason in stack.output()
-
-
-def test_start_up_time_and_memory_are_recorded(stacks: dict[str, StackProcess]) -> None:
-    """Printed for the record (`pytest -s`); these stacks started together, so times overlap."""
-    for name, stack in stacks.items():
-        if stack.healthy_after is None:
-            continue  # a stack meant to fail
-        print(
-            f"polyhost/pytorch [{name}]: healthy after {stack.healthy_after:.2f}s, "
-            f"RSS {stack.rss_bytes() / 2**20:.0f} MiB"
-        )
-        assert stack.healthy_after < 120

@@ -68,6 +68,24 @@ def output_fn(prediction, accept):
     return prediction
 """
 
+# Default input_fn and output_fn around the user's: the envelope never reaches predict_fn, and a
+# user's output_fn answers as it likes.
+PREDICT_ONLY = """
+import numpy as np
+
+def predict_fn(data, model):
+    if type(data) is not np.ndarray:
+        raise TypeError(f"predict_fn was given a {type(data).__name__}")
+    return model.predict(data) * 10
+"""
+
+OUTPUT_ONLY = """
+import json
+
+def output_fn(prediction, accept):
+    return json.dumps({"labels": prediction.tolist()}), "application/json"
+"""
+
 MODEL_FN_FAILS = """
 def model_fn(model_dir):
     raise FileNotFoundError("estimator.bin is missing from the archive")
@@ -119,6 +137,10 @@ def stacks(
     joblib.dump(model, handlers / "model.joblib")
     transform = _model_dir(base, "transform", TRANSFORM)
     joblib.dump(model, transform / "model.joblib")
+    predict_only = _model_dir(base, "predict_only", PREDICT_ONLY)
+    joblib.dump(model, predict_only / "model.joblib")
+    output_only = _model_dir(base, "output_only", OUTPUT_ONLY)
+    joblib.dump(model, output_only / "model.joblib")
     running = {
         "default": StackProcess(MODULE, default),
         "pickled": StackProcess(
@@ -133,6 +155,8 @@ def stacks(
         "custom": StackProcess(MODULE, custom),
         "handlers": StackProcess(MODULE, handlers),
         "transform": StackProcess(MODULE, transform),
+        "predict_only": StackProcess(MODULE, predict_only),
+        "output_only": StackProcess(MODULE, output_only),
     }
     start_all(running)
     yield running
@@ -255,6 +279,135 @@ def test_refusals(stacks: dict[str, StackProcess]) -> None:
     assert lacking.json() == {"message": "The model (LogisticRegression) has no transform method."}
     unacceptable = default.invoke(json.dumps([[0] * 64]), accept="image/png")
     assert unacceptable.status == 406
+    ragged = default.invoke(json.dumps({"instances": [[1.0, 2.0], [3.0]]}))
+    assert ragged.status == 400
+    assert ragged.json()["message"].startswith("The application/json body is not a rectangular")
+    enveloped_406 = default.invoke(json.dumps({"instances": [[0] * 64]}), accept="image/png")
+    assert enveloped_406.status == 406
+
+
+@pytest.mark.parametrize("key", ["instances", "inputs"])
+def test_enveloped_rows_answer_predictions(
+    stacks: dict[str, StackProcess], digits: tuple[np.ndarray, np.ndarray], model: Any, key: str
+) -> None:
+    rows = digits[0][1000:1004]
+    answer = stacks["default"].invoke(json.dumps({key: rows.tolist()}))
+    assert answer.status == 200, answer.body
+    assert answer.content_type == codecs.JSON
+    assert answer.json() == {"predictions": model.predict(rows).tolist()}
+    proba = stacks["default"].invoke(
+        json.dumps({key: rows.tolist()}), headers={METHOD: "sklearn-method=predict_proba"}
+    )
+    assert list(proba.json()) == ["predictions"]
+    np.testing.assert_allclose(
+        proba.json()["predictions"], model.predict_proba(rows), rtol=1e-6, atol=1e-9
+    )
+
+
+def test_bare_array_answers_bare_predictions(
+    stacks: dict[str, StackProcess], digits: tuple[np.ndarray, np.ndarray], model: Any
+) -> None:
+    rows = digits[0][1000:1004]
+    answer = stacks["default"].invoke(json.dumps(rows.tolist()))
+    assert answer.status == 200, answer.body
+    assert answer.json() == model.predict(rows).tolist()
+    words = stacks["single"].invoke(json.dumps({"instances": ["win cheap money", "see you"]}))
+    assert words.json() == {"predictions": [1, 0]}
+
+
+def test_envelope_is_json_only(
+    stacks: dict[str, StackProcess], digits: tuple[np.ndarray, np.ndarray], model: Any
+) -> None:
+    """CSV and NPY answers have no envelope, also when they are the container's default Accept;
+    a CSV request is never answered in one."""
+    rows = digits[0][1000:1003]
+    enveloped = json.dumps({"instances": rows.tolist()})
+    as_csv = stacks["default"].invoke(enveloped, accept=codecs.CSV)
+    assert as_csv.status == 200 and as_csv.content_type == codecs.CSV
+    assert as_csv.body.decode() == "".join(f"{label}\n" for label in model.predict(rows))
+    as_npy = stacks["default"].invoke(enveloped, accept=codecs.NPY)
+    assert np.load(io.BytesIO(as_npy.body)).tolist() == model.predict(rows).tolist()
+    defaulted = stacks["pickled"].invoke(enveloped)  # its default Accept is text/csv
+    assert defaulted.content_type == codecs.CSV
+    probabilities = np.loadtxt(io.StringIO(defaulted.body.decode()), delimiter=",")
+    np.testing.assert_allclose(probabilities, model.predict_proba(rows), rtol=1e-5, atol=1e-8)
+    from_csv = stacks["default"].invoke(_encoded(rows, codecs.CSV), codecs.CSV, codecs.JSON)
+    assert from_csv.json() == model.predict(rows).tolist()
+
+
+def test_envelope_with_user_handlers(
+    stacks: dict[str, StackProcess], digits: tuple[np.ndarray, np.ndarray], model: Any
+) -> None:
+    rows = digits[0][1000:1003]
+    enveloped = json.dumps({"inputs": rows.tolist()})
+    predicted = stacks["predict_only"].invoke(enveloped)
+    assert predicted.status == 200, predicted.body
+    assert predicted.json() == {"predictions": (model.predict(rows) * 10).tolist()}
+    assert stacks["predict_only"].invoke(json.dumps(rows.tolist())).json() == (
+        (model.predict(rows) * 10).tolist()
+    )
+    own_answer = stacks["output_only"].invoke(enveloped)
+    assert own_answer.json() == {"labels": model.predict(rows).tolist()}
+    own_input = stacks["handlers"].invoke(json.dumps({"instances": rows.tolist()}))
+    assert own_input.status == 500 and own_input.json() == {"message": "KeyError: 'features'"}
+
+
+ACCEPTED = (
+    'Send a JSON array of rows (e.g. [[1.0, 2.0]]), {"instances": rows} or {"inputs": rows}, '
+    "or write an input_fn to accept other shapes."
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"rows": [[1.0]]},
+            'The application/json body is a JSON object without "instances" or "inputs" '
+            f'(it has "rows"). {ACCEPTED}',
+        ),
+        (
+            {},
+            'The application/json body is a JSON object without "instances" or "inputs" '
+            f"(it has no keys). {ACCEPTED}",
+        ),
+        (
+            {"instances": [[1.0]], "inputs": [[1.0]]},
+            'The application/json body has both "instances" and "inputs"; send the rows under '
+            f"one of them. {ACCEPTED}",
+        ),
+        (
+            {"instances": [[1.0]], "signature_name": "serving_default"},
+            f'The application/json body has keys besides "instances": "signature_name". {ACCEPTED}',
+        ),
+        (
+            {"instances": {"pixels": [1.0]}},
+            'The "instances" of the application/json body is a JSON object, not a list of '
+            f'instances (e.g. {{"instances": [[1.0, 2.0]]}}). {ACCEPTED}',
+        ),
+        (
+            {"inputs": 3},
+            'The "inputs" of the application/json body is a number, not a list of instances '
+            f'(e.g. {{"inputs": [[1.0, 2.0]]}}). {ACCEPTED}',
+        ),
+        (
+            {"inputs": "1,2,3"},
+            'The "inputs" of the application/json body is a string, not a list of instances '
+            f'(e.g. {{"inputs": [[1.0, 2.0]]}}). {ACCEPTED}',
+        ),
+        (
+            {"instances": []},
+            'The "instances" list of the application/json body is empty; send one or more '
+            "instances.",
+        ),
+    ],
+)
+def test_envelope_refusals_say_what_is_accepted(
+    stacks: dict[str, StackProcess], body: Any, message: str
+) -> None:
+    answer = stacks["default"].invoke(json.dumps(body))
+    assert answer.status == 400, answer.body
+    assert answer.json() == {"message": message}
 
 
 def test_model_error_is_500_with_the_message(stacks: dict[str, StackProcess]) -> None:
@@ -307,15 +460,3 @@ def test_load_failures_exit_non_zero_with_the_reason(
     stack = failures[name]
     assert stack.wait_exit(120) == 1
     assert reason in stack.output()
-
-
-def test_start_up_time_and_memory_are_recorded(stacks: dict[str, StackProcess]) -> None:
-    """Printed for the record (`pytest -s`); these stacks started together, so times overlap."""
-    for name, stack in stacks.items():
-        if stack.healthy_after is None:
-            continue  # a stack meant to fail
-        print(
-            f"polyhost/sklearn [{name}]: healthy after {stack.healthy_after:.2f}s, "
-            f"RSS {stack.rss_bytes() / 2**20:.0f} MiB"
-        )
-        assert stack.healthy_after < 120

@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse
 
 from polyhost.stacks.toolkit import codecs
+from polyhost.stacks.toolkit.context import Context
 from polyhost.stacks.toolkit.server import InvocationError
 
 
@@ -137,3 +138,53 @@ def test_accept_choice_and_406() -> None:
     error = _status(codecs.choose_accept, "image/png")
     assert error.status == 406 and "Accept type image/png" in error.message
     assert _status(codecs.encode, [1], "image/png").status == 406
+
+
+def test_decode_instances_takes_both_envelopes_and_the_bare_array() -> None:
+    for key in ("instances", "inputs"):
+        request = Context("/model")
+        rows = codecs.decode_instances(json.dumps({key: [[1, 2], [3, 4]]}), codecs.JSON, request)
+        assert rows.tolist() == [[1, 2], [3, 4]]
+        assert json.loads(
+            codecs.encode_in_kind(np.array([5, 6]), "*/*", codecs.JSON, request)[0]
+        ) == {"predictions": [5, 6]}
+    bare = Context("/model")
+    assert codecs.decode_instances(b"[[1, 2]]", codecs.JSON, bare).tolist() == [[1, 2]]
+    assert codecs.encode_in_kind([7], codecs.JSON, codecs.JSON, bare) == (b"[7]", codecs.JSON)
+
+
+def test_encode_in_kind_wraps_json_answers_only() -> None:
+    request = Context("/model")
+    codecs.decode_instances('{"instances": [[1.0]]}', codecs.JSON, request)
+    assert codecs.encode_in_kind([1, 2], codecs.CSV, codecs.JSON, request) == (
+        b"1\n2\n",
+        codecs.CSV,
+    )
+    assert codecs.encode_in_kind([1], "*/*", codecs.CSV, request) == (b"1\n", codecs.CSV)
+    assert codecs.encode_in_kind([1], codecs.JSON, codecs.JSON, None) == (b"[1]", codecs.JSON)
+    csv_request = Context("/model")
+    assert codecs.decode_instances(b"1,2\n", codecs.CSV, csv_request).shape == (1, 2)
+    assert codecs.encode_in_kind([1], codecs.JSON, codecs.JSON, csv_request)[0] == b"[1]"
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"x": [1]}, 'without "instances" or "inputs" (it has "x")'),
+        ({"instances": [1], "inputs": [1]}, 'both "instances" and "inputs"'),
+        ({"inputs": [1], "signature_name": "s"}, 'keys besides "inputs": "signature_name"'),
+        ({"instances": True}, '"instances" of the application/json body is a boolean'),
+        ({"inputs": []}, '"inputs" list of the application/json body is empty'),
+    ],
+)
+def test_decode_instances_refusals_are_400(body: object, fragment: str) -> None:
+    request = Context("/model")
+    error = _status(codecs.decode_instances, json.dumps(body), codecs.JSON, request)
+    assert error.status == 400 and fragment in error.message
+    assert codecs.encode_in_kind([1], codecs.JSON, codecs.JSON, request)[0] == b"[1]"
+
+
+def test_plain_decode_still_refuses_a_json_object() -> None:
+    """The toolkit's own default input_fn (other stacks, user scripts) keeps its contract."""
+    error = _status(codecs.decode, b'{"instances": [[1]]}', codecs.JSON)
+    assert error.status == 400 and "JSON object" in error.message

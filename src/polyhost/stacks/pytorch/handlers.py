@@ -4,10 +4,13 @@
   with `torch.jit.load` on the CPU. A plain `state_dict` needs the user's own `model_fn` (as in
   SageMaker's MNIST example), which builds the network and calls `load_state_dict`.
 - `input_fn`: JSON and CSV become float32 tensors; NPY/NPZ/octet-stream keep their dtype.
+  Besides a bare JSON array, JSON may be `{"instances": rows}` or `{"inputs": rows}` (what
+  clients of TF Serving, KServe and the SageMaker Python SDK send).
 - `predict_fn`: `model.eval()` and one forward pass under `torch.no_grad()`.
 - `output_fn`: tensors (also inside tuples, lists, dicts) are encoded as the first supported type
   of Accept. NPY answers keep the tensor's dtype (SageMaker's toolkit goes through Python lists
-  and answers float64); JSON and CSV are the same as SageMaker's.
+  and answers float64); JSON and CSV are the same as SageMaker's. A JSON answer to
+  `{"instances"|"inputs": rows}` is `{"predictions": [...]}`.
 
 torch is imported on first use, never at module import, so the server starts listening first.
 """
@@ -18,8 +21,9 @@ import os
 from typing import Any
 
 from polyhost.stacks.toolkit import codecs
+from polyhost.stacks.toolkit.context import Context
+from polyhost.stacks.toolkit.environment import default_accept
 from polyhost.stacks.toolkit.handlers import DefaultHandlers
-from polyhost.stacks.toolkit.handlers import default_output_fn as encode_output
 from polyhost.stacks.toolkit.server import InvocationError
 
 DEFAULT_MODEL_FILENAME = "model.pt"
@@ -80,9 +84,14 @@ def _tensor(array: Any, as_float: bool) -> Any:
     return torch.from_numpy(array)
 
 
-def default_input_fn(input_data: bytes | str, content_type: str) -> Any:
-    """Decode the body into a tensor (float32 for JSON/CSV), or a dict of tensors for an .npz."""
-    data = codecs.decode(input_data, content_type)
+def default_input_fn(
+    input_data: bytes | str, content_type: str, context: Context | None = None
+) -> Any:
+    """Decode the body into a tensor (float32 for JSON/CSV), or a dict of tensors for an .npz.
+
+    The context remembers an enveloped JSON request, for `output_fn` to answer in kind.
+    """
+    data = codecs.decode_instances(input_data, content_type, context)
     as_float = codecs.media_type(content_type) in codecs.UTF8_TYPES
     if isinstance(data, dict):
         return {name: _tensor(array, as_float) for name, array in data.items()}
@@ -108,9 +117,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
-    """Encode the prediction as the first type of Accept the codecs know (406 when none)."""
-    return encode_output(_plain(prediction), accept)
+def default_output_fn(
+    prediction: Any, accept: str, context: Context | None = None
+) -> tuple[bytes, str]:
+    """Encode per Accept (406 when none is known), in the envelope the request came in."""
+    return codecs.encode_in_kind(_plain(prediction), accept, default_accept(), context)
 
 
 DEFAULTS = DefaultHandlers(

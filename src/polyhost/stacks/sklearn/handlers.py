@@ -5,12 +5,16 @@
   has no default and insists on a user `model_fn`; a user `model_fn` still takes precedence.)
   Like any pickle, a model file runs code when loaded: serve only models you trust.
 - `input_fn`: the toolkit codecs; JSON and CSV numbers become float32 (as SageMaker's), arrays
-  of strings stay strings (for text pipelines), sparse .npz stays sparse.
+  of strings stay strings (for text pipelines), sparse .npz stays sparse. Besides a bare JSON
+  array of rows, JSON may be `{"instances": rows}` or `{"inputs": rows}` (what clients of TF
+  Serving, KServe and the SageMaker Python SDK send; SageMaker's scikit-learn container refuses
+  it with a 400).
 - `predict_fn`: calls the estimator method chosen, in this order, by the request's custom
   attribute `sklearn-method=NAME` (header X-Amzn-SageMaker-Custom-Attributes), the container's
   environment `POLYHOST_SKLEARN_METHOD`, or `predict`. NAME is one of `METHODS`; a method the
   estimator lacks answers 400.
-- `output_fn`: the toolkit codecs, per Accept.
+- `output_fn`: the toolkit codecs, per Accept; a JSON answer to `{"instances"|"inputs": rows}`
+  is `{"predictions": [...]}`, to a bare array the bare predictions (as SageMaker's).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from typing import Any
 
 from polyhost.stacks.toolkit import codecs
 from polyhost.stacks.toolkit.context import Context, request_attributes
-from polyhost.stacks.toolkit.handlers import DefaultHandlers, default_output_fn
+from polyhost.stacks.toolkit.environment import default_accept
+from polyhost.stacks.toolkit.handlers import DefaultHandlers
 from polyhost.stacks.toolkit.server import InvocationError
 
 PREFERRED_FILES = ("model.joblib", "model.pkl", "model.pickle")
@@ -74,8 +79,11 @@ def default_model_fn(model_dir: str) -> Any:
         ) from error
 
 
-def default_input_fn(input_data: bytes | str, content_type: str) -> Any:
-    data = codecs.decode(input_data, content_type)
+def default_input_fn(
+    input_data: bytes | str, content_type: str, context: Context | None = None
+) -> Any:
+    """The body as an array; the context remembers an enveloped request for `output_fn`."""
+    data = codecs.decode_instances(input_data, content_type, context)
     if isinstance(data, dict):
         raise InvocationError(
             400,
@@ -104,6 +112,13 @@ def default_predict_fn(data: Any, model: Any, context: Context | None = None) ->
     if method is None:
         raise InvocationError(400, f"The model ({type(model).__name__}) has no {name} method.")
     return method(data)
+
+
+def default_output_fn(
+    prediction: Any, accept: str, context: Context | None = None
+) -> tuple[bytes, str]:
+    """Encode per Accept (406 when none is known), in the envelope the request came in."""
+    return codecs.encode_in_kind(prediction, accept, default_accept(), context)
 
 
 DEFAULTS = DefaultHandlers(

@@ -13,6 +13,13 @@ Encoding (responses of the default `output_fn`): the same types, from numpy arra
 scalars (and anything with `tolist()`, e.g. tensors); octet-stream passes bytes through and
 writes other values as .npy.
 
+Request envelopes (`decode_instances`, `encode_in_kind`; the scikit-learn and PyTorch stacks
+use them): clients written for TF Serving, KServe or the SageMaker Python SDK send JSON rows as
+`{"instances": rows}` or `{"inputs": rows}`, rows being a list of instances. Those are accepted
+beside the bare array, and answered in kind, `{"predictions": [...]}`, when the answer is JSON
+(CSV and NPY answers have no envelope, so they stay as for a bare array). SageMaker's own
+scikit-learn container refuses the envelope; a bare array answers as there.
+
 Errors carry the status SageMaker's containers answer: an unsupported request type is 415, a
 body that is not valid for its type is 400, an unsupported Accept is 406 (what the scikit-learn
 container, built on sagemaker-containers, answers; the newer inference toolkit answers 500 for
@@ -25,12 +32,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import weakref
 import zipfile
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from polyhost.stacks.toolkit.context import Context
 from polyhost.stacks.toolkit.server import InvocationError
 
 JSON = "application/json"
@@ -115,13 +124,16 @@ def _bytes(body: bytes | str) -> bytes:
 
 def decode_json(body: bytes | str) -> Any:
     """A JSON array (of arrays) of numbers or strings -> ndarray."""
+    return _array(_parse_json(body), JSON)
+
+
+def _parse_json(body: bytes | str) -> Any:
     try:
-        data = json.loads(_text(body, JSON))
+        return json.loads(_text(body, JSON))
     except json.JSONDecodeError as error:
         raise InvocationError(
             400, f"The application/json body is not valid JSON: {error}"
         ) from None
-    return _array(data, JSON)
 
 
 def _array(data: Any, media: str) -> Any:
@@ -332,3 +344,101 @@ _ENCODERS = {
     NPZ: encode_npz,
     OCTET_STREAM: encode_octet_stream,
 }
+
+
+# ---------------------------------------------------------------- request envelopes
+
+INSTANCES = "instances"
+INPUTS = "inputs"
+PREDICTIONS = "predictions"
+ENVELOPE_KEYS = (INSTANCES, INPUTS)
+ACCEPTED_JSON = (
+    'Send a JSON array of rows (e.g. [[1.0, 2.0]]), {"instances": rows} or {"inputs": rows}, '
+    "or write an input_fn to accept other shapes."
+)
+
+# The requests (their handler contexts) that came in an envelope, until their answer is written.
+# Weak, so a context is forgotten with its request; the chain in between (a user's predict_fn
+# among it) sees plain rows and never this mark.
+_ENVELOPED: weakref.WeakSet[Context] = weakref.WeakSet()
+
+
+def decode_instances(body: bytes | str, content_type: str, request: Context | None = None) -> Any:
+    """`decode`, also taking JSON `{"instances": rows}` or `{"inputs": rows}` (see above).
+
+    `request` is the handler's context: an enveloped request is remembered by it, so that
+    `encode_in_kind` answers `{"predictions": ...}` to it and a bare array to any other.
+    """
+    if media_type(content_type) != JSON or len(body) == 0:
+        return decode(body, content_type)
+    data = _parse_json(body)
+    if not isinstance(data, dict):
+        return _array(data, JSON)
+    rows = _array(_envelope_rows(data), JSON)
+    if request is not None:
+        _ENVELOPED.add(request)
+    return rows
+
+
+def _envelope_rows(data: dict[str, Any]) -> list[Any]:
+    """The instances of `{"instances": rows}` / `{"inputs": rows}`; 400 saying why otherwise."""
+    keys = [key for key in ENVELOPE_KEYS if key in data]
+    if not keys:
+        found = ", ".join(json.dumps(key) for key in data) or "no keys"
+        raise InvocationError(
+            400,
+            f'The application/json body is a JSON object without "instances" or "inputs" '
+            f"(it has {found}). {ACCEPTED_JSON}",
+        )
+    if len(keys) > 1:
+        raise InvocationError(
+            400,
+            'The application/json body has both "instances" and "inputs"; send the rows '
+            f"under one of them. {ACCEPTED_JSON}",
+        )
+    key = keys[0]
+    others = [name for name in data if name != key]
+    if others:  # e.g. TF Serving's signature_name: ignoring it would answer another question
+        raise InvocationError(
+            400,
+            f'The application/json body has keys besides "{key}": '
+            f"{', '.join(json.dumps(name) for name in others)}. {ACCEPTED_JSON}",
+        )
+    rows = data[key]
+    if not isinstance(rows, list):
+        raise InvocationError(
+            400,
+            f'The "{key}" of the application/json body is {_json_kind(rows)}, not a list of '
+            f'instances (e.g. {{"{key}": [[1.0, 2.0]]}}). {ACCEPTED_JSON}',
+        )
+    if not rows:
+        raise InvocationError(
+            400,
+            f'The "{key}" list of the application/json body is empty; send one or more instances.',
+        )
+    return rows
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+def encode_in_kind(
+    prediction: Any, accept: str, default: str, request: Context | None = None
+) -> tuple[bytes, str]:
+    """Encode as the first type of `accept` the codecs know (`*/*` is `default`; 406 for none).
+
+    A JSON answer to a request `decode_instances` found enveloped is `{"predictions": ...}`.
+    """
+    chosen = choose_accept(accept, default)
+    if chosen == JSON and request is not None and request in _ENVELOPED:
+        prediction = {PREDICTIONS: prediction}
+    return encode(prediction, chosen), chosen
