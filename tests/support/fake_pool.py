@@ -6,8 +6,7 @@ tests against real sockets. `FakePool` has the part of `UpstreamPool` the router
 `max_inflight`, `close`), answers from a script, and records every call so a test can check
 what each hop of a pipeline was sent.
 
-`ContainerRoute.pool` is typed as the concrete `UpstreamPool`; `container_route` casts the fake
-to it. A `typing.Protocol` for the pool in `router/upstream.py` would make the cast unneeded.
+`ContainerRoute.pool` is typed as `router.upstream.ContainerPool`, which this fake satisfies.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import TypeAlias, cast
 
 from polyhost.control.seam import InferenceMode
 from polyhost.router.table import ContainerRoute, EndpointRoute, ReplicaRoute, VariantRoute
-from polyhost.router.upstream import UpstreamPool, UpstreamResponse
+from polyhost.router.upstream import UpstreamResponse
 
 Headers: TypeAlias = list[tuple[bytes, bytes]]
 
@@ -133,7 +132,7 @@ def container_route(
     """A container route served by a fake pool (named after the host unless given)."""
     return ContainerRoute(
         hostname=hostname,
-        pool=cast(UpstreamPool, pool if pool is not None else FakePool(hostname)),
+        pool=pool if pool is not None else FakePool(hostname),
         log_stream=f"{variant}/{instance}/{hostname}",
     )
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 from polyhost.control.seam import InferenceMode
 from polyhost.metrics.series import ContainerCounters
-from polyhost.router.upstream import UpstreamPool
+from polyhost.router.upstream import ContainerPool
 
 
 @dataclass(slots=True)
 class ContainerRoute:
     hostname: str
-    pool: UpstreamPool
+    pool: ContainerPool
     log_stream: str  # "{variant}/{instance}/{hostname}", as SageMaker names log streams
     available: bool = True
     unavailable_reason: str = ""

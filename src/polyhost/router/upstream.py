@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Protocol
 
 import httptools
 
@@ -128,6 +129,26 @@ class _Connection(asyncio.Protocol):
         self._waiter = None
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
+
+
+class ContainerPool(Protocol):
+    """What the router needs of a container's connections: the routing table holds this, so
+    the Ray backend's remote containers (or a test's scripted pool) plug in the same way."""
+
+    max_inflight: int
+
+    async def post(
+        self,
+        path: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeout: float,
+        max_response_bytes: int,
+    ) -> UpstreamResponse:
+        """POST `body`; raises an `UpstreamError` subclass on every failure."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class UpstreamPool:
