@@ -1,0 +1,106 @@
+"""Which IAM action and resource ARN a request asks for, as SageMaker's IAM reference names them.
+
+The adapters call these before running an operation, so a policy written for SageMaker
+(`sagemaker:InvokeEndpoint` on `arn:aws:sagemaker:REGION:ACCOUNT:endpoint/NAME`) means the same
+here. SageMaker lowercases the name in every ARN it makes, and so do these: a policy scoping a
+principal to `endpoint/my-endpoint` covers an endpoint created as `My-Endpoint`, and a policy
+naming `endpoint/My-Endpoint` covers nothing (ARNs compare case-sensitively).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from polyhost.naming import resource_arn
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """An IAM action and the resource it acts on (`*` for actions without a resource)."""
+
+    action: str
+    resource: str
+
+
+ANY_RESOURCE = "*"
+
+# Operation -> (ARN resource type, the request member naming the resource).
+CONTROL_PLANE_RESOURCES: dict[str, tuple[str, str]] = {
+    "CreateModel": ("model", "ModelName"),
+    "DescribeModel": ("model", "ModelName"),
+    "DeleteModel": ("model", "ModelName"),
+    "CreateEndpointConfig": ("endpoint-config", "EndpointConfigName"),
+    "DescribeEndpointConfig": ("endpoint-config", "EndpointConfigName"),
+    "DeleteEndpointConfig": ("endpoint-config", "EndpointConfigName"),
+    "CreateEndpoint": ("endpoint", "EndpointName"),
+    "DescribeEndpoint": ("endpoint", "EndpointName"),
+    "UpdateEndpoint": ("endpoint", "EndpointName"),
+    "UpdateEndpointWeightsAndCapacities": ("endpoint", "EndpointName"),
+    "DeleteEndpoint": ("endpoint", "EndpointName"),
+}
+# The tag operations act on whatever resource their ResourceArn names.
+TAG_OPERATIONS = frozenset({"AddTags", "DeleteTags", "ListTags"})
+RUNTIME_OPERATIONS = frozenset(
+    {"InvokeEndpoint", "InvokeEndpointAsync", "InvokeEndpointWithResponseStream"}
+)
+
+
+def control_plane_target(
+    operation: str, params: Mapping[str, object], *, region: str, account_id: str
+) -> Target:
+    """`sagemaker:<Operation>` on the resource the request names.
+
+    List operations (and any operation without a resource) act on `*`, as in IAM, where only
+    `"Resource": "*"` grants them. A missing or non-string name yields the type's ARN with an
+    empty name: the request fails validation after authorization anyway.
+    """
+    action = f"sagemaker:{operation}"
+    if operation in TAG_OPERATIONS:
+        arn = params.get("ResourceArn")
+        return Target(action, arn if isinstance(arn, str) and arn else ANY_RESOURCE)
+    known = CONTROL_PLANE_RESOURCES.get(operation)
+    if known is None:
+        return Target(action, ANY_RESOURCE)
+    kind, member = known
+    name = params.get(member)
+    return Target(
+        action, resource_arn(region, account_id, kind, name if isinstance(name, str) else "")
+    )
+
+
+def invoke_endpoint_target(
+    endpoint_name: str, *, region: str, account_id: str, operation: str = "InvokeEndpoint"
+) -> Target:
+    """`sagemaker:InvokeEndpoint` on the endpoint's (lowercased) ARN."""
+    if operation not in RUNTIME_OPERATIONS:
+        raise ValueError(f"{operation!r} is not a SageMaker runtime operation")
+    return Target(
+        f"sagemaker:{operation}", resource_arn(region, account_id, "endpoint", endpoint_name)
+    )
+
+
+def cloudwatch_target(operation: str) -> Target:
+    """CloudWatch's metric reads have no resource-level permissions: `cloudwatch:<Op>` on `*`."""
+    return Target(f"cloudwatch:{operation}", ANY_RESOURCE)
+
+
+def log_group_arn(region: str, account_id: str, log_group: str) -> str:
+    return f"arn:aws:logs:{region}:{account_id}:log-group:{log_group}"
+
+
+def logs_target(
+    operation: str, params: Mapping[str, object], *, region: str, account_id: str
+) -> Target:
+    """`logs:<Op>` on the log group the request names (`logGroupName`, or a
+    `logGroupIdentifier` that is a name or an ARN), else on `*` (DescribeLogGroups)."""
+    action = f"logs:{operation}"
+    identifier = params.get("logGroupIdentifier")
+    if isinstance(identifier, str) and identifier.startswith("arn:"):
+        return Target(action, identifier)
+    group = params.get("logGroupName")
+    if not (isinstance(group, str) and group):
+        group = identifier
+    if isinstance(group, str) and group:
+        return Target(action, log_group_arn(region, account_id, group))
+    return Target(action, ANY_RESOURCE)

@@ -1,0 +1,468 @@
+"""SigV4 verification: recompute the signature a request should carry and compare.
+
+The client (botocore, the AWS CLI, any SDK) signs a canonical form of the request with a key
+derived from its secret; the server rebuilds the same canonical form from what it received,
+signs it with the principal's secret and compares the two signatures in constant time. The
+canonical form is AWS's ("Create a signed AWS API request"), the path part through botocore's
+own `normalize_url_path`; the tests check it against botocore's `SigV4Auth.canonical_request`
+and verify requests signed by botocore itself.
+
+What is checked, in order, and what AWS answers (`errors.Refusal`):
+
+1. an `Authorization` header is present (else MISSING_AUTHENTICATION), well formed, names
+   AWS4-HMAC-SHA256, a 5-part Credential, SignedHeaders and a Signature, and the request has an
+   `X-Amz-Date` or `Date` header (else INCOMPLETE_SIGNATURE);
+2. `host` and the date header are signed, every signed header is present, and every `x-amz-*`
+   and `x-amzn-sagemaker-*` header present is signed (else INCOMPLETE_SIGNATURE): those headers
+   carry what the policies decide on (the target container, say), so a replay must not be able
+   to add or change one;
+3. the credential scope names this server's region, a service the route accepts and the
+   request's date (else INVALID_SIGNATURE);
+4. the date is within 15 minutes of the server's clock, either way (else INVALID_SIGNATURE,
+   "Signature expired: ..." / "Signature not yet current: ...");
+5. the access key is known (else UNRECOGNIZED_CLIENT), and `X-Amz-Security-Token` is present
+   and equal exactly when the principal has a session token (else UNRECOGNIZED_CLIENT);
+6. `x-amz-content-sha256`, when sent, is the body's hash (`UNSIGNED-PAYLOAD` is refused: the
+   SageMaker runtime signs its payload), and the signature matches (else INVALID_SIGNATURE,
+   with one message whatever differed).
+
+Presigned (query-string) requests are not accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote, unquote
+
+from botocore.utils import normalize_url_path
+
+from polyhost.auth.errors import (
+    MISSING_TOKEN_MESSAGE,
+    SIGNATURE_MISMATCH_MESSAGE,
+    UNRECOGNIZED_MESSAGE,
+    Refusal,
+    SignatureRefused,
+)
+from polyhost.auth.principals import Principal
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+TERMINATOR = "aws4_request"
+MAX_SKEW_S = 15 * 60
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+# Headers that must be signed when present: they carry what policies and routing decide on.
+MUST_SIGN_PREFIXES = ("x-amz-", "x-amzn-sagemaker-")
+# AWS lets a client add the session token after signing; it is checked for equality anyway.
+MAY_BE_UNSIGNED = frozenset({"x-amz-security-token"})
+
+Header = tuple[str | bytes, str | bytes]
+Lookup = Callable[[str], Principal | None]
+
+_AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
+_SIGNING_KEYS_MAX = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A request whose signature verified: who signed it and for what scope."""
+
+    principal: Principal
+    access_key_id: str
+    region: str
+    service: str
+    signed_headers: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Authorization:
+    access_key_id: str
+    date: str
+    region: str
+    service: str
+    terminator: str
+    signed_headers: tuple[str, ...]
+    signature: str
+
+
+def _refuse(reason: Refusal, message: str, detail: str = "") -> SignatureRefused:
+    return SignatureRefused(reason, message, detail=detail)
+
+
+def _mismatch(detail: str) -> SignatureRefused:
+    return SignatureRefused(Refusal.INVALID_SIGNATURE, SIGNATURE_MISMATCH_MESSAGE, detail=detail)
+
+
+def _text(value: str | bytes) -> str:
+    # Header bytes are latin-1 on the wire (http.client encodes them so), which keeps every
+    # byte a character and round-trips what the client hashed.
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def header_map(headers: Iterable[Header]) -> dict[str, list[str]]:
+    """Lowercased name -> values in the order received (duplicates kept)."""
+    out: dict[str, list[str]] = {}
+    for name, value in headers:
+        out.setdefault(_text(name).lower(), []).append(_text(value))
+    return out
+
+
+def canonical_uri(path: str) -> str:
+    """The path as SigV4 signs it for every service but S3: dot segments and repeated slashes
+    removed, then percent-encoded once more (botocore's `_normalize_url_path`)."""
+    return quote(normalize_url_path(path), safe="/~")
+
+
+def canonical_query(query: str) -> str:
+    """Each name and value decoded then encoded with RFC 3986's unreserved set, sorted by name
+    then value (what botocore produces for the query strings it sends)."""
+    if not query:
+        return ""
+    pairs = []
+    for item in query.split("&"):
+        name, _, value = item.partition("=")
+        pairs.append((quote(unquote(name), safe="-_.~"), quote(unquote(value), safe="-_.~")))
+    pairs.sort()
+    return "&".join(f"{name}={value}" for name, value in pairs)
+
+
+def canonical_header_value(values: list[str]) -> str:
+    """Trimmed, inner runs of spaces collapsed, repeated headers joined with commas."""
+    return ",".join(" ".join(value.split()) for value in values)
+
+
+def canonical_request(
+    method: str,
+    path: str,
+    query: str,
+    headers: dict[str, list[str]],
+    signed_headers: tuple[str, ...],
+    payload_hash: str,
+) -> str:
+    lines = [f"{name}:{canonical_header_value(headers[name])}" for name in signed_headers]
+    return "\n".join(
+        (
+            method.upper(),
+            canonical_uri(path),
+            canonical_query(query),
+            "\n".join(lines) + "\n",
+            ";".join(signed_headers),
+            payload_hash,
+        )
+    )
+
+
+def string_to_sign(timestamp: str, scope: str, canonical: str) -> str:
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return f"{ALGORITHM}\n{timestamp}\n{scope}\n{digest}"
+
+
+def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    key = hmac.digest(f"AWS4{secret}".encode(), date.encode(), "sha256")
+    key = hmac.digest(key, region.encode(), "sha256")
+    key = hmac.digest(key, service.encode(), "sha256")
+    return hmac.digest(key, TERMINATOR.encode(), "sha256")
+
+
+def _iso_basic(epoch: float) -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch))
+
+
+class SigV4Verifier:
+    """Verifies requests for one region against the principals `lookup` knows.
+
+    `clock` returns epoch seconds (injectable for tests). One verifier per principals file: a
+    reload builds a new one, which also drops the derived signing keys it memoised.
+    """
+
+    def __init__(
+        self,
+        lookup: Lookup,
+        *,
+        region: str,
+        clock: Callable[[], float] = time.time,
+        max_skew_s: float = MAX_SKEW_S,
+    ) -> None:
+        self._lookup = lookup
+        self.region = region
+        self._clock = clock
+        self._max_skew_s = max_skew_s
+        self._keys: dict[tuple[str, str, str, str], bytes] = {}
+
+    def verify(
+        self,
+        method: str,
+        path: str | bytes,
+        query: str | bytes,
+        headers: Iterable[Header],
+        *,
+        services: Collection[str],
+        body: bytes | None = None,
+        body_sha256: str | None = None,
+    ) -> Verified:
+        """The principal that signed this request; raises `SignatureRefused`.
+
+        `path` and `query` are raw, as received (still percent-encoded); `headers` are the
+        received (name, value) pairs, duplicates included. Give the body, or its SHA-256 hex
+        digest when it was hashed while streaming in. `services` are the signing names the route
+        accepts (e.g. {"sagemaker"}; CloudWatch signs as "monitoring", Logs as "logs").
+        """
+        if (body is None) == (body_sha256 is None):
+            raise TypeError("give exactly one of body and body_sha256")
+        received = header_map(headers)
+        auth = self._parse_authorization(received)
+        timestamp, moment, date_header = self._request_time(received)
+        self._check_signed_headers(auth, received, date_header)
+        self._check_scope(auth, timestamp, services)
+        self._check_clock(timestamp, moment)
+        principal = self._lookup(auth.access_key_id)
+        if principal is None:
+            raise _refuse(Refusal.UNRECOGNIZED_CLIENT, UNRECOGNIZED_MESSAGE, "unknown access key")
+        self._check_token(principal, received)
+        payload_hash = body_sha256.lower() if body_sha256 is not None else ""
+        if body is not None:
+            payload_hash = hashlib.sha256(body).hexdigest()
+        self._check_content_hash(received, payload_hash)
+
+        scope = f"{auth.date}/{auth.region}/{auth.service}/{TERMINATOR}"
+        canonical = canonical_request(
+            method, _text(path), _text(query), received, auth.signed_headers, payload_hash
+        )
+        key = self._signing_key(principal.secret_access_key, auth.date, auth.region, auth.service)
+        expected = hmac.new(key, string_to_sign(timestamp, scope, canonical).encode(), "sha256")
+        if not hmac.compare_digest(expected.hexdigest().encode(), auth.signature.encode()):
+            raise _mismatch("the signature does not match the request")
+        return Verified(
+            principal, auth.access_key_id, auth.region, auth.service, frozenset(auth.signed_headers)
+        )
+
+    # -- the checks, in order ---------------------------------------------------------------
+    @staticmethod
+    def _parse_authorization(received: dict[str, list[str]]) -> _Authorization:
+        values = received.get("authorization")
+        if not values:
+            raise _refuse(Refusal.MISSING_AUTHENTICATION, MISSING_TOKEN_MESSAGE)
+        if len(values) > 1:
+            raise _refuse(
+                Refusal.INCOMPLETE_SIGNATURE, "The request has more than one Authorization header."
+            )
+        algorithm, _, rest = values[0].strip().partition(" ")
+        if algorithm != ALGORITHM:
+            raise _refuse(
+                Refusal.INCOMPLETE_SIGNATURE,
+                f"Authorization header requires the {ALGORITHM} algorithm.",
+            )
+        params: dict[str, str] = {}
+        for piece in rest.split(","):
+            piece = piece.strip()
+            if not piece:
+                continue
+            name, equals, value = piece.partition("=")
+            if not equals:
+                shown = piece if len(piece) <= 80 else piece[:77] + "..."
+                raise _refuse(
+                    Refusal.INCOMPLETE_SIGNATURE,
+                    f"'{shown}' not a valid key=value pair (missing equal-sign) in "
+                    "Authorization header.",
+                )
+            if name in params:
+                raise _refuse(
+                    Refusal.INCOMPLETE_SIGNATURE, f"Authorization header has '{name}' twice."
+                )
+            params[name] = value.strip()
+        missing = [
+            f"Authorization header requires '{name}' parameter."
+            for name in ("Credential", "Signature", "SignedHeaders")
+            if not params.get(name)
+        ]
+        if missing:
+            raise _refuse(Refusal.INCOMPLETE_SIGNATURE, " ".join(missing))
+        credential = params["Credential"]
+        parts = credential.split("/")
+        if len(parts) != 5:
+            shown = credential if len(credential) <= 200 else credential[:197] + "..."
+            raise _refuse(
+                Refusal.INCOMPLETE_SIGNATURE,
+                "Credential must have exactly 5 slash-delimited elements, e.g. "
+                f"keyid/date/region/service/term, got '{shown}'",
+            )
+        signed = tuple(
+            sorted({name.strip().lower() for name in params["SignedHeaders"].split(";")})
+        )
+        access_key_id, date, region, service, terminator = parts
+        return _Authorization(
+            access_key_id, date, region, service, terminator, signed, params["Signature"]
+        )
+
+    @staticmethod
+    def _request_time(received: dict[str, list[str]]) -> tuple[str, float, str]:
+        """(ISO basic timestamp, epoch seconds, the header it came from)."""
+        amz = received.get("x-amz-date")
+        if amz and len(amz) > 1:
+            raise _refuse(
+                Refusal.INCOMPLETE_SIGNATURE, "The request has more than one X-Amz-Date header."
+            )
+        if amz:
+            match = _AMZ_DATE.fullmatch(amz[0].strip())
+            moment = _moment(match)
+            if match is None or moment is None:
+                shown = amz[0][:40]
+                raise _refuse(
+                    Refusal.INCOMPLETE_SIGNATURE,
+                    f"Date must be in ISO-8601 'basic format'. Got '{shown}'.",
+                )
+            return match.group(0), moment, "x-amz-date"
+        date = received.get("date")
+        if date and len(date) == 1:
+            try:
+                parsed = parsedate_to_datetime(date[0])
+            except (TypeError, ValueError):
+                parsed = None
+            if parsed is not None:
+                if parsed.tzinfo is None:
+                    parsed = parsed.replace(tzinfo=UTC)
+                epoch = parsed.timestamp()
+                return _iso_basic(epoch), epoch, "date"
+        raise _refuse(
+            Refusal.INCOMPLETE_SIGNATURE,
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
+        )
+
+    @staticmethod
+    def _check_signed_headers(
+        auth: _Authorization, received: dict[str, list[str]], date_header: str
+    ) -> None:
+        signed = auth.signed_headers
+        if "host" not in signed:
+            raise _refuse(
+                Refusal.INCOMPLETE_SIGNATURE,
+                "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
+            )
+        if date_header not in signed:
+            spelt = "X-Amz-Date" if date_header == "x-amz-date" else "Date"
+            raise _refuse(
+                Refusal.INCOMPLETE_SIGNATURE,
+                f"'{spelt}' must be a 'SignedHeader' in the AWS Authorization.",
+            )
+        for name in signed:
+            if name not in received:
+                raise _refuse(
+                    Refusal.INCOMPLETE_SIGNATURE,
+                    f"'{name}' is named as a SignedHeader, but it does not exist in the HTTP "
+                    "request.",
+                )
+        for name in received:
+            if (
+                name.startswith(MUST_SIGN_PREFIXES)
+                and name not in MAY_BE_UNSIGNED
+                and name not in signed
+            ):
+                raise _refuse(
+                    Refusal.INCOMPLETE_SIGNATURE,
+                    f"'{name}' must be a 'SignedHeader' in the AWS Authorization.",
+                )
+
+    def _check_scope(self, auth: _Authorization, timestamp: str, services: Collection[str]) -> None:
+        if auth.terminator != TERMINATOR:
+            raise _refuse(
+                Refusal.INVALID_SIGNATURE,
+                f"Credential should be scoped with a valid terminator: '{TERMINATOR}', "
+                f"not '{auth.terminator[:40]}'.",
+            )
+        if auth.date != timestamp[:8]:
+            raise _refuse(
+                Refusal.INVALID_SIGNATURE,
+                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
+                f"from HTTP: '{auth.date[:40]}' != '{timestamp[:8]}', from '{timestamp}'.",
+            )
+        if auth.region != self.region:
+            raise _refuse(
+                Refusal.INVALID_SIGNATURE,
+                f"Credential should be scoped to a valid region, not '{auth.region[:40]}'.",
+            )
+        if auth.service not in services:
+            expected = sorted(services)[0] if services else ""
+            raise _refuse(
+                Refusal.INVALID_SIGNATURE,
+                f"Credential should be scoped to correct service: '{expected}'.",
+            )
+
+    def _check_clock(self, timestamp: str, moment: float) -> None:
+        now = self._clock()
+        skew = self._max_skew_s
+        minutes = f"{skew / 60:g} min."
+        if moment < now - skew:
+            raise _refuse(
+                Refusal.INVALID_SIGNATURE,
+                f"Signature expired: {timestamp} is now earlier than {_iso_basic(now - skew)} "
+                f"({_iso_basic(now)} - {minutes})",
+            )
+        if moment > now + skew:
+            raise _refuse(
+                Refusal.INVALID_SIGNATURE,
+                f"Signature not yet current: {timestamp} is still later than "
+                f"{_iso_basic(now + skew)} ({_iso_basic(now)} + {minutes})",
+            )
+
+    @staticmethod
+    def _check_token(principal: Principal, received: dict[str, list[str]]) -> None:
+        tokens = received.get("x-amz-security-token")
+        expected = principal.session_token
+        if expected is None:
+            if tokens:
+                raise _refuse(
+                    Refusal.UNRECOGNIZED_CLIENT,
+                    UNRECOGNIZED_MESSAGE,
+                    "a session token was sent for a principal that has none",
+                )
+            return
+        if not tokens or len(tokens) != 1:
+            raise _refuse(
+                Refusal.UNRECOGNIZED_CLIENT, UNRECOGNIZED_MESSAGE, "session token missing"
+            )
+        if not hmac.compare_digest(tokens[0].encode("utf-8"), expected.encode("utf-8")):
+            raise _refuse(
+                Refusal.UNRECOGNIZED_CLIENT, UNRECOGNIZED_MESSAGE, "session token differs"
+            )
+
+    @staticmethod
+    def _check_content_hash(received: dict[str, list[str]], payload_hash: str) -> None:
+        sent = received.get("x-amz-content-sha256")
+        if sent is None:
+            return
+        if len(sent) != 1 or sent[0].strip() == UNSIGNED_PAYLOAD:
+            raise _mismatch("x-amz-content-sha256 is repeated or UNSIGNED-PAYLOAD")
+        if not hmac.compare_digest(sent[0].strip().lower().encode(), payload_hash.encode()):
+            raise _mismatch("x-amz-content-sha256 is not the hash of the body")
+
+    def _signing_key(self, secret: str, date: str, region: str, service: str) -> bytes:
+        memo = (secret, date, region, service)
+        key = self._keys.get(memo)
+        if key is None:
+            if len(self._keys) >= _SIGNING_KEYS_MAX:
+                self._keys.clear()
+            key = self._keys[memo] = signing_key(secret, date, region, service)
+        return key
+
+
+def _moment(match: re.Match[str] | None) -> float | None:
+    if match is None:
+        return None
+    try:
+        year, month, day, hour, minute, second = (int(g) for g in match.groups())
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def _raise(error: SignatureRefused) -> _Never:
+    raise error
+
+
+class _Never:
+    """Return type of `_raise`, so a `raise ...` type-checks in any function."""
