@@ -458,11 +458,3 @@ def _moment(match: re.Match[str] | None) -> float | None:
         return datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()
     except ValueError:
         return None
-
-
-def _raise(error: SignatureRefused) -> _Never:
-    raise error
-
-
-class _Never:
-    """Return type of `_raise`, so a `raise ...` type-checks in any function."""
