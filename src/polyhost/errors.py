@@ -153,3 +153,40 @@ class ModelNotReadyException(ServiceError):
 class ServiceUnavailable(ServiceError):
     code = "ServiceUnavailable"
     status = 503
+
+
+# -- CloudWatch (the metric history's read API) ---------------------------------------------------
+# Codes are CloudWatch's query-protocol codes (its model's `error.code`), which botocore reports
+# whatever protocol the client speaks.
+class InvalidParameterValue(ServiceError):
+    code = "InvalidParameterValue"
+    status = 400
+
+
+class InvalidParameterCombination(ServiceError):
+    code = "InvalidParameterCombination"
+    status = 400
+
+
+class MissingParameter(ServiceError):
+    code = "MissingParameter"
+    status = 400
+
+
+class InvalidNextToken(ServiceError):
+    code = "InvalidNextToken"
+    status = 400
+
+
+class InvalidAction(ServiceError):
+    """A query-protocol request naming an Action CloudWatch's API here does not serve."""
+
+    code = "InvalidAction"
+    status = 400
+
+
+class InternalServiceError(ServiceError):
+    """CloudWatch's name for an unexpected failure (its InternalServiceFault)."""
+
+    code = "InternalServiceError"
+    status = 500

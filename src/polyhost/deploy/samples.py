@@ -30,4 +30,7 @@ def container_samples(groups: Iterable[RunningGroup]) -> Iterator[ContainerSampl
                 usage=None
                 if stats is None
                 else ResourceUsage(stats.cpu_percent, stats.memory_percent, stats.rss_bytes),
+                model_dir=running.launch.model_dir,
+                entry=running.variant.mode == "Direct"
+                or running.spec is running.variant.containers[0],
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -46,6 +47,11 @@ class ContainerSample:
     up: bool
     restarts: int
     usage: ResourceUsage | None  # None when the backend cannot read it now
+    # For the metric history: the folder whose filesystem DiskUtilization reports, and whether
+    # the variant's requests enter through this container (every one in Direct mode, the first
+    # of a Serial pipeline), which is what the variant's invocations are counted on.
+    model_dir: Path | None = None
+    entry: bool = True
 
     @property
     def labels(self) -> list[str]:

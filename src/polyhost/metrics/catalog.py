@@ -1,0 +1,61 @@
+"""The metrics polyhost records, under SageMaker's CloudWatch names (CONTRACT.md, "Metrics").
+
+Each metric says its namespace, its CloudWatch unit and its kind, which decides what a period
+of it must keep to answer percentiles (`metrics/cell.py`):
+
+- LATENCY: many different values per period; the fine buckets are always kept.
+- GAUGE: one sampled value per container and period (CPU, memory...); buckets only when a
+  period holds several different values (replicas, or a roll-up of six samples).
+- BINARY: every value is 0 or 1, one per invocation (Invocations is always 1, the error
+  series 0 or 1, so their Average is the error rate, as on SageMaker); count and sum say
+  everything, no buckets at all.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from polyhost.metrics.query import INVOCATION_NAMESPACE, RESOURCE_NAMESPACE
+
+
+class Kind(enum.Enum):
+    LATENCY = "latency"
+    GAUGE = "gauge"
+    BINARY = "binary"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDef:
+    name: str
+    namespace: str
+    unit: str  # a CloudWatch StandardUnit
+    kind: Kind
+
+
+# Per container: dimensions EndpointName, VariantName, ContainerName (and InstanceId).
+INVOCATIONS = MetricDef("Invocations", INVOCATION_NAMESPACE, "None", Kind.BINARY)
+INVOCATION_4XX = MetricDef("Invocation4XXErrors", INVOCATION_NAMESPACE, "None", Kind.BINARY)
+INVOCATION_5XX = MetricDef("Invocation5XXErrors", INVOCATION_NAMESPACE, "None", Kind.BINARY)
+CONTAINER_LATENCY = MetricDef(
+    "ContainerLatency", INVOCATION_NAMESPACE, "Microseconds", Kind.LATENCY
+)
+OVERHEAD_LATENCY = MetricDef("OverheadLatency", INVOCATION_NAMESPACE, "Microseconds", Kind.LATENCY)
+CPU = MetricDef("CPUUtilization", RESOURCE_NAMESPACE, "Percent", Kind.GAUGE)
+MEMORY = MetricDef("MemoryUtilization", RESOURCE_NAMESPACE, "Percent", Kind.GAUGE)
+DISK = MetricDef("DiskUtilization", RESOURCE_NAMESPACE, "Percent", Kind.GAUGE)
+MEMORY_RSS = MetricDef("MemoryRSS", RESOURCE_NAMESPACE, "Bytes", Kind.GAUGE)
+RESTARTS = MetricDef("ContainerRestarts", RESOURCE_NAMESPACE, "Count", Kind.GAUGE)
+UP = MetricDef("ContainerUp", RESOURCE_NAMESPACE, "None", Kind.BINARY)
+
+# Per variant: dimensions EndpointName, VariantName.
+MODEL_LATENCY = MetricDef("ModelLatency", INVOCATION_NAMESPACE, "Microseconds", Kind.LATENCY)
+INVOCATIONS_PER_INSTANCE = MetricDef(
+    "InvocationsPerInstance", INVOCATION_NAMESPACE, "None", Kind.GAUGE
+)
+
+ALL: tuple[MetricDef, ...] = (
+    INVOCATIONS, INVOCATION_4XX, INVOCATION_5XX, CONTAINER_LATENCY, OVERHEAD_LATENCY,
+    CPU, MEMORY, DISK, MEMORY_RSS, RESTARTS, UP, MODEL_LATENCY, INVOCATIONS_PER_INSTANCE,
+)  # fmt: skip
+BY_KEY: dict[tuple[str, str], MetricDef] = {(m.namespace, m.name): m for m in ALL}

@@ -1,0 +1,420 @@
+"""CloudWatch's read API over the metric history: ListMetrics, GetMetricStatistics,
+GetMetricData, with CloudWatch's rules and error codes.
+
+Plain values in, plain values out: the wire adapter (`http/cloudwatch.py`) has already decoded
+the request in whichever protocol it came (rpc-v2-cbor, JSON 1.0, query) and checked it
+against botocore's model (types, required members, lengths, enums), timestamps made epoch
+seconds. What the model cannot say is checked here: periods, the time range, statistic names,
+query ids, the datapoint limits, tokens. Answers carry timestamps as aware `datetime`s, which
+each protocol writes its own way.
+
+What polyhost keeps, and so what a period may be: 10-second data for 3 hours, 1-minute
+roll-ups for 15 days. A Period of 10, 20 or 30 s reads the last 3 hours only (as CloudWatch's
+high-resolution data); a multiple of 60 reads 15 days. Unknown metrics answer no datapoints,
+as on CloudWatch; metric math (`Expression`) is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from polyhost.errors import (
+    InvalidNextToken,
+    InvalidParameterCombination,
+    InvalidParameterValue,
+    MissingParameter,
+)
+from polyhost.metrics.query import RESOURCE_NAMESPACE, Datapoint, MetricId, MetricsReader
+
+Params = Mapping[str, Any]
+Answer = dict[str, Any]
+
+LIST_PAGE = 500
+MAX_DATAPOINTS_STATISTICS = 1440
+MAX_DATAPOINTS_DATA = 100_800
+MAX_QUERIES = 500
+RECENT_S = 3 * 3600
+HIGH_RESOLUTION_PERIODS = (10, 20, 30)
+STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
+_PERCENTILE = re.compile(r"p(\d{1,3}(?:\.\d{1,10})?)")
+_QUERY_ID = re.compile(r"[a-z][a-zA-Z0-9_]*")
+_NAMESPACE_ALIASES = {RESOURCE_NAMESPACE.lstrip("/"): RESOURCE_NAMESPACE}
+_STAT_VALUES: dict[str, Callable[[Datapoint], float]] = {
+    "SampleCount": lambda p: p.sample_count,
+    "Average": lambda p: p.average,
+    "Sum": lambda p: p.sum,
+    "Minimum": lambda p: p.minimum,
+    "Maximum": lambda p: p.maximum,
+}
+
+
+def canonical_namespace(namespace: str) -> str:
+    """SageMaker's guide writes `aws/sagemaker/Endpoints`; the metrics live under the slashed
+    name. Both find them."""
+    return _NAMESPACE_ALIASES.get(namespace, namespace)
+
+
+def _timestamp(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _percentile(name: str, where: str) -> float:
+    """The percent of `pNN.NN`, or InvalidParameterValue saying what is accepted."""
+    match = _PERCENTILE.fullmatch(name)
+    if match is None or not 0.0 <= float(match.group(1)) <= 100.0:
+        raise InvalidParameterValue(
+            f"The value {name[:64]} for parameter {where} is not supported: polyhost answers "
+            "SampleCount, Average, Sum, Minimum, Maximum and percentiles p0 to p100 "
+            "(e.g. p50, p99, p99.9)."
+        )
+    return float(match.group(1))
+
+
+def _check_period(period: int, where: str) -> None:
+    if period in HIGH_RESOLUTION_PERIODS or (period >= 60 and period % 60 == 0):
+        return
+    raise InvalidParameterValue(
+        f"The parameter {where} must be 10, 20, 30 or a multiple of 60, not {period}: polyhost "
+        "records every 10 seconds and keeps 1-minute roll-ups."
+    )
+
+
+def _aligned_start(start: float, period: int) -> int:
+    """CloudWatch rounds StartTime down: to the minute for periods of a minute or more, else
+    to a multiple of the period."""
+    step = 60 if period % 60 == 0 else period
+    return int(math.floor(start / step) * step)
+
+
+def _check_range(params: Params) -> tuple[float, float]:
+    start, end = float(params["StartTime"]), float(params["EndTime"])
+    if start >= end:
+        raise InvalidParameterValue(
+            "The parameter StartTime must be less than the parameter EndTime."
+        )
+    return start, end
+
+
+def _metric_id(namespace: str, name: str, raw_dimensions: Sequence[Params], where: str) -> MetricId:
+    pairs: dict[str, str] = {}
+    for dimension in raw_dimensions:
+        dim_name = dimension["Name"]
+        if dim_name in pairs:
+            raise InvalidParameterValue(
+                f"The dimension {dim_name} appears twice in {where}: give each dimension once."
+            )
+        pairs[dim_name] = dimension["Value"]
+    return MetricId(canonical_namespace(namespace), name, tuple(sorted(pairs.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    id: str
+    label: str
+    metric: MetricId
+    period: int
+    stat: str
+    percent: float | None
+    unit: str | None
+
+
+class CloudWatchApi:
+    """`call(operation, params)` for the three read operations of CloudWatch."""
+
+    OPERATIONS = ("ListMetrics", "GetMetricStatistics", "GetMetricData")
+
+    def __init__(
+        self,
+        reader: MetricsReader,
+        clock: Callable[[], float] = time.time,
+        unit_of: Callable[[MetricId], str | None] | None = None,
+    ) -> None:
+        self._reader = reader
+        self._clock = clock
+        self._unit_of = unit_of or getattr(reader, "unit_of", None)
+
+    def call(self, operation: str, params: Params) -> Answer:
+        handler: Callable[[Params], Answer] = {
+            "ListMetrics": self.list_metrics,
+            "GetMetricStatistics": self.get_metric_statistics,
+            "GetMetricData": self.get_metric_data,
+        }[operation]
+        return handler(params)
+
+    # -- ListMetrics ---------------------------------------------------------------------------
+    def list_metrics(self, params: Params) -> Answer:
+        namespace = params.get("Namespace")
+        if namespace is not None:
+            namespace = canonical_namespace(namespace)
+        name = params.get("MetricName")
+        filters = [(f["Name"], f.get("Value")) for f in params.get("Dimensions", ())]
+        recent = params.get("RecentlyActive") == "PT3H"
+        after = self._list_token(params.get("NextToken"))
+        since = self._clock() - RECENT_S if recent else -math.inf
+        chosen: list[MetricId] = []
+        for metric, last_seen in self._reader.list_metrics():
+            if namespace is not None and metric.namespace != namespace:
+                continue
+            if name is not None and metric.name != name:
+                continue
+            if last_seen < since:
+                continue
+            if any(
+                metric.dimension(f_name) is None
+                or (f_value is not None and metric.dimension(f_name) != f_value)
+                for f_name, f_value in filters
+            ):
+                continue
+            if after is not None and _sort_key(metric) <= after:
+                continue
+            chosen.append(metric)
+        chosen.sort(key=_sort_key)
+        page = chosen[:LIST_PAGE]
+        answer: Answer = {
+            "Metrics": [
+                {
+                    "Namespace": m.namespace,
+                    "MetricName": m.name,
+                    "Dimensions": [{"Name": k, "Value": v} for k, v in m.dimensions],
+                }
+                for m in page
+            ]
+        }
+        if len(chosen) > LIST_PAGE:
+            last = _sort_key(page[-1])
+            answer["NextToken"] = base64.urlsafe_b64encode(json.dumps(last).encode()).decode()
+        return answer
+
+    @staticmethod
+    def _list_token(token: str | None) -> tuple[Any, ...] | None:
+        if token is None:
+            return None
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+            namespace, name, dims = raw
+            key = (str(namespace), str(name), tuple((str(k), str(v)) for k, v in dims))
+        except (ValueError, TypeError, binascii.Error, UnicodeError):
+            raise InvalidParameterValue(
+                "The NextToken is not valid: pass the NextToken of the previous ListMetrics "
+                "answer unchanged."
+            ) from None
+        return key
+
+    # -- GetMetricStatistics -------------------------------------------------------------------
+    def get_metric_statistics(self, params: Params) -> Answer:
+        statistics: list[str] = list(params.get("Statistics") or ())
+        extended: list[str] = list(params.get("ExtendedStatistics") or ())
+        if not statistics and not extended:
+            raise InvalidParameterCombination(
+                "Must specify either Statistics or ExtendedStatistics: e.g. Statistics=[Sum] "
+                "or ExtendedStatistics=[p99]."
+            )
+        if statistics and extended:
+            raise InvalidParameterCombination(
+                "Specify Statistics or ExtendedStatistics, not both: make one call for each."
+            )
+        percents = {
+            name: _percentile(name, f"ExtendedStatistics.member.{i}")
+            for i, name in enumerate(extended, 1)
+        }
+        period = int(params["Period"])
+        _check_period(period, "Period")
+        start, end = _check_range(params)
+        start = _aligned_start(start, period)
+        wanted = math.ceil((end - start) / period)
+        if wanted > MAX_DATAPOINTS_STATISTICS:
+            raise InvalidParameterCombination(
+                f"You have requested up to {wanted:,} datapoints, which exceeds the limit of "
+                f"{MAX_DATAPOINTS_STATISTICS:,}. You may reduce the datapoints requested by "
+                "increasing Period, or decreasing the time range."
+            )
+        metric = _metric_id(
+            params["Namespace"], params["MetricName"], params.get("Dimensions", ()), "Dimensions"
+        )
+        answer: Answer = {"Label": metric.name, "Datapoints": []}
+        if not self._unit_matches(metric, params.get("Unit")):
+            return answer
+        points = self._reader.statistics(
+            metric, start, end, period, tuple(sorted(set(percents.values())))
+        )
+        for point in points:
+            shown: dict[str, Any] = {"Timestamp": _timestamp(point.timestamp)}
+            for name in STATISTICS:
+                if name in statistics:
+                    shown[name] = _STAT_VALUES[name](point)
+            shown["Unit"] = point.unit
+            if percents:
+                shown["ExtendedStatistics"] = {
+                    name: point.percentiles[percent] for name, percent in percents.items()
+                }
+            answer["Datapoints"].append(shown)
+        return answer
+
+    def _unit_matches(self, metric: MetricId, unit: str | None) -> bool:
+        """A Unit that is not the metric's selects nothing (CloudWatch converts no units)."""
+        if unit is None or self._unit_of is None:
+            return True
+        known = self._unit_of(metric)
+        return known is None or known == unit
+
+    # -- GetMetricData -------------------------------------------------------------------------
+    def get_metric_data(self, params: Params) -> Answer:
+        raw_queries: Sequence[Params] = params["MetricDataQueries"]
+        if not 1 <= len(raw_queries) <= MAX_QUERIES:
+            raise InvalidParameterValue(
+                f"MetricDataQueries must hold 1 to {MAX_QUERIES} queries, not {len(raw_queries)}."
+            )
+        start, end = _check_range(params)
+        scan = params.get("ScanBy", "TimestampDescending")
+        limit = params.get("MaxDatapoints", MAX_DATAPOINTS_DATA)
+        if limit < 1:
+            raise InvalidParameterValue(
+                f"The parameter MaxDatapoints must be at least 1, not {limit}."
+            )
+        queries = self._queries(raw_queries)
+        fingerprint = _fingerprint(params)
+        offset = self._data_token(params.get("NextToken"), fingerprint)
+        series: list[tuple[_Query, list[tuple[float, float]]]] = []
+        for query in queries:
+            points = self._series(query, start, end)
+            if scan == "TimestampDescending":
+                points.reverse()
+            series.append((query, points))
+        total = sum(len(points) for _, points in series)
+        results: list[dict[str, Any]] = []
+        position = 0
+        for query, points in series:
+            first = min(max(offset - position, 0), len(points))
+            stop = min(max(offset + limit - position, 0), len(points))
+            position += len(points)
+            chunk = points[first:stop]
+            results.append(
+                {
+                    "Id": query.id,
+                    "Label": query.label,
+                    "Timestamps": [_timestamp(t) for t, _ in chunk],
+                    "Values": [v for _, v in chunk],
+                    "StatusCode": "PartialData" if stop < len(points) else "Complete",
+                }
+            )
+        answer: Answer = {"MetricDataResults": results, "Messages": []}
+        if offset + limit < total:
+            token = json.dumps({"offset": offset + limit, "request": fingerprint})
+            answer["NextToken"] = base64.urlsafe_b64encode(token.encode()).decode()
+        return answer
+
+    def _queries(self, raw_queries: Sequence[Params]) -> list[_Query]:
+        queries: list[_Query] = []
+        ids: set[str] = set()
+        for index, raw in enumerate(raw_queries, 1):
+            where = f"MetricDataQueries.member.{index}"
+            query_id = raw["Id"]
+            if _QUERY_ID.fullmatch(query_id) is None:
+                raise InvalidParameterValue(
+                    f"The value {query_id[:64]} for parameter {where}.Id is invalid: an Id must "
+                    "start with a lowercase letter and hold only letters, digits and "
+                    "underscores."
+                )
+            if query_id in ids:
+                raise InvalidParameterValue(
+                    f"The Id {query_id} is used by more than one query: every query of "
+                    "MetricDataQueries needs its own Id."
+                )
+            ids.add(query_id)
+            stat_params = raw.get("MetricStat")
+            if raw.get("Expression") is not None:
+                if stat_params is not None:
+                    raise InvalidParameterCombination(
+                        f"{where} has both MetricStat and Expression: give exactly one."
+                    )
+                raise InvalidParameterValue(
+                    f"{where} (Id {query_id}) has an Expression: polyhost does not evaluate "
+                    "metric math or Metrics Insights queries. Give a MetricStat instead and "
+                    "compute on the values it returns."
+                )
+            if stat_params is None:
+                raise MissingParameter(
+                    f"The parameter {where}.MetricStat is required: every query needs one."
+                )
+            metric_params = stat_params["Metric"]
+            for member in ("Namespace", "MetricName"):
+                if metric_params.get(member) is None:
+                    raise MissingParameter(
+                        f"The parameter {where}.MetricStat.Metric.{member} is required."
+                    )
+            metric = _metric_id(
+                metric_params["Namespace"],
+                metric_params["MetricName"],
+                metric_params.get("Dimensions", ()),
+                f"{where}.MetricStat.Metric.Dimensions",
+            )
+            period = int(stat_params["Period"])
+            _check_period(period, f"{where}.MetricStat.Period")
+            stat = stat_params["Stat"]
+            percent = None if stat in STATISTICS else _percentile(stat, f"{where}.MetricStat.Stat")
+            if not raw.get("ReturnData", True):
+                continue  # nothing would use it: polyhost evaluates no expressions
+            queries.append(
+                _Query(
+                    id=query_id,
+                    label=raw.get("Label") or metric.name,
+                    metric=metric,
+                    period=period,
+                    stat=stat,
+                    percent=percent,
+                    unit=stat_params.get("Unit"),
+                )
+            )
+        return queries
+
+    def _series(self, query: _Query, start: float, end: float) -> list[tuple[float, float]]:
+        """(timestamp, value) of one query, oldest first."""
+        if not self._unit_matches(query.metric, query.unit):
+            return []
+        aligned = _aligned_start(start, query.period)
+        percents = () if query.percent is None else (query.percent,)
+        points = self._reader.statistics(query.metric, aligned, end, query.period, percents)
+        if query.percent is not None:
+            percent = query.percent
+            return [(p.timestamp, p.percentiles[percent]) for p in points]
+        value = _STAT_VALUES[query.stat]
+        return [(p.timestamp, value(p)) for p in points]
+
+    @staticmethod
+    def _data_token(token: str | None, fingerprint: str) -> int:
+        if token is None:
+            return 0
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+            offset, request = int(raw["offset"]), raw["request"]
+        except (ValueError, TypeError, KeyError, binascii.Error, UnicodeError):
+            raise InvalidNextToken(
+                "The NextToken is not valid: pass the NextToken of the previous GetMetricData "
+                "answer unchanged."
+            ) from None
+        if request != fingerprint or offset < 0:
+            raise InvalidNextToken(
+                "The NextToken belongs to a different request: repeat the same queries, time "
+                "range, ScanBy and MaxDatapoints with it."
+            )
+        return offset
+
+
+def _sort_key(metric: MetricId) -> tuple[Any, ...]:
+    return (metric.namespace, metric.name, metric.dimensions)
+
+
+def _fingerprint(params: Params) -> str:
+    """What a GetMetricData NextToken must be used with: the request without the token."""
+    rest = {k: v for k, v in params.items() if k != "NextToken"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:24]

@@ -1,0 +1,276 @@
+"""Every 10 seconds, what each container did since the last look, into the metric history.
+
+The invocation path only bumps `ContainerCounters` (`metrics/series.py`); this recorder, on the
+event loop, reads the counters' deltas and takes their interval histograms, reads each
+container's sampled CPU, memory and disk, and turns them into one `Cell` per series
+(`metrics/catalog.py` names them):
+
+- per container, dimensions EndpointName, VariantName, ContainerName: summed over replicas
+  (as CloudWatch aggregates a dimension away); with InstanceId as well when the variant has
+  more than one replica, so one replica's trouble can be told from the others;
+- per variant, dimensions EndpointName, VariantName: ModelLatency (every container's latency
+  in the variant; for a Serial pipeline each hop counts as one value, not their sum) and
+  InvocationsPerInstance (requests entering the variant, each worth 1/instance count).
+
+The invocation series have one value per request, as SageMaker's: Invocations is 1 per
+request, the error series 0 or 1, so their Sum counts and their Average is the error rate. An
+interval without requests records nothing for them. A request counts as an invocation when it
+starts and as an error when it ends, so an error may land in the 10 s after its invocation;
+SampleCount of an error series is then the larger of the two, and Sum stays exact.
+
+Once a minute the history writes its roll-ups to disk (in a worker thread); `stop()` records
+the interval in progress and writes it too, so a restart loses nothing but 10-second detail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from polyhost.metrics import catalog
+from polyhost.metrics.catalog import Kind, MetricDef
+from polyhost.metrics.cell import Cell, merge
+from polyhost.metrics.collection import ContainerSample
+from polyhost.metrics.history import MetricsHistory
+from polyhost.metrics.query import MetricId, dimensions
+from polyhost.metrics.series import ContainerCounters, LatencyHistogram
+
+log = logging.getLogger("polyhost.metrics")
+
+INTERVAL_S = 10
+SampleSource = Callable[[], Iterable[ContainerSample]]
+DiskUsage = Callable[[Path], float]  # percent of the filesystem used
+
+
+def disk_percent(path: Path) -> float:
+    usage = shutil.disk_usage(path)
+    return 100.0 * usage.used / usage.total if usage.total else 0.0
+
+
+@dataclass(slots=True)
+class _Baseline:
+    """What a container's counters said at the last look (they only ever grow)."""
+
+    counters: ContainerCounters  # held so its id() is never reused while it is tracked
+    invocations: int = 0
+    errors_4xx: int = 0
+    errors_5xx: int = 0
+    container_count: int = 0
+    container_total: float = 0.0
+    overhead_count: int = 0
+    overhead_total: float = 0.0
+    restarts: int = 0
+
+
+Cells = dict[MetricDef, Cell]
+
+
+class MetricsRecorder:
+    def __init__(
+        self,
+        history: MetricsHistory,
+        samples: SampleSource,
+        *,
+        interval_s: int = INTERVAL_S,
+        clock: Callable[[], float] = time.time,
+        disk_usage: DiskUsage = disk_percent,
+    ) -> None:
+        self._history = history
+        self._samples = samples
+        self._interval_s = interval_s
+        self._clock = clock
+        self._disk_usage = disk_usage
+        self._baselines: dict[int, _Baseline] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._flushed_minute = math.floor(clock() / 60)
+
+    # -- lifetime --------------------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._task = loop.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Record the interval in progress and write everything to disk."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        now = self._clock()
+        self.tick(math.floor(now / self._interval_s) * self._interval_s)
+        try:
+            await asyncio.to_thread(self._history.flush, now)
+        except Exception:
+            log.exception("could not write the metric history at shutdown")
+
+    async def _run(self) -> None:
+        step = self._interval_s
+        last = -math.inf
+        while True:
+            now = self._clock()
+            target = (math.floor(now / step) + 1) * step
+            await asyncio.sleep(max(target - now, 0.0))
+            # The loop's timer may fire a hair early (its clock is not the wall clock) or late;
+            # early counts as on time, late takes the latest boundary passed.
+            boundary = max(target, math.floor(self._clock() / step) * step)
+            if boundary <= last:
+                continue  # the wall clock went back: wait for a boundary not yet recorded
+            last = boundary
+            try:
+                self.tick(boundary - step)
+            except Exception:
+                log.exception("metric recording failed; the next interval will try again")
+            minute = math.floor(boundary / 60)
+            if minute > self._flushed_minute:
+                try:
+                    await asyncio.to_thread(self._history.flush, minute * 60)
+                    self._flushed_minute = minute
+                    await asyncio.to_thread(self._history.expire, boundary)
+                except Exception:
+                    log.exception("could not write the metric history; it stays in memory")
+
+    # -- one interval ---------------------------------------------------------------------------
+    def tick(self, interval_start: float) -> None:
+        """Record [interval_start, now): counters' deltas and one resource sample."""
+        samples = list(self._samples())
+        replicas: dict[tuple[str, str], set[str]] = {}
+        for sample in samples:
+            replicas.setdefault((sample.endpoint_name, sample.variant_name), set()).add(
+                sample.instance_id
+            )
+        per_container: dict[tuple[str, str, str], list[Cells]] = {}
+        per_variant: dict[tuple[str, str], list[tuple[ContainerSample, Cells]]] = {}
+        out: list[tuple[MetricId, MetricDef, Cell]] = []
+        disk: dict[Path, float | None] = {}
+        seen: set[int] = set()
+        for sample in samples:
+            seen.add(id(sample.counters))
+            cells = self._cells(sample, disk)
+            key = (sample.endpoint_name, sample.variant_name)
+            per_container.setdefault((*key, sample.container_name), []).append(cells)
+            per_variant.setdefault(key, []).append((sample, cells))
+            if len(replicas[key]) > 1:
+                dims = dimensions(
+                    EndpointName=sample.endpoint_name,
+                    VariantName=sample.variant_name,
+                    ContainerName=sample.container_name,
+                    InstanceId=sample.instance_id,
+                )
+                out += [(MetricId(d.namespace, d.name, dims), d, c) for d, c in cells.items()]
+        for (endpoint, variant, container), group in per_container.items():
+            dims = dimensions(EndpointName=endpoint, VariantName=variant, ContainerName=container)
+            for definition, cell in _combine(group).items():
+                out.append(
+                    (MetricId(definition.namespace, definition.name, dims), definition, cell)
+                )
+        for (endpoint, variant), members in per_variant.items():
+            dims = dimensions(EndpointName=endpoint, VariantName=variant)
+            for definition, cell in _variant_cells(members, len(replicas[(endpoint, variant)])):
+                out.append(
+                    (MetricId(definition.namespace, definition.name, dims), definition, cell)
+                )
+        for gone in set(self._baselines) - seen:
+            del self._baselines[gone]
+        self._history.record(interval_start, out)
+
+    def _cells(self, sample: ContainerSample, disk: dict[Path, float | None]) -> Cells:
+        counters = sample.counters
+        base = self._baselines.get(id(counters))
+        if base is None:
+            base = self._baselines[id(counters)] = _Baseline(counters)
+        cells: Cells = {}
+        invocations = max(counters.invocations - base.invocations, 0)
+        errors_4xx = max(counters.errors_4xx - base.errors_4xx, 0)
+        errors_5xx = max(counters.errors_5xx - base.errors_5xx, 0)
+        base.invocations, base.errors_4xx = counters.invocations, counters.errors_4xx
+        base.errors_5xx = counters.errors_5xx
+        if invocations:
+            cells[catalog.INVOCATIONS] = Cell.of_binary(invocations, invocations)
+        for definition, errors in (
+            (catalog.INVOCATION_4XX, errors_4xx),
+            (catalog.INVOCATION_5XX, errors_5xx),
+        ):
+            if invocations or errors:
+                cells[definition] = Cell.of_binary(max(invocations, errors), errors)
+        latency = _latency(counters.container_latency, base.container_count, base.container_total)
+        base.container_count = counters.container_latency.count
+        base.container_total = counters.container_latency.total
+        if latency is not None:
+            cells[catalog.CONTAINER_LATENCY] = latency
+        overhead = _latency(counters.overhead_latency, base.overhead_count, base.overhead_total)
+        base.overhead_count = counters.overhead_latency.count
+        base.overhead_total = counters.overhead_latency.total
+        if overhead is not None:
+            cells[catalog.OVERHEAD_LATENCY] = overhead
+        cells[catalog.UP] = Cell.of_binary(1, 1 if sample.up else 0)
+        cells[catalog.RESTARTS] = Cell.of_value(float(max(sample.restarts - base.restarts, 0)))
+        base.restarts = sample.restarts
+        usage = sample.usage
+        if usage is not None:
+            cells[catalog.CPU] = Cell.of_value(usage.cpu_percent)
+            cells[catalog.MEMORY] = Cell.of_value(usage.memory_percent)
+            cells[catalog.MEMORY_RSS] = Cell.of_value(float(usage.rss_bytes))
+        if sample.model_dir is not None:
+            if sample.model_dir not in disk:
+                try:
+                    disk[sample.model_dir] = self._disk_usage(sample.model_dir)
+                except OSError:
+                    disk[sample.model_dir] = None
+            percent = disk[sample.model_dir]
+            if percent is not None:
+                cells[catalog.DISK] = Cell.of_value(percent)
+        return cells
+
+
+def _latency(histogram: LatencyHistogram, count: int, total: float) -> Cell | None:
+    interval = histogram.take_interval()
+    observed = histogram.count - count
+    if observed <= 0:
+        return None
+    return Cell(
+        observed,
+        histogram.total - total,
+        interval.minimum,
+        interval.maximum,
+        interval.buckets,
+    )
+
+
+def _combine(group: list[Cells]) -> Cells:
+    """One container's cells summed over its replicas."""
+    if len(group) == 1:
+        return group[0]
+    merged: dict[MetricDef, list[Cell]] = {}
+    for cells in group:
+        for definition, cell in cells.items():
+            merged.setdefault(definition, []).append(cell)
+    return {
+        d: merge(cells, d.kind, with_buckets=d.kind is not Kind.BINARY)
+        for d, cells in merged.items()
+    }
+
+
+def _variant_cells(
+    members: list[tuple[ContainerSample, Cells]], instances: int
+) -> list[tuple[MetricDef, Cell]]:
+    out: list[tuple[MetricDef, Cell]] = []
+    latencies = [c[catalog.CONTAINER_LATENCY] for _, c in members if catalog.CONTAINER_LATENCY in c]
+    if latencies:
+        out.append((catalog.MODEL_LATENCY, merge(latencies, Kind.LATENCY, with_buckets=True)))
+    requests = sum(
+        int(c[catalog.INVOCATIONS].count)
+        for sample, c in members
+        if sample.entry and catalog.INVOCATIONS in c
+    )
+    if requests:
+        share = 1.0 / instances
+        out.append(
+            (catalog.INVOCATIONS_PER_INSTANCE, Cell(requests, requests * share, share, share))
+        )
+    return out
