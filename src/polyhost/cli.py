@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from polyhost.settings import Settings, SettingSpec
@@ -81,10 +82,53 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_auth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("auth", help="check a principals file offline; make key pairs")
+    commands = p.add_subparsers(dest="auth_command", required=True)
+    check = commands.add_parser(
+        "check",
+        help="decide one request as the server would, and name the statement that decided",
+    )
+    check.add_argument("file", type=Path, help="principals.json")
+    check.add_argument("--principal", required=True, help="the principal's name")
+    check.add_argument("--action", required=True, help="e.g. sagemaker:InvokeEndpoint")
+    check.add_argument(
+        "--resource", required=True, help="e.g. arn:aws:sagemaker:us-east-1:123456789012:endpoint/x"
+    )
+    check.add_argument(
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a condition key of the request, e.g. sagemaker:TargetContainerHostname=a "
+        "(repeatable)",
+    )
+    new = commands.add_parser("new-principal", help="print a principals-file entry with new keys")
+    new.add_argument("name")
+
+
+def _auth(args: argparse.Namespace) -> int:
+    from polyhost.auth import commands
+
+    try:
+        if args.auth_command == "new-principal":
+            print(commands.new_principal_entry(args.name))
+            return 0
+        decision = commands.check(
+            args.file, args.principal, args.action, args.resource, args.context
+        )
+    except (commands.CommandError, commands.PolicyError, OSError) as error:
+        print(f"polyhost auth: {error}", file=sys.stderr)
+        return 2
+    print(commands.explain(decision))
+    return 0 if decision.allowed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyhost", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
+    _add_auth(sub)
     from polyhost.client.cli import add_client_commands
 
     add_client_commands(sub)
@@ -95,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "auth":
+        return _auth(args)
     from polyhost.client.cli import run_client_command
 
     return run_client_command(args)

@@ -11,9 +11,10 @@ protocol calls it directly on the hot path, and `handle()` wraps it for ASGI.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from polyhost.errors import InvokeValidationError, ServiceError
+from polyhost.http.auth import SAGEMAKER, Gate
 from polyhost.http.errors import internal_failure, rest_json_error
 from polyhost.http.io import BodyTooLarge, read_body, send_response
 from polyhost.http.request_ids import next_request_id
@@ -35,20 +36,43 @@ def _decode_name(value: bytes, header: str) -> str:
 
 
 class RuntimeAdapter:
-    def __init__(self, router: Router, max_body_bytes: int) -> None:
+    def __init__(self, router: Router, max_body_bytes: int, gate: Gate | None = None) -> None:
         self._router = router
         self.max_body_bytes = max_body_bytes
+        self._gate = gate
 
     async def answer(
         self,
         endpoint_name: str,
-        headers: Iterable[tuple[bytes, bytes]],
+        headers: Sequence[tuple[bytes, bytes]],
         body: bytes | None,
+        *,
+        url: bytes = b"",
+        peer: str | None = None,
     ) -> tuple[int, Headers, bytes]:
-        """InvokeEndpoint: `body` None means it was larger than the limit (and was dropped)."""
+        """InvokeEndpoint: `body` None means it was larger than the limit (and was dropped).
+
+        `url` is the request target as received (path and query, still percent-encoded) and
+        `peer` the client's address: with access control on, the signature covers the first
+        and `aws:SourceIp` is the second.
+        """
         request_id = next_request_id()
         try:
+            gate = self._gate
+            principal = None
+            if gate is not None and gate.enabled and body is not None:
+                path, _, query = url.partition(b"?")
+                principal = gate.authenticate("POST", path, query, headers, body, SAGEMAKER)
             request = self._request(headers, body)
+            if principal is not None and gate is not None:
+                gate.authorize(
+                    principal,
+                    gate.invocation_target(endpoint_name),
+                    source_ip=peer,
+                    target_container_hostname=request.target_container,
+                    target_model=request.target_model,
+                    target_variant=request.target_variant,
+                )
             result = await self._router.invoke(endpoint_name, request)
         except ServiceError as error:
             return self._error(error, request_id)
@@ -71,7 +95,13 @@ class RuntimeAdapter:
             body = await read_body(scope, receive, self.max_body_bytes)
         except BodyTooLarge:
             body = None
-        status, headers, payload = await self.answer(endpoint_name, scope["headers"], body)
+        url = scope.get("raw_path") or scope["path"].encode("latin-1")
+        if scope.get("query_string"):
+            url += b"?" + scope["query_string"]
+        client = scope.get("client") or (None, 0)
+        status, headers, payload = await self.answer(
+            endpoint_name, scope["headers"], body, url=url, peer=client[0]
+        )
         await send_response(send, status, payload, headers)
         return status
 
