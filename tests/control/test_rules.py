@@ -157,6 +157,33 @@ MODEL_CASES: list[tuple[str, dict[str, Any], str | re.Pattern[str]]] = [
         ),
     ),
     (
+        "ModelDataUrl: no NUL",
+        {"PrimaryContainer": {"Image": E, "ModelDataUrl": "file:///srv/a\x00b.tar.gz"}},
+        one(
+            "Value 'file:///srv/a\x00b.tar.gz' at 'primaryContainer.modelDataUrl' failed to "
+            "satisfy constraint: Member must not contain NUL or other control characters (raw, "
+            "or percent-encoded in a file:// URL): it names a file or an object"
+        ),
+    ),
+    (
+        "ModelDataUrl: no percent-encoded NUL in a file:// URL",
+        {"Containers": [{"Image": E}, {"Image": E, "ModelDataUrl": "file:///srv/a%00b"}]},
+        one(
+            "Value 'file:///srv/a%00b' at 'containers.2.member.modelDataUrl' failed to satisfy "
+            "constraint: Member must not contain NUL or other control characters (raw, or "
+            "percent-encoded in a file:// URL): it names a file or an object"
+        ),
+    ),
+    (
+        "ModelDataUrl: no control character in an object key",
+        {"PrimaryContainer": {"Image": E, "ModelDataUrl": "s3://bucket/model\x1b.tar.gz"}},
+        one(
+            "Value 's3://bucket/model\x1b.tar.gz' at 'primaryContainer.modelDataUrl' failed to "
+            "satisfy constraint: Member must not contain NUL or other control characters (raw, "
+            "or percent-encoded in a file:// URL): it names a file or an object"
+        ),
+    ),
+    (
         "image must be known",
         {"Containers": [{"Image": E}, {"Image": "acme/unknown:2"}]},
         re.compile(
@@ -164,7 +191,9 @@ MODEL_CASES: list[tuple[str, dict[str, Any], str | re.Pattern[str]]] = [
                 "1 validation error detected: Value 'acme/unknown:2' at 'containers.2.member.image'"
                 " failed to satisfy constraint: Member must name an image this server knows: ["
             )
-            + ".*polyhost-test/echo:1, polyhost/pytorch, polyhost/sklearn, polyhost/tensorflow.*"
+            # the test images (echo and any other), then the built-in stacks
+            + ".*polyhost-test/echo:1, (polyhost-test/[^,]+, )*"
+            + "polyhost/pytorch, polyhost/sklearn, polyhost/tensorflow.*"
             + re.escape(
                 "]; register other images in the file given to `polyhost serve --image-config`"
             )
@@ -339,6 +368,7 @@ def test_endpoint_config_rule(
         {"PrimaryContainer": {"Image": E}, "Containers": []},
         {"PrimaryContainer": {"Image": "polyhost/sklearn:1.0"}},
         {"PrimaryContainer": {"Image": E, "ModelDataUrl": "file:///srv/models/m.tar.gz"}},
+        {"PrimaryContainer": {"Image": E, "ModelDataUrl": "file:///srv/my%20models/m.tar.gz"}},
         {"PrimaryContainer": {"Image": E, "Environment": env("K", 100, 300)}},
     ],
     ids=[
@@ -349,6 +379,7 @@ def test_endpoint_config_rule(
         "primary with empty containers",
         "built-in image with a tag",
         "local model data",
+        "local model data, percent-encoded space",
         "100 variables within 32 KB",
     ],
 )

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from polyhost.control.validation import show
 from tests.control.helpers import error_of, loose_client, make_model, raw_call, unique
 from tests.support.server import ECHO_IMAGE, PolyhostProcess
 
@@ -396,3 +397,19 @@ def test_a_flood_of_violations_is_counted_but_listed_only_in_part(server: Polyho
     assert message.startswith("1500 validation errors detected: Value '0bad' at ")
     assert message.endswith("; and 1400 more")
     assert message.count("Map keys must satisfy constraint") == 100
+
+
+def test_showing_a_value_in_a_message_is_bounded_in_depth_and_length() -> None:
+    """`show` puts a caller's value into a message: however deep or wide the value, it neither
+    recurses without bound (a 400-level array once overflowed the stack) nor builds more text
+    than the message keeps."""
+    deep: list[Any] = []
+    inner = deep
+    for _ in range(5000):
+        inner.append([])
+        inner = inner[0]
+    assert show(deep) == "[" * 16 + "[...]" + "]" * 16
+    wide = [[["x" * 1000] * 20] * 20] * 20
+    shown = show(wide)
+    assert len(shown) == 256 and shown.endswith("...")
+    assert show({"K": [None, True, 1.5]}) == "{K=[null, true, 1.5]}"

@@ -7,8 +7,10 @@ validator's to report, and a rule simply skips it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 from polyhost.control.catalog import ImageCatalog
 from polyhost.control.validation import element_path, violation
@@ -16,6 +18,11 @@ from polyhost.control.validation import element_path, violation
 MAX_ENVIRONMENT_BYTES = 32 * 1024
 PIPELINE_MIN, PIPELINE_MAX = 2, 15
 RESERVED_TAG_PREFIX = "aws:"
+
+
+# C0 controls and DEL: never part of a path or an object key anyone means, and NUL cuts a path
+# short in every system call (Python refuses it with "embedded null byte").
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def positional_hostname(index: int) -> str:
@@ -90,6 +97,7 @@ def model_rules(params: dict[str, Any], images: ImageCatalog) -> list[str]:
     entries = _containers(params)
     found += _image_rules(entries, images)
     found += _environment_rules(entries)
+    found += _model_data_rules(entries)
     if isinstance(containers, list) and primary is None:
         found += _pipeline_rules([e for e in entries if e[0] != "primaryContainer"], mode)
     return found
@@ -145,6 +153,27 @@ def _environment_rules(entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
             f"The Environment maps of a model may hold at most {MAX_ENVIRONMENT_BYTES} bytes of "
             f"keys and values together (all containers combined); these hold {total} bytes"
         )
+    return found
+
+
+def _model_data_rules(entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """ModelDataUrl becomes a file path (file://, percent-decoded) or an object key: no NUL or
+    other control character, raw or percent-encoded in a file:// URL."""
+    found: list[str] = []
+    for path, container in entries:
+        url = container.get("ModelDataUrl")
+        if not isinstance(url, str):
+            continue
+        as_path = unquote(url) if url.startswith("file://") else url
+        if _CONTROL.search(as_path) is not None:
+            found.append(
+                violation(
+                    url,
+                    f"{path}.modelDataUrl",
+                    "Member must not contain NUL or other control characters (raw, or "
+                    "percent-encoded in a file:// URL): it names a file or an object",
+                )
+            )
     return found
 
 

@@ -40,6 +40,7 @@ PATTERN_OVERRIDES = {
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
 _MAX_SHOWN = 256
+_MAX_SHOWN_DEPTH = 16
 
 _compiled: dict[str, re.Pattern[str] | None] = {}
 
@@ -68,25 +69,57 @@ def element_path(parent: str, index: int) -> str:
 
 
 def show(value: Any) -> str:
-    """A value as AWS prints it in a message (Java-like), cut short when long."""
-    text = _show(value)
+    """A value as AWS prints it in a message (Java-like), cut short when long.
+
+    Built with a budget: however large or deeply nested the value, only about `_MAX_SHOWN`
+    characters are ever produced, and nesting past `_MAX_SHOWN_DEPTH` levels prints as `...`
+    instead of recursing, so no request can make an error message costly or overflow the stack.
+    """
+    parts: list[str] = []
+    _show(value, parts, _MAX_SHOWN + 1, 0)
+    text = "".join(parts)
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, out: list[str], room: int, depth: int) -> int:
+    """Append `value`'s text to `out`, about `room` characters at most; returns the room left."""
+    if room <= 0:
+        return room
+    if isinstance(value, list | dict):
+        if depth >= _MAX_SHOWN_DEPTH:
+            out.append("[...]" if isinstance(value, list) else "{...}")
+            return room - 5
+        is_list = isinstance(value, list)
+        out.append("[" if is_list else "{")
+        room -= 1
+        items = value[:20] if isinstance(value, list) else list(value.items())[:20]
+        for index, item in enumerate(items):
+            if room <= 0:
+                return room
+            if index:
+                out.append(", ")
+                room -= 2
+            if is_list:
+                room = _show(item, out, room, depth + 1)
+            else:
+                key, inner = item
+                room = _show(key, out, room, depth + 1) - 1
+                out.append("=")
+                room = _show(inner, out, room, depth + 1)
+        more = len(value) > 20
+        tail = (", ...]" if more else "]") if is_list else (", ...}" if more else "}")
+        out.append(tail)
+        return room - len(tail)
     if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return (
-            "[" + ", ".join(_show(v) for v in value[:20]) + (", ...]" if len(value) > 20 else "]")
-        )
-    if isinstance(value, dict):
-        items = list(value.items())[:20]
-        inner = ", ".join(f"{k}={_show(v)}" for k, v in items)
-        return "{" + inner + (", ...}" if len(value) > 20 else "}")
-    return str(value)
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = value[:room]
+    else:
+        text = str(value)[:room]
+    out.append(text)
+    return room - len(text)
 
 
 def violation(value: Any, path: str, constraint: str) -> str:

@@ -2,6 +2,8 @@
 
 Only translation lives here: decode the JSON object, hand it to the control plane, encode the
 result or the `ServiceError` as `{"__type", "message"}`. Validation is the control plane's job.
+Decoding runs on the worker thread with the call, so a large body never stalls the event loop,
+and a body nesting deeper than any SageMaker request could is refused before it is decoded.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from polyhost.errors import (
     ServiceError,
     UnknownOperationException,
 )
+from polyhost.http.access import loggable
 from polyhost.http.errors import aws_json_error, internal_failure
 from polyhost.http.io import BodyTooLarge, header, read_body, send_response
+from polyhost.http.json_depth import MAX_DEPTH, nesting_exceeds
 from polyhost.http.request_ids import next_request_id
 from polyhost.http.types import Receive, Scope, Send
 
@@ -59,24 +63,32 @@ class AwsJsonAdapter:
                 raise SerializationException(
                     f"Request body exceeds {self._max_body} bytes."
                 ) from None
-            params = self._decode(raw)
-            result = await asyncio.to_thread(self._control, operation, params)
-            body = json.dumps(result, default=_json_default, separators=(",", ":")).encode()
+            body = await asyncio.to_thread(self._call, operation, raw)
             await send_response(send, 200, body, self._headers(request_id))
         except ServiceError as error:
             status = error.status
             await self._send_error(send, error, request_id)
         except Exception:  # never a traceback on the wire; the log keeps it
-            log.exception("internal error in %s", operation)
+            log.exception("internal error in %s", loggable(operation))
             failure = internal_failure()
             status = failure.status
             await self._send_error(send, failure, request_id)
         return operation, status
 
+    def _call(self, operation: str, raw: bytes) -> bytes:
+        """Decode, call the control plane, encode: all of it off the event loop."""
+        result = self._control(operation, self._decode(raw))
+        return json.dumps(result, default=_json_default, separators=(",", ":")).encode()
+
     @staticmethod
     def _decode(raw: bytes) -> dict[str, Any]:
         if not raw.strip():
             return {}
+        if nesting_exceeds(raw):
+            raise SerializationException(
+                f"Request body nests arrays and objects more than {MAX_DEPTH} levels deep; no "
+                "SageMaker request needs that many. Send the members the operation defines."
+            )
         try:
             params = json.loads(raw)
         # RecursionError: arrays/objects nested deeper than the decoder's stack allows.

@@ -11,6 +11,21 @@ What it implements of HTTP/1.1: keep-alive (and `Connection: close`, HTTP/1.0), 
 requests answered in order, chunked and Content-Length request bodies, `Expect: 100-continue`,
 a body cap per route that drops the excess instead of buffering it, an idle timeout, write
 back-pressure, and a 400 for anything the parser rejects.
+
+Every input a client controls is bounded, so one client can neither stall the others nor take
+the server's memory or descriptors:
+- bytes: the request line (414), each header, the header count and the whole head (431) are
+  capped as the bytes arrive, before the parser buffers past the cap; a body past its route's
+  cap is dropped, and one far past it is not even drained (the answer comes at once, then the
+  connection closes);
+- time: a request head must arrive within `--header-timeout` and a body within
+  `--body-timeout` (408, then close), an idle keep-alive connection lives `--keep-alive-timeout`
+  and a client that stops reading its answers is dropped after `--body-timeout`. All of it is
+  enforced by one periodic sweep (`sweep_idle_connections`), not a timer per request, which
+  measurably cost the hot path;
+- count: at most `--max-connections` connections, further bounded by the open-file limit less a
+  reserve for the rest of the server (`descriptors.py`); past it a new connection gets a 503 and
+  is closed, and the refusals are logged, at most one line per 10 s.
 """
 
 from __future__ import annotations
@@ -19,36 +34,97 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 import httptools
 
-from polyhost.http.access import log_request
-from polyhost.http.errors import internal_failure, rest_json_error
+from polyhost.errors import ServiceError
+from polyhost.http.access import log_request, loggable
+from polyhost.http.descriptors import listener_capacity
+from polyhost.http.errors import aws_json_error, internal_failure, rest_json_error
+from polyhost.http.listener_errors import (
+    HeadersTooLarge,
+    MalformedRequest,
+    RequestTimeout,
+    TooManyConnections,
+    UriTooLong,
+)
 from polyhost.http.types import ASGIApp, Message
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.http")
 
 Headers = list[tuple[bytes, bytes]]
-FastHandler = Callable[[str, Headers, bytes | None], Awaitable[tuple[int, Headers, bytes]]]
+
+
+class FastHandler(Protocol):
+    """The invocation handler: endpoint name, headers, body (None: over the cap), and for
+    access control the request target as received and the client's address."""
+
+    def __call__(
+        self,
+        endpoint_name: str,
+        headers: Headers,
+        body: bytes | None,
+        *,
+        url: bytes = b"",
+        peer: str | None = None,
+    ) -> Awaitable[tuple[int, Headers, bytes]]: ...
+
 
 _PREFIX = b"/endpoints/"
 _SUFFIX = b"/invocations"
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _OTHER_BODY_CAP = 1024 * 1024
 _HIGH_WATER = 1024 * 1024
+# A body past its cap is read and dropped so the connection stays usable, but only up to this
+# many times the cap: past that the answer goes out at once and the connection closes.
+_DRAIN_FACTOR = 4
+# At most one log line per this many seconds about refused connections.
+REFUSAL_LOG_EVERY_S = 10.0
+
+
+class _StopParsing(Exception):
+    """Raised from a parser callback to stop `feed_data` (the reason is kept on the protocol)."""
 
 
 @dataclass
 class ServerState:
-    """Shared by every connection of one server: its limits, and what shutdown needs to find."""
+    """Shared by every connection of one server: its limits, and what shutdown needs to find.
+
+    `max_connections` is the cap in force: the setting, lowered when the open-file limit (less
+    the reserve the rest of the server needs) cannot hold that many; 0 derives it at start.
+    """
 
     settings: Settings
     connections: set[HttpProtocol] = field(default_factory=set)
+    max_connections: int = 0
+    refused: int = 0  # refusals not yet logged
+    refusals_logged_at: float = float("-inf")
+
+    def __post_init__(self) -> None:
+        if self.max_connections <= 0:
+            self.max_connections = listener_capacity(self.settings.max_connections)
+
+    def refuse(self, now: float) -> None:
+        """Count one refused connection; log the count now unless a line went out lately."""
+        self.refused += 1
+        self.log_refusals(now)
+
+    def log_refusals(self, now: float) -> None:
+        """One line per REFUSAL_LOG_EVERY_S at most, so a flood cannot flood the log too."""
+        if self.refused and now - self.refusals_logged_at >= REFUSAL_LOG_EVERY_S:
+            log.warning(
+                "refused %d connection(s): %d open, the most this server holds "
+                "(--max-connections, bounded by the open-file limit)",
+                self.refused,
+                len(self.connections),
+            )
+            self.refused = 0
+            self.refusals_logged_at = now
 
 
 @dataclass(slots=True)
@@ -75,8 +151,13 @@ class HttpProtocol(asyncio.Protocol):
         self._invocations = invocations
         self._app = app
         self._state = state
-        self._invocation_cap = state.settings.max_body_bytes
-        self._control_cap = state.settings.max_control_body_bytes
+        settings = state.settings
+        self._invocation_cap = settings.max_body_bytes
+        self._control_cap = settings.max_control_body_bytes
+        self._line_cap = settings.max_request_line_bytes
+        self._header_cap = settings.max_header_bytes
+        self._head_cap = settings.max_headers_total_bytes
+        self._count_cap = settings.max_header_count
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
@@ -86,7 +167,19 @@ class HttpProtocol(asyncio.Protocol):
         self._worker: asyncio.Task[None] | None = None
         self.last_activity = self._loop.time()
         self._drained: asyncio.Future[None] | None = None
+        self._drain_since = 0.0
         self._closing = False
+        # Deadlines, enforced by the sweep: a head is owed from the connection's start and from
+        # a message's first byte (None once it is in), a body from the end of its head.
+        self._head_since: float | None = self.last_activity
+        self._body_since: float | None = None
+        # What the head being read may still take, and the messages read so far (to tell
+        # whether a head in progress began within the bytes just parsed).
+        self._reading_head = True
+        self._head_left = self._head_cap
+        self._completed = 0
+        self._refusal: ServiceError | None = None
+        self._parser_dead = False
         # the request being parsed
         self._url = b""
         self._headers: Headers = []
@@ -98,9 +191,19 @@ class HttpProtocol(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        state = self._state
+        if len(state.connections) >= state.max_connections:
+            state.refuse(self.last_activity)
+            self._reject(
+                TooManyConnections(
+                    f"The server holds as many connections as it may ({state.max_connections});"
+                    " retry shortly, or reuse a keep-alive connection."
+                )
+            )
+            return
         self._client = transport.get_extra_info("peername")
         self._server = transport.get_extra_info("sockname")
-        self._state.connections.add(self)
+        state.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -110,15 +213,63 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = self._loop.time()
+        if self._reading_head:
+            if len(data) > self._head_left:
+                self._feed_bounded(data)
+                return
+            self._head_left -= len(data)
+        self._feed(data)
+
+    def _feed(self, data: bytes | memoryview) -> None:
+        if self._parser_dead:
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._reject(400, b"Protocol upgrades are not supported.")
+            self._reject(MalformedRequest("Protocol upgrades are not supported."))
         except httptools.HttpParserError as error:
-            self._reject(400, f"Malformed HTTP request: {error}".encode())
+            if self._refusal is not None:
+                self._reject(self._refusal)
+            elif not self._parser_dead:
+                self._reject(MalformedRequest(f"Malformed HTTP request: {error}"))
+
+    def _feed_bounded(self, data: bytes) -> None:
+        """Parse `data`, which holds more bytes than the head in progress may still take.
+
+        Only what the head may take is parsed first: if the head is still incomplete at its cap,
+        the request is refused without the parser ever buffering the rest. A head that began
+        inside the parsed part is counted from the next part on (at most one cap uncounted).
+        """
+        view = memoryview(data)
+        while view:
+            if not self._reading_head or len(view) <= self._head_left:
+                if self._reading_head:
+                    self._head_left -= len(view)
+                self._feed(view)
+                return
+            room = max(self._head_left, 0)
+            completed = self._completed
+            self._feed(view[:room])
+            if self._parser_dead:
+                return
+            if self._reading_head and self._completed == completed:
+                self._reject(
+                    HeadersTooLarge(
+                        f"The request head is larger than {self._head_cap} bytes "
+                        "(--max-headers-total-bytes); send fewer or shorter headers."
+                    )
+                )
+                return
+            view = view[room:]
+
+    def _refuse(self, error: ServiceError) -> _StopParsing:
+        """Remember why parsing stops; the caller raises what this returns from its callback."""
+        self._refusal = error
+        return _StopParsing()
 
     def pause_writing(self) -> None:
         self._drained = self._loop.create_future()
+        self._drain_since = self._loop.time()
 
     def resume_writing(self) -> None:
         if self._drained is not None and not self._drained.done():
@@ -132,14 +283,40 @@ class HttpProtocol(asyncio.Protocol):
         self._chunks = []
         self._size = 0
         self._too_large = False
+        if self._head_since is None:  # a new connection's first head is timed from its start
+            self._head_since = self.last_activity
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > self._line_cap:
+            raise self._refuse(
+                UriTooLong(
+                    f"The request line is longer than {self._line_cap} bytes "
+                    "(--max-request-line-bytes); send a shorter URL."
+                )
+            )
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) + len(value) > self._header_cap or len(self._headers) >= self._count_cap:
+            raise self._refuse(self._header_refusal(name, value))
         self._headers.append((name.lower(), value))
 
+    def _header_refusal(self, name: bytes, value: bytes) -> HeadersTooLarge:
+        if len(self._headers) >= self._count_cap:
+            return HeadersTooLarge(
+                f"The request has more than {self._count_cap} headers (--max-header-count); "
+                "send fewer."
+            )
+        shown = loggable(name.decode("latin-1"), 64)
+        return HeadersTooLarge(
+            f"Header {shown} is {len(name) + len(value)} bytes, more than the "
+            f"{self._header_cap} one header may hold (--max-header-bytes); send a shorter value."
+        )
+
     def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._head_since = None
+        self._body_since = self.last_activity
         url = self._url
         if url.startswith(_PREFIX) and url.split(b"?", 1)[0].endswith(_SUFFIX):
             self._cap = self._invocation_cap
@@ -153,14 +330,26 @@ class HttpProtocol(asyncio.Protocol):
                 self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
-        if self._too_large:
-            return
         self._size += len(body)
+        if self._too_large:
+            if self._size > _DRAIN_FACTOR * self._cap:
+                self._abandon_body()
+            return
         if self._size > self._cap:
             self._too_large = True
             self._chunks = []  # keep reading to the end of the body, but store none of it
             return
         self._chunks.append(body)
+
+    def _abandon_body(self) -> None:
+        """A body far past its cap: answer it (as too large) now and close after the answer,
+        rather than drain an unbounded number of bytes to keep the connection usable."""
+        self._parser_dead = True
+        self._body_since = None
+        if self._transport is not None:
+            self._transport.pause_reading()
+        self._enqueue(None, keep_alive=False)
+        raise _StopParsing()
 
     def on_message_complete(self) -> None:
         if self._too_large:
@@ -170,13 +359,20 @@ class HttpProtocol(asyncio.Protocol):
         else:
             body = b"".join(self._chunks)
         self._chunks = []
+        self._reading_head = True
+        self._head_left = self._head_cap
+        self._body_since = None
+        self._completed += 1
+        self._enqueue(body, self._parser.should_keep_alive())
+
+    def _enqueue(self, body: bytes | None, keep_alive: bool) -> None:
         request = _Request(
             method=self._parser.get_method(),
             url=self._url,
             version=self._parser.get_http_version(),
             headers=self._headers,
             body=body,
-            keep_alive=self._parser.should_keep_alive(),
+            keep_alive=keep_alive,
         )
         self._queue.append(request)
         if len(self._queue) > 8 and self._transport is not None:
@@ -190,7 +386,7 @@ class HttpProtocol(asyncio.Protocol):
             while self._queue and not self._closing:
                 request = self._queue.popleft()
                 await self._serve(request)
-                if self._transport is not None and not self._closing:
+                if self._transport is not None and not self._closing and not self._parser_dead:
                     self._transport.resume_reading()
                 if self._drained is not None:
                     await self._drained
@@ -212,9 +408,15 @@ class HttpProtocol(asyncio.Protocol):
         ):
             name = path[len(_PREFIX) : -len(_SUFFIX)].decode("latin-1")
             try:
-                status, headers, body = await self._invocations(name, request.headers, request.body)
+                status, headers, body = await self._invocations(
+                    name,
+                    request.headers,
+                    request.body,
+                    url=request.url,
+                    peer=self._client[0] if self._client else None,
+                )
             except Exception:  # the adapter maps every error itself; this is a last resort
-                log.exception("internal error on %s", request.url)
+                log.exception("internal error on %s", loggable(request.url.decode("latin-1")))
                 status, headers, body = self._internal_error()
             self._write(status, headers, body, request.keep_alive)
         else:
@@ -278,7 +480,7 @@ class HttpProtocol(asyncio.Protocol):
         try:
             await self._app(scope, receive, send)
         except Exception:
-            log.exception("internal error on %s", request.url)
+            log.exception("internal error on %s", loggable(request.url.decode("latin-1")))
             status, out_headers, body = self._internal_error()
             self._write(status, out_headers, body, request.keep_alive)
             return status
@@ -310,10 +512,12 @@ class HttpProtocol(asyncio.Protocol):
         else:
             transport.writelines([head, body])
 
-    def _reject(self, status: int, message: bytes) -> None:
-        body = b'{"message": "' + message.replace(b'"', b"'") + b'"}'
+    def _reject(self, error: ServiceError) -> None:
+        """Answer `error` (AWS JSON shape) and close: nothing more is read on this connection."""
+        self._parser_dead = True
         self._queue.clear()
-        self._write(status, [(b"content-type", b"application/json")], body, keep_alive=False)
+        status, headers, body = aws_json_error(error)
+        self._write(status, headers, body, keep_alive=False)
         self._close()
 
     # -- lifetime ----------------------------------------------------------------------------
@@ -322,8 +526,35 @@ class HttpProtocol(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 
-    def close_if_idle_since(self, deadline: float) -> None:
-        if self._worker is None and self.last_activity < deadline:
+    def enforce_deadlines(self, now: float) -> None:
+        """Close this connection if it is past a deadline: 408 for a request head or body that
+        did not arrive in time, silently for an idle keep-alive connection, and at once for a
+        client that has not read its answer within the body timeout."""
+        settings = self._state.settings
+        if self._drained is not None:
+            if now - self._drain_since > settings.body_timeout_s and self._transport is not None:
+                self._closing = True
+                self._transport.abort()  # close() would wait for a reader that never comes
+            return
+        if self._worker is not None:
+            return  # answering; the router bounds that, and what follows is timed after it
+        if self._head_since is not None:
+            if now - self._head_since > settings.header_timeout_s:
+                self._reject(
+                    RequestTimeout(
+                        f"The request head did not arrive within {settings.header_timeout_s:g} s"
+                        " (--header-timeout); send the whole head at once."
+                    )
+                )
+        elif self._body_since is not None:
+            if now - self._body_since > settings.body_timeout_s:
+                self._reject(
+                    RequestTimeout(
+                        f"The request body did not arrive within {settings.body_timeout_s:g} s"
+                        " (--body-timeout)."
+                    )
+                )
+        elif now - self.last_activity > settings.keep_alive_timeout_s:
             self._close()
 
     def close_if_idle(self) -> None:
@@ -331,18 +562,30 @@ class HttpProtocol(asyncio.Protocol):
             self._close()
 
 
+def sweep_interval(settings: Settings, every_s: float) -> float:
+    """How often the sweep runs: often enough that no deadline is overrun by more than half."""
+    shortest = min(
+        settings.keep_alive_timeout_s, settings.header_timeout_s, settings.body_timeout_s
+    )
+    return max(0.05, min(every_s, shortest / 2))
+
+
 async def sweep_idle_connections(state: ServerState, every_s: float = 5.0) -> None:
-    """Close keep-alive connections idle longer than the timeout; runs for the server's life.
+    """Enforce every connection's deadlines (head, body, keep-alive, slow reader) and log
+    refused connections; runs for the server's life.
 
     One sweep every few seconds instead of a timer per connection re-armed on every request:
-    the timer churn showed up on the hot path's profile.
+    the timer churn showed up on the hot path's profile. A deadline is thus overrun by at most
+    one interval, which `sweep_interval` keeps to half the shortest timeout.
     """
     loop = asyncio.get_running_loop()
+    interval = sweep_interval(state.settings, every_s)
     while True:
-        await asyncio.sleep(every_s)
-        deadline = loop.time() - state.settings.keep_alive_timeout_s
+        await asyncio.sleep(interval)
+        now = loop.time()
         for connection in list(state.connections):
-            connection.close_if_idle_since(deadline)
+            connection.enforce_deadlines(now)
+        state.log_refusals(now)
 
 
 async def shutdown_connections(state: ServerState, timeout_s: float) -> None:

@@ -1,0 +1,44 @@
+"""A polyhost server with short listener deadlines, so attacks end within a test's time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.hostile_client import open_descriptors, ping
+from tests.support.server import PolyhostProcess
+
+HEADER_TIMEOUT_S = 2.0
+BODY_TIMEOUT_S = 2.0
+MAX_CONNECTIONS = 64
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolyhostProcess]:
+    base: Path = tmp_path_factory.mktemp("hostile")
+    proc = PolyhostProcess(
+        state_dir=base / "state",
+        extra_args=[
+            *("--header-timeout", str(HEADER_TIMEOUT_S)),
+            *("--body-timeout", str(BODY_TIMEOUT_S)),
+            *("--keep-alive-timeout", "2"),
+            *("--max-connections", str(MAX_CONNECTIONS)),
+        ],
+    ).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def server_pid(hostile_server: PolyhostProcess) -> int:
+    assert hostile_server.process is not None
+    return hostile_server.process.pid
+
+
+@pytest.fixture
+def baseline(hostile_server: PolyhostProcess, server_pid: int) -> int:
+    """The server's descriptor count at rest, taken once a request has warmed it up."""
+    assert ping(hostile_server.port) == 200
+    return open_descriptors(server_pid)
