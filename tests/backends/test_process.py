@@ -17,12 +17,14 @@ import pytest
 
 from polyhost.backends.base import (
     ContainerStartError,
+    ContainerStats,
     ImageNotFound,
     LaunchSpec,
     ResourceLimits,
 )
 from polyhost.backends.images import ImageRegistry
-from polyhost.backends.process import ProcessBackend, ProcessContainer
+from polyhost.backends.process import ProcessBackend
+from polyhost.backends.process_container import ProcessContainer
 from polyhost.settings import Settings
 from tests.support.server import CONTAINERS, free_port
 
@@ -48,11 +50,13 @@ time.sleep(600)
 BUSY = "while True: pass"
 
 # The main process dies at once; the worker it started lives on in the container's group.
+# worker.pid appears whole (renamed into place), so a test that sees it can read it.
 ORPHANER = """
-import subprocess, sys
+import os, subprocess, sys
 worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-with open("worker.pid", "w") as out:
+with open("worker.pid.tmp", "w") as out:
     out.write(str(worker.pid))
+os.replace("worker.pid.tmp", "worker.pid")
 sys.exit(1)
 """
 
@@ -118,11 +122,11 @@ def spec_for(
     )
 
 
-async def wait_for(predicate: Any, timeout: float = 15.0) -> None:
+async def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.02) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(interval)
 
 
 def ping(port: int) -> bool:
@@ -159,10 +163,8 @@ def test_serves_the_contract_and_stops_on_sigterm(backend: ProcessBackend, tmp_p
         assert await asyncio.to_thread(invoke, spec.port, b"hello") == b"alpha:hello"
         assert handle.exit_code() is None
         assert handle.limits_applied == "no limits requested"
-        started = time.monotonic()
-        await handle.stop(5.0)
-        assert time.monotonic() - started < 2.0  # it obeyed SIGTERM, no waiting for the grace
-        assert handle.exit_code() == -15
+        await handle.stop(30.0)
+        assert handle.exit_code() == -15  # it obeyed SIGTERM: no SIGKILL after the grace
         assert not ping(spec.port)
         assert spec.log_path.is_file()
         await handle.stop(5.0)  # idempotent
@@ -245,8 +247,8 @@ def test_sigkill_after_grace_reaches_the_whole_process_group(
         assert os.getpgid(grandchild) == leader
         started = time.monotonic()
         await asyncio.gather(handle.stop(0.5), handle.stop(0.5))  # concurrent stops are fine
-        elapsed = time.monotonic() - started
-        assert 0.5 <= elapsed < 5.0
+        # The grace was given before the SIGKILL (a lower bound: a slow machine only adds).
+        assert time.monotonic() - started >= 0.5
         assert handle.exit_code() == -9
         # stop() returned, so nothing of the group runs any more (an unreaped zombie may linger
         # until init collects it; it holds no resources).
@@ -259,10 +261,18 @@ def test_stats_cover_cpu_and_memory(backend: ProcessBackend, tmp_path: Path) -> 
     async def scenario() -> None:
         handle = await backend.start(spec_for(tmp_path, "test/busy"))
         try:
-            await asyncio.sleep(0.5)
-            stats = handle.stats()
-            assert stats is not None
-            assert stats.cpu_percent > 20.0  # a busy loop, on a shared machine
+            # CPU is counted since the previous call: sample until a window shows the busy loop
+            # running (on a loaded machine some windows give it little of a core).
+            samples: list[ContainerStats] = []
+
+            def busy_window() -> bool:
+                stats = handle.stats()
+                assert stats is not None, "the busy container stopped"
+                samples.append(stats)
+                return stats.cpu_percent > 20.0
+
+            await wait_for(busy_window, timeout=60, interval=0.25)
+            stats = samples[-1]
             assert stats.rss_bytes > 1_000_000
             assert 0.0 < stats.memory_percent < 100.0
         finally:
@@ -366,7 +376,7 @@ def test_orphans_of_a_killed_server_are_reaped(backend: ProcessBackend, tmp_path
         # A new server (new backend object, same state folder) finds what the old one left.
         again = ProcessBackend(backend._settings, ImageRegistry.load(None))
         assert await again.reap_orphans(0.2) == [spec.container_id]
-        await wait_for(lambda: handle.exit_code() is not None and gone(grandchild), timeout=5)
+        await wait_for(lambda: handle.exit_code() is not None and gone(grandchild))
         assert gone(leader)
         assert await again.reap_orphans(0.2) == []  # the record is gone too
 

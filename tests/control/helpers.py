@@ -10,9 +10,7 @@ from typing import Any
 
 import boto3
 import botocore.session
-import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
 from botocore.model import Shape, StructureShape
 
 from tests.support.server import ECHO_IMAGE, REGION, PolyhostProcess
@@ -64,16 +62,6 @@ def make_endpoint(sagemaker: Any, name: str | None = None) -> tuple[str, str, st
     name = name or unique("ep")
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config)
     return name, config, model
-
-
-def error_of(excinfo: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:
-    """(code, message, HTTP status) of a botocore ClientError."""
-    response = excinfo.value.response
-    return (
-        response["Error"]["Code"],
-        response["Error"]["Message"],
-        response["ResponseMetadata"]["HTTPStatusCode"],
-    )
 
 
 def raw_call(

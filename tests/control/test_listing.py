@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.control.helpers import error_of, make_config, make_endpoint, make_model, raw_call, unique
+from tests.control.helpers import make_config, make_endpoint, make_model, raw_call, unique
+from tests.support.errors import client_error
 from tests.support.server import PolyhostProcess
 
 
@@ -192,7 +193,7 @@ def test_a_token_is_bound_to_its_sort_order(
     token = sagemaker.list_models(NameContains=marker, MaxResults=2)["NextToken"]
     with pytest.raises(ClientError) as excinfo:
         sagemaker.list_models(NameContains=marker, MaxResults=2, NextToken=token, SortBy="Name")
-    assert error_of(excinfo)[1].startswith("Invalid NextToken")
+    assert client_error(excinfo).message.startswith("Invalid NextToken")
 
 
 def test_list_endpoint_configs_pages_and_sorts(server: PolyhostProcess, sagemaker: Any) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.control.helpers import error_of, make_config, make_model, raw_call, unique
+from tests.control.helpers import make_config, make_model, raw_call, unique
+from tests.support.errors import client_error
 from tests.support.server import ACCOUNT, ECHO_IMAGE, REGION, PolyhostProcess
 
 E = ECHO_IMAGE
@@ -401,14 +402,14 @@ def test_references_must_exist(sagemaker: Any) -> None:
                 variant(VariantName="w", ModelName=ghost),
             ],
         )
-    assert error_of(excinfo) == (
+    assert client_error(excinfo) == (
         "ValidationException",
-        f'Could not find model "{arn}:model/{ghost.lower()}".',
         400,
+        f'Could not find model "{arn}:model/{ghost.lower()}".',
     )
     config = make_config(sagemaker, model)
     with pytest.raises(ClientError) as excinfo:
         sagemaker.create_endpoint(EndpointName=unique("e"), EndpointConfigName=config + "x")
-    assert error_of(excinfo)[1] == (
+    assert client_error(excinfo).message == (
         f'Could not find endpoint configuration "{arn}:endpoint-config/{config}x".'
     )

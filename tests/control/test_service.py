@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,13 +12,13 @@ from botocore.exceptions import ClientError
 
 from tests.control.helpers import (
     assert_output_shape,
-    error_of,
     make_config,
     make_endpoint,
     make_model,
     raw_call,
     unique,
 )
+from tests.support.errors import client_error
 from tests.support.server import ACCOUNT, ECHO_IMAGE, REGION, PolyhostProcess
 
 ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
@@ -25,6 +26,24 @@ ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
 
 def _not_found(kind: str, label: str, name: str) -> str:
     return f'Could not find {label} "{ARN}:{kind}/{name.lower()}".'
+
+
+def _held_config(sagemaker: Any, ready: Path, **variant: Any) -> str:
+    """A config whose container passes /ping only once `ready` exists: an endpoint deploying it
+    stays Creating (or Updating) until the test creates that file, however fast the machine."""
+    model = make_model(
+        sagemaker,
+        PrimaryContainer={"Image": ECHO_IMAGE, "Environment": {"ECHO_READY_FILE": str(ready)}},
+    )
+    return make_config(sagemaker, model, ContainerStartupHealthCheckTimeoutInSeconds=600, **variant)
+
+
+def _held_endpoint(sagemaker: Any, ready: Path, name: str | None = None) -> tuple[str, str]:
+    """(endpoint, config): a new endpoint that is Creating until `ready` exists."""
+    config = _held_config(sagemaker, ready)
+    name = name or unique("ep")
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config)
+    return name, config
 
 
 # -- models ---------------------------------------------------------------------------------------
@@ -76,10 +95,10 @@ def test_model_names_are_unique_ignoring_case(sagemaker: Any) -> None:
     name = make_model(sagemaker, unique("dup"))
     with pytest.raises(ClientError) as excinfo:
         make_model(sagemaker, name.upper())
-    assert error_of(excinfo) == (
+    assert client_error(excinfo) == (
         "ValidationException",
-        f'Cannot create already existing model "{ARN}:model/{name}".',
         400,
+        f'Cannot create already existing model "{ARN}:model/{name}".',
     )
     # Lookups ignore case too, and answer with the name as created.
     assert sagemaker.describe_model(ModelName=name.upper())["ModelName"] == name
@@ -90,10 +109,10 @@ def test_describe_and_delete_of_a_missing_model(sagemaker: Any) -> None:
     for call in (sagemaker.describe_model, sagemaker.delete_model):
         with pytest.raises(ClientError) as excinfo:
             call(ModelName=name)
-        assert error_of(excinfo) == (
+        assert client_error(excinfo) == (
             "ValidationException",
-            _not_found("model", "model", name),
             400,
+            _not_found("model", "model", name),
         )
 
 
@@ -150,7 +169,7 @@ def test_endpoint_config_lifecycle(server: PolyhostProcess, sagemaker: Any) -> N
 
     with pytest.raises(ClientError) as excinfo:
         make_config(sagemaker, model, name)
-    assert error_of(excinfo)[1] == (
+    assert client_error(excinfo).message == (
         f'Cannot create already existing endpoint configuration "{ARN}:endpoint-config/'
         f'{name.lower()}".'
     )
@@ -159,10 +178,10 @@ def test_endpoint_config_lifecycle(server: PolyhostProcess, sagemaker: Any) -> N
     for call in (sagemaker.describe_endpoint_config, sagemaker.delete_endpoint_config):
         with pytest.raises(ClientError) as excinfo:
             call(EndpointConfigName=name)
-        assert error_of(excinfo) == (
+        assert client_error(excinfo) == (
             "ValidationException",
-            _not_found("endpoint-config", "endpoint configuration", name),
             400,
+            _not_found("endpoint-config", "endpoint configuration", name),
         )
 
 
@@ -170,20 +189,23 @@ def test_endpoint_config_needs_existing_models(sagemaker: Any) -> None:
     missing = unique("nomodel")
     with pytest.raises(ClientError) as excinfo:
         make_config(sagemaker, missing)
-    assert error_of(excinfo) == ("ValidationException", _not_found("model", "model", missing), 400)
+    assert client_error(excinfo) == (
+        "ValidationException",
+        400,
+        _not_found("model", "model", missing),
+    )
 
 
 # -- endpoints ------------------------------------------------------------------------------------
 
 
-def test_endpoint_lifecycle(server: PolyhostProcess, sagemaker: Any) -> None:
-    name, config, _model = make_endpoint(sagemaker, unique("Endpoint"))
+def test_endpoint_lifecycle(server: PolyhostProcess, sagemaker: Any, tmp_path: Path) -> None:
+    name, config = _held_endpoint(sagemaker, tmp_path / "ready", unique("Endpoint"))
     described = sagemaker.describe_endpoint(EndpointName=name)
     assert described["EndpointName"] == name
     assert described["EndpointArn"] == f"{ARN}:endpoint/{name.lower()}"
     assert described["EndpointConfigName"] == config
-    # A deployer moves it on; right after the create it has not finished.
-    assert described["EndpointStatus"] in ("Creating", "InService")
+    assert described["EndpointStatus"] == "Creating"  # its container is not ready yet
     variants = described["ProductionVariants"]
     assert [v["VariantName"] for v in variants] == ["AllTraffic"]
     assert variants[0]["DesiredInstanceCount"] == 1
@@ -201,7 +223,7 @@ def test_endpoint_lifecycle(server: PolyhostProcess, sagemaker: Any) -> None:
 
     with pytest.raises(ClientError) as excinfo:
         sagemaker.create_endpoint(EndpointName=name.lower(), EndpointConfigName=config)
-    assert error_of(excinfo)[1] == (
+    assert client_error(excinfo).message == (
         f'Cannot create already existing endpoint "{ARN}:endpoint/{name.lower()}".'
     )
 
@@ -209,10 +231,10 @@ def test_endpoint_lifecycle(server: PolyhostProcess, sagemaker: Any) -> None:
     for call in (sagemaker.describe_endpoint, sagemaker.delete_endpoint):
         with pytest.raises(ClientError) as excinfo:
             call(EndpointName=name)
-        assert error_of(excinfo) == (
+        assert client_error(excinfo) == (
             "ValidationException",
-            _not_found("endpoint", "endpoint", name),
             400,
+            _not_found("endpoint", "endpoint", name),
         )
 
 
@@ -220,13 +242,15 @@ def test_create_endpoint_needs_an_existing_config_and_its_models(sagemaker: Any)
     missing = unique("noconfig")
     with pytest.raises(ClientError) as excinfo:
         sagemaker.create_endpoint(EndpointName=unique("ep"), EndpointConfigName=missing)
-    assert error_of(excinfo)[1] == _not_found("endpoint-config", "endpoint configuration", missing)
+    assert client_error(excinfo).message == _not_found(
+        "endpoint-config", "endpoint configuration", missing
+    )
     model = make_model(sagemaker)
     config = make_config(sagemaker, model)
     sagemaker.delete_model(ModelName=model)
     with pytest.raises(ClientError) as excinfo:
         sagemaker.create_endpoint(EndpointName=unique("ep"), EndpointConfigName=config)
-    assert error_of(excinfo)[1] == _not_found("model", "model", model)
+    assert client_error(excinfo).message == _not_found("model", "model", model)
 
 
 def test_model_and_config_of_a_live_endpoint_can_be_deleted(sagemaker: Any) -> None:
@@ -239,36 +263,40 @@ def test_model_and_config_of_a_live_endpoint_can_be_deleted(sagemaker: Any) -> N
     sagemaker.delete_endpoint(EndpointName=name)
 
 
-def test_update_endpoint(sagemaker: Any) -> None:
-    name, _, model = make_endpoint(sagemaker)
-    other = make_config(sagemaker, model)
+def test_update_endpoint(sagemaker: Any, tmp_path: Path) -> None:
+    name, config, _ = make_endpoint(sagemaker)
+    other = _held_config(sagemaker, tmp_path / "ready")
     with pytest.raises(ClientError) as excinfo:
         sagemaker.update_endpoint(EndpointName=unique("ep"), EndpointConfigName=other)
-    assert error_of(excinfo)[1].startswith('Could not find endpoint "')
-    try:
-        answer = sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=other)
-    except ClientError as error:  # still Creating: SageMaker refuses the same way
-        assert error.response["Error"]["Message"] == (
-            f'Cannot update in-progress endpoint "{ARN}:endpoint/{name}".'
-        )
-    else:
-        assert answer["EndpointArn"] == f"{ARN}:endpoint/{name}"
-        described = sagemaker.describe_endpoint(EndpointName=name)
-        assert described["EndpointStatus"] in ("Updating", "InService")
+    assert client_error(excinfo).message.startswith('Could not find endpoint "')
+    sagemaker.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 90}
+    )
+    answer = sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=other)
+    assert answer["EndpointArn"] == f"{ARN}:endpoint/{name}"
+    described = sagemaker.describe_endpoint(EndpointName=name)
+    assert described["EndpointStatus"] == "Updating"  # the new container is not ready yet
+    assert described["EndpointConfigName"] == config  # the old one serves meanwhile
     sagemaker.delete_endpoint(EndpointName=name)
 
 
-def test_update_of_an_endpoint_in_progress_is_refused(sagemaker: Any) -> None:
-    name, config, _ = make_endpoint(sagemaker)
-    status = sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"]
-    if status != "Creating":
-        pytest.skip("the deployer was faster than this test")
+def test_update_of_an_endpoint_in_progress_is_refused(sagemaker: Any, tmp_path: Path) -> None:
+    """Refused while Creating and while Updating; the endpoints are held in those states."""
+    name, config = _held_endpoint(sagemaker, tmp_path / "created")
+    in_progress = f'Cannot update in-progress endpoint "{ARN}:endpoint/{name}".'
+    assert sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Creating"
     with pytest.raises(ClientError) as excinfo:
         sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=config)
-    message = error_of(excinfo)[1]
-    if "in-progress" not in message:  # it became InService in between
-        pytest.skip("the deployer was faster than this test")
-    assert message == f'Cannot update in-progress endpoint "{ARN}:endpoint/{name}".'
+    assert client_error(excinfo) == ("ValidationException", 400, in_progress)
+
+    (tmp_path / "created").touch()
+    assert _wait_for(sagemaker, name, "InService")["EndpointStatus"] == "InService"
+    other = _held_config(sagemaker, tmp_path / "updated")
+    sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=other)
+    assert sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Updating"
+    with pytest.raises(ClientError) as excinfo:
+        sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=config)
+    assert client_error(excinfo) == ("ValidationException", 400, in_progress)
     sagemaker.delete_endpoint(EndpointName=name)
 
 
@@ -300,9 +328,12 @@ def _wait_for(sagemaker: Any, name: str, status: str, timeout: float = 90.0) -> 
         time.sleep(0.1)
 
 
-def test_the_deployer_moves_the_endpoint_through_create_and_update(sagemaker: Any) -> None:
-    """With the server's real deployer: Creating -> InService, then a blue/green update."""
-    name, first, model = make_endpoint(sagemaker)
+def test_the_deployer_moves_the_endpoint_through_create_and_update(
+    sagemaker: Any, tmp_path: Path
+) -> None:
+    """With the server's real deployer: Creating -> InService, then a blue/green update whose
+    new container is ready only when the test says so."""
+    name, first, _ = make_endpoint(sagemaker)
     sagemaker.get_waiter("endpoint_in_service").wait(
         EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 90}
     )
@@ -312,12 +343,13 @@ def test_the_deployer_moves_the_endpoint_through_create_and_update(sagemaker: An
     assert [i["SpecifiedImage"] for i in variant["DeployedImages"]] == [ECHO_IMAGE]
     assert "FailureReason" not in described
 
-    second = make_config(sagemaker, model, InitialVariantWeight=2.0)
+    second = _held_config(sagemaker, tmp_path / "ready", InitialVariantWeight=2.0)
     sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=second)
     updating = sagemaker.describe_endpoint(EndpointName=name)
-    if updating["EndpointStatus"] == "Updating":
-        assert updating["EndpointConfigName"] == first
-        assert updating["PendingDeploymentSummary"]["EndpointConfigName"] == second
+    assert updating["EndpointStatus"] == "Updating"
+    assert updating["EndpointConfigName"] == first
+    assert updating["PendingDeploymentSummary"]["EndpointConfigName"] == second
+    (tmp_path / "ready").touch()
     done = _wait_for(sagemaker, name, "InService")
     assert (done["EndpointStatus"], done["EndpointConfigName"]) == ("InService", second)
     assert done["ProductionVariants"][0]["CurrentWeight"] == 2.0
@@ -378,10 +410,10 @@ def test_tag_limit(sagemaker: Any) -> None:
         sagemaker.add_tags(
             ResourceArn=arn, Tags=[{"Key": "x", "Value": ""}, {"Key": "y", "Value": ""}]
         )
-    assert error_of(excinfo) == (
+    assert client_error(excinfo) == (
         "ValidationException",
-        f"A resource can have at most 50 tags; {arn} would have 51.",
         400,
+        f"A resource can have at most 50 tags; {arn} would have 51.",
     )
     assert len(sagemaker.list_tags(ResourceArn=arn)["Tags"]) == 49  # nothing written
 
@@ -410,7 +442,7 @@ def test_tags_of_unknown_resources(sagemaker: Any, arn: str, message: str) -> No
     ):
         with pytest.raises(ClientError) as excinfo:
             call()
-        assert error_of(excinfo) == ("ValidationException", message, 400)
+        assert client_error(excinfo) == ("ValidationException", 400, message)
 
 
 def test_tags_of_another_account_are_not_found(sagemaker: Any) -> None:
@@ -418,7 +450,7 @@ def test_tags_of_another_account_are_not_found(sagemaker: Any) -> None:
     arn = f"arn:aws:sagemaker:{REGION}:999999999999:model/{name}"
     with pytest.raises(ClientError) as excinfo:
         sagemaker.list_tags(ResourceArn=arn)
-    assert error_of(excinfo)[1] == f'Could not find model "{arn}".'
+    assert client_error(excinfo).message == f'Could not find model "{arn}".'
 
 
 # -- the operation itself -------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from polyhost.control.validation import show
-from tests.control.helpers import error_of, loose_client, make_model, raw_call, unique
+from tests.control.helpers import loose_client, make_model, raw_call, unique
+from tests.support.errors import client_error
 from tests.support.server import ECHO_IMAGE, PolyhostProcess
 
 MODEL_PATTERN = "[a-zA-Z0-9]([\\-a-zA-Z0-9]*[a-zA-Z0-9])?"
@@ -342,7 +343,7 @@ def test_errors_reach_boto3_as_client_errors(server: PolyhostProcess) -> None:
     client = loose_client(server)
     with pytest.raises(ClientError) as excinfo:
         client.list_endpoints(MaxResults=500, SortBy="Size")
-    code, message, status = error_of(excinfo)
+    code, status, message = client_error(excinfo)
     assert (code, status) == ("ValidationException", 400)
     assert message.startswith("2 validation errors detected: Value 'Size' at 'sortBy'")
 

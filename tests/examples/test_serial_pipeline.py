@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.examples.loader import example_module
+from tests.support.errors import client_error
 from tests.support.server import PolyhostProcess, free_port
 
 EXAMPLE = "serial-pipeline"
@@ -95,7 +96,7 @@ def test_a_bad_row_names_the_failing_container(deployed: Deployed, runtime: Any)
         runtime.invoke_endpoint(
             EndpointName=pipeline.PIPELINE_NAME, ContentType="text/csv", Body="1,2,3\n"
         )
-    message = raised.value.response["Error"]["Message"]
+    message = client_error(raised).message
     assert "each row needs 64 values, not 3" in message
     assert raised.value.response["OriginalStatusCode"] == 400
 

@@ -17,15 +17,7 @@ from tests.support.endpoints import (
     invoke,
     wait_status,
 )
-
-
-def error_of(excinfo: pytest.ExceptionInfo[ClientError]) -> tuple[str, int, str]:
-    response = excinfo.value.response
-    return (
-        response["Error"]["Code"],
-        response["ResponseMetadata"]["HTTPStatusCode"],
-        response["Error"]["Message"],
-    )
+from tests.support.errors import client_error
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +50,7 @@ def test_direct_mode_reaches_each_of_15_containers(runtime: Any, direct15: str) 
 def test_direct_mode_needs_a_hostname(runtime: Any, direct15: str) -> None:
     with pytest.raises(ClientError) as excinfo:
         invoke(runtime, direct15, b"x")
-    code, status, message = error_of(excinfo)
+    code, status, message = client_error(excinfo)
     assert (code, status) == ("ValidationError", 400)
     assert "TargetContainerHostname" in message and "c00" in message
 
@@ -66,7 +58,7 @@ def test_direct_mode_needs_a_hostname(runtime: Any, direct15: str) -> None:
 def test_direct_mode_unknown_hostname(runtime: Any, direct15: str) -> None:
     with pytest.raises(ClientError) as excinfo:
         invoke(runtime, direct15, b"x", TargetContainerHostname="nope")
-    code, status, message = error_of(excinfo)
+    code, status, message = client_error(excinfo)
     assert (code, status) == ("ValidationError", 400)
     assert "nope" in message and "c14" in message
 
@@ -74,7 +66,7 @@ def test_direct_mode_unknown_hostname(runtime: Any, direct15: str) -> None:
 def test_hostname_given_to_serial_endpoint(runtime: Any, serial3: str) -> None:
     with pytest.raises(ClientError) as excinfo:
         invoke(runtime, serial3, b"x", TargetContainerHostname="pre")
-    code, status, message = error_of(excinfo)
+    code, status, message = client_error(excinfo)
     assert (code, status) == ("ValidationError", 400)
     assert "Direct" in message
 
@@ -82,7 +74,7 @@ def test_hostname_given_to_serial_endpoint(runtime: Any, serial3: str) -> None:
 def test_missing_endpoint(runtime: Any) -> None:
     with pytest.raises(ClientError) as excinfo:
         invoke(runtime, "does-not-exist", b"x")
-    assert error_of(excinfo) == (
+    assert client_error(excinfo) == (
         "ValidationError",
         400,
         "Endpoint does-not-exist of account 123456789012 not found.",
@@ -92,7 +84,7 @@ def test_missing_endpoint(runtime: Any) -> None:
 def test_endpoint_name_case_must_match(runtime: Any, serial3: str) -> None:
     with pytest.raises(ClientError) as excinfo:
         invoke(runtime, "SERIAL3", b"x")
-    assert error_of(excinfo)[0] == "ValidationError"
+    assert client_error(excinfo).code == "ValidationError"
 
 
 def test_serial_pipeline_runs_containers_in_order(runtime: Any, serial3: str) -> None:
@@ -111,7 +103,7 @@ def test_custom_attributes_pass_both_ways(runtime: Any, direct15: str) -> None:
 def test_custom_attributes_too_long(runtime: Any, direct15: str) -> None:
     with pytest.raises(ClientError) as excinfo:
         invoke(runtime, direct15, b"x", TargetContainerHostname="c03", CustomAttributes="a" * 1025)
-    code, status, message = error_of(excinfo)
+    code, status, message = client_error(excinfo)
     assert (code, status) == ("ValidationError", 400)
     assert "1024" in message
 
@@ -122,7 +114,7 @@ def test_container_errors_become_model_errors(runtime: Any, direct15: str) -> No
             runtime, direct15, b"bad input", TargetContainerHostname="c01",
             CustomAttributes="status=400",
         )  # fmt: skip
-    code, status, message = error_of(excinfo)
+    code, status, message = client_error(excinfo)
     assert (code, status) == ("ModelError", 424)
     assert message.startswith('Received client error (400) from c01 with message "bad input".')
     error = excinfo.value.response
@@ -133,7 +125,7 @@ def test_container_errors_become_model_errors(runtime: Any, direct15: str) -> No
         invoke(
             runtime, direct15, b"boom", TargetContainerHostname="c02", CustomAttributes="status=500"
         )
-    code, status, message = error_of(excinfo)
+    code, status, message = client_error(excinfo)
     assert (code, status) == ("ModelError", 424)
     assert message.startswith("Received server error (500) from c02")
 
@@ -146,7 +138,7 @@ def test_failing_middle_of_pipeline_names_container(runtime: Any, sagemaker: Any
     # every container sees the attributes; the first to fail is the first container
     with pytest.raises(ClientError) as excinfo:
         invoke(runtime, "serialfail", b"x", CustomAttributes="status=503")
-    assert "from a with message" in error_of(excinfo)[2]
+    assert "from a with message" in client_error(excinfo).message
 
 
 def test_body_limit_is_6_mib(server: Any, direct15: str) -> None:
@@ -187,7 +179,7 @@ def test_weights_and_target_variant(sagemaker: Any, runtime: Any) -> None:
         assert answer["InvokedProductionVariant"] == "Light" and body == b"b:x"
     with pytest.raises(ClientError) as excinfo:
         invoke(runtime, "weights", b"x", TargetVariant="Nope")
-    code, status, message = error_of(excinfo)
+    code, status, message = client_error(excinfo)
     assert (code, status) == ("ValidationError", 400)
     assert "Heavy" in message and "Light" in message
 

@@ -20,6 +20,7 @@ import pytest
 
 from tests.stacks.conftest import StackProcess, start_all, stop_all
 from tests.support.server import free_port
+from tests.support.waiting import eventually
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 tf = pytest.importorskip("tensorflow")
@@ -479,14 +480,38 @@ def test_input_and_output_handlers_around_the_rest_api(stacks: dict[str, StackPr
 # --- start-up -------------------------------------------------------------------------------------
 
 
-def test_start_up_time_and_memory_are_recorded(stacks: dict[str, StackProcess]) -> None:
-    for name, stack in stacks.items():
-        assert stack.healthy_after is not None
-        print(
-            f"polyhost/tensorflow [{name}]: healthy after {stack.healthy_after:.2f}s, "
-            f"RSS {stack.rss_bytes() / 2**20:.0f} MiB"
-        )
-        assert stack.healthy_after < 120
+def test_the_first_healthy_ping_finds_every_model_loaded(stacks: dict[str, StackProcess]) -> None:
+    """/ping answers 200 only once loading is over: a second stack over the named models, watched
+    from its launch, serves each model and version from its very first healthy /ping on."""
+    named = stacks["named"]
+    stack = StackProcess(MODULE, named.model_dir, named.env).launch()
+    try:
+        assert stack.process is not None
+        process = stack.process
+        before: list[int | None] = []
+
+        def healthy() -> bool:
+            assert process.poll() is None, stack.output()
+            status = stack.ping()
+            before.append(status)
+            return status == 200
+
+        eventually(healthy, "the second stack to pass /ping", timeout=180)
+        # At once, nothing in between: every servable is there.
+        assert post(stack, {"instances": [1.0]}, model_name="half") == {"predictions": [3.5]}
+        assert post(stack, {"instances": [1.0]}, model_name="half", model_version="1") == {
+            "predictions": [2.5]
+        }
+        assert post(stack, {"instances": [[1, 2, 3]]}, model_name="keras") == {
+            "predictions": [[6.0, 6.0]]
+        }
+        assert post(stack, {"instances": [{"a": [1, 2], "b": 3}]}) == {  # the default: multi
+            "predictions": [{"scaled": [2.0, 4.0], "sum": 6.0}]
+        }
+        # Before that, /ping either found nothing listening yet or said "loading".
+        assert set(before[:-1]) <= {None, 503}, before
+    finally:
+        stack.stop()
 
 
 def test_bad_layouts_and_scripts_fail_the_start_with_a_reason(tmp_path: Path) -> None:

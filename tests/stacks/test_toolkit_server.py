@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.stacks.conftest import Answer, StackProcess
+from tests.support.waiting import eventually
 
 SERVICE = """
 import os, sys, time
@@ -37,8 +38,12 @@ class Service:
             raise ValueError("the handler broke")
         if attrs == "exit":
             sys.exit(3)
-        if attrs.startswith("sleep="):
-            time.sleep(float(attrs[6:]))
+        if attrs.startswith("hold="):  # say it arrived, then answer once the test releases it
+            arrived, release = (Path(part) for part in attrs[5:].split(":"))
+            arrived.touch()
+            deadline = time.monotonic() + 300
+            while not release.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
         return InvocationResponse(
             body=request.body,
             content_type=request.content_type or "none",
@@ -117,16 +122,24 @@ def test_handler_calling_exit_does_not_stop_the_server(service: StackProcess) ->
     assert service.ping() == 200
 
 
-def test_ping_answers_while_a_prediction_is_busy(service: StackProcess) -> None:
-    slow: list[Answer] = []
-    worker = threading.Thread(target=lambda: slow.append(_with_attrs(service, "sleep=1.5")))
+def test_ping_answers_while_a_prediction_is_busy(service: StackProcess, tmp_path: Path) -> None:
+    arrived, release = tmp_path / "arrived", tmp_path / "release"
+    busy: list[Answer] = []
+    worker = threading.Thread(
+        target=lambda: busy.append(_with_attrs(service, f"hold={arrived}:{release}"))
+    )
     worker.start()
-    time.sleep(0.2)  # let the slow request reach the handler
-    started = time.monotonic()
-    assert service.ping() == 200
-    assert time.monotonic() - started < 0.5
-    worker.join()
-    assert slow[0].status == 200
+    try:
+        eventually(arrived.exists, "the prediction to reach the handler")
+        # The handler cannot finish before `release` exists: /ping is answered beside it (were
+        # it queued behind the handler, this would time out instead).
+        assert service.request("GET", "/ping", timeout=60).status == 200
+        assert busy == []
+    finally:
+        release.touch()
+        worker.join()
+    assert busy[0].status == 200
+    assert busy[0].headers["x-amzn-sagemaker-custom-attributes"] == f"seen=hold={arrived}:{release}"
 
 
 def test_load_failure_exits_non_zero_with_the_reason(tmp_path: Path) -> None:
@@ -142,10 +155,9 @@ def test_sigterm_stops_the_server(tmp_path: Path) -> None:
     stack = _service(tmp_path, "stopping").launch()
     (tmp_path / "stopping.gate").touch()
     stack.wait_healthy(30)
-    started = time.monotonic()
-    # uvicorn shuts down gracefully, then re-raises the signal: the status is "killed by TERM".
-    assert stack.stop(timeout=10) in (0, -signal.SIGTERM)
-    assert time.monotonic() - started < 5
+    # uvicorn shuts down gracefully, then re-raises the signal: the status is "killed by TERM"
+    # (had it ignored SIGTERM, stop() would have had to kill it: -SIGKILL).
+    assert stack.stop(timeout=60) in (0, -signal.SIGTERM)
 
 
 def _with_attrs(stack: StackProcess, attrs: str) -> Answer:

@@ -4,7 +4,10 @@ Behaviour is driven by the container's Environment (so tests set it through Crea
   ECHO_NAME        prefixed to every answer as "<name>:" (default: hostname env or "echo")
   ECHO_NEVER_READY /ping answers 500 forever (prints a recognisable line to stderr first)
   ECHO_EXIT_AT_START  exit(3) right after printing a message
+  ECHO_READY_FILE  /ping answers 503 until this file exists (the test decides when it is ready)
 And per request, through X-Amzn-SageMaker-Custom-Attributes:
+  arrived=DIR      first thing on arrival, create a new file in DIR (tests count arrivals)
+  hold=PATH        answer only once PATH exists (at most HOLD_LIMIT_S later)
   sleep=SECONDS    sleep before answering
   status=CODE      answer with that status and the body as message
   crash=1          exit the process at once (os._exit)
@@ -18,10 +21,18 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import tempfile
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 NAME = os.environ.get("ECHO_NAME", "echo")
+HOLD_LIMIT_S = 300.0
+
+
+def _wait_for_file(path: str) -> None:
+    deadline = time.monotonic() + HOLD_LIMIT_S
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -47,8 +58,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path == "/ping":
+            ready_file = os.environ.get("ECHO_READY_FILE")
             if os.environ.get("ECHO_NEVER_READY"):
                 self._send(500, b"not ready", "text/plain", {})
+            elif ready_file and not os.path.exists(ready_file):
+                self._send(503, b"waiting for the ready file", "text/plain", {})
             else:
                 self._send(200, b"", "text/plain", {})
         else:
@@ -62,6 +76,11 @@ class Handler(BaseHTTPRequestHandler):
             for part in (self.headers.get("X-Amzn-SageMaker-Custom-Attributes") or "").split(",")
             if "=" in part
         )
+        if "arrived" in attrs:
+            descriptor, _ = tempfile.mkstemp(dir=attrs["arrived"], prefix="request-")
+            os.close(descriptor)
+        if "hold" in attrs:
+            _wait_for_file(attrs["hold"])
         if "sleep" in attrs:
             time.sleep(float(attrs["sleep"]))
         if attrs.get("crash") == "1":
