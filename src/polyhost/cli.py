@@ -71,8 +71,15 @@ def _serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    from polyhost.auth.errors import PolicyError
+    from polyhost.http.auth import load_access_control
     from polyhost.server import run
 
+    try:
+        load_access_control(settings)  # checked here so a bad file stops us with its reason
+    except (PolicyError, OSError) as error:  # names principal and statement, never a secret
+        print(f"polyhost: cannot use --auth-file {settings.auth_file}: {error}", file=sys.stderr)
+        return 2
     try:
         run(settings)
     except OSError as error:  # e.g. the port is taken: say so, without a traceback

@@ -19,6 +19,7 @@ from polyhost.backends.process import ProcessBackend
 from polyhost.control.service import ControlPlane
 from polyhost.deploy.deployer import EndpointDeployer
 from polyhost.http.app import ExtraRoute, PolyhostApp
+from polyhost.http.auth import AuthMiddleware, Gate, load_access_control
 from polyhost.http.awsjson import AwsJsonAdapter
 from polyhost.http.logs import LogsRoute
 from polyhost.http.metrics import MetricsRoute
@@ -50,12 +51,18 @@ class PolyhostServer:
             "/metrics": MetricsRoute(container_registry(self.deployer.container_samples)),
             "/polyhost/endpoints": LogsRoute(self.deployer.log_streams),
         }
-        self.runtime = RuntimeAdapter(self.router, settings.max_body_bytes)
-        self.app = PolyhostApp(
-            AwsJsonAdapter(self.control.call, settings.max_control_body_bytes),
-            runtime=self.runtime.handle,
-            routes=routes,
-            access_log_enabled=settings.access_log,
+        # Raises PolicyError/OSError for a bad --auth-file: the server does not start.
+        self.gate = Gate(settings, load_access_control(settings))
+        self.runtime = RuntimeAdapter(self.router, settings.max_body_bytes, self.gate)
+        self.app = AuthMiddleware(
+            PolyhostApp(
+                AwsJsonAdapter(self.control.call, settings.max_control_body_bytes),
+                runtime=self.runtime.handle,
+                routes=routes,
+                access_log_enabled=settings.access_log,
+            ),
+            self.gate,
+            settings,
         )
 
     async def serve(self) -> None:
@@ -82,11 +89,13 @@ class PolyhostServer:
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.gate.reload)
         log.info(
-            "polyhost listening on http://%s:%d (state %s, ready in %.0f ms)",
+            "polyhost listening on http://%s:%d (state %s, %s, ready in %.0f ms)",
             self.settings.host,
             self.settings.port,
             self.settings.state_dir,
+            "requests must be signed" if self.gate.enabled else "no authentication",
             (time.perf_counter() - started) * 1000,
         )
         for spec in desired:
