@@ -30,6 +30,8 @@ ECHO_IMAGE = "bench/echo"
 ECHO_PROGRAM = Path(__file__).parent / "containers" / "echo.py"
 ECHO_ASGI_IMAGE = "bench/echo-asgi"
 ECHO_ASGI_PROGRAM = Path(__file__).parent / "containers" / "echo_asgi.py"
+STALL_IMAGE = "bench/stall"
+STALL_PROGRAM = Path(__file__).parent / "containers" / "stall.py"
 HOSTNAME_HEADER = "X-Amzn-SageMaker-Target-Container-Hostname"
 
 # polyhost needs no credentials; botocore insists on signing with some.
@@ -40,12 +42,15 @@ os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
 
 def write_image_config(path: Path, extra: dict[str, str] | None = None) -> Path:
     """images.toml with the light echo containers as `bench/echo` (asyncio protocol) and
-    `bench/echo-asgi` (uvicorn), and `extra` python overrides of built-in images."""
+    `bench/echo-asgi` (uvicorn), the never-answering `bench/stall`, and `extra` python
+    overrides of built-in images."""
     lines = [
         f'[images."{ECHO_IMAGE}"]',
         f'command = ["{sys.executable}", "{ECHO_PROGRAM}"]',
         f'[images."{ECHO_ASGI_IMAGE}"]',
         f'command = ["{sys.executable}", "{ECHO_ASGI_PROGRAM}"]',
+        f'[images."{STALL_IMAGE}"]',
+        f'command = ["{sys.executable}", "{STALL_PROGRAM}"]',
     ]
     for image, python in (extra or {}).items():
         lines += [f'[images."{image}"]', f'python = "{python}"']

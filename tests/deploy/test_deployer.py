@@ -113,7 +113,8 @@ def test_a_full_container_refuses_at_once_while_its_neighbour_serves(
     patient_server: PolyhostProcess, tmp_path: Path
 ) -> None:
     """`a` holds as many requests as its bound allows, until the test lets them go: past the
-    bound it refuses with a 503 instead of queueing, and `b` keeps answering meanwhile."""
+    bound it refuses with a 503 instead of queueing, and `b` keeps answering meanwhile.
+    (`python -m bench isolation` measures b's latency in that state.)"""
     sagemaker, runtime = patient_server.sagemaker(), patient_server.runtime()
     description = deploy(sagemaker, "held", [echo_container("a"), echo_container("b")], "Direct")
     assert description["EndpointStatus"] == "InService", description.get("FailureReason")
