@@ -69,20 +69,47 @@ def test_discover_pure_v2_in_a_container_namespace(tmp_path: Path) -> None:
     assert found[0].own_path == "/app"
 
 
-def test_a_limit_that_cannot_be_set_is_reported_and_nothing_is_left(tmp_path: Path) -> None:
+def test_a_limit_that_cannot_be_set_is_reported_and_only_a_tracking_leaf_is_left(
+    tmp_path: Path,
+) -> None:
     # A plain folder posing as a v1 memory hierarchy: the leaf can be made but it has no
     # memory.limit_in_bytes, as on a kernel without that controller file.
     fake = cgroups.Hierarchy(1, tmp_path, frozenset({"memory"}), "/")
     placement = cgroups.prepare("c1", ResourceLimits(memory_bytes=64 << 20, cpus=1.0), [fake])
-    assert placement.leaves == []
     assert "cannot set the limit" in placement.not_enforced["memory"]
     assert placement.not_enforced["cpu"] == "no cgroup cpu controller"
+    # No limit went through, but the container is still placed, to be found whole at its stop.
+    (leaf,) = placement.leaves
+    assert leaf.path == tmp_path / "polyhost" / "c1" and leaf.resources == []
+    assert placement.descriptions() == []
+    assert placement.remove()
     assert not (tmp_path / "polyhost").exists()
 
 
-def test_no_limits_means_no_cgroups() -> None:
+def test_without_limits_a_container_still_gets_a_tracking_cgroup(tmp_path: Path) -> None:
+    unified = tmp_path / "unified"
+    unified.mkdir()
+    v1 = cgroups.Hierarchy(1, tmp_path / "memory", frozenset({"memory"}), "/")
+    v2 = cgroups.Hierarchy(2, unified, frozenset(), "/")
+    (unified / "cgroup.subtree_control").write_text("")
+    placement = cgroups.prepare("c1", ResourceLimits(), [v2, v1])
+    (leaf,) = placement.leaves  # one is enough to find every process: v2 first
+    assert (leaf.path, leaf.version, leaf.resources) == (unified / "polyhost" / "c1", 2, [])
+    assert placement.not_enforced == {}
+    assert placement.remove()
+
+
+def test_without_any_hierarchy_there_is_no_cgroup() -> None:
     placement = cgroups.prepare("c1", ResourceLimits(), [])
     assert placement.leaves == [] and placement.not_enforced == {}
+
+
+def test_a_hierarchy_that_refuses_is_skipped_for_tracking(tmp_path: Path) -> None:
+    refusing = cgroups.Hierarchy(1, tmp_path / "missing" / "mount", frozenset({"memory"}), "/")
+    (tmp_path / "ok").mkdir()
+    fine = cgroups.Hierarchy(1, tmp_path / "ok", frozenset({"cpu"}), "/")
+    (leaf,) = cgroups.prepare("c1", ResourceLimits(), [refusing, fine]).leaves
+    assert leaf.path == tmp_path / "ok" / "polyhost" / "c1"
 
 
 def test_format_bytes() -> None:

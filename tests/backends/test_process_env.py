@@ -14,6 +14,7 @@ import pytest
 import polyhost
 from polyhost.backends.base import LaunchSpec
 from polyhost.backends.process_env import container_environment, stack_pythonpath
+from polyhost.backends.role_credentials import AwsCredentials
 
 
 def spec(environment: dict[str, str], model_dir: Path | None = None) -> LaunchSpec:
@@ -38,14 +39,21 @@ def test_allow_list_then_model_then_contract() -> None:
         "TMPDIR": "/t",
         "TZ": "UTC",
         "AWS_ACCESS_KEY_ID": "AKIA",
+        "AWS_SECRET_ACCESS_KEY": "server-secret",
+        "AWS_SESSION_TOKEN": "server-token",
+        "AWS_PROFILE": "admin",
         "AWS_ENDPOINT_URL_S3": "http://s3",
         "DATABASE_PASSWORD": "x",
         "POLYHOST_STATE_DIR": "/state",
+        "POLYHOST_AUTH_FILE": "/secrets/principals.json",
         "PYTHONPATH": "/server/src",
         "VIRTUAL_ENV": "/venv",
     }
     env = container_environment(
-        spec({"TZ": "Europe/Paris", "SAGEMAKER_BIND_TO_PORT": "1"}, Path("/m")), server
+        spec({"TZ": "Europe/Paris", "SAGEMAKER_BIND_TO_PORT": "1"}, Path("/m")),
+        server,
+        region="eu-west-3",
+        run_id="r1",
     )
     assert env == {
         "PATH": "/bin",
@@ -54,19 +62,59 @@ def test_allow_list_then_model_then_contract() -> None:
         "LC_ALL": "C",
         "TMPDIR": "/t",
         "TZ": "Europe/Paris",
-        "AWS_ACCESS_KEY_ID": "AKIA",
-        "AWS_ENDPOINT_URL_S3": "http://s3",
+        "AWS_REGION": "eu-west-3",
+        "AWS_DEFAULT_REGION": "eu-west-3",
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL_S3": "http://s3",  # where the server's s3:// URLs point: no secret
         "SAGEMAKER_BIND_TO_PORT": "9000",
         "SAGEMAKER_SAFE_PORT_RANGE": "9001-9009",
         "POLYHOST_BIND_HOST": "127.0.0.1",
+        "POLYHOST_RUN_ID": "r1",
         "SM_MODEL_DIR": "/m",
     }
 
 
+def test_the_role_credentials_replace_any_the_model_gives() -> None:
+    model = {"AWS_ACCESS_KEY_ID": "model-key", "AWS_SESSION_TOKEN": "model-token", "X": "1"}
+    role = AwsCredentials("ROLEKEY", "role-secret")
+    env = container_environment(
+        spec(model), {"AWS_SECRET_ACCESS_KEY": "server"}, region="us-east-1", credentials=role
+    )
+    assert env["AWS_ACCESS_KEY_ID"] == "ROLEKEY"
+    assert env["AWS_SECRET_ACCESS_KEY"] == "role-secret"
+    assert "AWS_SESSION_TOKEN" not in env  # never a mix of the role's and the model's
+    assert env["X"] == "1"
+    with_token = AwsCredentials("ROLEKEY", "role-secret", "role-token")
+    env = container_environment(spec({}), {}, region="us-east-1", credentials=with_token)
+    assert env["AWS_SESSION_TOKEN"] == "role-token"
+
+
+def test_the_model_may_set_its_own_region_and_aws_files() -> None:
+    model = {"AWS_REGION": "ap-south-1", "AWS_CONFIG_FILE": "/model/aws-config"}
+    env = container_environment(spec(model), {}, region="us-east-1")
+    assert env["AWS_REGION"] == "ap-south-1"
+    assert env["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert env["AWS_CONFIG_FILE"] == "/model/aws-config"
+
+
+def test_the_run_id_is_the_servers_alone() -> None:
+    env = container_environment(spec({"POLYHOST_RUN_ID": "forged"}), {}, region="us-east-1")
+    assert "POLYHOST_RUN_ID" not in env
+    env = container_environment(
+        spec({"POLYHOST_RUN_ID": "forged"}), {}, region="us-east-1", run_id="real"
+    )
+    assert env["POLYHOST_RUN_ID"] == "real"
+
+
 def test_extra_pythonpath_goes_first() -> None:
-    env = container_environment(spec({"PYTHONPATH": "/user/code"}), {}, Path("/shim"))
+    env = container_environment(
+        spec({"PYTHONPATH": "/user/code"}), {}, Path("/shim"), region="us-east-1"
+    )
     assert env["PYTHONPATH"] == f"/shim{os.pathsep}/user/code"
-    assert container_environment(spec({}), {}, Path("/shim"))["PYTHONPATH"] == "/shim"
+    shim = container_environment(spec({}), {}, Path("/shim"), region="us-east-1")
+    assert shim["PYTHONPATH"] == "/shim"
 
 
 def test_another_interpreter_imports_polyhost_and_nothing_else(tmp_path: Path) -> None:

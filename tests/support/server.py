@@ -18,6 +18,7 @@ from botocore.config import Config
 
 CONTAINERS = Path(__file__).parent / "containers"
 ECHO_IMAGE = "polyhost-test/echo:1"
+FAULTY_IMAGE = "polyhost-test/faulty:1"  # containers/faulty.py: misbehaves as FAULT=... says
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 
@@ -35,9 +36,12 @@ def free_port() -> int:
 
 def write_image_config(path: Path) -> Path:
     """images.toml registering the test containers under their test image names."""
-    echo = CONTAINERS / "echo_server.py"
+    images = {ECHO_IMAGE: "echo_server.py", FAULTY_IMAGE: "faulty.py"}
     path.write_text(
-        f'[images."{ECHO_IMAGE}"]\ncommand = ["{sys.executable}", "{echo}"]\n',
+        "".join(
+            f'[images."{image}"]\ncommand = ["{sys.executable}", "{CONTAINERS / program}"]\n'
+            for image, program in images.items()
+        ),
         encoding="utf-8",
     )
     return path

@@ -33,6 +33,8 @@ class LaunchSpec:
     limits: ResourceLimits = field(default_factory=ResourceLimits)
     # The container's working folder; the log file's folder when not given.
     work_dir: Path | None = None
+    # The model's ExecutionRoleArn: the container gets that role's credentials, if mapped.
+    execution_role_arn: str | None = None
 
 
 @dataclass(frozen=True)

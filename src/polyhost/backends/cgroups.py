@@ -8,6 +8,11 @@ controller, and the caller gets an exact account of what was enforced and why th
 A container gets a `polyhost/<container_id>` cgroup beneath the server's own cgroup (so limits can
 only tighten what the server already has), or beneath the hierarchy's root when the server's own
 cgroup cannot take children. The leaf is removed again when the container stops.
+
+Every container gets a cgroup whenever the machine allows one, limits or not: the kernel keeps
+every process a container starts in its cgroup, even one that double-forks and calls `setsid`
+to leave its process group, so a stop reaches it (`Placement.pids`). Without limits the cgroup
+is a plain "tracking" leaf in the first hierarchy that takes one (v2 first).
 """
 
 from __future__ import annotations
@@ -153,6 +158,8 @@ def _reason(error: OSError) -> str:
 
 def _enable_subtree(folder: Path, controllers: set[str]) -> None:
     """v2: let `folder`'s children use `controllers` (a no-op when they already may)."""
+    if not controllers:
+        return
     enabled = set((folder / "cgroup.subtree_control").read_text().split())
     wanted = controllers - enabled
     if wanted:
@@ -299,7 +306,8 @@ def prepare(
     """Create the container's cgroups with their limits, before its process starts.
 
     Never raises for an OS that cannot do it: the returned placement lists what is enforced
-    and, in `not_enforced`, the reason for every requested limit that is not.
+    and, in `not_enforced`, the reason for every requested limit that is not. When no limit
+    needed a cgroup, the placement still holds one tracking leaf if any hierarchy takes it.
     """
     placement = Placement()
     wanted: set[str] = set()
@@ -307,8 +315,6 @@ def prepare(
         wanted.add(MEMORY)
     if limits.cpus is not None:
         wanted.add(CPU)
-    if not wanted:
-        return placement
     if hierarchies is None:
         hierarchies = discover_here()
     for hierarchy in hierarchies:
@@ -343,4 +349,20 @@ def prepare(
             placement.not_enforced.pop(resource, None)
         else:
             placement.not_enforced.setdefault(resource, f"no cgroup {resource} controller")
+    if not placement.leaves:
+        _add_tracking_leaf(placement, container_id, hierarchies)
     return placement
+
+
+def _add_tracking_leaf(
+    placement: Placement, container_id: str, hierarchies: list[Hierarchy]
+) -> None:
+    """A cgroup without limits, only so every process of the container can be found."""
+    for hierarchy in hierarchies:
+        try:
+            path = _make_leaf(hierarchy, container_id, set())
+        except OSError as error:
+            log.debug("no tracking cgroup in %s: %s", hierarchy.mountpoint, _reason(error))
+            continue
+        placement.leaves.append(Leaf(path, hierarchy.version, [], []))
+        return

@@ -2,7 +2,13 @@
 
 Each container runs in its own session and process group, so a stop reaches every process it
 spawned (a serving stack with worker processes included) and a signal meant for the server
-(Ctrl-C in a terminal) does not hit the containers. Output goes to a per-container log file.
+(Ctrl-C in a terminal) does not hit the containers. Whatever leaves that group (a double fork
+with `setsid`) is still found: through the container's cgroup, which every container gets when
+the machine allows one, limits or not, and otherwise because the server is a child subreaper and
+the escaped process carries its container's run id (`process_tree.py`).
+
+A container's stdout and stderr are one pipe that a thread copies into its log file, rotated by
+size and rate-limited (`logpump.py`, `logfile.py`), so no container can fill the disk.
 
 `subprocess.Popen` rather than asyncio's subprocess support: the latter depends on the event
 loop's child watcher, and polyhost must run on any loop (uvloop, the default loop, a test's).
@@ -14,17 +20,24 @@ applied from the parent just after the spawn, so no `preexec_fn` (unsafe in a th
 is needed; the price is that the program's first instants (before the interpreter it starts
 has even loaded) run outside its cgroup. Whatever was applied is reported in `limits_applied`,
 and every requested limit that could not be applied is logged as a warning.
+
+A container gets the credentials of its model's ExecutionRoleArn when the server maps that role
+(`role_credentials.py`), and never the server's own (`process_env.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 import resource
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
-from polyhost.backends import cgroups
+from polyhost.backends import cgroups, process_tree
 from polyhost.backends.base import (
     ContainerHandle,
     ContainerStartError,
@@ -33,23 +46,52 @@ from polyhost.backends.base import (
     ResourceLimits,
 )
 from polyhost.backends.images import ImageEntry, ImageRegistry
+from polyhost.backends.logfile import RotatingLog
+from polyhost.backends.logpump import LogPump
 from polyhost.backends.orphans import reap, write_pidfile
 from polyhost.backends.process_container import ProcessContainer
 from polyhost.backends.process_env import container_environment, stack_pythonpath
+from polyhost.backends.role_credentials import (
+    AwsCredentials,
+    RoleCredentials,
+    RoleCredentialsError,
+    load_role_credentials,
+)
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.backends.process")
+
+# How often dead orphans re-parented to the server are collected (one syscall when there are none).
+REAP_EVERY_S = 1.0
 
 
 class ProcessBackend:
     """Starts containers as child processes; see the module docstring for the why."""
 
-    def __init__(self, settings: Settings, images: ImageRegistry, *, cgroups: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        images: ImageRegistry,
+        *,
+        cgroups: bool = True,
+        role_credentials: RoleCredentials | None = None,
+    ) -> None:
+        """`role_credentials` defaults to loading `settings.role_credentials`, which raises
+        RoleCredentialsError (naming the role) for a bad file: the server must not start."""
         self._settings = settings
         self._images = images
-        # False: never create cgroups (memory then falls back to RLIMIT_AS, CPU is not limited).
+        # False: never create cgroups (memory then falls back to RLIMIT_AS, CPU is not limited,
+        # escaped processes are found through the subreaper alone).
         self._use_cgroups = cgroups
+        self._roles = (
+            role_credentials
+            if role_credentials is not None
+            else load_role_credentials(settings.role_credentials)
+        )
+        self._roles_told: set[str] = set()
         self._live: dict[str, ProcessContainer] = {}
+        self._subreaper = process_tree.become_subreaper()
+        self._reaper: asyncio.Task[None] | None = None
 
     @property
     def _run_dir(self) -> Path:
@@ -82,38 +124,56 @@ class ProcessBackend:
     async def start(self, spec: LaunchSpec) -> ContainerHandle:
         entry = self._resolve(spec.image)
         await self._retire(spec.container_id)
+        self._keep_reaping()
+        credentials = await self._credentials(spec)
         work_dir = spec.work_dir or spec.log_path.parent
         try:
             work_dir.mkdir(parents=True, exist_ok=True)
             spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-            log_file = open(spec.log_path, "ab")  # noqa: SIM115 - closed below, once started
+            logfile = RotatingLog(
+                spec.log_path, self._settings.log_max_bytes, self._settings.log_backups
+            )
         except OSError as error:
             raise ContainerStartError(
                 f"cannot prepare the folders of container {spec.container_id}: "
                 f"{error.strerror or error} ({error.filename})"
             ) from None
-        env = container_environment(spec, extra_pythonpath=self._pythonpath_for(entry))
+        run_id = secrets.token_hex(16)
+        env = container_environment(
+            spec,
+            extra_pythonpath=self._pythonpath_for(entry),
+            region=self._settings.region,
+            credentials=credentials,
+            run_id=run_id,
+        )
         placement = self._prepare_cgroups(spec)
+        read_fd, write_fd = os.pipe()
         try:
-            with log_file:
-                popen = subprocess.Popen(
-                    list(entry.command),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    cwd=work_dir,
-                    env=env,
-                    start_new_session=True,
-                    close_fds=True,
-                )
+            popen = subprocess.Popen(
+                list(entry.command),
+                stdin=subprocess.DEVNULL,
+                stdout=write_fd,
+                stderr=subprocess.STDOUT,
+                cwd=work_dir,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
+            )
         except OSError as error:
+            os.close(read_fd)
+            logfile.close()
             placement.remove()
             raise ContainerStartError(
                 f"cannot run {entry.command[0]} for image {spec.image}: {error.strerror or error}"
             ) from None
+        finally:
+            os.close(write_fd)  # the child holds its own copy; EOF comes when its tree is gone
+        process_tree.register_root(popen.pid)
+        pump = LogPump(read_fd, logfile, spec.container_id)
+        pump.start()
         placement.add_process(popen.pid)
         applied = self._enforce_limits(spec, popen.pid, placement)
-        pidfile = write_pidfile(self._run_dir, spec.container_id, popen.pid, placement)
+        pidfile = write_pidfile(self._run_dir, spec.container_id, popen.pid, placement, run_id)
         log.info(
             "started container %s (image %s, pid %d, port %d); limits: %s",
             spec.container_id,
@@ -122,9 +182,57 @@ class ProcessBackend:
             spec.port,
             applied,
         )
-        handle = ProcessContainer(spec, popen, placement, applied, pidfile, self._forget)
+        handle = ProcessContainer(
+            spec, popen, placement, applied, pidfile, self._forget, run_id=run_id, pump=pump
+        )
         self._live[spec.container_id] = handle
         return handle
+
+    async def _credentials(self, spec: LaunchSpec) -> AwsCredentials | None:
+        """The credentials of the container's role, resolved now (off the event loop)."""
+        role = spec.execution_role_arn
+        if not self._roles.knows(role):
+            self._tell_no_credentials(role)
+            return None
+        try:
+            return await asyncio.to_thread(self._roles.resolve, role)
+        except RoleCredentialsError as error:
+            raise ContainerStartError(str(error)) from None
+
+    def _tell_no_credentials(self, role: str | None) -> None:
+        """Say once per role that its containers run without AWS credentials."""
+        if role is None or role in self._roles_told:
+            return
+        self._roles_told.add(role)
+        if self._roles.path is None:
+            log.info(
+                "containers of model role %s get no AWS credentials (no --role-credentials "
+                "file maps roles to credentials)",
+                role,
+            )
+        else:
+            log.warning(
+                "model role %s has no credentials configured in %s: its containers get no AWS "
+                "credentials",
+                role,
+                self._roles.path,
+            )
+
+    def _keep_reaping(self) -> None:
+        """Collect dead orphans re-parented to the server, on the running loop, from now on."""
+        if not self._subreaper:
+            return
+        loop = asyncio.get_running_loop()
+        if self._reaper is not None and not self._reaper.done() and self._reaper.get_loop() is loop:
+            return
+        self._reaper = loop.create_task(self._reap_forever())
+
+    @staticmethod
+    async def _reap_forever() -> None:
+        while True:
+            await asyncio.sleep(REAP_EVERY_S)
+            with contextlib.suppress(OSError):
+                process_tree.reap_zombies()
 
     def _forget(self, handle: ProcessContainer) -> None:
         if self._live.get(handle.container_id) is handle:

@@ -1,8 +1,8 @@
 """Signalling a container's process group and cgroups, and telling when it is gone.
 
 A container runs in its own session and process group, so one `killpg` reaches every process
-it spawned; whatever escaped the group with `setsid` is still in the container's cgroups, which
-is why every signal goes to both.
+it spawned; whatever escaped the group with `setsid` is still in the container's cgroups (or,
+without cgroups, found by `process_tree`), which is why every signal goes to all of them.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterable, Sequence
+
+import psutil
 
 from polyhost.backends import cgroups
 
@@ -69,15 +72,59 @@ def signal_pids(pids: set[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
-async def terminate_foreign_group(pgid: int, placement: cgroups.Placement, grace_s: float) -> None:
-    """stop() for a process that is not our child: we can signal it but not reap it."""
+def signal_processes(processes: Iterable[psutil.Process], sig: int) -> None:
+    """Signal processes known by psutil; one whose pid was recycled meanwhile is left alone."""
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(sig)
+
+
+def any_alive(processes: Iterable[psutil.Process]) -> bool:
+    """True when one of `processes` still runs (zombies do not count)."""
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.Error:
+            continue
+    return False
+
+
+def any_pid_alive(pids: Iterable[int]) -> bool:
+    """`any_alive` for bare pids (a cgroup's members)."""
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.Error:
+            continue
+    return False
+
+
+async def terminate_foreign_group(
+    pgid: int,
+    placement: cgroups.Placement,
+    grace_s: float,
+    strays: Sequence[psutil.Process] = (),
+) -> None:
+    """stop() for a process that is not our child: we can signal it but not reap it.
+
+    `strays` are processes of the container found outside its group (see `orphans.reap`).
+    """
+
+    def alive() -> bool:
+        return group_alive(pgid) or any_pid_alive(placement.pids()) or any_alive(strays)
+
     signal_group(pgid, signal.SIGTERM)
     signal_pids(placement.pids(), signal.SIGTERM)
+    signal_processes(strays, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while group_alive(pgid) and time.monotonic() < deadline:
+    while alive() and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     signal_group(pgid, signal.SIGKILL)
     signal_pids(placement.pids(), signal.SIGKILL)
+    signal_processes(strays, signal.SIGKILL)
     deadline = time.monotonic() + KILL_WAIT_S
-    while group_alive(pgid) and time.monotonic() < deadline:
+    while alive() and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
+        signal_pids(placement.pids(), signal.SIGKILL)

@@ -50,6 +50,9 @@ class VariantSpec:
     instance_type: str | None = None
     startup_timeout_s: int | None = None  # None: the server's default (SageMaker: 240 s)
     download_timeout_s: int = 3600
+    # The model's ExecutionRoleArn: its containers get that role's credentials, if the server
+    # maps the role to a credentials source (and none otherwise).
+    execution_role_arn: str | None = None
 
 
 @dataclass(frozen=True)

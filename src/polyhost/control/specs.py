@@ -85,6 +85,7 @@ def build_spec(
                 download_timeout_s=int(
                     variant.get("ModelDataDownloadTimeoutInSeconds", DEFAULT_DOWNLOAD_TIMEOUT_S)
                 ),
+                execution_role_arn=model.get("ExecutionRoleArn"),
             )
         )
     return EndpointSpec(

@@ -3,6 +3,13 @@
 A group is all-or-nothing: it is handed to the router only once every container passed its
 ping, and if any container fails the whole group is stopped and the failure says which container
 and quotes the end of its log (that text becomes the endpoint's FailureReason).
+
+A container's startup timeout is one deadline for everything its start takes. The only reason to
+start it again is a port collision: a port is only known free when it is handed out, and on a
+machine shared with other servers someone else may bind it before the container does. That is
+told apart from a container that is merely unhealthy by who listens: a collision is a port that
+is not free *and* not held by the container; a container that listens (or a port nobody
+listens on) is a failing health check, and is not retried.
 """
 
 from __future__ import annotations
@@ -15,9 +22,9 @@ from pathlib import Path
 from polyhost.backends.base import Backend, ContainerHandle, LaunchSpec
 from polyhost.control.seam import ContainerSpec, EndpointSpec, VariantSpec
 from polyhost.deploy.artifacts import ArtifactError, ArtifactStore
-from polyhost.deploy.health import ping
+from polyhost.deploy.health import PING_TIMEOUT_S, ping
 from polyhost.deploy.logs import LogStream, tail
-from polyhost.deploy.ports import PortAllocator, port_is_free
+from polyhost.deploy.ports import PortAllocator, port_is_held
 from polyhost.router.table import (
     ContainerRoute,
     EndpointRoute,
@@ -31,6 +38,9 @@ log = logging.getLogger("polyhost.deploy")
 
 MAX_REASON = 1024
 PORT_ATTEMPTS = 3
+# How many polls in a row must see the port held by someone else before it counts as taken
+# (a container's own bind() comes a moment before its listen(), when the OS cannot tell yet).
+TAKEN_POLLS = 2
 
 
 class DeployFailure(Exception):
@@ -39,6 +49,10 @@ class DeployFailure(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason[:MAX_REASON]
+
+
+class PortTaken(DeployFailure):
+    """Another process holds the container's port; starting again on a fresh port may help."""
 
 
 @dataclass
@@ -74,36 +88,68 @@ def failure_with_log(message: str, log_path: Path) -> DeployFailure:
     return DeployFailure(f"{message} The container wrote nothing to its log.")
 
 
+def port_taken_by_another(handle: ContainerHandle) -> bool:
+    """True when the container's port is held, and not by the container (a collision)."""
+    if not port_is_held(handle.host, handle.port):
+        return False  # nobody holds it: the container has not bound it (yet), or it died
+    if handle.listens_on(handle.port) is not False:
+        return False  # the container holds it, or the OS cannot say: trust the container
+    return port_is_held(handle.host, handle.port)  # still held, and not by the container
+
+
 async def wait_healthy(
-    container: RunningContainer, handle: ContainerHandle, timeout_s: float
+    container: RunningContainer,
+    handle: ContainerHandle,
+    timeout_s: float,
+    *,
+    started: float | None = None,
 ) -> None:
-    """Poll `/ping` until 200; fail fast if the process exits, or after `timeout_s`."""
+    """Poll `/ping` until 200; fail fast if the process exits, or at `started + timeout_s`.
+
+    Raises PortTaken when another process holds the container's port (it answers `/ping` in
+    the container's place, or keeps the container from binding), DeployFailure otherwise.
+    Until the container is seen holding its port, each poll checks who holds it: a bind(2)
+    probe, and the (dearer) listener lookup only when the port is held.
+    """
     loop = asyncio.get_running_loop()
-    started = loop.time()
+    if started is None:
+        started = loop.time()
     deadline = started + timeout_s
     hostname = container.spec.hostname
     variant = container.variant.variant_name
-    warned = False
+    port = handle.port
+    taken_polls = 0
+    owns_port = False
     while True:
         code = handle.exit_code()
         if code is not None:
+            if port_taken_by_another(handle):
+                raise PortTaken(
+                    f"Container {hostname} for production variant {variant} could not bind "
+                    f"port {port}: another process holds it."
+                )
             raise failure_with_log(
                 f"Container {hostname} for production variant {variant} exited with code {code} "
                 "before it passed the ping health check.",
                 container.launch.log_path,
             )
-        if await ping(handle.host, handle.port):
-            if handle.listens_on(handle.port) is not False:
-                return
-            # Someone else's process answers on this port (it was taken between allocation
-            # and the container's bind): never route to it; the container will fail to bind.
-            if not warned:
-                warned = True
-                log.warning(
-                    "port %d of container %s answers /ping but belongs to another process",
-                    handle.port,
-                    hostname,
+        remaining = deadline - loop.time()
+        answered = await ping(handle.host, port, timeout=min(PING_TIMEOUT_S, max(remaining, 0.05)))
+        if not owns_port and port_is_held(handle.host, port):
+            listens = handle.listens_on(port)
+            # None: the OS does not say who listens; the answer is then trusted.
+            owns_port = listens is not False
+            # Someone else's process on the port (it was taken between allocation and the
+            # container's bind) must never be routed to: the container will not get the port.
+            taken_polls = 0 if owns_port else taken_polls + 1
+            if taken_polls >= TAKEN_POLLS:
+                log.warning("port %d of container %s is held by another process", port, hostname)
+                raise PortTaken(
+                    f"Container {hostname} for production variant {variant} could not use "
+                    f"port {port}: another process holds it."
                 )
+        if answered and owns_port:
+            return
         now = loop.time()
         if now >= deadline:
             raise failure_with_log(
@@ -112,7 +158,7 @@ async def wait_healthy(
                 container.launch.log_path,
             )
         # Poll quickly at first (light containers are up in tens of ms), then back off.
-        await asyncio.sleep(0.01 if now - started < 1 else 0.1)
+        await asyncio.sleep(min(0.01 if now - started < 1 else 0.1, deadline - now))
 
 
 class GroupStarter:
@@ -134,16 +180,44 @@ class GroupStarter:
         self._max_inflight = settings.max_inflight_per_container
         self._stop_grace_s = settings.stop_grace_s
         self._default_startup_timeout_s = settings.default_startup_timeout_s
+        self._health_check_interval_s = max(settings.health_check_interval_s, 0.01)
+        self._health_check_failures = max(settings.health_check_failures, 1)
+
+    @property
+    def stop_grace_s(self) -> float:
+        return self._stop_grace_s
+
+    @property
+    def health_check_interval_s(self) -> float:
+        """Seconds between two `/ping`s of a serving container (the supervisor's checks)."""
+        return self._health_check_interval_s
+
+    @property
+    def health_check_failures(self) -> int:
+        """Failed checks in a row after which a live container is restarted."""
+        return self._health_check_failures
 
     async def start(self, spec: EndpointSpec, group: RunningGroup) -> None:
         """Start every container of `spec` into `group`; raises DeployFailure (group stopped)."""
         try:
             model_dirs = await self._fetch_models(spec)
             self._plan(spec, group, model_dirs)
-            await asyncio.gather(*(self._start_one(c) for c in group.containers))
+            await self._start_all(group)
             group.route = self._route(spec, group)
         except BaseException:
             await self.stop(group)
+            raise
+
+    async def _start_all(self, group: RunningGroup) -> None:
+        """Start every container; the first failure cancels the starts still under way, so
+        nothing launches after its group was given up (and left running unseen)."""
+        starts = [asyncio.ensure_future(self._start_one(c)) for c in group.containers]
+        try:
+            await asyncio.gather(*starts)
+        except BaseException:
+            for start in starts:
+                start.cancel()
+            await asyncio.gather(*starts, return_exceptions=True)
             raise
 
     async def stop(self, group: RunningGroup) -> None:
@@ -211,6 +285,7 @@ class GroupStarter:
                         log_path=log_path,
                         limits=self._backend.image_limits(container.image),
                         work_dir=folder,
+                        execution_role_arn=variant.execution_role_arn,
                     )
                     stream = LogStream(
                         spec.endpoint_name,
@@ -225,17 +300,27 @@ class GroupStarter:
                     )
 
     async def _start_one(self, container: RunningContainer) -> None:
+        """Start one container and wait for its ping, all within its startup timeout.
+
+        Only a port collision starts it again (on a fresh port), at most PORT_ATTEMPTS times
+        and never past the one deadline.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        taken: list[int] = []
         for attempt in range(1, PORT_ATTEMPTS + 1):
             handle = await self.launch(container)
             try:
-                await wait_healthy(container, handle, container.startup_timeout_s)
+                await wait_healthy(container, handle, container.startup_timeout_s, started=started)
                 return
-            except DeployFailure:
+            except PortTaken as failure:
                 port = container.launch.port
-                if attempt == PORT_ATTEMPTS or port_is_free(container.launch.host, port):
-                    raise
-            # The container could not have its port: another process took it after it was
-            # handed out. Stop what is left of this try and start again on a fresh port.
+                taken.append(port)
+                if attempt == PORT_ATTEMPTS:
+                    raise DeployFailure(
+                        f"{failure.reason} Ports {', '.join(map(str, taken))} were all taken "
+                        "by other processes; free some ports of the range or try again."
+                    ) from None
             log.warning(
                 "port %d of container %s was taken by another process; retrying on a new port",
                 port,

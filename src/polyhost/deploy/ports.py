@@ -13,12 +13,28 @@ import threading
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Nothing is bound to the port, not even a connection lingering in TIME_WAIT."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
             sock.bind((host, port))
         except OSError:
             return False
     return True
+
+
+def port_is_held(host: str, port: int) -> bool:
+    """A process has the port bound (listening, say); connections in TIME_WAIT do not count.
+
+    A container restarted on its port leaves TIME_WAIT connections behind that its successor
+    binds through (SO_REUSEADDR, as servers do); only a live socket keeps it out.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 class PortAllocator:

@@ -1,13 +1,21 @@
-"""Keeps a serving container alive: a container that exits is restarted with backoff.
+"""Keeps a serving container alive: one that exits, or stops passing `/ping`, is restarted.
 
-While it is down its route is marked unavailable, so its requests get a clear 503 at once and
-the other containers of the endpoint keep serving undisturbed.
+Two troubles are watched, cheaply: the process's exit (polled every POLL_S, no I/O) and its
+health (one `/ping` per `health_check_interval_s`, each bounded by the contract's 2 s). A live
+process whose ping fails `health_check_failures` times in a row is taken for hung: it is stopped
+(SIGTERM, then SIGKILL after the stop grace) and started again like one that exited.
+
+While a container is down its route is marked unavailable with the reason, so its requests get
+a clear 503 at once and the other containers of the endpoint keep serving undisturbed. Every
+restart counts in `RunningContainer.restarts` (the `polyhost_container_restarts` metric), and
+restarts back off exponentially while a container keeps failing soon after coming back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from polyhost.deploy.group import (
     DeployFailure,
@@ -16,6 +24,7 @@ from polyhost.deploy.group import (
     RunningGroup,
     wait_healthy,
 )
+from polyhost.deploy.health import HealthWatch, ping
 
 log = logging.getLogger("polyhost.deploy")
 
@@ -23,6 +32,47 @@ POLL_S = 0.2
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 30.0  # a container up this long has its backoff reset
+
+
+@dataclass(frozen=True)
+class Trouble:
+    """Why a container needs a restart: for its route (`reason`) and the server log (`event`)."""
+
+    reason: str
+    event: str
+    alive: bool  # the process still runs (unhealthy) and must be stopped first
+
+
+async def watch(
+    starter: GroupStarter, group: RunningGroup, container: RunningContainer
+) -> Trouble | None:
+    """Wait until the container exits or fails its health checks; None once the group stops."""
+    loop = asyncio.get_running_loop()
+    health = HealthWatch(
+        starter.health_check_interval_s,
+        starter.health_check_failures,
+        due=loop.time() + starter.health_check_interval_s,
+    )
+    while not group.stopping:
+        handle = container.handle
+        code = handle.exit_code() if handle is not None else -1
+        if code is not None:
+            return Trouble(f"it exited with code {code}", f"exited with code {code}", alive=False)
+        assert handle is not None
+        now = loop.time()
+        if now < health.due:
+            await asyncio.sleep(min(POLL_S, health.due - now))
+            continue
+        healthy = await ping(handle.host, handle.port)
+        if group.stopping or handle.exit_code() is not None:
+            continue  # an exit explains a failed ping better: the loop reports it
+        if health.record(healthy, loop.time()):
+            return Trouble(
+                f"it failed {health.failures} health checks in a row",
+                f"failed {health.failures} health checks (/ping) in a row",
+                alive=True,
+            )
+    return None
 
 
 async def supervise(
@@ -34,12 +84,8 @@ async def supervise(
     route = container.route
     assert route is not None
     while not group.stopping:
-        handle = container.handle
-        code = handle.exit_code() if handle is not None else -1
-        if code is None:
-            await asyncio.sleep(POLL_S)
-            continue
-        if group.stopping:
+        trouble = await watch(starter, group, container)
+        if trouble is None or group.stopping:
             return
         if loop.time() - up_since > STABLE_AFTER_S:
             failures = 0
@@ -48,16 +94,18 @@ async def supervise(
         container.restarts += 1
         route.available = False
         route.unavailable_reason = (
-            f"it exited with code {code} and is being restarted (restart {container.restarts})"
+            f"{trouble.reason} and is being restarted (restart {container.restarts})"
         )
         route.pool.close()
         log.warning(
-            "container %s of endpoint %s exited with code %s; restarting in %.1fs",
+            "container %s of endpoint %s %s; restarting in %.1fs",
             container.spec.hostname,
             group.spec.endpoint_name,
-            code,
+            trouble.event,
             delay,
         )
+        if trouble.alive and container.handle is not None:
+            await container.handle.stop(starter.stop_grace_s)
         await asyncio.sleep(delay)
         if group.stopping:
             return

@@ -1,0 +1,137 @@
+"""A container's escaped grandchild (double fork + setsid) ends with its container, on both paths.
+
+With cgroups the kernel keeps the grandchild in the container's cgroup (every container gets one
+when the machine allows, limits or not); without them the server is a child subreaper, so the
+orphan becomes the server's child and is found by the run id in its environment. Either way the
+bound held is: no process of the container is left once its stop returns, and no zombie of it
+stays with the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import psutil
+import pytest
+
+from polyhost.backends import cgroups
+from polyhost.backends.images import ImageRegistry
+from polyhost.backends.process import ProcessBackend, ProcessContainer
+from tests.backends.launch import FAULTY, backend_for, gone, launch_spec, wait_for
+
+ESCAPE = {"FAULT": "fork-and-escape"}
+
+
+def machine_allows_cgroups() -> bool:
+    """Some mounted hierarchy where this process may create a cgroup."""
+    return any(
+        os.access(folder, os.W_OK)
+        for hierarchy in cgroups.discover_here()
+        for folder in hierarchy.candidates()
+    )
+
+
+async def start_escaper(backend: ProcessBackend, tmp_path: Path) -> tuple[ProcessContainer, int]:
+    """Start a container that leaves a grandchild behind; returns it and the grandchild's pid."""
+    spec = launch_spec(tmp_path, "test/faulty", ESCAPE)
+    handle = await backend.start(spec)
+    assert isinstance(handle, ProcessContainer)
+    assert spec.work_dir is not None
+    pid_file = spec.work_dir / "grandchild.pid"
+    await wait_for(pid_file.exists, "the grandchild to write its pid")
+    grandchild = int(pid_file.read_text())
+    # It left the container's session and process group: a stop of the group misses it.
+    assert os.getsid(grandchild) != handle.pid
+    assert os.getpgid(grandchild) != handle.pid
+    return handle, grandchild
+
+
+@pytest.mark.parametrize("use_cgroups", [True, False], ids=["cgroups", "subreaper"])
+def test_an_escaped_grandchild_is_stopped_with_its_container(
+    tmp_path: Path, use_cgroups: bool
+) -> None:
+    backend = backend_for(tmp_path, {"test/faulty": FAULTY}, cgroups=use_cgroups)
+
+    async def scenario() -> None:
+        handle, grandchild = await start_escaper(backend, tmp_path)
+        try:
+            if use_cgroups:
+                if not machine_allows_cgroups():
+                    pytest.skip("this machine lets the server make no cgroup")
+                # No limit was asked for: the cgroup is there to hold every process.
+                assert handle.cgroups, "no cgroup although the machine allows one"
+                assert handle.limits_applied == "no limits requested"
+                members = (handle.cgroups[0] / "cgroup.procs").read_text().split()
+                assert str(grandchild) in members
+            else:
+                assert handle.cgroups == []
+                # The subreaper at work: the orphan is the server's child, not init's.
+                assert psutil.Process(grandchild).ppid() == os.getpid()
+            assert not gone(grandchild)
+        finally:
+            await handle.stop(1.0)
+        assert gone(grandchild)
+        # Collected too: no zombie of the container stays with the server.
+        await wait_for(lambda: not psutil.pid_exists(grandchild), "the zombie to be collected")
+        assert handle.log_pump.done  # its output pipe closed with the last process
+
+    asyncio.run(scenario())
+
+
+def test_a_crashed_servers_escaped_grandchild_is_reaped_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """No cgroups and the server was killed: the next one finds the orphan by its run id."""
+    first = backend_for(tmp_path, {"test/faulty": FAULTY}, cgroups=False)
+
+    async def scenario() -> None:
+        handle, grandchild = await start_escaper(first, tmp_path)
+        # A new server on the same state folder (the first one is as good as dead).
+        again = ProcessBackend(first._settings, ImageRegistry.load(None), cgroups=False)
+        assert await again.reap_orphans(0.5) == [handle.container_id]
+        await wait_for(lambda: gone(grandchild) and gone(handle.pid), "the orphans to end")
+        await handle.stop(0.1)
+
+    asyncio.run(scenario())
+
+
+def test_an_orphan_that_dies_on_its_own_is_collected(tmp_path: Path) -> None:
+    """The subreaper makes the server the orphan's parent, so the server must collect it."""
+    backend = backend_for(tmp_path, {"test/faulty": FAULTY}, cgroups=False)
+
+    async def scenario() -> None:
+        handle, grandchild = await start_escaper(backend, tmp_path)
+        try:
+            assert psutil.Process(grandchild).ppid() == os.getpid()
+            os.kill(grandchild, signal.SIGKILL)  # it dies while its container serves on
+            await wait_for(lambda: not psutil.pid_exists(grandchild), "the zombie's collection")
+            assert handle.exit_code() is None
+        finally:
+            await handle.stop(1.0)
+
+    asyncio.run(scenario())
+
+
+def test_another_servers_container_is_never_taken_for_an_orphan(tmp_path: Path) -> None:
+    """Container ids repeat across servers; the random run id does not."""
+    mine = backend_for(tmp_path / "a", {"test/faulty": FAULTY}, cgroups=False)
+    theirs = backend_for(tmp_path / "b", {"test/faulty": FAULTY}, cgroups=False)
+
+    async def scenario() -> None:
+        left, left_grandchild = await start_escaper(mine, tmp_path / "a")
+        other, other_grandchild = await start_escaper(theirs, tmp_path / "b")
+        assert left.container_id == other.container_id
+        try:
+            again = ProcessBackend(mine._settings, ImageRegistry.load(None), cgroups=False)
+            assert await again.reap_orphans(0.5) == [left.container_id]
+            await wait_for(lambda: gone(left_grandchild), "the orphan of the crashed server")
+            assert not gone(other_grandchild) and other.exit_code() is None
+        finally:
+            await other.stop(1.0)
+            await left.stop(0.1)
+        assert gone(other_grandchild)
+
+    asyncio.run(scenario())
