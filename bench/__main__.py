@@ -29,6 +29,7 @@ SCENARIOS: list[tuple[int, str, str]] = [
     (6, "load-curve", "bench.scenarios.load_curve"),
     (7, "metrics-history", "bench.scenarios.metrics_history"),
     (8, "isolation", "bench.scenarios.isolation"),
+    (9, "auth", "bench.scenarios.auth"),
 ]
 # "findings" is written by hand after a run and kept in place by later runs.
 ORDER = ["machine", *(key for _, key, _ in SCENARIOS), "findings"]

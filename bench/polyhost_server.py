@@ -68,6 +68,9 @@ class PolyhostServer:
     extra_args: list[str] = field(default_factory=list)
     port: int = 0
     service: Service | None = None
+    # (access key, secret) that control-plane calls sign with: a server with --auth-file
+    # accepts only its principals' keys.
+    credentials: tuple[str, str] | None = None
 
     @property
     def url(self) -> str:
@@ -126,10 +129,17 @@ class PolyhostServer:
         return self.service.rss()
 
     def sagemaker(self) -> Any:
+        keys: dict[str, str] = {}
+        if self.credentials is not None:
+            keys = {
+                "aws_access_key_id": self.credentials[0],
+                "aws_secret_access_key": self.credentials[1],
+            }
         return boto3.client(
             "sagemaker",
             endpoint_url=self.url,
             region_name=REGION,
+            **keys,
             config=Config(retries={"max_attempts": 1}, read_timeout=120),
         )
 
