@@ -218,20 +218,27 @@ class HttpProtocol(asyncio.Protocol):
                 self._feed_bounded(data)
                 return
             self._head_left -= len(data)
-        self._feed(data)
+        try:  # `_feed`, inlined: this is every request's path
+            self._parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as error:
+            self._parse_failed(error)
 
     def _feed(self, data: bytes | memoryview) -> None:
         if self._parser_dead:
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as error:
+            self._parse_failed(error)
+
+    def _parse_failed(self, error: Exception) -> None:
+        """Answer why parsing stopped: a cap or deadline refusal, or bytes that are not HTTP."""
+        if isinstance(error, httptools.HttpParserUpgrade):
             self._reject(MalformedRequest("Protocol upgrades are not supported."))
-        except httptools.HttpParserError as error:
-            if self._refusal is not None:
-                self._reject(self._refusal)
-            elif not self._parser_dead:
-                self._reject(MalformedRequest(f"Malformed HTTP request: {error}"))
+        elif self._refusal is not None:
+            self._reject(self._refusal)
+        elif not self._parser_dead:  # dead: stopped on purpose, already answered
+            self._reject(MalformedRequest(f"Malformed HTTP request: {error}"))
 
     def _feed_bounded(self, data: bytes) -> None:
         """Parse `data`, which holds more bytes than the head in progress may still take.
@@ -297,23 +304,26 @@ class HttpProtocol(asyncio.Protocol):
             )
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) + len(value) > self._header_cap or len(self._headers) >= self._count_cap:
-            raise self._refuse(self._header_refusal(name, value))
+        # The count is checked once the head is in: the head's byte cap already bounds it.
+        if len(name) + len(value) > self._header_cap:
+            shown = loggable(name.decode("latin-1"), 64)
+            raise self._refuse(
+                HeadersTooLarge(
+                    f"Header {shown} is {len(name) + len(value)} bytes, more than the "
+                    f"{self._header_cap} one header may hold (--max-header-bytes); send a "
+                    "shorter value."
+                )
+            )
         self._headers.append((name.lower(), value))
 
-    def _header_refusal(self, name: bytes, value: bytes) -> HeadersTooLarge:
-        if len(self._headers) >= self._count_cap:
-            return HeadersTooLarge(
-                f"The request has more than {self._count_cap} headers (--max-header-count); "
-                "send fewer."
-            )
-        shown = loggable(name.decode("latin-1"), 64)
-        return HeadersTooLarge(
-            f"Header {shown} is {len(name) + len(value)} bytes, more than the "
-            f"{self._header_cap} one header may hold (--max-header-bytes); send a shorter value."
-        )
-
     def on_headers_complete(self) -> None:
+        if len(self._headers) > self._count_cap:
+            raise self._refuse(
+                HeadersTooLarge(
+                    f"The request has more than {self._count_cap} headers (--max-header-count);"
+                    " send fewer."
+                )
+            )
         self._reading_head = False
         self._head_since = None
         self._body_since = self.last_activity
@@ -348,7 +358,8 @@ class HttpProtocol(asyncio.Protocol):
         self._body_since = None
         if self._transport is not None:
             self._transport.pause_reading()
-        self._enqueue(None, keep_alive=False)
+        self.on_message_complete()  # queued with no body, as any body past its cap
+        self._queue[-1].keep_alive = False  # the worker has not run yet: close after this one
         raise _StopParsing()
 
     def on_message_complete(self) -> None:
@@ -363,16 +374,13 @@ class HttpProtocol(asyncio.Protocol):
         self._head_left = self._head_cap
         self._body_since = None
         self._completed += 1
-        self._enqueue(body, self._parser.should_keep_alive())
-
-    def _enqueue(self, body: bytes | None, keep_alive: bool) -> None:
         request = _Request(
             method=self._parser.get_method(),
             url=self._url,
             version=self._parser.get_http_version(),
             headers=self._headers,
             body=body,
-            keep_alive=keep_alive,
+            keep_alive=self._parser.should_keep_alive(),
         )
         self._queue.append(request)
         if len(self._queue) > 8 and self._transport is not None:
