@@ -41,6 +41,9 @@ def _add_setting_flag(parser: argparse.ArgumentParser, spec: SettingSpec) -> Non
     elif spec.kind == "strings":
         parser.add_argument(spec.flag, action="append", metavar=spec.metavar, **common)
     else:
+        if spec.choices is not None:
+            parser.add_argument(spec.flag, choices=spec.choices, **common)
+            return
         metavar = spec.metavar or _METAVARS.get(spec.kind) or spec.flag.lstrip("-").upper()
         parser.add_argument(spec.flag, type=spec.parse, metavar=metavar, **common)
 

@@ -28,12 +28,20 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 
 
-def setting(default: Any, flag: str, help: str, *, metavar: str | None = None) -> Any:
+def setting(
+    default: Any,
+    flag: str,
+    help: str,
+    *,
+    metavar: str | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
     """A dataclass field with its `serve` flag and help text (the flag also names its env var).
 
     A mutable or computed default is not needed by any setting, so `default` is a plain value.
     """
-    return field(default=default, metadata={"flag": flag, "help": help, "metavar": metavar})
+    metadata = {"flag": flag, "help": help, "metavar": metavar, "choices": choices}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,31 @@ class Settings:
         False,
         "--insecure",
         "allow a non-loopback bind although requests are not authenticated",
+    )
+    # -- where containers run -----------------------------------------------------------------
+    backend: str = setting(
+        "process",
+        "--backend",
+        "what runs containers: child processes, Docker images, or a Ray cluster",
+        choices=("process", "docker", "ray"),
+    )
+    docker_pull: str = setting(
+        "never",
+        "--docker-pull",
+        "when the Docker backend pulls an image: never (images must be present), missing, always",
+        choices=("never", "missing", "always"),
+    )
+    docker_network: str = setting(
+        "",
+        "--docker-network",
+        "run Docker containers on this user network with published ports instead of the host's",
+        metavar="NAME",
+    )
+    ray_address: str = setting(
+        "",
+        "--ray-address",
+        "the Ray cluster of the ray backend (default: RAY_ADDRESS, else auto)",
+        metavar="ADDR",
     )
     # -- access control (SigV4 + IAM-style policies) -----------------------------------------
     auth_file: Path | None = setting(
@@ -214,7 +247,10 @@ class SettingSpec:
     help: str
     metavar: str | None
     default: Any
-    kind: str  # "str" | "int" | "float" | "bool" | "path" | "optional-path" | "strings"
+    kind: str
+    choices: tuple[str, ...] | None = (
+        None  # "str" | "int" | "float" | "bool" | "path" | "optional-path" | "strings"
+    )
 
     @property
     def env(self) -> str:
@@ -239,6 +275,8 @@ class SettingSpec:
             return Path(raw) if raw else None
         if self.kind == "strings":
             return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if self.choices is not None and raw not in self.choices:
+            raise ValueError(f"{self.env} must be one of {', '.join(self.choices)}, not {raw!r}")
         return raw
 
 
@@ -263,4 +301,5 @@ def fields() -> Iterator[SettingSpec]:
             metavar=spec.metadata["metavar"],
             default=spec.default,
             kind=_KINDS[str(spec.type)],
+            choices=spec.metadata["choices"],
         )
