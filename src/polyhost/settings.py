@@ -247,10 +247,8 @@ class SettingSpec:
     help: str
     metavar: str | None
     default: Any
-    kind: str
-    choices: tuple[str, ...] | None = (
-        None  # "str" | "int" | "float" | "bool" | "path" | "optional-path" | "strings"
-    )
+    kind: str  # "str" | "int" | "float" | "bool" | "path" | "optional-path" | "strings"
+    choices: tuple[str, ...] | None = None
 
     @property
     def env(self) -> str:
