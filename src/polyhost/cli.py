@@ -83,8 +83,13 @@ def _serve(args: argparse.Namespace) -> int:
     except (PolicyError, OSError) as error:  # names principal and statement, never a secret
         print(f"polyhost: cannot use --auth-file {settings.auth_file}: {error}", file=sys.stderr)
         return 2
+    from polyhost.backends.factory import BackendUnavailable
+
     try:
         run(settings)
+    except BackendUnavailable as error:
+        print(f"polyhost: {error}", file=sys.stderr)
+        return 2
     except OSError as error:  # e.g. the port is taken: say so, without a traceback
         print(f"polyhost: cannot serve on {settings.host}:{settings.port}: {error}",
               file=sys.stderr)  # fmt: skip

@@ -14,8 +14,8 @@ import logging
 import signal
 import time
 
+from polyhost.backends.factory import make_backend
 from polyhost.backends.images import ImageRegistry
-from polyhost.backends.process import ProcessBackend
 from polyhost.control.service import ControlPlane
 from polyhost.deploy.deployer import EndpointDeployer
 from polyhost.http.app import ExtraRoute, PolyhostApp
@@ -42,7 +42,7 @@ class PolyhostServer:
         self.settings = settings
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.images = ImageRegistry.load(settings.image_config)
-        self.backend = ProcessBackend(settings, self.images)
+        self.backend = make_backend(settings, self.images)
         self.router = Router(settings)
         self.deployer = EndpointDeployer(settings, self.backend, self.router)
         self.control = ControlPlane(settings, self.deployer, self.images)

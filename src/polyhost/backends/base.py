@@ -87,6 +87,8 @@ class ContainerStartError(Exception):
 
 
 class Backend(Protocol):
+    """What the deployer and the server ask of any backend (process, Docker, Ray)."""
+
     def knows_image(self, image: str) -> bool: ...
 
     def image_limits(self, image: str) -> ResourceLimits:
@@ -96,3 +98,8 @@ class Backend(Protocol):
     def known_images(self) -> list[str]: ...
 
     async def start(self, spec: LaunchSpec) -> ContainerHandle: ...
+
+    async def reap_orphans(self, grace_s: float) -> list[str]:
+        """Stop containers a killed predecessor left behind; returns their ids. Called once at
+        start, before reconciling; never touches containers this backend did not start."""
+        ...
