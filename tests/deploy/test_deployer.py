@@ -179,13 +179,28 @@ def test_crashed_container_restarts_while_others_serve(
     with pytest.raises(ClientError) as excinfo:
         invoke(runtime, "crashy", b"x", TargetContainerHostname="a", CustomAttributes="crash=1")
     assert client_error(excinfo).code == "ModelError"
-    for _ in range(5):
+
+    def a_marked_down() -> str | None:
+        assert invoke(runtime, "crashy", b"x", TargetContainerHostname="b")[0] == b"b:x"
+        with pytest.raises(ClientError) as excinfo:
+            invoke(runtime, "crashy", b"x", TargetContainerHostname="a")
+        code, status, message = client_error(excinfo)
+        # Until the supervisor has seen the exit, a request may still reach the dying process.
+        assert (code, status) in {("ServiceUnavailable", 503), ("ModelError", 424)}, message
+        return message if "is being restarted" in message else None
+
+    message = eventually(a_marked_down, "polyhost to see that `a` exited")
+    assert message.startswith(
+        "Container a of endpoint crashy is unavailable: it exited with code 7 and is being "
+        "restarted"
+    )
+    for _ in range(5):  # and so it stays while the restarted `a` is not ready
         assert invoke(runtime, "crashy", b"x", TargetContainerHostname="b")[0] == b"b:x"
         with pytest.raises(ClientError) as excinfo:
             invoke(runtime, "crashy", b"x", TargetContainerHostname="a")
         code, status, message = client_error(excinfo)
         assert (code, status) == ("ServiceUnavailable", 503), message
-        assert "Container a of endpoint crashy" in message
+        assert "Container a of endpoint crashy is unavailable" in message
 
     a_ready.touch()
 
