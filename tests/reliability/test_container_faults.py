@@ -28,6 +28,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.support.endpoints import create_config, create_model, deploy, invoke, wait_status
+from tests.support.errors import ClientErrorParts, client_error
 from tests.support.server import (
     CONTAINERS,
     ECHO_IMAGE,
@@ -115,15 +116,10 @@ def neighbour_answers(runtime: Any, name: str) -> None:
     assert body == b"good:x"
 
 
-def error_of(call: Callable[[], Any]) -> tuple[str, int, str]:
+def error_of(call: Callable[[], Any]) -> ClientErrorParts:
     with pytest.raises(ClientError) as raised:
         call()
-    response = raised.value.response
-    return (
-        response["Error"]["Code"],
-        response["ResponseMetadata"]["HTTPStatusCode"],
-        response["Error"]["Message"],
-    )
+    return client_error(raised)
 
 
 def eventually(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
@@ -358,9 +354,9 @@ def test_ping_then_stop_pinging(
         try:
             invoke(runtime, name, b"x", TargetContainerHostname="bad")
         except ClientError as error:
-            code = error.response["Error"]["Code"]
+            code, _, message = client_error(error)
             assert code == "ServiceUnavailable", error.response
-            return str(error.response["Error"]["Message"])
+            return message
         return None
 
     message = eventually(unavailable, "the container to be taken out of service")
