@@ -97,6 +97,21 @@ class Settings:
         "by its policies (SIGHUP reloads it)",
         metavar="FILE",
     )
+    # -- the admin listener: /metrics, the dashboard ------------------------------------------
+    admin_host: str = setting(
+        "127.0.0.1",
+        "--admin-host",
+        "bind address of the admin listener; non-loopback needs --admin-token-file",
+    )
+    admin_port: int = setting(
+        7081, "--admin-port", "port of the admin listener (/metrics, /ui); 0 turns it off"
+    )
+    admin_token_file: Path | None = setting(
+        None,
+        "--admin-token-file",
+        "file holding the bearer token the admin listener requires (Authorization: Bearer ...)",
+        metavar="FILE",
+    )
     # -- data plane (CONTRACT.md) -------------------------------------------------------------
     invocation_timeout_s: float = setting(
         60.0, "--invocation-timeout", "seconds a container may take to answer an invocation"
