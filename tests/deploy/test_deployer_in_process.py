@@ -229,13 +229,6 @@ def test_a_container_that_never_passes_ping_fails_within_its_startup_timeout(
     run(tmp_path, scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GroupStarter._start_one takes a port that is not free after a failed health check "
-    "for a port collision, but the container itself holds it: a container that listens and "
-    "never passes /ping is started PORT_ATTEMPTS times (3x its startup timeout, and a warning "
-    "that another process took its port). Checking handle.listens_on(port) first would tell.",
-)
 def test_a_listening_container_that_never_passes_ping_is_started_once(tmp_path: Path) -> None:
     spec = endpoint("ep", variant(container("sick", FAKE_UNHEALTHY="1")))
 
@@ -268,12 +261,6 @@ def test_a_container_the_backend_cannot_launch_fails_the_endpoint(tmp_path: Path
     run(tmp_path, scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GroupStarter.start gathers the container starts without cancelling the others "
-    "when one fails: a container still launching then starts after its group was stopped and "
-    "is left running (its port already released).",
-)
 def test_a_failed_group_leaves_no_container_running(tmp_path: Path) -> None:
     gate = asyncio.Event()
     spec = endpoint("ep", variant(container("late"), container("bad", FAKE_EXIT_AT_START="3")))

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from polyhost.errors import MethodNotAllowed, NoSuchRoute
-from polyhost.http.access import log_request
+from polyhost.http.access import log_request, loggable
 from polyhost.http.awsjson import AwsJsonAdapter
 from polyhost.http.errors import aws_json_error
 from polyhost.http.io import send_response
@@ -84,7 +84,7 @@ class PolyhostApp:
 
     @staticmethod
     async def _not_found(send: Send, method: str, path: str, status: int) -> int:
-        message = f"No route for {method} {path}."
+        message = f"No route for {method} {loggable(path)}."
         error = MethodNotAllowed(message, "POST") if status == 405 else NoSuchRoute(message)
         status, headers, body = aws_json_error(error)
         await send_response(send, status, body, headers)

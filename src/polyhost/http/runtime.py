@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable, Sequence
 
 from polyhost.errors import InvokeValidationError, ServiceError
+from polyhost.http.access import loggable
 from polyhost.http.auth import SAGEMAKER, Gate
 from polyhost.http.errors import internal_failure, rest_json_error
 from polyhost.http.io import BodyTooLarge, read_body, send_response
@@ -77,7 +78,7 @@ class RuntimeAdapter:
         except ServiceError as error:
             return self._error(error, request_id)
         except Exception:
-            log.exception("internal error invoking %s", endpoint_name)
+            log.exception("internal error invoking %s", loggable(endpoint_name))
             return self._error(internal_failure(), request_id)
         out = [
             (b"content-type", result.content_type),
