@@ -3,24 +3,26 @@ TLS server; caching by URL and by content; concurrent fetches; errors fit for Fa
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import io
 import logging
-import shutil
-import ssl
-import subprocess
+import os
+import socket
+import struct
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Literal
 
 import pytest
 
 from polyhost.deploy.artifacts import ArtifactError, ArtifactStore
+from tests.deploy.tls_server import AcceptRecorder, TlsFiles, make_certificate
 from tests.support.s3 import MotoS3, s3_server
 
 __all__ = ["s3_server"]  # the fixture, used by name below
@@ -51,11 +53,46 @@ MODEL = {"model.pt": b"weights-1", "code/inference.py": b"def model_fn(d):\n    
 
 @pytest.fixture
 def store(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "cache", max_extracted_bytes=8 * MiB)
+    """The https tests serve from loopback, which model data may come from only when allowed."""
+    return ArtifactStore(tmp_path / "cache", max_extracted_bytes=8 * MiB, allow_hosts=["127.0.0.1"])
 
 
 def models(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "cache" / "models").iterdir())
+
+
+class Outcome:
+    """The result or exception of a call run in a daemon thread (so a hang fails, not blocks)."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: object = None
+
+    def wait(self, timeout_s: float) -> object:
+        assert self.done.wait(timeout_s), f"still running after {timeout_s} s: it hangs"
+        return self.value
+
+
+def in_thread(fn: Callable[..., object], *args: object) -> Outcome:
+    outcome = Outcome()
+
+    def run() -> None:
+        try:
+            outcome.value = fn(*args)
+        except BaseException as error:
+            outcome.value = error
+        outcome.done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return outcome
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    """Poll until `condition` holds; the deadline only keeps a broken build from hanging."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not seen within {timeout_s} s: {what}"
+        time.sleep(0.02)
 
 
 # --- file:// -----------------------------------------------------------------------------------
@@ -150,7 +187,7 @@ def test_concurrent_fetches_of_one_url_agree(store: ArtifactStore, tmp_path: Pat
         )
     assert len(set(results)) == 1
     assert models(tmp_path) == [results[0]]
-    assert list((tmp_path / "cache" / "tmp").iterdir()) == []
+    assert list(store.work_dir.iterdir()) == []
 
 
 def test_concurrent_fetches_of_one_content_under_many_urls_agree(
@@ -168,7 +205,7 @@ def test_concurrent_fetches_of_one_content_under_many_urls_agree(
     assert len(set(results)) == 1
     assert models(tmp_path) == [results[0]]
     assert len(read_tree(results[0])) == 50
-    assert list((tmp_path / "cache" / "tmp").iterdir()) == []
+    assert list(store.work_dir.iterdir()) == []
 
 
 # --- s3:// (moto's S3 server, a real HTTP server) ------------------------------------------------
@@ -279,79 +316,9 @@ def test_s3_not_a_tar(store: ArtifactStore, s3_env: MotoS3) -> None:
 # --- https:// (a local TLS server, trusted through SSL_CERT_FILE) --------------------------------
 
 
-class TlsFiles:
-    """A tiny HTTPS server serving bytes by path, with ETags, counting what it is asked."""
-
-    def __init__(self, cert: Path, key: Path) -> None:
-        self.files: dict[str, bytes] = {}
-        self.requests: list[tuple[str, str, str | None]] = []  # (path, status, If-None-Match)
-        self.delay_s = 0.0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                condition = self.headers.get("If-None-Match")
-                if path == "/redirect-to-http":
-                    owner.requests.append((path, "302", condition))
-                    self.send_response(302)
-                    self.send_header("Location", f"http://127.0.0.1:{owner.port}/m.tar.gz")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                data = owner.files.get(path)
-                if data is None:
-                    owner.requests.append((path, "404", condition))
-                    self.send_error(404)
-                    return
-                etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
-                if condition == etag:
-                    owner.requests.append((path, "304", condition))
-                    self.send_response(304)
-                    self.send_header("ETag", etag)
-                    self.end_headers()
-                    return
-                owner.requests.append((path, "200", condition))
-                self.send_response(200)
-                self.send_header("ETag", etag)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                time.sleep(owner.delay_s)
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"https://127.0.0.1:{self.port}{path}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TlsFiles]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("no openssl command to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
+    cert, key = make_certificate(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     server = TlsFiles(cert, key)
     yield server
@@ -396,13 +363,18 @@ def test_https_refuses_a_redirect_to_plain_http(store: ArtifactStore, https: Tls
         store.fetch_and_extract(https.url("/redirect-to-http"), 30)
 
 
-def test_https_download_timeout(store: ArtifactStore, https: TlsFiles) -> None:
-    https.files["/slow.tar.gz"] = tarball(MODEL)
-    https.delay_s = 3.0
-    started = time.monotonic()
-    with pytest.raises(ArtifactError, match="timed out"):
-        store.fetch_and_extract(https.url("/slow.tar.gz"), 0.5)
-    assert time.monotonic() - started < 2.5
+def test_https_download_timeout_holds_against_a_server_that_trickles(
+    store: ArtifactStore, https: TlsFiles
+) -> None:
+    """Bound: ModelDataDownloadTimeoutInSeconds (1 s here) ends a download that receives a byte
+    every 50 ms for ever; the test gives it 30 s before calling it hung."""
+    https.trickle.add("/slow.tar.gz")
+    outcome = in_thread(store.fetch_and_extract, https.url("/slow.tar.gz"), 1.0)
+    error = outcome.wait(30)
+    assert isinstance(error, ArtifactError)
+    assert "timed out after 1 seconds" in str(error)
+    wait_for(lambda: https.trickle_closed == 1, "the connection closed")
+    assert list(store.work_dir.iterdir()) == []  # the partial download is gone
 
 
 def test_waiting_for_another_fetch_of_the_url_counts_against_the_timeout(
@@ -417,3 +389,268 @@ def test_waiting_for_another_fetch_of_the_url_counts_against_the_timeout(
         with pytest.raises(ArtifactError, match="waiting for another download of it"):
             store.fetch_and_extract(url, 0.3)
         assert read_tree(first.result()) == MODEL
+
+
+# --- file:// that is not a regular file ----------------------------------------------------------
+
+
+@pytest.fixture
+def unix_socket(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "model.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(path))
+        sock.listen(1)
+        yield path
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("fifo", "it is a FIFO (named pipe), not a regular file"),
+        ("device", "it is a character device, not a regular file"),
+        ("socket", "it is a socket, not a regular file"),
+        ("folder named like an archive", "it is a folder, but its name says it is an archive"),
+    ],
+)
+def test_only_regular_files_are_read(
+    store: ArtifactStore, tmp_path: Path, unix_socket: Path, kind: str, expected: str
+) -> None:
+    """Bound: refused without reading or blocking — the call returns within the test's 30 s
+    (before, a FIFO blocked the open for ever and /dev/zero was read without end)."""
+    path = {
+        "fifo": tmp_path / "fifo.tar.gz",
+        "device": Path("/dev/zero"),
+        "socket": unix_socket,
+        "folder named like an archive": tmp_path / "model.tar.gz",
+    }[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind.startswith("folder"):
+        path.mkdir()
+    error = in_thread(store.fetch_and_extract, f"file://{path}", 3600).wait(30)
+    assert isinstance(error, ArtifactError)
+    assert str(error) == (
+        f"Model data file://{path} was refused: {expected}"
+        + (
+            "; name the .tar.gz file itself, or a folder to use as it is."
+            if kind.startswith("folder")
+            else "; a file:// model must be a .tar.gz or .tar file, or a folder."
+        )
+    )
+
+
+# --- the store's own workers: cancellation, bounds, shutdown ------------------------------------
+
+
+def model_threads() -> int:
+    """Threads of this process named as the store names its workers (on Linux, in /proc)."""
+    count = 0
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        with contextlib.suppress(OSError):
+            if (task / "comm").read_text().strip() == "polyhost-model":
+                count += 1
+    return count
+
+
+needs_proc = pytest.mark.skipif(
+    not Path("/proc/self/task").is_dir(), reason="thread names are read from /proc"
+)
+
+
+@needs_proc
+def test_cancelling_the_awaiting_task_stops_the_download(
+    store: ArtifactStore, https: TlsFiles
+) -> None:
+    """Bound: after the task awaiting `fetch` is cancelled, the worker thread ends and the
+    connection closes (deadline 30 s only to avoid hanging; the download's own timeout is an
+    hour), and no temporary file is left."""
+    https.trickle.add("/slow.tar.gz")
+
+    async def scenario() -> None:
+        task = asyncio.get_running_loop().create_task(store.fetch(https.url("/slow.tar.gz"), 3600))
+        while https.trickling == 0:
+            await asyncio.sleep(0.02)
+        assert model_threads() == 1
+        while not list(store.work_dir.iterdir()):  # the download's file, being written
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    wait_for(lambda: model_threads() == 0, "the worker thread ended")
+    wait_for(lambda: https.trickle_closed == 1, "the connection closed")
+    assert list(store.work_dir.iterdir()) == []
+
+
+@needs_proc
+def test_workers_are_bounded_and_leave_the_default_executor_free(
+    tmp_path: Path, https: TlsFiles
+) -> None:
+    """Bound: six hung downloads hold at most `workers` (2) threads; asyncio's default executor
+    (what the control plane runs on) still answers while they hang."""
+    store = ArtifactStore(tmp_path / "cache", 8 * MiB, workers=2, allow_hosts=["127.0.0.1"])
+    for i in range(6):
+        https.trickle.add(f"/slow{i}.tar.gz")
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        tasks = [
+            loop.create_task(store.fetch(https.url(f"/slow{i}.tar.gz"), 3600)) for i in range(6)
+        ]
+        while https.trickling < 2:
+            await asyncio.sleep(0.02)
+        # Every default-executor thread is free for other work.
+        answers = await asyncio.gather(*(asyncio.to_thread(lambda: 42) for _ in range(12)))
+        assert answers == [42] * 12
+        assert model_threads() == 2
+        assert https.trickling == 2
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(scenario())
+    wait_for(lambda: model_threads() == 0, "the worker threads ended")
+    assert len(https.requests) == 2  # the four that waited for a worker never started
+
+
+def test_close_cancels_what_is_in_flight(store: ArtifactStore, https: TlsFiles) -> None:
+    """Bound: `close(grace)` returns within its grace (5 s) although a download hangs, and the
+    direct, blocking `fetch_and_extract` callers are cancelled too."""
+    https.trickle.add("/slow.tar.gz")
+    blocking = in_thread(store.fetch_and_extract, https.url("/slow.tar.gz"), 3600)
+
+    async def scenario() -> None:
+        task = asyncio.get_running_loop().create_task(store.fetch(https.url("/slow.tar.gz"), 3600))
+        while https.trickling == 0:
+            await asyncio.sleep(0.02)
+        await asyncio.wait_for(store.close(5.0), 10)
+        with pytest.raises(ArtifactError, match="was cancelled"):
+            await task  # it waited for the URL's lock held by the other one
+
+    asyncio.run(scenario())
+    assert "was cancelled" in str(blocking.wait(30))
+    with pytest.raises(ArtifactError, match="shutting down"):
+        asyncio.run(store.fetch(https.url("/slow.tar.gz"), 3600))
+
+
+# --- https:// hosts: public only, unless allowed ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        ("127.0.0.1", "127.0.0.1, a loopback address"),
+        ("169.254.169.254", "169.254.169.254, a cloud metadata address"),
+        ("[::ffff:169.254.169.254]", "::ffff:169.254.169.254, a cloud metadata address"),
+        ("[fd00:ec2::254]", "fd00:ec2::254, a cloud metadata address"),
+        ("10.1.2.3", "10.1.2.3, a private address"),
+        ("192.168.0.10", "192.168.0.10, a private address"),
+        ("[fe80::1]", "fe80::1, a link-local address"),
+        ("0.0.0.0", "0.0.0.0, the unspecified address"),
+        ("224.0.0.1", "224.0.0.1, a multicast address"),
+        ("100.64.0.1", "100.64.0.1, not a public address"),
+        ("localhost", "localhost resolves to"),
+    ],
+)
+def test_non_public_hosts_are_refused(tmp_path: Path, host: str, why: str) -> None:
+    strict = ArtifactStore(tmp_path / "cache", 8 * MiB)
+    with pytest.raises(ArtifactError) as raised:
+        strict.fetch_and_extract(f"https://{host}/m.tar.gz", 30)
+    message = str(raised.value)
+    assert message.startswith(f"Model data https://{host}/m.tar.gz was refused: {why}")
+    assert "--allow-model-host" in message
+
+
+def test_a_refused_host_is_not_even_connected_to(tmp_path: Path) -> None:
+    """Bound: zero connections reach a listening socket on the refused address."""
+    strict = ArtifactStore(tmp_path / "cache", 8 * MiB)
+    listener = AcceptRecorder("127.0.0.1")
+    try:
+        with pytest.raises(ArtifactError, match="a loopback address"):
+            strict.fetch_and_extract(f"https://127.0.0.1:{listener.port}/m.tar.gz", 30)
+        assert listener.connections() == 0
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("allowed", ["127.0.0.1", "127.0.0.0/8", "localhost"])
+def test_allowed_hosts_by_address_network_or_name(
+    tmp_path: Path, https: TlsFiles, allowed: str
+) -> None:
+    https.files["/m.tar.gz"] = tarball(MODEL)
+    store = ArtifactStore(tmp_path / "cache", 8 * MiB, allow_hosts=[allowed])
+    host = "localhost" if allowed == "localhost" else "127.0.0.1"
+    folder = store.fetch_and_extract(f"https://{host}:{https.port}/m.tar.gz", 30)
+    assert read_tree(folder) == MODEL
+
+
+def test_every_redirect_is_checked_again(tmp_path: Path, https: TlsFiles) -> None:
+    """A redirect from an allowed host to a refused one is refused, with no connection made."""
+    listener = AcceptRecorder("127.0.0.2")
+    try:
+        https.redirects["/jump"] = f"https://127.0.0.2:{listener.port}/m.tar.gz"
+        store = ArtifactStore(tmp_path / "cache", 8 * MiB, allow_hosts=["127.0.0.1"])
+        with pytest.raises(ArtifactError, match=r"refused: 127\.0\.0\.2, a loopback address"):
+            store.fetch_and_extract(https.url("/jump"), 30)
+        assert listener.connections() == 0
+    finally:
+        listener.close()
+
+
+class Misbehaving:
+    """A TCP server on loopback that fails a client in one chosen way."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self._stop = threading.Event()
+        self._held: list[socket.socket] = []
+        if how == "refuse":
+            self.sock.close()  # nothing listens on the port
+            return
+        self.sock.listen(8)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.how == "reset":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+            elif self.how == "plain http":
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+                conn.close()
+            else:  # "silent": accept, then say nothing
+                self._held.append(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        for conn in self._held:
+            conn.close()
+        self.sock.close()
+
+
+def test_connection_failures_all_read_the_same(tmp_path: Path) -> None:
+    """Refused, reset, TLS failure and silence give one message, so a FailureReason cannot be
+    used to tell which ports of a host are open; the server log keeps the detail."""
+    store = ArtifactStore(tmp_path / "cache", 8 * MiB, allow_hosts=["127.0.0.1"])
+    messages = {}
+    for how in ("refuse", "reset", "plain http", "silent"):
+        server = Misbehaving(how)
+        try:
+            with pytest.raises(ArtifactError) as raised:
+                store.fetch_and_extract(f"https://127.0.0.1:{server.port}/m.tar.gz", 1.0)
+        finally:
+            server.close()
+        messages[how] = str(raised.value).replace(str(server.port), "PORT")
+    assert set(messages.values()) == {
+        "Could not download the model data from 127.0.0.1: the host did not answer with the "
+        "file https://127.0.0.1:PORT/m.tar.gz."
+    }, messages

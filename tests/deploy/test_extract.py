@@ -18,6 +18,8 @@ from typing import Literal
 import pytest
 
 from polyhost.deploy.artifacts import ArtifactError, ArtifactStore
+from polyhost.deploy.extract import ExtractLimits, extract_archive
+from tests.deploy.archives import pax_bomb, zero_bomb
 
 Member = tuple[tarfile.TarInfo, bytes | None]
 
@@ -137,7 +139,7 @@ def test_malicious_archives_are_refused(store: ArtifactStore, tmp_path: Path, ca
     assert snapshot(tmp_path, tmp_path / "cache") == before
     assert (tmp_path / "outside" / "secret").read_text() == "keep"
     assert list((tmp_path / "cache" / "models").iterdir()) == []
-    assert list((tmp_path / "cache" / "tmp").iterdir()) == []
+    assert list(store.work_dir.iterdir()) == []
     assert list((tmp_path / "cache" / "index").iterdir()) == []
 
 
@@ -199,4 +201,74 @@ def test_a_truncated_archive_is_a_clear_error(store: ArtifactStore, tmp_path: Pa
     with pytest.raises(ArtifactError, match="is corrupt or truncated"):
         store.fetch_and_extract(f"file://{cut}", timeout_s=30)
     assert list((tmp_path / "cache" / "models").iterdir()) == []
-    assert list((tmp_path / "cache" / "tmp").iterdir()) == []
+    assert list(store.work_dir.iterdir()) == []
+
+
+# --- bombs, deadlines, cancellation ------------------------------------------------------------
+
+
+def test_a_compression_bomb_is_refused_at_its_header(tmp_path: Path) -> None:
+    """Bound: a 256 KiB archive declaring 256 MiB (1000x) is refused by the ratio guard (200x)
+    before one byte of the member is written, although it is under the size cap."""
+    store = ArtifactStore(tmp_path / "cache", max_extracted_bytes=1 << 30, max_ratio=200)
+    archive = zero_bomb(tmp_path / "bomb.tar.gz", 256 << 20)
+    with pytest.raises(ArtifactError) as raised:
+        store.fetch_and_extract(f"file://{archive}", timeout_s=30)
+    size = archive.stat().st_size
+    assert str(raised.value) == (
+        f"Model data file://{archive} was refused: its {size} bytes expand to more than 200 "
+        f"times that (reached at member 'big.bin', {256 << 20} bytes in all), which marks a "
+        "decompression bomb; if the model is genuine, raise --model-max-ratio."
+    )
+    assert list((tmp_path / "cache" / "models").iterdir()) == []
+    assert list(store.work_dir.iterdir()) == []
+
+
+def test_the_ratio_guard_spares_small_models(tmp_path: Path) -> None:
+    """Under 16 MiB extracted, any ratio passes: a few KiB of zeros in a tiny archive is no bomb."""
+    store = ArtifactStore(tmp_path / "cache", max_extracted_bytes=1 << 30, max_ratio=2)
+    archive = write_tar(tmp_path / "m.tar.gz", [file_member("zeros.bin", bytes(1 << 20))])
+    assert archive.stat().st_size * 2 < 1 << 20
+    folder = store.fetch_and_extract(f"file://{archive}", timeout_s=30)
+    assert (folder / "zeros.bin").stat().st_size == 1 << 20
+
+
+def test_extraction_checks_its_deadline_within_one_member(tmp_path: Path) -> None:
+    """Bound: the check runs for every 64 KiB read, so a cancelled or timed-out extraction of a
+    single 64 MiB member stops having written at most a few MiB of it."""
+    archive = zero_bomb(tmp_path / "bomb.tar.gz", 64 << 20)
+    calls = 0
+
+    def check() -> None:
+        nonlocal calls
+        calls += 1
+        if calls > 20:
+            raise ArtifactError("time is up")
+
+    dest = tmp_path / "out"
+    dest.mkdir()
+    limits = ExtractLimits(max_bytes=1 << 30, max_members=10, check=check)
+    with pytest.raises(ArtifactError, match="time is up"):
+        extract_archive(archive, dest, limits, "file://bomb")
+    written = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+    assert written < 4 << 20
+
+
+def test_a_huge_pax_header_is_not_read_into_memory(tmp_path: Path) -> None:
+    """Bound: at most 1 MiB of header data is read before the archive is refused."""
+    archive = pax_bomb(tmp_path / "pax.tar.gz", 64 << 20)
+    store = ArtifactStore(tmp_path / "cache", max_extracted_bytes=1 << 30)
+    with pytest.raises(ArtifactError, match="its tar stream is larger than its members account"):
+        store.fetch_and_extract(f"file://{archive}", timeout_s=30)
+
+
+@pytest.mark.parametrize("mode", ["w:bz2", "w:xz", "w:gz", "w"])
+def test_every_supported_compression_extracts(tmp_path: Path, mode: str) -> None:
+    store = ArtifactStore(tmp_path / "cache", max_extracted_bytes=1 << 20)
+    archive = tmp_path / "m.tar"
+    with tarfile.open(archive, mode) as tar:  # type: ignore[call-overload]
+        for info, data in [file_member("a/b.txt", b"bee"), file_member("c.txt", b"sea")]:
+            tar.addfile(info, io.BytesIO(data))
+    folder = store.fetch_and_extract(f"file://{archive}", timeout_s=30)
+    assert (folder / "a" / "b.txt").read_bytes() == b"bee"
+    assert (folder / "c.txt").read_bytes() == b"sea"

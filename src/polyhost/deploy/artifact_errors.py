@@ -27,6 +27,8 @@ def redact_url(url: str) -> str:
         port = parts.port
     except ValueError:
         return "<unparseable URL>"
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
     netloc = f"{host}:{port}" if port is not None else host
     if parts.scheme == "s3" or not parts.hostname:
         netloc = parts.netloc.rpartition("@")[2]

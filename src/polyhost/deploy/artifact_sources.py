@@ -5,6 +5,13 @@ ETag, size, modification time), is the data unchanged — and if not, here is th
 already hashed. Hashing while downloading lets the cache key extracted models by content, so
 the same archive under two URLs is extracted once.
 
+This module holds the common part and the `file://` and `s3://` sources; `https://` is in
+`https_source` (with the host policy of `model_hosts` and the pinned connection of
+`pinned_https`). Every loop here checks the fetch's deadline and cancellation (`FetchLimits`).
+
+A `file://` path must be a regular file (or a folder, used as it is): a FIFO, a device or a
+socket is refused before a byte is read (`local_files`).
+
 S3 goes through boto3's default session, so the standard AWS settings apply unchanged:
 credentials from the environment, profile or instance role, region, and the endpoint overrides
 `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` that point it at any S3-compatible server.
@@ -17,33 +24,28 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 from polyhost.deploy.artifact_errors import ArtifactError, quote_member, redact_url
+from polyhost.deploy.fetch_control import FetchLimits
+from polyhost.deploy.local_files import not_a_file, open_regular
 
 log = logging.getLogger("polyhost.deploy.artifacts")
 
 CHUNK = 1024 * 1024
+S3_CHUNK = 64 * 1024  # botocore reads until the chunk is full: keep checks between reads close
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".gz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 Validator = dict[str, str]
 
 
-@dataclass(frozen=True)
-class FetchLimits:
-    deadline: float  # time.monotonic() by which the download must be done
-    timeout_s: float  # the same, as given, for messages
-    max_bytes: int
-    max_files: int
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -80,32 +82,24 @@ class Source:
             f"{limits.max_bytes} bytes."
         )
 
-    def _copy(self, chunks: Iterator[bytes], out: IO[bytes], limits: FetchLimits) -> str:
+    def _copy(self, chunks: Iterator[bytes], out: Sink, limits: FetchLimits) -> str:
         """Write chunks to `out`, enforcing the size cap and the deadline; returns the sha256."""
         digest = hashlib.sha256()
         size = 0
+        limits.check(self.label)
         for chunk in chunks:
             size += len(chunk)
             if size > limits.max_bytes:
                 raise self._too_big(size, limits)
-            if limits.remaining() <= 0:
-                raise self._failed(f"timed out after {limits.timeout_s:g} seconds")
+            limits.check(self.label)
             digest.update(chunk)
             out.write(chunk)
         return digest.hexdigest()
 
 
-def read_chunks(read: Callable[[int], bytes]) -> Iterator[bytes]:
-    while chunk := read(CHUNK):
+def read_chunks(read: Callable[[int], bytes], size: int = CHUNK) -> Iterator[bytes]:
+    while chunk := read(size):
         yield chunk
-
-
-def hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in read_chunks(handle.read):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def tree_digest(files: dict[str, str]) -> str:
@@ -136,8 +130,15 @@ class FileSource(Source):
             raise ArtifactError(
                 f"Failed to read model data from {self.label}: {error.strerror}"
             ) from None
-        if self.path.is_dir():
+        if stat.S_ISDIR(info.st_mode):
+            if self.path.name.lower().endswith(ARCHIVE_SUFFIXES):
+                raise ArtifactError(
+                    f"Model data {self.label} was refused: it is a folder, but its name says it "
+                    "is an archive; name the .tar.gz file itself, or a folder to use as it is."
+                )
             return Fetched("directory", self.path.resolve(), "", None, temporary=False)
+        if not stat.S_ISREG(info.st_mode):
+            raise not_a_file(self.label, info.st_mode)
         validator = {
             "size": str(info.st_size),
             "mtime_ns": str(info.st_mtime_ns),
@@ -148,81 +149,23 @@ class FileSource(Source):
         if info.st_size > limits.max_bytes:
             raise self._too_big(info.st_size, limits)
         log.info("reading model data %s", self.label)
-        try:
-            sha = hash_file(self.path)
-        except OSError as error:
-            raise ArtifactError(
-                f"Failed to read model data from {self.label}: {error.strerror}"
-            ) from None
+        # Hash what is really there: opened without blocking and checked to be a regular file
+        # (the name could have been swapped for a FIFO or a device since the stat above).
+        with open_regular(self.path, self.label) as handle:
+            try:
+                sha = self._copy(read_chunks(handle.read), _Discard(), limits)
+            except OSError as error:
+                raise ArtifactError(
+                    f"Failed to read model data from {self.label}: {error.strerror}"
+                ) from None
         return Fetched("archive", self.path, sha, validator, temporary=False)
 
 
-class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects, but never from https down to plain http."""
+class _Discard:
+    """A sink for `_copy` when only the hash is wanted."""
 
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: Any,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        if urlsplit(newurl).scheme != "https":
-            raise urllib.error.HTTPError(
-                redact_url(newurl), code, "redirect to a non-https URL refused", headers, fp
-            )
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-class HttpsSource(Source):
-    """`https://host/path/model.tar.gz`, revalidated with If-None-Match / If-Modified-Since."""
-
-    def fetch(self, previous: Validator | None, work: Path, limits: FetchLimits) -> Fetched | None:
-        request = urllib.request.Request(self.url, headers={"User-Agent": "polyhost"})
-        if previous:
-            if previous.get("etag"):
-                request.add_header("If-None-Match", previous["etag"])
-            if previous.get("last_modified"):
-                request.add_header("If-Modified-Since", previous["last_modified"])
-        opener = urllib.request.build_opener(_HttpsOnlyRedirects())
-        timeout = max(min(limits.remaining(), 60.0), 0.001)
-        try:
-            with opener.open(request, timeout=timeout) as answer:
-                validator = {
-                    "etag": answer.headers.get("ETag") or "",
-                    "last_modified": answer.headers.get("Last-Modified") or "",
-                }
-                length = answer.headers.get("Content-Length")
-                if length and length.isdigit() and int(length) > limits.max_bytes:
-                    raise self._too_big(int(length), limits)
-                log.info("downloading model data %s", self.label)
-                return self._download(answer, validator, work, limits)
-        except urllib.error.HTTPError as error:
-            if error.code == 304 and previous:
-                return None
-            raise self._failed(f"HTTP {error.code} {error.reason}") from None
-        except urllib.error.URLError as error:
-            raise self._failed(str(error.reason)) from None
-        except TimeoutError:
-            raise self._failed(f"timed out after {limits.timeout_s:g} seconds") from None
-        except OSError as error:
-            raise self._failed(error.strerror or str(error)) from None
-
-    def _download(
-        self, answer: IO[bytes], validator: Validator, work: Path, limits: FetchLimits
-    ) -> Fetched:
-        handle, name = tempfile.mkstemp(dir=work, suffix=".download")
-        path = Path(name)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                sha = self._copy(read_chunks(answer.read), out, limits)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        keep = validator if (validator["etag"] or validator["last_modified"]) else None
-        return Fetched("archive", path, sha, keep, temporary=True)
+    def write(self, data: bytes) -> int:
+        return len(data)
 
 
 def _s3_client(limits: FetchLimits) -> Any:
@@ -302,7 +245,7 @@ class S3Source(Source):
             path = Path(name)
             try:
                 with os.fdopen(handle, "wb") as out:
-                    sha = self._copy(read_chunks(body.read), out, limits)
+                    sha = self._copy(read_chunks(body.read, S3_CHUNK), out, limits)
             except BaseException:
                 path.unlink(missing_ok=True)
                 raise
@@ -316,6 +259,7 @@ class S3Source(Source):
         for page in client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self.key
         ):
+            limits.check(self.label)
             for item in page.get("Contents", []):
                 key = str(item["Key"])
                 if key.endswith("/"):
@@ -356,7 +300,7 @@ class S3Source(Source):
                 body = answer["Body"]
                 try:
                     with open(target, "wb") as out:
-                        files[rel] = self._copy(read_chunks(body.read), out, limits)
+                        files[rel] = self._copy(read_chunks(body.read, S3_CHUNK), out, limits)
                 finally:
                     body.close()
         except BaseException:
@@ -383,17 +327,3 @@ def _object_validator(answer: dict[str, Any]) -> Validator:
         "size": str(answer.get("ContentLength", "")),
         "last_modified": modified.isoformat() if modified is not None else "",
     }
-
-
-def source_for(url: str) -> Source:
-    """The source for a model URL, or ArtifactError naming the schemes polyhost takes."""
-    scheme = urlsplit(url).scheme.lower()
-    if scheme == "file":
-        return FileSource(url)
-    if scheme == "s3":
-        return S3Source(url)
-    if scheme == "https":
-        return HttpsSource(url)
-    raise ArtifactError(
-        f"Model data URL {redact_url(url)} is not supported: use s3://, https:// or file://."
-    )

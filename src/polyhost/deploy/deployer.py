@@ -5,6 +5,10 @@ control plane runs in worker threads) and only schedule work. Create starts a gr
 publishes its route; update is blue/green (the new group must be healthy before the routing
 table is swapped; the old group drains its in-flight requests, then stops); a failed update
 leaves the old group serving. Status goes back to the control plane through `StatusSink`.
+
+Deleting or updating an endpoint cancels its deploy task, and with it the model data fetch the
+task awaits (`ArtifactStore.fetch` stops its worker). A janitor on the same loop removes cached
+models and container folders nothing uses any more (`Usage` is the deployer's account of that).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from polyhost.backends.base import Backend
@@ -24,6 +29,7 @@ from polyhost.control.seam import (
 )
 from polyhost.deploy.artifacts import ArtifactStore
 from polyhost.deploy.group import DeployFailure, GroupStarter, RunningGroup
+from polyhost.deploy.janitor import Janitor, Usage, revision_dir
 from polyhost.deploy.logs import LogStream
 from polyhost.deploy.ports import PortAllocator
 from polyhost.deploy.samples import container_samples
@@ -34,6 +40,9 @@ from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.deploy")
 _T = TypeVar("_T")
+
+# Longest wait at shutdown for model data workers to notice they were cancelled.
+ARTIFACT_CLOSE_GRACE_S = 5.0
 
 
 @dataclass
@@ -59,16 +68,22 @@ class EndpointDeployer:
     ) -> None:
         self._settings = settings
         self._router = router
+        self._artifacts = artifacts or ArtifactStore.from_settings(settings)
         self._starter = GroupStarter(
             backend=backend,
-            artifacts=artifacts
-            or ArtifactStore(settings.artifact_cache_dir, settings.max_model_bytes),
+            artifacts=self._artifacts,
             ports=PortAllocator(),
             settings=settings,
         )
         self._sink: StatusSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._endpoints: dict[str, _Deployment] = {}
+        # Groups outside `_endpoints` whose containers may still run: being started by a deploy
+        # task (which may have been superseded), or draining and stopping. Keyed by id().
+        self._starting: dict[int, RunningGroup] = {}
+        self._stopping: dict[int, RunningGroup] = {}
+        self._janitor = Janitor(settings, self._artifacts, self.usage)
+        self._janitor_task: asyncio.Task[None] | None = None
         self._closing = False
 
     def bind_status_sink(self, sink: StatusSink) -> None:
@@ -76,6 +91,7 @@ class EndpointDeployer:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._janitor_task = loop.create_task(self._janitor.run())
 
     # -- the seam (any thread) ------------------------------------------------------------
     def apply(self, spec: EndpointSpec) -> None:
@@ -106,6 +122,36 @@ class EndpointDeployer:
         """Every serving container as the metrics see it (on the event loop, no I/O)."""
         return container_samples(self.groups())
 
+    def usage(self) -> Usage:
+        """What must not be removed now (on the event loop): the models and folders of every
+        group that runs, starts or stops, the URLs still being fetched, and the folder of each
+        endpoint's last attempt (a failed one: its log says why)."""
+        containers_dir = self._settings.containers_dir
+        model_dirs: set[Path] = set()
+        urls: set[str] = set()
+        revisions: set[Path] = set()
+        alive = [s.serving for s in self._endpoints.values() if s.serving is not None]
+        alive += [*self._starting.values(), *self._stopping.values()]
+        for group in alive:
+            spec = group.spec
+            revisions.add(revision_dir(containers_dir, spec.endpoint_name, spec.revision))
+            model_dirs.update(c.launch.model_dir for c in group.containers if c.launch.model_dir)
+        for group in self._starting.values():
+            urls.update(
+                c.model_data_url for v in group.spec.variants for c in v.containers
+                if c.model_data_url
+            )  # fmt: skip
+        for state in self._endpoints.values():
+            if state.attempt is not None:
+                spec = state.attempt.spec
+                revisions.add(revision_dir(containers_dir, spec.endpoint_name, spec.revision))
+        return Usage(
+            model_dirs=frozenset(model_dirs),
+            model_urls=frozenset(urls),
+            endpoints=frozenset(self._endpoints),
+            revision_dirs=frozenset(revisions),
+        )
+
     # -- work on the loop -------------------------------------------------------------------
     def _apply(self, spec: EndpointSpec) -> None:
         if self._closing:
@@ -120,13 +166,23 @@ class EndpointDeployer:
     async def _deploy(
         self, state: _Deployment, spec: EndpointSpec, previous: asyncio.Task[None] | None
     ) -> None:
+        group = RunningGroup(spec)
+        self._starting[id(group)] = group  # its models are in use from now on
+        try:
+            await self._deploy_group(state, group, previous)
+        finally:
+            self._starting.pop(id(group), None)
+
+    async def _deploy_group(
+        self, state: _Deployment, group: RunningGroup, previous: asyncio.Task[None] | None
+    ) -> None:
         if previous is not None and not previous.done():
-            previous.cancel()
+            previous.cancel()  # and with it the model data fetch it awaits
             await asyncio.gather(previous, return_exceptions=True)
+        spec = group.spec
         name = spec.endpoint_name
         if state.serving is None and not self._router.is_restoring(name):
             self._router.mark_not_serving(name, "Creating")
-        group = RunningGroup(spec)
         state.attempt = group
         started = asyncio.get_running_loop().time()
         try:
@@ -198,14 +254,18 @@ class EndpointDeployer:
 
     async def _drain_and_stop(self, group: RunningGroup) -> None:
         """Let requests already routed to `group` finish (bounded), then stop it."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.invocation_timeout_s + 1
-        route = group.route
-        while route is not None and loop.time() < deadline:
-            if all(r.outstanding == 0 for v in route.variants for r in v.replicas):
-                break
-            await asyncio.sleep(0.05)
-        await self._starter.stop(group)
+        self._stopping[id(group)] = group  # its containers run until stopped
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._settings.invocation_timeout_s + 1
+            route = group.route
+            while route is not None and loop.time() < deadline:
+                if all(r.outstanding == 0 for v in route.variants for r in v.replicas):
+                    break
+                await asyncio.sleep(0.05)
+            await self._starter.stop(group)
+        finally:
+            self._stopping.pop(id(group), None)
 
     def _remove(self, endpoint_name: str) -> None:
         state = self._endpoints.pop(endpoint_name, None)
@@ -222,8 +282,14 @@ class EndpointDeployer:
             await self._drain_and_stop(state.serving)
 
     async def shutdown(self) -> None:
-        """Stop every container (server exit); endpoints come back on the next start."""
+        """Stop every container (server exit); endpoints come back on the next start.
+
+        Deploy tasks are cancelled first (their fetches with them); then the containers stop
+        while the model data workers get a short grace to notice, so exit is never held up by
+        a download that hangs."""
         self._closing = True
+        if self._janitor_task is not None:
+            self._janitor_task.cancel()
         states = list(self._endpoints.values())
         self._endpoints.clear()
         for state in states:
@@ -232,8 +298,10 @@ class EndpointDeployer:
         await asyncio.gather(
             *(s.task for s in states if s.task is not None), return_exceptions=True
         )
+        grace = min(self._settings.stop_grace_s, ARTIFACT_CLOSE_GRACE_S)
         await asyncio.gather(
             *(self._starter.stop(s.serving) for s in states if s.serving is not None),
+            self._artifacts.close(grace),
             return_exceptions=True,
         )
 

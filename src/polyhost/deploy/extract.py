@@ -14,6 +14,7 @@ stream; on any refusal the caller discards the whole partial folder.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import gzip
 import lzma
@@ -22,16 +23,36 @@ import posixpath
 import stat
 import tarfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Protocol
 
 from polyhost.deploy.artifact_errors import ArtifactError, quote_member
+from polyhost.deploy.local_files import open_regular
+
+READ_SIZE = 64 * 1024
+# Bytes of the uncompressed stream beyond the members' declared sizes: their headers (512 each,
+# plus pax and long-name records), padding, and tarfile's read-ahead of one record.
+STREAM_SLACK = 1024 * 1024
+PER_MEMBER_SLACK = 2048
+RATIO_FLOOR = 16 * 1024 * 1024
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def _no_check() -> None:
+    return None
 
 
 @dataclass(frozen=True)
 class ExtractLimits:
     max_bytes: int  # total size of the extracted files
     max_members: int
+    max_ratio: int | None = None  # extracted size at most this multiple of the archive's size
+    check: Callable[[], None] = _no_check  # raises once the fetch's time is up or it is cancelled
 
 
 def _outside(relative: str) -> bool:
@@ -78,52 +99,137 @@ def check_member(member: tarfile.TarInfo, dest: Path, label: str) -> None:
             )
 
 
+class _GuardedStream:
+    """The uncompressed archive as tarfile reads it, checked on every read.
+
+    Each read checks the deadline and cancellation, so a long extraction stops between two
+    reads of 64 KiB. It also caps the bytes read to what the members declared so far plus
+    headers: tarfile reads a pax header or a skipped member through here too, and a stream of
+    gigabytes that declares nothing (a header record claiming a huge pax size) is cut short."""
+
+    def __init__(self, raw: Readable, check: Callable[[], None], label: str) -> None:
+        self._raw = raw
+        self._check = check
+        self._label = label
+        self.read_bytes = 0
+        self.allowed = STREAM_SLACK
+
+    def read(self, size: int = -1) -> bytes:
+        self._check()
+        if size is None or size < 0:
+            size = READ_SIZE
+        data = self._raw.read(size)
+        self.read_bytes += len(data)
+        if self.read_bytes > self.allowed:
+            raise ArtifactError(
+                f"Model data {self._label} was refused: its tar stream is larger than its members "
+                "account for (a malformed or malicious archive)."
+            )
+        return data
+
+
+def _decompressed(handle: BinaryIO) -> Readable:
+    """The archive's uncompressed stream: gzip, bzip2 and xz are recognised by their magic."""
+    magic = handle.read(6)
+    handle.seek(0)
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=handle, mode="rb")
+    if magic.startswith(b"BZh"):
+        return bz2.BZ2File(handle, mode="rb")
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(handle, mode="rb")
+    return handle
+
+
+def _cap(limits: ExtractLimits, archive_size: int) -> tuple[int, bool]:
+    """(largest extracted total, whether the ratio guard is what sets it).
+
+    Below RATIO_FLOOR the ratio is not held against an archive: a small model with a file of
+    zeros compresses a thousandfold without being a bomb, and a few MiB harm no disk."""
+    if limits.max_ratio is None:
+        return limits.max_bytes, False
+    by_ratio = max(limits.max_ratio * max(archive_size, 1), RATIO_FLOOR)
+    return (by_ratio, True) if by_ratio < limits.max_bytes else (limits.max_bytes, False)
+
+
 def extract_archive(archive: Path, dest: Path, limits: ExtractLimits, label: str) -> None:
-    """Extract the tar (gzip, bzip2, xz or plain: detected) at `archive` into `dest`."""
-    try:
-        tar = tarfile.open(archive, mode="r:*")  # noqa: SIM115 - closed by the `with` below
-    except (tarfile.TarError, EOFError, zlib.error) as error:
-        raise ArtifactError(
-            f"Model data {label} is not a valid tar archive (a model must be a .tar.gz or .tar "
-            f"file, or an s3 prefix ending in '/'): {error}"
-        ) from None
-    except OSError as error:
-        raise ArtifactError(f"Model data {label} could not be read: {error.strerror}") from None
+    """Extract the tar (gzip, bzip2, xz or plain: detected) at `archive` into `dest`.
+
+    One pass over the stream (tarfile's stream mode), each member checked from its header
+    before a byte of it is written: safety (`check_member`), the member count, the size cap,
+    and the ratio guard — so a 3 MB archive declaring a 3 GiB member is refused at that
+    member's header, not after the disk filled."""
+    with open_regular(archive, label) as handle:
+        archive_size = os.fstat(handle.fileno()).st_size
+        cap, by_ratio = _cap(limits, archive_size)
+        try:
+            stream = _GuardedStream(_decompressed(handle), limits.check, label)
+            tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]  # noqa: SIM115
+        except (tarfile.TarError, EOFError, zlib.error, OSError, lzma.LZMAError) as error:
+            raise ArtifactError(
+                f"Model data {label} is not a valid tar archive (a model must be a .tar.gz or "
+                f".tar file, or an s3 prefix ending in '/'): {error or type(error).__name__}"
+            ) from None
+        with tar:
+            _extract_members(tar, stream, dest, limits, cap, by_ratio, archive_size, label)
+
+
+def _extract_members(
+    tar: tarfile.TarFile,
+    stream: _GuardedStream,
+    dest: Path,
+    limits: ExtractLimits,
+    cap: int,
+    by_ratio: bool,
+    archive_size: int,
+    label: str,
+) -> None:
     total = 0
     count = 0
-    with tar:
-        try:
-            for member in tar:
-                count += 1
-                if count > limits.max_members:
+    try:
+        for member in tar:
+            count += 1
+            if count > limits.max_members:
+                raise ArtifactError(
+                    f"Model data {label} was refused: it has more than {limits.max_members} "
+                    "members."
+                )
+            check_member(member, dest, label)
+            if member.isreg():
+                total += member.size
+                if total > limits.max_bytes:
                     raise ArtifactError(
-                        f"Model data {label} was refused: it has more than {limits.max_members} "
-                        "members."
+                        f"Model data {label} was refused: it extracts to more than the limit "
+                        f"of {limits.max_bytes} bytes (reached at member "
+                        f"{quote_member(member.name)})."
                     )
-                check_member(member, dest, label)
-                if member.isreg():
-                    total += member.size
-                    if total > limits.max_bytes:
-                        raise ArtifactError(
-                            f"Model data {label} was refused: it extracts to more than the limit "
-                            f"of {limits.max_bytes} bytes (reached at member "
-                            f"{quote_member(member.name)})."
-                        )
-                tar.extract(member, dest, filter="data")
-        except tarfile.FilterError as error:
-            name = error.tarinfo.name if error.tarinfo is not None else "?"
-            raise ArtifactError(
-                f"Model data {label} was refused: tar member {quote_member(name)} is unsafe "
-                f"({type(error).__name__})."
-            ) from None
-        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as error:
-            raise ArtifactError(
-                f"Model data {label} is corrupt or truncated: {error or type(error).__name__}"
-            ) from None
-        except OSError as error:
-            raise ArtifactError(
-                f"Model data {label} could not be extracted: {error.strerror or error}"
-            ) from None
+                if by_ratio and total > cap:
+                    raise ArtifactError(
+                        f"Model data {label} was refused: its {archive_size} bytes expand to "
+                        f"more than {limits.max_ratio} times that (reached at member "
+                        f"{quote_member(member.name)}, {total} bytes in all), which marks a "
+                        "decompression bomb; if the model is genuine, raise --model-max-ratio."
+                    )
+            stream.allowed = STREAM_SLACK + total + _padding(count)
+            tar.extract(member, dest, filter="data")
+    except tarfile.FilterError as error:
+        name = error.tarinfo.name if error.tarinfo is not None else "?"
+        raise ArtifactError(
+            f"Model data {label} was refused: tar member {quote_member(name)} is unsafe "
+            f"({type(error).__name__})."
+        ) from None
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as error:
+        raise ArtifactError(
+            f"Model data {label} is corrupt or truncated: {error or type(error).__name__}"
+        ) from None
+    except OSError as error:
+        raise ArtifactError(
+            f"Model data {label} could not be extracted: {error.strerror or error}"
+        ) from None
+
+
+def _padding(members: int) -> int:
+    return PER_MEMBER_SLACK * (members + 1)
 
 
 def make_read_only(root: Path) -> None:
