@@ -205,16 +205,6 @@ def own_server(tmp_path: Path, tls: TlsFiles) -> Iterator[PolyhostProcess]:
             proc.kill9()
 
 
-AWAITS_FETCH = pytest.mark.xfail(
-    strict=True,
-    reason="needs GroupStarter._fetch_models (deploy/group.py) to call "
-    "`await self._artifacts.fetch(url, float(variant.download_timeout_s))` instead of "
-    "`asyncio.to_thread(self._artifacts.fetch_and_extract, ...)`: only then do downloads run "
-    "on the store's own workers and stop when their deploy task is cancelled",
-)
-
-
-@AWAITS_FETCH
 def test_deleting_an_endpoint_stops_its_hung_download(
     own_server: PolyhostProcess, tls: TlsFiles
 ) -> None:
@@ -233,7 +223,6 @@ def test_deleting_an_endpoint_stops_its_hung_download(
     eventually(lambda: is_deleted(sagemaker, "hung"), "the endpoint is gone")
 
 
-@AWAITS_FETCH
 def test_six_hung_downloads_leave_the_control_plane_answering(
     own_server: PolyhostProcess, tls: TlsFiles
 ) -> None:

@@ -244,17 +244,23 @@ class GroupStarter:
 
         async def fetch(url: str, variant: VariantSpec, container: ContainerSpec) -> Path:
             try:
-                return await asyncio.to_thread(
-                    self._artifacts.fetch_and_extract, url, float(variant.download_timeout_s)
-                )
+                # On the store's own workers: cancelling this task (DeleteEndpoint, shutdown)
+                # stops the download, and a hung one never holds the control plane's threads.
+                return await self._artifacts.fetch(url, float(variant.download_timeout_s))
             except ArtifactError as error:
                 raise DeployFailure(
                     f"Could not get the model data of container {container.hostname} for "
                     f"production variant {variant.variant_name}: {error}"
                 ) from None
 
-        paths = await asyncio.gather(*(fetch(url, v, c) for url, (v, c) in urls.items()))
-        return dict(zip(urls, paths, strict=True))
+        # A TaskGroup cancels the other downloads as soon as one fails; the caller gets that
+        # first failure itself, not the group wrapping it.
+        try:
+            async with asyncio.TaskGroup() as downloads:
+                tasks = [downloads.create_task(fetch(url, v, c)) for url, (v, c) in urls.items()]
+        except BaseExceptionGroup as group:
+            raise group.exceptions[0] from None
+        return dict(zip(urls, (t.result() for t in tasks), strict=True))
 
     def _plan(self, spec: EndpointSpec, group: RunningGroup, model_dirs: dict[str, Path]) -> None:
         base = self._containers_dir / spec.endpoint_name / f"r{spec.revision}"
