@@ -196,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
             _say(f"  using the polyhost server already running at {server.url}")
         else:
             server.env = s3.env() if s3 is not None else {}
+            if s3 is not None:
+                server.role_credentials = s3.role_credentials(walkthrough.ROLE, args.work / "roles")
             server.start()
             _say(f"  started polyhost at {server.url} (log: {server.log_path})")
         sm_client, runtime_sm_client = walkthrough.clients(server.url)

@@ -127,6 +127,22 @@ class LocalS3(ChildService):
             "AWS_DEFAULT_REGION": S3_REGION,
         }
 
+    def role_credentials(self, role_arn: str, folder: Path) -> Path:
+        """A roles.toml giving the model's execution role this S3's keys: on SageMaker the
+        role grants a container its S3 access; here `--role-credentials` does (a container
+        never gets the server's own keys)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        keys = folder / "model-role.ini"
+        keys.write_text(
+            f"aws_access_key_id = {S3_ACCESS_KEY}\naws_secret_access_key = {S3_SECRET_KEY}\n",
+            encoding="utf-8",
+        )
+        roles = folder / "roles.toml"
+        roles.write_text(
+            f'[roles."{role_arn}"]\ncredentials_file = "{keys.name}"\n', encoding="utf-8"
+        )
+        return roles
+
     def client(self) -> Any:
         return boto3.client(
             "s3",
@@ -152,6 +168,7 @@ class PolyhostServer(ChildService):
     port: int = 7080
     state_dir: Path = Path("state")
     env: dict[str, str] = field(default_factory=dict)
+    role_credentials: Path | None = None
 
     @property
     def url(self) -> str:
@@ -167,6 +184,8 @@ class PolyhostServer(ChildService):
             "--state-dir", str(self.state_dir),
             "--stop-grace", "10",
         ]  # fmt: skip
+        if self.role_credentials is not None:
+            command += ["--role-credentials", str(self.role_credentials)]
         self._launch(command, self.env)
         self._wait_until(self.url + "/ping", timeout)
         return self

@@ -109,7 +109,12 @@ def s3_polyhost(
 ) -> Iterator[PolyhostProcess]:
     """A polyhost server that reaches the test S3 through the standard AWS variables."""
     base = tmp_path_factory.mktemp("polyhost-mnist")
-    server = PolyhostProcess(state_dir=base / "state", env=s3_server.env()).start()
+    roles = s3_server.role_credentials(walkthrough.ROLE, base / "roles")
+    server = PolyhostProcess(
+        state_dir=base / "state",
+        env=s3_server.env(),
+        extra_args=["--role-credentials", str(roles)],
+    ).start()
     yield server
     server.stop()
 

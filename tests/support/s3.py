@@ -79,6 +79,21 @@ class MotoS3:
             "AWS_DEFAULT_REGION": REGION,
         }
 
+    def role_credentials(self, role_arn: str, folder: Path) -> Path:
+        """A roles.toml giving `role_arn` this S3's keys, for `--role-credentials`: containers
+        get their model role's credentials, never the server's."""
+        folder.mkdir(parents=True, exist_ok=True)
+        keys = folder / "model-role.ini"
+        keys.write_text(
+            f"aws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n",
+            encoding="utf-8",
+        )
+        roles = folder / "roles.toml"
+        roles.write_text(
+            f'[roles."{role_arn}"]\ncredentials_file = "{keys.name}"\n', encoding="utf-8"
+        )
+        return roles
+
     def client(self) -> Any:
         return boto3.client(
             "s3",
