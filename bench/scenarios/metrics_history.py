@@ -19,8 +19,8 @@ import bisect
 import gc
 import json
 import math
-import os
 import random
+import sqlite3
 import statistics
 import time
 import timeit
@@ -32,6 +32,7 @@ from typing import Any
 import psutil
 
 from bench.context import Context
+from bench.machine import machine_lines
 from bench.report import Section
 from polyhost.http.cloudwatch import CloudWatchRoute
 from polyhost.http.cloudwatch_model import cloudwatch_model
@@ -48,7 +49,7 @@ KEY = "metrics-history"
 TITLE = "7. Metric history: invocation-path cost, memory, GetMetricData"
 CONTAINERS = 15
 REQUESTS_PER_TICK = 200  # per container and 10-second interval: 20 requests/s each
-T0 = 1_700_000_040  # a minute boundary
+T0 = 1_700_002_800  # an hour boundary
 
 
 @dataclass(slots=True)
@@ -116,6 +117,16 @@ def _traffic(counters: list[ContainerCounters], rng: random.Random) -> None:
                 c.errors_5xx += 1
 
 
+def _checkpointed_size(db: Path) -> int:
+    """The database's size with its write-ahead log folded in."""
+    connection = sqlite3.connect(db)
+    try:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
+    return db.stat().st_size
+
+
 def _fill_three_hours(folder: Path, ticks: int) -> dict[str, float]:
     """Recorder ticks with real traffic on real counters; memory of the history after."""
     rng = random.Random(1)
@@ -125,7 +136,7 @@ def _fill_three_hours(folder: Path, ticks: int) -> dict[str, float]:
     gc.collect()
     rss_before = psutil.Process().memory_info().rss
     tracemalloc.start()
-    history = MetricsHistory.open(folder, clock=lambda: clock[0])  # type: ignore[arg-type]
+    history = MetricsHistory.open(folder, clock=lambda: clock[0])
     recorder = MetricsRecorder(history, lambda: samples, clock=lambda: clock[0])
     tick_s: list[float] = []
     flush_s: list[float] = []
@@ -161,7 +172,7 @@ def _tick_cost(folder: Path, ticks: int) -> dict[str, float]:
     counters = [ContainerCounters() for _ in range(CONTAINERS)]
     samples = _samples(counters, folder)
     clock = [float(T0)]
-    history = MetricsHistory.open(folder, clock=lambda: clock[0])  # type: ignore[arg-type]
+    history = MetricsHistory.open(folder, clock=lambda: clock[0])
     recorder = MetricsRecorder(history, lambda: samples, clock=lambda: clock[0])
     tick_s: list[float] = []
     flush_s: list[float] = []
@@ -201,7 +212,7 @@ def _fill_day(folder: Path, hours: int) -> tuple[MetricsHistory, float]:
     rng = random.Random(3)
     pool = _latency_pool(rng)
     clock = [float(T0)]
-    history = MetricsHistory.open(folder, clock=lambda: clock[0])  # type: ignore[arg-type]
+    history = MetricsHistory.open(folder, clock=lambda: clock[0])
     definitions = [
         catalog.INVOCATIONS, catalog.INVOCATION_4XX, catalog.INVOCATION_5XX,
         catalog.CONTAINER_LATENCY, catalog.OVERHEAD_LATENCY, catalog.CPU, catalog.MEMORY,
@@ -238,11 +249,35 @@ def _fill_day(folder: Path, hours: int) -> tuple[MetricsHistory, float]:
     return history, float(T0 + hours * 3600)
 
 
-def _get_metric_data_ms(
-    history: MetricsHistory, end: float, hours: int, period: int, runs: int
+STATS = {
+    "Invocations Sum": ("AWS/SageMaker", "Invocations", "Sum"),
+    "ContainerLatency Average": ("AWS/SageMaker", "ContainerLatency", "Average"),
+    "ContainerLatency p99": ("AWS/SageMaker", "ContainerLatency", "p99"),
+    "CPUUtilization Average": ("/aws/sagemaker/Endpoints", "CPUUtilization", "Average"),
+}
+
+
+@dataclass
+class Timing:
+    what: str
+    start: str
+    period: int
+    queries: int
+    median_ms: float
+    max_ms: float
+    points: int
+
+
+def _get_metric_data(
+    route: CloudWatchRoute,
+    stats: list[str],
+    start: float,
+    end: float,
+    period: int,
+    runs: int,
 ) -> tuple[float, float, int]:
-    api = CloudWatchApi(history, clock=lambda: end)
-    route = CloudWatchRoute(api)
+    """One GetMetricData of len(stats) queries per container, as a JSON 1.0 body: decoded,
+    checked against the model, answered, encoded (what the server does but the HTTP)."""
     model = cloudwatch_model()
     queries = []
     for i in range(CONTAINERS):
@@ -251,14 +286,11 @@ def _get_metric_data_ms(
             {"Name": "VariantName", "Value": "AllTraffic"},
             {"Name": "ContainerName", "Value": f"model{i}"},
         ]
-        for query_id, namespace, name, stat in (
-            (f"calls{i}", "AWS/SageMaker", "Invocations", "Sum"),
-            (f"p99_{i}", "AWS/SageMaker", "ContainerLatency", "p99"),
-            (f"cpu{i}", "/aws/sagemaker/Endpoints", "CPUUtilization", "Average"),
-        ):
+        for j, label in enumerate(stats):
+            namespace, name, stat = STATS[label]
             queries.append(
                 {
-                    "Id": query_id,
+                    "Id": f"q{i}_{j}",
                     "MetricStat": {
                         "Metric": {"Namespace": namespace, "MetricName": name, "Dimensions": dims},
                         "Period": period,
@@ -266,9 +298,7 @@ def _get_metric_data_ms(
                     },
                 }
             )
-    body = json.dumps(
-        {"MetricDataQueries": queries, "StartTime": end - hours * 3600, "EndTime": end}
-    ).encode()
+    body = json.dumps({"MetricDataQueries": queries, "StartTime": start, "EndTime": end}).encode()
     times = []
     points = 0
     for _ in range(runs):
@@ -278,6 +308,26 @@ def _get_metric_data_ms(
         assert status == 200, payload[:500]
         points = sum(len(r["Values"]) for r in json.loads(payload)["MetricDataResults"])
     return statistics.median(times) * 1e3, max(times) * 1e3, points
+
+
+def _timings(history: MetricsHistory, end: float, hours: int, runs: int) -> list[Timing]:
+    route = CloudWatchRoute(CloudWatchApi(history, clock=lambda: end))
+    start = end - hours * 3600  # on the hour: T0 is
+    cases: list[tuple[str, list[str], str, float, int]] = [
+        (label, [label], "on the hour", start, 300) for label in STATS
+    ]
+    cases += [
+        ("all four above (60 queries)", list(STATS), "on the hour", start, 300),
+        ("ContainerLatency p99", ["ContainerLatency p99"], "on the hour", start, 3600),
+        ("Invocations Sum", ["Invocations Sum"], "2 minutes past", start + 120, 300),
+        ("ContainerLatency p99", ["ContainerLatency p99"], "2 minutes past", start + 120, 300),
+        ("ContainerLatency p99", ["ContainerLatency p99"], "2 minutes past", start + 120, 3600),
+    ]
+    out = []
+    for what, stats, where, first, period in cases:
+        median, worst, points = _get_metric_data(route, stats, first, end, period, runs)
+        out.append(Timing(what, where, period, len(stats) * CONTAINERS, median, worst, points))
+    return out
 
 
 def run(ctx: Context) -> Section:
@@ -302,12 +352,16 @@ def run(ctx: Context) -> Section:
     history, end = _fill_day(work / "day", hours)
     fill_s = time.perf_counter() - began
     db = work / "day" / "metrics.db"
-    disk_bytes = sum(p.stat().st_size for p in db.parent.glob("metrics.db*"))
-    runs = 3 if quick else 15
-    gmd = {period: _get_metric_data_ms(history, end, hours, period, runs) for period in (300, 60)}
+    db_bytes = _checkpointed_size(db)
+    runs = 3 if quick else 11
+    timings = _timings(history, end, hours, runs)
     history.close()
 
     section.add(
+        *machine_lines()[1:3],
+        f"- SQLite {sqlite3.sqlite_version}; the 24-hour history is filled first (below), then "
+        "read; nothing else of this benchmark runs meanwhile.",
+        "",
         "In-process, on the real classes (see the scenario's docstring for what each row "
         f"covers). Traffic: {CONTAINERS} containers, {REQUESTS_PER_TICK} requests per container "
         "and 10-second interval (20/s each), lognormal latencies around 1.8 ms.",
@@ -336,26 +390,27 @@ def run(ctx: Context) -> Section:
             ["memory (tracemalloc, Python objects)", f"{memory['traced_mb']:.1f} MiB"],
             ["process RSS growth", f"{memory['rss_growth_mb']:.1f} MiB"],
             [
-                f"roll-ups on disk after {hours} h (metrics.db + WAL)",
-                f"{disk_bytes / 2**20:.1f} MiB",
+                f"roll-ups on disk after {hours} h (metrics.db, WAL checkpointed)",
+                f"{db_bytes / 2**20:.1f} MiB",
             ],
-            [
-                "the same, extrapolated to 15 days",
-                f"{disk_bytes / 2**20 * 15 * 24 / hours:.0f} MiB",
-            ],
+            ["the same, extrapolated to 15 days", f"{db_bytes / 2**20 * 15 * 24 / hours:.0f} MiB"],
             [f"filling {hours} h through record + flush", f"{fill_s:.1f} s"],
         ],
     )
     section.add(
-        "GetMetricData: 45 queries, 15 containers x (Invocations Sum, ContainerLatency p99, "
-        "CPUUtilization Average), one JSON 1.0 request decoded, checked, answered and encoded.",
+        f"GetMetricData over {hours} h of history for {CONTAINERS} containers (one query per "
+        "container and statistic): one JSON 1.0 request decoded, checked against the model, "
+        "answered and encoded, as the server does short of HTTP. Start on the hour is what "
+        "CloudWatch recommends for speed (and what dashboards send); 2 minutes past, each "
+        "period is tiled from minute, 5-minute and hour roll-ups instead of one row.",
         "",
     )
     section.table(
-        ["time range and period", "median", "max", "datapoints"],
+        ["statistic", "start", "period", "queries", "median", "max", "datapoints"],
         [
-            [f"{hours} h, Period {period}", f"{median:.1f} ms", f"{worst:.1f} ms", points]
-            for period, (median, worst, points) in gmd.items()
+            [t.what, t.start, t.period, t.queries, f"{t.median_ms:.1f} ms", f"{t.max_ms:.1f} ms",
+             t.points]
+            for t in timings
         ],
     )  # fmt: skip
     total_us = (on_ns - off_ns) / 1e3 + amortized_us
@@ -363,14 +418,18 @@ def run(ctx: Context) -> Section:
         "invocation-path cost of recording", f"{total_us:.2f} µs per request", "≤ 20 µs",
         total_us <= 20,
     )  # fmt: skip
-    median_300 = gmd[300][0]
+    target = timings[: len(STATS)]
+    slowest = max(target, key=lambda t: t.median_ms)
     section.target(
-        f"GetMetricData, 15 containers over {hours} h (Period 300)", f"{median_300:.1f} ms",
-        "< 50 ms", median_300 < 50,
-    )  # fmt: skip
+        f"GetMetricData, {CONTAINERS} containers over {hours} h, Period 300, start on the hour "
+        f"(slowest statistic: {slowest.what})",
+        f"{slowest.median_ms:.1f} ms",
+        "< 50 ms",
+        slowest.median_ms < 50,
+    )
     ctx.save_raw(
         KEY,
-        {"on_ns": on_ns, "off_ns": off_ns, "tick": cost, "memory": memory, "disk_bytes": disk_bytes,
-         "get_metric_data": {str(k): v for k, v in gmd.items()}, "pid": os.getpid()},
+        {"on_ns": on_ns, "off_ns": off_ns, "tick": cost, "memory": memory,
+         "db_bytes": db_bytes, "get_metric_data": [vars(t) for t in timings]},
     )  # fmt: skip
     return section

@@ -279,7 +279,7 @@ def test_cpu_rises_for_a_busy_container_and_not_for_its_idle_neighbour(
     try:
         busiest = eventually(
             lambda: resource_maximum(server, "CPUUtilization", "a", since),
-            lambda cpu: cpu >= 40.0,  # one spinning core is 100; generous for a shared machine
+            lambda cpu: cpu >= 20.0,  # a spinning core is 100; others share this machine
             "CPUUtilization of the busy container",
         )
     finally:
@@ -291,7 +291,7 @@ def test_cpu_rises_for_a_busy_container_and_not_for_its_idle_neighbour(
             CustomAttributes="burn=stop",
         )
     idle = resource_maximum(server, "CPUUtilization", "b", since)
-    assert 0.0 <= idle < 10.0 < busiest
+    assert 0.0 <= idle < 5.0 < busiest
 
 
 def test_memory_shows_what_a_container_allocates(

@@ -1,7 +1,8 @@
 """A test container that can burn CPU and hold memory on request (and answer like echo).
 
 Through `X-Amzn-SageMaker-Custom-Attributes`:
-  burn=start|stop  spin one core in a background thread until `stop` (at most 120 s)
+  burn=start|stop  spin one core in a child process until `stop` (at most 120 s); a child,
+                   so the spinning holds no lock this server needs to answer /ping
   alloc=MB         allocate MB mebibytes, touch every page, and keep them
   sleep=SECONDS    sleep before answering
   status=CODE      answer with that status
@@ -12,20 +13,27 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
+import subprocess
+import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 NAME = os.environ.get("ECHO_NAME", "busy")
 HELD: list[bytearray] = []
-BURNING = threading.Event()
+SPINNER: list[subprocess.Popen[bytes]] = []
+SPIN = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end:\n    pass\n"
 
 
-def burn() -> None:
-    deadline = time.monotonic() + 120
-    x = 0
-    while BURNING.is_set() and time.monotonic() < deadline:
-        x += 1
+def start_burning() -> None:
+    if not SPINNER or SPINNER[0].poll() is not None:
+        SPINNER[:] = [subprocess.Popen([sys.executable, "-c", SPIN])]
+
+
+def stop_burning() -> None:
+    for spinner in SPINNER:
+        spinner.kill()
+        spinner.wait()
+    SPINNER.clear()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -55,11 +63,10 @@ class Handler(BaseHTTPRequestHandler):
             for part in (self.headers.get("X-Amzn-SageMaker-Custom-Attributes") or "").split(",")
             if "=" in part
         )
-        if attrs.get("burn") == "start" and not BURNING.is_set():
-            BURNING.set()
-            threading.Thread(target=burn, daemon=True).start()
+        if attrs.get("burn") == "start":
+            start_burning()
         elif attrs.get("burn") == "stop":
-            BURNING.clear()
+            stop_burning()
         if "alloc" in attrs:
             block = bytearray(int(attrs["alloc"]) * 1024 * 1024)
             for offset in range(0, len(block), 4096):

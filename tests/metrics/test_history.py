@@ -16,7 +16,7 @@ import pytest
 from polyhost.metrics import catalog, sketch
 from polyhost.metrics.catalog import MetricDef
 from polyhost.metrics.cell import Cell
-from polyhost.metrics.history import MEMORY_S, RETENTION_S, MetricsHistory
+from polyhost.metrics.history import MEMORY_S, RETENTION_S, MetricsHistory, _plan
 from polyhost.metrics.query import MetricId, dimensions
 
 T0 = 1_699_999_980  # a minute boundary
@@ -44,7 +44,7 @@ def values_cell(values: list[float]) -> Cell:
 
 
 def open_history(folder: Path, clock: Clock, **options: int) -> MetricsHistory:
-    return MetricsHistory.open(folder, clock=clock, **options)  # type: ignore[arg-type]
+    return MetricsHistory.open(folder, clock=clock, **options)
 
 
 def record(
@@ -234,3 +234,60 @@ def test_a_history_without_a_store_keeps_memory_only() -> None:
     assert history.flush(T0 + 60) == 0
     (point,) = history.statistics(CPU, T0, T0 + 60, 60)
     assert point.sum == 4.0
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_read_plan_covers_every_minute_once_inside_its_period(seed: int) -> None:
+    rng = random.Random(seed)
+    period = rng.choice([60, 120, 300, 600, 900, 3600, 7200, 86_400])
+    start = T0 + 60 * rng.randrange(0, 2 * 1440)
+    end = start + rng.randrange(1, 3 * 86_400)
+    disk_until = start + rng.randrange(-600, 3 * 86_400)
+    plan = _plan(start, end, period, disk_until, oldest=0)
+    windows = sorted((m * 60, m * 60 + r * 60) for r, starts in plan.items() for m in starts)
+    limit = math.ceil(end / 60) * 60
+    covered: set[int] = set()
+    for first, stop in windows:
+        assert first <= disk_until and stop <= limit
+        assert (first - start) // period == (stop - 1 - start) // period  # inside one period
+        minutes = set(range(first, stop, 60))
+        assert not minutes & covered
+        covered |= minutes
+    expected = {m for m in range(start, limit, 60) if m <= disk_until}
+    assert expected <= covered
+    if start % next(w for w in (3600, 300, 60) if period % w == 0) == 0:  # aligned
+        widest = next(w for w in (3600, 300, 60) if period % w == 0)
+        whole = [w for w in windows if w[1] - w[0] == widest]
+        assert len(whole) >= len(windows) - 60  # only the period cut by end is finer
+
+
+def test_coarse_roll_ups_answer_as_the_minutes_under_them(tmp_path: Path) -> None:
+    clock = Clock(T0)
+    history = open_history(tmp_path, clock)
+    rng = random.Random(11)
+    recorded: list[tuple[int, list[float]]] = []
+    for slot in range(3 * 360):  # three hours
+        values = [rng.lognormvariate(6.0, 0.8) for _ in range(rng.randrange(1, 30))]
+        recorded.append((T0 + 10 * slot, values))
+        record(history, T0 + 10 * slot, LATENCY, catalog.CONTAINER_LATENCY, values_cell(values))
+        if (slot + 1) % 6 == 0:
+            history.flush(T0 + 10 * (slot + 1))
+    clock.now = T0 + 3 * 3600
+    for offset, period in ((0, 3600), (0, 300), (120, 3600), (120, 300), (600, 7200), (0, 10_800)):
+        start = T0 + offset
+        points = history.statistics(LATENCY, start, clock.now, period, (50.0, 99.0))
+        assert points, (offset, period)
+        for point in points:
+            values = [
+                v
+                for at, vs in recorded
+                if point.timestamp <= at < point.timestamp + period
+                for v in vs
+            ]
+            assert point.sample_count == len(values)
+            assert point.sum == pytest.approx(sum(values))
+            assert (point.minimum, point.maximum) == (min(values), max(values))
+            ordered = sorted(values)
+            for percent in (50.0, 99.0):
+                truth = ordered[math.floor(percent / 100 * (len(ordered) - 1))]
+                assert point.percentiles[percent] == pytest.approx(truth, rel=sketch.RELATIVE_ERROR)

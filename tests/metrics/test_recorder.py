@@ -235,7 +235,7 @@ def test_the_recorder_ticks_on_interval_boundaries_and_stop_writes_the_rest(
         return time.time() - (0.004 if next(calls) % 2 == 0 else 0.0)
 
     clock = time.time
-    history = MetricsHistory.open(tmp_path, slot_s=1, memory_s=600, clock=clock)  # type: ignore[arg-type]
+    history = MetricsHistory.open(tmp_path, slot_s=1, memory_s=600, clock=clock)
     counters = ContainerCounters()
     recorder = MetricsRecorder(
         history, lambda: [sample("a", counters)], interval_s=1, clock=early_on_waking
@@ -256,7 +256,7 @@ def test_the_recorder_ticks_on_interval_boundaries_and_stop_writes_the_rest(
     assert first and first[0].timestamp == math.floor(started)
     assert sum(p.sum for p in first) == 2.0
     history.close()
-    reopened = MetricsHistory.open(tmp_path, slot_s=1, memory_s=600, clock=clock)  # type: ignore[arg-type]
+    reopened = MetricsHistory.open(tmp_path, slot_s=1, memory_s=600, clock=clock)
     minutes = reopened.statistics(
         container("Invocations"), math.floor(started / 60) * 60 - 60, clock() + 60, 60
     )

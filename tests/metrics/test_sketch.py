@@ -106,12 +106,50 @@ def test_encoding_round_trips_at_every_count_width(largest: int) -> None:
     assert sketch.decode(sketch.encode({})) == {}
 
 
-def test_encoding_is_compact_for_small_counts() -> None:
+def test_encoding_takes_about_two_bytes_a_bucket() -> None:
     buckets = {k: 1 for k in range(100, 106)}
-    assert len(sketch.encode(buckets)) == 3 + 6 * (2 + 1)
+    # flags, count and first key, one byte per step to the next key, one per count
+    assert len(sketch.encode(buckets)) == 1 + 4 + 5 + 6
+    with_zero = {**buckets, sketch.ZERO_KEY: 3}
+    assert len(sketch.encode(with_zero)) == 1 + 1 + 4 + 5 + 6
+    assert sketch.decode(sketch.encode(with_zero)) == with_zero
 
 
-@pytest.mark.parametrize("garbage", [b"\x03\x01\x00\x00\x00", b"\x01\x05\x00", b"\x02"])
+@pytest.mark.parametrize(
+    "buckets",
+    [
+        {sketch.ZERO_KEY: 5},
+        {7: 1},
+        {-349: 1, 1744: 2},  # a step wider than a byte
+        {sketch.ZERO_KEY: 1, -349: 300, 0: 70_000, 1: 1, 1744: 9},
+    ],
+)
+@pytest.mark.parametrize("running", [False, True])
+def test_odd_sets_round_trip(buckets: dict[int, int], running: bool) -> None:
+    encoded = sketch.encode(buckets, running)
+    assert sketch.decode(encoded) == buckets
+    assert sketch.is_running(encoded) == running
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_percentiles_from_the_bytes_equal_those_of_the_decoded_set(seed: int) -> None:
+    rng = random.Random(seed)
+    values = [
+        rng.choice([0.0, rng.lognormvariate(5.0, 2.0)]) for _ in range(rng.randrange(1, 3000))
+    ]
+    buckets = counted(values)
+    encoded = sketch.encode(buckets)
+    percents = [0.0, 10.0, 50.0, 90.0, 99.0, 99.9, 100.0, rng.uniform(0, 100)]
+    low, high = min(values), max(values)
+    expected = [sketch.percentile(buckets, p, low, high) for p in percents]
+    assert sketch.percentiles_encoded(encoded, percents, low, high) == expected
+    running = sketch.encode(buckets, running=True)
+    assert sketch.percentiles_encoded(running, percents, low, high) == expected
+
+
+@pytest.mark.parametrize(
+    "garbage", [b"\x03\x01\x00\x00\x00", b"\x01\x05\x00\x00\x00", b"\x02", b"\xc1\x00\x00\x00\x00"]
+)
 def test_decoding_refuses_what_encode_did_not_write(garbage: bytes) -> None:
     with pytest.raises(ValueError):
         sketch.decode(garbage)

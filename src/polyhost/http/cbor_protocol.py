@@ -22,6 +22,7 @@ from typing import Any
 import cbor2
 
 from polyhost.errors import SerializationException
+from polyhost.metrics.cloudwatch_api import Timestamp
 
 CONTENT_TYPE = b"application/cbor"
 PROTOCOL_HEADER = (b"smithy-protocol", b"rpc-v2-cbor")
@@ -78,5 +79,16 @@ def decode_cbor(body: bytes) -> Any:
     return value
 
 
+def _tagged(value: Any) -> Any:
+    """`Timestamp`s become datetimes, which cbor2 writes as tag 1 (epoch seconds)."""
+    if isinstance(value, Timestamp):
+        return value.as_datetime()
+    if isinstance(value, dict):
+        return {key: _tagged(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_tagged(item) for item in value]
+    return value
+
+
 def encode_cbor(value: Any) -> bytes:
-    return cbor2.dumps(value, datetime_as_timestamp=True, timezone=UTC)
+    return cbor2.dumps(_tagged(value), datetime_as_timestamp=True, timezone=UTC)

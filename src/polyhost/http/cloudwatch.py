@@ -27,7 +27,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any, Literal
 
 from polyhost.errors import (
@@ -87,8 +86,6 @@ def _wire(scope: Scope) -> Wire:
 
 
 def _json_default(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.timestamp()
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 

@@ -20,6 +20,7 @@ from xml.sax.saxutils import escape
 from polyhost.control.schema import Schema, Shape
 from polyhost.errors import InvalidAction, InvalidParameterValue, ServiceError
 from polyhost.http.cloudwatch_model import API_VERSION, XML_NAMESPACE, CloudWatchModel
+from polyhost.metrics.cloudwatch_api import Timestamp
 
 CONTENT_TYPE = b"text/xml"
 FORM_TYPE = b"application/x-www-form-urlencoded"
@@ -65,6 +66,8 @@ def _text(value: str) -> str:
 def _scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, Timestamp):
+        value = value.as_datetime()
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
     if isinstance(value, float):

@@ -5,8 +5,8 @@ Plain values in, plain values out: the wire adapter (`http/cloudwatch.py`) has a
 the request in whichever protocol it came (rpc-v2-cbor, JSON 1.0, query) and checked it
 against botocore's model (types, required members, lengths, enums), timestamps made epoch
 seconds. What the model cannot say is checked here: periods, the time range, statistic names,
-query ids, the datapoint limits, tokens. Answers carry timestamps as aware `datetime`s, which
-each protocol writes its own way.
+query ids, the datapoint limits, tokens. Answers carry timestamps as `Timestamp`s (epoch
+seconds), which each protocol writes its own way.
 
 What polyhost keeps, and so what a period may be: 10-second data for 3 hours, 1-minute
 roll-ups for 15 days. A Period of 10, 20 or 30 s reads the last 3 hours only (as CloudWatch's
@@ -64,8 +64,15 @@ def canonical_namespace(namespace: str) -> str:
     return _NAMESPACE_ALIASES.get(namespace, namespace)
 
 
-def _timestamp(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
+class Timestamp(float):
+    """Epoch seconds that each protocol writes as its own timestamp type (a JSON number, a
+    CBOR tag 1, ISO 8601 text). A float rather than a datetime: a day of datapoints is tens of
+    thousands of them, and JSON, the protocol botocore speaks, wants the number anyway."""
+
+    __slots__ = ()
+
+    def as_datetime(self) -> datetime:
+        return datetime.fromtimestamp(self, UTC)
 
 
 def _percentile(name: str, where: str) -> float:
@@ -248,7 +255,7 @@ class CloudWatchApi:
             metric, start, end, period, tuple(sorted(set(percents.values())))
         )
         for point in points:
-            shown: dict[str, Any] = {"Timestamp": _timestamp(point.timestamp)}
+            shown: dict[str, Any] = {"Timestamp": Timestamp(point.timestamp)}
             for name in STATISTICS:
                 if name in statistics:
                     shown[name] = _STAT_VALUES[name](point)
@@ -302,7 +309,7 @@ class CloudWatchApi:
                 {
                     "Id": query.id,
                     "Label": query.label,
-                    "Timestamps": [_timestamp(t) for t, _ in chunk],
+                    "Timestamps": [Timestamp(t) for t, _ in chunk],
                     "Values": [v for _, v in chunk],
                     "StatusCode": "PartialData" if stop < len(points) else "Complete",
                 }

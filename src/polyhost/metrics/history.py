@@ -1,17 +1,22 @@
-"""Metric history: the last 3 hours at 10-second resolution in memory, 1-minute roll-ups for
-15 days on disk, and the answers `MetricsReader` promises (`metrics/query.py`).
+"""Metric history: the last 3 hours at 10-second resolution in memory, roll-ups of 1 minute,
+5 minutes and 1 hour for 15 days on disk, and the answers `MetricsReader` promises
+(`metrics/query.py`).
 
 Writing. The recorder (`metrics/recorder.py`) hands over one `Cell` per series every 10 s
 (`record`, on the event loop). Once a minute it calls `flush` (in a worker thread): every
-series' slots of the minutes completed since the last flush are merged into one roll-up each
-and written in one transaction (`metrics/rollups.py`). `flush` at shutdown writes the minute in
-progress too; the rest of that minute, recorded after a restart, is merged into the same row.
+series' slots of the minutes completed since the last flush are merged into minute roll-ups,
+and those into their 5-minute and hour roll-ups, in one transaction (`metrics/rollups.py`).
+`flush` at shutdown writes the minute in progress too; the rest of that minute, recorded after
+a restart, is merged into the same rows.
 
 Reading. A period that is a multiple of 60 s reads the roll-ups for what is on disk and the
 memory for the rest (from `flushed`, the first slot not yet on disk), so a restart loses
-nothing but the 10-second detail; a shorter period (10, 20, 30 s) reads the memory alone, as
-CloudWatch keeps sub-minute data for 3 hours only. Readers run in worker threads: one lock
-guards the index and the rings, held only while slots are copied out.
+nothing but the 10-second detail. Each period is tiled with the coarsest roll-ups that fit
+(`_plan`): a dashboard asking 5-minute periods from the hour reads one row per period. A
+shorter period (10, 20, 30 s) reads the memory alone, as CloudWatch keeps sub-minute data for
+3 hours only. Readers run in worker threads: one lock guards the index and the rings, held
+only while slots are copied out, and a reader never runs during a flush (which moves data from
+memory to disk).
 
 Bounds, whatever the traffic (traffic changes counts, never the number of series):
 - Series: at most `max_series` (2,000) are known at once, on disk and in memory. A new series
@@ -19,14 +24,17 @@ Bounds, whatever the traffic (traffic changes counts, never the number of series
   3 hours (an endpoint deleted since, say); otherwise it is not recorded, and a warning says so.
   A series idle for 3 hours loses its ring; one idle for 15 days is forgotten with its rows.
 - Memory per live series: a ring of 1,080 slots, 43 KB fixed (`metrics/ring.py`), plus the
-  encoded buckets of latency slots (typically 100-300 bytes, at most 1.6 KB each: 256 buckets).
-  15 containers with one replica make 167 series (11 per container, 2 per variant): 7.2 MB of
-  rings plus 31 latency series' buckets, about 16 MB in all (bench/RESULTS.md measures it);
-  the worst case, every latency slot at 256 buckets, is 60 MB. At the 2,000-series cap: 86 MB
-  of rings plus buckets.
-- Disk per series: at most 21,600 rows (15 days of minutes), each about 45 bytes plus its
-  buckets (none for BINARY and steady series, a few bytes per distinct sampled value, 100-300
-  bytes for a busy latency minute). Rows older than 15 days are deleted every hour.
+  encoded buckets of the slots that need them: about 2 bytes per bucket, 100-300 bytes for a
+  latency slot of a busy container, at most about 6 KB (1,024 buckets). 15 containers with one
+  replica make 167 series (11 per container, 2 per variant); after 3 hours at 20 requests/s
+  each they hold 15 MiB (bench/RESULTS.md), 7.2 MB of it the rings. The worst case, every
+  latency slot of all 31 latency series at 1,024 buckets, adds 200 MB: it takes a thousand
+  requests per container every 10 s with latencies spread over nine decades. At the cap:
+  86 MB of rings plus buckets.
+- Disk per series: at most 26,280 rows (15 days of minutes, 5-minute and hour windows), each
+  about 40 bytes plus 2 bytes per bucket (none for BINARY and steady series). 15 containers at
+  20 requests/s each write 32 MiB a day, 480 MiB for the 15 days kept. Rows older than 15 days
+  are deleted every hour.
 """
 
 from __future__ import annotations
@@ -39,8 +47,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from polyhost.metrics import sketch
 from polyhost.metrics.catalog import Kind, MetricDef
-from polyhost.metrics.cell import Cell, merge, percentile
+from polyhost.metrics.cell import Cell, merge, percentiles
 from polyhost.metrics.query import Datapoint, MetricId
 from polyhost.metrics.ring import Ring
 from polyhost.metrics.rollups import RollupRow, RollupStore
@@ -105,9 +114,25 @@ class MetricsHistory:
                 )
 
     @classmethod
-    def open(cls, state_dir: Path, **options: int) -> MetricsHistory:
+    def open(
+        cls,
+        state_dir: Path,
+        *,
+        slot_s: int = SLOT_S,
+        memory_s: int = MEMORY_S,
+        retention_s: int = RETENTION_S,
+        max_series: int = MAX_SERIES,
+        clock: Callable[[], float] = time.time,
+    ) -> MetricsHistory:
         """The history kept in `state_dir/metrics.db`, with what a previous run left there."""
-        return cls(RollupStore(state_dir / DB_NAME), **options)  # type: ignore[arg-type]
+        return cls(
+            RollupStore(state_dir / DB_NAME),
+            slot_s=slot_s,
+            memory_s=memory_s,
+            retention_s=retention_s,
+            max_series=max_series,
+            clock=clock,
+        )
 
     def close(self) -> None:
         if self._store is not None:
@@ -257,10 +282,12 @@ class MetricsHistory:
         start: float,
         end: float,
         period_s: int,
-        percentiles: Sequence[float],
+        percents: Sequence[float],
     ) -> list[Datapoint]:
-        with_buckets = bool(percentiles)
+        with_buckets = bool(percents)
         from_disk = period_s % 60 == 0 and self._store is not None
+        if from_disk:
+            start = math.floor(start / 60) * 60  # periods of whole minutes start on one
         with self._lock:
             series = self._series.get(metric)
             if series is None:
@@ -275,26 +302,50 @@ class MetricsHistory:
                 if series.ring is None
                 else series.ring.cells(first_slot, stop_slot, with_buckets)
             )
-        periods: dict[int, list[Cell]] = {}
-        for slot, cell in recent:
-            periods.setdefault(int((slot * self.slot_s - start) // period_s), []).append(cell)
-        if from_disk and db_id is not None and start < flushed and self._store is not None:
-            first_minute = math.ceil(start / 60)
-            # The minute holding `flushed` too: a restart may have left part of it on disk.
-            stop_minute = min(math.ceil(end / 60), flushed // 60 + 1)
-            if with_buckets:
-                for minute, cell in self._store.cells(db_id, first_minute, stop_minute):
-                    periods.setdefault(int((minute * 60 - start) // period_s), []).append(cell)
+        # period index -> its one cell, or the list of them when several fall in it
+        periods: dict[int, Cell | list[Cell]] = {}
+
+        def add(index: int, cell: Cell) -> None:
+            found = periods.get(index)
+            if found is None:
+                periods[index] = cell
+            elif isinstance(found, list):
+                found.append(cell)
             else:
-                for index, cell in self._store.sums(
-                    db_id, first_minute, stop_minute, math.floor(start), period_s
-                ):
-                    periods.setdefault(index, []).append(cell)
+                periods[index] = [found, cell]
+
+        for slot, cell in recent:
+            add(int((slot * self.slot_s - start) // period_s), cell)
+        if from_disk and db_id is not None and start <= flushed and self._store is not None:
+            oldest = self._clock() - self.retention_s - 3600
+            plan = _plan(int(start), end, period_s, flushed, oldest)
+            store = self._store
+            for resolution, starts in plan.items():
+                if not starts:
+                    continue
+                if with_buckets or resolution * 60 == period_s:  # one window, one period
+                    for minute, cell in store.cells(db_id, resolution, starts, with_buckets):
+                        add(int((minute * 60 - start) // period_s), cell)
+                else:
+                    sums = store.period_sums(db_id, resolution, starts, int(start), period_s)
+                    for index, cell in sums:
+                        add(index, cell)
         points: list[Datapoint] = []
         for index in sorted(periods):
-            cell = merge(periods[index], kind, with_buckets)
+            found = periods[index]
+            cell = merge(found, kind, with_buckets) if isinstance(found, list) else found
             if cell.count <= 0:
                 continue
+            shown: dict[float, float] = {}
+            if percents:
+                encoded = cell.encoded
+                if encoded is not None and cell.buckets is None:  # one stored cell: in place
+                    values = sketch.percentiles_encoded(
+                        encoded, percents, cell.minimum, cell.maximum
+                    )
+                    shown = dict(zip(percents, values, strict=True))
+                else:
+                    shown = percentiles(cell, kind, percents)
             points.append(
                 Datapoint(
                     timestamp=start + index * period_s,
@@ -303,7 +354,50 @@ class MetricsHistory:
                     minimum=cell.minimum,
                     maximum=cell.maximum,
                     unit=unit,
-                    percentiles={p: percentile(cell, kind, p) for p in percentiles},
+                    percentiles=shown,
                 )
             )
         return points
+
+
+_WINDOWS_S = (3600, 300, 60)
+
+
+def _plan(
+    start: int, end: float, period_s: int, disk_until: int, oldest: float
+) -> dict[int, list[int]]:
+    """Which roll-ups to read: per resolution (minutes), the window starts (epoch minutes).
+
+    Every period [t, t + period) up to `end` is tiled with the coarsest windows that both the
+    periods and their start allow (an hour, 5 minutes or a minute), so an aligned dashboard
+    query reads one row per period; the last period, cut by `end`, with finer ones where it
+    must. Only windows starting no later than `disk_until` can have data on disk (the memory
+    has the rest), and none before `oldest`.
+    """
+    plan: dict[int, list[int]] = {60: [], 5: [], 1: []}
+    limit = math.ceil(end / 60) * 60
+    t = start
+    if t < oldest:  # skip periods that retention has emptied, without walking them
+        t += math.ceil((oldest - t) / period_s) * period_s
+    if t >= limit or t > disk_until:
+        return plan
+    full = t + (limit - t) // period_s * period_s  # where the whole periods end
+    widest = next(w for w in _WINDOWS_S if period_s % w == 0)
+    if t % widest == 0:  # aligned: every period is whole windows of the widest kind
+        last = min(full, disk_until + 1)
+        if last > t:
+            plan[widest // 60].extend(range(t // 60, math.ceil(last / 60), widest // 60))
+    else:  # each period tiled on its own: minutes at its edges, coarser windows inside
+        for first in range(t, min(full, disk_until + 1), period_s):
+            _tile(plan, first, first + period_s, disk_until)
+    _tile(plan, full, limit, disk_until)
+    return plan
+
+
+def _tile(plan: dict[int, list[int]], start: int, stop: int, disk_until: int) -> None:
+    """Windows covering [start, stop) with the largest ones that fit, up to `disk_until`."""
+    x = start
+    while x < stop and x <= disk_until:
+        window = next(w for w in _WINDOWS_S if x % w == 0 and x + w <= stop)
+        plan[window // 60].append(x // 60)
+        x += window

@@ -4,17 +4,16 @@ Slot n holds the interval [n * slot_s, (n + 1) * slot_s). Writing slot n moves t
 and clears the slots skipped on the way, so the ring always holds exactly the `size` newest
 slots and needs no timestamp per slot. Memory is fixed when the ring is made: four doubles
 (count, sum, minimum, maximum) and one reference per slot, 40 bytes, 43 KB for 3 hours of
-10-second slots; plus the encoded buckets of the slots that need them (`cell.stored_buckets`,
-at most 3 + 256 * 10 bytes each, about 100-300 bytes for a typical latency slot).
+10-second slots; plus the encoded buckets of the slots that need them (`cell.stored_bytes`,
+about 2 bytes a bucket: 100-300 bytes for a busy latency slot, at most about 6 KB).
 """
 
 from __future__ import annotations
 
 from array import array
 
-from polyhost.metrics import sketch
 from polyhost.metrics.catalog import Kind
-from polyhost.metrics.cell import Cell, merge, stored_buckets
+from polyhost.metrics.cell import Cell, merge, stored_bytes
 
 
 class Ring:
@@ -55,8 +54,7 @@ class Ring:
         stats[index + 1] = cell.total
         stats[index + 2] = cell.minimum
         stats[index + 3] = cell.maximum
-        buckets = stored_buckets(cell, kind)
-        self._buckets[slot % self.size] = None if buckets is None else sketch.encode(buckets)
+        self._buckets[slot % self.size] = stored_bytes(cell, kind)
         return True
 
     def get(self, slot: int, with_buckets: bool = True) -> Cell | None:
@@ -69,13 +67,7 @@ class Ring:
         if count <= 0:
             return None
         encoded = self._buckets[slot % self.size] if with_buckets else None
-        return Cell(
-            count,
-            stats[index + 1],
-            stats[index + 2],
-            stats[index + 3],
-            None if encoded is None else sketch.decode(encoded),
-        )
+        return Cell(count, stats[index + 1], stats[index + 2], stats[index + 3], None, encoded)
 
     def cells(self, first: int, stop: int, with_buckets: bool) -> list[tuple[int, Cell]]:
         """Every non-empty slot in [first, stop), oldest first."""

@@ -1,13 +1,18 @@
-"""One-minute roll-ups on disk: SQLite in WAL mode under the state dir (`metrics.db`).
+"""Roll-ups on disk: SQLite in WAL mode under the state dir (`metrics.db`).
 
-One row per series and minute: count, sum, minimum, maximum and the encoded buckets where the
-metric's kind needs them (`cell.stored_buckets`). The primary key (series, minute) makes the
-table its own index (`WITHOUT ROWID`), so a series' range is one B-tree walk and retention is
-one range delete per series. All writes of a minute go in one transaction; `synchronous=NORMAL`
-is enough for a cache of statistics (a power cut may lose the last minute, never corrupt).
+One row per series, resolution and window: count, sum, minimum, maximum and the encoded
+buckets where the metric's kind needs them (`cell.stored_bytes`). Three resolutions, as
+CloudWatch keeps: 1 minute, 5 minutes and 1 hour. A flush writes the minute rows and merges
+the same minutes into their 5-minute and hour rows, in one transaction, so a coarse row is
+always the merge of the minute rows under it, whatever stops the server when (a kill -9 loses
+the minute in progress, never consistency). Coarse rows let a query over a day read 288 or 24
+rows per series instead of 1,440: the period of a dashboard is usually 5 minutes or an hour.
 
-One connection behind a lock serves the recorder's flush and the readers' queries alike:
-writes come once a minute and take milliseconds.
+The primary key (series, resolution, start) makes the table its own index (`WITHOUT ROWID`):
+a series' windows are one B-tree walk, retention one range delete per series and resolution.
+`synchronous=NORMAL` is enough for a cache of statistics (a power cut may lose the last
+minute, never corrupt). One connection behind a lock serves the recorder's flush and the
+readers: writes come once a minute and take milliseconds.
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polyhost.metrics import sketch
 from polyhost.metrics.catalog import Kind
-from polyhost.metrics.cell import Cell, merge, stored_buckets
+from polyhost.metrics.cell import Cell, merge, stored_bytes
 from polyhost.metrics.query import Dimensions, MetricId
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+RESOLUTIONS = (1, 5, 60)  # minutes
+_IN_CHUNK = 500  # window starts per `IN (...)`
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -39,14 +45,15 @@ CREATE TABLE IF NOT EXISTS series (
     UNIQUE (namespace, name, dimensions)
 );
 CREATE TABLE IF NOT EXISTS rollups (
-    series_id INTEGER NOT NULL,
-    minute    INTEGER NOT NULL,
-    count     INTEGER NOT NULL,
-    total     REAL NOT NULL,
-    minimum   REAL NOT NULL,
-    maximum   REAL NOT NULL,
-    buckets   BLOB,
-    PRIMARY KEY (series_id, minute)
+    series_id  INTEGER NOT NULL,
+    resolution INTEGER NOT NULL,
+    start      INTEGER NOT NULL,
+    count      INTEGER NOT NULL,
+    total      REAL NOT NULL,
+    minimum    REAL NOT NULL,
+    maximum    REAL NOT NULL,
+    buckets    BLOB,
+    PRIMARY KEY (series_id, resolution, start)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -66,6 +73,8 @@ class StoredSeries:
 
 @dataclass(frozen=True, slots=True)
 class RollupRow:
+    """One series' minute, to be written and merged into its 5-minute and hour windows."""
+
     series_id: int
     minute: int  # epoch seconds // 60
     cell: Cell
@@ -95,6 +104,7 @@ class RollupStore:
                 "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
             )
         elif int(row[0]) != SCHEMA_VERSION:
+            self._db.close()
             raise RuntimeError(
                 f"{path} holds metrics of schema {row[0]}; this polyhost reads schema "
                 f"{SCHEMA_VERSION}. Move the file away to start a new history."
@@ -143,14 +153,23 @@ class RollupStore:
         last_seen: Iterable[tuple[int, float]],
         forget: Sequence[int] = (),
     ) -> None:
-        """One transaction: the minute's rows (merged into a row already there, which happens
-        for the minute a restart split), the series' last-seen times, and series to drop."""
+        """One transaction: the minutes, merged into their coarser windows too (and into rows
+        already there: a restart splits a minute, a flush adds to the hour in progress), the
+        series' last-seen times, and series to drop with all their rows."""
+        coarse: dict[tuple[int, int, int], tuple[Kind, list[Cell]]] = {}
+        for row in rows:
+            for resolution in RESOLUTIONS[1:]:
+                key = (row.series_id, resolution, row.minute // resolution * resolution)
+                coarse.setdefault(key, (row.kind, []))[1].append(row.cell)
         with self._lock:
             db = self._db
             db.execute("BEGIN")
             try:
                 for row in rows:
-                    self._upsert(row)
+                    self._upsert(row.series_id, 1, row.minute, row.cell, row.kind)
+                for (series_id, resolution, start), (kind, cells) in coarse.items():
+                    cell = merge(cells, kind, with_buckets=kind is not Kind.BINARY)
+                    self._upsert(series_id, resolution, start, cell, kind)
                 db.executemany(
                     "UPDATE series SET last_seen = max(last_seen, ?) WHERE id = ?",
                     [(seen, series_id) for series_id, seen in last_seen],
@@ -163,46 +182,46 @@ class RollupStore:
                 db.execute("ROLLBACK")
                 raise
 
-    def _upsert(self, row: RollupRow) -> None:
-        cell = row.cell
-        buckets = stored_buckets(cell, row.kind)
+    def _upsert(self, series_id: int, resolution: int, start: int, cell: Cell, kind: Kind) -> None:
+        key = (series_id, resolution, start)
+
+        def encode(cell: Cell) -> bytes | None:
+            # Coarse windows keep running counts: what dashboards read, answered in place.
+            return stored_bytes(cell, kind, running=resolution > 1)
+
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO rollups"
-            " (series_id, minute, count, total, minimum, maximum, buckets)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                row.series_id, row.minute, cell.count, cell.total, cell.minimum, cell.maximum,
-                None if buckets is None else sketch.encode(buckets),
-            ),
-        )  # fmt: skip
+            " (series_id, resolution, start, count, total, minimum, maximum, buckets)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (*key, cell.count, cell.total, cell.minimum, cell.maximum, encode(cell)),
+        )
         if cursor.rowcount == 1:
             return
         old = self._db.execute(
             "SELECT count, total, minimum, maximum, buckets FROM rollups"
-            " WHERE series_id = ? AND minute = ?",
-            (row.series_id, row.minute),
+            " WHERE series_id = ? AND resolution = ? AND start = ?",
+            key,
         ).fetchone()
-        merged = merge([_cell(old), cell], row.kind, with_buckets=row.kind is not Kind.BINARY)
-        buckets = stored_buckets(merged, row.kind)
+        merged = merge([_cell(old), cell], kind, with_buckets=kind is not Kind.BINARY)
         self._db.execute(
             "UPDATE rollups SET count = ?, total = ?, minimum = ?, maximum = ?, buckets = ?"
-            " WHERE series_id = ? AND minute = ?",
+            " WHERE series_id = ? AND resolution = ? AND start = ?",
             (
-                merged.count, merged.total, merged.minimum, merged.maximum,
-                None if buckets is None else sketch.encode(buckets), row.series_id, row.minute,
+                merged.count, merged.total, merged.minimum, merged.maximum, encode(merged),
+                *key,
             ),
         )  # fmt: skip
 
     def expire(self, series_ids: Iterable[int], before_minute: int, stale_before: float) -> None:
-        """Retention: drop rows older than `before_minute`, and series last seen before
-        `stale_before` with all their rows."""
+        """Retention: drop windows that start before `before_minute`, and series last seen
+        before `stale_before` with all their rows."""
         with self._lock:
             db = self._db
             db.execute("BEGIN")
             try:
                 db.executemany(
-                    "DELETE FROM rollups WHERE series_id = ? AND minute < ?",
-                    [(series_id, before_minute) for series_id in series_ids],
+                    "DELETE FROM rollups WHERE series_id = ? AND resolution = ? AND start < ?",
+                    [(s, r, before_minute) for s in series_ids for r in RESOLUTIONS],
                 )
                 stale = [
                     r[0]
@@ -219,37 +238,55 @@ class RollupStore:
                 raise
 
     # -- reading --------------------------------------------------------------------------------
-    def sums(
-        self, series_id: int, first_minute: int, stop_minute: int, start: int, period_s: int
+    def cells(
+        self, series_id: int, resolution: int, starts: Sequence[int], with_buckets: bool
     ) -> list[tuple[int, Cell]]:
-        """Per period (index counted from `start`, epoch seconds): count, sum, minimum and
-        maximum, summed by SQLite itself: what every statistic but percentiles needs."""
+        """The windows of `resolution` (minutes) starting at `starts` (epoch minutes, ascending)
+        that have data; buckets left encoded, and only read at all when asked for."""
+        columns = "start, count, total, minimum, maximum" + (", buckets" if with_buckets else "")
+        out: list[tuple[int, Cell]] = []
         with self._lock:
-            rows = self._db.execute(
-                "SELECT (minute * 60 - ?) / ? AS period, sum(count), sum(total), min(minimum),"
-                " max(maximum) FROM rollups WHERE series_id = ? AND minute >= ? AND minute < ?"
-                " GROUP BY period",
-                (start, period_s, series_id, first_minute, stop_minute),
-            ).fetchall()
-        return [(int(r[0]), Cell(int(r[1]), float(r[2]), float(r[3]), float(r[4]))) for r in rows]
+            for where, params in _selections(series_id, resolution, starts):
+                for row in self._db.execute(f"SELECT {columns} FROM rollups WHERE {where}", params):
+                    encoded = row[5] if with_buckets else None
+                    out.append((row[0], Cell(row[1], row[2], row[3], row[4], None, encoded)))
+        return out
 
-    def cells(self, series_id: int, first_minute: int, stop_minute: int) -> list[tuple[int, Cell]]:
-        """Every minute in the range with its buckets (for percentiles), oldest first."""
+    def period_sums(
+        self, series_id: int, resolution: int, starts: Sequence[int], base: int, period_s: int
+    ) -> list[tuple[int, Cell]]:
+        """The same windows summed per period by SQLite itself (period index counted from
+        `base`, epoch seconds): everything a statistic but a percentile needs."""
+        out: list[tuple[int, Cell]] = []
         with self._lock:
-            rows = self._db.execute(
-                "SELECT minute, count, total, minimum, maximum, buckets FROM rollups"
-                " WHERE series_id = ? AND minute >= ? AND minute < ? ORDER BY minute",
-                (series_id, first_minute, stop_minute),
-            ).fetchall()
-        return [(int(r[0]), _cell(r[1:])) for r in rows]
+            for where, params in _selections(series_id, resolution, starts):
+                rows = self._db.execute(
+                    "SELECT (start * 60 - ?) / ? AS period, sum(count), sum(total), min(minimum),"
+                    f" max(maximum) FROM rollups WHERE {where} GROUP BY period",
+                    (base, period_s, *params),
+                ).fetchall()
+                out += [(int(r[0]), Cell(int(r[1]), r[2], r[3], r[4])) for r in rows]
+        return out
+
+
+def _selections(
+    series_id: int, resolution: int, starts: Sequence[int]
+) -> Iterable[tuple[str, tuple[int, ...]]]:
+    """WHERE clauses for exactly these windows: one range when they are every window from
+    the first to the last (the usual case), else `IN` lists of bounded size."""
+    if not starts:
+        return
+    first, last = starts[0], starts[-1]
+    prefix = "series_id = ? AND resolution = ? AND "
+    if last - first == (len(starts) - 1) * resolution:
+        yield prefix + "start BETWEEN ? AND ?", (series_id, resolution, first, last)
+        return
+    for offset in range(0, len(starts), _IN_CHUNK):
+        chunk = tuple(starts[offset : offset + _IN_CHUNK])
+        yield prefix + f"start IN ({','.join('?' * len(chunk))})", (series_id, resolution, *chunk)
 
 
 def _cell(row: Sequence[Any]) -> Cell:
     count, total, minimum, maximum, buckets = row
-    return Cell(
-        int(count),
-        float(total),
-        float(minimum),
-        float(maximum),
-        None if buckets is None else sketch.decode(bytes(buckets)),
-    )
+    return Cell(int(count), float(total), float(minimum), float(maximum), None,
+                None if buckets is None else bytes(buckets))  # fmt: skip
