@@ -139,11 +139,38 @@ def _auth(args: argparse.Namespace) -> int:
     return 0 if decision.allowed else 1
 
 
+def _add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("images", help="build the Docker images of the built-in stacks")
+    commands = p.add_subparsers(dest="images_command", required=True)
+    build = commands.add_parser(
+        "build",
+        help="build polyhost/<stack>:<version> and :latest from this checkout",
+        description="Build the images of the built-in serving stacks (images/<stack>/Dockerfile) "
+        "with a wheel of this checkout, showing Docker's build log.",
+    )
+    build.add_argument(
+        "stacks", nargs="*", metavar="STACK", help="sklearn, pytorch, tensorflow (default: all)"
+    )
+    build.add_argument(
+        "--base-image", default="python:3.11-slim", help="the FROM image (default: %(default)s)"
+    )
+    build.add_argument(
+        "--source", type=Path, default=None, help="the polyhost checkout (default: this one)"
+    )
+
+
+def _images(args: argparse.Namespace) -> int:
+    from polyhost.images.build import main as build_images
+
+    return build_images(args.stacks, args.base_image, args.source)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyhost", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
     _add_auth(sub)
+    _add_images(sub)
     from polyhost.client.cli import add_client_commands
 
     add_client_commands(sub)
@@ -156,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "auth":
         return _auth(args)
+    if args.command == "images":
+        return _images(args)
     from polyhost.client.cli import run_client_command
 
     return run_client_command(args)

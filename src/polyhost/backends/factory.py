@@ -19,7 +19,26 @@ def make_backend(settings: Settings, images: ImageRegistry) -> Backend:
         from polyhost.backends.process import ProcessBackend
 
         return ProcessBackend(settings, images)
+    if settings.backend == "docker":
+        return _docker(settings, images)
     raise BackendUnavailable(
         f"--backend {settings.backend} is not available in this build of polyhost; "
-        "use --backend process."
+        "use --backend process or --backend docker."
     )
+
+
+def _docker(settings: Settings, images: ImageRegistry) -> Backend:
+    """The Docker backend. The daemon need not answer yet (its endpoints fail until it does);
+    the SDK must be installed. CreateModel then takes any image reference, as SageMaker
+    does: whether the image exists is learnt when an endpoint starts."""
+    try:
+        import docker  # noqa: F401
+    except ImportError:
+        raise BackendUnavailable(
+            "--backend docker needs the Docker SDK for Python: pip install 'polyhost[docker]'"
+        ) from None
+    from polyhost.backends.docker_backend import DockerBackend
+    from polyhost.backends.docker_images import is_reference
+
+    images.admit(is_reference)
+    return DockerBackend(settings, images)

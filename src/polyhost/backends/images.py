@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import sys
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,12 @@ def _builtin_name(image: str) -> str | None:
 class ImageRegistry:
     def __init__(self, entries: dict[str, ImageEntry]) -> None:
         self._entries = entries
+        self._admitted: Callable[[str], bool] | None = None
+
+    def admit(self, rule: Callable[[str], bool]) -> None:
+        """Also know every image `rule` accepts. A backend that runs real images (Docker) can
+        run any image reference; whether it exists is only learnt when an endpoint starts."""
+        self._admitted = rule
 
     @classmethod
     def load(cls, config_path: Path | None) -> ImageRegistry:
@@ -151,7 +158,9 @@ class ImageRegistry:
         return entry.limits if entry is not None else ResourceLimits()
 
     def knows_image(self, image: str) -> bool:
-        return self.resolve(image) is not None
+        if self.resolve(image) is not None:
+            return True
+        return self._admitted is not None and self._admitted(image)
 
     def known_images(self) -> list[str]:
         return sorted(self._entries)

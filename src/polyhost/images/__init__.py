@@ -1,0 +1,1 @@
+"""Docker images of the built-in serving stacks: `polyhost images build` (see images/README.md)."""
