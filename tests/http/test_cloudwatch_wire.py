@@ -13,6 +13,8 @@ from xml.etree import ElementTree
 import cbor2
 import pytest
 
+from polyhost.errors import ServiceError
+from polyhost.http.cloudwatch import cloudwatch_error
 from tests.metrics.history_server import HistoryServerProcess, write_images
 
 TARGET = "GraniteServiceVersion20100801"
@@ -215,3 +217,39 @@ def test_a_body_past_the_cap_is_refused(server: HistoryServerProcess) -> None:
     assert status == 400 and "larger than" in document["message"]
     status, _, document = as_cbor(server, "GetMetricStatistics", big)
     assert status == 400 and "larger than" in document["message"]
+
+
+class AccessDenied(ServiceError):
+    code = "AccessDenied"
+    status = 403
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "content_type"),
+    [
+        (CBOR_PATH + "ListMetrics", [], b"application/cbor"),
+        ("/", [(b"x-amz-target", f"{TARGET}.ListMetrics".encode())], b"application/x-amz-json-1.0"),
+        ("/", [(b"content-type", b"application/x-www-form-urlencoded")], b"text/xml"),
+    ],
+)
+def test_a_refusal_before_the_route_speaks_the_requests_protocol(
+    path: str, headers: list[tuple[bytes, bytes]], content_type: bytes
+) -> None:
+    status, out, body = cloudwatch_error(
+        {"path": path, "headers": headers}, AccessDenied("Not allowed: cloudwatch:ListMetrics.")
+    )
+    found = dict(out)
+    assert status == 403 and found[b"content-type"] == content_type
+    if content_type == b"text/xml":
+        assert query_error(ElementTree.fromstring(body)) == (
+            "Sender",
+            "AccessDenied",
+            "Not allowed: cloudwatch:ListMetrics.",
+        )
+    else:
+        document = cbor2.loads(body) if content_type == b"application/cbor" else json.loads(body)
+        assert document == {
+            "__type": "AccessDenied",
+            "message": "Not allowed: cloudwatch:ListMetrics.",
+        }
+        assert found[b"x-amzn-query-error"] == b"AccessDenied;Sender"

@@ -85,6 +85,12 @@ def _wire(scope: Scope) -> Wire:
     return "json" if header(scope, b"x-amz-target") is not None else "query"
 
 
+def cloudwatch_error(scope: Scope, error: ServiceError) -> tuple[int, Headers, bytes]:
+    """`error` in the shape of the protocol the CloudWatch request `scope` speaks: for a
+    middleware that refuses it before it reaches the route (access control, say)."""
+    return CloudWatchRoute.encode_error(_wire(scope), error, next_request_id().decode(), None)
+
+
 def _json_default(value: object) -> object:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
@@ -125,11 +131,11 @@ class CloudWatchRoute:
                 self._call, wire, model, operation, body, fields, request_id
             )
         except ServiceError as error:
-            status, headers, payload = self._error(wire, error, request_id, model)
+            status, headers, payload = self.encode_error(wire, error, request_id, model)
         except Exception:  # never a traceback on the wire; the log keeps it
             log.exception("internal error in a CloudWatch request")
             failure = InternalServiceError("An internal error occurred; see the server log.")
-            status, headers, payload = self._error(wire, failure, request_id, model)
+            status, headers, payload = self.encode_error(wire, failure, request_id, model)
         await send_response(send, status, payload, headers)
         return status
 
@@ -189,7 +195,7 @@ class CloudWatchRoute:
         return 200, [(b"content-type", CBOR_TYPE), PROTOCOL_HEADER, rid], encode_cbor(answer)
 
     @staticmethod
-    def _error(
+    def encode_error(
         wire: Wire, error: ServiceError, request_id: str, model: CloudWatchModel | None
     ) -> tuple[int, Headers, bytes]:
         headers: Headers = [(b"x-amzn-requestid", request_id.encode()), *error.headers()]
