@@ -30,6 +30,7 @@ SCENARIOS: list[tuple[int, str, str]] = [
     (7, "metrics-history", "bench.scenarios.metrics_history"),
     (8, "isolation", "bench.scenarios.isolation"),
     (9, "auth", "bench.scenarios.auth"),
+    (10, "docker", "bench.scenarios.docker"),
 ]
 # "findings" is written by hand after a run and kept in place by later runs.
 ORDER = ["machine", *(key for _, key, _ in SCENARIOS), "findings"]
