@@ -6,6 +6,10 @@ gets the server's region and S3 endpoint, an empty AWS credentials/config file a
 metadata (so an SDK inside finds no identity by accident), its role's credentials when the
 server maps the model's role (`role_credentials.py`), then the model's Environment, then the
 variables of the contract, which the model cannot override.
+
+A role's credentials travel as environment variables, as on SageMaker's own hosts: whoever can
+`docker inspect` the container can read them, so access to the Docker daemon (root-equivalent
+anyway) must be kept to those allowed to act as the model's role.
 """
 
 from __future__ import annotations
