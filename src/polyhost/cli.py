@@ -70,6 +70,10 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    refusal = _admin_refusal(settings)
+    if refusal is not None:
+        print(f"polyhost: {refusal}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -95,6 +99,30 @@ def _serve(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     return 0
+
+
+def _admin_refusal(settings: Settings) -> str | None:
+    """Why the admin listener cannot start as configured, or None. Off loopback it serves every
+    container's numbers and every endpoint's failure reason, so it needs a bearer token; a
+    token file given anyway must hold a usable token (its content is never printed)."""
+    from polyhost.http.admin_token import AdminTokenError, load_admin_token
+
+    if settings.admin_port == 0:
+        return None
+    host = settings.admin_host
+    if settings.admin_token_file is None:
+        if dataclasses.replace(settings, host=host).is_loopback:
+            return None
+        return (
+            f"refusing to bind the admin listener to {host}: off loopback it needs a bearer "
+            "token. Pass --admin-token-file FILE (a random token, e.g. `openssl rand -hex 32`), "
+            "bind it to 127.0.0.1 with --admin-host, or turn it off with --admin-port 0."
+        )
+    try:
+        load_admin_token(settings.admin_token_file)
+    except (AdminTokenError, OSError) as error:
+        return f"cannot use --admin-token-file: {error}"
+    return None
 
 
 def _add_auth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -190,3 +190,18 @@ class InternalServiceError(ServiceError):
 
     code = "InternalServiceError"
     status = 500
+
+
+# -- the admin listener (/metrics, the dashboard's JSON API) --------------------------------------
+class AdminUnauthorized(ServiceError):
+    """The admin listener wants `Authorization: Bearer <token>` and did not get the right one.
+
+    One answer for a missing, malformed or wrong token, so a caller learns nothing about which.
+    """
+
+    code = "UnauthorizedException"
+    status = 401
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"www-authenticate", b'Bearer realm="polyhost-admin"')]
+

@@ -1,4 +1,5 @@
-"""Composition root: builds the server's parts from `Settings` and runs them on one port.
+"""Composition root: builds the server's parts from `Settings` and runs them on one port,
+plus the admin listener's (/metrics and the dashboard's API) unless --admin-port is 0.
 
 Order matters: the store opens first; containers a killed predecessor left behind are reaped;
 the port starts accepting; then every endpoint that should run is brought back (reconcile) in
@@ -18,6 +19,9 @@ from polyhost.backends.factory import make_backend
 from polyhost.backends.images import ImageRegistry
 from polyhost.control.service import ControlPlane
 from polyhost.deploy.deployer import EndpointDeployer
+from polyhost.http.admin import ADMIN_MAX_CONNECTIONS, AdminApp, no_invocations
+from polyhost.http.admin_api import AdminApi
+from polyhost.http.admin_token import BearerCheck, load_admin_token
 from polyhost.http.app import ExtraRoute, PolyhostApp
 from polyhost.http.auth import AuthMiddleware, Gate, load_access_control
 from polyhost.http.awsjson import AwsJsonAdapter
@@ -48,7 +52,6 @@ class PolyhostServer:
         self.control = ControlPlane(settings, self.deployer, self.images)
         self.deployer.bind_status_sink(self.control)
         routes: dict[str, ExtraRoute] = {
-            "/metrics": MetricsRoute(container_registry(self.deployer.container_samples)),
             "/polyhost/endpoints": LogsRoute(self.deployer.log_streams),
         }
         # Raises PolicyError/OSError for a bad --auth-file: the server does not start.
@@ -75,6 +78,7 @@ class PolyhostServer:
             self.router.mark_restoring(spec.endpoint_name)
         # One access-log line per request: the fast invocation path logs in the protocol, the
         # ASGI routes in PolyhostApp (which knows the control operation's name).
+        admin = await self._open_admin(loop)
         state = ServerState(self.settings)
         server = await loop.create_server(
             lambda: HttpProtocol(self.runtime.answer, self.app, state),
@@ -105,11 +109,57 @@ class PolyhostServer:
             log.info("stopping: no new connections; finishing requests in flight")
             server.close()
             sweeper.cancel()
+            if admin is not None:
+                admin[0].close()
+                admin[2].cancel()
             await shutdown_connections(state, timeout_s=5.0)
+            if admin is not None:
+                await shutdown_connections(admin[1], timeout_s=1.0)
         finally:
             await self.deployer.shutdown()
             self.control.close()
             log.info("polyhost stopped")
+
+    async def _open_admin(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> tuple[asyncio.Server, ServerState, asyncio.Task[None]] | None:
+        """The admin listener (/metrics, /api; http/admin.py) on its own port, with its own
+        small connection cap, so a full main port never locks the operator out; None when
+        --admin-port is 0. Raises OSError naming the admin address when it cannot bind."""
+        settings = self.settings
+        if settings.admin_port == 0:
+            return None
+        token_file = settings.admin_token_file
+        samples = self.deployer.container_samples
+        app = AdminApp(
+            MetricsRoute(container_registry(samples)),
+            # The metric history, when this server keeps one (`history`, a MetricsReader):
+            # without it the API still lists every container, without rates or latencies.
+            AdminApi(samples, getattr(self, "history", None), self.control.call),
+            BearerCheck(None if token_file is None else load_admin_token(token_file)),
+            access_log_enabled=settings.access_log,
+        )
+        state = ServerState(settings, max_connections=ADMIN_MAX_CONNECTIONS)
+        try:
+            server = await loop.create_server(
+                lambda: HttpProtocol(no_invocations, app, state),
+                host=settings.admin_host,
+                port=settings.admin_port,
+                reuse_address=True,
+            )
+        except OSError as error:
+            raise OSError(
+                error.errno,
+                f"admin listener {settings.admin_host}:{settings.admin_port} (--admin-port): "
+                f"{error.strerror}",
+            ) from error
+        log.info(
+            "admin listener on http://%s:%d (/metrics, /api; %s)",
+            settings.admin_host,
+            settings.admin_port,
+            "bearer token required" if token_file is not None else "no token",
+        )
+        return server, state, loop.create_task(sweep_idle_connections(state))
 
 
 def run(settings: Settings) -> None:

@@ -1,7 +1,9 @@
-"""`GET /metrics`: per-container series after real traffic, parsed as Prometheus does."""
+"""`GET /metrics` on the admin listener: per-container series after real traffic, parsed as
+Prometheus does; the main port no longer serves it."""
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -15,7 +17,7 @@ from tests.support.server import PolyhostProcess
 
 def scrape(server: PolyhostProcess) -> dict[tuple[str, str], float]:
     """{(sample name, container_name): value} of the polyhost_* samples."""
-    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as answer:
+    with urllib.request.urlopen(server.admin_url + "/metrics", timeout=10) as answer:
         assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = answer.read().decode()
     samples: dict[tuple[str, str], float] = {}
@@ -51,3 +53,9 @@ def test_each_container_has_its_own_series(server: PolyhostProcess, sagemaker: A
     assert samples[("polyhost_container_up", "a")] == 1
     assert samples[("polyhost_container_memory_rss_bytes", "a")] > 1_000_000
     assert ("polyhost_container_cpu_utilization_percent", "b") in samples
+
+
+def test_the_main_port_does_not_serve_metrics(server: PolyhostProcess) -> None:
+    with pytest.raises(urllib.error.HTTPError) as excinfo:
+        urllib.request.urlopen(server.url + "/metrics", timeout=10)
+    assert excinfo.value.code == 404

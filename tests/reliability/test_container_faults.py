@@ -139,7 +139,7 @@ def container_folder(server: PolyhostProcess, name: str, hostname: str) -> Path:
 
 
 def restarts(server: PolyhostProcess, name: str, hostname: str) -> int:
-    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as answer:
+    with urllib.request.urlopen(server.admin_url + "/metrics", timeout=10) as answer:
         text = answer.read().decode()
     pattern = re.compile(
         r"^polyhost_container_restarts_total\{([^}]*)\} ([0-9.e+]+)$", re.MULTILINE

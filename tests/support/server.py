@@ -26,6 +26,10 @@ ACCOUNT = "123456789012"
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+# A server a test starts by hand (`python -m polyhost serve ...`) gets no admin listener unless
+# it asks: the default port (7081) would collide between servers run at once. PolyhostProcess
+# passes --admin-port, which beats this.
+os.environ.setdefault("POLYHOST_ADMIN_PORT", "0")
 
 
 def free_port() -> int:
@@ -56,10 +60,24 @@ class PolyhostProcess:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # The admin listener (/metrics, /api): a free port of its own unless the test passes
+    # --admin-port itself, since the default (7081) would collide between servers run at once.
+    admin_port: int = 0
+
+    def __post_init__(self) -> None:
+        if "--admin-port" in self.extra_args:
+            self.admin_port = int(self.extra_args[self.extra_args.index("--admin-port") + 1])
+        else:
+            self.admin_port = self.admin_port or free_port()
+            self.extra_args = [*self.extra_args, "--admin-port", str(self.admin_port)]
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self, timeout: float = 30.0) -> PolyhostProcess:
         self.port = self.port or free_port()

@@ -1,0 +1,143 @@
+"""The admin JSON API after real traffic, on a server that keeps metric history: what the
+dashboard and `polyhost top` read (/api/containers, /api/series, /api/endpoints)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.metrics.history_server import HistoryServerProcess, write_images
+from tests.support.endpoints import deploy, echo_container, invoke, wait_status
+from tests.support.server import FAULTY_IMAGE
+
+
+@pytest.fixture(scope="module")
+def history_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryServerProcess]:
+    base = tmp_path_factory.mktemp("admin-api")
+    server = HistoryServerProcess(
+        state_dir=base / "state", image_config=write_images(base / "images.toml")
+    ).start()
+    yield server
+    server.stop()
+
+
+def api(server: HistoryServerProcess, path: str, **params: str) -> tuple[int, Any]:
+    url = server.admin_url + path + (f"?{urlencode(params)}" if params else "")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def eventually(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    """Poll until `condition` is truthy: the recorder writes the history every 10 s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_containers_show_their_traffic(history_server: HistoryServerProcess) -> None:
+    sagemaker, runtime = history_server.sagemaker(), history_server.runtime()
+    deploy(sagemaker, "watched", [echo_container("a"), echo_container("b")], mode="Direct")
+    for _ in range(6):
+        invoke(runtime, "watched", b"x", TargetContainerHostname="a")
+    invoke(runtime, "watched", b"x", TargetContainerHostname="b")
+    with pytest.raises(ClientError):
+        invoke(runtime, "watched", b"x", TargetContainerHostname="b", CustomAttributes="status=500")
+
+    def rows() -> dict[str, dict[str, Any]] | None:
+        status, answer = api(history_server, "/api/containers")
+        assert status == 200 and answer["history"] is True
+        found = {r["hostname"]: r for r in answer["containers"] if r["endpoint"] == "watched"}
+        if found.keys() != {"a", "b"}:
+            return None
+        # Requests may straddle two recordings: wait until all of them (and b's error) are in.
+        counted = {
+            h: round((r["requests_per_s"] or 0) * (r["window_s"] or 0)) for h, r in found.items()
+        }
+        return found if counted == {"a": 6, "b": 2} and found["b"]["error_rate"] else None
+
+    found = eventually(rows, "the history to record the requests")
+    a, b = found["a"], found["b"]
+    assert (a["variant"], a["instance"], a["status"], a["up"]) == ("AllTraffic", "i-0", "up", True)
+    assert a["restarts"] == 0
+    assert a["requests_per_s"] == pytest.approx(6 / a["window_s"])
+    assert b["requests_per_s"] == pytest.approx(2 / b["window_s"])
+    assert a["error_rate"] == 0 and b["error_rate"] == pytest.approx(0.5)
+    assert 0 < a["p50_ms"] <= a["p99_ms"] < 60_000
+    assert a["rss_bytes"] > 1_000_000 and a["memory_percent"] > 0
+    assert a["cpu_percent"] is not None
+
+    def invocations() -> list[Any] | None:
+        status, answer = api(
+            history_server, "/api/series",
+            endpoint="watched", container="a", metric="Invocations", range="1h",
+        )  # fmt: skip
+        assert status == 200 and answer["period"] == 60 and answer["unit"] == "None"
+        series = answer["series"]
+        total = sum(p["sum"] for s in series for p in s["datapoints"])
+        return series if total == 6 else None
+
+    series = eventually(invocations, "the 1h series to hold the six requests")
+    assert [(s["variant"], s["container"], s["instance"]) for s in series] == [
+        ("AllTraffic", "a", None)
+    ]
+    status, answer = api(
+        history_server, "/api/series", endpoint="watched", container="a",
+        metric="ContainerLatency", range="7d",
+    )  # fmt: skip
+    assert status == 200 and answer["period"] == 3600
+    points = [p for s in answer["series"] for p in s["datapoints"]]
+    assert points and all(p["p50"] <= p["p99"] for p in points)
+
+
+@pytest.mark.parametrize(
+    ("params", "complaint"),
+    [
+        ({"metric": "Invocations"}, "endpoint is required"),
+        ({"endpoint": "e", "metric": "Nope"}, "Unknown metric"),
+        ({"endpoint": "e", "metric": "Invocations", "range": "1y"}, "Unknown range"),
+        ({"endpoint": "e", "metric": "Invocations", "colour": "red"}, "Unknown query parameter"),
+        ({"endpoint": "e" * 300, "metric": "Invocations"}, "longer than"),
+    ],
+)
+def test_a_bad_series_query_is_refused(
+    history_server: HistoryServerProcess, params: dict[str, str], complaint: str
+) -> None:
+    status, answer = api(history_server, "/api/series", **params)
+    assert status == 400 and complaint in answer["message"]
+
+
+def test_endpoints_show_status_variants_and_failure_reason(
+    history_server: HistoryServerProcess,
+) -> None:
+    sagemaker = history_server.sagemaker()
+    deploy(sagemaker, "listed", [echo_container("only")])
+    assert wait_status(sagemaker, "listed")["EndpointStatus"] == "InService"
+    deploy(
+        sagemaker, "broken",
+        [{"Image": FAULTY_IMAGE, "Environment": {"FAULT": "exit-at-start"}}],
+    )  # fmt: skip
+    assert wait_status(sagemaker, "broken")["EndpointStatus"] == "Failed"
+    status, answer = api(history_server, "/api/endpoints")
+    assert status == 200 and answer["truncated"] is False
+    by_name = {e["name"]: e for e in answer["endpoints"]}
+    listed, broken = by_name["listed"], by_name["broken"]
+    assert listed["status"] == "InService" and listed["failure_reason"] is None
+    assert listed["variants"][0]["name"] == "AllTraffic"
+    assert listed["variants"][0]["current_instance_count"] == 1
+    assert broken["status"] == "Failed"
+    assert "exited with code 3" in broken["failure_reason"]
