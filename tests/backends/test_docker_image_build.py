@@ -63,3 +63,13 @@ def test_the_context_pins_the_frameworks_installed_here(wheel: Path, tmp_path: P
 def test_an_unknown_checkout_says_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(ContextError, match="no polyhost checkout found"):
         Checkout.find(tmp_path)
+
+
+def test_the_command_names_the_stacks_when_one_is_unknown(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from polyhost.cli import main
+
+    assert main(["images", "build", "cobol"]) == 1
+    error = capsys.readouterr().err
+    assert "unknown stack cobol" in error and "sklearn, pytorch, tensorflow" in error
