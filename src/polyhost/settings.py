@@ -112,6 +112,16 @@ class Settings:
         "file holding the bearer token the admin listener requires (Authorization: Bearer ...)",
         metavar="FILE",
     )
+    # -- metric history (CloudWatch's read API, the dashboard) --------------------------------
+    metrics_history: bool = setting(
+        True, "--metrics-history", "record per-container series for CloudWatch and the dashboard"
+    )
+    metrics_max_series: int = setting(
+        2000, "--metrics-max-series", "most metric series kept (a new one replaces an idle one)"
+    )
+    metrics_retention_days: int = setting(
+        15, "--metrics-retention-days", "days of 1-minute roll-ups kept in the state dir"
+    )
     # -- data plane (CONTRACT.md) -------------------------------------------------------------
     invocation_timeout_s: float = setting(
         60.0, "--invocation-timeout", "seconds a container may take to answer an invocation"
