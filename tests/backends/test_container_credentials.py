@@ -22,7 +22,7 @@ import pytest
 
 from polyhost.backends.images import ImageRegistry
 from polyhost.backends.process import ProcessBackend
-from polyhost.backends.role_credentials import load_role_credentials
+from polyhost.backends.role_credentials import RoleCredentialsError, load_role_credentials
 from polyhost.control.seam import ContainerSpec, EndpointSpec, VariantSpec
 from polyhost.control.specs import build_spec, spec_from_json, spec_to_json
 from polyhost.settings import Settings
@@ -57,7 +57,7 @@ def transform_fn(model, body, content_type, accept):
 
 
 @pytest.fixture
-def server_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def server_env(tmp_path: Path) -> dict[str, str]:
     """The server runs with credentials of its own, in its environment and in its home."""
     home = tmp_path / "home"
     (home / ".aws").mkdir(parents=True)
@@ -76,9 +76,15 @@ def server_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
         "AWS_SHARED_CREDENTIALS_FILE": str(home / ".aws" / "credentials"),
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture
+def server_identity(server_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """`server_env` as this process's own environment (for a backend run in the test)."""
+    for key, value in server_env.items():
+        monkeypatch.setenv(key, value)
+    return server_env
 
 
 def roles_file(tmp_path: Path) -> Path:
@@ -170,12 +176,12 @@ def model_archive(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path, server_identity: dict[str, str]) -> Iterator[PolyhostProcess]:
+def server(tmp_path: Path, server_env: dict[str, str]) -> Iterator[PolyhostProcess]:
     proc = PolyhostProcess(
         state_dir=tmp_path / "state",
         image_config=write_image_config(tmp_path / "images.toml"),
         extra_args=["--role-credentials", str(roles_file(tmp_path)), "--region", "eu-west-3"],
-        env=server_identity,
+        env=server_env,
     ).start()
     yield proc
     proc.stop()
@@ -217,19 +223,19 @@ def test_an_inference_script_returning_os_environ_shows_only_its_roles_credentia
 
 
 def test_a_bad_role_credentials_file_stops_the_server_naming_the_role(
-    tmp_path: Path, server_identity: dict[str, str]
+    tmp_path: Path, server_env: dict[str, str]
 ) -> None:
     roles = tmp_path / "roles.toml"
     roles.write_text(f'[roles."{ROLE}"]\nprofile = "no-such-profile"\n', encoding="utf-8")
     proc = PolyhostProcess(
         state_dir=tmp_path / "state",
         extra_args=["--role-credentials", str(roles)],
-        env=server_identity,
+        env=server_env,
     )
     with pytest.raises(RuntimeError, match="polyhost exited at start") as raised:
         proc.start()
     assert ROLE in str(raised.value) and "no-such-profile" in str(raised.value)
     assert SERVER_SECRET not in str(raised.value)
     # And the loader the server calls says the same without starting anything.
-    with pytest.raises(Exception, match="no such profile"):
+    with pytest.raises(RoleCredentialsError, match="no such profile"):
         load_role_credentials(roles)
