@@ -1,4 +1,5 @@
-"""Client commands of `polyhost` (deploy, invoke, ls, logs, rm): they talk to a server over HTTP.
+"""Client commands of `polyhost` (deploy, invoke, ls, logs, rm, top): they talk to a server over
+HTTP.
 
 Each command is a thin wrapper over polyhost.client; this module only declares the arguments
 and turns failures into one readable stderr message and an exit status (0 ok, 1 failed,
@@ -109,6 +110,34 @@ def add_client_commands(sub: Subparsers) -> None:
         "--timeout", type=_positive, default=300.0, help="seconds to wait (default 300)"
     )
 
+    top = sub.add_parser(
+        "top",
+        help="every container's requests/s, errors, latency, CPU and memory, live",
+        description="A live view of every container, read from the admin listener's JSON API "
+        "and refreshed every second. Ctrl-C quits.",
+    )
+    top.add_argument(
+        "--admin-url",
+        default=None,
+        help="the admin listener (default: $POLYHOST_ADMIN_URL, else http://127.0.0.1:7081)",
+    )
+    top.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=None,
+        help="file holding the admin listener's bearer token (default: $POLYHOST_ADMIN_TOKEN)",
+    )
+    top.add_argument(
+        "--sort",
+        choices=("requests", "errors", "p99", "cpu", "memory"),
+        default="requests",
+        help="column to sort by, largest first (default: requests)",
+    )
+    top.add_argument("--endpoint", help="only this endpoint's containers")
+    top.add_argument(
+        "--interval", type=_positive, default=1.0, help="seconds between refreshes (default 1)"
+    )
+
 
 def _deploy(args: argparse.Namespace, connection: Connection) -> int:
     from polyhost.client.deploy import Deployer
@@ -187,7 +216,24 @@ _RUNNERS: dict[str, Callable[[argparse.Namespace, Connection], int]] = {
 }
 
 
+def _top(args: argparse.Namespace) -> int:
+    """`polyhost top` talks to the admin listener (bearer token, no SigV4): no boto3 needed."""
+    from polyhost.client.admin import AdminClient
+    from polyhost.client.top import top
+
+    try:
+        client = AdminClient.resolve(args.admin_url, args.admin_token_file)
+        return top(
+            client, sys.stdout, sort=args.sort, endpoint=args.endpoint, interval_s=args.interval
+        )
+    except CommandFailed as error:
+        _fail(error.message)
+        return error.exit_code
+
+
 def run_client_command(args: argparse.Namespace) -> int:
+    if args.command == "top":
+        return _top(args)
     runner = _RUNNERS.get(args.command)
     if runner is None:
         raise SystemExit(f"unknown command {args.command}")
