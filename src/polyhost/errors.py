@@ -205,3 +205,14 @@ class AdminUnauthorized(ServiceError):
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"www-authenticate", b'Bearer realm="polyhost-admin"')]
 
+
+# -- CloudWatch Logs (the container logs' read API) ----------------------------------------------
+# Codes are CloudWatch Logs' own (its model's error shapes), all HTTP 400 as there.
+class InvalidParameterException(ServiceError):
+    code = "InvalidParameterException"
+    status = 400
+
+
+class ResourceNotFoundException(ServiceError):
+    code = "ResourceNotFoundException"
+    status = 400

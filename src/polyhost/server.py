@@ -19,12 +19,14 @@ from polyhost.backends.factory import make_backend
 from polyhost.backends.images import ImageRegistry
 from polyhost.control.service import ControlPlane
 from polyhost.deploy.deployer import EndpointDeployer
+from polyhost.deploy.log_api import LogsApi
 from polyhost.http.admin import ADMIN_MAX_CONNECTIONS, AdminApp, no_invocations
 from polyhost.http.admin_api import AdminApi
 from polyhost.http.admin_token import BearerCheck, load_admin_token
 from polyhost.http.app import ExtraRoute, PolyhostApp
 from polyhost.http.auth import AuthMiddleware, Gate, load_access_control
 from polyhost.http.awsjson import AwsJsonAdapter
+from polyhost.http.cloudwatch_logs import LOGS_TARGET, CloudWatchLogsAdapter
 from polyhost.http.logs import LogsRoute
 from polyhost.http.metrics import MetricsRoute
 from polyhost.http.protocol import (
@@ -63,6 +65,12 @@ class PolyhostServer:
                 runtime=self.runtime.handle,
                 routes=routes,
                 access_log_enabled=settings.access_log,
+                targets={
+                    LOGS_TARGET: CloudWatchLogsAdapter(
+                        LogsApi(settings.region, settings.account_id),
+                        self.deployer.all_log_streams,
+                    ),
+                },
             ),
             self.gate,
             settings,

@@ -3,7 +3,8 @@
 The log is `container.log`; when writing would take it past `max_bytes` it is renamed
 `container.log.1` (an older `.1` becomes `.2`, and so on up to `backups`; the oldest is
 dropped) and a fresh `container.log` is started. At most `(backups + 1) * max_bytes` bytes
-are on disk per container, however much the container prints.
+of log are on disk per container, however much the container prints (plus the small index
+described below).
 
 A rotation cuts at the last line break that fits, so a rotated file ends with a whole line;
 a single line longer than `max_bytes` is split. Readers (`deploy/logs.py`) follow the current

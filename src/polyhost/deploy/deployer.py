@@ -115,6 +115,12 @@ class EndpointDeployer:
         group = state.serving or state.attempt
         return group.log_streams() if group else []
 
+    def all_log_streams(self) -> dict[str, list[LogStream]]:
+        """`log_streams` of every endpoint that has any (on the event loop, no I/O): the log
+        groups and streams CloudWatch Logs' API lists."""
+        listing = {name: self.log_streams(name) for name in self._endpoints}
+        return {name: streams for name, streams in listing.items() if streams}
+
     def groups(self) -> list[RunningGroup]:
         return [s.serving for s in self._endpoints.values() if s.serving is not None]
 

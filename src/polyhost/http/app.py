@@ -1,6 +1,8 @@
 """The one ASGI app on the server's port: routes by path to the wire adapters.
 
-`POST /` → AWS JSON 1.1 control plane; `POST /endpoints/{name}/invocations` → runtime;
+`POST /` → by X-Amz-Target's service prefix to its adapter (`targets`, e.g. `Logs_20140328`
+for CloudWatch Logs), else the AWS JSON 1.1 control plane; `POST /endpoints/{name}/invocations`
+→ runtime;
 `GET /ping` → liveness of the server itself. One access-log line per request.
 """
 
@@ -13,11 +15,13 @@ from polyhost.errors import MethodNotAllowed, NoSuchRoute
 from polyhost.http.access import log_request, loggable
 from polyhost.http.awsjson import AwsJsonAdapter
 from polyhost.http.errors import aws_json_error
-from polyhost.http.io import send_response
+from polyhost.http.io import header, send_response
 from polyhost.http.types import Receive, Scope, Send
 
 RuntimeHandler = Callable[[Scope, Receive, Send, str], Awaitable[int]]
 ExtraRoute = Callable[[Scope, Receive, Send], Awaitable[int]]
+# An adapter of `POST /` for one X-Amz-Target service; returns (operation, status).
+TargetHandler = Callable[[Scope, Receive, Send], Awaitable[tuple[str, int]]]
 
 _INVOCATIONS_SUFFIX = "/invocations"
 _ENDPOINTS_PREFIX = "/endpoints/"
@@ -30,11 +34,13 @@ class PolyhostApp:
         runtime: RuntimeHandler | None = None,
         routes: dict[str, ExtraRoute] | None = None,
         access_log_enabled: bool = True,
+        targets: dict[str, TargetHandler] | None = None,
     ) -> None:
         self._control = control
         self._runtime = runtime
         self._routes = routes or {}
         self._access_log = access_log_enabled
+        self._targets = targets or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -48,7 +54,7 @@ class PolyhostApp:
         what = ""
         # Every handler returns the status it sent: no wrapper around `send` on the hot path.
         if path == "/" and method == "POST":
-            what, status = await self._control(scope, receive, send)
+            what, status = await self._target(scope)(scope, receive, send)
         elif (
             path.startswith(_ENDPOINTS_PREFIX)
             and path.endswith(_INVOCATIONS_SUFFIX)
@@ -72,6 +78,15 @@ class PolyhostApp:
         if self._access_log:
             client = scope.get("client") or ("-", 0)
             log_request(client[0], method, path, what, status, started)
+
+    def _target(self, scope: Scope) -> TargetHandler:
+        """The adapter of a `POST /` by its X-Amz-Target service; the control plane by default."""
+        if self._targets:
+            service = (header(scope, b"x-amz-target") or b"").partition(b".")[0]
+            handler = self._targets.get(service.decode("latin-1"))
+            if handler is not None:
+                return handler
+        return self._control
 
     def _route(self, path: str) -> ExtraRoute | None:
         route = self._routes.get(path)

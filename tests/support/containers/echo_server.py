@@ -6,6 +6,7 @@ Behaviour is driven by the container's Environment (so tests set it through Crea
   ECHO_EXIT_AT_START  exit(3) right after printing a message
   ECHO_READY_FILE  /ping answers 503 until this file exists (the test decides when it is ready)
 And per request, through X-Amzn-SageMaker-Custom-Attributes:
+  say=TEXT         first thing on arrival, print "<name>: TEXT" to stdout (its log)
   arrived=DIR      first thing on arrival, create a new file in DIR (tests count arrivals)
   hold=PATH        answer only once PATH exists (at most HOLD_LIMIT_S later)
   sleep=SECONDS    sleep before answering
@@ -76,6 +77,8 @@ class Handler(BaseHTTPRequestHandler):
             for part in (self.headers.get("X-Amzn-SageMaker-Custom-Attributes") or "").split(",")
             if "=" in part
         )
+        if "say" in attrs:
+            print(f"{NAME}: {attrs['say']}", flush=True)
         if "arrived" in attrs:
             descriptor, _ = tempfile.mkstemp(dir=attrs["arrived"], prefix="request-")
             os.close(descriptor)
