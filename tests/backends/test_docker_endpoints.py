@@ -115,7 +115,8 @@ def test_both_containers_answer_and_sklearn_answers_as_the_process_backend_does(
         create_model(sagemaker, "iris", [{"Image": "polyhost/sklearn", "ModelDataUrl": url}])
         create_config(sagemaker, "iris", [("AllTraffic", "iris", 1, 1.0)])
         sagemaker.create_endpoint(EndpointName="iris", EndpointConfigName="iris")
-        assert wait_status(sagemaker, "iris", timeout=START_S)["EndpointStatus"] == "InService"
+        description = wait_status(sagemaker, "iris", timeout=START_S)
+        assert description["EndpointStatus"] == "InService", description.get("FailureReason")
         answer = reference.runtime().invoke_endpoint(
             EndpointName="iris", Body=json.dumps(rows), ContentType="application/json"
         )
@@ -148,7 +149,7 @@ def test_logs_and_stats_of_docker_containers(server: PolyhostProcess, direct: st
     eventually(logs, "both containers' output in the endpoint's logs")
 
     def sampled() -> list[str] | None:
-        with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as answer:
+        with urllib.request.urlopen(f"{server.admin_url}/metrics", timeout=10) as answer:
             text = answer.read().decode()
         lines = [
             line
