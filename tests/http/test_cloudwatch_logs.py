@@ -224,7 +224,7 @@ def test_a_model_errors_log_stream_arn_leads_to_the_failing_requests_line(
             runtime, ENDPOINT, b"boom", TargetContainerHostname="beta",
             CustomAttributes="say=request-7f3a failed: bad input,status=500",
         )  # fmt: skip
-    error = raised.value.response
+    error: dict[str, Any] = dict(raised.value.response)
     assert error["Error"]["Code"] == "ModelError"
     arn = error["LogStreamArn"]
     found = eventually(
