@@ -1,8 +1,9 @@
 """Container log files: how a stream is named, and every way of reading one.
 
 Two readers share this module: `tail` gives the end of a log as text for a FailureReason, and
-`read_chunk` serves byte ranges to the logs route (and later to CloudWatch Logs' API) so a
-client can follow a log by offset without ever repeating or skipping a byte.
+`read_chunk` serves byte ranges to the logs route so a client can follow a log by offset without
+ever repeating or skipping a byte. CloudWatch Logs' API reads the same files as timestamped
+events, across rotated files, through `log_events.py`.
 """
 
 from __future__ import annotations
