@@ -23,10 +23,13 @@ from polyhost.deploy.log_api import LogsApi
 from polyhost.http.admin import ADMIN_MAX_CONNECTIONS, AdminApp, no_invocations
 from polyhost.http.admin_api import AdminApi
 from polyhost.http.admin_token import BearerCheck, load_admin_token
-from polyhost.http.app import ExtraRoute, PolyhostApp
+from polyhost.http.app import ExtraRoute, PolyhostApp, TargetHandler
 from polyhost.http.auth import AuthMiddleware, Gate, load_access_control
 from polyhost.http.awsjson import AwsJsonAdapter
+from polyhost.http.cloudwatch import ROUTE_PREFIX as CLOUDWATCH_ROUTE_PREFIX
+from polyhost.http.cloudwatch import CloudWatchRoute, cloudwatch_error
 from polyhost.http.cloudwatch_logs import LOGS_TARGET, CloudWatchLogsAdapter
+from polyhost.http.cloudwatch_model import TARGET_PREFIX as CLOUDWATCH_TARGET
 from polyhost.http.logs import LogsRoute
 from polyhost.http.metrics import MetricsRoute
 from polyhost.http.protocol import (
@@ -36,11 +39,24 @@ from polyhost.http.protocol import (
     sweep_idle_connections,
 )
 from polyhost.http.runtime import RuntimeAdapter
+from polyhost.http.types import Receive, Scope, Send
+from polyhost.metrics.cloudwatch_api import CloudWatchApi
 from polyhost.metrics.collection import container_registry
+from polyhost.metrics.history import MetricsHistory
+from polyhost.metrics.recorder import MetricsRecorder
 from polyhost.router.router import Router
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.server")
+
+
+def _named(operation: str, route: ExtraRoute) -> TargetHandler:
+    """An ASGI route as a `POST /` target handler, named for the access log."""
+
+    async def handler(scope: Scope, receive: Receive, send: Send) -> tuple[str, int]:
+        return operation, await route(scope, receive, send)
+
+    return handler
 
 
 class PolyhostServer:
@@ -53,9 +69,31 @@ class PolyhostServer:
         self.deployer = EndpointDeployer(settings, self.backend, self.router)
         self.control = ControlPlane(settings, self.deployer, self.images)
         self.deployer.bind_status_sink(self.control)
+        # Per-container history (10 s in memory, 1-minute roll-ups in the state dir), read by
+        # CloudWatch's API and the admin listener's dashboard API.
+        self.history: MetricsHistory | None = None
+        self.recorder: MetricsRecorder | None = None
+        if settings.metrics_history:
+            self.history = MetricsHistory.open(
+                settings.state_dir,
+                max_series=settings.metrics_max_series,
+                retention_s=settings.metrics_retention_days * 86_400,
+            )
+            self.recorder = MetricsRecorder(self.history, self.deployer.container_samples)
         routes: dict[str, ExtraRoute] = {
             "/polyhost/endpoints": LogsRoute(self.deployer.log_streams),
         }
+        targets: dict[str, TargetHandler] = {
+            LOGS_TARGET: CloudWatchLogsAdapter(
+                LogsApi(settings.region, settings.account_id),
+                self.deployer.all_log_streams,
+            ),
+        }
+        untargeted: TargetHandler | None = None
+        if self.history is not None:
+            cloudwatch = CloudWatchRoute(CloudWatchApi(self.history))
+            routes[CLOUDWATCH_ROUTE_PREFIX] = cloudwatch  # rpc-v2-cbor: /service/.../operation/Op
+            targets[CLOUDWATCH_TARGET] = untargeted = _named("CloudWatch", cloudwatch)
         # Raises PolicyError/OSError for a bad --auth-file: the server does not start.
         self.gate = Gate(settings, load_access_control(settings))
         self.runtime = RuntimeAdapter(self.router, settings.max_body_bytes, self.gate)
@@ -65,21 +103,24 @@ class PolyhostServer:
                 runtime=self.runtime.handle,
                 routes=routes,
                 access_log_enabled=settings.access_log,
-                targets={
-                    LOGS_TARGET: CloudWatchLogsAdapter(
-                        LogsApi(settings.region, settings.account_id),
-                        self.deployer.all_log_streams,
-                    ),
-                },
+                targets=targets,
+                untargeted=untargeted,
             ),
             self.gate,
             settings,
+            encoders={
+                "cloudwatch-json": cloudwatch_error,
+                "cloudwatch-cbor": cloudwatch_error,
+                "cloudwatch-query": cloudwatch_error,
+            },
         )
 
     async def serve(self) -> None:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         self.deployer.start(loop)
+        if self.recorder is not None:
+            self.recorder.start(loop)
         await self.backend.reap_orphans(self.settings.stop_grace_s)
         desired = self.control.desired_endpoints()
         for spec in desired:
@@ -124,8 +165,12 @@ class PolyhostServer:
             if admin is not None:
                 await shutdown_connections(admin[1], timeout_s=1.0)
         finally:
+            if self.recorder is not None:
+                await self.recorder.stop()  # the last interval is recorded before containers go
             await self.deployer.shutdown()
             self.control.close()
+            if self.history is not None:
+                self.history.close()
             log.info("polyhost stopped")
 
     async def _open_admin(

@@ -35,12 +35,15 @@ class PolyhostApp:
         routes: dict[str, ExtraRoute] | None = None,
         access_log_enabled: bool = True,
         targets: dict[str, TargetHandler] | None = None,
+        untargeted: TargetHandler | None = None,
     ) -> None:
         self._control = control
         self._runtime = runtime
         self._routes = routes or {}
         self._access_log = access_log_enabled
         self._targets = targets or {}
+        # `POST /` without X-Amz-Target: only the query protocol (CloudWatch) sends that.
+        self._untargeted = untargeted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -81,8 +84,11 @@ class PolyhostApp:
 
     def _target(self, scope: Scope) -> TargetHandler:
         """The adapter of a `POST /` by its X-Amz-Target service; the control plane by default."""
+        target = header(scope, b"x-amz-target")
+        if target is None and self._untargeted is not None:
+            return self._untargeted
         if self._targets:
-            service = (header(scope, b"x-amz-target") or b"").partition(b".")[0]
+            service = (target or b"").partition(b".")[0]
             handler = self._targets.get(service.decode("latin-1"))
             if handler is not None:
                 return handler

@@ -58,7 +58,7 @@ LOGS_ROUTE_PREFIX = "/polyhost/endpoints/"
 OPEN_PATHS = frozenset({"/ping"})
 
 # An encoder per protocol a route may speak; CloudWatch's adapter registers its own.
-ErrorEncoder = Callable[[ServiceError], tuple[int, Headers, bytes]]
+ErrorEncoder = Callable[[Scope, ServiceError], tuple[int, Headers, bytes]]
 
 
 def load_access_control(settings: Settings) -> AccessControl | None:
@@ -201,7 +201,9 @@ class AuthMiddleware:
         self._app = app
         self._gate = gate
         self._settings = settings
-        self._encoders: dict[str, ErrorEncoder] = {"aws-json": aws_json_error}
+        self._encoders: dict[str, ErrorEncoder] = {
+            "aws-json": lambda scope, error: aws_json_error(error)
+        }
         self._encoders.update(encoders or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -239,7 +241,8 @@ class AuthMiddleware:
                     protocol=access.protocol,
                 )
         except ServiceError as error:
-            status, headers, payload = self._encoders[access.encoder](error)
+            encoder = self._encoders.get(access.encoder, self._encoders["aws-json"])
+            status, headers, payload = encoder(scope, error)
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": payload})
             return
