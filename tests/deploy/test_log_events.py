@@ -139,6 +139,22 @@ def test_a_line_without_its_newline_is_no_event_until_it_has_one(tmp_path: Path)
     assert [e.message for e in rest.events] == ["partial and done"]  # \r\n and empty line
 
 
+def test_reading_backward_from_the_end_never_leaves_a_reader_inside_a_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "container.log"
+    with RotatingLog(path, max_bytes=KiB, backups=2) as log:
+        log.write(b"done\nhalf")
+        with open_log(path) as snapshot:
+            newest = read_backward(snapshot, snapshot.end, Window(), **BIG)
+        assert [e.message for e in newest.events] == ["done"]
+        assert newest.next == len(b"done\n")
+        log.write(b" and whole\n")
+        with open_log(path) as snapshot:
+            rest = read_forward(snapshot, newest.next, Window(), **BIG)
+    assert [e.message for e in rest.events] == ["half and whole"]
+
+
 def test_a_line_split_by_rotation_comes_back_whole(tmp_path: Path) -> None:
     path = tmp_path / "container.log"
     long_line = b"x" * 3000 + b" end\n"

@@ -333,15 +333,17 @@ def read_backward(
     """The last events before `position`, oldest first, within `limit` and `max_bytes`.
 
     `first` is where a further backward read continues: the first event returned when older
-    ones were left out, else the earliest position examined."""
+    ones were left out, else the earliest position examined. `next` is where a forward read
+    goes on: after the last whole line (a line still being written is read once complete)."""
     position = snapshot.clamp(position)
     begin = _line_start_before(snapshot, position, lines=limit + 1, scan_bytes=scan_bytes)
-    pieces = [
-        event
-        for start, _, piece in _lines(snapshot, begin, position)
-        if (event := _event(snapshot, start, piece)) is not None
-        and window.keeps(event.timestamp, event.message)
-    ]
+    pieces: list[LogEvent] = []
+    after = begin  # the end of the last whole line: never inside one still being written
+    for start, end, piece in _lines(snapshot, begin, position):
+        after = end
+        event = _event(snapshot, start, piece)
+        if event is not None and window.keeps(event.timestamp, event.message):
+            pieces.append(event)
     kept: list[LogEvent] = []
     spent = 0
     for event in reversed(pieces):
@@ -353,7 +355,7 @@ def read_backward(
     kept.reverse()
     left_out = len(kept) < len(pieces)
     first = kept[0].position if left_out else begin
-    return Page(kept, first, position, complete=first == snapshot.start)
+    return Page(kept, first, after, complete=first == snapshot.start)
 
 
 def _line_start_before(snapshot: LogSnapshot, position: int, lines: int, scan_bytes: int) -> int:
