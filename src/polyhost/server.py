@@ -186,9 +186,9 @@ class PolyhostServer:
         samples = self.deployer.container_samples
         app = AdminApp(
             MetricsRoute(container_registry(samples)),
-            # The metric history, when this server keeps one (`history`, a MetricsReader):
-            # without it the API still lists every container, without rates or latencies.
-            AdminApi(samples, getattr(self, "history", None), self.control.call),
+            # Without a metric history (--no-metrics-history) the API still lists every
+            # container, without rates or latencies.
+            AdminApi(samples, self.history, self.control.call),
             BearerCheck(None if token_file is None else load_admin_token(token_file)),
             access_log_enabled=settings.access_log,
         )
