@@ -115,17 +115,22 @@ def test_an_orphan_that_dies_on_its_own_is_collected(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_another_servers_container_is_never_taken_for_an_orphan(tmp_path: Path) -> None:
-    """Container ids repeat across servers; the random run id does not."""
-    mine = backend_for(tmp_path / "a", {"test/faulty": FAULTY}, cgroups=False)
-    theirs = backend_for(tmp_path / "b", {"test/faulty": FAULTY}, cgroups=False)
+@pytest.mark.parametrize("use_cgroups", [True, False], ids=["cgroups", "subreaper"])
+def test_another_servers_container_is_never_taken_for_an_orphan(
+    tmp_path: Path, use_cgroups: bool
+) -> None:
+    """Container ids repeat across servers on one machine (two servers, two test runs); the
+    run id does not, and neither does the cgroup named after it."""
+    mine = backend_for(tmp_path / "a", {"test/faulty": FAULTY}, cgroups=use_cgroups)
+    theirs = backend_for(tmp_path / "b", {"test/faulty": FAULTY}, cgroups=use_cgroups)
 
     async def scenario() -> None:
         left, left_grandchild = await start_escaper(mine, tmp_path / "a")
         other, other_grandchild = await start_escaper(theirs, tmp_path / "b")
         assert left.container_id == other.container_id
+        assert not set(left.cgroups) & set(other.cgroups)
         try:
-            again = ProcessBackend(mine._settings, ImageRegistry.load(None), cgroups=False)
+            again = ProcessBackend(mine._settings, ImageRegistry.load(None), cgroups=use_cgroups)
             assert await again.reap_orphans(0.5) == [left.container_id]
             await wait_for(lambda: gone(left_grandchild), "the orphan of the crashed server")
             assert not gone(other_grandchild) and other.exit_code() is None

@@ -5,9 +5,11 @@ Which cgroup interface a machine offers varies: pure v2 (`/sys/fs/cgroup` is cgr
 container. So nothing here assumes: each limit is placed where the OS really offers its
 controller, and the caller gets an exact account of what was enforced and why the rest was not.
 
-A container gets a `polyhost/<container_id>` cgroup beneath the server's own cgroup (so limits can
-only tighten what the server already has), or beneath the hierarchy's root when the server's own
-cgroup cannot take children. The leaf is removed again when the container stops.
+A container gets a `polyhost/<name>` cgroup beneath the server's own cgroup (so limits can only
+tighten what the server already has), or beneath the hierarchy's root when the server's own
+cgroup cannot take children. The leaf is removed again when the container stops. Its name is
+unique per run of a container (the process backend adds the run id), so two servers on one
+machine never share a cgroup, nor signal each other's processes through one.
 
 Every container gets a cgroup whenever the machine allows one, limits or not: the kernel keeps
 every process a container starts in its cgroup, even one that double-forks and calls `setsid`

@@ -65,6 +65,16 @@ log = logging.getLogger("polyhost.backends.process")
 REAP_EVERY_S = 1.0
 
 
+def cgroup_name(container_id: str, run_id: str) -> str:
+    """The cgroup of one run of a container: `<container_id>@<run id prefix>`.
+
+    Container ids repeat across servers on one machine (the same endpoint deployed by two
+    servers, or by two test runs) and across runs of one server; the cgroup must not, or
+    stopping (or reaping) one would signal every process in the other's.
+    """
+    return f"{container_id}@{run_id[:12]}"
+
+
 class ProcessBackend:
     """Starts containers as child processes; see the module docstring for the why."""
 
@@ -146,7 +156,7 @@ class ProcessBackend:
             credentials=credentials,
             run_id=run_id,
         )
-        placement = self._prepare_cgroups(spec)
+        placement = self._prepare_cgroups(spec, run_id)
         read_fd, write_fd = os.pipe()
         try:
             popen = subprocess.Popen(
@@ -255,9 +265,9 @@ class ProcessBackend:
         )
         await previous.stop(self._settings.stop_grace_s if running else 0.0)
 
-    def _prepare_cgroups(self, spec: LaunchSpec) -> cgroups.Placement:
+    def _prepare_cgroups(self, spec: LaunchSpec, run_id: str) -> cgroups.Placement:
         if self._use_cgroups:
-            return cgroups.prepare(spec.container_id, spec.limits)
+            return cgroups.prepare(cgroup_name(spec.container_id, run_id), spec.limits)
         off = "cgroups are turned off"
         placement = cgroups.Placement()
         if spec.limits.memory_bytes is not None:
