@@ -71,16 +71,22 @@ class PolyhostServer:
     # (access key, secret) that control-plane calls sign with: a server with --auth-file
     # accepts only its principals' keys.
     credentials: tuple[str, str] | None = None
+    admin_port: int = 0  # the admin listener (/metrics), on a free port of its own
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def invocations_url(self, endpoint: str) -> str:
         return f"{self.url}/endpoints/{endpoint}/invocations"
 
     def start(self) -> PolyhostServer:
         self.port = self.port or free_port()
+        self.admin_port = self.admin_port or free_port()
         # Fresh state every time: a benchmark measures creating endpoints, not restoring them.
         shutil.rmtree(self.work / "state", ignore_errors=True)
         images = write_image_config(self.work / "images.toml")
@@ -98,6 +104,8 @@ class PolyhostServer:
             "--no-access-log",
             "--stop-grace",
             "5",
+            "--admin-port",
+            str(self.admin_port),
             "--log-level",
             "warning",
             *self.extra_args,

@@ -29,7 +29,7 @@ MB = 1024 * 1024
 
 
 def _invocations(server: PolyhostServer, endpoint: str) -> dict[str, float]:
-    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as answer:
+    with urllib.request.urlopen(server.admin_url + "/metrics", timeout=10) as answer:
         text = answer.read().decode()
     counts: dict[str, float] = {}
     pattern = re.compile(r"^polyhost_invocations(?:_total)?\{([^}]*)\} ([0-9.e+]+)$")

@@ -42,7 +42,8 @@ class PolyhostApp:
         self._routes = routes or {}
         self._access_log = access_log_enabled
         self._targets = targets or {}
-        # `POST /` without X-Amz-Target: only the query protocol (CloudWatch) sends that.
+        # A form `POST /` without X-Amz-Target: only the query protocol (CloudWatch) sends it;
+        # any other target-less body is the control plane's to refuse.
         self._untargeted = untargeted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,7 +86,13 @@ class PolyhostApp:
     def _target(self, scope: Scope) -> TargetHandler:
         """The adapter of a `POST /` by its X-Amz-Target service; the control plane by default."""
         target = header(scope, b"x-amz-target")
-        if target is None and self._untargeted is not None:
+        if (
+            target is None
+            and self._untargeted is not None
+            and (header(scope, b"content-type") or b"").startswith(
+                b"application/x-www-form-urlencoded"
+            )
+        ):
             return self._untargeted
         if self._targets:
             service = (target or b"").partition(b".")[0]

@@ -293,7 +293,10 @@ class AuthMiddleware:
                 CLOUDWATCH, WireProtocol.JSON, "cloudwatch-cbor",
                 lambda raw: cloudwatch_target(operation),
             )  # fmt: skip
-        if path == "/" and scope["method"] == "POST" and not target_header:
+        form = (_header(scope, b"content-type") or "").startswith(
+            "application/x-www-form-urlencoded"
+        )
+        if path == "/" and scope["method"] == "POST" and not target_header and form:
             # CloudWatch's query protocol: a form body with Action=<Operation>.
             return RouteAccess(
                 CLOUDWATCH, WireProtocol.QUERY, "cloudwatch-query",
