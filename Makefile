@@ -46,7 +46,10 @@ tools:
 	  fi; \
 	fi
 
+# scripts/docker-up.sh installs and starts Docker (no bridge) and builds the test images once;
+# where no daemon can be had it says why, and the Docker tests are skipped with that reason.
 test: lint typecheck $(SDK_STAMP) tools
+	PYTHON=$(BIN)/python scripts/docker-up.sh
 	POLYHOST_SDK_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python $(BIN)/pytest -q
 
 run: $(STAMP)
