@@ -41,11 +41,15 @@ async def start_escaper(backend: ProcessBackend, tmp_path: Path) -> tuple[Proces
     assert isinstance(handle, ProcessContainer)
     assert spec.work_dir is not None
     pid_file = spec.work_dir / "grandchild.pid"
-    await wait_for(pid_file.exists, "the grandchild to write its pid")
-    grandchild = int(pid_file.read_text())
-    # It left the container's session and process group: a stop of the group misses it.
-    assert os.getsid(grandchild) != handle.pid
-    assert os.getpgid(grandchild) != handle.pid
+    try:
+        await wait_for(pid_file.exists, "the grandchild to write its pid")
+        grandchild = int(pid_file.read_text())
+        # It left the container's session and process group: a stop of the group misses it.
+        assert os.getsid(grandchild) != handle.pid
+        assert os.getpgid(grandchild) != handle.pid
+    except BaseException:
+        await handle.stop(0.1)  # a failing test leaves nothing running either
+        raise
     return handle, grandchild
 
 
@@ -127,9 +131,9 @@ def test_another_servers_container_is_never_taken_for_an_orphan(
     async def scenario() -> None:
         left, left_grandchild = await start_escaper(mine, tmp_path / "a")
         other, other_grandchild = await start_escaper(theirs, tmp_path / "b")
-        assert left.container_id == other.container_id
-        assert not set(left.cgroups) & set(other.cgroups)
         try:
+            assert left.container_id == other.container_id
+            assert not set(left.cgroups) & set(other.cgroups)
             again = ProcessBackend(mine._settings, ImageRegistry.load(None), cgroups=use_cgroups)
             assert await again.reap_orphans(0.5) == [left.container_id]
             await wait_for(lambda: gone(left_grandchild), "the orphan of the crashed server")
