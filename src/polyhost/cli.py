@@ -88,10 +88,13 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"polyhost: cannot use --auth-file {settings.auth_file}: {error}", file=sys.stderr)
         return 2
     from polyhost.backends.factory import BackendUnavailable
+    from polyhost.backends.images import ImageConfigError
+    from polyhost.backends.role_credentials import RoleCredentialsError
 
     try:
         run(settings)
-    except BackendUnavailable as error:
+    except (BackendUnavailable, RoleCredentialsError, ImageConfigError) as error:
+        # A backend that cannot run, a bad --role-credentials or --image-config: one line.
         print(f"polyhost: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # e.g. the port is taken: say so, without a traceback

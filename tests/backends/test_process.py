@@ -353,7 +353,7 @@ def test_cgroups_are_removed_on_stop(backend: ProcessBackend, tmp_path: Path) ->
             assert "via cgroup" in handle.limits_applied
             membership = Path(f"/proc/{handle.pid}/cgroup").read_text()
             for folder in folders:
-                assert folder.name == handle.container_id
+                assert folder.name.startswith(f"{handle.container_id}@")
                 assert folder.parent.name == "polyhost"
                 assert str(handle.pid) in (folder / "cgroup.procs").read_text().split()
                 assert f"/polyhost/{handle.container_id}" in membership
