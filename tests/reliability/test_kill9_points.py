@@ -97,7 +97,7 @@ class Run:
         return self.server.sagemaker()
 
     def define(self, version: str, gated: bool = False) -> str:
-        """Model and config `k9-<version>` of two echo containers that answer
+        """Model and config `<endpoint>-<version>` of two echo containers that answer
         "<config>-<hostname>:<body>"; `gated` holds their /ping until the ready file exists."""
         name = f"{self.endpoint}-{version}"
         containers = []
@@ -300,13 +300,13 @@ def serves(runtime: Any, endpoint: str, config: str) -> bool:
 
 
 def check_answered_writes(run: Run) -> None:
+    """The models and configs created (and answered) before the kill are all still there."""
     sagemaker = run.sagemaker()
     for model in run.answered_models:
         assert sagemaker.describe_model(ModelName=model)["ModelName"] == model
     for config in run.answered_configs:
-        assert sagemaker.describe_endpoint_config(EndpointConfigName=config)[
-            "EndpointConfigName"
-        ] == (config)
+        described = sagemaker.describe_endpoint_config(EndpointConfigName=config)
+        assert described["EndpointConfigName"] == config
 
 
 def check_nothing_left(run: Run, left: Left) -> None:
