@@ -11,7 +11,7 @@ PORT   ?= 7080
 # Extra options of the demo, e.g. `make run RUN_ARGS="--no-s3 --retrain"` (see run_demo.py --help).
 RUN_ARGS ?=
 
-.PHONY: run test lint typecheck bench venv clean tools
+.PHONY: run test lint typecheck bench soak venv clean tools
 
 venv: $(STAMP)
 
@@ -57,6 +57,10 @@ run: $(STAMP)
 
 bench: $(STAMP) tools
 	$(BIN)/python -m bench
+
+# Ten minutes of load over a 15-container endpoint with faults beside it (not part of `test`).
+soak: $(STAMP) tools
+	$(BIN)/python -m bench.soak --minutes 10
 
 clean:
 	rm -rf $(VENV) $(SDK_VENV) .mypy_cache .ruff_cache .pytest_cache
