@@ -13,7 +13,6 @@ SIGKILL, which is also what going over the memory limit looks like; the log then
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import threading
@@ -27,6 +26,7 @@ from polyhost.backends.base import ContainerStats, LaunchSpec
 from polyhost.backends.docker_daemon import first_line
 from polyhost.backends.docker_logs import LogFollower
 from polyhost.backends.docker_stats import StatsSampler
+from polyhost.backends.process_tree import listening_in
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -188,17 +188,4 @@ class DockerContainer:
             tree = [root, *root.children(recursive=True)]
         except psutil.Error:
             return None
-        unknown = False
-        for process in tree:
-            try:
-                connections = process.net_connections(kind="tcp")
-            except psutil.AccessDenied:
-                unknown = True
-                continue
-            except psutil.Error:
-                continue
-            with contextlib.suppress(AttributeError):
-                for connection in connections:
-                    if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
-                        return True
-        return None if unknown else False
+        return listening_in(tree, port)

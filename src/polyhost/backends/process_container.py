@@ -277,19 +277,7 @@ class ProcessContainer:
             tree = [root, *root.children(recursive=True)]
         except psutil.Error:
             return False
-        unknown = False
-        for proc in tree:
-            try:
-                connections = proc.net_connections(kind="tcp")
-            except psutil.AccessDenied:
-                unknown = True
-                continue
-            except psutil.Error:
-                continue
-            for connection in connections:
-                if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
-                    return True
-        return None if unknown else False
+        return process_tree.listening_in(tree, port)
 
 
 def _union(first: list[psutil.Process], second: list[psutil.Process]) -> list[psutil.Process]:

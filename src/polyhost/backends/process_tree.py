@@ -188,3 +188,22 @@ def reap_zombies() -> int:
         except (ChildProcessError, ProcessLookupError, PermissionError):
             continue
     return collected
+
+
+def listening_in(tree: list[psutil.Process], port: int) -> bool | None:
+    """Whether a process of `tree` holds a listening TCP socket on `port`; None when the OS
+    would not show some process's sockets and none of the others listens."""
+    unknown = False
+    for process in tree:
+        try:
+            connections = process.net_connections(kind="tcp")
+        except psutil.AccessDenied:
+            unknown = True
+            continue
+        except psutil.Error:
+            continue
+        with contextlib.suppress(AttributeError):
+            for connection in connections:
+                if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+                    return True
+    return None if unknown else False

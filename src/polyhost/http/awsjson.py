@@ -22,7 +22,7 @@ from polyhost.errors import (
 from polyhost.http.access import loggable
 from polyhost.http.errors import aws_json_error, internal_failure
 from polyhost.http.io import BodyTooLarge, header, read_body, send_response
-from polyhost.http.json_depth import MAX_DEPTH, nesting_exceeds
+from polyhost.http.json_depth import decode_object
 from polyhost.http.request_ids import next_request_id
 from polyhost.http.types import Receive, Scope, Send
 
@@ -82,23 +82,9 @@ class AwsJsonAdapter:
 
     @staticmethod
     def _decode(raw: bytes) -> dict[str, Any]:
-        if not raw.strip():
-            return {}
-        if nesting_exceeds(raw):
-            raise SerializationException(
-                f"Request body nests arrays and objects more than {MAX_DEPTH} levels deep; no "
-                "SageMaker request needs that many. Send the members the operation defines."
-            )
-        try:
-            params = json.loads(raw)
-        # RecursionError: arrays/objects nested deeper than the decoder's stack allows.
-        except (ValueError, UnicodeDecodeError, RecursionError) as error:
-            raise SerializationException(f"Request body is not valid JSON: {error}") from None
-        if not isinstance(params, dict):
-            raise SerializationException(
-                f"Request body must be a JSON object, not {type(params).__name__}."
-            )
-        return params
+        return decode_object(
+            raw, "no SageMaker request needs that many. Send the members the operation defines."
+        )
 
     @staticmethod
     def _headers(request_id: str) -> list[tuple[bytes, bytes]]:

@@ -22,7 +22,7 @@ from polyhost.errors import SerializationException, ServiceError, UnknownOperati
 from polyhost.http.access import loggable
 from polyhost.http.errors import aws_json_error, internal_failure
 from polyhost.http.io import BodyTooLarge, header, read_body, send_response
-from polyhost.http.json_depth import MAX_DEPTH, nesting_exceeds
+from polyhost.http.json_depth import decode_object
 from polyhost.http.request_ids import next_request_id
 from polyhost.http.types import Receive, Scope, Send
 
@@ -95,19 +95,4 @@ class CloudWatchLogsAdapter:
 
 
 def _decode(raw: bytes) -> dict[str, Any]:
-    if not raw.strip():
-        return {}
-    if nesting_exceeds(raw):
-        raise SerializationException(
-            f"Request body nests arrays and objects more than {MAX_DEPTH} levels deep; no "
-            "CloudWatch Logs request needs that many."
-        )
-    try:
-        params = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as error:
-        raise SerializationException(f"Request body is not valid JSON: {error}") from None
-    if not isinstance(params, dict):
-        raise SerializationException(
-            f"Request body must be a JSON object, not {type(params).__name__}."
-        )
-    return params
+    return decode_object(raw, "no CloudWatch Logs request needs that many.")

@@ -12,7 +12,11 @@ than the limit is scanned, skipping string literals (whose brackets are text, no
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
+
+from polyhost.errors import SerializationException
 
 MAX_DEPTH = 64
 
@@ -35,3 +39,25 @@ def nesting_exceeds(raw: bytes, limit: int = MAX_DEPTH) -> bool:
         else:
             depth -= 1
     return False
+
+
+def decode_object(raw: bytes, too_deep: str) -> dict[str, Any]:
+    """The JSON object an AWS JSON request carries ({} for an empty body); raises
+    SerializationException. `too_deep` ends the message for a body nested past `MAX_DEPTH`
+    (it names the service: no request of it needs that many levels)."""
+    if not raw.strip():
+        return {}
+    if nesting_exceeds(raw):
+        raise SerializationException(
+            f"Request body nests arrays and objects more than {MAX_DEPTH} levels deep; " + too_deep
+        )
+    try:
+        params = json.loads(raw)
+    # RecursionError: arrays/objects nested deeper than the decoder's stack allows.
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise SerializationException(f"Request body is not valid JSON: {error}") from None
+    if not isinstance(params, dict):
+        raise SerializationException(
+            f"Request body must be a JSON object, not {type(params).__name__}."
+        )
+    return params
