@@ -22,8 +22,7 @@ from polyhost.backends.logpump import (
     BURST_BYTES,
     RATE_BYTES_S,
     THROTTLE_S,
-    TokenBucket,
-    dropped_marker,
+    ThrottledLog,
 )
 
 log = logging.getLogger("polyhost.backends.docker")
@@ -51,13 +50,14 @@ class LogFollower:
         self._log = logfile
         self._cancel = cancel
         self._epilogue = epilogue
-        self._bucket = TokenBucket(rate_bytes_s, burst_bytes)
+        self._sink = ThrottledLog(logfile, rate_bytes_s, burst_bytes)
         self._stopping = threading.Event()
         self._done = threading.Event()
-        self._pending_drop = 0
-        self._write_failed = False
-        self.dropped_bytes = 0
         self._thread = threading.Thread(target=self._run, name=f"docker-log:{name}", daemon=True)
+
+    @property
+    def dropped_bytes(self) -> int:
+        return self._sink.dropped_bytes
 
     def start(self) -> None:
         self._thread.start()
@@ -84,31 +84,16 @@ class LogFollower:
             for chunk in self._chunks:
                 if self._stopping.is_set():
                     break
-                if chunk and not self._accept(chunk):
+                if chunk and not self._sink.accept(chunk):
                     self._stopping.wait(THROTTLE_S)
         except Exception as error:  # the daemon went away, or stop() closed the stream
             if not self._stopping.is_set():
                 log.warning("log stream of %s ended: %s", self._thread.name[11:], error)
         finally:
-            self._flush_marker()
+            self._sink.flush_marker()
             self._write_epilogue()
             self._log.close()
             self._done.set()
-
-    def _accept(self, data: bytes) -> bool:
-        if not self._bucket.take(len(data)):
-            self._pending_drop += len(data)
-            self.dropped_bytes += len(data)
-            return False
-        self._flush_marker()
-        self._write(data)
-        return True
-
-    def _flush_marker(self) -> None:
-        if self._pending_drop:
-            marker = dropped_marker(self._pending_drop)
-            self._pending_drop = 0
-            self._write(marker if self._log.at_line_start else b"\n" + marker)
 
     def _write_epilogue(self) -> None:
         if self._epilogue is None or self._stopping.is_set():
@@ -120,13 +105,4 @@ class LogFollower:
             return
         if line:
             text = f"[polyhost: {line}]\n".encode()
-            self._write(text if self._log.at_line_start else b"\n" + text)
-
-    def _write(self, data: bytes) -> None:
-        try:
-            self._log.write(data)
-        except OSError as error:
-            self.dropped_bytes += len(data)
-            if not self._write_failed:  # once per container, not once per chunk
-                self._write_failed = True
-                log.warning("cannot write log %s: %s", self._log.path, error.strerror or error)
+            self._sink.write_line(text)

@@ -76,6 +76,49 @@ def unread_bytes(fd: int) -> int:
     return int(count[0])
 
 
+class ThrottledLog:
+    """A container's log file behind a rate limit: what exceeds it is dropped and counted, and
+    one marker line says how much, once output is let through again. Shared by every backend
+    that copies a container's output into its log (the process backend's pipe, Docker's
+    log stream)."""
+
+    def __init__(self, logfile: RotatingLog, rate_bytes_s: float, burst_bytes: float) -> None:
+        self.file = logfile
+        self._bucket = TokenBucket(rate_bytes_s, burst_bytes)
+        self._pending_drop = 0
+        self._write_failed = False
+        self.dropped_bytes = 0
+
+    def accept(self, data: bytes) -> bool:
+        """Write `data` if the rate allows; False when it was dropped (the reader may pause)."""
+        if not self._bucket.take(len(data)):
+            self._pending_drop += len(data)
+            self.dropped_bytes += len(data)
+            return False
+        self.flush_marker()
+        self.write(data)
+        return True
+
+    def flush_marker(self) -> None:
+        if self._pending_drop:
+            marker = dropped_marker(self._pending_drop)
+            self._pending_drop = 0
+            self.write_line(marker)
+
+    def write_line(self, line: bytes) -> None:
+        """`line` on a line of its own, after what the container left unfinished."""
+        self.write(line if self.file.at_line_start else b"\n" + line)
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.file.write(data)
+        except OSError as error:
+            self.dropped_bytes += len(data)
+            if not self._write_failed:  # once per container, not once per chunk
+                self._write_failed = True
+                log.warning("cannot write log %s: %s", self.file.path, error.strerror or error)
+
+
 class LogPump:
     """Reads `read_fd` until every writer has closed it, writing into `logfile`.
 
@@ -92,14 +135,15 @@ class LogPump:
     ) -> None:
         self._fd = read_fd
         self._log = logfile
-        self._bucket = TokenBucket(rate_bytes_s, burst_bytes)
+        self._sink = ThrottledLog(logfile, rate_bytes_s, burst_bytes)
         self._lock = threading.Lock()  # held from a read until its bytes are handled
         self._stop = threading.Event()
         self._done = threading.Event()
-        self._pending_drop = 0
-        self._write_failed = False
-        self.dropped_bytes = 0
         self._thread = threading.Thread(target=self._run, name=f"log:{name}", daemon=True)
+
+    @property
+    def dropped_bytes(self) -> int:
+        return self._sink.dropped_bytes
 
     def start(self) -> None:
         self._thread.start()
@@ -140,38 +184,14 @@ class LogPump:
                         break
                     if not data:
                         break
-                    let_through = self._accept(data)
+                    let_through = self._sink.accept(data)
                 if not let_through:
                     self._stop.wait(THROTTLE_S)
             with self._lock:
-                self._flush_marker()
+                self._sink.flush_marker()
         finally:
             with self._lock:
                 self._log.close()
                 os.close(self._fd)
                 self._fd = -1
             self._done.set()
-
-    def _accept(self, data: bytes) -> bool:
-        if not self._bucket.take(len(data)):
-            self._pending_drop += len(data)
-            self.dropped_bytes += len(data)
-            return False
-        self._flush_marker()
-        self._write(data)
-        return True
-
-    def _flush_marker(self) -> None:
-        if self._pending_drop:
-            marker = dropped_marker(self._pending_drop)
-            self._pending_drop = 0
-            self._write(marker if self._log.at_line_start else b"\n" + marker)
-
-    def _write(self, data: bytes) -> None:
-        try:
-            self._log.write(data)
-        except OSError as error:
-            self.dropped_bytes += len(data)
-            if not self._write_failed:  # once per container, not once per chunk
-                self._write_failed = True
-                log.warning("cannot write log %s: %s", self._log.path, error.strerror or error)
