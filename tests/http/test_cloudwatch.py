@@ -205,6 +205,17 @@ def test_latencies_and_variant_series(
         **common,
     )["Datapoints"]
     assert per_instance["Sum"] == 16
+    (setup,) = cloudwatch.get_metric_statistics(
+        Namespace=SM,
+        MetricName="ModelSetupTime",
+        Dimensions=dims(),
+        Statistics=["SampleCount", "Minimum"],
+        **common,
+    )["Datapoints"]
+    # One cold start per container (a and b), launch to first passed /ping, in µs.
+    assert setup["SampleCount"] == 2
+    assert setup["Unit"] == "Microseconds"
+    assert 0 < setup["Minimum"] < 240e6
 
 
 def test_list_metrics_finds_every_series_of_the_endpoint(
@@ -230,7 +241,11 @@ def test_list_metrics_finds_every_series_of_the_endpoint(
             "OverheadLatency",
         ):
             assert (name, container) in found
-    assert {("ModelLatency", None), ("InvocationsPerInstance", None)} <= found
+    assert {
+        ("ModelLatency", None),
+        ("InvocationsPerInstance", None),
+        ("ModelSetupTime", None),
+    } <= found
     resources = cloudwatch.list_metrics(Namespace="aws/sagemaker/Endpoints", RecentlyActive="PT3H")
     names = {m["MetricName"] for m in resources["Metrics"]}
     assert {

@@ -37,6 +37,7 @@ def sample(
     restarts: int = 0,
     model_dir: Path | None = None,
     entry: bool = True,
+    setups: tuple[tuple[int, float], ...] = (),
 ) -> ContainerSample:
     return ContainerSample(
         endpoint_name="ep",
@@ -49,6 +50,7 @@ def sample(
         usage=usage,
         model_dir=model_dir,
         entry=entry,
+        setups=setups,
     )
 
 
@@ -204,6 +206,33 @@ def test_up_restarts_and_disk_are_sampled(history: MetricsHistory, tmp_path: Pat
     (disk,) = history.statistics(MetricId(EP, "DiskUtilization", dims), T0, T0 + 10, 10)
     assert disk.average == pytest.approx(disk_percent(tmp_path), abs=1.0)
     assert 0.0 < disk.average <= 100.0
+
+
+def test_each_container_start_is_one_model_setup_time_value_recorded_once(
+    history: MetricsHistory,
+) -> None:
+    a, b = ContainerCounters(), ContainerCounters()
+    state: dict[str, tuple[tuple[int, float], ...]] = {"a": ((1, 2.0),), "b": ((1, 4.0),)}
+
+    def samples() -> list[ContainerSample]:
+        return [sample("a", a, setups=state["a"]), sample("b", b, setups=state["b"])]
+
+    recorder = MetricsRecorder(history, samples, clock=lambda: T0)
+    recorder.tick(T0)
+    recorder.tick(T0 + 10)  # nothing new: no value
+    state["a"] = ((1, 2.0), (2, 0.5), (3, 1.5))  # two restarts of "a" in one interval
+    recorder.tick(T0 + 20)
+    variant = MetricId(
+        SM, "ModelSetupTime", dimensions(EndpointName="ep", VariantName="AllTraffic")
+    )
+    points = history.statistics(variant, T0, T0 + 30, 10)
+    assert [(p.timestamp, p.sample_count, p.sum) for p in points] == [
+        (T0, 2, pytest.approx(6e6)),
+        (T0 + 20, 2, pytest.approx(2e6)),
+    ]
+    assert (points[0].minimum, points[0].maximum) == (pytest.approx(2e6), pytest.approx(4e6))
+    (only_a,) = history.statistics(container("ModelSetupTime"), T0 + 20, T0 + 30, 10)
+    assert (only_a.minimum, only_a.maximum) == (pytest.approx(0.5e6), pytest.approx(1.5e6))
 
 
 def test_a_new_route_starts_from_zero_and_the_old_one_is_forgotten(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,6 +39,7 @@ log = logging.getLogger("polyhost.deploy")
 
 MAX_REASON = 1024
 PORT_ATTEMPTS = 3
+SETUPS_KEPT = 8  # starts remembered for ModelSetupTime; the recorder reads them every 10 s
 # How many polls in a row must see the port held by someone else before it counts as taken
 # (a container's own bind() comes a moment before its listen(), when the OS cannot tell yet).
 TAKEN_POLLS = 2
@@ -65,6 +67,14 @@ class RunningContainer:
     handle: ContainerHandle | None = None
     route: ContainerRoute | None = None
     restarts: int = 0
+    # (start number, seconds from launch to the first passed /ping), the latest few starts.
+    setups: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=SETUPS_KEPT))
+    starts: int = 0
+
+    def record_setup(self, seconds: float) -> None:
+        """A start (deploy or restart) passed its first /ping `seconds` after launch."""
+        self.starts += 1
+        self.setups.append((self.starts, seconds))
 
 
 @dataclass
@@ -318,6 +328,7 @@ class GroupStarter:
             handle = await self.launch(container)
             try:
                 await wait_healthy(container, handle, container.startup_timeout_s, started=started)
+                container.record_setup(loop.time() - started)
                 return
             except PortTaken as failure:
                 port = container.launch.port

@@ -33,4 +33,5 @@ def container_samples(groups: Iterable[RunningGroup]) -> Iterator[ContainerSampl
                 model_dir=running.launch.model_dir,
                 entry=running.variant.mode == "Direct"
                 or running.spec is running.variant.containers[0],
+                setups=tuple(running.setups),
             )

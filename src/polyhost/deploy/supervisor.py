@@ -110,8 +110,10 @@ async def supervise(
         if group.stopping:
             return
         try:
+            launched = loop.time()
             new_handle = await starter.launch(container)
             await wait_healthy(container, new_handle, container.startup_timeout_s)
+            container.record_setup(loop.time() - launched)
         except DeployFailure as failure:
             log.warning("restart of %s failed: %s", container.spec.hostname, failure.reason)
             if container.handle is not None and container.handle.exit_code() is None:

@@ -53,9 +53,12 @@ MODEL_LATENCY = MetricDef("ModelLatency", INVOCATION_NAMESPACE, "Microseconds", 
 INVOCATIONS_PER_INSTANCE = MetricDef(
     "InvocationsPerInstance", INVOCATION_NAMESPACE, "None", Kind.GAUGE
 )
+# One value per container start (deploy or restart): launch until its first passed /ping.
+MODEL_SETUP_TIME = MetricDef("ModelSetupTime", INVOCATION_NAMESPACE, "Microseconds", Kind.LATENCY)
 
 ALL: tuple[MetricDef, ...] = (
     INVOCATIONS, INVOCATION_4XX, INVOCATION_5XX, CONTAINER_LATENCY, OVERHEAD_LATENCY,
     CPU, MEMORY, DISK, MEMORY_RSS, RESTARTS, UP, MODEL_LATENCY, INVOCATIONS_PER_INSTANCE,
+    MODEL_SETUP_TIME,
 )  # fmt: skip
 BY_KEY: dict[tuple[str, str], MetricDef] = {(m.namespace, m.name): m for m in ALL}

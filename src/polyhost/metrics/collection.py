@@ -52,6 +52,10 @@ class ContainerSample:
     # of a Serial pipeline), which is what the variant's invocations are counted on.
     model_dir: Path | None = None
     entry: bool = True
+    # Every start of this container so far (deploy and restarts), numbered from 1, with the
+    # seconds each took until its first passed /ping; the recorder takes the ones it has not
+    # seen (ModelSetupTime). Only the last few are kept, which a 10 s interval never outruns.
+    setups: tuple[tuple[int, float], ...] = ()
 
     @property
     def labels(self) -> list[str]:

@@ -67,6 +67,7 @@ class _Baseline:
     overhead_count: int = 0
     overhead_total: float = 0.0
     restarts: int = 0
+    setups: int = 0  # the number of the last container start already recorded
 
 
 Cells = dict[MetricDef, Cell]
@@ -208,6 +209,11 @@ class MetricsRecorder:
         base.overhead_total = counters.overhead_latency.total
         if overhead is not None:
             cells[catalog.OVERHEAD_LATENCY] = overhead
+        setup = _setup_time(sample.setups, base.setups)
+        if sample.setups:
+            base.setups = sample.setups[-1][0]
+        if setup is not None:
+            cells[catalog.MODEL_SETUP_TIME] = setup
         cells[catalog.UP] = Cell.of_binary(1, 1 if sample.up else 0)
         cells[catalog.RESTARTS] = Cell.of_value(float(max(sample.restarts - base.restarts, 0)))
         base.restarts = sample.restarts
@@ -242,6 +248,14 @@ def _latency(histogram: LatencyHistogram, count: int, total: float) -> Cell | No
     )
 
 
+def _setup_time(setups: tuple[tuple[int, float], ...], seen: int) -> Cell | None:
+    """The container starts numbered after `seen`, in µs, as one cell (None if there are none)."""
+    values = [seconds * 1e6 for number, seconds in setups if number > seen]
+    if not values:
+        return None
+    return merge([Cell.of_value(v) for v in values], Kind.LATENCY, with_buckets=True)
+
+
 def _combine(group: list[Cells]) -> Cells:
     """One container's cells summed over its replicas."""
     if len(group) == 1:
@@ -263,6 +277,9 @@ def _variant_cells(
     latencies = [c[catalog.CONTAINER_LATENCY] for _, c in members if catalog.CONTAINER_LATENCY in c]
     if latencies:
         out.append((catalog.MODEL_LATENCY, merge(latencies, Kind.LATENCY, with_buckets=True)))
+    setups = [c[catalog.MODEL_SETUP_TIME] for _, c in members if catalog.MODEL_SETUP_TIME in c]
+    if setups:
+        out.append((catalog.MODEL_SETUP_TIME, merge(setups, Kind.LATENCY, with_buckets=True)))
     requests = sum(
         int(c[catalog.INVOCATIONS].count)
         for sample, c in members
