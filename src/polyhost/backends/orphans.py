@@ -11,6 +11,7 @@ id is random per start, so another server's containers are never taken for this 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,19 +34,24 @@ log = logging.getLogger("polyhost.backends.process")
 def write_pidfile(
     run_dir: Path,
     container_id: str,
-    pid: int,
+    pid: int | None,
     placement: cgroups.Placement,
     run_id: str | None = None,
 ) -> Path:
-    """Record the process so a server restarted after a crash can stop what it left."""
+    """Record the process so a server restarted after a crash can stop what it left.
+
+    Written twice per start: before the spawn with no pid (the cgroups and the run id already
+    find the container, should the server die between spawn and the second write), and after
+    it with the pid.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / f"{container_id}.json"
-    try:
-        created = psutil.Process(pid).create_time()
-    except psutil.Error:
-        created = 0.0
+    created = 0.0
+    if pid is not None:
+        with contextlib.suppress(psutil.Error):
+            created = psutil.Process(pid).create_time()
     record = {
-        "pid": pid,
+        "pid": pid or 0,
         "create_time": created,
         "cgroups": [str(leaf.path) for leaf in placement.leaves],
         "run_id": run_id,
@@ -82,7 +88,7 @@ async def reap(run_dir: Path, live: set[str], grace_s: float) -> list[str]:
     for path, pid, created, leaves, run_id in records:
         placement = cgroups.Placement(leaves=[cgroups.Leaf(leaf, 0, [], []) for leaf in leaves])
         strays = marked.get(run_id, []) if run_id else []
-        if is_same_process(pid, created):
+        if pid > 0 and is_same_process(pid, created):
             await terminate_foreign_group(pid, placement, grace_s, strays)
             stopped.append(path.stem)
         else:

@@ -157,6 +157,8 @@ class ProcessBackend:
             run_id=run_id,
         )
         placement = self._prepare_cgroups(spec, run_id)
+        # Recorded before the spawn: a server killed right after it still leaves a record.
+        pidfile = write_pidfile(self._run_dir, spec.container_id, None, placement, run_id)
         read_fd, write_fd = os.pipe()
         try:
             popen = subprocess.Popen(
@@ -173,6 +175,7 @@ class ProcessBackend:
             os.close(read_fd)
             logfile.close()
             placement.remove()
+            pidfile.unlink(missing_ok=True)
             raise ContainerStartError(
                 f"cannot run {entry.command[0]} for image {spec.image}: {error.strerror or error}"
             ) from None
@@ -183,7 +186,7 @@ class ProcessBackend:
         pump.start()
         placement.add_process(popen.pid)
         applied = self._enforce_limits(spec, popen.pid, placement)
-        pidfile = write_pidfile(self._run_dir, spec.container_id, popen.pid, placement, run_id)
+        write_pidfile(self._run_dir, spec.container_id, popen.pid, placement, run_id)
         log.info(
             "started container %s (image %s, pid %d, port %d); limits: %s",
             spec.container_id,
