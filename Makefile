@@ -11,7 +11,7 @@ PORT   ?= 7080
 # Extra options of the demo, e.g. `make run RUN_ARGS="--no-s3 --retrain"` (see run_demo.py --help).
 RUN_ARGS ?=
 
-.PHONY: run test lint typecheck bench soak venv clean tools
+.PHONY: run test lint typecheck bench soak venv clean tools ui
 
 venv: $(STAMP)
 
@@ -35,8 +35,14 @@ $(SDK_STAMP):
 	$(SDK_VENV)/bin/pip install -q 'sagemaker>=2.200,<3'
 	touch $(SDK_STAMP)
 
-# Debian's load generators, used by the benchmarks and their smoke test (root only; otherwise
-# that test says what to install and is skipped).
+# The dashboard at /ui on the admin listener: the page (ui/src) and its chart library (uPlot,
+# pinned in ui/package-lock.json) copied into the package; npm is needed for the first install.
+ui:
+	scripts/build-ui.sh
+
+# Debian's load generators, used by the benchmarks and their smoke test, and Debian's chromium,
+# which the dashboard's browser test drives (root only; otherwise those tests say what to
+# install and are skipped).
 tools:
 	@if ! command -v hey >/dev/null || ! command -v wrk >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -45,14 +51,21 @@ tools:
 	      echo "could not install hey/wrk: the benchmark smoke test will be skipped"; \
 	  fi; \
 	fi
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q chromium >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null; } || \
+	      echo "could not install chromium: the dashboard's browser test will be skipped"; \
+	  fi; \
+	fi
 
 # scripts/docker-up.sh installs and starts Docker (no bridge) and builds the test images once;
 # where no daemon can be had it says why, and the Docker tests are skipped with that reason.
-test: lint typecheck $(SDK_STAMP) tools
+test: lint typecheck $(SDK_STAMP) tools ui
 	PYTHON=$(BIN)/python scripts/docker-up.sh
 	POLYHOST_SDK_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python $(BIN)/pytest -q
 
-run: $(STAMP)
+run: $(STAMP) ui
 	$(BIN)/python examples/mnist-multi-container/run_demo.py --port $(PORT) $(RUN_ARGS)
 
 bench: $(STAMP) tools

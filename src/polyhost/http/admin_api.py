@@ -8,6 +8,10 @@
                           M is a CloudWatch name (Invocations, ContainerLatency, CPUUtilization...)
     GET /api/endpoints    every endpoint as the control plane describes it: status, variants
                           with their instance counts, FailureReason
+    GET /api/logs?endpoint=E&container=C[&variant=V][&instance=I][&lines=N]
+                          the last N lines (default 200, at most 1000, within the last
+                          `LOG_TAIL_BYTES` of each file) of the container's log, one entry per
+                          replica; read with `deploy/logs.py`'s `read_chunk`, as `polyhost logs`
 
 Why a separate API instead of the CloudWatch one on the main port: these answers are shaped
 for one screen (a row per container, numbers already turned into rates and milliseconds), need
@@ -16,8 +20,9 @@ no signing, and stay on the operator's port.
 The control plane is reached through its `call(operation, params)` (the same entry the AWS JSON
 adapter uses), so this module knows nothing of its types. Control-plane calls and history reads
 run in worker threads (both may touch SQLite); the samples are taken on the event loop, where
-the deployer keeps them. Answers are bounded: the container list by what runs, a series by the
-range's period and `charts.MAX_SERIES`, the endpoint list by `MAX_ENDPOINTS`.
+the deployer keeps them, as is the list of log streams. Answers are bounded: the container list
+by what runs, a series by the range's period and `charts.MAX_SERIES`, the endpoint list by
+`MAX_ENDPOINTS`, a log tail by `LOG_TAIL_BYTES` per stream and `MAX_LOG_STREAMS` streams.
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from polyhost.errors import NoSuchRoute, ServiceError, ValidationException
+from polyhost.deploy.logs import LogStream, read_chunk
+from polyhost.errors import NoSuchRoute, NotFound, ServiceError, ValidationException
 from polyhost.http.errors import aws_json_error
 from polyhost.http.io import send_response
 from polyhost.http.types import Receive, Scope, Send
@@ -42,14 +48,22 @@ from polyhost.metrics.query import Datapoint, MetricsReader
 
 PREFIX = "/api"
 ControlCall = Callable[[str, dict[str, Any]], dict[str, Any]]
+# Every endpoint's log streams (the deployer's `all_log_streams`, read on the event loop).
+LogCatalog = Callable[[], Mapping[str, Sequence[LogStream]]]
 MAX_ENDPOINTS = 1000
 MAX_NAME = 256
+DEFAULT_LOG_LINES = 200
+MAX_LOG_LINES = 1000
+LOG_TAIL_BYTES = 64 * 1024
+MAX_LOG_STREAMS = 16
 _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 _SERIES_PARAMETERS = ("endpoint", "metric", "container", "variant", "instance", "range")
+_LOG_PARAMETERS = ("endpoint", "container", "variant", "instance", "lines")
 
 
 class AdminApi:
-    """The ASGI route for everything under /api. `reader` is None when no history is kept."""
+    """The ASGI route for everything under /api. `reader` is None when no history is kept;
+    `logs` None when the server hands no log streams over (then /api/logs says so)."""
 
     def __init__(
         self,
@@ -57,11 +71,13 @@ class AdminApi:
         reader: MetricsReader | None,
         control: ControlCall,
         clock: Callable[[], float] = time.time,
+        logs: LogCatalog | None = None,
     ) -> None:
         self._samples = samples
         self._reader = reader
         self._control = control
         self._clock = clock
+        self._logs = logs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> int:
         path: str = scope["path"]
@@ -72,6 +88,8 @@ class AdminApi:
                 answer = await self._series(scope.get("query_string", b""))
             elif path == PREFIX + "/endpoints":
                 answer = await asyncio.to_thread(endpoints, self._control)
+            elif path == PREFIX + "/logs":
+                answer = await self._log_tail(scope.get("query_string", b""))
             else:
                 raise NoSuchRoute(f"No route for GET {path[:200]}.")
         except ServiceError as error:
@@ -113,18 +131,44 @@ class AdminApi:
             ],
         }
 
+    async def _log_tail(self, query_string: bytes) -> dict[str, Any]:
+        query = parse_log_query(query_string)
+        if self._logs is None:
+            raise NotFound("This server does not hand container logs to the admin listener.")
+        chosen = select_streams(self._logs(), query)  # on the loop: the deployer's state
+        lines = query.lines
 
-def parse_series_query(query_string: bytes) -> SeriesQuery:
-    """The query of /api/series; ValidationException names what is wrong."""
+        def read() -> list[dict[str, Any]]:
+            out = []
+            for stream in chosen:
+                chunk = read_chunk(stream.path, 0, LOG_TAIL_BYTES, lines)
+                out.append(
+                    {
+                        "name": stream.name,
+                        "variant": stream.variant_name,
+                        "instance": stream.instance_id,
+                        "container": stream.hostname,
+                        "size": chunk.size,
+                        "offset": chunk.offset,
+                        "text": chunk.text,
+                    }
+                )
+            return out
+
+        return {"endpoint": query.endpoint, "streams": await asyncio.to_thread(read)}
+
+
+def _single_params(query_string: bytes, known: tuple[str, ...]) -> dict[str, str]:
+    """Each query parameter's one value; ValidationException for anything else."""
     try:
         params = parse_qs(query_string.decode("ascii"), keep_blank_values=True)
     except UnicodeDecodeError:
         raise ValidationException("The query string must be ASCII (percent-encode it).") from None
-    unknown = sorted(set(params) - set(_SERIES_PARAMETERS))
+    unknown = sorted(set(params) - set(known))
     if unknown:
         raise ValidationException(
             f"Unknown query parameter(s) {', '.join(u[:64] for u in unknown[:5])}; "
-            f"known: {', '.join(_SERIES_PARAMETERS)}."
+            f"known: {', '.join(known)}."
         )
     single: dict[str, str] = {}
     for key, values in params.items():
@@ -133,6 +177,68 @@ def parse_series_query(query_string: bytes) -> SeriesQuery:
         if len(values[0]) > MAX_NAME:
             raise ValidationException(f"Query parameter {key} is longer than {MAX_NAME}.")
         single[key] = values[0]
+    return single
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    endpoint: str
+    container: str
+    variant: str | None = None
+    instance: str | None = None
+    lines: int = DEFAULT_LOG_LINES
+
+
+def parse_log_query(query_string: bytes) -> LogQuery:
+    """The query of /api/logs; ValidationException names what is wrong."""
+    single = _single_params(query_string, _LOG_PARAMETERS)
+    for required in ("endpoint", "container"):
+        if not single.get(required):
+            raise ValidationException(f"Query parameter {required} is required.")
+    raw_lines = single.get("lines") or str(DEFAULT_LOG_LINES)
+    if not raw_lines.isdigit() or not 1 <= int(raw_lines) <= MAX_LOG_LINES:
+        raise ValidationException(
+            f"Query parameter lines must be a whole number from 1 to {MAX_LOG_LINES}, "
+            f"not {raw_lines[:16]!r}."
+        )
+    return LogQuery(
+        endpoint=single["endpoint"],
+        container=single["container"],
+        variant=single.get("variant") or None,
+        instance=single.get("instance") or None,
+        lines=int(raw_lines),
+    )
+
+
+def select_streams(catalog: Mapping[str, Sequence[LogStream]], query: LogQuery) -> list[LogStream]:
+    """The streams of the container the query names (every replica unless one is named)."""
+    streams = catalog.get(query.endpoint, ())
+    if not streams:
+        raise NotFound(
+            f"Endpoint {query.endpoint[:64]!r} has no container logs: it does not exist or none "
+            "of its containers has started yet."
+        )
+    chosen = [
+        s
+        for s in streams
+        if s.hostname == query.container
+        and (query.variant is None or s.variant_name == query.variant)
+        and (query.instance is None or s.instance_id == query.instance)
+    ]
+    if not chosen:
+        known = ", ".join(sorted({s.hostname for s in streams})[:20])
+        raise NotFound(
+            f"Endpoint {query.endpoint[:64]!r} has no log of container {query.container[:64]!r}"
+            f"{' on that variant/instance' if query.variant or query.instance else ''}; "
+            f"its containers are: {known}."
+        )
+    chosen.sort(key=lambda s: s.name)
+    return chosen[:MAX_LOG_STREAMS]
+
+
+def parse_series_query(query_string: bytes) -> SeriesQuery:
+    """The query of /api/series; ValidationException names what is wrong."""
+    single = _single_params(query_string, _SERIES_PARAMETERS)
     for required in ("endpoint", "metric"):
         if not single.get(required):
             raise ValidationException(f"Query parameter {required} is required.")
