@@ -20,6 +20,7 @@ from polyhost.backends.images import ImageRegistry
 from polyhost.control.service import ControlPlane
 from polyhost.deploy.deployer import EndpointDeployer
 from polyhost.deploy.log_api import LogsApi
+from polyhost.deploy.retained_logs import RetainedLogs
 from polyhost.http.admin import ADMIN_MAX_CONNECTIONS, AdminApp, no_invocations
 from polyhost.http.admin_api import AdminApi
 from polyhost.http.admin_token import BearerCheck, load_admin_token
@@ -86,7 +87,7 @@ class PolyhostServer:
         targets: dict[str, TargetHandler] = {
             LOGS_TARGET: CloudWatchLogsAdapter(
                 LogsApi(settings.region, settings.account_id),
-                self.deployer.all_log_streams,
+                RetainedLogs(settings.containers_dir, self.deployer.all_log_streams),
             ),
         }
         untargeted: TargetHandler | None = None

@@ -358,3 +358,46 @@ def test_no_group_before_any_endpoint_has_containers(tmp_path: Path) -> None:
         assert logs_client(proc).describe_log_groups()["logGroups"] == []
     finally:
         proc.stop()
+
+
+def test_a_deleted_endpoints_logs_stay_readable_until_retention_ends(tmp_path: Path) -> None:
+    """As CloudWatch keeps a log group after DeleteEndpoint, polyhost keeps it for
+    --log-retention, across a restart too; after that the janitor removes it."""
+    proc = PolyhostProcess(
+        state_dir=tmp_path / "state",
+        image_config=write_image_config(tmp_path / "images.toml"),
+        extra_args=["--log-retention", "6"],
+    ).start()
+    try:
+        sagemaker = proc.sagemaker()
+        deploy(sagemaker, "gone", [echo_container("solo")], "Direct")
+        invoke(
+            proc.runtime(),
+            "gone",
+            b"x",
+            TargetContainerHostname="solo",
+            CustomAttributes="say=last-words",
+        )
+        sagemaker.delete_endpoint(EndpointName="gone")
+        group = "/aws/sagemaker/Endpoints/gone"
+        client = logs_client(proc)
+        events = eventually(
+            lambda: client.filter_log_events(logGroupName=group, filterPattern='"last-words"'),
+            lambda answer: bool(answer["events"]),
+            "the deleted endpoint's log line",
+        )
+        assert events["events"][0]["logStreamName"] == "AllTraffic/i-0/solo"
+        names = [g["logGroupName"] for g in client.describe_log_groups()["logGroups"]]
+        assert group in names
+        proc.stop()
+        proc.start()  # a restarted server still lists it: it reads what is on disk
+        client = logs_client(proc)
+        streams = client.describe_log_streams(logGroupName=group)["logStreams"]
+        assert [s["logStreamName"] for s in streams] == ["AllTraffic/i-0/solo"]
+        eventually(
+            lambda: client.describe_log_groups()["logGroups"],
+            lambda listed: group not in [g["logGroupName"] for g in listed],
+            "the janitor removing the log group after --log-retention",
+        )
+    finally:
+        proc.stop()
