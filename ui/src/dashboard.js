@@ -218,17 +218,17 @@
   }
 
   function fixed(value, digits, scale) {
-    if (value == null) return "–";
+    if (value == null) return "-";
     return (value * (scale || 1)).toFixed(digits);
   }
 
   function rate(value) {
-    if (value == null) return "–";
+    if (value == null) return "-";
     return value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2);
   }
 
   function memory(c) {
-    if (c.rss_bytes == null) return "–";
+    if (c.rss_bytes == null) return "-";
     var mib = c.rss_bytes / 1048576;
     var text = (mib >= 1024 ? (mib / 1024).toFixed(2) + " GiB" : mib.toFixed(0) + " MiB");
     return c.memory_percent == null ? text : text + " (" + c.memory_percent.toFixed(1) + " %)";
@@ -242,7 +242,7 @@
     ["status", null],
     ["restarts", function (c) { return String(c.restarts); }],
     ["rps", function (c) { return rate(c.requests_per_s); }],
-    ["errors", function (c) { return c.error_rate == null ? "–" : fixed(c.error_rate, 1, 100) + " %"; }],
+    ["errors", function (c) { return c.error_rate == null ? "-" : fixed(c.error_rate, 1, 100) + " %"; }],
     ["p50", function (c) { return fixed(c.p50_ms, 1); }],
     ["p99", function (c) { return fixed(c.p99_ms, 1); }],
     ["cpu", function (c) { return fixed(c.cpu_percent, 1); }],
@@ -359,13 +359,15 @@
         if (spec.bars) {
           line.fill = s.color + "55";
           line.paths = uPlot.paths.bars({ size: [0.8, 40] });
+        } else {
+          line.points = { show: true, size: 4 }; // a lone minute of data is a point, not nothing
         }
         return line;
       }));
       var empty = [[]].concat(spec.series.map(function () { return []; }));
       state.charts[spec.id] = new uPlot(
         { width: chartWidth(box), height: 170, series: series,
-          scales: { y: { range: function (u, min, max) { return [Math.min(0, min || 0), Math.max(max || 0, 1)]; } } },
+          scales: { y: { range: function (u, min, max) { return [Math.min(0, min || 0), Math.max((max || 0) * 1.1, 1)]; } } },
           axes: [{}, { size: 50 }], legend: { live: true } },
         empty, box
       );
@@ -432,11 +434,12 @@
         if (state.selected !== chosen) return;
         var pre = document.getElementById("log-text");
         var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-        var text = answer.streams.map(function (s) { return s.text; }).join("\n");
+        var text = answer.streams.map(function (s) { return s.text; }).join("\n") ||
+          "(nothing written yet)";
         document.getElementById("log-name").textContent =
           answer.streams.map(function (s) { return s.name; }).join(", ");
         if (pre.textContent !== text) {
-          pre.textContent = text || "(nothing written yet)";
+          pre.textContent = text;
           if (atEnd) pre.scrollTop = pre.scrollHeight;
         }
       }, function (error) {
