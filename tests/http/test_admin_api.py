@@ -1,13 +1,25 @@
 """The admin JSON API after real traffic, on a server that keeps metric history: what the
-dashboard and `polyhost top` read (/api/containers, /api/series, /api/endpoints)."""
+dashboard and `polyhost top` read (/api/containers, /api/series, /api/endpoints, /api/logs).
+
+The log tail needs the deployer's log streams handed to the admin API. Until server.py passes
+them itself (`AdminApi(..., logs=self.deployer.all_log_streams)`), the servers that read logs
+are started through this module's launcher (`python -m tests.http.test_admin_api serve ...`),
+which passes them; once server.py does, the launcher changes nothing.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,7 +28,62 @@ from botocore.exceptions import ClientError
 
 from tests.metrics.history_server import HistoryServerProcess, write_images
 from tests.support.endpoints import deploy, echo_container, invoke, wait_status
-from tests.support.server import FAULTY_IMAGE
+from tests.support.server import FAULTY_IMAGE, PolyhostProcess, free_port, write_image_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class LauncherProcess(PolyhostProcess):
+    """`PolyhostProcess`, started through this module's launcher (see the module's doc)."""
+
+    def start(self, timeout: float = 30.0) -> LauncherProcess:
+        self.port = self.port or free_port()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.state_dir / f"server-{int(time.time() * 1000)}.log"
+        args = [
+            sys.executable, "-m", "tests.http.test_admin_api", "serve",
+            "--port", str(self.port), "--state-dir", str(self.state_dir), "--stop-grace", "3",
+        ]  # fmt: skip
+        if self.image_config is not None:
+            args += ["--image-config", str(self.image_config)]
+        args += self.extra_args
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, cwd=ROOT
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"polyhost exited at start:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + "/ping", timeout=1) as answer:
+                    if answer.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"polyhost did not come up in {timeout}s:\n{self.log()}")
+
+
+def serve(argv: list[str]) -> Any:
+    """`polyhost serve`, with the deployer's log streams handed to the admin API."""
+    import polyhost.server as server_module
+    from polyhost.cli import main as cli_main
+    from polyhost.http.admin_api import AdminApi
+
+    class ServerWithLogTails(server_module.PolyhostServer):
+        async def _open_admin(self, loop: asyncio.AbstractEventLoop) -> Any:
+            streams = self.deployer.all_log_streams
+
+            def admin_api(*args: Any, **kwargs: Any) -> AdminApi:
+                kwargs.setdefault("logs", streams)
+                return AdminApi(*args, **kwargs)
+
+            server_module.AdminApi = admin_api  # type: ignore[assignment,misc]
+            return await super()._open_admin(loop)
+
+    server_module.PolyhostServer = ServerWithLogTails  # type: ignore[misc]
+    return cli_main(argv)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +96,7 @@ def history_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History
     server.stop()
 
 
-def api(server: HistoryServerProcess, path: str, **params: str) -> tuple[int, Any]:
+def api(server: PolyhostProcess, path: str, **params: str) -> tuple[int, Any]:
     url = server.admin_url + path + (f"?{urlencode(params)}" if params else "")
     try:
         with urllib.request.urlopen(url, timeout=30) as answer:
@@ -141,3 +208,80 @@ def test_endpoints_show_status_variants_and_failure_reason(
     assert listed["variants"][0]["current_instance_count"] == 1
     assert broken["status"] == "Failed"
     assert "exited with code 3" in broken["failure_reason"]
+
+
+@pytest.fixture(scope="module")
+def log_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LauncherProcess]:
+    base = tmp_path_factory.mktemp("admin-logs")
+    server = LauncherProcess(
+        state_dir=base / "state", image_config=write_image_config(base / "images.toml")
+    ).start()
+    yield server
+    server.stop()
+
+
+def test_a_container_log_tail(log_server: LauncherProcess) -> None:
+    sagemaker, runtime = log_server.sagemaker(), log_server.runtime()
+    deploy(sagemaker, "tailed", [echo_container("a"), echo_container("b")], mode="Direct")
+    for i in range(5):
+        invoke(
+            runtime, "tailed", b"x", TargetContainerHostname="a", CustomAttributes=f"say=line-{i}"
+        )
+    invoke(runtime, "tailed", b"x", TargetContainerHostname="b", CustomAttributes="say=from-b")
+
+    def tail() -> Any:
+        status, answer = api(log_server, "/api/logs", endpoint="tailed", container="a", lines="2")
+        assert status == 200, answer
+        return answer if "line-4" in answer["streams"][0]["text"] else None
+
+    answer = eventually(tail, "a's last line in its log")
+    (stream,) = answer["streams"]
+    assert stream["text"].splitlines() == ["a: line-3", "a: line-4"]
+    assert (stream["name"], stream["variant"], stream["instance"], stream["container"]) == (
+        "AllTraffic/i-0/a", "AllTraffic", "i-0", "a",
+    )  # fmt: skip
+    assert stream["size"] >= len(stream["text"])
+    status, answer = api(
+        log_server, "/api/logs",
+        endpoint="tailed", container="b", variant="AllTraffic", instance="i-0",
+    )  # fmt: skip
+    assert status == 200 and "from-b" in answer["streams"][0]["text"]
+    assert "line-" not in answer["streams"][0]["text"]
+
+    status, answer = api(log_server, "/api/logs", endpoint="tailed", container="nope")
+    assert status == 404 and "its containers are: a, b" in answer["message"]
+    status, answer = api(log_server, "/api/logs", endpoint="tailed", container="a", instance="i-9")
+    assert status == 404
+    status, answer = api(log_server, "/api/logs", endpoint="absent", container="a")
+    assert status == 404 and "absent" in answer["message"]
+
+
+@pytest.mark.parametrize(
+    ("query", "complaint"),
+    [
+        ("container=a", "endpoint is required"),
+        ("endpoint=e", "container is required"),
+        ("endpoint=e&container=a&lines=0", "from 1 to 1000"),
+        ("endpoint=e&container=a&lines=1001", "from 1 to 1000"),
+        ("endpoint=e&container=a&lines=-3", "from 1 to 1000"),
+        ("endpoint=e&container=a&lines=many", "from 1 to 1000"),
+        ("endpoint=e&container=a&offset=5", "Unknown query parameter"),
+        ("endpoint=e&endpoint=f&container=a", "more than once"),
+        ("endpoint=" + "e" * 300 + "&container=a", "longer than"),
+        ("endpoint=%FF&container=a", "UTF-8 percent-encoded"),
+    ],
+)
+def test_a_bad_log_query_is_refused(
+    log_server: LauncherProcess, query: str, complaint: str
+) -> None:
+    try:
+        with urllib.request.urlopen(f"{log_server.admin_url}/api/logs?{query}", timeout=30):
+            raise AssertionError("accepted")
+    except urllib.error.HTTPError as error:
+        answer = json.loads(error.read())
+        assert error.code == 400 and complaint in answer["message"], answer
+        assert answer["__type"] == "ValidationException"
+
+
+if __name__ == "__main__":
+    sys.exit(serve(sys.argv[1:]))

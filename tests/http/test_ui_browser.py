@@ -7,21 +7,15 @@ the endpoint and both containers, their numbers move after invocations, the sele
 container's charts and log tail fill in; with a token, the page asks for it. A screenshot is
 kept in build/test-artifacts/.
 
-Until server.py hands the deployer's log streams to the admin API itself, the server is started
-through this module (`python -m tests.http.test_ui_browser serve ...`), which passes them; once
-it does, the launcher changes nothing.
+The server is started through test_admin_api's launcher, which hands the admin API the
+deployer's log streams (see there).
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import secrets
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +23,9 @@ from typing import Any
 
 import pytest
 
+from tests.http.test_admin_api import LauncherProcess
 from tests.support.endpoints import deploy, echo_container, invoke
-from tests.support.server import PolyhostProcess, free_port, write_image_config
+from tests.support.server import write_image_config
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,38 +40,6 @@ if not CHROMIUM.exists():
 playwright_sync = pytest.importorskip(
     "playwright.sync_api", reason="playwright is missing: pip install -e '.[dev]'"
 )
-
-
-@dataclass
-class LauncherProcess(PolyhostProcess):
-    """`PolyhostProcess`, started through this module's launcher."""
-
-    def start(self, timeout: float = 30.0) -> LauncherProcess:
-        self.port = self.port or free_port()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.state_dir / f"server-{int(time.time() * 1000)}.log"
-        args = [
-            sys.executable, "-m", "tests.http.test_ui_browser", "serve",
-            "--port", str(self.port), "--state-dir", str(self.state_dir), "--stop-grace", "3",
-        ]  # fmt: skip
-        if self.image_config is not None:
-            args += ["--image-config", str(self.image_config)]
-        args += self.extra_args
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, cwd=ROOT
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"polyhost exited at start:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "/ping", timeout=1) as answer:
-                    if answer.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"polyhost did not come up in {timeout}s:\n{self.log()}")
 
 
 @pytest.fixture(scope="module")
@@ -259,29 +222,3 @@ def test_the_page_asks_for_the_admin_token(tmp_path: Path, offline_page: Page) -
     finally:
         guarded.stop()
     assert token not in guarded.log()
-
-
-# -- the launcher ---------------------------------------------------------------------------------
-def serve(argv: list[str]) -> Any:
-    """`polyhost serve`, with the deployer's log streams handed to the admin API (/api/logs)."""
-    import polyhost.server as server_module
-    from polyhost.cli import main as cli_main
-    from polyhost.http.admin_api import AdminApi
-
-    class ServerWithLogTails(server_module.PolyhostServer):
-        async def _open_admin(self, loop: asyncio.AbstractEventLoop) -> Any:
-            streams = self.deployer.all_log_streams
-
-            def admin_api(*args: Any, **kwargs: Any) -> AdminApi:
-                kwargs.setdefault("logs", streams)
-                return AdminApi(*args, **kwargs)
-
-            server_module.AdminApi = admin_api  # type: ignore[assignment,misc]
-            return await super()._open_admin(loop)
-
-    server_module.PolyhostServer = ServerWithLogTails  # type: ignore[misc]
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(serve(sys.argv[1:]))

@@ -161,9 +161,11 @@ class AdminApi:
 def _single_params(query_string: bytes, known: tuple[str, ...]) -> dict[str, str]:
     """Each query parameter's one value; ValidationException for anything else."""
     try:
-        params = parse_qs(query_string.decode("ascii"), keep_blank_values=True)
+        params = parse_qs(query_string.decode("ascii"), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
-        raise ValidationException("The query string must be ASCII (percent-encode it).") from None
+        raise ValidationException(
+            "The query string must be ASCII, with UTF-8 percent-encoded (e.g. %C3%A9)."
+        ) from None
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise ValidationException(
