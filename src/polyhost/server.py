@@ -189,7 +189,7 @@ class PolyhostServer:
             MetricsRoute(container_registry(samples)),
             # Without a metric history (--no-metrics-history) the API still lists every
             # container, without rates or latencies.
-            AdminApi(samples, self.history, self.control.call),
+            AdminApi(samples, self.history, self.control.call, logs=self.deployer.all_log_streams),
             BearerCheck(None if token_file is None else load_admin_token(token_file)),
             access_log_enabled=settings.access_log,
         )
@@ -208,7 +208,7 @@ class PolyhostServer:
                 f"{error.strerror}",
             ) from error
         log.info(
-            "admin listener on http://%s:%d (/metrics, /api; %s)",
+            "admin listener on http://%s:%d (/metrics, /api, /ui; %s)",
             settings.admin_host,
             settings.admin_port,
             "bearer token required" if token_file is not None else "no token",

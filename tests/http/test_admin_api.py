@@ -1,24 +1,14 @@
 """The admin JSON API after real traffic, on a server that keeps metric history: what the
 dashboard and `polyhost top` read (/api/containers, /api/series, /api/endpoints, /api/logs).
-
-The log tail needs the deployer's log streams handed to the admin API. Until server.py passes
-them itself (`AdminApi(..., logs=self.deployer.all_log_streams)`), the servers that read logs
-are started through this module's launcher (`python -m tests.http.test_admin_api serve ...`),
-which passes them; once server.py does, the launcher changes nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -28,62 +18,9 @@ from botocore.exceptions import ClientError
 
 from tests.metrics.history_server import HistoryServerProcess, write_images
 from tests.support.endpoints import deploy, echo_container, invoke, wait_status
-from tests.support.server import FAULTY_IMAGE, PolyhostProcess, free_port, write_image_config
+from tests.support.server import FAULTY_IMAGE, PolyhostProcess, write_image_config
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class LauncherProcess(PolyhostProcess):
-    """`PolyhostProcess`, started through this module's launcher (see the module's doc)."""
-
-    def start(self, timeout: float = 30.0) -> LauncherProcess:
-        self.port = self.port or free_port()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.state_dir / f"server-{int(time.time() * 1000)}.log"
-        args = [
-            sys.executable, "-m", "tests.http.test_admin_api", "serve",
-            "--port", str(self.port), "--state-dir", str(self.state_dir), "--stop-grace", "3",
-        ]  # fmt: skip
-        if self.image_config is not None:
-            args += ["--image-config", str(self.image_config)]
-        args += self.extra_args
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, cwd=ROOT
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"polyhost exited at start:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "/ping", timeout=1) as answer:
-                    if answer.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"polyhost did not come up in {timeout}s:\n{self.log()}")
-
-
-def serve(argv: list[str]) -> Any:
-    """`polyhost serve`, with the deployer's log streams handed to the admin API."""
-    import polyhost.server as server_module
-    from polyhost.cli import main as cli_main
-    from polyhost.http.admin_api import AdminApi
-
-    class ServerWithLogTails(server_module.PolyhostServer):
-        async def _open_admin(self, loop: asyncio.AbstractEventLoop) -> Any:
-            streams = self.deployer.all_log_streams
-
-            def admin_api(*args: Any, **kwargs: Any) -> AdminApi:
-                kwargs.setdefault("logs", streams)
-                return AdminApi(*args, **kwargs)
-
-            server_module.AdminApi = admin_api  # type: ignore[assignment,misc]
-            return await super()._open_admin(loop)
-
-    server_module.PolyhostServer = ServerWithLogTails  # type: ignore[misc]
-    return cli_main(argv)
 
 
 @pytest.fixture(scope="module")
@@ -211,16 +148,16 @@ def test_endpoints_show_status_variants_and_failure_reason(
 
 
 @pytest.fixture(scope="module")
-def log_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LauncherProcess]:
+def log_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolyhostProcess]:
     base = tmp_path_factory.mktemp("admin-logs")
-    server = LauncherProcess(
+    server = PolyhostProcess(
         state_dir=base / "state", image_config=write_image_config(base / "images.toml")
     ).start()
     yield server
     server.stop()
 
 
-def test_a_container_log_tail(log_server: LauncherProcess) -> None:
+def test_a_container_log_tail(log_server: PolyhostProcess) -> None:
     sagemaker, runtime = log_server.sagemaker(), log_server.runtime()
     deploy(sagemaker, "tailed", [echo_container("a"), echo_container("b")], mode="Direct")
     for i in range(5):
@@ -272,7 +209,7 @@ def test_a_container_log_tail(log_server: LauncherProcess) -> None:
     ],
 )
 def test_a_bad_log_query_is_refused(
-    log_server: LauncherProcess, query: str, complaint: str
+    log_server: PolyhostProcess, query: str, complaint: str
 ) -> None:
     try:
         with urllib.request.urlopen(f"{log_server.admin_url}/api/logs?{query}", timeout=30):
@@ -281,7 +218,3 @@ def test_a_bad_log_query_is_refused(
         answer = json.loads(error.read())
         assert error.code == 400 and complaint in answer["message"], answer
         assert answer["__type"] == "ValidationException"
-
-
-if __name__ == "__main__":
-    sys.exit(serve(sys.argv[1:]))

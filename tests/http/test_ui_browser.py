@@ -23,9 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.http.test_admin_api import LauncherProcess
 from tests.support.endpoints import deploy, echo_container, invoke
-from tests.support.server import write_image_config
+from tests.support.server import PolyhostProcess, write_image_config
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,9 +82,9 @@ def offline_page(browser: Any) -> Iterator[Page]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LauncherProcess]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolyhostProcess]:
     base = tmp_path_factory.mktemp("dashboard")
-    proc = LauncherProcess(
+    proc = PolyhostProcess(
         state_dir=base / "state", image_config=write_image_config(base / "images.toml")
     ).start()
     yield proc
@@ -124,7 +123,7 @@ def legend_values(page: Any, chart: str) -> list[float]:
 
 
 def test_the_dashboard_follows_an_endpoint_live_with_no_network(
-    server: LauncherProcess, offline_page: Page
+    server: PolyhostProcess, offline_page: Page
 ) -> None:
     page = offline_page.page
     page.goto(server.admin_url + "/ui")
@@ -200,7 +199,7 @@ def test_the_dashboard_follows_an_endpoint_live_with_no_network(
 def test_the_page_asks_for_the_admin_token(tmp_path: Path, offline_page: Page) -> None:
     token = secrets.token_hex(32)
     (tmp_path / "admin.token").write_text(token, encoding="utf-8")
-    guarded = LauncherProcess(
+    guarded = PolyhostProcess(
         state_dir=tmp_path / "state",
         extra_args=["--admin-token-file", str(tmp_path / "admin.token")],
     ).start()
