@@ -1,11 +1,12 @@
 """Composition root: builds the server's parts from `Settings` and runs them on one port,
 plus the admin listener's (/metrics and the dashboard's API) unless --admin-port is 0.
 
-Order matters: the store opens first; containers a killed predecessor left behind are reaped;
-the port starts accepting; then every endpoint that should run is brought back (reconcile) in
-the background — until its containers are healthy, its invocations get a retryable 503. On
-SIGINT/SIGTERM the server stops accepting, finishes what is in flight, and the deployer stops
-every container before exit.
+Order matters: the store opens first; containers a killed predecessor left behind are reaped
+(a backend that adopts them instead, Ray, stops only what no endpoint claimed once the
+reconcile settled); the port starts accepting; then every endpoint that should run is brought
+back (reconcile) in the background — until its containers are healthy, its invocations get a
+retryable 503. On SIGINT/SIGTERM the server stops accepting, finishes what is in flight, and
+the deployer stops every container before exit.
 """
 
 from __future__ import annotations
@@ -154,6 +155,11 @@ class PolyhostServer:
         )
         for spec in desired:
             self.deployer.apply(spec)
+        # A backend that adopts what its predecessor left (Ray) stops the rest once the
+        # endpoints that should run are back; for the others this does nothing.
+        leftovers = loop.create_task(
+            self.deployer.release_unclaimed([spec.endpoint_name for spec in desired])
+        )
         try:
             await stop.wait()
             log.info("stopping: no new connections; finishing requests in flight")
@@ -166,6 +172,7 @@ class PolyhostServer:
             if admin is not None:
                 await shutdown_connections(admin[1], timeout_s=1.0)
         finally:
+            leftovers.cancel()
             if self.recorder is not None:
                 await self.recorder.stop()  # the last interval is recorded before containers go
             await self.deployer.shutdown()

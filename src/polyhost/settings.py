@@ -89,6 +89,23 @@ class Settings:
         "the Ray cluster of the ray backend (default: RAY_ADDRESS, else auto)",
         metavar="ADDR",
     )
+    ray_container_cpus: float = setting(
+        0.25,
+        "--ray-container-cpus",
+        "CPUs reserved on the Ray cluster for a container whose image sets no CPU limit",
+        metavar="N",
+    )
+    ray_container_memory: int = setting(
+        256 * MiB,
+        "--ray-container-memory",
+        "memory (bytes) reserved on the Ray cluster for a container whose image sets none",
+        metavar="BYTES",
+    )
+    ray_placement_timeout_s: float = setting(
+        30.0,
+        "--ray-placement-timeout",
+        "longest wait for room on the Ray cluster before an instance's placement fails",
+    )
     # -- access control (SigV4 + IAM-style policies) -----------------------------------------
     auth_file: Path | None = setting(
         None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class LaunchSpec:
     work_dir: Path | None = None
     # The model's ExecutionRoleArn: the container gets that role's credentials, if mapped.
     execution_role_arn: str | None = None
+    # The instance (`InstanceRequest.key`) the container belongs to, for backends that place
+    # instances (`InstancePlacer`); None elsewhere.
+    instance_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,3 +106,61 @@ class Backend(Protocol):
         """Stop containers a killed predecessor left behind; returns their ids. Called once at
         start, before reconciling; never touches containers this backend did not start."""
         ...
+
+
+@dataclass(frozen=True)
+class InstanceRequest:
+    """One instance of a production variant, to be placed as a unit before its containers start.
+
+    `key` names the instance across server runs (endpoint, revision, variant, instance id), so a
+    restarted server finds what its predecessor placed; `group` is what instances are spread by
+    (the variant of one revision): two instances of one group go to different nodes when the
+    cluster allows. `limits` holds one entry per container of the instance."""
+
+    key: str
+    group: str
+    description: str  # for messages: "instance i-0 of production variant AllTraffic"
+    limits: tuple[ResourceLimits, ...]
+
+
+class PlacementError(Exception):
+    """The instance cannot be placed; the message says what was asked and what the cluster has."""
+
+
+@runtime_checkable
+class InstancePlacer(Protocol):
+    """A backend that places each instance as a unit (Ray: a placement group on one node).
+
+    The group starter places an instance before starting its containers, passes the instance's
+    key in each `LaunchSpec.instance_key`, and releases the instance once they are stopped.
+    Backends that run everything on the server's machine (process, Docker) do not implement it.
+    """
+
+    async def place_instance(self, request: InstanceRequest) -> str:
+        """Reserve room for the instance; returns where it runs (the node, for people).
+        Raises PlacementError."""
+        ...
+
+    async def release_instance(self, key: str) -> None:
+        """Free what `place_instance` reserved; its containers are stopped already."""
+        ...
+
+    async def release_unclaimed(self) -> list[str]:
+        """After a restart, once every wanted endpoint was started again: stop the instances
+        the previous server run left that nothing claimed; returns their keys."""
+        ...
+
+
+def node_of(handle: ContainerHandle) -> str | None:
+    """Where a container runs when that is another machine (Ray: the node's address), else None.
+
+    A remote handle has a `node` attribute; local backends' handles have none."""
+    node = getattr(handle, "node", None)
+    return node if isinstance(node, str) else None
+
+
+def lost_reason(handle: ContainerHandle) -> str | None:
+    """Why a remote container is gone with its node (names the node), or None while it is not."""
+    lost = getattr(handle, "lost", None)
+    reason = lost() if callable(lost) else None
+    return reason if isinstance(reason, str) else None

@@ -21,6 +21,8 @@ def make_backend(settings: Settings, images: ImageRegistry) -> Backend:
         return ProcessBackend(settings, images)
     if settings.backend == "docker":
         return _docker(settings, images)
+    if settings.backend == "ray":
+        return _ray(settings, images)
     raise BackendUnavailable(
         f"--backend {settings.backend} is not available in this build of polyhost; "
         "use --backend process or --backend docker."
@@ -42,3 +44,24 @@ def _docker(settings: Settings, images: ImageRegistry) -> Backend:
 
     images.admit(is_reference)
     return DockerBackend(settings, images)
+
+
+def _ray(settings: Settings, images: ImageRegistry) -> Backend:
+    """The Ray backend, connected to its cluster: Ray must be installed and the cluster reachable
+    (the message names the address tried)."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise BackendUnavailable(
+            "--backend ray needs Ray on the server and on every node: pip install 'polyhost[ray]'"
+        ) from None
+    from polyhost.backends.ray_backend import RayBackend, ray_address
+
+    try:
+        return RayBackend(settings, images)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        lines = str(error).strip().splitlines()
+        raise BackendUnavailable(
+            f"--backend ray cannot reach the Ray cluster at {ray_address(settings)} "
+            f"(--ray-address or RAY_ADDRESS): {lines[0] if lines else type(error).__name__}"
+        ) from None

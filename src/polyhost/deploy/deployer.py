@@ -9,6 +9,10 @@ leaves the old group serving. Status goes back to the control plane through `Sta
 Deleting or updating an endpoint cancels its deploy task, and with it the model data fetch the
 task awaits (`ArtifactStore.fetch` stops its worker). A janitor on the same loop removes cached
 models and container folders nothing uses any more (`Usage` is the deployer's account of that).
+
+When an instance of a serving group is withdrawn (its node was lost) or comes back, the group
+tells the deployer, which republishes the route without (or with) it and reports the variant's
+CurrentInstanceCount: DescribeEndpoint shows the dip and the recovery.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from polyhost.backends.base import Backend
+from polyhost.backends.base import Backend, InstancePlacer
 from polyhost.control.seam import (
     EndpointSpec,
     StatusReport,
@@ -56,6 +60,9 @@ class _Deployment:
     attempt: RunningGroup | None = None  # the group being started (or the last failed one)
     task: asyncio.Task[None] | None = None
     revision: int = 0
+    # Serialises the instance-count reports of the serving group, so the last one sent is
+    # always the latest count.
+    reports: asyncio.Lock | None = None
 
 
 class EndpointDeployer:
@@ -68,6 +75,7 @@ class EndpointDeployer:
     ) -> None:
         self._settings = settings
         self._router = router
+        self._backend = backend
         self._artifacts = artifacts or ArtifactStore.from_settings(settings)
         self._starter = GroupStarter(
             backend=backend,
@@ -207,7 +215,8 @@ class EndpointDeployer:
         old = state.serving
         state.serving = group
         state.attempt = None
-        self._router.publish(group.route)
+        group.on_change = lambda: self._instances_changed(state, group)
+        self._router.publish(group.serving_route() or group.route)
         for container in group.containers:
             group.supervisors.append(
                 asyncio.get_running_loop().create_task(supervise(self._starter, group, container))
@@ -231,6 +240,59 @@ class EndpointDeployer:
         if old is not None:
             await self._drain_and_stop(old)
 
+    def _instances_changed(self, state: _Deployment, group: RunningGroup) -> None:
+        """An instance of `group` was withdrawn or is back: route and report accordingly."""
+        if state.serving is not group or group.stopping:
+            return
+        route = group.serving_route()
+        if route is not None:
+            self._router.publish(route)
+        asyncio.get_running_loop().create_task(self._report_counts(state, group))
+
+    async def _report_counts(self, state: _Deployment, group: RunningGroup) -> None:
+        if state.reports is None:
+            state.reports = asyncio.Lock()
+        async with state.reports:
+            if state.serving is not group or group.stopping:
+                return
+            spec = group.spec
+            await self._report(
+                StatusReport(
+                    endpoint_name=spec.endpoint_name,
+                    revision=spec.revision,
+                    status="InService",
+                    variants=self._variant_statuses(spec, serving=group),
+                    serving_config_name=spec.endpoint_config_name,
+                )
+            )
+
+    async def release_unclaimed(self, endpoint_names: list[str]) -> None:
+        """After a restart: once the deploys of `endpoint_names` (every endpoint that should
+        run) have finished, let a backend that places instances stop what its previous run
+        left and nothing claimed (adopted instances are claimed; the rest is not wanted)."""
+        backend = self._backend
+        if not isinstance(backend, InstancePlacer):
+            return
+        while True:
+            tasks = [
+                s.task
+                for name in endpoint_names
+                if (s := self._endpoints.get(name)) is not None and s.task is not None
+            ]
+            pending = [t for t in tasks if not t.done()]
+            if not pending:
+                break
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._closing:
+            return
+        try:
+            released = await backend.release_unclaimed()
+        except Exception:
+            log.exception("stopping the instances a previous run left failed")
+            return
+        if released:
+            log.info("stopped instances nothing claims: %s", ", ".join(released))
+
     async def _report_failure(self, state: _Deployment, spec: EndpointSpec, reason: str) -> None:
         serving = state.serving
         if serving is None:
@@ -253,7 +315,7 @@ class EndpointDeployer:
                 status="InService",
                 failure_reason=f"Update to endpoint config {spec.endpoint_config_name} failed: "
                 f"{reason}"[:1024],
-                variants=self._variant_statuses(serving.spec),
+                variants=self._variant_statuses(serving.spec, serving=serving),
                 serving_config_name=serving.spec.endpoint_config_name,
             )
         )
@@ -321,12 +383,17 @@ class EndpointDeployer:
 
     @staticmethod
     def _variant_statuses(
-        spec: EndpointSpec, current: int | None = None
+        spec: EndpointSpec, current: int | None = None, serving: RunningGroup | None = None
     ) -> tuple[VariantStatus, ...]:
+        def count(variant_name: str, planned: int) -> int:
+            if current is not None:
+                return current
+            return planned if serving is None else serving.serving_instances(variant_name)
+
         return tuple(
             VariantStatus(
                 variant_name=v.variant_name,
-                current_instance_count=v.instance_count if current is None else current,
+                current_instance_count=count(v.variant_name, v.instance_count),
                 desired_instance_count=v.instance_count,
                 current_weight=v.initial_weight,
                 desired_weight=v.initial_weight,

@@ -9,7 +9,13 @@ start it again is a port collision: a port is only known free when it is handed 
 machine shared with other servers someone else may bind it before the container does. That is
 told apart from a container that is merely unhealthy by who listens: a collision is a port that
 is not free *and* not held by the container; a container that listens (or a port nobody
-listens on) is a failing health check, and is not retried.
+listens on) is a failing health check, and is not retried. Those bind(2) probes only mean
+something on this machine: a container on another node (Ray) is judged by what its agent sees.
+
+A backend that places instances (`InstancePlacer`, Ray) gets each instance placed before its
+containers start, and released once they stopped. The routes then use the address the backend
+reports for each container (its node's), and a request that fails because the container's
+node was lost is answered as a 503 naming the node (`NodeAwarePool`).
 """
 
 from __future__ import annotations
@@ -17,10 +23,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from polyhost.backends.base import Backend, ContainerHandle, LaunchSpec
+from polyhost.backends.base import (
+    Backend,
+    ContainerHandle,
+    InstancePlacer,
+    InstanceRequest,
+    LaunchSpec,
+    PlacementError,
+    lost_reason,
+    node_of,
+)
 from polyhost.control.seam import ContainerSpec, EndpointSpec, VariantSpec
 from polyhost.deploy.artifacts import ArtifactError, ArtifactStore
 from polyhost.deploy.health import PING_TIMEOUT_S, ping
@@ -32,7 +48,13 @@ from polyhost.router.table import (
     ReplicaRoute,
     VariantRoute,
 )
-from polyhost.router.upstream import UpstreamPool
+from polyhost.router.upstream import (
+    ContainerPool,
+    UpstreamConnectFailed,
+    UpstreamConnectionError,
+    UpstreamPool,
+    UpstreamResponse,
+)
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.deploy")
@@ -43,6 +65,9 @@ SETUPS_KEPT = 8  # starts remembered for ModelSetupTime; the recorder reads them
 # How many polls in a row must see the port held by someone else before it counts as taken
 # (a container's own bind() comes a moment before its listen(), when the OS cannot tell yet).
 TAKEN_POLLS = 2
+# How long a failed call to a remote container waits for the verdict on its node: a node's loss
+# is seen within about a second (the backend's liveness checks).
+LOST_VERDICT_S = 1.5
 
 
 class DeployFailure(Exception):
@@ -76,6 +101,27 @@ class RunningContainer:
         self.starts += 1
         self.setups.append((self.starts, seconds))
 
+    @property
+    def node(self) -> str | None:
+        """The node the container runs on when that is another machine (Ray), else None."""
+        return node_of(self.handle) if self.handle is not None else None
+
+    @property
+    def instance(self) -> tuple[str, str]:
+        """(variant name, instance id): the instance this container is part of."""
+        return self.variant.variant_name, self.stream.instance_id
+
+
+@dataclass
+class PlannedInstance:
+    """An instance of a backend that places instances: what was asked, and where it went."""
+
+    request: InstanceRequest
+    variant_name: str
+    instance_id: str
+    node: str | None = None
+    placed: bool = False
+
 
 @dataclass
 class RunningGroup:
@@ -84,9 +130,61 @@ class RunningGroup:
     route: EndpointRoute | None = None
     stopping: bool = False
     supervisors: list[asyncio.Task[None]] = field(default_factory=list)
+    instances: dict[str, PlannedInstance] = field(default_factory=dict)
+    # Instances (variant, instance id) taken out of routing because their node was lost.
+    withdrawn: set[tuple[str, str]] = field(default_factory=set)
+    # Called when `withdrawn` changes (the deployer republishes the route and the counts).
+    on_change: Callable[[], None] | None = None
 
     def log_streams(self) -> list[LogStream]:
         return [c.stream for c in self.containers]
+
+    def withdraw(self, instance: tuple[str, str]) -> None:
+        if instance not in self.withdrawn:
+            self.withdrawn.add(instance)
+            self._changed()
+
+    def restore(self, instance: tuple[str, str]) -> None:
+        """Route to the instance again once every container of it is available."""
+        if instance not in self.withdrawn:
+            return
+        members = [c for c in self.containers if c.instance == instance]
+        if all(c.route is not None and c.route.available for c in members):
+            self.withdrawn.discard(instance)
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None and not self.stopping:
+            self.on_change()
+
+    def serving_route(self) -> EndpointRoute | None:
+        """The route without withdrawn instances (a variant keeps them all if none is left)."""
+        route = self.route
+        if route is None or not self.withdrawn:
+            return route
+        variants: list[VariantRoute] = []
+        for variant in route.variants:
+            kept = tuple(
+                r for r in variant.replicas if (variant.name, r.instance_id) not in self.withdrawn
+            )
+            variants.append(
+                VariantRoute(variant.name, variant.weight, variant.mode, kept or variant.replicas)
+            )
+        return EndpointRoute(route.name, tuple(variants))
+
+    def serving_instances(self, variant_name: str) -> int:
+        """Instances of the variant in routing now (for CurrentInstanceCount)."""
+        count = next(v.instance_count for v in self.spec.variants if v.variant_name == variant_name)
+        return count - sum(1 for v, _ in self.withdrawn if v == variant_name)
+
+    def nodes(self) -> dict[tuple[str, str], str]:
+        """(variant, instance id) → node, for instances placed on other machines."""
+        found: dict[tuple[str, str], str] = {}
+        for container in self.containers:
+            node = container.node
+            if node is not None:
+                found.setdefault(container.instance, node)
+        return found
 
 
 def failure_with_log(message: str, log_path: Path) -> DeployFailure:
@@ -98,8 +196,78 @@ def failure_with_log(message: str, log_path: Path) -> DeployFailure:
     return DeployFailure(f"{message} The container wrote nothing to its log.")
 
 
+class NodeAwarePool:
+    """The pool of a container on another machine: a call that fails because the container's
+    node was lost says so (a 503 naming the node) instead of blaming the container.
+
+    Calls in flight when the loss is noticed are ended at once (`abort`), so a request on a
+    node that vanished without a word does not wait for the invocation timeout."""
+
+    def __init__(self, pool: UpstreamPool, container: RunningContainer) -> None:
+        self._pool = pool
+        self._container = container
+        self.max_inflight = pool.max_inflight
+        self.host = pool.host
+        self.port = pool.port
+        self._calls: set[asyncio.Task[object]] = set()
+        self._lost: str | None = None
+
+    async def post(
+        self,
+        path: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeout: float,
+        max_response_bytes: int,
+    ) -> UpstreamResponse:
+        if self._lost is not None:
+            raise UpstreamConnectFailed(self._lost)
+        task = asyncio.current_task()
+        if task is not None:
+            self._calls.add(task)
+        try:
+            return await self._pool.post(path, headers, body, timeout, max_response_bytes)
+        except asyncio.CancelledError:
+            if self._lost is None or task is None:
+                raise
+            task.uncancel()
+            raise UpstreamConnectFailed(self._lost) from None
+        except UpstreamConnectionError:
+            reason = await self._verdict()
+            if reason is None:
+                raise
+            raise UpstreamConnectFailed(reason) from None
+        finally:
+            if task is not None:
+                self._calls.discard(task)
+
+    async def _verdict(self) -> str | None:
+        """Why the node is gone, if it turns out to be within LOST_VERDICT_S."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOST_VERDICT_S
+        while True:
+            handle = self._container.handle
+            reason = lost_reason(handle) if handle is not None else None
+            if reason is not None or loop.time() >= deadline:
+                return reason
+            await asyncio.sleep(0.05)
+
+    def abort(self, reason: str) -> None:
+        """End the calls in flight: the container's node is lost (`reason` names it)."""
+        self._lost = reason
+        for task in list(self._calls):
+            task.cancel()
+
+    def close(self) -> None:
+        self._pool.close()
+
+
 def port_taken_by_another(handle: ContainerHandle) -> bool:
-    """True when the container's port is held, and not by the container (a collision)."""
+    """True when the container's port is held, and not by the container (a collision).
+
+    Only answerable on this machine: for a container on another node, False."""
+    if node_of(handle) is not None:
+        return False
     if not port_is_held(handle.host, handle.port):
         return False  # nobody holds it: the container has not bound it (yet), or it died
     if handle.listens_on(handle.port) is not False:
@@ -130,7 +298,13 @@ async def wait_healthy(
     port = handle.port
     taken_polls = 0
     owns_port = False
+    remote = node_of(handle) is not None
     while True:
+        lost = lost_reason(handle)
+        if lost is not None:
+            raise DeployFailure(
+                f"Container {hostname} for production variant {variant} could not start: {lost}."
+            )
         code = handle.exit_code()
         if code is not None:
             if port_taken_by_another(handle):
@@ -145,7 +319,11 @@ async def wait_healthy(
             )
         remaining = deadline - loop.time()
         answered = await ping(handle.host, port, timeout=min(PING_TIMEOUT_S, max(remaining, 0.05)))
-        if not owns_port and port_is_held(handle.host, port):
+        if remote:
+            # The agent on the node says whether the container holds its port (None: not yet
+            # known, and the answer is trusted as on a machine that cannot tell).
+            owns_port = handle.listens_on(port) is not False
+        elif not owns_port and port_is_held(handle.host, port):
             listens = handle.listens_on(port)
             # None: the OS does not say who listens; the answer is then trusted.
             owns_port = listens is not False
@@ -183,6 +361,7 @@ class GroupStarter:
         host: str = "127.0.0.1",
     ) -> None:
         self._backend = backend
+        self._placer = backend if isinstance(backend, InstancePlacer) else None
         self._artifacts = artifacts
         self._ports = ports
         self._containers_dir = settings.containers_dir
@@ -221,7 +400,31 @@ class GroupStarter:
     async def _start_all(self, group: RunningGroup) -> None:
         """Start every container; the first failure cancels the starts still under way, so
         nothing launches after its group was given up (and left running unseen)."""
-        starts = [asyncio.ensure_future(self._start_one(c)) for c in group.containers]
+        if self._placer is not None:
+            starts = [
+                asyncio.ensure_future(self._start_instance(group, key)) for key in group.instances
+            ]
+        else:
+            starts = [asyncio.ensure_future(self._start_one(c)) for c in group.containers]
+        try:
+            await asyncio.gather(*starts)
+        except BaseException:
+            for start in starts:
+                start.cancel()
+            await asyncio.gather(*starts, return_exceptions=True)
+            raise
+
+    async def _start_instance(self, group: RunningGroup, key: str) -> None:
+        """Place one instance, then start its containers (all or nothing, as for a group)."""
+        assert self._placer is not None
+        planned = group.instances[key]
+        try:
+            planned.placed = True  # released at stop even if the placement is cancelled midway
+            planned.node = await self._placer.place_instance(planned.request)
+        except PlacementError as error:
+            raise DeployFailure(str(error)) from None
+        members = [c for c in group.containers if c.launch.instance_key == key]
+        starts = [asyncio.ensure_future(self._start_one(c)) for c in members]
         try:
             await asyncio.gather(*starts)
         except BaseException:
@@ -235,6 +438,11 @@ class GroupStarter:
         for task in group.supervisors:
             task.cancel()
         await asyncio.gather(*(self._stop_one(c) for c in group.containers), return_exceptions=True)
+        if self._placer is not None:
+            placed = [key for key, planned in group.instances.items() if planned.placed]
+            await asyncio.gather(
+                *(self._placer.release_instance(key) for key in placed), return_exceptions=True
+            )
 
     async def _stop_one(self, container: RunningContainer) -> None:
         if container.route is not None:
@@ -277,6 +485,23 @@ class GroupStarter:
         for variant in spec.variants:
             for replica in range(variant.instance_count):
                 instance_id = f"i-{replica}"
+                key = f"{spec.endpoint_name}.r{spec.revision}.{variant.variant_name}.{instance_id}"
+                if self._placer is not None:
+                    group.instances[key] = PlannedInstance(
+                        InstanceRequest(
+                            key=key,
+                            group=f"{spec.endpoint_name}.r{spec.revision}.{variant.variant_name}",
+                            description=(
+                                f"Instance {instance_id} of production variant "
+                                f"{variant.variant_name}"
+                            ),
+                            limits=tuple(
+                                self._backend.image_limits(c.image) for c in variant.containers
+                            ),
+                        ),
+                        variant.variant_name,
+                        instance_id,
+                    )
                 for container in variant.containers:
                     folder = base / variant.variant_name / instance_id / container.hostname
                     folder.mkdir(parents=True, exist_ok=True)
@@ -302,6 +527,7 @@ class GroupStarter:
                         limits=self._backend.image_limits(container.image),
                         work_dir=folder,
                         execution_role_arn=variant.execution_role_arn,
+                        instance_key=key if self._placer is not None else None,
                     )
                     stream = LogStream(
                         spec.endpoint_name,
@@ -360,6 +586,17 @@ class GroupStarter:
         container.handle = handle
         return handle
 
+    def pool_for(self, container: RunningContainer) -> ContainerPool:
+        """Connections to where the container listens: the handle's address (on another node
+        for Ray), which the backend may have chosen rather than the planned one."""
+        handle = container.handle
+        if handle is None:
+            return UpstreamPool(container.launch.host, container.launch.port, self._max_inflight)
+        pool = UpstreamPool(handle.host, handle.port, self._max_inflight)
+        if node_of(handle) is None:
+            return pool
+        return NodeAwarePool(pool, container)
+
     def _route(self, spec: EndpointSpec, group: RunningGroup) -> EndpointRoute:
         variants: list[VariantRoute] = []
         for variant in spec.variants:
@@ -371,9 +608,7 @@ class GroupStarter:
                     if running.variant is variant and running.stream.instance_id == instance_id:
                         running.route = ContainerRoute(
                             hostname=running.spec.hostname,
-                            pool=UpstreamPool(
-                                running.launch.host, running.launch.port, self._max_inflight
-                            ),
+                            pool=self.pool_for(running),
                             log_stream=running.stream.name,
                         )
                         routes.append(running.route)

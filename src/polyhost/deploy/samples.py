@@ -34,4 +34,5 @@ def container_samples(groups: Iterable[RunningGroup]) -> Iterator[ContainerSampl
                 entry=running.variant.mode == "Direct"
                 or running.spec is running.variant.containers[0],
                 setups=tuple(running.setups),
+                node=running.node,
             )

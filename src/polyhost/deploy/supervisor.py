@@ -9,6 +9,12 @@ While a container is down its route is marked unavailable with the reason, so it
 a clear 503 at once and the other containers of the endpoint keep serving undisturbed. Every
 restart counts in `RunningContainer.restarts` (the `polyhost_container_restarts` metric), and
 restarts back off exponentially while a container keeps failing soon after coming back.
+
+A container on another machine (Ray) can also be *lost* with its node: then its instance is
+withdrawn from routing at once (the group tells the deployer, which republishes the route
+without it and reports the lower CurrentInstanceCount), the calls in flight to it end with a
+503 naming the node, and the restart places the instance again elsewhere; once every
+container of the instance is back, it is routed to again.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from polyhost.backends.base import lost_reason
 from polyhost.deploy.group import (
     DeployFailure,
     GroupStarter,
@@ -41,6 +48,7 @@ class Trouble:
     reason: str
     event: str
     alive: bool  # the process still runs (unhealthy) and must be stopped first
+    lost: bool = False  # gone with its node: the instance is withdrawn until it is back
 
 
 async def watch(
@@ -55,6 +63,10 @@ async def watch(
     )
     while not group.stopping:
         handle = container.handle
+        lost = lost_reason(handle) if handle is not None else None
+        if lost is not None:
+            reason = f"{lost}; the instance is being placed again"
+            return Trouble(reason, reason, alive=False, lost=True)
         code = handle.exit_code() if handle is not None else -1
         if code is not None:
             return Trouble(f"it exited with code {code}", f"exited with code {code}", alive=False)
@@ -97,6 +109,11 @@ async def supervise(
             f"{trouble.reason} and is being restarted (restart {container.restarts})"
         )
         route.pool.close()
+        if trouble.lost:
+            abort = getattr(route.pool, "abort", None)
+            if callable(abort):
+                abort(trouble.reason)
+            group.withdraw(container.instance)
         log.warning(
             "container %s of endpoint %s %s; restarting in %.1fs",
             container.spec.hostname,
@@ -121,8 +138,17 @@ async def supervise(
             continue
         up_since = loop.time()
         route.pool.close()
+        handle = container.handle
+        address = _address(route.pool)
+        if handle is not None and address[0] is not None and (handle.host, handle.port) != address:
+            route.pool = starter.pool_for(container)  # placed again: another node or port
         route.available = True
         route.unavailable_reason = ""
+        group.restore(container.instance)
         log.info(
             "container %s of endpoint %s is back", container.spec.hostname, group.spec.endpoint_name
         )
+
+
+def _address(pool: object) -> tuple[str | None, int | None]:
+    return getattr(pool, "host", None), getattr(pool, "port", None)

@@ -56,6 +56,8 @@ class ContainerSample:
     # seconds each took until its first passed /ping; the recorder takes the ones it has not
     # seen (ModelSetupTime). Only the last few are kept, which a 10 s interval never outruns.
     setups: tuple[tuple[int, float], ...] = ()
+    # The node the container runs on when that is another machine (Ray backend), else None.
+    node: str | None = None
 
     @property
     def labels(self) -> list[str]:

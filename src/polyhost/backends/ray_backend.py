@@ -1,0 +1,618 @@
+"""The Ray backend: each instance of a variant is placed on a Ray cluster as one unit.
+
+`polyhost serve --backend ray` stays the control plane and the router; Ray places and watches.
+
+- **Placement.** An instance is a placement group with one bundle holding the CPU and memory
+  of all its containers (the image's limits; `--ray-container-cpus`/`--ray-container-memory`
+  for a container whose image sets none), `STRICT_PACK`, as the containers of one SageMaker
+  instance share a machine (`ray_placement`). Instances of one variant are spread: each is
+  pinned in turn to a node that does not hold that variant yet, when one has room.
+- **Agent.** A detached, named actor per instance runs in the placement group and starts the
+  containers with the process backend's code on its node (`ray_agent`). The handles the server
+  keeps (`RayContainer`) carry the node's address and the port the agent chose there, so the
+  router calls the containers over the network with the usual pools and bounds.
+- **Watching.** One poller per instance asks its agent, every POLL_S, for exit codes, stats and
+  the next slice of each container's log (written into the server's log file of that container,
+  so the logs route and CloudWatch Logs see it). An agent that dies (Ray says so), or that stops
+  answering for LOST_AFTER_S while none of its containers accepts a connection, marks the
+  instance *lost*, naming its node: the deployer withdraws it from routing and the supervisor
+  places it again (`start` of a container of a lost instance places the instance anew).
+- **Server restarts.** Actors and placement groups live in a Ray namespace derived from the
+  state folder's server id, so two servers never see each other's. A restarted server adopts
+  the agent of each instance it places again (same container ids and fingerprints: same
+  processes); what no endpoint claims once reconciliation settled is stopped
+  (`release_unclaimed`) instead of being reaped up front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polyhost.backends import ray_models, ray_placement
+from polyhost.backends.base import (
+    ContainerStartError,
+    ContainerStats,
+    ImageNotFound,
+    InstanceRequest,
+    LaunchSpec,
+    PlacementError,
+    ResourceLimits,
+)
+from polyhost.backends.docker_labels import server_id
+from polyhost.backends.images import ImageRegistry
+from polyhost.backends.logfile import RotatingLog
+from polyhost.backends.ray_agent import AgentLaunch, ContainerState, InstanceAgent, Started
+from polyhost.backends.ray_logs import SHIP_MAX_BYTES
+from polyhost.settings import Settings
+
+log = logging.getLogger("polyhost.backends.ray")
+
+POLL_S = 0.3  # how often each agent is asked for its containers' state
+LOST_AFTER_S = 0.6  # no answer this long, and no container accepts a connection: lost
+PROBE_TIMEOUT_S = 0.3  # one TCP connect to a container, when its agent is silent
+STATS_EVERY_S = 2.0  # CPU and memory are sampled this often (psutil costs on the node)
+AGENT_START_TIMEOUT_S = 120.0  # a new actor's worker process: spawn and import polyhost
+CALL_TIMEOUT_S = 60.0  # start/stop of a container through its agent, beyond its own grace
+ADOPT_TIMEOUT_S = 5.0  # a previous run's agent must answer this fast to be adopted
+
+
+def ray_address(settings: Settings) -> str:
+    return settings.ray_address or os.environ.get("RAY_ADDRESS") or "auto"
+
+
+def namespace_of(state_dir: Path) -> str:
+    """The Ray namespace of the server on `state_dir`: its actors and placement groups."""
+    return f"polyhost-{server_id(state_dir)}"
+
+
+@dataclass
+class _Instance:
+    request: InstanceRequest
+    generation: int
+    agent: Any  # ray.actor.ActorHandle
+    group: Any  # ray.util.placement_group.PlacementGroup | None (adopted without its group)
+    node_ip: str
+    node_id: str
+    adopted: bool
+    lost: str | None = None
+    containers: dict[str, RayContainer] = field(default_factory=dict)
+    answered: float = field(default_factory=time.monotonic)
+    stats_at: float = 0.0
+    poller: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.request.key}/g{self.generation}"
+
+
+class RayContainer:
+    """A container run by an instance's agent on a Ray node, as the deployer sees it."""
+
+    def __init__(
+        self,
+        backend: RayBackend,
+        instance: _Instance,
+        spec: LaunchSpec,
+        started: Started,
+        logfile: RotatingLog,
+    ) -> None:
+        self._backend = backend
+        self._instance = instance
+        self._spec = spec
+        self._started = started
+        self._log = logfile
+        self._code: int | None = None
+        self._listens: bool | None = None
+        self._stats: ContainerStats | None = None
+        self._stopped = False
+        self._log_closed = False
+
+    @property
+    def container_id(self) -> str:
+        return self._spec.container_id
+
+    @property
+    def host(self) -> str:
+        return self._started.host
+
+    @property
+    def port(self) -> int:
+        return self._started.port
+
+    @property
+    def pid(self) -> int:
+        """The container's main process, on its node."""
+        return self._started.pid
+
+    @property
+    def adopted(self) -> bool:
+        """True when the agent already ran it (a restarted server adopted it)."""
+        return self._started.adopted
+
+    @property
+    def node(self) -> str:
+        return self._instance.node_ip
+
+    @property
+    def node_id(self) -> str:
+        return self._instance.node_id
+
+    @property
+    def limits_applied(self) -> str:
+        return self._started.limits_applied
+
+    def lost(self) -> str | None:
+        return self._instance.lost
+
+    def exit_code(self) -> int | None:
+        return self._code
+
+    def stats(self) -> ContainerStats | None:
+        return None if self._code is not None or self._instance.lost else self._stats
+
+    def listens_on(self, port: int) -> bool | None:
+        return self._listens if port == self.port else False
+
+    def observe(self, state: ContainerState) -> None:
+        """One poll's answer from the agent."""
+        if state.log:
+            self.write_log(state.log)
+        if self._code is None:
+            self._code = state.exit_code
+        self._listens = state.listens
+        if state.stats is not None:
+            self._stats = state.stats
+
+    def write_log(self, data: bytes) -> None:
+        if self._log_closed:
+            return
+        try:
+            self._log.write(data)
+        except OSError as error:
+            log.warning("cannot write the log of container %s: %s", self.container_id, error)
+
+    def close_log(self) -> None:
+        self._log_closed = True
+        with contextlib.suppress(OSError):
+            self._log.close()
+
+    async def stop(self, grace_s: float) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            await self._backend.stop_container(self._instance, self, grace_s)
+        finally:
+            if self._code is None:
+                self._code = -15
+            self.close_log()
+
+
+class RayBackend:
+    """Places instances on a Ray cluster and runs their containers there; see the module doc."""
+
+    def __init__(self, settings: Settings, images: ImageRegistry) -> None:
+        import ray
+
+        self._ray = ray
+        self._settings = settings
+        self._images = images
+        self._namespace = namespace_of(settings.state_dir)
+        self._address = ray_address(settings)
+        ray.init(
+            address=self._address,
+            namespace=self._namespace,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+            include_dashboard=False,
+        )
+        self._agent_class = ray.remote(InstanceAgent)
+        self._instances: dict[str, _Instance] = {}
+        self._requests: dict[str, InstanceRequest] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._placing: asyncio.Lock | None = None
+        self._models: dict[Path, tuple[str, Any]] = {}
+        log.info("ray backend on cluster %s, namespace %s", self._address, self._namespace)
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    # -- images ---------------------------------------------------------------------------------
+    def knows_image(self, image: str) -> bool:
+        return self._images.knows_image(image)
+
+    def image_limits(self, image: str) -> ResourceLimits:
+        return self._images.limits(image)
+
+    def known_images(self) -> list[str]:
+        return self._images.known_images()
+
+    # -- placement --------------------------------------------------------------------------------
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    def _room(self, request: InstanceRequest) -> ray_placement.Room:
+        settings = self._settings
+        return ray_placement.room_of(
+            request.limits, settings.ray_container_cpus, settings.ray_container_memory
+        )
+
+    async def place_instance(self, request: InstanceRequest) -> str:
+        self._requests[request.key] = request
+        async with self._lock(request.key):
+            instance = self._instances.get(request.key)
+            if instance is not None and instance.lost is None:
+                return instance.node_ip
+            generation = 1
+            if instance is None:
+                adopted = await self._adopt(request)
+                if adopted is not None:
+                    return adopted.node_ip
+                generation = await asyncio.to_thread(self._next_generation, request.key)
+            else:
+                generation = instance.generation + 1
+                await self._discard(instance)
+            if self._placing is None:
+                self._placing = asyncio.Lock()
+            async with self._placing:  # one at a time, so each sees where the previous went
+                placed = await self._place(request, generation)
+            self._instances[request.key] = placed
+            self._watch(placed)
+            return placed.node_ip
+
+    def _taken_nodes(self, request: InstanceRequest) -> set[str]:
+        return {
+            i.node_ip
+            for i in self._instances.values()
+            if i.request.group == request.group and i.lost is None
+        }
+
+    async def _place(self, request: InstanceRequest, generation: int) -> _Instance:
+        ray = self._ray
+        room = self._room(request)
+        name = f"{request.key}/g{generation}"
+        group = await ray_placement.reserve(
+            ray,
+            room,
+            request.description,
+            f"{self._namespace}/{name}",
+            avoid=self._taken_nodes(request),
+            timeout_s=self._settings.ray_placement_timeout_s,
+        )
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        agent = self._agent_class.options(  # type: ignore[attr-defined]
+            name=name,
+            lifetime="detached",
+            num_cpus=room.cpus,
+            memory=room.memory_bytes,
+            max_restarts=0,
+            scheduling_strategy=PlacementGroupSchedulingStrategy(group, 0),
+        ).remote(self._settings, self._images, request.key, self._namespace)
+        try:
+            node_ip, node_id, _ = await asyncio.wait_for(
+                _awaitable(agent.describe.remote()), AGENT_START_TIMEOUT_S
+            )
+        except BaseException as error:
+            await asyncio.to_thread(self._kill, agent, group)
+            if isinstance(error, Exception):
+                raise PlacementError(
+                    f"The agent of {request.description} did not start on the Ray cluster: "
+                    f"{_cause(error)}"
+                ) from None
+            raise
+        log.info("%s placed on node %s (%s)", request.description, node_ip, name)
+        return _Instance(request, generation, agent, group, node_ip, node_id, adopted=False)
+
+    def _next_generation(self, key: str) -> int:
+        """One more than any generation of `key` a previous run left (names stay unique)."""
+        found = [
+            _generation(name, key)
+            for name in self._ray.util.list_named_actors(all_namespaces=False)
+        ]
+        return max([g for g in found if g is not None], default=0) + 1
+
+    async def _adopt(self, request: InstanceRequest) -> _Instance | None:
+        """The live agent a previous server run left for this instance, if any."""
+        ray = self._ray
+        names = await asyncio.to_thread(ray.util.list_named_actors, False)
+        generations = sorted(
+            (g for g in (_generation(n, request.key) for n in names) if g is not None),
+            reverse=True,
+        )
+        if not generations:
+            return None
+        generation = generations[0]
+        name = f"{request.key}/g{generation}"
+        try:
+            agent = await asyncio.to_thread(ray.get_actor, name)
+            node_ip, node_id, _ = await asyncio.wait_for(
+                _awaitable(agent.describe.remote()), ADOPT_TIMEOUT_S
+            )
+        except Exception as error:
+            log.warning("cannot adopt the agent %s: %s", name, _cause(error))
+            return None
+        group = await asyncio.to_thread(ray_placement.find_group, ray, f"{self._namespace}/{name}")
+        instance = _Instance(request, generation, agent, group, node_ip, node_id, adopted=True)
+        self._instances[request.key] = instance
+        self._watch(instance)
+        log.info("%s adopted on node %s (%s)", request.description, node_ip, name)
+        return instance
+
+    async def release_instance(self, key: str) -> None:
+        async with self._lock(key):
+            instance = self._instances.pop(key, None)
+            self._requests.pop(key, None)
+            if instance is not None:
+                await self._discard(instance, graceful=instance.lost is None)
+
+    async def _discard(self, instance: _Instance, graceful: bool = False) -> None:
+        if instance.poller is not None:
+            instance.poller.cancel()
+        for container in instance.containers.values():
+            container.close_log()
+        if graceful:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    _awaitable(instance.agent.stop_all.remote(self._settings.stop_grace_s)),
+                    self._settings.stop_grace_s + CALL_TIMEOUT_S,
+                )
+        await asyncio.to_thread(self._kill, instance.agent, instance.group)
+
+    def _kill(self, agent: Any, group: Any) -> None:
+        ray = self._ray
+        with contextlib.suppress(Exception):
+            ray.kill(agent, no_restart=True)
+        if group is not None:
+            with contextlib.suppress(Exception):
+                ray.util.remove_placement_group(group)
+
+    async def release_unclaimed(self) -> list[str]:
+        """Stop the agents and placement groups of this namespace no instance claims now."""
+        ray = self._ray
+        claimed = {i.name for i in self._instances.values()}
+        names = await asyncio.to_thread(ray.util.list_named_actors, False)
+        released: list[str] = []
+        for name in names:
+            if "/g" not in name or name in claimed:
+                continue
+            try:
+                agent = await asyncio.to_thread(ray.get_actor, name)
+            except Exception:
+                continue
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    _awaitable(agent.stop_all.remote(self._settings.stop_grace_s)),
+                    self._settings.stop_grace_s + CALL_TIMEOUT_S,
+                )
+            group = await asyncio.to_thread(
+                ray_placement.find_group, ray, f"{self._namespace}/{name}"
+            )
+            await asyncio.to_thread(self._kill, agent, group)
+            released.append(name)
+        prefix = f"{self._namespace}/"
+        keep = {f"{prefix}{name}" for name in claimed}
+        for group in await asyncio.to_thread(ray_placement.groups_named, ray, prefix):
+            if group[0] not in keep:
+                await asyncio.to_thread(self._kill, None, group[1])
+        if released:
+            log.warning("stopped %d instance(s) a previous run left unclaimed", len(released))
+        return released
+
+    async def reap_orphans(self, grace_s: float) -> list[str]:
+        """Nothing up front: a restarted server adopts its predecessor's instances as it places
+        them again, and `release_unclaimed` stops the rest once reconciliation settled."""
+        return []
+
+    # -- containers -----------------------------------------------------------------------------
+    async def start(self, spec: LaunchSpec) -> RayContainer:
+        key = spec.instance_key
+        if key is None or key not in self._requests:
+            raise ContainerStartError(
+                f"container {spec.container_id} belongs to no placed instance"
+            )
+        if not self._images.knows_image(spec.image):
+            raise ImageNotFound(
+                f"Image {spec.image} is not known to this server. Known images: "
+                f"{', '.join(self._images.known_images())}."
+            )
+        instance = self._instances.get(key)
+        if instance is None or instance.lost is not None:
+            # A restart after the instance's node was lost: place the instance anew.
+            try:
+                await self.place_instance(self._requests[key])
+            except PlacementError as error:
+                raise ContainerStartError(str(error)) from None
+            instance = self._instances[key]
+        digest, model = await self._ship_model(spec.model_dir)
+        launch = AgentLaunch(spec, fingerprint(spec, digest), digest, model)
+        try:
+            started: Started = await asyncio.wait_for(
+                _awaitable(instance.agent.start.remote(launch)),
+                spec_timeout(self._settings),
+            )
+        except TimeoutError:
+            raise ContainerStartError(
+                f"the agent on node {instance.node_ip} did not start the container in time"
+            ) from None
+        except Exception as error:
+            raise ContainerStartError(f"on node {instance.node_ip}: {_cause(error)}") from None
+        previous = instance.containers.get(spec.container_id)
+        if previous is not None:
+            previous.close_log()
+        try:
+            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+            logfile = RotatingLog(
+                spec.log_path, self._settings.log_max_bytes, self._settings.log_backups
+            )
+        except OSError as error:
+            raise ContainerStartError(
+                f"cannot open the log of container {spec.container_id}: {error}"
+            ) from None
+        handle = RayContainer(self, instance, spec, started, logfile)
+        instance.containers[spec.container_id] = handle
+        log.info(
+            "%s container %s on node %s (pid %d, port %d)",
+            "adopted" if started.adopted else "started",
+            spec.container_id,
+            instance.node_ip,
+            started.pid,
+            started.port,
+        )
+        return handle
+
+    async def stop_container(
+        self, instance: _Instance, container: RayContainer, grace_s: float
+    ) -> None:
+        if instance.containers.get(container.container_id) is container:
+            del instance.containers[container.container_id]
+        if instance.lost is not None:
+            return
+        try:
+            rest: bytes = await asyncio.wait_for(
+                _awaitable(instance.agent.stop.remote(container.container_id, grace_s)),
+                grace_s + CALL_TIMEOUT_S,
+            )
+        except Exception as error:
+            log.warning("stopping %s: %s", container.container_id, _cause(error))
+            return
+        if rest:
+            container.write_log(rest)
+
+    async def _ship_model(self, model_dir: Path | None) -> tuple[str | None, list[Any] | None]:
+        """The model folder's digest and object reference (packed and put once per folder)."""
+        if model_dir is None or ray_models.is_empty(model_dir):
+            return None, None
+        known = self._models.get(model_dir)
+        if known is None:
+
+            def put() -> tuple[str, Any]:
+                digest, data = ray_models.pack(model_dir, self._settings.max_model_bytes)
+                return digest, self._ray.put(data)
+
+            try:
+                known = await asyncio.to_thread(put)
+            except (OSError, ray_models.ModelTooLarge) as error:
+                raise ContainerStartError(f"cannot ship the model data: {error}") from None
+            self._models[model_dir] = known
+        return known[0], [known[1]]
+
+    # -- watching ---------------------------------------------------------------------------------
+    def _watch(self, instance: _Instance) -> None:
+        instance.answered = time.monotonic()
+        instance.poller = asyncio.get_running_loop().create_task(self._poll_forever(instance))
+
+    async def _poll_forever(self, instance: _Instance) -> None:
+        while instance.lost is None:
+            await self._poll(instance)
+            await asyncio.sleep(POLL_S)
+
+    async def _poll(self, instance: _Instance) -> None:
+        from ray.exceptions import RayActorError
+
+        now = time.monotonic()
+        with_stats = now - instance.stats_at >= STATS_EVERY_S
+        try:
+            states: dict[str, ContainerState] = await asyncio.wait_for(
+                _awaitable(instance.agent.poll.remote(with_stats, SHIP_MAX_BYTES)),
+                LOST_AFTER_S,
+            )
+        except RayActorError as error:
+            self._lose(instance, f"its agent died ({_first_line(error)})")
+            return
+        except TimeoutError:
+            silent = time.monotonic() - instance.answered
+            if silent >= LOST_AFTER_S and not await self._any_answers(instance):
+                self._lose(
+                    instance,
+                    f"its agent did not answer for {silent:.1f}s and none of its containers "
+                    "accepts connections",
+                )
+            return
+        except Exception as error:  # a transient failure of the call itself
+            log.debug("poll of %s failed: %s", instance.name, error)
+            return
+        instance.answered = time.monotonic()
+        if with_stats:
+            instance.stats_at = now
+        for container_id, state in states.items():
+            container = instance.containers.get(container_id)
+            if container is not None:
+                container.observe(state)
+
+    async def _any_answers(self, instance: _Instance) -> bool:
+        async def connects(container: RayContainer) -> bool:
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    _, writer = await asyncio.open_connection(container.host, container.port)
+            except (OSError, TimeoutError):
+                return False
+            writer.close()
+            return True
+
+        containers = list(instance.containers.values())
+        answers = await asyncio.gather(*(connects(c) for c in containers))
+        return any(answers)
+
+    def _lose(self, instance: _Instance, why: str) -> None:
+        if instance.lost is not None:
+            return
+        instance.lost = (
+            f"its node {instance.node_ip} (Ray node {instance.node_id[:12]}) was lost: {why}"
+        )
+        log.warning("%s: %s", instance.request.description, instance.lost)
+        # Ray would place the group again by itself; polyhost places the instance instead.
+        asyncio.get_running_loop().run_in_executor(None, self._kill, instance.agent, instance.group)
+
+
+def fingerprint(spec: LaunchSpec, model_digest: str | None) -> str:
+    """What must be equal for a running container to be adopted rather than restarted."""
+    parts = (
+        spec.image,
+        sorted(spec.environment.items()),
+        model_digest,
+        spec.limits,
+        spec.execution_role_arn,
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def spec_timeout(settings: Settings) -> float:
+    return settings.stop_grace_s + CALL_TIMEOUT_S
+
+
+def _generation(name: str, key: str) -> int | None:
+    prefix = f"{key}/g"
+    if not name.startswith(prefix) or not name[len(prefix) :].isdigit():
+        return None
+    return int(name[len(prefix) :])
+
+
+async def _awaitable(ref: Any) -> Any:
+    """Await a Ray ObjectRef on any event loop (uvloop included)."""
+    return await asyncio.wrap_future(ref.future())
+
+
+def _cause(error: BaseException) -> str:
+    """The message of the error a Ray call raised on the other side, without Ray's traceback."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):
+        return str(cause) or type(cause).__name__
+    return _first_line(error)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
