@@ -89,6 +89,13 @@ class Settings:
         "the Ray cluster of the ray backend (default: RAY_ADDRESS, else auto)",
         metavar="ADDR",
     )
+    ray_node_address: str = setting(
+        "",
+        "--ray-node-address",
+        "this machine's address in the Ray cluster, for the server's own connection to it "
+        "(default: the one Ray picks)",
+        metavar="ADDR",
+    )
     ray_container_cpus: float = setting(
         0.25,
         "--ray-container-cpus",

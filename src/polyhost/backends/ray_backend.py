@@ -207,12 +207,16 @@ class RayBackend:
         self._images = images
         self._namespace = namespace_of(settings.state_dir)
         self._address = ray_address(settings)
+        where: dict[str, str] = {}
+        if settings.ray_node_address:
+            where["_node_ip_address"] = settings.ray_node_address
         ray.init(
             address=self._address,
             namespace=self._namespace,
             logging_level=logging.WARNING,
             log_to_driver=False,
             include_dashboard=False,
+            **where,
         )
         self._agent_class = ray.remote(InstanceAgent)
         self._instances: dict[str, _Instance] = {}

@@ -1,0 +1,148 @@
+"""The Ray backend when things fail: a crashed container, a killed server, a lost node.
+
+A real 3-node Ray cluster on loopback addresses (127.0.0.2-4) and a real server for the module.
+The node is killed last: it takes one of the cluster's nodes for good.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.backends.ray_fixtures import (
+    Load,
+    container_count,
+    echo_containers_by_node,
+    echo_pids,
+    ray_server,
+)
+from tests.support.endpoints import deploy, echo_container, invoke, wait_status
+from tests.support.ray_cluster import LocalRayCluster, ray_installed
+from tests.support.server import PolyhostProcess
+
+pytestmark = pytest.mark.skipif(not ray_installed(), reason="ray is not installed")
+
+LOST_NODE = "127.0.0.3"
+LOAD_THREADS = 4
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayCluster]:
+    with LocalRayCluster(nodes=3, tmp_path=tmp_path_factory.mktemp("cluster")) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def server(
+    cluster: LocalRayCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PolyhostProcess]:
+    process = ray_server(cluster, tmp_path_factory.mktemp("ray")).start(timeout=60)
+    yield process
+    process.stop()
+
+
+def _instance_count(sagemaker: Any, name: str) -> int:
+    described = sagemaker.describe_endpoint(EndpointName=name)
+    return int(described["ProductionVariants"][0]["CurrentInstanceCount"])
+
+
+def test_crashed_container_is_restarted_on_its_node(
+    cluster: LocalRayCluster, server: PolyhostProcess
+) -> None:
+    sagemaker, runtime = server.sagemaker(), server.runtime()
+    described = deploy(sagemaker, "crashy", [echo_container("c")])
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    (node, names), *_ = echo_containers_by_node(cluster, "crashy").items()
+    before = echo_pids(cluster, "crashy")
+    with pytest.raises(Exception):  # noqa: B017 - the crash ends the call one way or another
+        invoke(runtime, "crashy", b"x", CustomAttributes="crash=1")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            body, _ = invoke(runtime, "crashy", b"back")
+            break
+        except Exception:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert body == b"c:back"
+    assert list(echo_containers_by_node(cluster, "crashy")) == [node]
+    assert echo_pids(cluster, "crashy").isdisjoint(before)
+    assert names == ["c"]
+
+
+def test_restarted_server_adopts_running_instances(
+    cluster: LocalRayCluster, server: PolyhostProcess
+) -> None:
+    sagemaker = server.sagemaker()
+    described = deploy(
+        sagemaker, "kept", [echo_container("a"), echo_container("b")], "Direct", instances=3
+    )
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    pids = echo_pids(cluster, "kept")
+    assert len(pids) == 6
+    server.kill9()
+    server.start(timeout=60)
+    sagemaker, runtime = server.sagemaker(), server.runtime()
+    described = wait_status(sagemaker, "kept", timeout=60)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            answers = {
+                invoke(runtime, "kept", b"x", TargetContainerHostname=h, CustomAttributes=a)[0]
+                for h in ("a", "b")
+                for a in ("whoami=1",) * 9
+            }
+            break
+        except Exception:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert len(answers) == 6
+    assert echo_pids(cluster, "kept") == pids  # the same processes: adopted, not restarted
+    assert server.log().count("adopted container kept.") == 6
+    assert _instance_count(sagemaker, "kept") == 3
+
+
+def test_lost_node_is_withdrawn_and_its_instance_placed_again(
+    cluster: LocalRayCluster, server: PolyhostProcess
+) -> None:
+    sagemaker, runtime = server.sagemaker(), server.runtime()
+    described = deploy(
+        sagemaker, "steady", [echo_container("first"), echo_container("second")], instances=3
+    )
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    assert sorted(echo_containers_by_node(cluster, "steady")) == sorted(cluster.ips)
+    with Load(runtime, "steady", threads=LOAD_THREADS) as load:
+        time.sleep(1.0)
+        served_before = load.ok
+        killed = cluster.kill_node(LOST_NODE)
+        dip = back = None
+        deadline = time.monotonic() + 90
+        while back is None:
+            assert time.monotonic() < deadline, (dip, server.log()[-3000:])
+            count = _instance_count(sagemaker, "steady")
+            if dip is None and count == 2:
+                dip = time.monotonic() - killed.at
+            if dip is not None and count == 3:
+                back = time.monotonic() - killed.at
+            time.sleep(0.05)
+        time.sleep(1.0)
+    assert served_before > 0
+    # Only requests that were on the lost node when it went may fail: at most one per client
+    # thread (each waits on its own request), each a 503 naming the node.
+    failures = [message for _, message in load.failures]
+    assert len(failures) <= LOAD_THREADS, failures
+    assert all("ServiceUnavailable" in f and LOST_NODE in f for f in failures), failures
+    assert all(at - killed.at < dip + 0.5 for at, _ in load.failures)
+    assert load.ok > served_before + 50
+    by_node = echo_containers_by_node(cluster, "steady")
+    assert LOST_NODE not in by_node
+    assert container_count(cluster, "steady") == 6
+    body, _ = invoke(runtime, "steady", b"again")
+    assert body == b"second:first:again"
+    print(
+        f"node loss: CurrentInstanceCount dipped {dip:.2f}s and was back {back:.2f}s after "
+        f"the kill; {len(failures)} failed request(s) of {load.ok + len(failures)}"
+    )
