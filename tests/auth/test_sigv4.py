@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import re
 from collections.abc import Collection
 from typing import Any
@@ -13,6 +14,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from polyhost.auth import sigv4
 from polyhost.auth.errors import (
     SIGNATURE_MISMATCH_MESSAGE,
     UNRECOGNIZED_MESSAGE,
@@ -21,11 +23,15 @@ from polyhost.auth.errors import (
     WireProtocol,
 )
 from polyhost.auth.sigv4 import (
+    _MEMO_MAX,
+    MAX_SKEW_S,
     SigV4Verifier,
     Verified,
+    _SigningHmac,
     canonical_query,
     canonical_request,
     header_map,
+    signing_key,
 )
 from tests.auth.helpers import (
     AKID,
@@ -549,3 +555,137 @@ def test_no_refusal_ever_carries_the_secret() -> None:
         refused = refusal(wire)
         for text in (refused.message, refused.detail, str(refused), repr(refused)):
             assert SECRET not in text and TOKEN_SECRET not in text
+
+
+# -- what a verifier memoises never changes an answer ----------------------------------------------
+def _tamper_base() -> Wire:
+    return sign(query="a=1", headers={"Content-Type": "text/csv", HOSTNAME: "customIps1"})
+
+
+def _warm(clock: Any = lambda: NOW) -> SigV4Verifier:
+    """A verifier that has just verified `_tamper_base()`: its memos hold that request's
+    Authorization header (all but the signature), date, path and signing key."""
+    warm = SigV4Verifier(default_principals().lookup, region=REGION, clock=clock)
+    base = _tamper_base()
+    warm.verify(
+        base.method, base.path, base.query, base.headers, services=SAGEMAKER, body=base.body
+    )
+    return warm
+
+
+def _outcome(checker: SigV4Verifier, wire: Wire) -> tuple[Refusal, str] | str:
+    try:
+        verified = checker.verify(
+            wire.method, wire.path, wire.query, wire.headers, services=SAGEMAKER, body=wire.body
+        )
+    except SignatureRefused as refused:
+        return refused.reason, refused.message
+    return verified.principal.name
+
+
+@pytest.mark.parametrize(("case", "wire"), _tamper_cases(), ids=[c for c, _ in _tamper_cases()])
+def test_after_a_verified_request_every_change_still_fails(case: str, wire: Wire) -> None:
+    outcome = _outcome(_warm(), wire)
+    assert outcome == (Refusal.INVALID_SIGNATURE, SIGNATURE_MISMATCH_MESSAGE)
+    assert outcome == _outcome(verifier(), wire)  # exactly what a fresh verifier answers
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        "Signature= -> Signature=",  # unchanged: verifies
+        "Signature= -> Signature=0",
+        ", Signature= -> , Signature=  ",
+        ", Signature= -> ,Signature=",
+        ", Signature= -> , signature=",
+        ", Signature= -> , Signature=x, Signature=",
+        ", Signature= -> , Signature==",
+        ", Signature= -> , Signature=, Extra=1, Signature=",
+        ", Signature= -> , Signature=x,",
+        "Credential= -> Signature=x, Credential=",
+        "SignedHeaders= -> Signature=y, SignedHeaders=",
+        ", Signature= -> , Signature",
+        "AWS4-HMAC-SHA256 -> AWS4-HMAC-SHA256 ",
+    ],
+)
+def test_an_authorization_header_sharing_a_memoised_prefix_parses_as_in_full(
+    transform: str,
+) -> None:
+    wire = with_authorization(_tamper_base(), transform)
+    if transform == ", Signature= -> , Signature=  ":
+        # The signature emptied: a header whose last part is an empty Signature.
+        auth = next(v for n, v in wire.headers if n == "Authorization")
+        wire = wire.replacing("Authorization", auth[: auth.rindex("Signature=") + 10] + "  ")
+    assert _outcome(_warm(), wire) == _outcome(verifier(), wire)
+
+
+def test_the_time_window_applies_after_a_memoised_success() -> None:
+    now = [NOW]
+    warm = _warm(clock=lambda: now[0])
+    base = _tamper_base()
+    for moment, expected in [
+        (NOW + MAX_SKEW_S - 1, "alice"),
+        (NOW + MAX_SKEW_S + 1, Refusal.INVALID_SIGNATURE),
+        (NOW - MAX_SKEW_S - 1, Refusal.INVALID_SIGNATURE),
+        (NOW, "alice"),
+    ]:
+        now[0] = moment
+        outcome = _outcome(warm, base)
+        assert (outcome if isinstance(outcome, str) else outcome[0]) == expected, moment
+
+
+def test_requests_of_other_seconds_and_malformed_dates_after_a_memoised_date() -> None:
+    warm = _warm()
+    later = sign(
+        query="a=1",
+        headers={"Content-Type": "text/csv", HOSTNAME: "customIps1"},
+        when=SIGNED_AT + dt.timedelta(seconds=1),
+    )
+    assert _outcome(warm, later) == "alice"
+    # The same date as the memoised one, but with the other request's signature: a mismatch.
+    mixed = later.replacing("X-Amz-Date", "20240517T120000Z")
+    assert _outcome(warm, mixed) == (Refusal.INVALID_SIGNATURE, SIGNATURE_MISMATCH_MESSAGE)
+    broken = _tamper_base().replacing("X-Amz-Date", "20240517T120000")
+    assert _outcome(warm, broken) == _outcome(verifier(), broken)
+    assert _outcome(warm, broken)[0] is Refusal.INCOMPLETE_SIGNATURE
+
+
+def test_a_verified_request_names_the_principal_its_key_names_now() -> None:
+    first, second = default_principals(), default_principals()
+    current = [first]
+    checker = SigV4Verifier(lambda key: current[0].lookup(key), region=REGION, clock=lambda: NOW)
+    base = _tamper_base()
+    args = (base.method, base.path, base.query, base.headers)
+    assert (
+        checker.verify(*args, services=SAGEMAKER, body=base.body).principal
+        is (first.by_access_key[AKID])
+    )
+    current[0] = second
+    assert (
+        checker.verify(*args, services=SAGEMAKER, body=base.body).principal
+        is (second.by_access_key[AKID])
+    )
+
+
+@pytest.mark.parametrize("length", [0, 1, 55, 56, 63, 64, 65, 300, 5000])
+def test_the_precomputed_hmac_is_hmac_sha256(length: int) -> None:
+    key = signing_key(SECRET, "20240517", REGION, "sagemaker")
+    message = bytes(range(256)) * (length // 256 + 1)
+    message = message[:length]
+    expected = hmac.new(key, message, "sha256").hexdigest()
+    assert _SigningHmac(key).hexdigest(message) == expected
+
+
+def test_the_memos_stay_bounded_whatever_a_caller_sends() -> None:
+    checker = _warm()
+    base = _tamper_base()
+    for i in range(3 * _MEMO_MAX):
+        wire = with_authorization(base, f"SignedHeaders= -> X{i}=1, SignedHeaders=")
+        wire = Wire(wire.method, f"/endpoints/e{i}/invocations", "", wire.headers, wire.body)
+        _outcome(checker, wire.with_header(f"X-Name-{i}", "v"))
+        header_map([(f"x-other-{i}".encode(), b"v")])
+    assert len(checker._heads) <= _MEMO_MAX
+    assert len(checker._uris) <= _MEMO_MAX
+    assert len(sigv4._HEADER_NAMES) <= sigv4._HEADER_NAMES_MAX
+    # And they still answer right once full.
+    assert _outcome(checker, base) == "alice"

@@ -43,6 +43,8 @@ KNOWN_KEYS: dict[str, str] = {
 TIME_KEYS = frozenset({CURRENT_TIME.lower(), EPOCH_TIME.lower()})
 
 Values = tuple[str, ...]
+_TRUE: Values = ("true",)
+_FALSE: Values = ("false",)
 
 
 def format_current_time(now: float) -> str:
@@ -58,6 +60,15 @@ class RequestContext:
     def __init__(self, values: Mapping[str, Values], now: float) -> None:
         self._values: dict[str, Values] = {k.lower(): tuple(v) for k, v in values.items()}
         self.now = now
+
+    @classmethod
+    def _normalized(cls, values: dict[str, Values], now: float) -> RequestContext:
+        """A context of `values` already keyed lowercase with tuple values (no copy): what
+        `request_context` builds, on every authorized request."""
+        context = cls.__new__(cls)
+        context._values = values
+        context.now = now
+        return context
 
     def get(self, key: str) -> Values | None:
         """The values of `key` (lowercased), or None when the request does not carry it."""
@@ -91,19 +102,20 @@ def request_context(
     """
     values: dict[str, Values] = {
         "aws:username": (username,),
-        "aws:securetransport": ("true" if secure_transport else "false",),
+        "aws:securetransport": _TRUE if secure_transport else _FALSE,
     }
-    optional = (
-        ("aws:sourceip", source_ip),
-        ("sagemaker:targetcontainerhostname", target_container_hostname),
-        ("sagemaker:targetmodel", target_model),
-        ("sagemaker:targetvariant", target_variant),
-        ("sagemaker:inferencecomponentname", inference_component_name),
-    )
-    for key, value in optional:
-        if value:
-            values[key] = (value,)
-    for key, given in (extra or {}).items():
-        items = (given,) if isinstance(given, str) else tuple(given)
-        values[key.lower()] = items
-    return RequestContext(values, time.time() if now is None else now)
+    if source_ip:
+        values["aws:sourceip"] = (source_ip,)
+    if target_container_hostname:
+        values["sagemaker:targetcontainerhostname"] = (target_container_hostname,)
+    if target_model:
+        values["sagemaker:targetmodel"] = (target_model,)
+    if target_variant:
+        values["sagemaker:targetvariant"] = (target_variant,)
+    if inference_component_name:
+        values["sagemaker:inferencecomponentname"] = (inference_component_name,)
+    if extra:
+        for key, given in extra.items():
+            items = (given,) if isinstance(given, str) else tuple(given)
+            values[key.lower()] = items
+    return RequestContext._normalized(values, time.time() if now is None else now)

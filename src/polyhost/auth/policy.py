@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from polyhost.auth.conditions import Condition, parse_condition
-from polyhost.auth.context import KNOWN_KEYS
+from polyhost.auth.context import KNOWN_KEYS, TIME_KEYS
 from polyhost.auth.errors import PolicyError
 from polyhost.auth.patterns import (
     POLICY_VARIABLES_VERSION,
@@ -182,6 +182,7 @@ class PolicySet:
     allows: tuple[Statement, ...]
     keys: frozenset[str]  # every condition key any statement reads
     read_keys: tuple[str, ...]  # the same, sorted: the order a decision cache keys them in
+    reads_time: bool = False  # a statement reads aws:CurrentTime or aws:EpochTime
 
     def evaluate(self, action: str, resource: str, lookup: Lookup) -> Decision:
         parts = resource.split(":", 5)
@@ -202,6 +203,7 @@ def compile_policies(policies: Iterable[Sequence[Statement]]) -> PolicySet:
         tuple(s for s in statements if s.effect is Effect.ALLOW),
         keys,
         tuple(sorted(keys)),
+        bool(keys & TIME_KEYS),
     )
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from polyhost.auth.context import KNOWN_KEYS, TIME_KEYS
+from polyhost.auth.context import KNOWN_KEYS
 from polyhost.auth.errors import PolicyError
 from polyhost.auth.policy import PolicySet, compile_policies, json_object, parse_policy
 
@@ -51,7 +51,7 @@ class Principal:
     @property
     def cacheable(self) -> bool:
         """Whether decisions for this principal may be cached: not if a policy reads the time."""
-        return not (self.policies.keys & TIME_KEYS)
+        return not self.policies.reads_time
 
     def __repr__(self) -> str:
         token = MASK if self.session_token else None

@@ -66,6 +66,12 @@ Lookup = Callable[[str], Principal | None]
 
 _AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
 _SIGNING_KEYS_MAX = 1024
+# Bound of each memo keyed on what a caller sends (parsed headers, paths): a caller varying
+# them only makes the memo start over.
+_MEMO_MAX = 256
+# Header names as received -> lowercased text; the names a client sends repeat.
+_HEADER_NAMES: dict[bytes, str] = {}
+_HEADER_NAMES_MAX = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,15 +85,45 @@ class Verified:
     signed_headers: frozenset[str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Authorization:
+    """An Authorization header's parameters but the signature: what a client's headers share
+    from one request to the next (the signature changes with every date and body)."""
+
     access_key_id: str
     date: str
     region: str
     service: str
     terminator: str
     signed_headers: tuple[str, ...]
-    signature: str
+    signed_set: frozenset[str]
+    scope: str  # the credential scope, as the string to sign names it
+    # What a verified request with these parameters returns (the same for every one of them,
+    # as long as the access key names the same principal).
+    verified: Verified | None = None
+
+
+class _SigningHmac:
+    """HMAC-SHA256 under one derived signing key, its two padded key blocks hashed once.
+
+    HMAC(K, m) = H((K ^ opad) || H((K ^ ipad) || m)) (RFC 2104); the states after the padded
+    blocks depend on the key only, so each signature costs the hashing of the message and one
+    more block instead of four. The key is 32 bytes, within SHA-256's 64-byte block.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        block = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def hexdigest(self, message: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
 
 def _refuse(reason: Refusal, message: str, detail: str = "") -> SignatureRefused:
@@ -107,8 +143,23 @@ def _text(value: str | bytes) -> str:
 def header_map(headers: Iterable[Header]) -> dict[str, list[str]]:
     """Lowercased name -> values in the order received (duplicates kept)."""
     out: dict[str, list[str]] = {}
+    names = _HEADER_NAMES
     for name, value in headers:
-        out.setdefault(_text(name).lower(), []).append(_text(value))
+        # This runs for every header of every signed request: names as received (bytes) are
+        # decoded once, then looked up; `_text` is inlined.
+        if type(name) is bytes:
+            key = names.get(name)
+            if key is None:
+                if len(names) >= _HEADER_NAMES_MAX:
+                    names.clear()
+                key = names[name] = name.decode("latin-1").lower()
+        else:
+            key = _text(name).lower()
+        text = value.decode("latin-1") if type(value) is bytes else _text(value)
+        if key in out:
+            out[key].append(text)
+        else:
+            out[key] = [text]
     return out
 
 
@@ -144,13 +195,33 @@ def canonical_request(
     signed_headers: tuple[str, ...],
     payload_hash: str,
 ) -> str:
-    lines = [f"{name}:{canonical_header_value(headers[name])}" for name in signed_headers]
+    return _canonical_request(
+        method, canonical_uri(path), query, headers, signed_headers, payload_hash
+    )
+
+
+def _canonical_request(
+    method: str,
+    uri: str,
+    query: str,
+    headers: dict[str, list[str]],
+    signed_headers: tuple[str, ...],
+    payload_hash: str,
+) -> str:
+    """The canonical request of a path already in canonical form (`canonical_uri`)."""
+    lines = []
+    for name in signed_headers:
+        values = headers[name]
+        if len(values) == 1:
+            lines.append(f"{name}:{' '.join(values[0].split())}\n")
+        else:
+            lines.append(f"{name}:{canonical_header_value(values)}\n")
     return "\n".join(
         (
             method.upper(),
-            canonical_uri(path),
-            canonical_query(query),
-            "\n".join(lines) + "\n",
+            uri,
+            canonical_query(query) if query else "",
+            "".join(lines),
             ";".join(signed_headers),
             payload_hash,
         )
@@ -177,7 +248,13 @@ class SigV4Verifier:
     """Verifies requests for one region against the principals `lookup` knows.
 
     `clock` returns epoch seconds (injectable for tests). One verifier per principals file: a
-    reload builds a new one, which also drops the derived signing keys it memoised.
+    reload builds a new one, which also drops what it memoised.
+
+    Every request is verified in full: nothing is remembered per signature, so a replayed
+    request costs what a freshly signed one does. What is memoised are pure functions of
+    inputs that repeat from one request to the next, each in a small bounded map: the derived
+    signing key per (secret, date, region, service), the parsed Authorization header without
+    its signature, the last `X-Amz-Date` parsed, and the canonical form of each path.
     """
 
     def __init__(
@@ -192,7 +269,11 @@ class SigV4Verifier:
         self.region = region
         self._clock = clock
         self._max_skew_s = max_skew_s
-        self._keys: dict[tuple[str, str, str, str], bytes] = {}
+        self._keys: dict[tuple[str, str, str, str], _SigningHmac] = {}
+        self._heads: dict[str, _Authorization] = {}
+        self._uris: dict[str, str] = {}
+        # The last X-Amz-Date parsed (valid ones only) and what it parsed to.
+        self._last_date: tuple[str, tuple[str, float, str]] | None = None
 
     def verify(
         self,
@@ -215,7 +296,7 @@ class SigV4Verifier:
         if (body is None) == (body_sha256 is None):
             raise TypeError("give exactly one of body and body_sha256")
         received = header_map(headers)
-        auth = self._parse_authorization(received)
+        auth, signature = self._authorization(received)
         timestamp, moment, date_header = self._request_time(received)
         self._check_signed_headers(auth, received, date_header)
         self._check_scope(auth, timestamp, services)
@@ -224,84 +305,75 @@ class SigV4Verifier:
         if principal is None:
             raise _refuse(Refusal.UNRECOGNIZED_CLIENT, UNRECOGNIZED_MESSAGE, "unknown access key")
         self._check_token(principal, received)
-        payload_hash = body_sha256.lower() if body_sha256 is not None else ""
         if body is not None:
             payload_hash = hashlib.sha256(body).hexdigest()
+        else:
+            payload_hash = body_sha256.lower() if body_sha256 is not None else ""
         self._check_content_hash(received, payload_hash)
 
-        scope = f"{auth.date}/{auth.region}/{auth.service}/{TERMINATOR}"
-        canonical = canonical_request(
-            method, _text(path), _text(query), received, auth.signed_headers, payload_hash
+        path_text = path.decode("latin-1") if isinstance(path, bytes) else path
+        uri = self._uris.get(path_text)
+        if uri is None:
+            if len(self._uris) >= _MEMO_MAX:
+                self._uris.clear()
+            uri = self._uris[path_text] = canonical_uri(path_text)
+        canonical = _canonical_request(
+            method, uri, _text(query), received, auth.signed_headers, payload_hash
         )
-        key = self._signing_key(principal.secret_access_key, auth.date, auth.region, auth.service)
-        expected = hmac.new(key, string_to_sign(timestamp, scope, canonical).encode(), "sha256")
-        if not hmac.compare_digest(expected.hexdigest().encode(), auth.signature.encode()):
+        signer = self._signer(principal.secret_access_key, auth.date, auth.region, auth.service)
+        expected = signer.hexdigest(string_to_sign(timestamp, auth.scope, canonical).encode())
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
             raise _mismatch("the signature does not match the request")
-        return Verified(
-            principal, auth.access_key_id, auth.region, auth.service, frozenset(auth.signed_headers)
-        )
+        verified = auth.verified
+        if verified is None or verified.principal is not principal:
+            verified = auth.verified = Verified(
+                principal, auth.access_key_id, auth.region, auth.service, auth.signed_set
+            )
+        return verified
 
     # -- the checks, in order ---------------------------------------------------------------
-    @staticmethod
-    def _parse_authorization(received: dict[str, list[str]]) -> _Authorization:
+    def _authorization(self, received: dict[str, list[str]]) -> tuple[_Authorization, str]:
+        """The Authorization header's parameters and its signature; raises SignatureRefused.
+
+        A client sends the same header but for its signature from one request to the next, so
+        the parameters before a trailing `, Signature=...` (where every SDK puts it) are parsed
+        once: a header whose part before its last comma was parsed before, and whose last part
+        is a non-empty Signature, parses exactly as that part did plus this signature (the full
+        parse splits on commas, and a Signature found earlier would have been refused as a
+        repeat). Anything else takes the full parse.
+        """
         values = received.get("authorization")
-        if not values:
-            raise _refuse(Refusal.MISSING_AUTHENTICATION, MISSING_TOKEN_MESSAGE)
-        if len(values) > 1:
-            raise _refuse(
-                Refusal.INCOMPLETE_SIGNATURE, "The request has more than one Authorization header."
-            )
-        algorithm, _, rest = values[0].strip().partition(" ")
-        if algorithm != ALGORITHM:
-            raise _refuse(
-                Refusal.INCOMPLETE_SIGNATURE,
-                f"Authorization header requires the {ALGORITHM} algorithm.",
-            )
-        params: dict[str, str] = {}
-        for piece in rest.split(","):
-            piece = piece.strip()
-            if not piece:
-                continue
-            name, equals, value = piece.partition("=")
-            if not equals:
-                shown = piece if len(piece) <= 80 else piece[:77] + "..."
-                raise _refuse(
-                    Refusal.INCOMPLETE_SIGNATURE,
-                    f"'{shown}' not a valid key=value pair (missing equal-sign) in "
-                    "Authorization header.",
-                )
-            if name in params:
-                raise _refuse(
-                    Refusal.INCOMPLETE_SIGNATURE, f"Authorization header has '{name}' twice."
-                )
-            params[name] = value.strip()
-        missing = [
-            f"Authorization header requires '{name}' parameter."
-            for name in ("Credential", "Signature", "SignedHeaders")
-            if not params.get(name)
-        ]
-        if missing:
-            raise _refuse(Refusal.INCOMPLETE_SIGNATURE, " ".join(missing))
-        credential = params["Credential"]
-        parts = credential.split("/")
-        if len(parts) != 5:
-            shown = credential if len(credential) <= 200 else credential[:197] + "..."
-            raise _refuse(
-                Refusal.INCOMPLETE_SIGNATURE,
-                "Credential must have exactly 5 slash-delimited elements, e.g. "
-                f"keyid/date/region/service/term, got '{shown}'",
-            )
-        signed = tuple(
-            sorted({name.strip().lower() for name in params["SignedHeaders"].split(";")})
-        )
-        access_key_id, date, region, service, terminator = parts
-        return _Authorization(
-            access_key_id, date, region, service, terminator, signed, params["Signature"]
-        )
+        if values is not None and len(values) == 1:
+            head, comma, last = values[0].rpartition(",")
+            if comma:
+                known = self._heads.get(head)
+                if known is not None:
+                    piece = last.strip()
+                    if piece.startswith("Signature="):
+                        signature = piece[10:].strip()
+                        if signature:
+                            return known, signature
+        auth, signature, trailing = _parse_authorization(values)
+        if trailing:
+            if len(self._heads) >= _MEMO_MAX:
+                self._heads.clear()
+            self._heads[values[0].rpartition(",")[0]] = auth  # type: ignore[index]
+        return auth, signature
+
+    def _request_time(self, received: dict[str, list[str]]) -> tuple[str, float, str]:
+        """(ISO basic timestamp, epoch seconds, the header it came from)."""
+        amz = received.get("x-amz-date")
+        if amz is not None and len(amz) == 1:
+            last = self._last_date
+            if last is not None and amz[0] == last[0]:  # requests of one second share it
+                return last[1]
+            parsed = self._parse_time(received)
+            self._last_date = (amz[0], parsed)
+            return parsed
+        return self._parse_time(received)
 
     @staticmethod
-    def _request_time(received: dict[str, list[str]]) -> tuple[str, float, str]:
-        """(ISO basic timestamp, epoch seconds, the header it came from)."""
+    def _parse_time(received: dict[str, list[str]]) -> tuple[str, float, str]:
         amz = received.get("x-amz-date")
         if amz and len(amz) > 1:
             raise _refuse(
@@ -337,7 +409,7 @@ class SigV4Verifier:
     def _check_signed_headers(
         auth: _Authorization, received: dict[str, list[str]], date_header: str
     ) -> None:
-        signed = auth.signed_headers
+        signed = auth.signed_set
         if "host" not in signed:
             raise _refuse(
                 Refusal.INCOMPLETE_SIGNATURE,
@@ -349,7 +421,7 @@ class SigV4Verifier:
                 Refusal.INCOMPLETE_SIGNATURE,
                 f"'{spelt}' must be a 'SignedHeader' in the AWS Authorization.",
             )
-        for name in signed:
+        for name in auth.signed_headers:  # in order: the first one missing is named
             if name not in received:
                 raise _refuse(
                     Refusal.INCOMPLETE_SIGNATURE,
@@ -395,18 +467,17 @@ class SigV4Verifier:
     def _check_clock(self, timestamp: str, moment: float) -> None:
         now = self._clock()
         skew = self._max_skew_s
-        minutes = f"{skew / 60:g} min."
         if moment < now - skew:
             raise _refuse(
                 Refusal.INVALID_SIGNATURE,
                 f"Signature expired: {timestamp} is now earlier than {_iso_basic(now - skew)} "
-                f"({_iso_basic(now)} - {minutes})",
+                f"({_iso_basic(now)} - {skew / 60:g} min.)",
             )
         if moment > now + skew:
             raise _refuse(
                 Refusal.INVALID_SIGNATURE,
                 f"Signature not yet current: {timestamp} is still later than "
-                f"{_iso_basic(now + skew)} ({_iso_basic(now)} + {minutes})",
+                f"{_iso_basic(now + skew)} ({_iso_basic(now)} + {skew / 60:g} min.)",
             )
 
     @staticmethod
@@ -440,14 +511,79 @@ class SigV4Verifier:
         if not hmac.compare_digest(sent[0].strip().lower().encode(), payload_hash.encode()):
             raise _mismatch("x-amz-content-sha256 is not the hash of the body")
 
-    def _signing_key(self, secret: str, date: str, region: str, service: str) -> bytes:
+    def _signer(self, secret: str, date: str, region: str, service: str) -> _SigningHmac:
         memo = (secret, date, region, service)
-        key = self._keys.get(memo)
-        if key is None:
+        signer = self._keys.get(memo)
+        if signer is None:
             if len(self._keys) >= _SIGNING_KEYS_MAX:
                 self._keys.clear()
-            key = self._keys[memo] = signing_key(secret, date, region, service)
-        return key
+            signer = self._keys[memo] = _SigningHmac(signing_key(secret, date, region, service))
+        return signer
+
+
+def _parse_authorization(values: list[str] | None) -> tuple[_Authorization, str, bool]:
+    """The full parse of the Authorization header's `values`: its parameters, its signature,
+    and whether the signature is its last part (the form the verifier memoises)."""
+    if not values:
+        raise _refuse(Refusal.MISSING_AUTHENTICATION, MISSING_TOKEN_MESSAGE)
+    if len(values) > 1:
+        raise _refuse(
+            Refusal.INCOMPLETE_SIGNATURE, "The request has more than one Authorization header."
+        )
+    algorithm, _, rest = values[0].strip().partition(" ")
+    if algorithm != ALGORITHM:
+        raise _refuse(
+            Refusal.INCOMPLETE_SIGNATURE,
+            f"Authorization header requires the {ALGORITHM} algorithm.",
+        )
+    params: dict[str, str] = {}
+    last = ""
+    for piece in rest.split(","):
+        piece = piece.strip()
+        last = piece
+        if not piece:
+            continue
+        name, equals, value = piece.partition("=")
+        if not equals:
+            shown = piece if len(piece) <= 80 else piece[:77] + "..."
+            raise _refuse(
+                Refusal.INCOMPLETE_SIGNATURE,
+                f"'{shown}' not a valid key=value pair (missing equal-sign) in "
+                "Authorization header.",
+            )
+        if name in params:
+            raise _refuse(Refusal.INCOMPLETE_SIGNATURE, f"Authorization header has '{name}' twice.")
+        params[name] = value.strip()
+    missing = [
+        f"Authorization header requires '{name}' parameter."
+        for name in ("Credential", "Signature", "SignedHeaders")
+        if not params.get(name)
+    ]
+    if missing:
+        raise _refuse(Refusal.INCOMPLETE_SIGNATURE, " ".join(missing))
+    credential = params["Credential"]
+    parts = credential.split("/")
+    if len(parts) != 5:
+        shown = credential if len(credential) <= 200 else credential[:197] + "..."
+        raise _refuse(
+            Refusal.INCOMPLETE_SIGNATURE,
+            "Credential must have exactly 5 slash-delimited elements, e.g. "
+            f"keyid/date/region/service/term, got '{shown}'",
+        )
+    signed = tuple(sorted({name.strip().lower() for name in params["SignedHeaders"].split(";")}))
+    access_key_id, date, region, service, terminator = parts
+    auth = _Authorization(
+        access_key_id,
+        date,
+        region,
+        service,
+        terminator,
+        signed,
+        frozenset(signed),
+        f"{date}/{region}/{service}/{TERMINATOR}",
+    )
+    trailing = "," in rest and last.startswith("Signature=")
+    return auth, params["Signature"], trailing
 
 
 def _moment(match: re.Match[str] | None) -> float | None:

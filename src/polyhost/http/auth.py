@@ -56,6 +56,7 @@ INVOCATIONS_SUFFIX = "/invocations"
 LOGS_ROUTE_PREFIX = "/polyhost/endpoints/"
 # Routes anyone may call: the server's own liveness, which reveals nothing.
 OPEN_PATHS = frozenset({"/ping"})
+INVOCATION_TARGETS_MAX = 1024
 
 # An encoder per protocol a route may speak; CloudWatch's adapter registers its own.
 ErrorEncoder = Callable[[Scope, ServiceError], tuple[int, Headers, bytes]]
@@ -74,6 +75,9 @@ class Gate:
     def __init__(self, settings: Settings, control: AccessControl | None) -> None:
         self._settings = settings
         self.control = control
+        # Endpoint name -> its InvokeEndpoint target: names repeat on every invocation. Any
+        # name in a URL lands here, so the map is bounded (and starts over when full).
+        self._invocation_targets: dict[str, Target] = {}
 
     @property
     def enabled(self) -> bool:
@@ -161,9 +165,15 @@ class Gate:
             )
 
     def invocation_target(self, endpoint_name: str) -> Target:
-        return invoke_endpoint_target(
-            endpoint_name, region=self._settings.region, account_id=self._settings.account_id
-        )
+        targets = self._invocation_targets
+        target = targets.get(endpoint_name)
+        if target is None:
+            if len(targets) >= INVOCATION_TARGETS_MAX:
+                targets.clear()
+            target = targets[endpoint_name] = invoke_endpoint_target(
+                endpoint_name, region=self._settings.region, account_id=self._settings.account_id
+            )
+        return target
 
 
 def _short(value: bytes | str, limit: int = 200) -> str:
