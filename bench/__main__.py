@@ -32,6 +32,7 @@ SCENARIOS: list[tuple[int, str, str]] = [
     (9, "auth", "bench.scenarios.auth"),
     (10, "docker", "bench.scenarios.docker"),
     (11, "soak", "bench.scenarios.soak"),
+    (12, "ray", "bench.scenarios.ray_backend"),
 ]
 # "findings" is written by hand after a run and kept in place by later runs.
 ORDER = ["machine", *(key for _, key, _ in SCENARIOS), "findings"]

@@ -219,6 +219,7 @@ class LocalRayCluster:
     nodes: int = 3
     tmp_path: Path | None = None  # `ray start` outputs and, at teardown, copies of Ray's logs
     num_cpus: int = 2
+    head_num_cpus: int | None = None  # e.g. 0: nothing placed on the head, only on workers
     memory: int = 2 * GIB
     object_store_memory: int = 128 * MIB
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -465,7 +466,7 @@ class LocalRayCluster:
             "--dashboard-agent-grpc-port", str(free_port(ip)),
             "--runtime-env-agent-port", str(free_port(ip)),
             "--metrics-export-port", str(free_port(ip)),
-            "--num-cpus", str(self.num_cpus),
+            "--num-cpus", str(self._cpus(node)),
             "--memory", str(self.memory),
             "--object-store-memory", str(self.object_store_memory),
             "--disable-usage-stats",
@@ -496,6 +497,11 @@ class LocalRayCluster:
         else:
             command += ["--address", self.address]
         return node, command, env
+
+    def _cpus(self, node: RayNode) -> int:
+        if node.head and self.head_num_cpus is not None:
+            return self.head_num_cpus
+        return self.num_cpus
 
     def _run_ray_start(self, starts: list[tuple[RayNode, list[str], dict[str, str]]]) -> None:
         """Run the `ray start` commands side by side; each returns once its node is up."""
