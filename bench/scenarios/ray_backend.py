@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib.metadata
 import os
 import statistics
 import subprocess
@@ -46,6 +47,7 @@ from bench.checks import expect_ok
 from bench.context import Context
 from bench.cpus import set_tree_affinity
 from bench.loadgen import Latency, wrk_run
+from bench.machine import cpu_model
 from bench.payloads import write_bodies
 from bench.polyhost_server import ECHO_IMAGE, ECHO_PROGRAM, PolyhostServer
 from bench.procs import LOADGEN_CPUS
@@ -325,7 +327,7 @@ def run(ctx: Context) -> Section:
         return section
     work = ctx.work(KEY)
     body = write_bodies(work, {"1KB": 1024})["1KB"]
-    rounds = 1 if ctx.quick else 2
+    rounds = 1 if ctx.quick else 3
     starts = 1 if ctx.quick else 3
     seconds = 2.0 if ctx.quick else 8.0
     with LocalRayCluster(nodes=1 + WORKERS, tmp_path=work / "cluster", head_num_cpus=0) as cluster:
@@ -375,8 +377,11 @@ def _write(
             return max(results, key=lambda r: r.rps)
         return sorted(results, key=lambda r: r.p50_ms)[len(results) // 2]
 
+    memory = psutil.virtual_memory().total / 2**30
     section.add(
-        f"Cluster: `ray start` nodes {nodes_line}, on loopback only (up in "
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, RAM {memory:.1f} GiB; Ray "
+        f"{importlib.metadata.version('ray')}. Cluster: `ray start` nodes {nodes_line}, "
+        f"on loopback only (up in "
         f"{cluster_start_s:.1f} s). One request = 1 KB JSON to the light echo container "
         f"(`bench/echo`), 1 instance; {rounds} round(s) per backend, alternated; latency from "
         "the round with the median p50, throughput from the best round. With `--backend ray` "
@@ -392,6 +397,13 @@ def _write(
         ["backend", "p50 ms (c=1)", "p99 ms (c=1)", "req/s (c=32)", "p99 ms (c=32)", "errors"],
         rows,
     )
+    for backend in BACKENDS:
+        each = "; ".join(
+            f"{r['c1'].p50_ms:.3f} / {r['c1'].p99_ms:.3f} ms, {r['c32'].rps:,.0f} req/s"
+            for r in runs[backend]
+        )
+        section.add(f"- {backend}, each round (p50 / p99 at c=1, c=32 throughput): {each}")
+    section.add("")
     process_c1, ray_c1 = best("process", "c1"), best("ray", "c1")
     process_c32, ray_c32 = best("process", "c32"), best("ray", "c32")
     extra_us = (ray_c1.p50_ms - process_c1.p50_ms) * 1000
