@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from tests.support.endpoints import invoke
 from tests.support.ray_cluster import LocalRayCluster
@@ -106,7 +106,8 @@ def cluster_leftovers(cluster: LocalRayCluster, state_dir: Path, endpoint: str) 
 
 
 class Load:
-    """Steady invocations from a few threads; every failure is kept with its message and time."""
+    """Steady invocations from a few threads; every failure is kept with its time and message,
+    and the slowest request's duration too (a request stuck on a lost node would show there)."""
 
     def __init__(self, runtime: Any, endpoint: str, threads: int = 4, **kwargs: Any) -> None:
         self._runtime = runtime
@@ -114,16 +115,19 @@ class Load:
         self._kwargs = kwargs
         self._stop = threading.Event()
         self.ok = 0
+        self.slowest_s = 0.0
         self.failures: list[tuple[float, str]] = []
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 invoke(self._runtime, self._endpoint, b"load", **self._kwargs)
                 self.ok += 1
-            except ClientError as error:
+            except (ClientError, BotoCoreError) as error:
                 self.failures.append((time.monotonic(), str(error)))
+            self.slowest_s = max(self.slowest_s, time.monotonic() - started)
             time.sleep(0.005)
 
     def __enter__(self) -> Load:

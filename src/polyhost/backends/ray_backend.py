@@ -51,6 +51,7 @@ from polyhost.backends.images import ImageRegistry
 from polyhost.backends.logfile import RotatingLog
 from polyhost.backends.ray_agent import AgentLaunch, ContainerState, InstanceAgent, Started
 from polyhost.backends.ray_logs import SHIP_MAX_BYTES
+from polyhost.backends.ray_placement import RAY_CALLS, ray_call
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.backends.ray")
@@ -62,6 +63,8 @@ STATS_EVERY_S = 2.0  # CPU and memory are sampled this often (psutil costs on th
 AGENT_START_TIMEOUT_S = 120.0  # a new actor's worker process: spawn and import polyhost
 CALL_TIMEOUT_S = 60.0  # start/stop of a container through its agent, beyond its own grace
 ADOPT_TIMEOUT_S = 5.0  # a previous run's agent must answer this fast to be adopted
+# A node seen lost is not placed on for this long (or until Ray, too, says it is dead).
+LOST_NODE_EXCLUDED_S = 120.0
 
 
 def ray_address(settings: Settings) -> str:
@@ -224,6 +227,7 @@ class RayBackend:
         self._locks: dict[str, asyncio.Lock] = {}
         self._placing: asyncio.Lock | None = None
         self._models: dict[Path, tuple[str, Any]] = {}
+        self._lost_nodes: dict[str, float] = {}  # node address → when it was seen lost
         log.info("ray backend on cluster %s, namespace %s", self._address, self._namespace)
 
     @property
@@ -264,7 +268,7 @@ class RayBackend:
                 adopted = await self._adopt(request)
                 if adopted is not None:
                     return adopted.node_ip
-                generation = await asyncio.to_thread(self._next_generation, request.key)
+                generation = await ray_call(self._next_generation, request.key)
             else:
                 generation = instance.generation + 1
                 await self._discard(instance)
@@ -293,6 +297,7 @@ class RayBackend:
             request.description,
             f"{self._namespace}/{name}",
             avoid=self._taken_nodes(request),
+            exclude=self._excluded_nodes(),
             timeout_s=self._settings.ray_placement_timeout_s,
         )
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -310,7 +315,7 @@ class RayBackend:
                 _awaitable(agent.describe.remote()), AGENT_START_TIMEOUT_S
             )
         except BaseException as error:
-            await asyncio.to_thread(self._kill, agent, group)
+            await ray_call(self._kill, agent, group)
             if isinstance(error, Exception):
                 raise PlacementError(
                     f"The agent of {request.description} did not start on the Ray cluster: "
@@ -319,6 +324,15 @@ class RayBackend:
             raise
         log.info("%s placed on node %s (%s)", request.description, node_ip, name)
         return _Instance(request, generation, agent, group, node_ip, node_id, adopted=False)
+
+    def _excluded_nodes(self) -> set[str]:
+        now = time.monotonic()
+        self._lost_nodes = {
+            address: at
+            for address, at in self._lost_nodes.items()
+            if now - at < LOST_NODE_EXCLUDED_S
+        }
+        return set(self._lost_nodes)
 
     def _next_generation(self, key: str) -> int:
         """One more than any generation of `key` a previous run left (names stay unique)."""
@@ -331,7 +345,7 @@ class RayBackend:
     async def _adopt(self, request: InstanceRequest) -> _Instance | None:
         """The live agent a previous server run left for this instance, if any."""
         ray = self._ray
-        names = await asyncio.to_thread(ray.util.list_named_actors, False)
+        names = await ray_call(ray.util.list_named_actors, False)
         generations = sorted(
             (g for g in (_generation(n, request.key) for n in names) if g is not None),
             reverse=True,
@@ -341,14 +355,14 @@ class RayBackend:
         generation = generations[0]
         name = f"{request.key}/g{generation}"
         try:
-            agent = await asyncio.to_thread(ray.get_actor, name)
+            agent = await ray_call(ray.get_actor, name)
             node_ip, node_id, _ = await asyncio.wait_for(
                 _awaitable(agent.describe.remote()), ADOPT_TIMEOUT_S
             )
         except Exception as error:
             log.warning("cannot adopt the agent %s: %s", name, _cause(error))
             return None
-        group = await asyncio.to_thread(ray_placement.find_group, ray, f"{self._namespace}/{name}")
+        group = await ray_call(ray_placement.find_group, ray, f"{self._namespace}/{name}")
         instance = _Instance(request, generation, agent, group, node_ip, node_id, adopted=True)
         self._instances[request.key] = instance
         self._watch(instance)
@@ -373,7 +387,7 @@ class RayBackend:
                     _awaitable(instance.agent.stop_all.remote(self._settings.stop_grace_s)),
                     self._settings.stop_grace_s + CALL_TIMEOUT_S,
                 )
-        await asyncio.to_thread(self._kill, instance.agent, instance.group)
+        await ray_call(self._kill, instance.agent, instance.group)
 
     def _kill(self, agent: Any, group: Any) -> None:
         ray = self._ray
@@ -387,13 +401,13 @@ class RayBackend:
         """Stop the agents and placement groups of this namespace no instance claims now."""
         ray = self._ray
         claimed = {i.name for i in self._instances.values()}
-        names = await asyncio.to_thread(ray.util.list_named_actors, False)
+        names = await ray_call(ray.util.list_named_actors, False)
         released: list[str] = []
         for name in names:
             if "/g" not in name or name in claimed:
                 continue
             try:
-                agent = await asyncio.to_thread(ray.get_actor, name)
+                agent = await ray_call(ray.get_actor, name)
             except Exception:
                 continue
             with contextlib.suppress(Exception):
@@ -401,16 +415,14 @@ class RayBackend:
                     _awaitable(agent.stop_all.remote(self._settings.stop_grace_s)),
                     self._settings.stop_grace_s + CALL_TIMEOUT_S,
                 )
-            group = await asyncio.to_thread(
-                ray_placement.find_group, ray, f"{self._namespace}/{name}"
-            )
-            await asyncio.to_thread(self._kill, agent, group)
+            group = await ray_call(ray_placement.find_group, ray, f"{self._namespace}/{name}")
+            await ray_call(self._kill, agent, group)
             released.append(name)
         prefix = f"{self._namespace}/"
         keep = {f"{prefix}{name}" for name in claimed}
-        for group in await asyncio.to_thread(ray_placement.groups_named, ray, prefix):
+        for group in await ray_call(ray_placement.groups_named, ray, prefix):
             if group[0] not in keep:
-                await asyncio.to_thread(self._kill, None, group[1])
+                await ray_call(self._kill, None, group[1])
         if released:
             log.warning("stopped %d instance(s) a previous run left unclaimed", len(released))
         return released
@@ -507,7 +519,7 @@ class RayBackend:
                 return digest, self._ray.put(data)
 
             try:
-                known = await asyncio.to_thread(put)
+                known = await ray_call(put)
             except (OSError, ray_models.ModelTooLarge) as error:
                 raise ContainerStartError(f"cannot ship the model data: {error}") from None
             self._models[model_dir] = known
@@ -534,7 +546,10 @@ class RayBackend:
                 LOST_AFTER_S,
             )
         except RayActorError as error:
-            self._lose(instance, f"its agent died ({_first_line(error)})")
+            # The agent alone, or its whole node? Its containers tell: on a live node they
+            # still accept connections.
+            node_lost = not await self._any_answers(instance)
+            self._lose(instance, f"its agent died ({_first_line(error)})", node_lost=node_lost)
             return
         except TimeoutError:
             silent = time.monotonic() - instance.answered
@@ -543,6 +558,7 @@ class RayBackend:
                     instance,
                     f"its agent did not answer for {silent:.1f}s and none of its containers "
                     "accepts connections",
+                    node_lost=True,
                 )
             return
         except Exception as error:  # a transient failure of the call itself
@@ -570,15 +586,26 @@ class RayBackend:
         answers = await asyncio.gather(*(connects(c) for c in containers))
         return any(answers)
 
-    def _lose(self, instance: _Instance, why: str) -> None:
+    def _lose(self, instance: _Instance, why: str, *, node_lost: bool) -> None:
         if instance.lost is not None:
             return
-        instance.lost = (
-            f"its node {instance.node_ip} (Ray node {instance.node_id[:12]}) was lost: {why}"
-        )
+        where = f"node {instance.node_ip} (Ray node {instance.node_id[:12]})"
+        if node_lost:
+            instance.lost = f"its {where} was lost: {why}"
+        else:
+            instance.lost = f"its agent on {where} was lost: {why}"
         log.warning("%s: %s", instance.request.description, instance.lost)
+        if not node_lost:
+            RAY_CALLS.submit(self._kill, instance.agent, instance.group)
+            return
+        self._lost_nodes[instance.node_ip] = time.monotonic()
+        # Every other instance on that node is gone with it: say so now rather than at its
+        # own next poll.
+        for other in list(self._instances.values()):
+            if other is not instance and other.node_ip == instance.node_ip:
+                self._lose(other, why, node_lost=True)
         # Ray would place the group again by itself; polyhost places the instance instead.
-        asyncio.get_running_loop().run_in_executor(None, self._kill, instance.agent, instance.group)
+        RAY_CALLS.submit(self._kill, instance.agent, instance.group)
 
 
 def fingerprint(spec: LaunchSpec, model_digest: str | None) -> str:

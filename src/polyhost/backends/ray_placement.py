@@ -11,6 +11,10 @@ no instance of that variant yet, the freest first. Only when no such node can ta
 instance go to any node with room (a pinned try that Ray does not grant within PINNED_WAIT_S
 moves on to the next node). With 3 nodes that each have room, 3 instances land on 3 nodes.
 
+A node polyhost saw lost (`exclude`) is never a candidate, even while Ray still counts it alive:
+Ray's own health checks take their time (about 30 s with its defaults), polyhost's agents tell
+within a second, and a placement pinned to a dead node would only wait for nothing.
+
 Failing fast: before anything is reserved, the instance is checked against the nodes that are
 alive. An instance larger than every node can never be placed: that fails at once. Otherwise
 the wait for room is bounded by `--ray-placement-timeout`. Either failure says what was asked
@@ -22,14 +26,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from polyhost.backends.base import PlacementError, ResourceLimits
 from polyhost.backends.cgroups import format_bytes
 
 log = logging.getLogger("polyhost.backends.ray")
+
+_T = TypeVar("_T")
+
+# Ray's blocking calls (GCS look-ups, kills, placement group removal) run on threads of their
+# own: one that blocks on a node being lost must not hold up the server's other threaded work.
+RAY_CALLS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ray-call")
+
+
+async def ray_call(function: Callable[..., _T], *args: Any) -> _T:
+    return await asyncio.get_running_loop().run_in_executor(RAY_CALLS, function, *args)
+
 
 PINNED_WAIT_S = 5.0
 NODE_SLIVER = 0.001  # of a node's `node:<address>` resource: pins without excluding others
@@ -119,12 +135,14 @@ async def reserve(
     name: str,
     *,
     avoid: set[str],
+    exclude: set[str],
     timeout_s: float,
 ) -> Any:
-    """A ready placement group for `room`, preferring nodes not in `avoid`; PlacementError."""
+    """A ready placement group for `room`, preferring nodes not in `avoid`, never on a node in
+    `exclude` when pinned; PlacementError."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    rooms = await asyncio.to_thread(cluster_rooms, ray)
+    rooms = [r for r in await ray_call(cluster_rooms, ray) if r.address not in exclude]
     asked = (
         f"{description} asks for {room.describe()} on one node "
         f"(the sum over its {room.containers} container(s))"
@@ -136,23 +154,21 @@ async def reserve(
         key=lambda r: (r.address in avoid, -r.free_cpus, -r.free_memory),
     )
     for candidate in candidates:
-        if candidate.address in avoid and any(r.address not in avoid for r in candidates):
-            break  # every node without this variant was tried
         remaining = deadline - loop.time()
         if remaining <= 0:
             break
         bundle = _bundle(room) | {f"node:{candidate.address}": NODE_SLIVER}
-        group = await asyncio.to_thread(_create, ray, bundle, name)
+        group = await ray_call(_create, ray, bundle, name)
         if await _ready(group, min(PINNED_WAIT_S, remaining)):
             return group
-        await asyncio.to_thread(_remove, ray, group)
+        await ray_call(_remove, ray, group)
         log.info("%s did not fit on node %s now; trying another", description, candidate.address)
     remaining = deadline - loop.time()
-    group = await asyncio.to_thread(_create, ray, _bundle(room), name)
+    group = await ray_call(_create, ray, _bundle(room), name)
     if remaining > 0 and await _ready(group, remaining):
         return group
-    await asyncio.to_thread(_remove, ray, group)
-    rooms = await asyncio.to_thread(cluster_rooms, ray)
+    await ray_call(_remove, ray, group)
+    rooms = await ray_call(cluster_rooms, ray)
     raise PlacementError(
         f"{asked}, and the cluster had no room for it within {timeout_s:g} seconds: "
         f"{describe_cluster(rooms)}."
