@@ -14,10 +14,13 @@ server (its driver), and three workers on 127.0.0.3-5. polyhost runs as `polyhos
   a fresh endpoint each time; where its containers run is read from the nodes' process trees.
 - **Node loss.** Under steady load (closed-loop clients, each request's start, end and status
   recorded) the worker holding one instance is killed (SIGKILL of its raylet and every process
-  of the node). Measured from the kill: when Ray's GCS declares the node dead; the last request
-  that failed (a request sent to the lost instance fails until routing has withdrawn it: the
-  router does not retry elsewhere); when DescribeEndpoint's CurrentInstanceCount dips; when it is
-  back at 3 and the new instance's container runs on a surviving node (placed again elsewhere).
+  of the node). Measured from the kill: when Ray's GCS declares the node dead; when the last
+  request that failed was sent (a request sent to the lost instance fails until routing has
+  withdrawn it: the router does not retry elsewhere; a request in flight at the kill counts from
+  the kill); when DescribeEndpoint's CurrentInstanceCount dips; when it is back at 3 and the new
+  instance's container runs on a surviving node (placed again elsewhere). How long the failed
+  requests took to fail is reported too: one in flight on the lost node should get its 503 at
+  once, not hang.
   Target: withdrawn from routing within 2 s.
 
 The scenario is skipped, saying why, when ray is not installed or when this polyhost has no
@@ -285,7 +288,9 @@ def _node_loss(
     after = [o for o in outcomes if o.ended >= kill]
     failed = [o for o in after if o.status != 200]
     before_recovery = [o for o in failed if back_at is None or o.started <= back_at]
-    last_failure = max((o.ended for o in before_recovery), default=None)
+    # The last request routing sent to the lost instance: the latest start of a failed request
+    # (one in flight at the kill counts from the kill), not its end, which a hung call delays.
+    last_failure = max((max(o.started, kill) for o in before_recovery), default=None)
     tail = [o for o in outcomes if back_at is not None and o.started > back_at + 0.5]
 
     def since(moment: float | None) -> float | None:
@@ -303,6 +308,8 @@ def _node_loss(
         "requests_after_kill": len(after),
         "failed_after_kill": len(failed),
         "failed_statuses": sorted({o.status for o in failed}),
+        "failed": [(o.started - kill, o.ended - kill, o.status) for o in failed],
+        "longest_failed_s": max((o.ended - o.started for o in failed), default=0.0),
         "failed_after_recovery": sum(1 for o in tail if o.status != 200),
         "requests_after_recovery": len(tail),
         "placement_after": {ip: len(p) for ip, p in echo_placement(cluster).items()},
@@ -423,7 +430,7 @@ def _write(
     )
     moments = [
         ("Ray's GCS declares the node dead", "ray_dead_s"),
-        ("last failed request (routing has withdrawn the instance)", "last_failure_s"),
+        ("last failed request sent (routing has withdrawn the instance)", "last_failure_s"),
         ("DescribeEndpoint CurrentInstanceCount dips below 3", "count_dip_s"),
         ("the instance's container runs on a surviving node", "placed_elsewhere_s"),
         ("CurrentInstanceCount back at 3", "count_back_s"),
@@ -435,7 +442,8 @@ def _write(
     section.add(
         f"Load: {LOAD_CLIENTS} closed-loop clients. {loss['requests_after_kill']} requests from "
         f"the kill on, {loss['failed_after_kill']} failed (statuses "
-        f"{loss['failed_statuses'] or 'none'}; 0 = no HTTP answer); after recovery "
+        f"{loss['failed_statuses'] or 'none'}; 0 = no HTTP answer within the client's 30 s), "
+        f"the longest of them answered after {loss['longest_failed_s']:.2f} s; after recovery "
         f"{loss['failed_after_recovery']} of {loss['requests_after_recovery']} failed. "
         f"{loss['killed_pids']} processes killed; echo containers per node afterwards: "
         f"{loss['placement_after']}.",
