@@ -176,3 +176,34 @@ def test_ray_backend_without_ray_says_what_to_install(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "pip install 'polyhost[ray]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_ls_instances_lists_each_instance_with_its_node(
+    cluster: LocalRayCluster, server: PolyhostProcess
+) -> None:
+    """`polyhost ls --instances` (test_instances_spread_one_per_node_direct deployed "spread")."""
+    result = subprocess.run(
+        [sys.executable, "-m", "polyhost", "ls", "--instances", "--url", server.url,
+         "--admin-url", server.admin_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("ENDPOINT ")))
+    assert lines[header].split() == [
+        "ENDPOINT",
+        "VARIANT",
+        "INSTANCE",
+        "NODE",
+        "STATUS",
+        "CONTAINERS",
+    ]
+    rows = [line.split() for line in lines[header + 1 :] if line.startswith("spread ")]
+    assert [row[2] for row in rows] == ["i-0", "i-1", "i-2"]
+    assert all(row[4] == "up" and row[5] == "a,b" for row in rows), rows
+    nodes = {row[3] for row in rows}
+    # The node column is the admin API's `node` of each container ("-" while it has none).
+    assert nodes == set(cluster.ips) or nodes == {"-"}, nodes

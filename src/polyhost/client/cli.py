@@ -34,6 +34,21 @@ def _with_url(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def _with_admin(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "--admin-url",
+        default=None,
+        help="the admin listener (default: $POLYHOST_ADMIN_URL, else http://127.0.0.1:7081)",
+    )
+    parser.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=None,
+        help="file holding the admin listener's bearer token (default: $POLYHOST_ADMIN_TOKEN)",
+    )
+    return parser
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -83,7 +98,15 @@ def add_client_commands(sub: Subparsers) -> None:
         "-v", "--verbose", action="store_true", help="print response metadata to stderr"
     )
 
-    _with_url(sub.add_parser("ls", help="list endpoints with their status and containers"))
+    listing = _with_url(
+        sub.add_parser("ls", help="list endpoints with their status and containers")
+    )
+    listing.add_argument(
+        "--instances",
+        action="store_true",
+        help="also list every running instance with its node (read from the admin listener)",
+    )
+    _with_admin(listing)
 
     logs = _with_url(
         sub.add_parser(
@@ -116,17 +139,7 @@ def add_client_commands(sub: Subparsers) -> None:
         description="A live view of every container, read from the admin listener's JSON API "
         "and refreshed every second. Ctrl-C quits.",
     )
-    top.add_argument(
-        "--admin-url",
-        default=None,
-        help="the admin listener (default: $POLYHOST_ADMIN_URL, else http://127.0.0.1:7081)",
-    )
-    top.add_argument(
-        "--admin-token-file",
-        type=Path,
-        default=None,
-        help="file holding the admin listener's bearer token (default: $POLYHOST_ADMIN_TOKEN)",
-    )
+    _with_admin(top)
     top.add_argument(
         "--sort",
         choices=("requests", "errors", "p99", "cpu", "memory"),
@@ -174,6 +187,12 @@ def _ls(args: argparse.Namespace, connection: Connection) -> int:
     from polyhost.client.listing import list_command
 
     list_command(connection.sagemaker(), sys.stdout)
+    if args.instances:
+        from polyhost.client.admin import AdminClient
+        from polyhost.client.listing import list_instances
+
+        print(file=sys.stdout)
+        list_instances(AdminClient.resolve(args.admin_url, args.admin_token_file), sys.stdout)
     return 0
 
 

@@ -4,6 +4,12 @@ ListEndpoints gives names and statuses; the config, mode and container hostnames
 Describe of the endpoint, its config and its models. Models and configs may have been deleted
 while the endpoint keeps serving (allowed, as on SageMaker): the row then shows `-` rather than
 failing the whole listing.
+
+`polyhost ls --instances` adds one line per running instance — endpoint, variant, instance id,
+the node it runs on, its containers and whether they are all up — read from the admin
+listener's `/api/containers` (SageMaker's API has no per-instance view). The node is the Ray
+node's address for the Ray backend, `local` for the process and Docker backends, and `-` when
+the server does not say.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from polyhost.client.admin import AdminClient, AdminRefused, AdminUnreachable
+from polyhost.client.errors import EXIT_FAILURE, CommandFailed
 from polyhost.client.resources import (
     describe_config,
     describe_endpoint,
@@ -23,6 +31,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
 HEADERS = ("NAME", "STATUS", "CREATED", "CONFIG", "MODE", "CONTAINERS")
+INSTANCE_HEADERS = ("ENDPOINT", "VARIANT", "INSTANCE", "NODE", "STATUS", "CONTAINERS")
 
 
 @dataclass(frozen=True)
@@ -82,8 +91,12 @@ def describe_row(sm: SageMakerClient, summary: dict[str, Any]) -> Row:
 
 def render(rows: list[Row]) -> str:
     """A plain, aligned text table (the last column is left unpadded)."""
-    table = [HEADERS, *(row.cells() for row in rows)]
-    widths = [max(len(line[i]) for line in table) for i in range(len(HEADERS) - 1)]
+    return render_table(HEADERS, [row.cells() for row in rows])
+
+
+def render_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    table = [headers, *rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(headers) - 1)]
     lines = []
     for line in table:
         padded = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
@@ -97,3 +110,49 @@ def list_command(sm: SageMakerClient, out: TextIO) -> None:
         print("No endpoints.", file=out)
         return
     print(render(rows), file=out)
+
+
+def instance_rows(containers: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """One row per (endpoint, variant, instance) of the admin API's container list."""
+    grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for container in containers:
+        key = (
+            str(container.get("endpoint", "-")),
+            str(container.get("variant", "-")),
+            str(container.get("instance", "-")),
+        )
+        grouped.setdefault(key, []).append(container)
+    rows: list[tuple[str, ...]] = []
+    for key in sorted(grouped):
+        members = grouped[key]
+        nodes = sorted({_node(c) for c in members})
+        up = sum(1 for c in members if c.get("up"))
+        status = "up" if up == len(members) else f"down ({up}/{len(members)} up)"
+        hostnames = ",".join(sorted(str(c.get("hostname", "?")) for c in members))
+        rows.append((*key, "/".join(nodes), status, hostnames))
+    return rows
+
+
+def _node(container: dict[str, Any]) -> str:
+    if "node" not in container:
+        return "-"
+    node = container["node"]
+    return "local" if node is None else str(node)
+
+
+def list_instances(admin: AdminClient, out: TextIO) -> None:
+    """The instance table (`ls --instances`), from the admin listener."""
+    try:
+        answer = admin.get_json("/api/containers")
+    except AdminUnreachable as error:
+        raise CommandFailed(
+            f"cannot reach the admin listener at {admin.url} for --instances: is `polyhost "
+            f"serve` running with --admin-port? ({error})"
+        ) from None
+    except AdminRefused as error:
+        raise CommandFailed(f"{admin.url} refused: {error.message}", EXIT_FAILURE) from None
+    rows = instance_rows(list(answer.get("containers") or []))
+    if not rows:
+        print("No running instances.", file=out)
+        return
+    print(render_table(INSTANCE_HEADERS, rows), file=out)
