@@ -3,34 +3,48 @@
 Two polyhost servers in the same run, the same light echo container behind each: one started
 without `--auth-file`, one with a principals file whose policy allows InvokeEndpoint only for
 the container named in `sagemaker:TargetContainerHostname`, so every request is verified and
-goes through a (cached) policy decision. The load tools replay one request signed by botocore:
-SigV4 has no nonce, so a signature stays valid for its 15 minutes, exactly as a replaying
-client's would. Measured alternately, the serving side pinned to CPU 1 and wrk to CPU 0:
+goes through a (cached) policy decision. Measured alternately, the serving side pinned to CPU 1
+and wrk to CPU 0:
 
 - 1 KB at concurrency 1 (wrk, one connection): p50 with auth on and off;
 - 1 KB at concurrency 32 (wrk): throughput with auth on as a share of auth off;
 - the payload hash of a 5 MB body: `SigV4Verifier.verify` in process, and end to end.
+
+The comparison is like for like. Both sides send the same 256 different 1 KB bodies in turn,
+through the same wrk script (`wrk/replay.lua`), over the same keep-alive connections, with the
+same headers but for the two a signature adds (`Authorization`, `X-Amz-Date`). The signed
+requests are prepared by botocore just before each run (SigV4 allows a signature for 15
+minutes), so no signing happens while measuring and the client's work per request is the same
+on both sides. They are 256 different signatures, as a client sending different bodies makes:
+the server keeps nothing per signature, and the rotation keeps the measurement honest should
+that ever change. Any refused or failed request fails the scenario.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
 import os
 import statistics
+import subprocess
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
+import psutil
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from bench.checks import expect_ok
+from bench.checks import WrongAnswer, expect_ok
 from bench.context import Context
 from bench.cpus import set_tree_affinity
-from bench.loadgen import Latency, wrk_run
-from bench.payloads import SIZES, write_bodies
+from bench.loadgen import Latency, LoadToolError, require
+from bench.payloads import json_body
 from bench.polyhost_server import ECHO_IMAGE, HOSTNAME_HEADER, REGION, PolyhostServer
-from bench.procs import LOADGEN_CPUS
+from bench.procs import LOADGEN_CPUS, pinned
 from bench.report import Section
 
 KEY = "auth"
@@ -41,6 +55,9 @@ HOSTNAME = "echo"
 ACCESS_KEY = "AKIABENCHADMIN000001"
 SECRET = "bench-secret-access-key-0123456789abcdef"
 HOSTNAME_KEY = "sagemaker:TargetContainerHostname"
+BODY_BYTES = 1024
+DISTINCT_REQUESTS = 256
+REPLAY_SCRIPT = Path(__file__).resolve().parent.parent / "wrk" / "replay.lua"
 
 
 def principals(account: str = "123456789012") -> dict[str, object]:
@@ -89,6 +106,72 @@ def signed_headers(url: str, body: bytes) -> dict[str, str]:
     return {k: v for k, v in request.headers.items() if k.lower() != "content-type"}
 
 
+def raw_requests(url: str, bodies: list[bytes], signed: bool) -> bytes:
+    """The requests wrk sends, in replay.lua's file format: one per body, the same headers on
+    both sides, plus a fresh botocore signature when `signed`."""
+    parts = urlsplit(url)
+    out = []
+    for body in bodies:
+        headers = {
+            "Host": parts.netloc,
+            "Content-Type": CONTENT_TYPE,
+            "Content-Length": str(len(body)),
+            HOSTNAME_HEADER: HOSTNAME,
+        }
+        if signed:
+            headers.update(signed_headers(url, body))
+        head = f"POST {parts.path} HTTP/1.1\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+        raw = head.encode("latin-1") + body
+        out.append(b"%d\n" % len(raw) + raw)
+    return b"".join(out)
+
+
+def wrk_replay(url: str, requests_file: Path, connections: int, duration_s: float) -> Latency:
+    """wrk with replay.lua: the prepared requests in turn; refuses a run with any error."""
+    command = [
+        require("wrk"), "-t", "1", "-c", str(connections),
+        "-d", f"{max(1, math.ceil(duration_s))}s", "--timeout", "30s",
+        "-s", str(REPLAY_SCRIPT), url, "--", str(requests_file),
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(
+            pinned(command, LOADGEN_CPUS), capture_output=True, timeout=duration_s + 120
+        )
+    except subprocess.TimeoutExpired:
+        raise LoadToolError(f"wrk did not finish within {duration_s + 120:g} s") from None
+    output = done.stdout.decode(errors="replace")
+    line = next((x for x in output.splitlines() if x.startswith("BENCH-JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise LoadToolError(f"wrk failed on {url}: {done.stderr.decode(errors='replace')[-1500:]}")
+    data = json.loads(line[len("BENCH-JSON ") :])
+    errors = sum(int(v) for v in data["errors"].values())
+    requests = int(data["requests"])
+    if errors or requests == 0:
+        raise WrongAnswer(f"wrk against {url}: {requests} requests, errors {data['errors']}")
+    return Latency(
+        tool="wrk",
+        requests=requests,
+        errors=errors,
+        p50_ms=data["p50_us"] / 1000.0,
+        p90_ms=data["p90_us"] / 1000.0,
+        p99_ms=data["p99_us"] / 1000.0,
+        mean_ms=data["mean_us"] / 1000.0,
+        rps=requests / (data["duration_us"] / 1e6),
+    )
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and its descendants."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def verify_cost(body: bytes, repeats: int) -> float:
     """Median seconds of one in-process verification of a request with `body`."""
     from polyhost.auth.principals import parse_principals
@@ -110,6 +193,36 @@ def verify_cost(body: bytes, repeats: int) -> float:
     return statistics.median(times)
 
 
+def check_cost(body: bytes, repeats: int) -> float:
+    """Median seconds of the whole check of one invocation as the runtime adapter makes it:
+    `Gate.authenticate` then `Gate.authorize` (its decision cached after the first)."""
+    from polyhost.auth.guard import AccessControl
+    from polyhost.auth.principals import parse_principals
+    from polyhost.http.auth import SAGEMAKER, Gate
+    from polyhost.settings import Settings
+
+    control = AccessControl.from_principals(
+        parse_principals(json.dumps(principals())), region=REGION
+    )
+    gate = Gate(Settings(region=REGION), control)
+    url = f"http://127.0.0.1:1/endpoints/{ENDPOINT}/invocations"
+    headers = {"Host": "127.0.0.1:1", "Content-Type": CONTENT_TYPE, **signed_headers(url, body)}
+    pairs = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    path = f"/endpoints/{ENDPOINT}/invocations".encode()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        principal = gate.authenticate("POST", path, b"", pairs, body, SAGEMAKER)
+        gate.authorize(
+            principal,
+            gate.invocation_target(ENDPOINT),
+            source_ip="127.0.0.1",
+            target_container_hostname=HOSTNAME,
+        )
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def hash_cost(body: bytes, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -123,11 +236,8 @@ def run(ctx: Context) -> Section:
     section = ctx.begin(KEY, TITLE)
     work = ctx.work(KEY)
     seconds = 1.0 if ctx.quick else 5.0
-    bodies = write_bodies(work / "bodies", {k: v for k, v in SIZES.items() if k in ("1KB",)})
+    bodies = [json_body(BODY_BYTES, seed=i) for i in range(DISTINCT_REQUESTS)]
     big = os.urandom(5 * 1024 * 1024)
-    (work / "bodies").mkdir(parents=True, exist_ok=True)
-    big_file = work / "bodies" / "5MB.bin"
-    big_file.write_bytes(big)
     auth_file = work / "principals.json"
     auth_file.write_text(json.dumps(principals()), encoding="utf-8")
 
@@ -140,37 +250,41 @@ def run(ctx: Context) -> Section:
         ),
     }
     results: dict[str, dict[str, Latency]] = {"off": {}, "on": {}}
+    # CPU seconds per request of the serving side (server and container) at c=32: what decides
+    # throughput on its one core, and much less disturbed than throughput by other work on a
+    # shared machine.
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
     try:
-        for server in servers.values():
+        for name, server in servers.items():
             server.start()
             server.deploy(
                 ENDPOINT, [{"Image": ECHO_IMAGE, "ContainerHostname": HOSTNAME}], mode="Direct"
             )
-        headers: dict[str, dict[str, str]] = {}
-        for name, server in servers.items():
             url = server.invocations_url(ENDPOINT)
-            if name == "on":
-                headers[name] = signed_headers(url, bodies["1KB"].read_bytes())
-            else:
-                headers[name] = {HOSTNAME_HEADER: HOSTNAME}
-            expect_ok(url, bodies["1KB"].read_bytes(), CONTENT_TYPE, headers[name], same_body=True)
+            headers = signed_headers(url, bodies[0]) if name == "on" else {}
+            headers[HOSTNAME_HEADER] = HOSTNAME
+            expect_ok(url, bodies[0], CONTENT_TYPE, headers, same_body=True)
             assert server.service is not None
             set_tree_affinity(server.service.pid, [1])
         for round_ in range(1 if ctx.quick else 2):
             for name, server in servers.items():
                 url = server.invocations_url(ENDPOINT)
-                c1 = wrk_run(url, bodies["1KB"], CONTENT_TYPE, headers[name], connections=1,
-                             duration_s=seconds, cpus=LOADGEN_CPUS)  # fmt: skip
-                c32 = wrk_run(url, bodies["1KB"], CONTENT_TYPE, headers[name], connections=32,
-                              duration_s=seconds, cpus=LOADGEN_CPUS)  # fmt: skip
+                # Signed now, so every signature is minutes inside its 15-minute window.
+                requests_file = work / f"requests-{name}.txt"
+                requests_file.write_bytes(raw_requests(url, bodies, signed=name == "on"))
+                assert server.service is not None
+                c1 = wrk_replay(url, requests_file, connections=1, duration_s=seconds)
+                before = tree_cpu_s(server.service.pid)
+                c32 = wrk_replay(url, requests_file, connections=32, duration_s=seconds)
+                cpu[name].append((tree_cpu_s(server.service.pid) - before) / c32.requests)
                 results[name][f"c1-{round_}"] = c1
                 results[name][f"c32-{round_}"] = c32
         big_url = servers["on"].invocations_url(ENDPOINT)
-        big_headers = signed_headers(big_url, big)
+        big_headers = {**signed_headers(big_url, big), HOSTNAME_HEADER: HOSTNAME}
         end_to_end = []
         for name in ("off", "on"):
             url = servers[name].invocations_url(ENDPOINT)
-            hdrs = big_headers if name == "on" else headers["off"]
+            hdrs = big_headers if name == "on" else {HOSTNAME_HEADER: HOSTNAME}
             times = []
             for _ in range(3 if ctx.quick else 10):
                 started = time.perf_counter()
@@ -201,6 +315,10 @@ def run(ctx: Context) -> Section:
         [
             ["1 KB c=1 p50 (ms)", p50_off, p50_on, f"{(p50_on - p50_off) * 1000:+.0f} µs"],
             ["1 KB c=32 throughput (req/s)", rps_off, rps_on, f"{rps_on / rps_off:.0%}"],
+            ["1 KB c=32 CPU per request, server + container (µs)",
+             f"{min(cpu['off']) * 1e6:.0f}", f"{min(cpu['on']) * 1e6:.0f}",
+             f"{(min(cpu['on']) - min(cpu['off'])) * 1e6:+.0f} µs "
+             f"(throughput {min(cpu['off']) / min(cpu['on']):.0%} at equal CPU)"],
             ["5 MB body, end to end (ms)", end_to_end[0] * 1000, end_to_end[1] * 1000,
              f"{(end_to_end[1] - end_to_end[0]) * 1000:+.1f} ms"],
         ],
@@ -208,11 +326,16 @@ def run(ctx: Context) -> Section:
     repeats = 5 if ctx.quick else 20
     verify_5mb = verify_cost(big, repeats)
     sha_5mb = hash_cost(big, repeats)
-    verify_1kb = verify_cost(bodies["1KB"].read_bytes(), repeats * 20)
+    verify_1kb = verify_cost(bodies[0], repeats * 20)
+    check_1kb = check_cost(bodies[0], repeats * 20)
     section.table(
         ["in process", "median"],
         [
             ["SigV4Verifier.verify, 1 KB body", f"{verify_1kb * 1e6:.0f} µs"],
+            [
+                "Gate.authenticate + Gate.authorize (decision cached), 1 KB",
+                f"{check_1kb * 1e6:.0f} µs",
+            ],
             ["SigV4Verifier.verify, 5 MB body", f"{verify_5mb * 1000:.2f} ms"],
             ["of which sha256 of 5 MB", f"{sha_5mb * 1000:.2f} ms"],
         ],
@@ -229,5 +352,7 @@ def run(ctx: Context) -> Section:
         "≥ 90%",
         rps_on / rps_off >= 0.9,
     )
-    ctx.save_raw(KEY, {n: {k: vars(v) for k, v in r.items()} for n, r in results.items()})
+    raw: dict[str, object] = {n: {k: vars(v) for k, v in r.items()} for n, r in results.items()}
+    raw["cpu_per_request_s"] = cpu
+    ctx.save_raw(KEY, raw)
     return section
