@@ -22,16 +22,18 @@ from tests.support.ray_cluster import LocalRayCluster
 from tests.support.server import CONTAINERS, PolyhostProcess, write_image_config
 
 BIG_IMAGE = "polyhost-test/big:1"  # 8 CPUs: larger than any node of the test cluster
+WIDE_IMAGE = "polyhost-test/wide:1"  # 1.5 CPUs: one per node at most
 
 
 def ray_server(cluster: LocalRayCluster, base: Path, *extra: str) -> PolyhostProcess:
     """A (not yet started) `polyhost serve --backend ray` on `cluster`, with the test images."""
     images = write_image_config(base / "images.toml")
     with open(images, "a", encoding="utf-8") as config:
-        config.write(
-            f'[images."{BIG_IMAGE}"]\ncommand = ["{sys.executable}", '
-            f'"{CONTAINERS / "echo_server.py"}"]\ncpus = 8\n'
-        )
+        for image, cpus in ((BIG_IMAGE, 8), (WIDE_IMAGE, 1.5)):
+            config.write(
+                f'[images."{image}"]\ncommand = ["{sys.executable}", '
+                f'"{CONTAINERS / "echo_server.py"}"]\ncpus = {cpus}\n'
+            )
     return PolyhostProcess(
         state_dir=base / "state",
         image_config=images,

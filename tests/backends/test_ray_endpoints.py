@@ -7,22 +7,28 @@ update under load, and a delete that leaves nothing running on the cluster.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.backends.ray_fixtures import (
     BIG_IMAGE,
+    WIDE_IMAGE,
     Load,
     cluster_leftovers,
     container_count,
     echo_containers_by_node,
+    echo_pids,
     ray_server,
 )
 from tests.support.endpoints import create_config, create_model, deploy, echo_container, invoke
@@ -40,7 +46,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayCluste
 
 @pytest.fixture(scope="module")
 def server(cluster: LocalRayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    process = ray_server(cluster, tmp_path_factory.mktemp("ray")).start(timeout=60)
+    base = tmp_path_factory.mktemp("ray")
+    process = ray_server(cluster, base, "--ray-placement-timeout", "3").start(timeout=60)
     yield process
     process.stop()
 
@@ -102,6 +109,53 @@ def test_endpoint_too_big_for_any_node_fails_with_reason(sagemaker: Any) -> None
     assert "asks for 8 CPU" in reason, reason
     assert "no node is that large" in reason, reason
     assert "largest node has 2 CPU" in reason, reason
+
+
+def test_endpoint_the_cluster_has_no_room_for_fails_in_bounded_time(
+    cluster: LocalRayCluster, server: PolyhostProcess, sagemaker: Any
+) -> None:
+    """4 instances of 1.5 CPU on 3 nodes of 2 CPU: a node holds one at most, so the 4th never
+    fits; the deploy fails after --ray-placement-timeout (3 s here), and whatever instances it
+    had placed are released."""
+    container = {"Image": WIDE_IMAGE, "Environment": {"ECHO_NAME": "wide"}}
+    started = time.monotonic()
+    described = deploy(sagemaker, "nofit", [container], instances=4)
+    assert time.monotonic() - started < 30
+    assert described["EndpointStatus"] == "Failed"
+    reason = described["FailureReason"]
+    assert "asks for 1.5 CPU" in reason, reason
+    assert "had no room for it within 3 seconds" in reason, reason
+    assert "alive node(s)" in reason, reason
+    deadline = time.monotonic() + 30
+    while (left := cluster_leftovers(cluster, server.state_dir, "nofit")) != {
+        "actors": [],
+        "groups": [],
+        "containers": 0,
+    }:
+        assert time.monotonic() < deadline, left
+        time.sleep(0.5)
+
+
+def test_model_data_is_shipped_to_the_node_and_cached_by_content(
+    cluster: LocalRayCluster, sagemaker: Any, runtime: Any, tmp_path: Path
+) -> None:
+    payload = tmp_path / "weights.txt"
+    payload.write_text("w-123", encoding="utf-8")
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(payload, arcname="weights.txt")
+    container = {**echo_container("m"), "ModelDataUrl": f"file://{archive}"}
+    described = deploy(sagemaker, "modelled", [container], instances=2)
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    for _ in range(4):
+        body, _ = invoke(runtime, "modelled", b"x", CustomAttributes="model-file=weights.txt")
+        assert b"w-123" in body
+    model_dirs = set()
+    for pid in echo_pids(cluster, "modelled"):
+        model_dirs.add(psutil.Process(pid).environ()["SM_MODEL_DIR"])
+    (model_dir,) = model_dirs  # both nodes: the same content, the same cache folder name
+    digest = Path(model_dir).name
+    assert Path(model_dir).parent.name == "models" and len(digest) == 64
 
 
 def test_remote_container_logs_reach_the_server(
@@ -205,5 +259,14 @@ def test_ls_instances_lists_each_instance_with_its_node(
     assert [row[2] for row in rows] == ["i-0", "i-1", "i-2"]
     assert all(row[4] == "up" and row[5] == "a,b" for row in rows), rows
     nodes = {row[3] for row in rows}
+    # CPU and memory of the remote containers reach the admin API (polled from their agents).
+    deadline = time.monotonic() + 15
+    while True:
+        with urllib.request.urlopen(server.admin_url + "/api/containers", timeout=5) as answer:
+            rows_api = [c for c in json.load(answer)["containers"] if c["endpoint"] == "spread"]
+        if len(rows_api) == 6 and all((c.get("rss_bytes") or 0) > 0 for c in rows_api):
+            break
+        assert time.monotonic() < deadline, rows_api
+        time.sleep(0.5)
     # The node column is the admin API's `node` of each container ("-" while it has none).
     assert nodes == set(cluster.ips) or nodes == {"-"}, nodes

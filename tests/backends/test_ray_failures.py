@@ -6,10 +6,12 @@ The node is killed last: it takes one of the cluster's nodes for good.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.backends.ray_fixtures import (
@@ -71,6 +73,33 @@ def test_crashed_container_is_restarted_on_its_node(
     assert list(echo_containers_by_node(cluster, "crashy")) == [node]
     assert echo_pids(cluster, "crashy").isdisjoint(before)
     assert names == ["c"]
+
+
+def test_killed_agent_is_replaced_and_its_orphans_stopped(
+    cluster: LocalRayCluster, server: PolyhostProcess
+) -> None:
+    sagemaker, runtime = server.sagemaker(), server.runtime()
+    described = deploy(sagemaker, "agentless", [echo_container("solo")])
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    (old_pid,) = echo_pids(cluster, "agentless")
+    agent = psutil.Process(old_pid).parent()
+    assert agent is not None and "InstanceAgent" in " ".join(agent.cmdline())
+    agent.send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            body, _ = invoke(runtime, "agentless", b"x")
+            pids = echo_pids(cluster, "agentless")
+            if pids and old_pid not in pids:
+                break
+        except Exception:
+            pass
+        assert time.monotonic() < deadline, server.log()[-3000:]
+        time.sleep(0.2)
+    assert body == b"solo:x"
+    assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == "zombie"
+    assert len(echo_pids(cluster, "agentless")) == 1
+    assert _instance_count(sagemaker, "agentless") == 1
 
 
 def test_restarted_server_adopts_running_instances(

@@ -86,6 +86,7 @@ class _Instance:
     node_id: str
     adopted: bool
     lost: str | None = None
+    node_lost: bool = False  # lost with its node (else only its agent died)
     containers: dict[str, RayContainer] = field(default_factory=dict)
     answered: float = field(default_factory=time.monotonic)
     stats_at: float = 0.0
@@ -264,6 +265,7 @@ class RayBackend:
             if instance is not None and instance.lost is None:
                 return instance.node_ip
             generation = 1
+            prefer: str | None = None
             if instance is None:
                 adopted = await self._adopt(request)
                 if adopted is not None:
@@ -271,11 +273,15 @@ class RayBackend:
                 generation = await ray_call(self._next_generation, request.key)
             else:
                 generation = instance.generation + 1
+                if not instance.node_lost:
+                    # Only the agent died: a new agent on the same node stops what the old
+                    # one's containers left there (the process backend's orphan reaping).
+                    prefer = instance.node_ip
                 await self._discard(instance)
             if self._placing is None:
                 self._placing = asyncio.Lock()
             async with self._placing:  # one at a time, so each sees where the previous went
-                placed = await self._place(request, generation)
+                placed = await self._place(request, generation, prefer)
             self._instances[request.key] = placed
             self._watch(placed)
             return placed.node_ip
@@ -287,7 +293,9 @@ class RayBackend:
             if i.request.group == request.group and i.lost is None
         }
 
-    async def _place(self, request: InstanceRequest, generation: int) -> _Instance:
+    async def _place(
+        self, request: InstanceRequest, generation: int, prefer: str | None = None
+    ) -> _Instance:
         ray = self._ray
         room = self._room(request)
         name = f"{request.key}/g{generation}"
@@ -298,6 +306,7 @@ class RayBackend:
             f"{self._namespace}/{name}",
             avoid=self._taken_nodes(request),
             exclude=self._excluded_nodes(),
+            prefer=prefer,
             timeout_s=self._settings.ray_placement_timeout_s,
         )
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -590,6 +599,7 @@ class RayBackend:
         if instance.lost is not None:
             return
         where = f"node {instance.node_ip} (Ray node {instance.node_id[:12]})"
+        instance.node_lost = node_lost
         if node_lost:
             instance.lost = f"its {where} was lost: {why}"
         else:

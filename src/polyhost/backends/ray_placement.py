@@ -137,9 +137,10 @@ async def reserve(
     avoid: set[str],
     exclude: set[str],
     timeout_s: float,
+    prefer: str | None = None,
 ) -> Any:
-    """A ready placement group for `room`, preferring nodes not in `avoid`, never on a node in
-    `exclude` when pinned; PlacementError."""
+    """A ready placement group for `room`: on `prefer` if it has room, else preferring nodes
+    not in `avoid`, never pinned to a node in `exclude`; PlacementError."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     rooms = [r for r in await ray_call(cluster_rooms, ray) if r.address not in exclude]
@@ -151,7 +152,7 @@ async def reserve(
         raise PlacementError(f"{asked}, but no node is that large: {describe_cluster(rooms)}.")
     candidates = sorted(
         (r for r in rooms if r.holds_now(room)),
-        key=lambda r: (r.address in avoid, -r.free_cpus, -r.free_memory),
+        key=lambda r: (r.address != prefer, r.address in avoid, -r.free_cpus, -r.free_memory),
     )
     for candidate in candidates:
         remaining = deadline - loop.time()
