@@ -6,7 +6,9 @@ The node is killed last: it takes one of the cluster's nodes for good.
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 
 from tests.backends.ray_fixtures import (
     Load,
+    cluster_leftovers,
     container_count,
     echo_containers_by_node,
     echo_pids,
@@ -44,6 +47,11 @@ def server(
     process = ray_server(cluster, tmp_path_factory.mktemp("ray")).start(timeout=60)
     yield process
     process.stop()
+
+
+def _quietly(call: Any, *args: Any, **kwargs: Any) -> None:
+    with contextlib.suppress(Exception):
+        call(*args, **kwargs)
 
 
 def _instance_count(sagemaker: Any, name: str) -> int:
@@ -112,6 +120,22 @@ def test_restarted_server_adopts_running_instances(
     assert described["EndpointStatus"] == "InService", described.get("FailureReason")
     pids = echo_pids(cluster, "kept")
     assert len(pids) == 6
+    # "dropped" is deleted while a request holds it (it drains, its instance still placed)
+    # when the server is killed: nothing claims it after the restart, so it is stopped then.
+    dropped = deploy(sagemaker, "dropped", [echo_container("d")])
+    assert dropped["EndpointStatus"] == "InService", dropped.get("FailureReason")
+    runtime = server.runtime()
+    held = threading.Thread(
+        target=_quietly,
+        args=(invoke, runtime, "dropped", b"x"),
+        kwargs={"CustomAttributes": f"hold={server.state_dir / 'never'}"},
+        daemon=True,
+    )
+    held.start()
+    time.sleep(0.5)
+    sagemaker.delete_endpoint(EndpointName="dropped")
+    time.sleep(0.3)
+    assert container_count(cluster, "dropped") == 1  # still draining
     server.kill9()
     server.start(timeout=60)
     sagemaker, runtime = server.sagemaker(), server.runtime()
@@ -130,6 +154,15 @@ def test_restarted_server_adopts_running_instances(
             time.sleep(0.1)
     assert len(answers) == 6
     assert echo_pids(cluster, "kept") == pids  # the same processes: adopted, not restarted
+    deadline = time.monotonic() + 30
+    while (left := cluster_leftovers(cluster, server.state_dir, "dropped")) != {
+        "actors": [],
+        "groups": [],
+        "containers": 0,
+    }:
+        assert time.monotonic() < deadline, left
+        time.sleep(0.5)
+    assert "stopped instances nothing claims: dropped.r" in server.log()
     assert server.log().count("adopted container kept.") == 6
     assert _instance_count(sagemaker, "kept") == 3
 

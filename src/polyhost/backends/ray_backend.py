@@ -226,7 +226,10 @@ class RayBackend:
         self._instances: dict[str, _Instance] = {}
         self._requests: dict[str, InstanceRequest] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Reservations are made one at a time, so each sees where the previous went; the
+        # agents then start in parallel. key → (variant group, node) until the agent is up.
         self._placing: asyncio.Lock | None = None
+        self._reserved: dict[str, tuple[str, str]] = {}
         self._models: dict[Path, tuple[str, Any]] = {}
         self._lost_nodes: dict[str, float] = {}  # node address → when it was seen lost
         log.info("ray backend on cluster %s, namespace %s", self._address, self._namespace)
@@ -278,20 +281,24 @@ class RayBackend:
                     # one's containers left there (the process backend's orphan reaping).
                     prefer = instance.node_ip
                 await self._discard(instance)
-            if self._placing is None:
-                self._placing = asyncio.Lock()
-            async with self._placing:  # one at a time, so each sees where the previous went
-                placed = await self._place(request, generation, prefer)
+            placed = await self._place(request, generation, prefer)
             self._instances[request.key] = placed
             self._watch(placed)
             return placed.node_ip
 
     def _taken_nodes(self, request: InstanceRequest) -> set[str]:
-        return {
+        """Nodes holding (or reserved for) another instance of the request's variant."""
+        taken = {
             i.node_ip
             for i in self._instances.values()
             if i.request.group == request.group and i.lost is None
         }
+        taken.update(
+            node
+            for key, (group, node) in self._reserved.items()
+            if group == request.group and key != request.key
+        )
+        return taken
 
     async def _place(
         self, request: InstanceRequest, generation: int, prefer: str | None = None
@@ -299,17 +306,32 @@ class RayBackend:
         ray = self._ray
         room = self._room(request)
         name = f"{request.key}/g{generation}"
-        group = await ray_placement.reserve(
-            ray,
-            room,
-            request.description,
-            f"{self._namespace}/{name}",
-            avoid=self._taken_nodes(request),
-            exclude=self._excluded_nodes(),
-            prefer=prefer,
-            timeout_s=self._settings.ray_placement_timeout_s,
-        )
+        if self._placing is None:
+            self._placing = asyncio.Lock()
+        async with self._placing:
+            group, node = await ray_placement.reserve(
+                ray,
+                room,
+                request.description,
+                f"{self._namespace}/{name}",
+                avoid=self._taken_nodes(request),
+                exclude=self._excluded_nodes(),
+                prefer=prefer,
+                timeout_s=self._settings.ray_placement_timeout_s,
+            )
+            if node is not None:
+                self._reserved[request.key] = (request.group, node)
+        try:
+            return await self._start_agent(request, generation, group, room)
+        finally:
+            self._reserved.pop(request.key, None)
+
+    async def _start_agent(
+        self, request: InstanceRequest, generation: int, group: Any, room: ray_placement.Room
+    ) -> _Instance:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        name = f"{request.key}/g{generation}"
 
         agent = self._agent_class.options(  # type: ignore[attr-defined]
             name=name,
@@ -331,7 +353,7 @@ class RayBackend:
                     f"{_cause(error)}"
                 ) from None
             raise
-        log.info("%s placed on node %s (%s)", request.description, node_ip, name)
+        log.info("instance %s placed on node %s", name, node_ip)
         return _Instance(request, generation, agent, group, node_ip, node_id, adopted=False)
 
     def _excluded_nodes(self) -> set[str]:
@@ -375,7 +397,7 @@ class RayBackend:
         instance = _Instance(request, generation, agent, group, node_ip, node_id, adopted=True)
         self._instances[request.key] = instance
         self._watch(instance)
-        log.info("%s adopted on node %s (%s)", request.description, node_ip, name)
+        log.info("instance %s adopted on node %s", name, node_ip)
         return instance
 
     async def release_instance(self, key: str) -> None:
@@ -604,7 +626,7 @@ class RayBackend:
             instance.lost = f"its {where} was lost: {why}"
         else:
             instance.lost = f"its agent on {where} was lost: {why}"
-        log.warning("%s: %s", instance.request.description, instance.lost)
+        log.warning("instance %s: %s", instance.request.key, instance.lost)
         if not node_lost:
             RAY_CALLS.submit(self._kill, instance.agent, instance.group)
             return

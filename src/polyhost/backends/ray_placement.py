@@ -138,9 +138,10 @@ async def reserve(
     exclude: set[str],
     timeout_s: float,
     prefer: str | None = None,
-) -> Any:
-    """A ready placement group for `room`: on `prefer` if it has room, else preferring nodes
-    not in `avoid`, never pinned to a node in `exclude`; PlacementError."""
+) -> tuple[Any, str | None]:
+    """A ready placement group for `room` and the node it is on (None when Ray does not say):
+    on `prefer` if it has room, else preferring nodes not in `avoid`, never pinned to a node in
+    `exclude`; PlacementError."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     rooms = [r for r in await ray_call(cluster_rooms, ray) if r.address not in exclude]
@@ -161,19 +162,29 @@ async def reserve(
         bundle = _bundle(room) | {f"node:{candidate.address}": NODE_SLIVER}
         group = await ray_call(_create, ray, bundle, name)
         if await _ready(group, min(PINNED_WAIT_S, remaining)):
-            return group
+            return group, candidate.address
         await ray_call(_remove, ray, group)
         log.info("%s did not fit on node %s now; trying another", description, candidate.address)
     remaining = deadline - loop.time()
     group = await ray_call(_create, ray, _bundle(room), name)
     if remaining > 0 and await _ready(group, remaining):
-        return group
+        return group, await ray_call(_node_of, ray, group, rooms)
     await ray_call(_remove, ray, group)
     rooms = await ray_call(cluster_rooms, ray)
     raise PlacementError(
         f"{asked}, and the cluster had no room for it within {timeout_s:g} seconds: "
         f"{describe_cluster(rooms)}."
     )
+
+
+def _node_of(ray: Any, group: Any, rooms: list[NodeRoom]) -> str | None:
+    """The address of the node holding the group's bundle."""
+    try:
+        node_ids = ray.util.placement_group_table(group).get("bundles_to_node_id") or {}
+    except Exception:
+        return None
+    addresses = {r.node_id: r.address for r in rooms}
+    return next((addresses.get(n) for n in node_ids.values() if n in addresses), None)
 
 
 def find_group(ray: Any, name: str) -> Any:
