@@ -40,9 +40,10 @@ $(SDK_STAMP):
 ui:
 	scripts/build-ui.sh
 
-# Debian's load generators, used by the benchmarks and their smoke test, and Debian's chromium,
-# which the dashboard's browser test drives (root only; otherwise those tests say what to
-# install and are skipped).
+# Debian's load generators, used by the benchmarks and their smoke test; Debian's chromium,
+# which the dashboard's browser test drives; a C compiler, which builds the small preload that
+# keeps the Ray test cluster's listeners on loopback (root only; otherwise those tests say what
+# to install).
 tools:
 	@if ! command -v hey >/dev/null || ! command -v wrk >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -56,6 +57,13 @@ tools:
 	    apt-get install -y -q chromium >/dev/null 2>&1 || \
 	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null; } || \
 	      echo "could not install chromium: the dashboard's browser test will be skipped"; \
+	  fi; \
+	fi
+	@if ! command -v cc >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q gcc libc6-dev >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q gcc libc6-dev >/dev/null; } || \
+	      echo "could not install a C compiler: the Ray cluster tests cannot keep Ray on loopback"; \
 	  fi; \
 	fi
 
