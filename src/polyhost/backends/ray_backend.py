@@ -429,13 +429,21 @@ class RayBackend:
                 ray.util.remove_placement_group(group)
 
     async def release_unclaimed(self) -> list[str]:
-        """Stop the agents and placement groups of this namespace no instance claims now."""
+        """Stop the agents and placement groups of this namespace no instance claims now.
+
+        An instance being placed right now (a CreateEndpoint just after the restart) is spared:
+        its agent and group exist before it is claimed."""
         ray = self._ray
         claimed = {i.name for i in self._instances.values()}
+        placing = set(self._requests) - set(self._instances)
+
+        def spared(name: str) -> bool:
+            return name in claimed or name.rpartition("/g")[0] in placing
+
         names = await ray_call(ray.util.list_named_actors, False)
         released: list[str] = []
         for name in names:
-            if "/g" not in name or name in claimed:
+            if "/g" not in name or spared(name):
                 continue
             try:
                 agent = await ray_call(ray.get_actor, name)
@@ -450,10 +458,9 @@ class RayBackend:
             await ray_call(self._kill, agent, group)
             released.append(name)
         prefix = f"{self._namespace}/"
-        keep = {f"{prefix}{name}" for name in claimed}
-        for group in await ray_call(ray_placement.groups_named, ray, prefix):
-            if group[0] not in keep:
-                await ray_call(self._kill, None, group[1])
+        for group_name, group in await ray_call(ray_placement.groups_named, ray, prefix):
+            if not spared(group_name[len(prefix) :]):
+                await ray_call(self._kill, None, group)
         if released:
             log.warning("stopped %d instance(s) a previous run left unclaimed", len(released))
         return released
