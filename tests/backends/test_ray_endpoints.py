@@ -270,3 +270,19 @@ def test_ls_instances_lists_each_instance_with_its_node(
         time.sleep(0.5)
     # The node column is the admin API's `node` of each container ("-" while it has none).
     assert nodes == set(cluster.ips) or nodes == {"-"}, nodes
+
+
+def test_unreachable_cluster_is_named_at_once(tmp_path: Path) -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "polyhost", "serve", "--backend", "ray",
+         "--ray-address", "127.0.0.9:9", "--state-dir", str(tmp_path / "state"), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "cannot reach the Ray cluster at 127.0.0.9:9" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert time.monotonic() - started < 30

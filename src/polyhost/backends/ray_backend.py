@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ PROBE_TIMEOUT_S = 0.3  # one TCP connect to a container, when its agent is silen
 STATS_EVERY_S = 2.0  # CPU and memory are sampled this often (psutil costs on the node)
 AGENT_START_TIMEOUT_S = 120.0  # a new actor's worker process: spawn and import polyhost
 CALL_TIMEOUT_S = 60.0  # start/stop of a container through its agent, beyond its own grace
+GCS_CONNECT_TIMEOUT_S = 5.0  # the cluster address must accept a connection this fast
 ADOPT_TIMEOUT_S = 5.0  # a previous run's agent must answer this fast to be adopted
 # A node seen lost is not placed on for this long (or until Ray, too, says it is dead).
 LOST_NODE_EXCLUDED_S = 120.0
@@ -69,6 +71,26 @@ LOST_NODE_EXCLUDED_S = 120.0
 
 def ray_address(settings: Settings) -> str:
     return settings.ray_address or os.environ.get("RAY_ADDRESS") or "auto"
+
+
+def check_reachable(address: str, timeout_s: float = GCS_CONNECT_TIMEOUT_S) -> None:
+    """Fail fast (ConnectionError naming the address) when nothing answers at a `host:port`
+    cluster address: `ray.init` itself would retry for ever. `auto` is left to Ray (it fails
+    at once when this machine runs no Ray node); Ray Client (`ray://`) is not supported."""
+    if address.startswith("ray://"):
+        raise ConnectionError(
+            "Ray Client addresses (ray://) are not supported: give the cluster's GCS address "
+            "(host:port, e.g. 10.0.0.5:6379) and run the server on a machine that is a Ray node"
+        )
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise ConnectionError(
+            f"nothing answers at {address} within {timeout_s:g}s ({error.strerror or error})"
+        ) from None
 
 
 def namespace_of(state_dir: Path) -> str:
@@ -211,6 +233,7 @@ class RayBackend:
         self._images = images
         self._namespace = namespace_of(settings.state_dir)
         self._address = ray_address(settings)
+        check_reachable(self._address)
         where: dict[str, str] = {}
         if settings.ray_node_address:
             where["_node_ip_address"] = settings.ray_node_address
