@@ -158,6 +158,24 @@ def test_model_data_is_shipped_to_the_node_and_cached_by_content(
     assert Path(model_dir).parent.name == "models" and len(digest) == 64
 
 
+def test_container_failing_on_its_node_fails_the_endpoint_quoting_its_log(
+    sagemaker: Any, cluster: LocalRayCluster, server: PolyhostProcess
+) -> None:
+    described = deploy(sagemaker, "broken", [echo_container("bad", ECHO_EXIT_AT_START="1")])
+    assert described["EndpointStatus"] == "Failed"
+    reason = described["FailureReason"]
+    assert "exited with code 3" in reason, reason
+    assert "bad: configured to fail at start" in reason, reason
+    deadline = time.monotonic() + 30
+    while (left := cluster_leftovers(cluster, server.state_dir, "broken")) != {
+        "actors": [],
+        "groups": [],
+        "containers": 0,
+    }:
+        assert time.monotonic() < deadline, left
+        time.sleep(0.5)
+
+
 def test_remote_container_logs_reach_the_server(
     server: PolyhostProcess, sagemaker: Any, runtime: Any
 ) -> None:
