@@ -286,6 +286,16 @@ class RayBackend:
 
     async def place_instance(self, request: InstanceRequest) -> str:
         self._requests[request.key] = request
+        try:
+            return await self._place_instance(request)
+        except PlacementError:
+            raise
+        except Exception as error:  # Ray itself failing: still a FailureReason, not a bug
+            raise PlacementError(
+                f"{request.description} could not be placed on the Ray cluster: {_cause(error)}"
+            ) from None
+
+    async def _place_instance(self, request: InstanceRequest) -> str:
         async with self._lock(request.key):
             instance = self._instances.get(request.key)
             if instance is not None and instance.lost is None:
