@@ -33,14 +33,22 @@ from tests.backends.ray_fixtures import (
 )
 from tests.support.endpoints import create_config, create_model, deploy, echo_container, invoke
 from tests.support.ray_cluster import LocalRayCluster, ray_installed
+from tests.support.s3 import MotoS3, s3_server
 from tests.support.server import PolyhostProcess
+
+__all__ = ["s3_server"]  # the fixture, used by name below
 
 pytestmark = pytest.mark.skipif(not ray_installed(), reason="ray is not installed")
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayCluster]:
-    with LocalRayCluster(nodes=3, tmp_path=tmp_path_factory.mktemp("cluster")) as started:
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, s3_server: MotoS3
+) -> Iterator[LocalRayCluster]:
+    """The nodes reach the test S3 with their own settings; the server has none of them."""
+    with LocalRayCluster(
+        nodes=3, tmp_path=tmp_path_factory.mktemp("cluster"), extra_env=s3_server.env()
+    ) as started:
         yield started
 
 
@@ -174,6 +182,48 @@ def test_container_failing_on_its_node_fails_the_endpoint_quoting_its_log(
     }:
         assert time.monotonic() < deadline, left
         time.sleep(0.5)
+
+
+def test_s3_model_data_is_fetched_by_the_node(
+    cluster: LocalRayCluster,
+    server: PolyhostProcess,
+    sagemaker: Any,
+    runtime: Any,
+    s3_server: MotoS3,
+    tmp_path: Path,
+) -> None:
+    assert "AWS_ENDPOINT_URL_S3" not in os.environ  # only the nodes know where this S3 is
+    payload = tmp_path / "s3-weights.txt"
+    payload.write_text("from-s3", encoding="utf-8")
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(payload, arcname="s3-weights.txt")
+    bucket = s3_server.new_bucket()
+    s3_server.put(bucket, "m/model.tar.gz", archive.read_bytes())
+    container = {**echo_container("s"), "ModelDataUrl": f"s3://{bucket}/m/model.tar.gz"}
+    described = deploy(sagemaker, "froms3", [container], instances=2)
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    for _ in range(4):
+        body, _ = invoke(runtime, "froms3", b"x", CustomAttributes="model-file=s3-weights.txt")
+        assert b"from-s3" in body
+    assert s3_server.count_requests("GET", f"/{bucket}/m/model.tar.gz") >= 1
+    for pid in echo_pids(cluster, "froms3"):
+        assert "/artifacts/" in psutil.Process(pid).environ()["SM_MODEL_DIR"]
+    assert not list((server.state_dir / "artifacts").rglob("s3-weights.txt"))  # not the server
+
+
+def test_node_that_cannot_get_the_model_fails_the_endpoint_with_reason(
+    sagemaker: Any, s3_server: MotoS3
+) -> None:
+    bucket = s3_server.new_bucket()
+    container = {**echo_container("s"), "ModelDataUrl": f"s3://{bucket}/missing.tar.gz"}
+    described = deploy(sagemaker, "nos3", [container])
+    assert described["EndpointStatus"] == "Failed"
+    reason = described["FailureReason"]
+    assert "Could not get the model data of container s for production variant AllTraffic" in (
+        reason
+    ), reason
+    assert "on node 127.0.0." in reason, reason
 
 
 def test_remote_container_logs_reach_the_server(

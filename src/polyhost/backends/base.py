@@ -18,6 +18,28 @@ class ResourceLimits:
     cpus: float | None = None
 
 
+@runtime_checkable
+class ModelFetch(Protocol):
+    """Model data a container's own machine fetches (for a backend whose containers run on other
+    machines: `s3://` and `https://` are fetched by the node, not the server). The deploy layer
+    provides it; it must pickle, since it travels to the node."""
+
+    @property
+    def source(self) -> str:
+        """What identifies the model (its URL, credentials never included)."""
+        ...
+
+    @property
+    def timeout_s(self) -> float:
+        """The most the fetch may take (the variant's ModelDataDownloadTimeoutInSeconds)."""
+        ...
+
+    def __call__(self, cache_root: Path) -> Path:
+        """Fetch (or find in the cache under `cache_root`) and extract; the model's folder.
+        Raises with a message fit for a FailureReason."""
+        ...
+
+
 @dataclass(frozen=True)
 class LaunchSpec:
     """How to start one container."""
@@ -38,6 +60,8 @@ class LaunchSpec:
     # The instance (`InstanceRequest.key`) the container belongs to, for backends that place
     # instances (`InstancePlacer`); None elsewhere.
     instance_key: str | None = None
+    # Model data the container's node fetches itself (`model_dir` is then None).
+    model_fetch: ModelFetch | None = None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ What it does on its node:
 - starts each container with `ProcessBackend` (same environment, limits, process groups,
   cgroups, pid files and orphan reaping as on the server's machine), bound to the node's own
   address on a port block it finds free there;
-- unpacks the model data the server shipped (`ray_models`), once per node by content hash;
+- unpacks the model data the server shipped (`ray_models`), once per node by content hash, or
+  fetches `s3://`/`https://` model data itself (`LaunchSpec.model_fetch`: the server's artifact
+  code and limits, with the node's own credentials), into the node's artifact cache;
 - reports, when polled, each container's exit code, whether it listens on its port, its CPU and
   memory, and the next slice of its log (`ray_logs`).
 
@@ -96,6 +98,7 @@ class InstanceAgent:
         root = node_root(namespace)
         self._dir = root / "instances" / key
         self._models = root / "models"
+        self._artifacts = root / "artifacts"
         self._settings = replace(settings, state_dir=self._dir)
         self._backend = ProcessBackend(self._settings, images)
         self._entries: dict[str, _Entry] = {}
@@ -151,6 +154,9 @@ class InstanceAgent:
         return Started(started.host, started.port, started.pid, started.limits_applied, False)
 
     async def _model_dir(self, launch: AgentLaunch, folder: Path) -> Path:
+        fetch = launch.spec.model_fetch
+        if fetch is not None:  # s3:// or https://: this node fetches it, into its own cache
+            return await asyncio.to_thread(fetch, self._artifacts)
         if launch.model_digest is None or launch.model is None:
             own = folder / "model"
             own.mkdir(parents=True, exist_ok=True)

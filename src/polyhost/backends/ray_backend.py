@@ -528,7 +528,7 @@ class RayBackend:
         try:
             started: Started = await asyncio.wait_for(
                 _awaitable(instance.agent.start.remote(launch)),
-                spec_timeout(self._settings),
+                start_timeout(self._settings, spec),
             )
         except TimeoutError:
             raise ContainerStartError(
@@ -686,14 +686,18 @@ def fingerprint(spec: LaunchSpec, model_digest: str | None) -> str:
         spec.image,
         sorted(spec.environment.items()),
         model_digest,
+        spec.model_fetch.source if spec.model_fetch is not None else None,
         spec.limits,
         spec.execution_role_arn,
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
-def spec_timeout(settings: Settings) -> float:
-    return settings.stop_grace_s + CALL_TIMEOUT_S
+def start_timeout(settings: Settings, spec: LaunchSpec) -> float:
+    """How long the agent may take to start a container: stopping a previous run, fetching its
+    model data on the node, launching."""
+    fetch = spec.model_fetch.timeout_s if spec.model_fetch is not None else 0.0
+    return settings.stop_grace_s + fetch + CALL_TIMEOUT_S
 
 
 def _generation(name: str, key: str) -> int | None:

@@ -41,6 +41,7 @@ from polyhost.control.seam import ContainerSpec, EndpointSpec, VariantSpec
 from polyhost.deploy.artifacts import ArtifactError, ArtifactStore
 from polyhost.deploy.health import PING_TIMEOUT_S, ping
 from polyhost.deploy.logs import LogStream, tail
+from polyhost.deploy.node_fetch import NodeModelFetch, fetched_on_node
 from polyhost.deploy.ports import PortAllocator, port_is_held
 from polyhost.router.table import (
     ContainerRoute,
@@ -362,6 +363,7 @@ class GroupStarter:
     ) -> None:
         self._backend = backend
         self._placer = backend if isinstance(backend, InstancePlacer) else None
+        self._settings = settings
         self._artifacts = artifacts
         self._ports = ports
         self._containers_dir = settings.containers_dir
@@ -457,8 +459,12 @@ class GroupStarter:
         urls: dict[str, tuple[VariantSpec, ContainerSpec]] = {}
         for variant in spec.variants:
             for container in variant.containers:
-                if container.model_data_url and container.model_data_url not in urls:
-                    urls[container.model_data_url] = (variant, container)
+                url = container.model_data_url
+                if not url or url in urls:
+                    continue
+                if self._placer is not None and fetched_on_node(url):
+                    continue  # the node that runs the container fetches it (`_node_fetch`)
+                urls[url] = (variant, container)
 
         async def fetch(url: str, variant: VariantSpec, container: ContainerSpec) -> Path:
             try:
@@ -505,8 +511,13 @@ class GroupStarter:
                 for container in variant.containers:
                     folder = base / variant.variant_name / instance_id / container.hostname
                     folder.mkdir(parents=True, exist_ok=True)
-                    if container.model_data_url:
+                    model_fetch: NodeModelFetch | None = None
+                    model_dir: Path | None
+                    if container.model_data_url in model_dirs:
                         model_dir = model_dirs[container.model_data_url]
+                    elif container.model_data_url:
+                        model_dir = None
+                        model_fetch = self._node_fetch(variant, container)
                     else:
                         model_dir = folder / "model"
                         model_dir.mkdir(exist_ok=True)
@@ -528,6 +539,7 @@ class GroupStarter:
                         work_dir=folder,
                         execution_role_arn=variant.execution_role_arn,
                         instance_key=key if self._placer is not None else None,
+                        model_fetch=model_fetch,
                     )
                     stream = LogStream(
                         spec.endpoint_name,
@@ -541,6 +553,20 @@ class GroupStarter:
                         RunningContainer(container, variant, launch, stream, float(timeout))
                     )
 
+    def _node_fetch(self, variant: VariantSpec, container: ContainerSpec) -> NodeModelFetch:
+        settings = self._settings
+        assert container.model_data_url is not None
+        return NodeModelFetch(
+            url=container.model_data_url,
+            timeout_s=float(variant.download_timeout_s),
+            container=container.hostname,
+            variant=variant.variant_name,
+            max_bytes=settings.max_model_bytes,
+            max_ratio=settings.max_model_ratio,
+            workers=settings.artifact_workers,
+            allow_hosts=tuple(settings.allow_model_hosts),
+        )
+
     async def _start_one(self, container: RunningContainer) -> None:
         """Start one container and wait for its ping, all within its startup timeout.
 
@@ -552,6 +578,10 @@ class GroupStarter:
         taken: list[int] = []
         for attempt in range(1, PORT_ATTEMPTS + 1):
             handle = await self.launch(container)
+            if attempt == 1 and container.launch.model_fetch is not None:
+                # The node fetched the model data during the launch: that time is the
+                # download's (its own timeout), not the container's startup.
+                started = loop.time()
             try:
                 await wait_healthy(container, handle, container.startup_timeout_s, started=started)
                 container.record_setup(loop.time() - started)
