@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from polyhost.control.seam import InferenceMode
 from polyhost.errors import InvokeValidationError, ModelError, ServiceError, ServiceUnavailable
 from polyhost.router.router import InvokeRequest, InvokeResult, Router
 from polyhost.router.table import ContainerRoute, EndpointRoute, ReplicaRoute, VariantRoute
@@ -255,6 +256,65 @@ def test_outstanding_is_given_back_when_the_call_fails() -> None:
     route = router.route("ep")
     assert route is not None
     assert [r.outstanding for r in route.variants[0].replicas] == [0]
+
+
+def two_replicas(
+    *hostnames: str, mode: InferenceMode = "Direct"
+) -> tuple[Router, VariantRoute, list[list[ContainerRoute]]]:
+    """Endpoint `ep`, one variant of two replicas (i-0, i-1), each running `hostnames`."""
+    routes = [[container_route(h, instance=f"i-{i}") for h in hostnames] for i in range(2)]
+    variant = variant_route("AllTraffic", *(tuple(r) for r in routes), mode=mode)
+    return make_router(endpoint_route("ep", variant)), variant, routes
+
+
+def test_a_replica_whose_target_container_is_down_is_passed_over() -> None:
+    """A lost node or a restarting container: its replica gets no requests while others can
+    serve them; a Direct request for a container still up there may still go to it."""
+    _, variant, routes = two_replicas("a", "b")
+    routes[0][0].available = False  # i-0's "a"
+    assert {variant.pick_replica("a").instance_id for _ in range(4)} == {"i-1"}
+    assert {variant.pick_replica("b").instance_id for _ in range(4)} == {"i-0", "i-1"}
+    assert {variant.pick_replica(None).instance_id for _ in range(4)} == {"i-1"}  # Serial
+
+
+def test_when_no_replica_can_serve_the_caller_gets_the_reason() -> None:
+    router, _, routes = two_replicas("a")
+    for replica in routes:
+        replica[0].available = False
+        replica[0].unavailable_reason = "its node 127.0.0.3 was lost"
+    error = failure(router, InvokeRequest(b"x", target_container="a"))
+    assert isinstance(error, ServiceUnavailable)
+    assert "its node 127.0.0.3 was lost" in error.message
+
+
+def test_a_refused_connection_is_sent_once_to_another_replica() -> None:
+    """Nothing reached a container, so the request is safe to send elsewhere: the caller
+    gets the answer, and the refusing container's counters show its failure."""
+    router, _, routes = two_replicas("a")
+    refusing, other = routes[0][0], routes[1][0]
+    fake_pool(refusing).then(UpstreamConnectFailed("cannot connect: Connection refused"))
+    result = invoke(router, InvokeRequest(b"x", target_container="a"))  # i-0 has the turn
+    assert result.body == b"a:x"
+    assert len(fake_pool(refusing).calls) == len(fake_pool(other).calls) == 1
+    assert counts(refusing) == (1, 0, 1, 0, 0)
+    assert counts(other) == (1, 0, 0, 1, 1)
+
+
+def test_a_refused_connection_with_no_other_replica_is_the_503() -> None:
+    router, _, routes = two_replicas("a")
+    for replica in routes:
+        fake_pool(replica[0]).then(UpstreamConnectFailed("cannot connect: Connection refused"))
+    error = failure(router, InvokeRequest(b"x", target_container="a"))
+    assert isinstance(error, ServiceUnavailable)
+    assert sum(len(fake_pool(r[0]).calls) for r in routes) == 2  # tried once, sent once more
+
+
+def test_a_pipeline_is_not_sent_again_once_a_container_has_seen_it() -> None:
+    router, _, routes = two_replicas("first", "second", mode="Serial")
+    fake_pool(routes[0][1]).then(UpstreamConnectFailed("cannot connect: Connection refused"))
+    error = failure(router, InvokeRequest(b"x"))
+    assert isinstance(error, ServiceUnavailable)
+    assert [len(fake_pool(c).calls) for c in routes[1]] == [0, 0]
 
 
 # -- the endpoint's state ---------------------------------------------------------------------

@@ -33,6 +33,11 @@ _MAX_ORIGINAL_MESSAGE = 4096
 RESTORING = "Restoring"
 
 
+class ConnectionRefused(ServiceUnavailable):
+    """A container refused the connection before any container saw the request: the same
+    retryable 503 for the caller, and safe for the router to send to another replica."""
+
+
 @dataclass(frozen=True, slots=True)
 class InvokeRequest:
     body: bytes
@@ -106,16 +111,32 @@ class Router:
                 f"Endpoint {endpoint_name} is not a multi-model endpoint: remove TargetModel."
             )
         variant = self._variant(route, request.target_variant)
-        replica = variant.pick_replica()
+        replica = variant.pick_replica(request.target_container)
+        try:
+            return await self._on_replica(route, variant, replica, request)
+        except ConnectionRefused:
+            # Nothing reached any container: the request is sent once more, to another
+            # replica that can serve it, if there is one (a node just lost, a container just
+            # crashed, before its supervisor withdrew it).
+            other = variant.pick_replica(request.target_container, avoid=replica)
+            if other is replica:
+                raise
+            return await self._on_replica(route, variant, other, request)
+
+    async def _on_replica(
+        self,
+        route: EndpointRoute,
+        variant: VariantRoute,
+        replica: ReplicaRoute,
+        request: InvokeRequest,
+    ) -> InvokeResult:
         replica.outstanding += 1
         try:
             if variant.mode == "Direct":
-                result = await self._direct(route, variant, replica, request)
-            else:
-                result = await self._serial(route, variant, replica, request)
+                return await self._direct(route, variant, replica, request)
+            return await self._serial(route, variant, replica, request)
         finally:
             replica.outstanding -= 1
-        return result
 
     def _missing(self, endpoint_name: str) -> InvokeValidationError | ServiceUnavailable:
         status = self._not_serving.get(endpoint_name)
@@ -169,7 +190,7 @@ class Router:
             )
         headers = self._headers(request, request.content_type, request.accept)
         response, container_us = await self._call(
-            route, container, request.body, headers, self._max_body
+            route, container, request.body, headers, self._max_body, first=True
         )
         total_us = (time.perf_counter() - started) * 1e6
         container.counters.overhead_latency.observe(max(total_us - container_us, 0.0))
@@ -204,6 +225,7 @@ class Router:
                 body,
                 headers,
                 self._max_body if last else self._max_interchange,
+                first=index == 0,
             )
             spent_us += container_us
             body = response.body
@@ -255,8 +277,13 @@ class Router:
         body: bytes,
         headers: list[tuple[bytes, bytes]],
         max_response: int,
+        *,
+        first: bool = False,
     ) -> tuple[UpstreamResponse, float]:
-        """One container call; returns the answer and the microseconds spent in the container."""
+        """One container call; returns the answer and the microseconds spent in the container.
+
+        `first`: no container has seen the request yet, so a refused connection raises
+        `ConnectionRefused`, which the caller may send to another replica."""
         counters = container.counters
         counters.invocations += 1
         if not container.available:
@@ -272,7 +299,10 @@ class Router:
             )
         except UpstreamError as error:
             counters.errors_5xx += 1
-            raise self._upstream_failure(error, route, container, max_response) from None
+            failure = self._upstream_failure(error, route, container, max_response)
+            if first and isinstance(error, UpstreamConnectFailed):
+                raise ConnectionRefused(failure.message) from None
+            raise failure from None
         elapsed_us = (time.perf_counter() - started) * 1e6
         counters.container_latency.observe(elapsed_us)
         status = response.status

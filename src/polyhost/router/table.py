@@ -38,6 +38,15 @@ class ReplicaRoute:
     def of(cls, instance_id: str, containers: tuple[ContainerRoute, ...]) -> ReplicaRoute:
         return cls(instance_id, containers, {c.hostname: c for c in containers})
 
+    def can_serve(self, hostname: str | None) -> bool:
+        """Whether a request for `hostname` (Direct) or for the whole pipeline (None) finds
+        its containers available here. An unknown hostname counts as servable: the router
+        answers it with the validation error that lists the hostnames."""
+        if hostname is None:
+            return all(c.available for c in self.containers)
+        container = self.by_hostname.get(hostname)
+        return container is None or container.available
+
 
 @dataclass(slots=True)
 class VariantRoute:
@@ -47,18 +56,32 @@ class VariantRoute:
     replicas: tuple[ReplicaRoute, ...]
     _next: int = 0
 
-    def pick_replica(self) -> ReplicaRoute:
-        """Least outstanding requests; ties broken round-robin so load spreads when idle."""
+    def pick_replica(
+        self, hostname: str | None = None, avoid: ReplicaRoute | None = None
+    ) -> ReplicaRoute:
+        """Least outstanding requests among the replicas that can serve the request (see
+        `ReplicaRoute.can_serve`); ties broken round-robin so load spreads when idle.
+
+        A replica whose container is down (restarting, or on a lost node) is passed over, so
+        its requests go to the others at once; only when no replica can serve is one picked
+        anyway, and the caller gets that replica's 503 with the reason. `avoid` is a replica
+        that just refused a connection: another one is preferred.
+        """
         replicas = self.replicas
-        if len(replicas) == 1:
+        count = len(replicas)
+        if count == 1:
             return replicas[0]
         start = self._next
-        self._next = (start + 1) % len(replicas)
-        best = replicas[start]
-        for offset in range(1, len(replicas)):
-            candidate = replicas[(start + offset) % len(replicas)]
-            if candidate.outstanding < best.outstanding:
+        self._next = (start + 1) % count
+        best: ReplicaRoute | None = None
+        for offset in range(count):
+            candidate = replicas[(start + offset) % count]
+            if candidate is avoid or not candidate.can_serve(hostname):
+                continue
+            if best is None or candidate.outstanding < best.outstanding:
                 best = candidate
+        if best is None:
+            return avoid if avoid is not None else replicas[start]
         return best
 
 
