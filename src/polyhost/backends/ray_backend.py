@@ -159,6 +159,11 @@ class RayContainer:
         return self._started.pid
 
     @property
+    def model_dir(self) -> Path | None:
+        """The model folder on the server this container's model data was shipped from."""
+        return self._spec.model_dir
+
+    @property
     def adopted(self) -> bool:
         """True when the agent already ran it (a restarted server adopted it)."""
         return self._started.adopted
@@ -439,6 +444,18 @@ class RayBackend:
             self._requests.pop(key, None)
             if instance is not None:
                 await self._discard(instance, graceful=instance.lost is None)
+        self._forget_unused_models()
+
+    def _forget_unused_models(self) -> None:
+        """Drop the object store's copy of models no container of this server uses any more
+        (a later start packs and ships it again)."""
+        used = {
+            container.model_dir
+            for instance in self._instances.values()
+            for container in instance.containers.values()
+        }
+        for folder in [f for f in self._models if f not in used]:
+            del self._models[folder]
 
     async def _discard(self, instance: _Instance, graceful: bool = False) -> None:
         if instance.poller is not None:

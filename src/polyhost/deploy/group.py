@@ -584,7 +584,8 @@ class GroupStarter:
                 started = loop.time()
             try:
                 await wait_healthy(container, handle, container.startup_timeout_s, started=started)
-                container.record_setup(loop.time() - started)
+                if not getattr(handle, "adopted", False):  # adopted: it started long ago
+                    container.record_setup(loop.time() - started)
                 return
             except PortTaken as failure:
                 port = container.launch.port
