@@ -92,6 +92,7 @@ class EndpointDeployer:
         self._stopping: dict[int, RunningGroup] = {}
         self._janitor = Janitor(settings, self._artifacts, self.usage)
         self._janitor_task: asyncio.Task[None] | None = None
+        self._reports: set[asyncio.Task[None]] = set()
         self._closing = False
 
     def bind_status_sink(self, sink: StatusSink) -> None:
@@ -247,7 +248,9 @@ class EndpointDeployer:
         route = group.serving_route()
         if route is not None:
             self._router.publish(route)
-        asyncio.get_running_loop().create_task(self._report_counts(state, group))
+        task = asyncio.get_running_loop().create_task(self._report_counts(state, group))
+        self._reports.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._reports.discard)
 
     async def _report_counts(self, state: _Deployment, group: RunningGroup) -> None:
         if state.reports is None:

@@ -95,6 +95,7 @@ async def supervise(
     up_since = loop.time()
     route = container.route
     assert route is not None
+    pool_aborted = False  # the pool ended its calls for a lost node: it is replaced at restart
     while not group.stopping:
         trouble = await watch(starter, group, container)
         if trouble is None or group.stopping:
@@ -110,6 +111,7 @@ async def supervise(
         )
         route.pool.close()
         if trouble.lost:
+            pool_aborted = True
             abort = getattr(route.pool, "abort", None)
             if callable(abort):
                 abort(trouble.reason)
@@ -140,8 +142,12 @@ async def supervise(
         route.pool.close()
         handle = container.handle
         address = _address(route.pool)
-        if handle is not None and address[0] is not None and (handle.host, handle.port) != address:
+        moved = (
+            handle is not None and address[0] is not None and address != (handle.host, handle.port)
+        )
+        if pool_aborted or moved:
             route.pool = starter.pool_for(container)  # placed again: another node or port
+            pool_aborted = False
         route.available = True
         route.unavailable_reason = ""
         group.restore(container.instance)
