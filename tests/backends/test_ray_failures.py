@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -165,6 +166,28 @@ def test_restarted_server_adopts_running_instances(
     assert "stopped instances nothing claims: dropped.r" in server.log()
     assert server.log().count("adopted container kept.") == 6
     assert _instance_count(sagemaker, "kept") == 3
+
+
+def test_another_server_on_the_cluster_leaves_this_ones_instances_alone(
+    cluster: LocalRayCluster, server: PolyhostProcess, tmp_path: Path
+) -> None:
+    """Each server has its own Ray namespace (from its state folder): a second server's start-up
+    clean-up, which stops every instance nothing claims, sees none of the first one's."""
+    pids = echo_pids(cluster, "kept")  # test_restarted_server_adopts_running_instances
+    assert len(pids) == 6
+    other = ray_server(cluster, tmp_path).start(timeout=60)
+    try:
+        deadline = time.monotonic() + 20
+        while "no instance left by a previous run needs stopping" not in other.log():
+            assert time.monotonic() < deadline, other.log()[-3000:]
+            time.sleep(0.2)
+        assert echo_pids(cluster, "kept") == pids
+        body, _ = invoke(server.runtime(), "kept", b"x", TargetContainerHostname="a")
+        assert body == b"a:x"
+        assert "previous run left unclaimed" not in other.log()
+    finally:
+        other.stop()
+    assert echo_pids(cluster, "kept") == pids
 
 
 def test_lost_node_is_withdrawn_and_its_instance_placed_again(

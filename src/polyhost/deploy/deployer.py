@@ -295,6 +295,8 @@ class EndpointDeployer:
             return
         if released:
             log.info("stopped instances nothing claims: %s", ", ".join(released))
+        else:
+            log.info("no instance left by a previous run needs stopping")
 
     async def _report_failure(self, state: _Deployment, spec: EndpointSpec, reason: str) -> None:
         serving = state.serving
