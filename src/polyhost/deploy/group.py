@@ -233,7 +233,16 @@ class NodeAwarePool:
                 raise
             task.uncancel()
             raise UpstreamConnectFailed(self._lost) from None
+        except UpstreamConnectFailed:
+            # Refused: nothing reached the container, and the router may send the request to
+            # another replica at once; no wait for the verdict, only its reason if known.
+            handle = self._container.handle
+            reason = lost_reason(handle) if handle is not None else None
+            if reason is None:
+                raise
+            raise UpstreamConnectFailed(reason) from None
         except UpstreamConnectionError:
+            # Cut in flight: a lost node says so (within LOST_VERDICT_S) in the 503.
             reason = await self._verdict()
             if reason is None:
                 raise
