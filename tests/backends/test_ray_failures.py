@@ -16,6 +16,7 @@ from typing import Any
 
 import psutil
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.backends.ray_fixtures import (
     Load,
@@ -232,3 +233,33 @@ def test_lost_node_is_withdrawn_and_its_instance_placed_again(
         f"node loss: CurrentInstanceCount dipped {dip:.2f}s and was back {back:.2f}s after "
         f"the kill; {len(failures)} failed request(s) of {load.ok + len(failures)}"
     )
+
+
+def test_request_in_flight_on_a_lost_node_gets_a_503_naming_it(
+    cluster: LocalRayCluster, server: PolyhostProcess
+) -> None:
+    """A one-instance endpoint on a fresh node (the freest, so it goes there): its node is lost
+    while a request is in the container; with no other instance to send it to, the caller gets
+    a 503 that names the node."""
+    node = cluster.add_node()
+    sagemaker, runtime = server.sagemaker(), server.runtime()
+    described = deploy(sagemaker, "lonely", [echo_container("only")])
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    assert list(echo_containers_by_node(cluster, "lonely")) == [node.ip]
+    outcome: list[str] = []
+
+    def call() -> None:
+        try:
+            invoke(runtime, "lonely", b"x", CustomAttributes="sleep=5")
+            outcome.append("answered")
+        except ClientError as error:
+            outcome.append(str(error))
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(1.0)
+    cluster.kill_node(node.ip)
+    caller.join(timeout=30)
+    (message,) = outcome
+    assert "ServiceUnavailable" in message and node.ip in message, message
+    assert "was lost" in message, message

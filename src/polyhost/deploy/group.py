@@ -227,12 +227,28 @@ class NodeAwarePool:
         if task is not None:
             self._calls.add(task)
         try:
-            return await self._pool.post(path, headers, body, timeout, max_response_bytes)
+            return await self._post(path, headers, body, timeout, max_response_bytes)
         except asyncio.CancelledError:
+            # `abort` ended the call (here, or while it awaited the verdict): the caller gets
+            # the node's loss, and the task it ran in (the connection's) carries on.
             if self._lost is None or task is None:
                 raise
             task.uncancel()
             raise UpstreamConnectFailed(self._lost) from None
+        finally:
+            if task is not None:
+                self._calls.discard(task)
+
+    async def _post(
+        self,
+        path: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeout: float,
+        max_response_bytes: int,
+    ) -> UpstreamResponse:
+        try:
+            return await self._pool.post(path, headers, body, timeout, max_response_bytes)
         except UpstreamConnectFailed:
             # Refused: nothing reached the container, and the router may send the request to
             # another replica at once; no wait for the verdict, only its reason if known.
@@ -247,9 +263,6 @@ class NodeAwarePool:
             if reason is None:
                 raise
             raise UpstreamConnectFailed(reason) from None
-        finally:
-            if task is not None:
-                self._calls.discard(task)
 
     async def _verdict(self) -> str | None:
         """Why the node is gone, if it turns out to be within LOST_VERDICT_S."""
