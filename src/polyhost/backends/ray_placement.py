@@ -121,10 +121,12 @@ def describe_cluster(rooms: list[NodeRoom]) -> str:
     total_memory = sum(r.total_memory for r in rooms)
     free_memory = sum(r.free_memory for r in rooms)
     largest = max(rooms, key=lambda r: (r.total_cpus, r.total_memory))
+    freest = max(rooms, key=lambda r: (r.free_cpus, r.free_memory))
     return (
         f"the Ray cluster has {len(rooms)} alive node(s) with {free_cpus:g} of {total_cpus:g} "
         f"CPU and {_size(free_memory)} of {_size(total_memory)} of memory free; its largest "
-        f"node has {largest.total_cpus:g} CPU and {_size(largest.total_memory)} of memory"
+        f"node has {largest.total_cpus:g} CPU and {_size(largest.total_memory)} of memory, its "
+        f"freest {freest.free_cpus:g} CPU and {_size(freest.free_memory)} free"
     )
 
 
