@@ -9,7 +9,7 @@
   pinned in turn to a node that does not hold that variant yet, when one has room.
 - **Agent.** A detached, named actor per instance runs in the placement group and starts the
   containers with the process backend's code on its node (`ray_agent`). The handles the server
-  keeps (`RayContainer`) carry the node's address and the port the agent chose there, so the
+  keeps (`ray_container`) carry the node's address and the port the agent chose there, so the
   router calls the containers over the network with the usual pools and bounds.
 - **Watching.** One poller per instance asks its agent, every POLL_S, for exit codes, stats and
   the next slice of each container's log (written into the server's log file of that container,
@@ -17,6 +17,7 @@
   answering for LOST_AFTER_S while none of its containers accepts a connection, marks the
   instance *lost*, naming its node: the deployer withdraws it from routing and the supervisor
   places it again (`start` of a container of a lost instance places the instance anew).
+  Ray's blocking calls run on threads of their own (`ray_calls`).
 - **Server restarts.** Actors and placement groups live in a Ray namespace derived from the
   state folder's server id, so two servers never see each other's. A restarted server adopts
   the agent of each instance it places again (same container ids and fingerprints: same
@@ -33,14 +34,12 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from polyhost.backends import ray_models, ray_placement
 from polyhost.backends.base import (
     ContainerStartError,
-    ContainerStats,
     ImageNotFound,
     InstanceRequest,
     LaunchSpec,
@@ -51,8 +50,9 @@ from polyhost.backends.docker_labels import server_id
 from polyhost.backends.images import ImageRegistry
 from polyhost.backends.logfile import RotatingLog
 from polyhost.backends.ray_agent import AgentLaunch, ContainerState, InstanceAgent, Started
+from polyhost.backends.ray_calls import RAY_CALLS, awaited, cause, first_line, ray_call
+from polyhost.backends.ray_container import PlacedInstance, RayContainer
 from polyhost.backends.ray_logs import SHIP_MAX_BYTES
-from polyhost.backends.ray_placement import RAY_CALLS, ray_call
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.backends.ray")
@@ -98,135 +98,6 @@ def namespace_of(state_dir: Path) -> str:
     return f"polyhost-{server_id(state_dir)}"
 
 
-@dataclass
-class _Instance:
-    request: InstanceRequest
-    generation: int
-    agent: Any  # ray.actor.ActorHandle
-    group: Any  # ray.util.placement_group.PlacementGroup | None (adopted without its group)
-    node_ip: str
-    node_id: str
-    adopted: bool
-    lost: str | None = None
-    node_lost: bool = False  # lost with its node (else only its agent died)
-    containers: dict[str, RayContainer] = field(default_factory=dict)
-    answered: float = field(default_factory=time.monotonic)
-    stats_at: float = 0.0
-    poller: asyncio.Task[None] | None = None
-
-    @property
-    def name(self) -> str:
-        return f"{self.request.key}/g{self.generation}"
-
-
-class RayContainer:
-    """A container run by an instance's agent on a Ray node, as the deployer sees it."""
-
-    def __init__(
-        self,
-        backend: RayBackend,
-        instance: _Instance,
-        spec: LaunchSpec,
-        started: Started,
-        logfile: RotatingLog,
-    ) -> None:
-        self._backend = backend
-        self._instance = instance
-        self._spec = spec
-        self._started = started
-        self._log = logfile
-        self._code: int | None = None
-        self._listens: bool | None = None
-        self._stats: ContainerStats | None = None
-        self._stopped = False
-        self._log_closed = False
-
-    @property
-    def container_id(self) -> str:
-        return self._spec.container_id
-
-    @property
-    def host(self) -> str:
-        return self._started.host
-
-    @property
-    def port(self) -> int:
-        return self._started.port
-
-    @property
-    def pid(self) -> int:
-        """The container's main process, on its node."""
-        return self._started.pid
-
-    @property
-    def model_dir(self) -> Path | None:
-        """The model folder on the server this container's model data was shipped from."""
-        return self._spec.model_dir
-
-    @property
-    def adopted(self) -> bool:
-        """True when the agent already ran it (a restarted server adopted it)."""
-        return self._started.adopted
-
-    @property
-    def node(self) -> str:
-        return self._instance.node_ip
-
-    @property
-    def node_id(self) -> str:
-        return self._instance.node_id
-
-    @property
-    def limits_applied(self) -> str:
-        return self._started.limits_applied
-
-    def lost(self) -> str | None:
-        return self._instance.lost
-
-    def exit_code(self) -> int | None:
-        return self._code
-
-    def stats(self) -> ContainerStats | None:
-        return None if self._code is not None or self._instance.lost else self._stats
-
-    def listens_on(self, port: int) -> bool | None:
-        return self._listens if port == self.port else False
-
-    def observe(self, state: ContainerState) -> None:
-        """One poll's answer from the agent."""
-        if state.log:
-            self.write_log(state.log)
-        if self._code is None:
-            self._code = state.exit_code
-        self._listens = state.listens
-        if state.stats is not None:
-            self._stats = state.stats
-
-    def write_log(self, data: bytes) -> None:
-        if self._log_closed:
-            return
-        try:
-            self._log.write(data)
-        except OSError as error:
-            log.warning("cannot write the log of container %s: %s", self.container_id, error)
-
-    def close_log(self) -> None:
-        self._log_closed = True
-        with contextlib.suppress(OSError):
-            self._log.close()
-
-    async def stop(self, grace_s: float) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        try:
-            await self._backend.stop_container(self._instance, self, grace_s)
-        finally:
-            if self._code is None:
-                self._code = -15
-            self.close_log()
-
-
 class RayBackend:
     """Places instances on a Ray cluster and runs their containers there; see the module doc."""
 
@@ -251,7 +122,7 @@ class RayBackend:
             **where,
         )
         self._agent_class = ray.remote(InstanceAgent)
-        self._instances: dict[str, _Instance] = {}
+        self._instances: dict[str, PlacedInstance] = {}
         self._requests: dict[str, InstanceRequest] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         # Reservations are made one at a time, so each sees where the previous went; the
@@ -297,7 +168,7 @@ class RayBackend:
             raise
         except Exception as error:  # Ray itself failing: still a FailureReason, not a bug
             raise PlacementError(
-                f"{request.description} could not be placed on the Ray cluster: {_cause(error)}"
+                f"{request.description} could not be placed on the Ray cluster: {cause(error)}"
             ) from None
 
     async def _place_instance(self, request: InstanceRequest) -> str:
@@ -340,7 +211,7 @@ class RayBackend:
 
     async def _place(
         self, request: InstanceRequest, generation: int, prefer: str | None = None
-    ) -> _Instance:
+    ) -> PlacedInstance:
         ray = self._ray
         room = self._room(request)
         name = f"{request.key}/g{generation}"
@@ -366,7 +237,7 @@ class RayBackend:
 
     async def _start_agent(
         self, request: InstanceRequest, generation: int, group: Any, room: ray_placement.Room
-    ) -> _Instance:
+    ) -> PlacedInstance:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         name = f"{request.key}/g{generation}"
@@ -381,18 +252,18 @@ class RayBackend:
         ).remote(self._settings, self._images, request.key, self._namespace)
         try:
             node_ip, node_id, _ = await asyncio.wait_for(
-                _awaitable(agent.describe.remote()), AGENT_START_TIMEOUT_S
+                awaited(agent.describe.remote()), AGENT_START_TIMEOUT_S
             )
         except BaseException as error:
             await ray_call(self._kill, agent, group)
             if isinstance(error, Exception):
                 raise PlacementError(
                     f"The agent of {request.description} did not start on the Ray cluster: "
-                    f"{_cause(error)}"
+                    f"{cause(error)}"
                 ) from None
             raise
         log.info("instance %s placed on node %s", name, node_ip)
-        return _Instance(request, generation, agent, group, node_ip, node_id, adopted=False)
+        return PlacedInstance(request, generation, agent, group, node_ip, node_id, adopted=False)
 
     def _excluded_nodes(self) -> set[str]:
         now = time.monotonic()
@@ -411,7 +282,7 @@ class RayBackend:
         ]
         return max([g for g in found if g is not None], default=0) + 1
 
-    async def _adopt(self, request: InstanceRequest) -> _Instance | None:
+    async def _adopt(self, request: InstanceRequest) -> PlacedInstance | None:
         """The live agent a previous server run left for this instance, if any."""
         ray = self._ray
         names = await ray_call(ray.util.list_named_actors, False)
@@ -426,13 +297,13 @@ class RayBackend:
         try:
             agent = await ray_call(ray.get_actor, name)
             node_ip, node_id, _ = await asyncio.wait_for(
-                _awaitable(agent.describe.remote()), ADOPT_TIMEOUT_S
+                awaited(agent.describe.remote()), ADOPT_TIMEOUT_S
             )
         except Exception as error:
-            log.warning("cannot adopt the agent %s: %s", name, _cause(error))
+            log.warning("cannot adopt the agent %s: %s", name, cause(error))
             return None
         group = await ray_call(ray_placement.find_group, ray, f"{self._namespace}/{name}")
-        instance = _Instance(request, generation, agent, group, node_ip, node_id, adopted=True)
+        instance = PlacedInstance(request, generation, agent, group, node_ip, node_id, adopted=True)
         self._instances[request.key] = instance
         self._watch(instance)
         log.info("instance %s adopted on node %s", name, node_ip)
@@ -457,7 +328,7 @@ class RayBackend:
         for folder in [f for f in self._models if f not in used]:
             del self._models[folder]
 
-    async def _discard(self, instance: _Instance, graceful: bool = False) -> None:
+    async def _discard(self, instance: PlacedInstance, graceful: bool = False) -> None:
         if instance.poller is not None:
             instance.poller.cancel()
         for container in instance.containers.values():
@@ -465,7 +336,7 @@ class RayBackend:
         if graceful:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
-                    _awaitable(instance.agent.stop_all.remote(self._settings.stop_grace_s)),
+                    awaited(instance.agent.stop_all.remote(self._settings.stop_grace_s)),
                     self._settings.stop_grace_s + CALL_TIMEOUT_S,
                 )
         await ray_call(self._kill, instance.agent, instance.group)
@@ -501,7 +372,7 @@ class RayBackend:
                 continue
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
-                    _awaitable(agent.stop_all.remote(self._settings.stop_grace_s)),
+                    awaited(agent.stop_all.remote(self._settings.stop_grace_s)),
                     self._settings.stop_grace_s + CALL_TIMEOUT_S,
                 )
             group = await ray_call(ray_placement.find_group, ray, f"{self._namespace}/{name}")
@@ -544,7 +415,7 @@ class RayBackend:
         launch = AgentLaunch(spec, fingerprint(spec, digest), digest, model)
         try:
             started: Started = await asyncio.wait_for(
-                _awaitable(instance.agent.start.remote(launch)),
+                awaited(instance.agent.start.remote(launch)),
                 start_timeout(self._settings, spec),
             )
         except TimeoutError:
@@ -552,7 +423,7 @@ class RayBackend:
                 f"the agent on node {instance.node_ip} did not start the container in time"
             ) from None
         except Exception as error:
-            raise ContainerStartError(f"on node {instance.node_ip}: {_cause(error)}") from None
+            raise ContainerStartError(f"on node {instance.node_ip}: {cause(error)}") from None
         previous = instance.containers.get(spec.container_id)
         if previous is not None:
             previous.close_log()
@@ -578,7 +449,7 @@ class RayBackend:
         return handle
 
     async def stop_container(
-        self, instance: _Instance, container: RayContainer, grace_s: float
+        self, instance: PlacedInstance, container: RayContainer, grace_s: float
     ) -> None:
         if instance.containers.get(container.container_id) is container:
             del instance.containers[container.container_id]
@@ -586,11 +457,11 @@ class RayBackend:
             return
         try:
             rest: bytes = await asyncio.wait_for(
-                _awaitable(instance.agent.stop.remote(container.container_id, grace_s)),
+                awaited(instance.agent.stop.remote(container.container_id, grace_s)),
                 grace_s + CALL_TIMEOUT_S,
             )
         except Exception as error:
-            log.warning("stopping %s: %s", container.container_id, _cause(error))
+            log.warning("stopping %s: %s", container.container_id, cause(error))
             return
         if rest:
             container.write_log(rest)
@@ -614,30 +485,30 @@ class RayBackend:
         return known[0], [known[1]]
 
     # -- watching ---------------------------------------------------------------------------------
-    def _watch(self, instance: _Instance) -> None:
+    def _watch(self, instance: PlacedInstance) -> None:
         instance.answered = time.monotonic()
         instance.poller = asyncio.get_running_loop().create_task(self._poll_forever(instance))
 
-    async def _poll_forever(self, instance: _Instance) -> None:
+    async def _poll_forever(self, instance: PlacedInstance) -> None:
         while instance.lost is None:
             await self._poll(instance)
             await asyncio.sleep(POLL_S)
 
-    async def _poll(self, instance: _Instance) -> None:
+    async def _poll(self, instance: PlacedInstance) -> None:
         from ray.exceptions import RayActorError
 
         now = time.monotonic()
         with_stats = now - instance.stats_at >= STATS_EVERY_S
         try:
             states: dict[str, ContainerState] = await asyncio.wait_for(
-                _awaitable(instance.agent.poll.remote(with_stats, SHIP_MAX_BYTES)),
+                awaited(instance.agent.poll.remote(with_stats, SHIP_MAX_BYTES)),
                 LOST_AFTER_S,
             )
         except RayActorError as error:
             # The agent alone, or its whole node? Its containers tell: on a live node they
             # still accept connections.
             node_lost = not await self._any_answers(instance)
-            self._lose(instance, f"its agent died ({_first_line(error)})", node_lost=node_lost)
+            self._lose(instance, f"its agent died ({first_line(error)})", node_lost=node_lost)
             return
         except TimeoutError:
             silent = time.monotonic() - instance.answered
@@ -660,7 +531,7 @@ class RayBackend:
             if container is not None:
                 container.observe(state)
 
-    async def _any_answers(self, instance: _Instance) -> bool:
+    async def _any_answers(self, instance: PlacedInstance) -> bool:
         async def connects(container: RayContainer) -> bool:
             try:
                 async with asyncio.timeout(PROBE_TIMEOUT_S):
@@ -674,7 +545,7 @@ class RayBackend:
         answers = await asyncio.gather(*(connects(c) for c in containers))
         return any(answers)
 
-    def _lose(self, instance: _Instance, why: str, *, node_lost: bool) -> None:
+    def _lose(self, instance: PlacedInstance, why: str, *, node_lost: bool) -> None:
         if instance.lost is not None:
             return
         where = f"node {instance.node_ip} (Ray node {instance.node_id[:12]})"
@@ -722,21 +593,3 @@ def _generation(name: str, key: str) -> int | None:
     if not name.startswith(prefix) or not name[len(prefix) :].isdigit():
         return None
     return int(name[len(prefix) :])
-
-
-async def _awaitable(ref: Any) -> Any:
-    """Await a Ray ObjectRef on any event loop (uvloop included)."""
-    return await asyncio.wrap_future(ref.future())
-
-
-def _cause(error: BaseException) -> str:
-    """The message of the error a Ray call raised on the other side, without Ray's traceback."""
-    cause = getattr(error, "cause", None)
-    if isinstance(cause, BaseException):
-        return str(cause) or type(cause).__name__
-    return _first_line(error)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -26,26 +26,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from polyhost.backends.base import PlacementError, ResourceLimits
 from polyhost.backends.cgroups import format_bytes
+from polyhost.backends.ray_calls import ray_call
 
 log = logging.getLogger("polyhost.backends.ray")
-
-_T = TypeVar("_T")
-
-# Ray's blocking calls (GCS look-ups, kills, placement group removal) run on threads of their
-# own: one that blocks on a node being lost must not hold up the server's other threaded work.
-RAY_CALLS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ray-call")
-
-
-async def ray_call(function: Callable[..., _T], *args: Any) -> _T:
-    return await asyncio.get_running_loop().run_in_executor(RAY_CALLS, function, *args)
-
 
 PINNED_WAIT_S = 5.0
 NODE_SLIVER = 0.001  # of a node's `node:<address>` resource: pins without excluding others
