@@ -354,3 +354,26 @@ def test_unreachable_cluster_is_named_at_once(tmp_path: Path) -> None:
     assert "cannot reach the Ray cluster at 127.0.0.9:9" in done.stderr
     assert "Traceback" not in done.stderr
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--ray-placement-timeout", "0", "--ray-placement-timeout must be more than 0, not 0"),
+        ("--ray-container-cpus", "-1", "--ray-container-cpus and --ray-container-memory must"),
+    ],
+)
+def test_bad_ray_settings_are_refused_at_start(
+    tmp_path: Path, flag: str, value: str, expected: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "polyhost", "serve", "--backend", "ray", flag, value,
+         "--state-dir", str(tmp_path / "state"), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr

@@ -57,6 +57,15 @@ def _ray(settings: Settings, images: ImageRegistry) -> Backend:
         ) from None
     from polyhost.backends.ray_backend import RayBackend, ray_address
 
+    if settings.ray_container_cpus < 0 or settings.ray_container_memory < 0:
+        raise BackendUnavailable(
+            "--ray-container-cpus and --ray-container-memory must be 0 or more, not "
+            f"{settings.ray_container_cpus:g} and {settings.ray_container_memory}"
+        )
+    if settings.ray_placement_timeout_s <= 0:
+        raise BackendUnavailable(
+            f"--ray-placement-timeout must be more than 0, not {settings.ray_placement_timeout_s:g}"
+        )
     try:
         return RayBackend(settings, images)
     except (ConnectionError, RuntimeError, ValueError) as error:
