@@ -25,6 +25,7 @@ from polyhost.router.upstream import (
     UpstreamConnectFailed,
     UpstreamConnectionError,
     UpstreamError,
+    UpstreamNodeLost,
     UpstreamResponseTooLarge,
     UpstreamSaturated,
     UpstreamTimeout,
@@ -307,6 +308,18 @@ def test_a_refused_connection_with_no_other_replica_is_the_503() -> None:
     error = failure(router, InvokeRequest(b"x", target_container="a"))
     assert isinstance(error, ServiceUnavailable)
     assert sum(len(fake_pool(r[0]).calls) for r in routes) == 2  # tried once, sent once more
+
+
+def test_a_call_cut_with_its_lost_node_is_a_503_naming_it_and_not_sent_again() -> None:
+    """The request may have reached the container before its machine went: the caller decides."""
+    router, _, routes = two_replicas("a")
+    fake_pool(routes[0][0]).then(UpstreamNodeLost("its node 127.0.0.3 was lost"))
+    error = failure(router, InvokeRequest(b"x", target_container="a"))
+    assert isinstance(error, ServiceUnavailable)
+    assert error.message == (
+        "Container a of endpoint ep is unavailable: its node 127.0.0.3 was lost. Retry shortly."
+    )
+    assert fake_pool(routes[1][0]).calls == []
 
 
 def test_a_pipeline_is_not_sent_again_once_a_container_has_seen_it() -> None:

@@ -53,6 +53,7 @@ from polyhost.router.upstream import (
     ContainerPool,
     UpstreamConnectFailed,
     UpstreamConnectionError,
+    UpstreamNodeLost,
     UpstreamPool,
     UpstreamResponse,
 )
@@ -234,7 +235,7 @@ class NodeAwarePool:
             if self._lost is None or task is None:
                 raise
             task.uncancel()
-            raise UpstreamConnectFailed(self._lost) from None
+            raise UpstreamNodeLost(self._lost) from None
         finally:
             if task is not None:
                 self._calls.discard(task)
@@ -258,11 +259,12 @@ class NodeAwarePool:
                 raise
             raise UpstreamConnectFailed(reason) from None
         except UpstreamConnectionError:
-            # Cut in flight: a lost node says so (within LOST_VERDICT_S) in the 503.
+            # Cut in flight: a lost node says so (within LOST_VERDICT_S) in the 503; the
+            # request may have reached the container, so it is not sent to another replica.
             reason = await self._verdict()
             if reason is None:
                 raise
-            raise UpstreamConnectFailed(reason) from None
+            raise UpstreamNodeLost(reason) from None
 
     async def _verdict(self) -> str | None:
         """Why the node is gone, if it turns out to be within LOST_VERDICT_S."""

@@ -21,6 +21,7 @@ from polyhost.router.table import ContainerRoute, EndpointRoute, ReplicaRoute, V
 from polyhost.router.upstream import (
     UpstreamConnectFailed,
     UpstreamError,
+    UpstreamNodeLost,
     UpstreamResponse,
     UpstreamResponseTooLarge,
     UpstreamSaturated,
@@ -341,6 +342,8 @@ class Router:
                 f"{name} already has {container.pool.max_inflight} requests in flight, its "
                 "limit. Retry shortly or add instances."
             )
+        if isinstance(error, UpstreamNodeLost):
+            return ServiceUnavailable(f"{name} is unavailable: {error}. Retry shortly.")
         if isinstance(error, UpstreamConnectFailed):
             return ServiceUnavailable(
                 f"{name} is not accepting connections ({error}); it may be restarting. "

@@ -33,6 +33,12 @@ class UpstreamConnectFailed(UpstreamConnectionError):
     """No connection could be made: the container is not listening (down or restarting)."""
 
 
+class UpstreamNodeLost(UpstreamConnectionError):
+    """The container's machine was lost while the call was in flight. The request may have
+    reached the container, so the router does not send it elsewhere: the caller gets a 503
+    naming the machine (the message), and decides whether to retry."""
+
+
 class UpstreamSaturated(UpstreamError):
     """The container already has its maximum number of requests in flight."""
 
