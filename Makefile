@@ -19,7 +19,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,sklearn,pytorch,tensorflow,docker]'
+	$(BIN)/pip install -q -e '.[dev,sklearn,pytorch,tensorflow,docker,ray]'
 	touch $(STAMP)
 
 lint: $(STAMP)

@@ -336,8 +336,9 @@ def test_ls_instances_lists_each_instance_with_its_node(
             break
         assert time.monotonic() < deadline, rows_api
         time.sleep(0.5)
-    # The node column is the admin API's `node` of each container ("-" while it has none).
-    assert nodes == set(cluster.ips) or nodes == {"-"}, nodes
+    # The node column is the admin API's `node` of each container: one instance per node.
+    assert nodes == set(cluster.ips), nodes
+    assert {c["node"] for c in rows_api} == set(cluster.ips), rows_api
 
 
 def test_unreachable_cluster_is_named_at_once(tmp_path: Path) -> None:

@@ -237,7 +237,8 @@
   var COLUMNS = [
     ["endpoint", function (c) { return c.endpoint; }],
     ["variant", function (c) { return c.variant; }],
-    ["instance", function (c) { return c.instance; }],
+    // On a cluster (Ray backend) each instance runs on a node of its own: shown beside it.
+    ["instance", function (c) { return c.node ? c.instance + " @ " + c.node : c.instance; }],
     ["container", function (c) { return c.hostname; }],
     ["status", null],
     ["restarts", function (c) { return String(c.restarts); }],

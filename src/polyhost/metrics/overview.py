@@ -48,6 +48,7 @@ class ContainerOverview:
     p50_ms: float | None
     p99_ms: float | None
     window_s: float | None  # the span the history's numbers cover
+    node: str | None = None  # the machine it runs on when not the server's (Ray backend)
 
     @property
     def status(self) -> str:
@@ -113,6 +114,7 @@ def _overview(
                 p50 = latency.percentiles.get(50.0, math.nan) / 1000.0
                 p99 = latency.percentiles.get(99.0, math.nan) / 1000.0
     return ContainerOverview(
+        node=sample.node,
         endpoint=sample.endpoint_name,
         variant=sample.variant_name,
         instance=sample.instance_id,
