@@ -16,7 +16,6 @@ Offline, without a cluster:
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import re
 import shlex
@@ -29,8 +28,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from polyhost.backends.ray_agent import PORT_FIRST, PORT_LAST
 from polyhost.cli import build_parser
-from polyhost.deploy.ports import PortAllocator
 from polyhost.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -321,10 +320,9 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def test_network_policies_guard_the_container_ports() -> None:
-    """Container ports (the port allocator's range) are open to the server only; Ray's ports to
+    """Container ports (the Ray agent's range) are open to the server only; Ray's ports to
     the Ray cluster's pods only; every Ray pod and the server are covered."""
-    signature = inspect.signature(PortAllocator.__init__).parameters
-    first, last = signature["first"].default, signature["last"].default
+    first, last = PORT_FIRST, PORT_LAST
     nodes = resource("NetworkPolicy", "polyhost-ray-nodes")["spec"]
     server_labels = server_pod()["metadata"]["labels"]
     for group, template in ray_pod_templates():
