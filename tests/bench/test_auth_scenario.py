@@ -1,7 +1,7 @@
 """The access-control benchmark still runs end to end, in its tiny configuration.
 
 Nothing here looks at a number's size: it checks that both servers came up, that the signed
-replayed request was served (the scenario refuses to measure anything that answers non-200),
+requests were served (the scenario refuses to measure anything that answers non-200),
 and that the section with its tables and targets was written.
 """
 
