@@ -37,7 +37,7 @@ from polyhost.backends.docker_logs import LogFollower
 from polyhost.backends.docker_run import bind_host, create_options, describe_limits
 from polyhost.backends.docker_stats import StatsSampler
 from polyhost.backends.images import ImageRegistry
-from polyhost.backends.logfile import RotatingLog
+from polyhost.backends.logfile import RotatingLog, open_container_log
 from polyhost.backends.role_credentials import (
     AwsCredentials,
     RoleCredentials,
@@ -117,16 +117,7 @@ class DockerBackend:
         if not self._reaped:
             await self.reap_orphans(self._settings.stop_grace_s)
         credentials = await self._credentials(spec)
-        try:
-            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-            logfile = RotatingLog(
-                spec.log_path, self._settings.log_max_bytes, self._settings.log_backups
-            )
-        except OSError as error:
-            raise ContainerStartError(
-                f"cannot prepare the log of container {spec.container_id}: "
-                f"{error.strerror or error} ({error.filename})"
-            ) from None
+        logfile = open_container_log(spec, self._settings)
         try:
             handle = await asyncio.to_thread(self._launch, spec, credentials, logfile)
         except BaseException:

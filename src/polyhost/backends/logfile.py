@@ -40,6 +40,9 @@ import struct
 import time
 from pathlib import Path
 
+from polyhost.backends.base import ContainerStartError, LaunchSpec
+from polyhost.settings import Settings
+
 # Below this, rotation would cut nearly every line; a setting smaller than this is raised to it.
 MIN_MAX_BYTES = 1024
 
@@ -231,3 +234,17 @@ class RotatingLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_container_log(spec: LaunchSpec, settings: Settings, *folders: Path) -> RotatingLog:
+    """The container's rotating log, its folder (and `folders`, e.g. its working folder)
+    made first: every backend's start, with one error for a folder or file it cannot make."""
+    try:
+        for folder in (*folders, spec.log_path.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        return RotatingLog(spec.log_path, settings.log_max_bytes, settings.log_backups)
+    except OSError as error:
+        raise ContainerStartError(
+            f"cannot prepare the folders of container {spec.container_id}: "
+            f"{error.strerror or error} ({error.filename})"
+        ) from None

@@ -46,7 +46,7 @@ from polyhost.backends.base import (
     ResourceLimits,
 )
 from polyhost.backends.images import ImageEntry, ImageRegistry
-from polyhost.backends.logfile import RotatingLog
+from polyhost.backends.logfile import open_container_log
 from polyhost.backends.logpump import LogPump
 from polyhost.backends.orphans import reap, write_pidfile
 from polyhost.backends.process_container import ProcessContainer
@@ -137,17 +137,7 @@ class ProcessBackend:
         self._keep_reaping()
         credentials = await self._credentials(spec)
         work_dir = spec.work_dir or spec.log_path.parent
-        try:
-            work_dir.mkdir(parents=True, exist_ok=True)
-            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-            logfile = RotatingLog(
-                spec.log_path, self._settings.log_max_bytes, self._settings.log_backups
-            )
-        except OSError as error:
-            raise ContainerStartError(
-                f"cannot prepare the folders of container {spec.container_id}: "
-                f"{error.strerror or error} ({error.filename})"
-            ) from None
+        logfile = open_container_log(spec, self._settings, work_dir)
         run_id = secrets.token_hex(16)
         env = container_environment(
             spec,

@@ -48,7 +48,7 @@ from polyhost.backends.base import (
 )
 from polyhost.backends.docker_labels import server_id
 from polyhost.backends.images import ImageRegistry
-from polyhost.backends.logfile import RotatingLog
+from polyhost.backends.logfile import open_container_log
 from polyhost.backends.ray_agent import AgentLaunch, ContainerState, InstanceAgent, Started
 from polyhost.backends.ray_calls import RAY_CALLS, awaited, cause, first_line, ray_call
 from polyhost.backends.ray_container import PlacedInstance, RayContainer
@@ -427,15 +427,7 @@ class RayBackend:
         previous = instance.containers.get(spec.container_id)
         if previous is not None:
             previous.close_log()
-        try:
-            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-            logfile = RotatingLog(
-                spec.log_path, self._settings.log_max_bytes, self._settings.log_backups
-            )
-        except OSError as error:
-            raise ContainerStartError(
-                f"cannot open the log of container {spec.container_id}: {error}"
-            ) from None
+        logfile = open_container_log(spec, self._settings)
         handle = RayContainer(self, instance, spec, started, logfile)
         instance.containers[spec.container_id] = handle
         log.info(
