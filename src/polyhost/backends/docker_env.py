@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 
 from polyhost.backends.base import LaunchSpec
-from polyhost.backends.process_env import CREDENTIAL_NAMES, aws_defaults
+from polyhost.backends.process_env import add_model_environment
 from polyhost.backends.role_credentials import AwsCredentials
 
 MODEL_DIR = "/opt/ml/model"
@@ -33,15 +33,14 @@ def docker_environment(
     server_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """AWS defaults, the model's Environment, the role's credentials, the contract variables."""
-    env = aws_defaults(region, os.environ if server_env is None else server_env)
-    env.update(spec.environment)
-    if credentials is not None:
-        for name in CREDENTIAL_NAMES:  # never a mix of the role's and the model's keys
-            env.pop(name, None)
-        env.update(credentials.environment())
-    low, high = spec.safe_port_range
-    env["SAGEMAKER_BIND_TO_PORT"] = str(spec.port)
-    env["SAGEMAKER_SAFE_PORT_RANGE"] = f"{low}-{high}"
-    # The built-in stacks bind this address (others bind what they like; see docker_run).
-    env["POLYHOST_BIND_HOST"] = bind_host
+    env: dict[str, str] = {}
+    # The built-in stacks bind `bind_host` (others bind what they like; see docker_run).
+    add_model_environment(
+        env,
+        spec,
+        region,
+        os.environ if server_env is None else server_env,
+        credentials,
+        bind_host=bind_host,
+    )
     return env

@@ -61,6 +61,30 @@ def aws_defaults(region: str, server_env: Mapping[str, str]) -> dict[str, str]:
     return defaults
 
 
+def add_model_environment(
+    env: dict[str, str],
+    spec: LaunchSpec,
+    region: str,
+    server_env: Mapping[str, str],
+    credentials: AwsCredentials | None,
+    *,
+    bind_host: str,
+) -> None:
+    """Onto `env`: AWS defaults, the model's Environment, the role's credentials, then the
+    contract variables (which the model cannot override). Every backend's containers get these
+    the same way; what comes before them (`env`) is the backend's own."""
+    env.update(aws_defaults(region, server_env))
+    env.update(spec.environment)
+    if credentials is not None:
+        for name in CREDENTIAL_NAMES:  # never a mix of the role's and the model's keys
+            env.pop(name, None)
+        env.update(credentials.environment())
+    low, high = spec.safe_port_range
+    env["SAGEMAKER_BIND_TO_PORT"] = str(spec.port)
+    env["SAGEMAKER_SAFE_PORT_RANGE"] = f"{low}-{high}"
+    env["POLYHOST_BIND_HOST"] = bind_host
+
+
 def container_environment(
     spec: LaunchSpec,
     server_env: Mapping[str, str] | None = None,
@@ -74,16 +98,7 @@ def container_environment(
     then the contract variables."""
     server = os.environ if server_env is None else server_env
     env = passthrough(server)
-    env.update(aws_defaults(region, server))
-    env.update(spec.environment)
-    if credentials is not None:
-        for name in CREDENTIAL_NAMES:  # never a mix of the role's and the model's keys
-            env.pop(name, None)
-        env.update(credentials.environment())
-    low, high = spec.safe_port_range
-    env["SAGEMAKER_BIND_TO_PORT"] = str(spec.port)
-    env["SAGEMAKER_SAFE_PORT_RANGE"] = f"{low}-{high}"
-    env["POLYHOST_BIND_HOST"] = spec.host
+    add_model_environment(env, spec, region, server, credentials, bind_host=spec.host)
     if run_id is not None:
         env[RUN_ID_VARIABLE] = run_id
     else:
