@@ -11,12 +11,14 @@ PORT   ?= 7080
 # Extra options of the demo, e.g. `make run RUN_ARGS="--no-s3 --retrain"` (see run_demo.py --help).
 RUN_ARGS ?=
 
-.PHONY: run test lint typecheck bench soak venv clean tools ui
+.PHONY: run test lint typecheck bench soak venv clean tools ui build-deps
 
 venv: $(STAMP)
 
 # torch is pinned to the CPU build first: an unpinned torch would pull a multi-GB CUDA wheel.
-$(STAMP): pyproject.toml
+# setup.py builds the compiled SigV4 path (src/polyhost/auth/_sigv4_fast.c) with what
+# build-deps installs; without a compiler pip skips it and polyhost verifies in Python.
+$(STAMP): pyproject.toml setup.py src/polyhost/auth/_sigv4_fast.c | build-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev,sklearn,pytorch,tensorflow,docker,ray]'
@@ -40,11 +42,23 @@ $(SDK_STAMP):
 ui:
 	scripts/build-ui.sh
 
+# A C compiler, OpenSSL's and Python's headers: they build polyhost's compiled SigV4 path and
+# the small preload that keeps the Ray test cluster's listeners on loopback (Debian packages,
+# installed as root only; otherwise pip skips the extension and those tests say what to install).
+build-deps:
+	@if ! command -v cc >/dev/null || [ ! -f /usr/include/openssl/sha.h ] || \
+	    ! $(PYTHON) -c "import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q gcc libc6-dev libssl-dev python3-dev >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q gcc libc6-dev libssl-dev python3-dev >/dev/null; } || \
+	      echo "could not install gcc, libssl-dev and python3-dev: polyhost will verify signatures in Python only"; \
+	  fi; \
+	fi
+
 # Debian's load generators, used by the benchmarks and their smoke test; Debian's chromium,
-# which the dashboard's browser test drives; a C compiler, which builds the small preload that
-# keeps the Ray test cluster's listeners on loopback (root only; otherwise those tests say what
-# to install).
-tools:
+# which the dashboard's browser test drives (root only; otherwise those tests say what to
+# install).
+tools: build-deps
 	@if ! command -v hey >/dev/null || ! command -v wrk >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get install -y -q hey wrk >/dev/null 2>&1 || \
@@ -57,13 +71,6 @@ tools:
 	    apt-get install -y -q chromium >/dev/null 2>&1 || \
 	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null; } || \
 	      echo "could not install chromium: the dashboard's browser test will be skipped"; \
-	  fi; \
-	fi
-	@if ! command -v cc >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get install -y -q gcc libc6-dev >/dev/null 2>&1 || \
-	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q gcc libc6-dev >/dev/null; } || \
-	      echo "could not install a C compiler: the Ray cluster tests cannot keep Ray on loopback"; \
 	  fi; \
 	fi
 

@@ -35,4 +35,6 @@ def test_auth_quick_run_writes_its_section(tmp_path: Path) -> None:
     assert "## 9. Access control" in text
     assert "| 1 KB c=1 p50 (ms)" in text and "SigV4Verifier.verify, 5 MB body" in text
     assert "p50 added by auth" in text
+    # The three kinds of load, and the round-by-round table the medians come from.
+    assert "| off, unsigned | off" in text and "| round |" in text
     assert "did not complete" not in text

@@ -34,8 +34,9 @@ class AccessControl:
         max_skew_s: float = MAX_SKEW_S,
         cache_size: int = DEFAULT_SIZE,
     ) -> AccessControl:
+        # The set never changes (a reload makes a new one), as the compiled path requires.
         verifier = SigV4Verifier(
-            principals.lookup, region=region, clock=clock, max_skew_s=max_skew_s
+            principals.lookup, region=region, clock=clock, max_skew_s=max_skew_s, compiled=True
         )
         return cls(principals, verifier, Authorizer(cache_size))
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import time
 from collections.abc import Callable, Collection, Iterable
@@ -72,6 +73,44 @@ _MEMO_MAX = 256
 # Header names as received -> lowercased text; the names a client sends repeat.
 _HEADER_NAMES: dict[bytes, str] = {}
 _HEADER_NAMES_MAX = 1024
+# Set (to anything) to verify every signature in Python only.
+NO_EXTENSIONS_ENV = "POLYHOST_NO_EXTENSIONS"
+# A memo entry of the compiled path, keyed by the raw Authorization value up to its last comma:
+# (signed names, them joined with ";", scope date, credential scope, signing key, session
+# token, signing service, the Verified to return). See _sigv4_fast.c.
+FastEntry = tuple[tuple[bytes, ...], bytes, bytes, bytes, bytes, bytes | None, str, "Verified"]
+
+
+FastVerify = Callable[
+    [
+        list[Header] | tuple[Header, ...],
+        str,
+        bytes,
+        str | bytes,
+        bytes | None,
+        str | None,
+        dict[bytes, FastEntry],
+        frozenset[str],
+        float,
+        float,
+    ],
+    "Verified | None",
+]
+
+_compiled_verify: FastVerify | None
+try:  # built from _sigv4_fast.c when a C compiler and OpenSSL's headers were there
+    from polyhost.auth import _sigv4_fast
+
+    _compiled_verify = _sigv4_fast.verify
+    _COMPILED_MAX_INLINE_BODY = _sigv4_fast.MAX_INLINE_BODY
+except ImportError:  # pragma: no cover - depends on how polyhost was installed
+    _compiled_verify = None
+    _COMPILED_MAX_INLINE_BODY = 0
+
+
+def compiled_verifier_available() -> bool:
+    """Whether the compiled accepting path is built and not switched off."""
+    return _compiled_verify is not None and not os.environ.get(NO_EXTENSIONS_ENV)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +150,10 @@ class _SigningHmac:
     more block instead of four. The key is 32 bytes, within SHA-256's 64-byte block.
     """
 
-    __slots__ = ("_inner", "_outer")
+    __slots__ = ("_inner", "_outer", "key")
 
     def __init__(self, key: bytes) -> None:
+        self.key = key
         block = key.ljust(64, b"\0")
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
@@ -255,6 +295,14 @@ class SigV4Verifier:
     inputs that repeat from one request to the next, each in a small bounded map: the derived
     signing key per (secret, date, region, service), the parsed Authorization header without
     its signature, the last `X-Amz-Date` parsed, and the canonical form of each path.
+
+    The compiled path (`_sigv4_fast`, when built) runs first: it accepts a request in the plain
+    form an SDK sends (one value per signed header, no query, a plain path) whose Authorization
+    header but for its signature was verified here before, making every check below itself and
+    recomputing the signature; anything else, refusals included, takes the Python path. Its
+    memo returns the principal found the first time, so it is for a `lookup` whose answers
+    never change, such as a `PrincipalSet`'s (a reload builds a new verifier): `compiled=True`
+    says so. POLYHOST_NO_EXTENSIONS in the environment switches it off everywhere.
     """
 
     def __init__(
@@ -264,6 +312,7 @@ class SigV4Verifier:
         region: str,
         clock: Callable[[], float] = time.time,
         max_skew_s: float = MAX_SKEW_S,
+        compiled: bool = False,
     ) -> None:
         self._lookup = lookup
         self.region = region
@@ -274,6 +323,13 @@ class SigV4Verifier:
         self._uris: dict[str, str] = {}
         # The last X-Amz-Date parsed (valid ones only) and what it parsed to.
         self._last_date: tuple[str, tuple[str, float, str]] | None = None
+        self._fast = _compiled_verify if compiled and compiled_verifier_available() else None
+        self._fast_heads: dict[bytes, FastEntry] = {}
+
+    @property
+    def compiled(self) -> bool:
+        """Whether this verifier tries the compiled path first."""
+        return self._fast is not None
 
     def verify(
         self,
@@ -295,8 +351,34 @@ class SigV4Verifier:
         """
         if (body is None) == (body_sha256 is None):
             raise TypeError("give exactly one of body and body_sha256")
+        fast = self._fast
+        if (
+            fast is not None
+            and type(path) is bytes
+            and (type(headers) is list or type(headers) is tuple)
+            and type(services) is frozenset
+        ):
+            if body is not None and len(body) > _COMPILED_MAX_INLINE_BODY:
+                # Hashed here, where hashlib lets other threads run meanwhile; the Python path
+                # below takes the digest too, should it be needed.
+                body_sha256 = hashlib.sha256(body).hexdigest()
+                body = None
+            accepted = fast(
+                headers,
+                method,
+                path,
+                query,
+                body,
+                body_sha256,
+                self._fast_heads,
+                services,
+                self._clock(),
+                self._max_skew_s,
+            )
+            if accepted is not None:
+                return accepted
         received = header_map(headers)
-        auth, signature = self._authorization(received)
+        auth, signature, head = self._authorization(received)
         timestamp, moment, date_header = self._request_time(received)
         self._check_signed_headers(auth, received, date_header)
         self._check_scope(auth, timestamp, services)
@@ -329,11 +411,46 @@ class SigV4Verifier:
             verified = auth.verified = Verified(
                 principal, auth.access_key_id, auth.region, auth.service, auth.signed_set
             )
+        if fast is not None and head is not None:
+            self._remember_for_compiled(head, auth, principal, signer, verified)
         return verified
 
+    def _remember_for_compiled(
+        self,
+        head: str,
+        auth: _Authorization,
+        principal: Principal,
+        signer: _SigningHmac,
+        verified: Verified,
+    ) -> None:
+        """Let the compiled path accept the next requests signed under this header's head."""
+        try:
+            key = head.encode("latin-1")  # the bytes received, which header_map decoded so
+            names = tuple(name.encode("ascii") for name in auth.signed_headers)
+        except UnicodeEncodeError:
+            return  # not in the plain form the compiled path handles
+        if key in self._fast_heads:
+            return
+        if len(self._fast_heads) >= _MEMO_MAX:
+            self._fast_heads.clear()
+        token = principal.session_token
+        self._fast_heads[key] = (
+            names,
+            b";".join(names),
+            auth.date.encode("utf-8"),
+            auth.scope.encode("utf-8"),
+            signer.key,
+            None if token is None else token.encode("utf-8"),
+            auth.service,
+            verified,
+        )
+
     # -- the checks, in order ---------------------------------------------------------------
-    def _authorization(self, received: dict[str, list[str]]) -> tuple[_Authorization, str]:
-        """The Authorization header's parameters and its signature; raises SignatureRefused.
+    def _authorization(
+        self, received: dict[str, list[str]]
+    ) -> tuple[_Authorization, str, str | None]:
+        """The Authorization header's parameters, its signature, and the header's part before
+        its trailing signature when it has that form (else None); raises SignatureRefused.
 
         A client sends the same header but for its signature from one request to the next, so
         the parameters before a trailing `, Signature=...` (where every SDK puts it) are parsed
@@ -352,13 +469,15 @@ class SigV4Verifier:
                     if piece.startswith("Signature="):
                         signature = piece[10:].strip()
                         if signature:
-                            return known, signature
+                            return known, signature, head
         auth, signature, trailing = _parse_authorization(values)
-        if trailing:
-            if len(self._heads) >= _MEMO_MAX:
-                self._heads.clear()
-            self._heads[values[0].rpartition(",")[0]] = auth  # type: ignore[index]
-        return auth, signature
+        if not trailing:
+            return auth, signature, None
+        if len(self._heads) >= _MEMO_MAX:
+            self._heads.clear()
+        head = values[0].rpartition(",")[0]  # type: ignore[index]
+        self._heads[head] = auth
+        return auth, signature, head
 
     def _request_time(self, received: dict[str, list[str]]) -> tuple[str, float, str]:
         """(ISO basic timestamp, epoch seconds, the header it came from)."""

@@ -57,6 +57,9 @@ LOGS_ROUTE_PREFIX = "/polyhost/endpoints/"
 # Routes anyone may call: the server's own liveness, which reveals nothing.
 OPEN_PATHS = frozenset({"/ping"})
 INVOCATION_TARGETS_MAX = 1024
+ALLOWED_INVOCATIONS_MAX = 4096
+# (principal, endpoint name, source IP, target container, model, variant)
+InvocationKey = tuple[Principal, str, str | None, str | None, str | None, str | None]
 
 # An encoder per protocol a route may speak; CloudWatch's adapter registers its own.
 ErrorEncoder = Callable[[Scope, ServiceError], tuple[int, Headers, bytes]]
@@ -78,6 +81,8 @@ class Gate:
         # Endpoint name -> its InvokeEndpoint target: names repeat on every invocation. Any
         # name in a URL lands here, so the map is bounded (and starts over when full).
         self._invocation_targets: dict[str, Target] = {}
+        # Invocations already allowed (see `authorize_invocation`); bounded the same way.
+        self._allowed_invocations: set[InvocationKey] = set()
 
     @property
     def enabled(self) -> bool:
@@ -95,6 +100,7 @@ class Gate:
             log.error("auth file %s not reloaded, keeping the previous one: %s", path, error)
             return False
         self.control = fresh
+        self._allowed_invocations = set()
         log.info("auth file %s reloaded: %d principal(s)", path, len(fresh.principals.principals))
         return True
 
@@ -163,6 +169,52 @@ class Gate:
                 resource=target.resource,
                 explicit=decision.statement is not None,
             )
+
+    def authorize_invocation(
+        self,
+        principal: Principal | None,
+        endpoint_name: str,
+        *,
+        source_ip: str | None,
+        target_container_hostname: str | None,
+        target_model: str | None,
+        target_variant: str | None,
+    ) -> None:
+        """`authorize` for InvokeEndpoint, remembering what it allowed.
+
+        The decision depends on the principal's policies and the condition keys they read;
+        for an invocation every one of those keys is fixed by the principal (aws:username),
+        the server (aws:SecureTransport, the region and account in the ARN) or an argument
+        here, except the time, and the decisions of a principal whose policies read the time
+        are never remembered. So an allowed key stays allowed for as long as the principal
+        exists; principals are compared by identity and a reload makes new ones (and empties
+        the set). Denials are not remembered: each is decided, logged and refused in full.
+        """
+        if principal is None:
+            return
+        key = (
+            principal,
+            endpoint_name,
+            source_ip,
+            target_container_hostname,
+            target_model,
+            target_variant,
+        )
+        allowed = self._allowed_invocations
+        if key in allowed:
+            return
+        self.authorize(
+            principal,
+            self.invocation_target(endpoint_name),
+            source_ip=source_ip,
+            target_container_hostname=target_container_hostname,
+            target_model=target_model,
+            target_variant=target_variant,
+        )
+        if principal.cacheable and self.control is not None:
+            if len(allowed) >= ALLOWED_INVOCATIONS_MAX:
+                allowed.clear()
+            allowed.add(key)
 
     def invocation_target(self, endpoint_name: str) -> Target:
         targets = self._invocation_targets

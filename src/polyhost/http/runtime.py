@@ -66,9 +66,9 @@ class RuntimeAdapter:
                 principal = gate.authenticate("POST", path, query, headers, body, SAGEMAKER)
             request = self._request(headers, body)
             if principal is not None and gate is not None:
-                gate.authorize(
+                gate.authorize_invocation(
                     principal,
-                    gate.invocation_target(endpoint_name),
+                    endpoint_name,
                     source_ip=peer,
                     target_container_hostname=request.target_container,
                     target_model=request.target_model,

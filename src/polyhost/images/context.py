@@ -80,7 +80,7 @@ def build_wheel(checkout: Checkout, into: Path) -> Path:
     """
     into.mkdir(parents=True, exist_ok=True)
     source = into / "source"
-    clean = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    clean = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "*.so")
     shutil.copytree(checkout.root / "src", source / "src", ignore=clean)
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         if (checkout.root / name).is_file():
