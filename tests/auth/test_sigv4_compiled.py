@@ -107,16 +107,16 @@ def compiled_answer(verifier: SigV4Verifier, request: Received, *, now: float = 
     from polyhost.auth import _sigv4_fast
 
     return _sigv4_fast.verify(
-        list(request.headers),
-        request.method,
-        request.path,
-        request.query,
-        request.body,
-        None,
         verifier._fast_heads,
         SAGEMAKER,
         now,
         MAX_SKEW_S,
+        request.method,
+        list(request.headers),
+        request.path,
+        request.query,
+        request.body,
+        None,
     )
 
 
@@ -335,3 +335,55 @@ def test_the_unmutated_requests_are_accepted_by_the_compiled_path() -> None:
     for request in (_BASE, _LATER):
         assert outcome(_FAST, request) == "alice"
         assert compiled_answer(_FAST, request).principal.name == "alice"
+
+
+def test_an_acceptor_is_the_compiled_path_bound_to_one_route() -> None:
+    import time
+
+    principals = default_principals()
+    request = Received.of(base_wire(when=dt.datetime.now(dt.UTC)))
+    verifier = SigV4Verifier(principals.lookup, region=REGION, compiled=True)
+    accept = verifier.acceptor("POST", SAGEMAKER)
+    assert accept is not None
+    args = (list(request.headers), request.path, request.query, request.body)
+    assert accept(*args) is None  # not verified before: left to `verify`
+    assert outcome(verifier, request) == "alice"
+    accepted = accept(*args)
+    assert accepted is not None and accepted.principal.name == "alice"
+    # Bound to its route: a request signed for another service is not its to accept.
+    assert verifier.acceptor("POST", frozenset({"logs"}))(*args) is None  # type: ignore[misc]
+    tampered = (args[0], args[1], args[2], args[3] + b"!")
+    assert accept(*tampered) is None
+    # A verifier with its own clock has none: the compiled path would read the system's.
+    frozen = SigV4Verifier(principals.lookup, region=REGION, clock=lambda: NOW, compiled=True)
+    assert frozen.acceptor("POST", SAGEMAKER) is None
+    assert time.time() > NOW
+
+
+def test_two_verifiers_never_share_an_answer() -> None:
+    """The compiled path remembers the last entry it found; never for another verifier."""
+    import json
+
+    from polyhost.auth.principals import parse_principals
+    from tests.auth.helpers import AKID, allow_all, principals_doc
+
+    other_secret = parse_principals(
+        json.dumps(
+            principals_doc(
+                {
+                    "name": "mallory",
+                    "access_key_id": AKID,
+                    "secret_access_key": "another-secret-entirely-0123456789",
+                    "policies": [allow_all()],
+                }
+            )
+        )
+    )
+    ours = checker(default_principals(), compiled=True)
+    theirs = checker(other_secret, compiled=True)
+    request = Received.of(base_wire())
+    for _ in range(3):
+        assert outcome(ours, request) == "alice"
+        assert compiled_answer(ours, request).principal.name == "alice"
+        assert compiled_answer(theirs, request) is None
+        assert outcome(theirs, request) == (Refusal.INVALID_SIGNATURE, outcome(theirs, request)[1])

@@ -135,5 +135,14 @@ def test_what_it_remembers_stays_bounded(tmp_path: Path, monkeypatch: pytest.Mon
     gate = gate_of(write(tmp_path / "p.json", invoke_only()))
     for i in range(50):
         assert allowed(gate, source_ip=f"10.0.0.{i}")
-    assert len(gate._allowed_invocations) <= 8
+    assert len(gate.allowed_invocations) <= 8
     assert allowed(gate)
+
+
+def test_the_compiled_acceptor_follows_reloads(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.json", invoke_only())
+    gate = gate_of(path)
+    first = gate.accept_invocation
+    assert first is not None  # built here (`make test` compiles it)
+    assert gate.reload()
+    assert gate.accept_invocation is not None and gate.accept_invocation is not first

@@ -31,12 +31,13 @@ Presigned (query-string) requests are not accepted.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
 import re
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -76,35 +77,40 @@ _HEADER_NAMES_MAX = 1024
 # Set (to anything) to verify every signature in Python only.
 NO_EXTENSIONS_ENV = "POLYHOST_NO_EXTENSIONS"
 # A memo entry of the compiled path, keyed by the raw Authorization value up to its last comma:
-# (signed names, them joined with ";", scope date, credential scope, signing key, session
-# token, signing service, the Verified to return). See _sigv4_fast.c.
+# (signed names, them joined with ";", scope date, credential scope, the signing key's HMAC
+# states, session token, signing service, the Verified to return). See _sigv4_fast.c.
 FastEntry = tuple[tuple[bytes, ...], bytes, bytes, bytes, bytes, bytes | None, str, "Verified"]
 
 
 FastVerify = Callable[
     [
-        list[Header] | tuple[Header, ...],
+        dict[bytes, FastEntry],
+        frozenset[str],
+        float | None,
+        float,
         str,
+        Sequence[Header],
         bytes,
         str | bytes,
         bytes | None,
         str | None,
-        dict[bytes, FastEntry],
-        frozenset[str],
-        float,
-        float,
     ],
     "Verified | None",
 ]
+# What `SigV4Verifier.acceptor` returns: (headers, raw path, raw query, body) -> the result when
+# the compiled path accepts the request, else None (then call `verify`).
+Acceptor = Callable[[Sequence[tuple[bytes, bytes]], bytes, bytes, bytes], "Verified | None"]
 
 _compiled_verify: FastVerify | None
 try:  # built from _sigv4_fast.c when a C compiler and OpenSSL's headers were there
     from polyhost.auth import _sigv4_fast
 
     _compiled_verify = _sigv4_fast.verify
+    _compiled_signing_states: Callable[[bytes], bytes] = _sigv4_fast.signing_states
     _COMPILED_MAX_INLINE_BODY = _sigv4_fast.MAX_INLINE_BODY
 except ImportError:  # pragma: no cover - depends on how polyhost was installed
     _compiled_verify = None
+    _compiled_signing_states = bytes
     _COMPILED_MAX_INLINE_BODY = 0
 
 
@@ -331,6 +337,22 @@ class SigV4Verifier:
         """Whether this verifier tries the compiled path first."""
         return self._fast is not None
 
+    def acceptor(self, method: str, services: frozenset[str]) -> Acceptor | None:
+        """The compiled path alone for one route, with everything but the request bound.
+
+        For the invocation path, where two Python calls around the compiled one cost more than
+        it does: the caller tries this first and calls `verify` when it answers None (a
+        request it does not handle, or one to refuse). None when there is no compiled path,
+        and when the clock is not the system's (the compiled path then reads it itself).
+        """
+        fast = self._fast
+        if fast is None or self._clock is not time.time:
+            return None
+        bound: Acceptor = functools.partial(
+            fast, self._fast_heads, services, None, self._max_skew_s, method
+        )
+        return bound
+
     def verify(
         self,
         method: str,
@@ -364,16 +386,16 @@ class SigV4Verifier:
                 body_sha256 = hashlib.sha256(body).hexdigest()
                 body = None
             accepted = fast(
-                headers,
-                method,
-                path,
-                query,
-                body,
-                body_sha256,
                 self._fast_heads,
                 services,
                 self._clock(),
                 self._max_skew_s,
+                method,
+                headers,
+                path,
+                query,
+                body,
+                body_sha256,
             )
             if accepted is not None:
                 return accepted
@@ -439,7 +461,7 @@ class SigV4Verifier:
             b";".join(names),
             auth.date.encode("utf-8"),
             auth.scope.encode("utf-8"),
-            signer.key,
+            _compiled_signing_states(signer.key),
             None if token is None else token.encode("utf-8"),
             auth.service,
             verified,

@@ -36,6 +36,7 @@ from polyhost.auth.context import request_context
 from polyhost.auth.errors import PolicyError, SignatureRefused, WireProtocol, access_denied
 from polyhost.auth.guard import AccessControl
 from polyhost.auth.principals import Principal
+from polyhost.auth.sigv4 import Acceptor
 from polyhost.errors import ServiceError
 from polyhost.http.errors import Headers, aws_json_error
 from polyhost.http.types import ASGIApp, Message, Receive, Scope, Send
@@ -81,8 +82,10 @@ class Gate:
         # Endpoint name -> its InvokeEndpoint target: names repeat on every invocation. Any
         # name in a URL lands here, so the map is bounded (and starts over when full).
         self._invocation_targets: dict[str, Target] = {}
-        # Invocations already allowed (see `authorize_invocation`); bounded the same way.
-        self._allowed_invocations: set[InvocationKey] = set()
+        # Invocations already allowed (see `authorize_invocation`); bounded the same way. The
+        # runtime adapter reads it before calling that method, saving a call per request.
+        self.allowed_invocations: set[InvocationKey] = set()
+        self.accept_invocation = _invocation_acceptor(control)
 
     @property
     def enabled(self) -> bool:
@@ -100,7 +103,8 @@ class Gate:
             log.error("auth file %s not reloaded, keeping the previous one: %s", path, error)
             return False
         self.control = fresh
-        self._allowed_invocations = set()
+        self.allowed_invocations = set()
+        self.accept_invocation = _invocation_acceptor(fresh)
         log.info("auth file %s reloaded: %d principal(s)", path, len(fresh.principals.principals))
         return True
 
@@ -200,7 +204,7 @@ class Gate:
             target_model,
             target_variant,
         )
-        allowed = self._allowed_invocations
+        allowed = self.allowed_invocations
         if key in allowed:
             return
         self.authorize(
@@ -226,6 +230,15 @@ class Gate:
                 endpoint_name, region=self._settings.region, account_id=self._settings.account_id
             )
         return target
+
+
+def _invocation_acceptor(control: AccessControl | None) -> Acceptor | None:
+    """The compiled path of SigV4 for `POST /endpoints/NAME/invocations`, bound once: the
+    runtime adapter calls it with (headers, path, query, body) and, when it answers None, calls
+    `Gate.authenticate`, which verifies in full and refuses what must be refused."""
+    if control is None:
+        return None
+    return control.verifier.acceptor("POST", SAGEMAKER)
 
 
 def _short(value: bytes | str, limit: int = 200) -> str:
