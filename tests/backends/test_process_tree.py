@@ -144,3 +144,45 @@ def test_another_servers_container_is_never_taken_for_an_orphan(
         assert gone(other_grandchild)
 
     asyncio.run(scenario())
+
+
+def test_descendants_are_found_from_the_tree_as_psutil_finds_them(tmp_path: Path) -> None:
+    """The walk of /proc/<pid>/task/<tid>/children finds what psutil's scan of every process
+    finds: children of the main thread and of another thread, and grandchildren."""
+    import subprocess
+    import sys
+    import time
+
+    from polyhost.backends import process_tree
+
+    program = (
+        "import subprocess, sys, threading, time\n"
+        "kids = [subprocess.Popen([sys.executable, '-c', "
+        '\'import subprocess, sys, time; subprocess.Popen([sys.executable, "-c", '
+        '"import time; time.sleep(60)"]); time.sleep(60)\'])]\n'
+        "started = threading.Event()\n"
+        "def from_a_thread():\n"  # the thread lives on: its child stays listed under it
+        "    kids.append(subprocess.Popen(['sleep', '60']))\n"
+        "    started.set()\n"
+        "    time.sleep(60)\n"
+        "threading.Thread(target=from_a_thread, daemon=True).start()\n"
+        "started.wait()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", program], stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == b"ready"
+        root = psutil.Process(parent.pid)
+        deadline = time.monotonic() + 10
+        while len(root.children(recursive=True)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        expected = {parent.pid, *(p.pid for p in root.children(recursive=True))}
+        assert len(expected) == 4
+        assert {p.pid for p in process_tree.descendants(parent.pid)} == expected
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
+    assert process_tree.descendants(parent.pid) == []

@@ -223,11 +223,7 @@ class ProcessContainer:
 
     def _sample_tree(self) -> list[psutil.Process]:
         """The container's live process tree, reusing Process objects so CPU has a baseline."""
-        try:
-            root = self._cpu_samplers.get(self._popen.pid) or psutil.Process(self._popen.pid)
-            tree = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return []
+        tree = process_tree.descendants(self._popen.pid)
         samplers: dict[int, psutil.Process] = {}
         result: list[psutil.Process] = []
         for proc in tree:
@@ -272,10 +268,8 @@ class ProcessContainer:
         """
         if self._popen.poll() is not None:
             return False
-        try:
-            root = psutil.Process(self._popen.pid)
-            tree = [root, *root.children(recursive=True)]
-        except psutil.Error:
+        tree = process_tree.descendants(self._popen.pid)
+        if not tree:
             return False
         return process_tree.listening_in(tree, port)
 

@@ -122,9 +122,50 @@ def adopted(run_id: str) -> list[psutil.Process]:
 
 
 def descendants(pid: int) -> list[psutil.Process]:
-    """`pid` and its live descendants (empty once it is gone)."""
+    """`pid` and its live descendants (empty once it is gone).
+
+    Read from the tree itself (`/proc/<pid>/task/<tid>/children`) where the kernel offers it:
+    psutil's `children(recursive=True)` reads every process of the machine to find them, which
+    made sampling 15 containers cost 20-36 ms on the event loop (and `/api/containers` 24 ms;
+    6 ms this way). A child started or reaped during the walk may be missed; the next sample
+    sees it. A kernel without those files gets psutil's walk."""
     try:
         root = psutil.Process(pid)
+    except psutil.Error:
+        return []
+    found = [root]
+    todo = [pid]
+    seen = {pid}  # a pid recycled during the walk must not be walked twice
+    while todo:
+        parent = todo.pop()
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")
+        except FileNotFoundError:
+            continue  # gone meanwhile
+        except OSError:
+            return _psutil_descendants(root)
+        for thread in threads:
+            try:
+                with open(f"/proc/{parent}/task/{thread}/children", encoding="ascii") as file:
+                    children = [int(word) for word in file.read().split()]
+            except FileNotFoundError:
+                if not os.path.exists(f"/proc/{parent}/task/{thread}"):
+                    continue  # the thread ended meanwhile
+                return _psutil_descendants(root)  # a kernel without CONFIG_PROC_CHILDREN
+            except OSError:
+                continue
+            for child in children:
+                if child in seen:
+                    continue
+                seen.add(child)
+                with contextlib.suppress(psutil.Error):
+                    found.append(psutil.Process(child))
+                    todo.append(child)
+    return found
+
+
+def _psutil_descendants(root: psutil.Process) -> list[psutil.Process]:
+    try:
         return [root, *root.children(recursive=True)]
     except psutil.Error:
         return []
