@@ -16,6 +16,7 @@ import pytest
 
 from polyhost.auth.guard import AccessControl
 from polyhost.auth.principals import Principal
+from polyhost.auth.sigv4 import compiled_verifier_available
 from polyhost.errors import ServiceError
 from polyhost.http import auth as http_auth
 from polyhost.http.auth import Gate
@@ -143,6 +144,9 @@ def test_the_compiled_acceptor_follows_reloads(tmp_path: Path) -> None:
     path = write(tmp_path / "p.json", invoke_only())
     gate = gate_of(path)
     first = gate.accept_invocation
-    assert first is not None  # built here (`make test` compiles it)
+    if not compiled_verifier_available():  # POLYHOST_NO_EXTENSIONS: every check in Python
+        assert first is None
+        return
+    assert first is not None
     assert gate.reload()
     assert gate.accept_invocation is not None and gate.accept_invocation is not first
