@@ -161,7 +161,28 @@ def wrk_run(
         command.append(f"{name}={value}")
     if rotate is not None:
         command.append(f"rotate={rotate[0]}={','.join(rotate[1])}")
-    output = _run(pinned(command, cpus), timeout=duration_s + 120)
+    return wrk_latency(_run(pinned(command, cpus), timeout=duration_s + 120), url, duration_s)
+
+
+def wrk_script_run(
+    url: str,
+    script: Path,
+    script_args: Sequence[str],
+    connections: int,
+    duration_s: float,
+    cpus: str | None = None,
+) -> Latency:
+    """wrk with a script of bench/wrk/ that prints wrk_latency's BENCH-JSON line."""
+    command = [
+        require("wrk"), "-t", "1", "-c", str(connections),
+        "-d", f"{max(1, math.ceil(duration_s))}s", "--timeout", "30s",
+        "-s", str(script), url, "--", *script_args,
+    ]  # fmt: skip
+    return wrk_latency(_run(pinned(command, cpus), timeout=duration_s + 120), url, duration_s)
+
+
+def wrk_latency(output: str, url: str, duration_s: float) -> Latency:
+    """The run's numbers from the BENCH-JSON line the bench/wrk/ scripts print when done."""
     line = next((x for x in output.splitlines() if x.startswith("BENCH-JSON ")), None)
     if line is None:
         raise LoadToolError(f"wrk printed no result for {url}:\n{output[-1500:]}")

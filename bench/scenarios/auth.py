@@ -34,10 +34,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -50,10 +48,10 @@ from botocore.credentials import Credentials
 from bench.checks import WrongAnswer, expect_ok
 from bench.context import Context
 from bench.cpus import set_tree_affinity
-from bench.loadgen import Latency, LoadToolError, require
+from bench.loadgen import Latency, wrk_script_run
 from bench.payloads import json_body
 from bench.polyhost_server import ECHO_IMAGE, HOSTNAME_HEADER, REGION, PolyhostServer
-from bench.procs import LOADGEN_CPUS, pinned
+from bench.procs import LOADGEN_CPUS
 from bench.report import Section
 
 KEY = "auth"
@@ -138,36 +136,12 @@ def raw_requests(url: str, bodies: list[bytes], signed: bool) -> bytes:
 
 def wrk_replay(url: str, requests_file: Path, connections: int, duration_s: float) -> Latency:
     """wrk with replay.lua: the prepared requests in turn; refuses a run with any error."""
-    command = [
-        require("wrk"), "-t", "1", "-c", str(connections),
-        "-d", f"{max(1, math.ceil(duration_s))}s", "--timeout", "30s",
-        "-s", str(REPLAY_SCRIPT), url, "--", str(requests_file),
-    ]  # fmt: skip
-    try:
-        done = subprocess.run(
-            pinned(command, LOADGEN_CPUS), capture_output=True, timeout=duration_s + 120
-        )
-    except subprocess.TimeoutExpired:
-        raise LoadToolError(f"wrk did not finish within {duration_s + 120:g} s") from None
-    output = done.stdout.decode(errors="replace")
-    line = next((x for x in output.splitlines() if x.startswith("BENCH-JSON ")), None)
-    if done.returncode != 0 or line is None:
-        raise LoadToolError(f"wrk failed on {url}: {done.stderr.decode(errors='replace')[-1500:]}")
-    data = json.loads(line[len("BENCH-JSON ") :])
-    errors = sum(int(v) for v in data["errors"].values())
-    requests = int(data["requests"])
-    if errors or requests == 0:
-        raise WrongAnswer(f"wrk against {url}: {requests} requests, errors {data['errors']}")
-    return Latency(
-        tool="wrk",
-        requests=requests,
-        errors=errors,
-        p50_ms=data["p50_us"] / 1000.0,
-        p90_ms=data["p90_us"] / 1000.0,
-        p99_ms=data["p99_us"] / 1000.0,
-        mean_ms=data["mean_us"] / 1000.0,
-        rps=requests / (data["duration_us"] / 1e6),
+    result = wrk_script_run(
+        url, REPLAY_SCRIPT, [str(requests_file)], connections, duration_s, LOADGEN_CPUS
     )
+    if result.errors:
+        raise WrongAnswer(f"wrk against {url}: {result.errors} of {result.requests} failed")
+    return result
 
 
 def tree_cpu_s(pid: int) -> float:

@@ -9,12 +9,8 @@ local rotate_header = nil
 local rotate_values = {}
 local rotate_next = 1
 
-local function read_file(path)
-  local handle = assert(io.open(path, "rb"))
-  local data = handle:read("*a")
-  handle:close()
-  return data
-end
+-- read_file() and done(), shared with the other scripts
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "common.lua")
 
 function init(args)
   wrk.method = "POST"
@@ -41,16 +37,4 @@ function init(args)
       return wrk.format()
     end
   end
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH-JSON {"requests": %d, "duration_us": %d, "bytes": %d, ' ..
-    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
-    '"mean_us": %.2f, "p50_us": %d, "p90_us": %d, "p99_us": %d, "p999_us": %d, "max_us": %d}\n',
-    summary.requests, summary.duration, summary.bytes,
-    e.connect, e.read, e.write, e.status, e.timeout,
-    latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency:percentile(99.9), latency.max))
 end

@@ -1,6 +1,6 @@
 -- wrk script of polyhost's access-control benchmark: send complete HTTP requests prepared
 -- beforehand (each one signed, or not, by the benchmark), in turn, and print the results as one
--- JSON line with exact percentiles (microseconds), as post.lua does.
+-- JSON line with exact percentiles (microseconds), as post.lua does (common.lua).
 --
 -- Arguments (after `--`):  REQUESTS_FILE
 -- The file holds the requests one after another, each as "<length in bytes>\n<raw request>".
@@ -11,12 +11,8 @@
 local requests = {}
 local next_request = 1
 
-local function read_file(path)
-  local handle = assert(io.open(path, "rb"))
-  local data = handle:read("*a")
-  handle:close()
-  return data
-end
+-- read_file() and done(), shared with the other scripts
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "common.lua")
 
 function init(args)
   local data = read_file(args[1])
@@ -34,16 +30,4 @@ function request()
   local raw = requests[next_request]
   next_request = next_request % #requests + 1
   return raw
-end
-
-function done(summary, latency, requests_done)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH-JSON {"requests": %d, "duration_us": %d, "bytes": %d, ' ..
-    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
-    '"mean_us": %.2f, "p50_us": %d, "p90_us": %d, "p99_us": %d, "p999_us": %d, "max_us": %d}\n',
-    summary.requests, summary.duration, summary.bytes,
-    e.connect, e.read, e.write, e.status, e.timeout,
-    latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency:percentile(99.9), latency.max))
 end

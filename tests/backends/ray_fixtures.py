@@ -107,6 +107,21 @@ def cluster_leftovers(cluster: LocalRayCluster, state_dir: Path, endpoint: str) 
     return found
 
 
+def wait_until_nothing_left(
+    cluster: LocalRayCluster, state_dir: Path, endpoint: str, timeout_s: float = 30.0
+) -> None:
+    """Until no agent, placement group or container of `endpoint` is left on the cluster;
+    fails with what is still there after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while (left := cluster_leftovers(cluster, state_dir, endpoint)) != {
+        "actors": [],
+        "groups": [],
+        "containers": 0,
+    }:
+        assert time.monotonic() < deadline, left
+        time.sleep(0.5)
+
+
 class Load:
     """Steady invocations from a few threads; every failure is kept with its time and message,
     and the slowest request's duration too (a request stuck on a lost node would show there)."""

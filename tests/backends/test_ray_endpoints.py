@@ -25,11 +25,11 @@ from tests.backends.ray_fixtures import (
     BIG_IMAGE,
     WIDE_IMAGE,
     Load,
-    cluster_leftovers,
     container_count,
     echo_containers_by_node,
     echo_pids,
     ray_server,
+    wait_until_nothing_left,
 )
 from tests.support.endpoints import create_config, create_model, deploy, echo_container, invoke
 from tests.support.ray_cluster import LocalRayCluster, ray_installed
@@ -58,16 +58,6 @@ def server(cluster: LocalRayCluster, tmp_path_factory: pytest.TempPathFactory) -
     process = ray_server(cluster, base, "--ray-placement-timeout", "3").start(timeout=60)
     yield process
     process.stop()
-
-
-@pytest.fixture(scope="module")
-def sagemaker(server: PolyhostProcess) -> Any:
-    return server.sagemaker()
-
-
-@pytest.fixture(scope="module")
-def runtime(server: PolyhostProcess) -> Any:
-    return server.runtime()
 
 
 def test_instances_spread_one_per_node_direct(
@@ -134,14 +124,7 @@ def test_endpoint_the_cluster_has_no_room_for_fails_in_bounded_time(
     assert "asks for 1.5 CPU" in reason, reason
     assert "had no room for it within 3 seconds" in reason, reason
     assert "alive node(s)" in reason, reason
-    deadline = time.monotonic() + 30
-    while (left := cluster_leftovers(cluster, server.state_dir, "nofit")) != {
-        "actors": [],
-        "groups": [],
-        "containers": 0,
-    }:
-        assert time.monotonic() < deadline, left
-        time.sleep(0.5)
+    wait_until_nothing_left(cluster, server.state_dir, "nofit")
 
 
 def test_model_data_is_shipped_to_the_node_and_cached_by_content(
@@ -174,14 +157,7 @@ def test_container_failing_on_its_node_fails_the_endpoint_quoting_its_log(
     reason = described["FailureReason"]
     assert "exited with code 3" in reason, reason
     assert "bad: configured to fail at start" in reason, reason
-    deadline = time.monotonic() + 30
-    while (left := cluster_leftovers(cluster, server.state_dir, "broken")) != {
-        "actors": [],
-        "groups": [],
-        "containers": 0,
-    }:
-        assert time.monotonic() < deadline, left
-        time.sleep(0.5)
+    wait_until_nothing_left(cluster, server.state_dir, "broken")
 
 
 def test_s3_model_data_is_fetched_by_the_node(
@@ -273,13 +249,7 @@ def test_delete_endpoint_leaves_no_actor_group_or_process(
     assert described["EndpointStatus"] == "InService", described.get("FailureReason")
     assert container_count(cluster, "gone") == 4
     sagemaker.delete_endpoint(EndpointName="gone")
-    deadline = time.monotonic() + 30
-    while True:
-        left = cluster_leftovers(cluster, server.state_dir, "gone")
-        if left == {"actors": [], "groups": [], "containers": 0}:
-            break
-        assert time.monotonic() < deadline, left
-        time.sleep(0.5)
+    wait_until_nothing_left(cluster, server.state_dir, "gone")
 
 
 def test_ray_backend_without_ray_says_what_to_install(tmp_path: Path) -> None:

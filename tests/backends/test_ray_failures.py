@@ -20,11 +20,11 @@ from botocore.exceptions import ClientError
 
 from tests.backends.ray_fixtures import (
     Load,
-    cluster_leftovers,
     container_count,
     echo_containers_by_node,
     echo_pids,
     ray_server,
+    wait_until_nothing_left,
 )
 from tests.support.endpoints import deploy, echo_container, invoke, wait_status
 from tests.support.ray_cluster import LocalRayCluster, ray_installed
@@ -156,14 +156,7 @@ def test_restarted_server_adopts_running_instances(
             time.sleep(0.1)
     assert len(answers) == 6
     assert echo_pids(cluster, "kept") == pids  # the same processes: adopted, not restarted
-    deadline = time.monotonic() + 30
-    while (left := cluster_leftovers(cluster, server.state_dir, "dropped")) != {
-        "actors": [],
-        "groups": [],
-        "containers": 0,
-    }:
-        assert time.monotonic() < deadline, left
-        time.sleep(0.5)
+    wait_until_nothing_left(cluster, server.state_dir, "dropped")
     assert "stopped instances nothing claims: dropped.r" in server.log()
     assert server.log().count("adopted container kept.") == 6
     assert _instance_count(sagemaker, "kept") == 3

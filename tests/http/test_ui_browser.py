@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.support.endpoints import deploy, echo_container, invoke
-from tests.support.server import PolyhostProcess, write_image_config
+from tests.support.server import PolyhostProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,16 +79,6 @@ def offline_page(browser: Any) -> Iterator[Page]:
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield Page(page, outside, errors)
     context.close()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolyhostProcess]:
-    base = tmp_path_factory.mktemp("dashboard")
-    proc = PolyhostProcess(
-        state_dir=base / "state", image_config=write_image_config(base / "images.toml")
-    ).start()
-    yield proc
-    proc.stop()
 
 
 def cell(page: Any, container: str, column: str) -> str:

@@ -102,15 +102,15 @@ FastVerify = Callable[
 Acceptor = Callable[[Sequence[tuple[bytes, bytes]], bytes, bytes, bytes], "Verified | None"]
 
 _compiled_verify: FastVerify | None
+_compiled_signing_states: Callable[[bytes], bytes] | None
 try:  # built from _sigv4_fast.c when a C compiler and OpenSSL's headers were there
     from polyhost.auth import _sigv4_fast
 
     _compiled_verify = _sigv4_fast.verify
-    _compiled_signing_states: Callable[[bytes], bytes] = _sigv4_fast.signing_states
+    _compiled_signing_states = _sigv4_fast.signing_states
     _COMPILED_MAX_INLINE_BODY = _sigv4_fast.MAX_INLINE_BODY
 except ImportError:  # pragma: no cover - depends on how polyhost was installed
-    _compiled_verify = None
-    _compiled_signing_states = bytes
+    _compiled_verify = _compiled_signing_states = None
     _COMPILED_MAX_INLINE_BODY = 0
 
 
@@ -446,6 +446,9 @@ class SigV4Verifier:
         verified: Verified,
     ) -> None:
         """Let the compiled path accept the next requests signed under this header's head."""
+        signing_states = _compiled_signing_states
+        if signing_states is None:
+            return
         try:
             key = head.encode("latin-1")  # the bytes received, which header_map decoded so
             names = tuple(name.encode("ascii") for name in auth.signed_headers)
@@ -461,7 +464,7 @@ class SigV4Verifier:
             b";".join(names),
             auth.date.encode("utf-8"),
             auth.scope.encode("utf-8"),
-            _compiled_signing_states(signer.key),
+            signing_states(signer.key),
             None if token is None else token.encode("utf-8"),
             auth.service,
             verified,
