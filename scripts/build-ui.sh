@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the dashboard served at /ui on the admin listener: install the pinned chart library
 # (uPlot, from ui/package-lock.json) and copy it with the page's own files into the Python
-# package (src/polyhost/http/ui_assets/), so the server needs no CDN or network at run time.
+# package (src/polyhost/http/admin/ui_assets/), so the server needs no CDN or network at run time.
 #
 # `npm ci` runs only when ui/node_modules is missing or older than the lock file, so a rebuild
 # works offline once the library has been installed. The output is build output (gitignored);
@@ -10,7 +10,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 ui="$root/ui"
-out="$root/src/polyhost/http/ui_assets"
+out="$root/src/polyhost/http/admin/ui_assets"
 stamp="$ui/node_modules/.package-lock.json"
 
 if [ ! -f "$stamp" ] || [ "$ui/package-lock.json" -nt "$stamp" ]; then
@@ -23,7 +23,7 @@ if [ ! -f "$stamp" ] || [ "$ui/package-lock.json" -nt "$stamp" ]; then
 fi
 
 uplot="$ui/node_modules/uplot"
-tmp="$(mktemp -d "$root/src/polyhost/http/.ui_assets.XXXXXX")"
+tmp="$(mktemp -d "$root/src/polyhost/http/admin/.ui_assets.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 cp "$ui"/src/index.html "$ui"/src/dashboard.js "$ui"/src/dashboard.css "$tmp"/
 cp "$uplot/dist/uPlot.iife.min.js" "$tmp/uplot.min.js"

@@ -53,7 +53,7 @@ def _docker_settings() -> dict[str, str]:
 
 def _prepare_image(settings: dict[str, str]) -> None:
     """The sklearn image of this checkout (Docker's cache makes it quick when unchanged)."""
-    from polyhost.images.build import BuildRequest, build
+    from polyhost.backends.docker.build import BuildRequest, build
 
     if settings.get("DOCKER_HOST"):
         os.environ["DOCKER_HOST"] = settings["DOCKER_HOST"]
@@ -66,8 +66,8 @@ def _container_pids(server: PolyhostServer, backend: str) -> list[int]:
     assert server.service is not None
     pids = [server.service.pid]
     if backend == "docker":
-        from polyhost.backends.docker_daemon import connect
-        from polyhost.backends.docker_labels import SERVER, server_id
+        from polyhost.backends.docker.daemon import connect
+        from polyhost.backends.docker.labels import SERVER, server_id
 
         client = connect()
         label = f"{SERVER}={server_id(server.work / 'state')}"

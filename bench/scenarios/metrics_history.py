@@ -34,8 +34,8 @@ import psutil
 from bench.context import Context
 from bench.machine import machine_lines
 from bench.report import Section
-from polyhost.http.cloudwatch import CloudWatchRoute
-from polyhost.http.cloudwatch_model import cloudwatch_model
+from polyhost.http.aws.cloudwatch_model import cloudwatch_model
+from polyhost.http.services.cloudwatch import CloudWatchRoute
 from polyhost.metrics import catalog, sketch
 from polyhost.metrics.cell import Cell
 from polyhost.metrics.cloudwatch_api import CloudWatchApi

@@ -88,7 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"polyhost: cannot use --auth-file {settings.auth_file}: {error}", file=sys.stderr)
         return 2
     from polyhost.backends.factory import BackendUnavailable
-    from polyhost.backends.images import ImageConfigError
+    from polyhost.backends.registry import ImageConfigError
     from polyhost.backends.role_credentials import RoleCredentialsError
 
     try:
@@ -108,7 +108,7 @@ def _admin_refusal(settings: Settings) -> str | None:
     """Why the admin listener cannot start as configured, or None. Off loopback it serves every
     container's numbers and every endpoint's failure reason, so it needs a bearer token; a
     token file given anyway must hold a usable token (its content is never printed)."""
-    from polyhost.http.admin_token import AdminTokenError, load_admin_token
+    from polyhost.http.admin.token import AdminTokenError, load_admin_token
 
     if settings.admin_port == 0:
         return None
@@ -191,7 +191,7 @@ def _add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _images(args: argparse.Namespace) -> int:
-    from polyhost.images.build import main as build_images
+    from polyhost.backends.docker.build import main as build_images
 
     return build_images(args.stacks, args.base_image, args.source)
 

@@ -17,31 +17,31 @@ import signal
 import time
 
 from polyhost.backends.factory import make_backend
-from polyhost.backends.images import ImageRegistry
+from polyhost.backends.registry import ImageRegistry
 from polyhost.control.service import ControlPlane
 from polyhost.deploy.deployer import EndpointDeployer
-from polyhost.deploy.log_api import LogsApi
-from polyhost.deploy.retained_logs import RetainedLogs
-from polyhost.http.admin import ADMIN_MAX_CONNECTIONS, AdminApp, no_invocations
-from polyhost.http.admin_api import AdminApi
-from polyhost.http.admin_token import BearerCheck, load_admin_token
+from polyhost.http.admin.api import AdminApi
+from polyhost.http.admin.listener import ADMIN_MAX_CONNECTIONS, AdminApp, no_invocations
+from polyhost.http.admin.metrics import MetricsRoute
+from polyhost.http.admin.token import BearerCheck, load_admin_token
 from polyhost.http.app import ExtraRoute, PolyhostApp, TargetHandler
 from polyhost.http.auth import AuthMiddleware, Gate, load_access_control
-from polyhost.http.awsjson import AwsJsonAdapter
-from polyhost.http.cloudwatch import ROUTE_PREFIX as CLOUDWATCH_ROUTE_PREFIX
-from polyhost.http.cloudwatch import CloudWatchRoute, cloudwatch_error
-from polyhost.http.cloudwatch_logs import LOGS_TARGET, CloudWatchLogsAdapter
-from polyhost.http.cloudwatch_model import TARGET_PREFIX as CLOUDWATCH_TARGET
-from polyhost.http.logs import LogsRoute
-from polyhost.http.metrics import MetricsRoute
+from polyhost.http.aws.cloudwatch_model import TARGET_PREFIX as CLOUDWATCH_TARGET
+from polyhost.http.aws.json_protocol import AwsJsonAdapter
 from polyhost.http.protocol import (
     HttpProtocol,
     ServerState,
     shutdown_connections,
     sweep_idle_connections,
 )
-from polyhost.http.runtime import RuntimeAdapter
+from polyhost.http.services.cloudwatch import ROUTE_PREFIX as CLOUDWATCH_ROUTE_PREFIX
+from polyhost.http.services.cloudwatch import CloudWatchRoute, cloudwatch_error
+from polyhost.http.services.cloudwatch_logs import LOGS_TARGET, CloudWatchLogsAdapter
+from polyhost.http.services.container_logs import LogsRoute
+from polyhost.http.services.runtime import RuntimeAdapter
 from polyhost.http.types import Receive, Scope, Send
+from polyhost.logs.api import LogsApi
+from polyhost.logs.retained import RetainedLogs
 from polyhost.metrics.cloudwatch_api import CloudWatchApi
 from polyhost.metrics.collection import container_registry
 from polyhost.metrics.history import MetricsHistory
@@ -184,7 +184,7 @@ class PolyhostServer:
     async def _open_admin(
         self, loop: asyncio.AbstractEventLoop
     ) -> tuple[asyncio.Server, ServerState, asyncio.Task[None]] | None:
-        """The admin listener (/metrics, /api; http/admin.py) on its own port, with its own
+        """The admin listener (/metrics, /api; http/admin/listener.py) on its own port, with its own
         small connection cap, so a full main port never locks the operator out; None when
         --admin-port is 0. Raises OSError naming the admin address when it cannot bind."""
         settings = self.settings

@@ -14,8 +14,8 @@ from typing import Any
 import psutil
 
 from polyhost.backends.base import LaunchSpec, ResourceLimits
-from polyhost.backends.images import ImageRegistry
-from polyhost.backends.process import ProcessBackend
+from polyhost.backends.process.backend import ProcessBackend
+from polyhost.backends.registry import ImageRegistry
 from polyhost.settings import Settings
 from tests.support.server import CONTAINERS, free_port
 

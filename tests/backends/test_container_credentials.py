@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from polyhost.backends.images import ImageRegistry
-from polyhost.backends.process import ProcessBackend
+from polyhost.backends.process.backend import ProcessBackend
+from polyhost.backends.registry import ImageRegistry
 from polyhost.backends.role_credentials import RoleCredentialsError, load_role_credentials
 from polyhost.control.seam import ContainerSpec, EndpointSpec, VariantSpec
 from polyhost.control.specs import build_spec, spec_from_json, spec_to_json

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from polyhost.backends.images import ImageRegistry
+from polyhost.backends.registry import ImageRegistry
 from polyhost.control.seam import EndpointSpec, StatusReport, VariantStatus
 from polyhost.control.service import ControlPlane
 from polyhost.errors import ValidationException

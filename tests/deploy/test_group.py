@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 from polyhost.backends.base import ContainerHandle, LaunchSpec, ResourceLimits
-from polyhost.backends.images import ImageRegistry
-from polyhost.backends.process import ProcessBackend
+from polyhost.backends.process.backend import ProcessBackend
+from polyhost.backends.registry import ImageRegistry
 from polyhost.control.seam import ContainerSpec, EndpointSpec, VariantSpec
-from polyhost.deploy.artifacts import ArtifactStore
 from polyhost.deploy.group import DeployFailure, GroupStarter, RunningGroup
 from polyhost.deploy.ports import PortAllocator
+from polyhost.modeldata.store import ArtifactStore
 from polyhost.router.upstream import UpstreamPool
 from polyhost.settings import Settings
 from tests.support.endpoints import echo_container

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from polyhost.deploy.artifacts import ArtifactStore
 from polyhost.deploy.janitor import Janitor, Usage, interval_s
+from polyhost.modeldata.store import ArtifactStore
 from polyhost.settings import Settings
 
 NOTHING = Usage(frozenset(), frozenset(), frozenset(), frozenset())

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from polyhost.backends.process import ProcessBackend, ProcessContainer
+from polyhost.backends.process.backend import ProcessBackend, ProcessContainer
 from polyhost.control.seam import ContainerSpec, EndpointSpec, VariantSpec
 from polyhost.deploy.deployer import EndpointDeployer
 from polyhost.deploy.group import RunningContainer

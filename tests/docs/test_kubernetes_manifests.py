@@ -28,7 +28,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from polyhost.backends.ray_agent import PORT_FIRST, PORT_LAST
+from polyhost.backends.ray.agent import PORT_FIRST, PORT_LAST
 from polyhost.cli import build_parser
 from polyhost.settings import Settings
 

@@ -26,7 +26,7 @@ import botocore.session
 from botocore.config import Config
 
 import polyhost.server as server_module
-from polyhost.http.cloudwatch import ROUTE_PREFIX, CloudWatchRoute, wants_cloudwatch
+from polyhost.http.services.cloudwatch import ROUTE_PREFIX, CloudWatchRoute, wants_cloudwatch
 from polyhost.http.types import ASGIApp, Receive, Scope, Send
 from polyhost.metrics.cloudwatch_api import CloudWatchApi
 from polyhost.metrics.history import MetricsHistory

@@ -25,10 +25,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.deploy.archives import zero_bomb
-from tests.deploy.tls_server import TlsFiles, make_certificate
+from tests.support.archives import zero_bomb
 from tests.support.endpoints import create_config, create_model, echo_container, wait_status
 from tests.support.server import REGION, PolyhostProcess, write_image_config
+from tests.support.tls_server import TlsFiles, make_certificate
 
 WORKER_THREAD = "polyhost-model"
 ARTIFACT_WORKERS = 4

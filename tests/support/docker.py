@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from polyhost.backends.docker_labels import HOSTNAME, SERVER, server_id
+from polyhost.backends.docker.labels import HOSTNAME, SERVER, server_id
 from tests.support import docker_env
 from tests.support.server import PolyhostProcess
 
@@ -28,7 +28,7 @@ def client_or_skip() -> Any:
         pytest.skip(
             "Docker tests: the Docker SDK is not installed (pip install 'polyhost[docker]')"
         )
-    from polyhost.backends.docker_daemon import DaemonUnavailable, connect
+    from polyhost.backends.docker.daemon import DaemonUnavailable, connect
 
     docker_env.apply()
     try:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import polyhost
-from polyhost.backends.docker_images import ACCEPT_BIND_TO_PORT
-from polyhost.images.build import BuildRequest, build, follow
+from polyhost.backends.docker.build import BuildRequest, build, follow
+from polyhost.backends.docker.images import ACCEPT_BIND_TO_PORT
 from tests.support import docker_env
 
 BYO_IMAGE = "polyhost-test/byo:1"
@@ -47,7 +47,7 @@ def build_byo(client: Any, base_image: str, out: Any) -> None:
 
 def build_all(out: Any = None) -> None:
     """Build (or find in Docker's cache) every test image; raises on a failed build."""
-    from polyhost.backends.docker_daemon import connect
+    from polyhost.backends.docker.daemon import connect
 
     docker_env.apply()
     sink = out if out is not None else io.StringIO()

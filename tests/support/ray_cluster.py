@@ -3,7 +3,7 @@
 `LocalRayCluster(nodes=3, tmp_path=...)` starts a head and workers as real `ray start` processes
 (the `ray` next to `sys.executable`), node i on 127.0.0.(2+i), and stops them all on exit, by PID,
 even when the test failed. What it takes, found with Ray 2.60 (see the fixture's own tests in
-tests/backends/test_ray_cluster_fixture.py):
+tests/backends/ray/test_cluster_fixture.py):
 
 - **Node addresses.** Ray picks the machine's external interface when no address is given and
   replaces 127.0.0.1 by it too, so every node gets `--node-ip-address 127.0.0.N` (N >= 2). Start

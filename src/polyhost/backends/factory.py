@@ -6,7 +6,7 @@ The deployer and the router only see `Backend`; adding a backend is adding a bra
 from __future__ import annotations
 
 from polyhost.backends.base import Backend
-from polyhost.backends.images import ImageRegistry
+from polyhost.backends.registry import ImageRegistry
 from polyhost.settings import Settings
 
 
@@ -16,7 +16,7 @@ class BackendUnavailable(Exception):
 
 def make_backend(settings: Settings, images: ImageRegistry) -> Backend:
     if settings.backend == "process":
-        from polyhost.backends.process import ProcessBackend
+        from polyhost.backends.process.backend import ProcessBackend
 
         return ProcessBackend(settings, images)
     if settings.backend == "docker":
@@ -39,8 +39,8 @@ def _docker(settings: Settings, images: ImageRegistry) -> Backend:
         raise BackendUnavailable(
             "--backend docker needs the Docker SDK for Python: pip install 'polyhost[docker]'"
         ) from None
-    from polyhost.backends.docker_backend import DockerBackend
-    from polyhost.backends.docker_images import is_reference
+    from polyhost.backends.docker.backend import DockerBackend
+    from polyhost.backends.docker.images import is_reference
 
     images.admit(is_reference)
     return DockerBackend(settings, images)
@@ -55,7 +55,7 @@ def _ray(settings: Settings, images: ImageRegistry) -> Backend:
         raise BackendUnavailable(
             "--backend ray needs Ray on the server and on every node: pip install 'polyhost[ray]'"
         ) from None
-    from polyhost.backends.ray_backend import RayBackend, ray_address
+    from polyhost.backends.ray.backend import RayBackend, ray_address
 
     if settings.ray_container_cpus < 0 or settings.ray_container_memory < 0:
         raise BackendUnavailable(

@@ -1,10 +1,11 @@
 """`polyhost logs ENDPOINT`: print container logs, and with --follow keep printing.
 
-Reads the server's logs route (polyhost.http.logs) — never the log files themselves. Following
-polls: one cheap request (`limit=0`) per interval returns every stream's size, and only a stream
-that grew is read, from the offset where the last read ended, so nothing is printed twice or
-skipped. New streams (a replica restarted, a blue/green update started a new group) are picked
-up as they appear. With several streams each line is labelled `[variant/instance/hostname]`.
+Reads the server's logs route (polyhost.http.services.container_logs) — never the log files
+themselves. Following polls: one cheap request (`limit=0`) per interval returns every stream's
+size, and only a stream that grew is read, from the offset where the last read ended, so nothing
+is printed twice or skipped. New streams (a replica restarted, a blue/green update started a new
+group) are picked up as they appear. With several streams each line is labelled
+`[variant/instance/hostname]`.
 """
 
 from __future__ import annotations

@@ -31,14 +31,14 @@ from polyhost.control.seam import (
     StatusSink,
     VariantStatus,
 )
-from polyhost.deploy.artifacts import ArtifactStore
 from polyhost.deploy.group import DeployFailure, GroupStarter, RunningGroup
 from polyhost.deploy.janitor import Janitor, Usage, revision_dir
-from polyhost.deploy.logs import LogStream
 from polyhost.deploy.ports import PortAllocator
 from polyhost.deploy.samples import container_samples
 from polyhost.deploy.supervisor import supervise
+from polyhost.logs.streams import LogStream
 from polyhost.metrics.collection import ContainerSample
+from polyhost.modeldata.store import ArtifactStore
 from polyhost.router.router import Router
 from polyhost.settings import Settings
 

@@ -38,11 +38,11 @@ from polyhost.backends.base import (
     node_of,
 )
 from polyhost.control.seam import ContainerSpec, EndpointSpec, VariantSpec
-from polyhost.deploy.artifacts import ArtifactError, ArtifactStore
 from polyhost.deploy.health import PING_TIMEOUT_S, ping
-from polyhost.deploy.logs import LogStream, tail
-from polyhost.deploy.node_fetch import NodeModelFetch, fetched_on_node
 from polyhost.deploy.ports import PortAllocator, port_is_held
+from polyhost.logs.streams import LogStream, tail
+from polyhost.modeldata.node_fetch import NodeModelFetch, fetched_on_node
+from polyhost.modeldata.store import ArtifactError, ArtifactStore
 from polyhost.router.table import (
     ContainerRoute,
     EndpointRoute,

@@ -27,14 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from polyhost.deploy.artifacts import ArtifactStore, remove_path
+from polyhost.logs.retained import TRASH_PREFIX
+from polyhost.modeldata.store import ArtifactStore, remove_path
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.deploy.janitor")
 
 MIN_INTERVAL_S = 0.25
 MAX_INTERVAL_S = 60.0
-TRASH_PREFIX = "."  # endpoint names never start with a dot
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from polyhost.errors import MethodNotAllowed, NoSuchRoute
 from polyhost.http.access import log_request, loggable
-from polyhost.http.awsjson import AwsJsonAdapter
+from polyhost.http.aws.json_protocol import AwsJsonAdapter
 from polyhost.http.errors import aws_json_error
 from polyhost.http.io import header, send_response
 from polyhost.http.types import Receive, Scope, Send

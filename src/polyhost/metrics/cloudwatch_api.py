@@ -1,8 +1,8 @@
 """CloudWatch's read API over the metric history: ListMetrics, GetMetricStatistics,
 GetMetricData, with CloudWatch's rules and error codes.
 
-Plain values in, plain values out: the wire adapter (`http/cloudwatch.py`) has already decoded
-the request in whichever protocol it came (rpc-v2-cbor, JSON 1.0, query) and checked it
+Plain values in, plain values out: the wire adapter (`http/services/cloudwatch.py`) has already
+decoded the request in whichever protocol it came (rpc-v2-cbor, JSON 1.0, query) and checked it
 against botocore's model (types, required members, lengths, enums), timestamps made epoch
 seconds. What the model cannot say is checked here: periods, the time range, statistic names,
 query ids, the datapoint limits, tokens. Answers carry timestamps as `Timestamp`s (epoch

@@ -1,0 +1,345 @@
+"""The admin listener's JSON API, read by the dashboard and `polyhost top`.
+
+    GET /api/containers   every container replica: endpoint, variant, instance, hostname,
+                          status, restarts, requests/s, error rate, p50/p99 latency (ms), CPU,
+                          memory (`metrics/overview.py` says over which window)
+    GET /api/series?endpoint=E&metric=M[&container=C][&variant=V][&instance=I][&range=1h]
+                          one metric's datapoints over 1h, 3h, 24h or 7d (`metrics/charts.py`);
+                          M is a CloudWatch name (Invocations, ContainerLatency, CPUUtilization...)
+    GET /api/endpoints    every endpoint as the control plane describes it: status, variants
+                          with their instance counts, FailureReason
+    GET /api/logs?endpoint=E&container=C[&variant=V][&instance=I][&lines=N]
+                          the last N lines (default 200, at most 1000, within the last
+                          `LOG_TAIL_BYTES` of each file) of the container's log, one entry per
+                          replica; read with `logs/streams.py`'s `read_chunk`, as `polyhost logs`
+
+Why a separate API instead of the CloudWatch one on the main port: these answers are shaped
+for one screen (a row per container, numbers already turned into rates and milliseconds), need
+no signing, and stay on the operator's port.
+
+The control plane is reached through its `call(operation, params)` (the same entry the AWS JSON
+adapter uses), so this module knows nothing of its types. Control-plane calls and history reads
+run in worker threads (both may touch SQLite); the samples are taken on the event loop, where
+the deployer keeps them, as is the list of log streams. Answers are bounded: the container list
+by what runs, a series by the range's period and `charts.MAX_SERIES`, the endpoint list by
+`MAX_ENDPOINTS`, a log tail by `LOG_TAIL_BYTES` per stream and `MAX_LOG_STREAMS` streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from polyhost.errors import NoSuchRoute, NotFound, ServiceError, ValidationException
+from polyhost.http.errors import aws_json_error
+from polyhost.http.io import send_response
+from polyhost.http.types import Receive, Scope, Send
+from polyhost.logs.streams import LogStream, read_chunk
+from polyhost.metrics.charts import METRICS, RANGES, Series, SeriesQuery, chart
+from polyhost.metrics.collection import SampleSource
+from polyhost.metrics.overview import container_overviews
+from polyhost.metrics.query import Datapoint, MetricsReader
+
+PREFIX = "/api"
+ControlCall = Callable[[str, dict[str, Any]], dict[str, Any]]
+# Every endpoint's log streams (the deployer's `all_log_streams`, read on the event loop).
+LogCatalog = Callable[[], Mapping[str, Sequence[LogStream]]]
+MAX_ENDPOINTS = 1000
+MAX_NAME = 256
+DEFAULT_LOG_LINES = 200
+MAX_LOG_LINES = 1000
+LOG_TAIL_BYTES = 64 * 1024
+MAX_LOG_STREAMS = 16
+_JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+_SERIES_PARAMETERS = ("endpoint", "metric", "container", "variant", "instance", "range")
+_LOG_PARAMETERS = ("endpoint", "container", "variant", "instance", "lines")
+
+
+class AdminApi:
+    """The ASGI route for everything under /api. `reader` is None when no history is kept;
+    `logs` None when the server hands no log streams over (then /api/logs says so)."""
+
+    def __init__(
+        self,
+        samples: SampleSource,
+        reader: MetricsReader | None,
+        control: ControlCall,
+        clock: Callable[[], float] = time.time,
+        logs: LogCatalog | None = None,
+    ) -> None:
+        self._samples = samples
+        self._reader = reader
+        self._control = control
+        self._clock = clock
+        self._logs = logs
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> int:
+        path: str = scope["path"]
+        try:
+            if path == PREFIX + "/containers":
+                answer = await self._containers()
+            elif path == PREFIX + "/series":
+                answer = await self._series(scope.get("query_string", b""))
+            elif path == PREFIX + "/endpoints":
+                answer = await asyncio.to_thread(endpoints, self._control)
+            elif path == PREFIX + "/logs":
+                answer = await self._log_tail(scope.get("query_string", b""))
+            else:
+                raise NoSuchRoute(f"No route for GET {path[:200]}.")
+        except ServiceError as error:
+            status, headers, body = aws_json_error(error)
+            await send_response(send, status, body, headers)
+            return status
+        await send_response(send, 200, _encode(answer), _JSON)
+        return 200
+
+    async def _containers(self) -> dict[str, Any]:
+        samples = list(self._samples())  # on the loop: the deployer's state lives there
+        rows = await asyncio.to_thread(container_overviews, samples, self._reader, self._clock())
+        return {
+            "history": self._reader is not None,
+            "containers": [{**asdict(row), "status": row.status} for row in rows],
+        }
+
+    async def _series(self, query_string: bytes) -> dict[str, Any]:
+        query = parse_series_query(query_string)
+        series: list[Series] = []
+        if self._reader is None:
+            period = RANGES[query.range_name][1]
+        else:
+            period, series = await asyncio.to_thread(chart, self._reader, query, self._clock())
+        return {
+            "endpoint": query.endpoint,
+            "metric": query.metric.name,
+            "unit": query.metric.unit,
+            "range": query.range_name,
+            "period": period,
+            "series": [
+                {
+                    "variant": s.variant,
+                    "container": s.container,
+                    "instance": s.instance,
+                    "datapoints": [_point(p) for p in s.datapoints],
+                }
+                for s in series
+            ],
+        }
+
+    async def _log_tail(self, query_string: bytes) -> dict[str, Any]:
+        query = parse_log_query(query_string)
+        if self._logs is None:
+            raise NotFound("This server does not hand container logs to the admin listener.")
+        chosen = select_streams(self._logs(), query)  # on the loop: the deployer's state
+        lines = query.lines
+
+        def read() -> list[dict[str, Any]]:
+            out = []
+            for stream in chosen:
+                chunk = read_chunk(stream.path, 0, LOG_TAIL_BYTES, lines)
+                out.append(
+                    {
+                        "name": stream.name,
+                        "variant": stream.variant_name,
+                        "instance": stream.instance_id,
+                        "container": stream.hostname,
+                        "size": chunk.size,
+                        "offset": chunk.offset,
+                        "text": chunk.text,
+                    }
+                )
+            return out
+
+        return {"endpoint": query.endpoint, "streams": await asyncio.to_thread(read)}
+
+
+def _single_params(query_string: bytes, known: tuple[str, ...]) -> dict[str, str]:
+    """Each query parameter's one value; ValidationException for anything else."""
+    try:
+        params = parse_qs(query_string.decode("ascii"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise ValidationException(
+            "The query string must be ASCII, with UTF-8 percent-encoded (e.g. %C3%A9)."
+        ) from None
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValidationException(
+            f"Unknown query parameter(s) {', '.join(u[:64] for u in unknown[:5])}; "
+            f"known: {', '.join(known)}."
+        )
+    single: dict[str, str] = {}
+    for key, values in params.items():
+        if len(values) > 1:
+            raise ValidationException(f"Query parameter {key} is given more than once.")
+        if len(values[0]) > MAX_NAME:
+            raise ValidationException(f"Query parameter {key} is longer than {MAX_NAME}.")
+        single[key] = values[0]
+    return single
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    endpoint: str
+    container: str
+    variant: str | None = None
+    instance: str | None = None
+    lines: int = DEFAULT_LOG_LINES
+
+
+def parse_log_query(query_string: bytes) -> LogQuery:
+    """The query of /api/logs; ValidationException names what is wrong."""
+    single = _single_params(query_string, _LOG_PARAMETERS)
+    for required in ("endpoint", "container"):
+        if not single.get(required):
+            raise ValidationException(f"Query parameter {required} is required.")
+    raw_lines = single.get("lines") or str(DEFAULT_LOG_LINES)
+    if not raw_lines.isdigit() or not 1 <= int(raw_lines) <= MAX_LOG_LINES:
+        raise ValidationException(
+            f"Query parameter lines must be a whole number from 1 to {MAX_LOG_LINES}, "
+            f"not {raw_lines[:16]!r}."
+        )
+    return LogQuery(
+        endpoint=single["endpoint"],
+        container=single["container"],
+        variant=single.get("variant") or None,
+        instance=single.get("instance") or None,
+        lines=int(raw_lines),
+    )
+
+
+def select_streams(catalog: Mapping[str, Sequence[LogStream]], query: LogQuery) -> list[LogStream]:
+    """The streams of the container the query names (every replica unless one is named)."""
+    streams = catalog.get(query.endpoint, ())
+    if not streams:
+        raise NotFound(
+            f"Endpoint {query.endpoint[:64]!r} has no container logs: it does not exist or none "
+            "of its containers has started yet."
+        )
+    chosen = [
+        s
+        for s in streams
+        if s.hostname == query.container
+        and (query.variant is None or s.variant_name == query.variant)
+        and (query.instance is None or s.instance_id == query.instance)
+    ]
+    if not chosen:
+        known = ", ".join(sorted({s.hostname for s in streams})[:20])
+        raise NotFound(
+            f"Endpoint {query.endpoint[:64]!r} has no log of container {query.container[:64]!r}"
+            f"{' on that variant/instance' if query.variant or query.instance else ''}; "
+            f"its containers are: {known}."
+        )
+    chosen.sort(key=lambda s: s.name)
+    return chosen[:MAX_LOG_STREAMS]
+
+
+def parse_series_query(query_string: bytes) -> SeriesQuery:
+    """The query of /api/series; ValidationException names what is wrong."""
+    single = _single_params(query_string, _SERIES_PARAMETERS)
+    for required in ("endpoint", "metric"):
+        if not single.get(required):
+            raise ValidationException(f"Query parameter {required} is required.")
+    metric = METRICS.get(single["metric"])
+    if metric is None:
+        raise ValidationException(
+            f"Unknown metric {single['metric'][:64]!r}; known: {', '.join(sorted(METRICS))}."
+        )
+    range_name = single.get("range") or "1h"
+    if range_name not in RANGES:
+        raise ValidationException(f"Unknown range {range_name[:16]!r}; known: {', '.join(RANGES)}.")
+    return SeriesQuery(
+        endpoint=single["endpoint"],
+        metric=metric,
+        range_name=range_name,
+        container=single.get("container") or None,
+        variant=single.get("variant") or None,
+        instance=single.get("instance") or None,
+    )
+
+
+def endpoints(call: ControlCall) -> dict[str, Any]:
+    """Every endpoint, described (worker thread: the control plane reads SQLite)."""
+    names: list[str] = []
+    token: str | None = None
+    while len(names) < MAX_ENDPOINTS:
+        params: dict[str, Any] = {"MaxResults": 100, "SortBy": "Name", "SortOrder": "Ascending"}
+        if token:
+            params["NextToken"] = token
+        page = call("ListEndpoints", params)
+        names += [e["EndpointName"] for e in page.get("Endpoints", [])]
+        token = page.get("NextToken")
+        if not token:
+            break
+    out = []
+    for name in names[:MAX_ENDPOINTS]:
+        try:
+            described = call("DescribeEndpoint", {"EndpointName": name})
+        except ServiceError:
+            continue  # deleted since it was listed
+        out.append(_endpoint(described))
+    return {"endpoints": out, "truncated": len(names) >= MAX_ENDPOINTS and bool(token)}
+
+
+def _endpoint(described: dict[str, Any]) -> dict[str, Any]:
+    variants = []
+    for variant in described.get("ProductionVariants", []):
+        statuses = variant.get("VariantStatus") or []
+        variants.append(
+            {
+                "name": variant.get("VariantName"),
+                "current_instance_count": variant.get("CurrentInstanceCount"),
+                "desired_instance_count": variant.get("DesiredInstanceCount"),
+                "status": [s.get("Status") for s in statuses],
+            }
+        )
+    return {
+        "name": described.get("EndpointName"),
+        "status": described.get("EndpointStatus"),
+        "failure_reason": described.get("FailureReason"),
+        "config": described.get("EndpointConfigName"),
+        "created": _epoch(described.get("CreationTime")),
+        "modified": _epoch(described.get("LastModifiedTime")),
+        "variants": variants,
+    }
+
+
+def _epoch(value: Any) -> float | None:
+    if value is None:
+        return None
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    return float(value)
+
+
+def _point(point: Datapoint) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "timestamp": point.timestamp,
+        "sample_count": point.sample_count,
+        "sum": point.sum,
+        "average": point.average,
+        "minimum": point.minimum,
+        "maximum": point.maximum,
+    }
+    for percentile, value in point.percentiles.items():
+        out[f"p{percentile:g}"] = value
+    return out
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: such a number goes out as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _encode(answer: dict[str, Any]) -> bytes:
+    return json.dumps(_finite(answer), separators=(",", ":"), allow_nan=False).encode()

@@ -1,0 +1,462 @@
+"""CloudWatch Logs' read operations over the containers' log files.
+
+A plain object that knows nothing of HTTP, like the control plane: `call(operation, params,
+catalog)` takes a request's decoded JSON and the streams that exist now (endpoint name → its
+containers' `LogStream`s, taken from the deployer on the event loop) and returns the answer's
+JSON, or raises a `ServiceError`. It runs on a worker thread: it reads files.
+
+Names are SageMaker's: group `/aws/sagemaker/Endpoints/{EndpointName}`, stream
+`{VariantName}/{InstanceId}/{ContainerHostname}`, so the group ARN in a ModelError's
+LogStreamArn is a valid `logGroupIdentifier` here.
+
+Tokens (opaque to clients, checked here):
+- GetLogEvents: `f/<position>` and `b/<position>`, absolute positions in the container's output
+  (stable across rotation). As on CloudWatch, a read that finds nothing new returns the token it
+  was given, which is how a client knows it reached the end (or the beginning).
+- FilterLogEvents: `p/` and base64url JSON of each stream's position.
+- DescribeLogGroups: `g/` and the base64url name of the last group returned;
+  DescribeLogStreams: `s/<index>` into the (ordered) listing.
+
+Bounds: `limit` as the model allows, at most 1 MB of events per answer (CloudWatch's cap), and
+`SCAN_BYTES` of log looked at per call; a call cut short by that says where it got to (a token
+moved on, possibly with no events, as CloudWatch does too).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from polyhost.errors import (
+    InvalidParameterException,
+    ResourceNotFoundException,
+    UnknownOperationException,
+)
+from polyhost.logs.events import (
+    LogEvent,
+    LogSnapshot,
+    Window,
+    event_cost,
+    open_log,
+    read_backward,
+    read_forward,
+)
+from polyhost.logs.filter import MAX_PATTERN_CHARS, parse_filter
+from polyhost.logs.params import GROUP_IDENTIFIER, GROUP_NAME, STREAM_NAME, Params
+from polyhost.logs.streams import LogStream
+from polyhost.naming import LOG_GROUP_PREFIX, log_group
+
+Catalog = Mapping[str, Sequence[LogStream]]
+
+MAX_EVENTS = 10_000
+MAX_RESPONSE_BYTES = 1024 * 1024
+MAX_DESCRIBE = 50
+MAX_STREAM_NAMES = 100
+SCAN_BYTES = 32 * 1024 * 1024
+# A stream's share of a FilterLogEvents scan never drops below this, so each call progresses.
+MIN_STREAM_SCAN = 1024 * 1024
+_OFFSET_TOKEN = re.compile(r"s/(\d{1,9})")
+_EVENTS_TOKEN = re.compile(r"([fb])/(\d{1,19})")
+BAD_TOKEN = (
+    "The specified nextToken is invalid: pass a token from the previous response of the same "
+    "operation unchanged, or none to start over."
+)
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).decode("ascii")
+
+
+def _unb64(text: str) -> str:
+    try:
+        decoded = base64.b64decode(text.encode("ascii"), altchars=b"-_", validate=True)
+        value = decoded.decode("utf-8")
+    except (ValueError, UnicodeError, binascii.Error):
+        raise InvalidParameterException(BAD_TOKEN) from None
+    if not value:
+        raise InvalidParameterException(BAD_TOKEN)
+    return value
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    first_ms: int | None
+    last_ms: int | None
+    created_ms: int
+    stored_bytes: int
+
+
+def summarize(stream: LogStream) -> StreamSummary:
+    with open_log(stream.path) as snapshot:
+        created = snapshot.first_ms if snapshot.first_ms is not None else snapshot.fallback_ms
+        return StreamSummary(snapshot.first_ms, snapshot.last_ms, created, snapshot.stored_bytes)
+
+
+Handler = Callable[["LogsApi", Params, Catalog], dict[str, Any]]
+
+
+class LogsApi:
+    """DescribeLogGroups, DescribeLogStreams, GetLogEvents and FilterLogEvents."""
+
+    def __init__(self, region: str, account_id: str) -> None:
+        self._region = region
+        self._account = account_id
+
+    def call(self, operation: str, params: Mapping[str, Any], catalog: Catalog) -> dict[str, Any]:
+        handler = _HANDLERS.get(operation)
+        if handler is None:
+            known = ", ".join(sorted(_HANDLERS))
+            raise UnknownOperationException(
+                f"Operation {operation[:80]!r} is not served here; CloudWatch Logs operations "
+                f"served: {known}."
+            )
+        return handler(self, Params(params), catalog)
+
+    # -- names ---------------------------------------------------------------------------------
+    def _group_arn(self, group: str) -> str:
+        """A log group's ARN (`naming.log_group_arn` takes the endpoint's name instead)."""
+        return f"arn:aws:logs:{self._region}:{self._account}:log-group:{group}"
+
+    def _endpoint_of(self, params: Params, catalog: Catalog) -> tuple[str, Sequence[LogStream]]:
+        """The endpoint whose group the request names (logGroupName or logGroupIdentifier)."""
+        name = params.string("logGroupName", max_chars=512, pattern=GROUP_NAME)
+        identifier = params.string("logGroupIdentifier", max_chars=2048, pattern=GROUP_IDENTIFIER)
+        if name is not None and identifier is not None:
+            raise InvalidParameterException("Give logGroupName or logGroupIdentifier, not both.")
+        if name is None and identifier is None:
+            raise InvalidParameterException(
+                "logGroupName or logGroupIdentifier is required: the log group "
+                f"{LOG_GROUP_PREFIX}<EndpointName>, or its ARN."
+            )
+        group = name if name is not None else self._group_from_identifier(identifier or "")
+        endpoint = group[len(LOG_GROUP_PREFIX) :] if group.startswith(LOG_GROUP_PREFIX) else ""
+        streams = catalog.get(endpoint, ()) if endpoint else ()
+        if not streams:
+            raise ResourceNotFoundException(
+                f"The specified log group does not exist: {group[:600]}. Log groups here are "
+                f"{LOG_GROUP_PREFIX}<EndpointName> for endpoints whose containers have started "
+                "(DescribeLogGroups lists them)."
+            )
+        return endpoint, streams
+
+    def _group_from_identifier(self, identifier: str) -> str:
+        if not identifier.startswith("arn:"):
+            return identifier
+        prefix = self._group_arn("")
+        group = identifier[len(prefix) :] if identifier.startswith(prefix) else ""
+        group = group.removesuffix(":*")
+        if not group:
+            raise ResourceNotFoundException(
+                f"The specified log group does not exist: {identifier[:600]}. A log group ARN "
+                f"here is {prefix}<logGroupName> (region {self._region}, account "
+                f"{self._account})."
+            )
+        return group
+
+    @staticmethod
+    def _stream_of(params: Params, endpoint: str, streams: Sequence[LogStream]) -> LogStream:
+        name = params.string("logStreamName", max_chars=512, pattern=STREAM_NAME, required=True)
+        for stream in streams:
+            if stream.name == name:
+                return stream
+        known = ", ".join(sorted(s.name for s in streams)[:20])
+        raise ResourceNotFoundException(
+            f"The specified log stream does not exist: {str(name)[:600]} in "
+            f"{log_group(endpoint)}; its streams are: {known}."
+        )
+
+    # -- DescribeLogGroups ---------------------------------------------------------------------
+    def describe_log_groups(self, params: Params, catalog: Catalog) -> dict[str, Any]:
+        prefix = params.string("logGroupNamePrefix", max_chars=512, pattern=GROUP_NAME)
+        pattern = params.string(
+            "logGroupNamePattern",
+            max_chars=512,
+            min_chars=0,
+            pattern=re.compile(r"[\.\-_/#A-Za-z0-9]*"),
+        )
+        if prefix is not None and pattern is not None:
+            raise InvalidParameterException(
+                "Give logGroupNamePrefix or logGroupNamePattern, not both."
+            )
+        identifiers = params.strings(
+            "logGroupIdentifiers", min_items=1, max_items=50, max_chars=2048,
+            pattern=GROUP_IDENTIFIER,
+        )  # fmt: skip
+        group_class = params.enum(
+            "logGroupClass", ("STANDARD", "INFREQUENT_ACCESS", "DELIVERY", "ESSENTIALS")
+        )
+        params.strings("accountIdentifiers", min_items=0, max_items=20, max_chars=12)
+        params.boolean("includeLinkedAccounts")
+        limit = params.integer("limit", minimum=1, maximum=MAX_DESCRIBE) or MAX_DESCRIBE
+        after = self._group_token(params.token())
+        groups = sorted(
+            (log_group(endpoint), endpoint) for endpoint, streams in catalog.items() if streams
+        )
+        wanted = {self._group_from_identifier(i) for i in identifiers} if identifiers else None
+        selected = [
+            (group, endpoint)
+            for group, endpoint in groups
+            if (prefix is None or group.startswith(prefix))
+            and (pattern is None or pattern.lower() in group.lower())
+            and (wanted is None or group in wanted)
+            and group_class in (None, "STANDARD")
+            and (after is None or group > after)
+        ]
+        page = selected[:limit]
+        answer: dict[str, Any] = {
+            "logGroups": [self._describe_group(g, catalog[e]) for g, e in page]
+        }
+        if len(selected) > limit:
+            answer["nextToken"] = "g/" + _b64(page[-1][0])
+        return answer
+
+    def _describe_group(self, group: str, streams: Sequence[LogStream]) -> dict[str, Any]:
+        summaries = [summarize(s) for s in streams]
+        arn = self._group_arn(group)
+        return {
+            "logGroupName": group,
+            "creationTime": min(s.created_ms for s in summaries),
+            "metricFilterCount": 0,
+            "arn": arn + ":*",
+            "storedBytes": sum(s.stored_bytes for s in summaries),
+            "logGroupClass": "STANDARD",
+            "logGroupArn": arn,
+        }
+
+    @staticmethod
+    def _group_token(token: str | None) -> str | None:
+        if token is None:
+            return None
+        if not token.startswith("g/"):
+            raise InvalidParameterException(BAD_TOKEN)
+        return _unb64(token[2:])
+
+    # -- DescribeLogStreams --------------------------------------------------------------------
+    def describe_log_streams(self, params: Params, catalog: Catalog) -> dict[str, Any]:
+        endpoint, streams = self._endpoint_of(params, catalog)
+        prefix = params.string("logStreamNamePrefix", max_chars=512, pattern=STREAM_NAME)
+        order = params.enum("orderBy", ("LogStreamName", "LastEventTime")) or "LogStreamName"
+        if order == "LastEventTime" and prefix is not None:
+            raise InvalidParameterException(
+                "Cannot order by LastEventTime with a logStreamNamePrefix: leave one out."
+            )
+        descending = params.boolean("descending")
+        limit = params.integer("limit", minimum=1, maximum=MAX_DESCRIBE) or MAX_DESCRIBE
+        token = params.token()
+        start = 0
+        if token is not None:
+            match = _OFFSET_TOKEN.fullmatch(token)
+            if match is None:
+                raise InvalidParameterException(BAD_TOKEN)
+            start = int(match.group(1))
+        chosen = sorted(
+            (s for s in streams if prefix is None or s.name.startswith(prefix)),
+            key=lambda s: s.name,
+        )
+        summaries = {s.name: summarize(s) for s in chosen}
+        if order == "LastEventTime":
+            chosen.sort(key=lambda s: (summaries[s.name].last_ms or 0, s.name))
+        if descending:
+            chosen.reverse()
+        page = chosen[start : start + limit]
+        group_arn = self._group_arn(log_group(endpoint))
+        answer: dict[str, Any] = {
+            "logStreams": [self._describe_stream(s, summaries[s.name], group_arn) for s in page]
+        }
+        if start + limit < len(chosen):
+            answer["nextToken"] = f"s/{start + limit}"
+        return answer
+
+    @staticmethod
+    def _describe_stream(
+        stream: LogStream, summary: StreamSummary, group_arn: str
+    ) -> dict[str, Any]:
+        described: dict[str, Any] = {
+            "logStreamName": stream.name,
+            "creationTime": summary.created_ms,
+            "arn": f"{group_arn}:log-stream:{stream.name}",
+            "storedBytes": summary.stored_bytes,
+        }
+        if summary.first_ms is not None and summary.last_ms is not None:
+            described["firstEventTimestamp"] = summary.first_ms
+            described["lastEventTimestamp"] = summary.last_ms
+            described["lastIngestionTime"] = summary.last_ms
+        return described
+
+    # -- GetLogEvents --------------------------------------------------------------------------
+    def get_log_events(self, params: Params, catalog: Catalog) -> dict[str, Any]:
+        endpoint, streams = self._endpoint_of(params, catalog)
+        stream = self._stream_of(params, endpoint, streams)
+        window = _window(params)
+        limit = params.integer("limit", minimum=1, maximum=MAX_EVENTS) or MAX_EVENTS
+        from_head = params.boolean("startFromHead")
+        params.boolean("unmask")
+        token = params.token()
+        parsed = None
+        if token is not None:
+            match = _EVENTS_TOKEN.fullmatch(token)
+            if match is None:
+                raise InvalidParameterException(BAD_TOKEN)
+            parsed = (match.group(1), int(match.group(2)))
+        with open_log(stream.path) as snapshot:
+            if parsed is not None:
+                direction, position = parsed
+            elif from_head:
+                direction, position = "f", _position_of(snapshot, window.start_ms, snapshot.start)
+            else:
+                end = window.end_ms
+                direction = "b"
+                position = snapshot.end if end is None else _position_of(snapshot, end, None)
+            bounds = {"limit": limit, "max_bytes": MAX_RESPONSE_BYTES, "scan_bytes": SCAN_BYTES}
+            if direction == "f":
+                page = read_forward(snapshot, position, window, **bounds)
+                backward = page.events[0].position if page.events else page.first
+                forward = page.next
+            else:
+                page = read_backward(snapshot, position, window, **bounds)
+                backward, forward = page.first, page.next
+        return {
+            "events": [
+                {"timestamp": e.timestamp, "message": e.message, "ingestionTime": e.timestamp}
+                for e in page.events
+            ],
+            "nextForwardToken": f"f/{forward:019d}",
+            "nextBackwardToken": f"b/{backward:019d}",
+        }
+
+    # -- FilterLogEvents -----------------------------------------------------------------------
+    def filter_log_events(self, params: Params, catalog: Catalog) -> dict[str, Any]:
+        _, streams = self._endpoint_of(params, catalog)
+        names = params.strings(
+            "logStreamNames", min_items=1, max_items=MAX_STREAM_NAMES, max_chars=512,
+            pattern=STREAM_NAME,
+        )  # fmt: skip
+        prefix = params.string("logStreamNamePrefix", max_chars=512, pattern=STREAM_NAME)
+        if names is not None and prefix is not None:
+            raise InvalidParameterException("Give logStreamNames or logStreamNamePrefix, not both.")
+        window = _window(params)
+        pattern = params.string("filterPattern", max_chars=MAX_PATTERN_CHARS, min_chars=0)
+        matcher = parse_filter(pattern or "")
+        if not matcher.matches_all:
+            window = Window(window.start_ms, window.end_ms, matcher)
+        limit = params.integer("limit", minimum=1, maximum=MAX_EVENTS) or MAX_EVENTS
+        for flag in ("startFromHead", "interleaved", "unmask"):
+            params.boolean(flag)
+        cursors = _filter_cursors(params.token())
+        chosen = sorted(
+            (
+                s
+                for s in streams
+                if (names is None or s.name in names)
+                and (prefix is None or s.name.startswith(prefix))
+            ),
+            key=lambda s: s.name,
+        )[:MAX_STREAM_NAMES]
+        share = max(SCAN_BYTES // max(len(chosen), 1), MIN_STREAM_SCAN)
+        found: list[tuple[LogEvent, str]] = []
+        reached: dict[str, int] = {}
+        complete: dict[str, bool] = {}
+        for stream in chosen:
+            with open_log(stream.path) as snapshot:
+                position = cursors.get(stream.name)
+                if position is None:
+                    position = _position_of(snapshot, window.start_ms, snapshot.start)
+                page = read_forward(
+                    snapshot, position, window,
+                    limit=limit, max_bytes=MAX_RESPONSE_BYTES, scan_bytes=share,
+                )  # fmt: skip
+            found.extend((event, stream.name) for event in page.events)
+            reached[stream.name] = page.next
+            complete[stream.name] = page.complete
+        found.sort(key=lambda item: (item[0].timestamp, item[1], item[0].position))
+        kept: list[tuple[LogEvent, str]] = []
+        spent = 0
+        for event, name in found:
+            cost = event_cost(event)
+            if len(kept) >= limit or (kept and spent + cost > MAX_RESPONSE_BYTES):
+                break
+            kept.append((event, name))
+            spent += cost
+        for event, name in found[len(kept) :]:  # left out: read again from there next time
+            if reached[name] > event.position:
+                reached[name] = event.position
+                complete[name] = False
+        answer: dict[str, Any] = {
+            "events": [
+                {
+                    "logStreamName": name,
+                    "timestamp": event.timestamp,
+                    "message": event.message,
+                    "ingestionTime": event.timestamp,
+                    "eventId": _event_id(name, event.position),
+                }
+                for event, name in kept
+            ],
+            "searchedLogStreams": [
+                {"logStreamName": s.name, "searchedCompletely": complete[s.name]} for s in chosen
+            ],
+        }
+        if not all(complete.values()):
+            answer["nextToken"] = "p/" + _b64(
+                json.dumps({"v": 1, "c": reached}, separators=(",", ":"))
+            )
+        return answer
+
+
+def _window(params: Params) -> Window:
+    start = params.timestamp("startTime")
+    end = params.timestamp("endTime")
+    if start is not None and end is not None and end < start:
+        raise InvalidParameterException(
+            f"endTime ({end}) is before startTime ({start}); both are milliseconds since "
+            "1970-01-01 UTC and endTime is exclusive."
+        )
+    return Window(start or 0, end)
+
+
+def _position_of(snapshot: LogSnapshot, ms: int, default: int | None) -> int:
+    """Where lines written at or after `ms` begin (`default` when no time is given: 0)."""
+    if ms <= 0 and default is not None:
+        return default
+    return snapshot.position_of_time(ms)
+
+
+def _event_id(stream_name: str, position: int) -> str:
+    """Unique per event: the stream's checksum and the event's position, as digits."""
+    return f"{zlib.crc32(stream_name.encode('utf-8', 'surrogatepass')):010d}{position:020d}"
+
+
+def _filter_cursors(token: str | None) -> dict[str, int]:
+    if token is None:
+        return {}
+    if not token.startswith("p/"):
+        raise InvalidParameterException(BAD_TOKEN)
+    try:
+        decoded = json.loads(_unb64(token[2:]))
+    except ValueError:
+        raise InvalidParameterException(BAD_TOKEN) from None
+    if not isinstance(decoded, dict) or decoded.get("v") != 1:
+        raise InvalidParameterException(BAD_TOKEN)
+    cursors = decoded.get("c")
+    if not isinstance(cursors, dict):
+        raise InvalidParameterException(BAD_TOKEN)
+    checked: dict[str, int] = {}
+    for name, position in cursors.items():
+        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+            raise InvalidParameterException(BAD_TOKEN)
+        checked[name] = position
+    return checked
+
+
+_HANDLERS: dict[str, Handler] = {
+    "DescribeLogGroups": LogsApi.describe_log_groups,
+    "DescribeLogStreams": LogsApi.describe_log_streams,
+    "GetLogEvents": LogsApi.get_log_events,
+    "FilterLogEvents": LogsApi.filter_log_events,
+}
