@@ -2,7 +2,7 @@
 
 The core raises these; `http/errors.py` puts them on the wire, once per protocol (AWS JSON 1.1
 for the control plane and polyhost's own routes, rest-json for the runtime). Codes, statuses
-and wording follow SageMaker (see CONTRACT.md), so clients such as botocore's waiters that
+and wording follow SageMaker (docs/contract.md), so clients such as botocore's waiters that
 match on them behave as they do against SageMaker.
 """
 

@@ -146,7 +146,7 @@ class Settings:
     metrics_retention_days: int = setting(
         15, "--metrics-retention-days", "days of 1-minute roll-ups kept in the state dir"
     )
-    # -- data plane (CONTRACT.md) -------------------------------------------------------------
+    # -- data plane (docs/contract.md) ---------------------------------------------------------
     invocation_timeout_s: float = setting(
         60.0, "--invocation-timeout", "seconds a container may take to answer an invocation"
     )

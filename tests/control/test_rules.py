@@ -1,4 +1,4 @@
-"""The cross-field rules of CONTRACT.md "Names and limits", one row each, with the message."""
+"""The cross-field rules of docs/contract.md "Names and limits", one row each, with the message."""
 
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ from polyhost.logs.events import (
     read_backward,
     read_forward,
 )
-from polyhost.logs.files import RotatingLog, index_path, rotated_paths
+from polyhost.logs.files import RotatingLog, rotated_paths
+from polyhost.logs.index import index_path
 
 KiB = 1024
 BIG = {"limit": 10_000, "max_bytes": 1 << 20, "scan_bytes": 1 << 30}

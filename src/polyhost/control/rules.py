@@ -1,4 +1,4 @@
-"""Cross-field rules the service model cannot express (CONTRACT.md, "Names and limits").
+"""Cross-field rules the service model cannot express (docs/contract.md, "Names and limits").
 
 They run on the raw request next to the shape validation, so one answer lists everything that is
 wrong. Every rule therefore reads defensively: a member of the wrong type is the shape
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from polyhost.control.catalog import ImageCatalog
+from polyhost.control.image_catalog import ImageCatalog
 from polyhost.control.validation import element_path, violation
 
 MAX_ENVIRONMENT_BYTES = 32 * 1024

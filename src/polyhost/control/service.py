@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from polyhost.control.catalog import ImageCatalog
+from polyhost.control.image_catalog import ImageCatalog
 from polyhost.control.endpoints import (
     IN_PROGRESS,
     EndpointState,

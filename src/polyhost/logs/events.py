@@ -21,18 +21,11 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from polyhost.logs.files import (
-    INDEX_HEADER,
-    INDEX_MAGIC,
-    INDEX_RECORD,
-    INDEX_VERSION,
-    index_path,
-)
+from polyhost.logs.index import index_base, index_records, read_index
 
 MAX_EVENT_BYTES = 256 * 1024
 BLOCK_BYTES = 64 * 1024
@@ -168,7 +161,7 @@ def _open_once(path: Path) -> tuple[LogSnapshot, bool]:
                 if number == 0:
                     continue  # no current file (yet), but maybe rotated ones
                 break
-            opened.append((candidate, fd, _read_index(candidate)))
+            opened.append((candidate, fd, read_index(candidate, MAX_INDEX_BYTES)))
         for candidate, fd, _ in opened:
             try:
                 consistent &= os.stat(candidate).st_ino == os.fstat(fd).st_ino
@@ -181,14 +174,6 @@ def _open_once(path: Path) -> tuple[LogSnapshot, bool]:
     return _assemble(list(reversed(opened))), consistent
 
 
-def _read_index(path: Path) -> bytes:
-    try:
-        with open(index_path(path), "rb") as handle:
-            return handle.read(MAX_INDEX_BYTES)
-    except OSError:
-        return b""
-
-
 def _assemble(oldest_first: list[tuple[Path, int, bytes]]) -> LogSnapshot:
     snapshot = LogSnapshot()
     previous_end: int | None = None
@@ -196,7 +181,7 @@ def _assemble(oldest_first: list[tuple[Path, int, bytes]]) -> LogSnapshot:
     for _, fd, index in oldest_first:
         stat = os.fstat(fd)
         newest_mtime = max(newest_mtime, stat.st_mtime_ns // 1_000_000)
-        header_base = _index_base(index)
+        header_base = index_base(index)
         # Files follow each other without gaps, whatever a stale header says.
         base = (header_base or 0) if previous_end is None else previous_end
         segment = _Segment(fd=fd, base=base, size=stat.st_size)
@@ -204,8 +189,7 @@ def _assemble(oldest_first: list[tuple[Path, int, bytes]]) -> LogSnapshot:
         previous_end = base + segment.size
         if header_base is None:
             continue
-        aligned = len(index) - (len(index) - INDEX_HEADER.size) % INDEX_RECORD.size
-        for offset, ms in INDEX_RECORD.iter_unpack(index[INDEX_HEADER.size : aligned]):
+        for offset, ms in index_records(index):
             position = base + offset
             if offset >= segment.size:
                 break  # written before its bytes: the bytes are not in this snapshot
@@ -217,16 +201,6 @@ def _assemble(oldest_first: list[tuple[Path, int, bytes]]) -> LogSnapshot:
             snapshot.rising.append(max(previous_max, ms))
     snapshot.fallback_ms = newest_mtime
     return snapshot
-
-
-def _index_base(index: bytes) -> int | None:
-    if len(index) < INDEX_HEADER.size:
-        return None
-    try:
-        magic, version, base = INDEX_HEADER.unpack_from(index)
-    except struct.error:
-        return None
-    return int(base) if magic == INDEX_MAGIC and version == INDEX_VERSION else None
 
 
 # -- reading events ------------------------------------------------------------------------------

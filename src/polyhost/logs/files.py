@@ -17,15 +17,8 @@ a reader at once: a FailureReason quotes the end of the log right after a contai
 When each line was written is kept beside the log, not in it: the log holds the container's
 bytes exactly as printed (so `tail`, the logs route and `polyhost logs` show them untouched), and
 a small sidecar index `container.log.idx` (rotated with its log: `container.log.1.idx`, ...)
-holds a header and fixed-size records, all little-endian:
-
-- header (16 bytes): `PHLI`, version (u32), and the log's *base*: how many bytes the container
-  wrote before this file began, so that an absolute position (base + offset) names the same
-  byte however often the files rotate (CloudWatch Logs' tokens are such positions);
-- record (16 bytes): offset in this file of a line start (u64), and the time it was written in
-  milliseconds since the epoch (u64). A record is written before the bytes it describes, only
-  for writes in which a line starts, and only when the millisecond changed since the last one:
-  a line's time is that of the last record at or before its start.
+says where each line started and when; its format, written here and read by `events.py` and the
+Ray node's log shipping, lives in one place: `index.py`.
 
 The index of a file is capped at a quarter of `max_bytes` (and at least `MIN_MAX_BYTES`); when
 full, the log rotates at the next line start, so the per-container bound on disk is
@@ -36,36 +29,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 import time
 from pathlib import Path
 
+from polyhost.logs.index import (
+    RECORD_BYTES,
+    header_bytes,
+    index_path,
+    read_index_base,
+    record_bytes,
+)
+
 # Below this, rotation would cut nearly every line; a setting smaller than this is raised to it.
 MIN_MAX_BYTES = 1024
-
-INDEX_SUFFIX = ".idx"
-INDEX_MAGIC = b"PHLI"
-INDEX_VERSION = 1
-INDEX_HEADER = struct.Struct("<4sIQ")  # magic, version, base
-INDEX_RECORD = struct.Struct("<QQ")  # offset of a line start in the file, unix time in ms
-
-
-def index_path(path: Path) -> Path:
-    """The sidecar index of a log file: `container.log.1` → `container.log.1.idx`."""
-    return path.with_name(path.name + INDEX_SUFFIX)
-
-
-def read_index_base(path: Path) -> int | None:
-    """The base recorded in `path`'s index, or None when it has no valid index."""
-    try:
-        with open(index_path(path), "rb") as handle:
-            header = handle.read(INDEX_HEADER.size)
-    except OSError:
-        return None
-    if len(header) < INDEX_HEADER.size:
-        return None
-    magic, version, base = INDEX_HEADER.unpack(header)
-    return int(base) if magic == INDEX_MAGIC and version == INDEX_VERSION else None
 
 
 def _now_ms() -> int:
@@ -117,7 +93,7 @@ class RotatingLog:
                 base = self._base_after_backup()
             self._index_fd = os.open(index_path(self._path), flags | os.O_TRUNC, 0o640)
             self._index_size = 0
-            self._write_index(INDEX_HEADER.pack(INDEX_MAGIC, INDEX_VERSION, base))
+            self._write_index(header_bytes(base))
         else:
             self._index_fd = os.open(index_path(self._path), flags, 0o640)
             self._index_size = os.fstat(self._index_fd).st_size
@@ -150,9 +126,9 @@ class RotatingLog:
                 return  # no line starts inside this write
             start = newline + 1
         now = _now_ms()
-        if now == self._last_ms or self._index_size + INDEX_RECORD.size > self._max_index:
+        if now == self._last_ms or self._index_size + RECORD_BYTES > self._max_index:
             return
-        self._write_index(INDEX_RECORD.pack(self._size + start, now))
+        self._write_index(record_bytes(self._size + start, now))
         self._last_ms = now
 
     def _last_byte(self) -> bytes:
@@ -170,7 +146,7 @@ class RotatingLog:
             self._size = os.fstat(self._fd).st_size
         if self._index_fd < 0:
             self._open_index()
-        if self._index_size + INDEX_RECORD.size > self._max_index and self._at_line_start:
+        if self._index_size + RECORD_BYTES > self._max_index and self._at_line_start:
             self._rotate()  # the index is full: start a new file (and index) at this line
         while data:
             room = self._max_bytes - self._size
@@ -213,7 +189,7 @@ class RotatingLog:
         self._index_size = 0
         self._last_ms = -1
         self._base = next_base
-        self._write_index(INDEX_HEADER.pack(INDEX_MAGIC, INDEX_VERSION, next_base))
+        self._write_index(header_bytes(next_base))
 
     def _close_index(self) -> None:
         if self._index_fd >= 0:

@@ -1,4 +1,4 @@
-"""The metrics polyhost records, under SageMaker's CloudWatch names (CONTRACT.md, "Metrics").
+"""The metrics polyhost records, under SageMaker's CloudWatch names (docs/contract.md, "Metrics").
 
 Each metric says its namespace, its CloudWatch unit and its kind, which decides what a period
 of it must keep to answer percentiles (`metrics/cell.py`):

@@ -2,7 +2,7 @@
 
 `metrics/` knows nothing of groups, backends or HTTP: the deployer turns what runs into
 `ContainerSample`s (labels, the route's counters, up, restarts, CPU and memory), and this
-collector renders them under the CloudWatch names of CONTRACT.md, with the dimensions SageMaker
+collector renders them under the CloudWatch names of docs/contract.md, with the dimensions SageMaker
 uses (`EndpointName`, `VariantName`, `ContainerName`) plus the replica (`InstanceId`).
 """
 

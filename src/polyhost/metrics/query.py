@@ -4,11 +4,12 @@ The history (`metrics/history.py`) answers these questions; the CloudWatch wire 
 dashboard's JSON API and `polyhost top` ask them. Keeping the question and the answer in plain
 types here lets each side be built and tested without the other.
 
-Names follow CloudWatch and CONTRACT.md: namespace `AWS/SageMaker` holds the invocation series
-(Invocations, Invocation4XXErrors, Invocation5XXErrors, ContainerLatency, OverheadLatency,
-ModelLatency, InvocationsPerInstance, ModelSetupTime), namespace `/aws/sagemaker/Endpoints`
-the sampled ones (CPUUtilization, MemoryUtilization, DiskUtilization, ...). Dimensions are
-`EndpointName`, `VariantName`, `ContainerName` (and `InstanceId` where there are replicas).
+Names follow CloudWatch (docs/contract.md, "Metrics"): namespace `AWS/SageMaker` holds the
+invocation series (Invocations, Invocation4XXErrors, Invocation5XXErrors, ContainerLatency,
+OverheadLatency, ModelLatency, InvocationsPerInstance, ModelSetupTime), namespace
+`/aws/sagemaker/Endpoints` the sampled ones (CPUUtilization, MemoryUtilization, DiskUtilization,
+...). Dimensions are `EndpointName`, `VariantName`, `ContainerName` (and `InstanceId` where
+there are replicas).
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ class LatencyHistogram:
 
 @dataclass(slots=True)
 class ContainerCounters:
-    """Per-container series (CloudWatch names in CONTRACT.md), cheap enough for the hot path."""
+    """Per-container series (CloudWatch names: docs/contract.md), cheap enough for the hot path."""
 
     invocations: int = 0
     errors_4xx: int = 0

@@ -1,8 +1,8 @@
 """InvokeEndpoint semantics: pick variant and replica, route Direct or Serial, map failures.
 
 Everything here runs on the event loop and reads only the in-memory table; bodies pass through
-as bytes, never parsed (ARCHITECTURE.md principle 4). Failures become the runtime errors of
-CONTRACT.md with messages that name the container and say where its log is.
+as bytes, never parsed (docs/architecture.md, principle 4). Failures become the runtime errors of
+docs/contract.md with messages that name the container and say where its log is.
 """
 
 from __future__ import annotations

@@ -228,7 +228,7 @@ class InstanceAgent:
 
 def _log_end(path: Path) -> int:
     """The absolute position after the last byte of the log (0 when there is none)."""
-    from polyhost.logs.files import read_index_base
+    from polyhost.logs.index import read_index_base
 
     try:
         size = path.stat().st_size

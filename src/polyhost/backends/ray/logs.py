@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from polyhost.logs.files import read_index_base, rotated_paths
+from polyhost.logs.files import rotated_paths
+from polyhost.logs.index import read_index_base
 
 # The most bytes one poll ships per container: a chatty container cannot make a poll (and the
 # server's write of it) arbitrarily long; what is left goes with the next polls.
