@@ -20,7 +20,7 @@ from tests.metrics.history_server import HistoryServerProcess, write_images
 from tests.support.endpoints import deploy, echo_container, invoke, wait_status
 from tests.support.server import FAULTY_IMAGE, PolyhostProcess, write_image_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

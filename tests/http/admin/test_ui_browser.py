@@ -27,7 +27,7 @@ from tests.support.endpoints import deploy, echo_container, invoke
 from tests.support.server import PolyhostProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 LOOPBACK = re.compile(r"^(http|ws)://127\.0\.0\.1:\d+/")
 
