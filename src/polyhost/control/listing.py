@@ -2,21 +2,20 @@
 
 Pagination is by keyset, not offset: the token carries the sort value and name of the last
 row, so resources created or deleted between two pages neither repeat nor vanish from the
-listing. The token is opaque to clients (base64 of a small JSON object); one that does not
-decode, or that was issued for another SortBy/SortOrder, is a ValidationException.
+listing. The token is opaque to clients (`polyhost.tokens`' encoding: base64url of a small
+JSON object); one that does not decode, or that was issued for another SortBy/SortOrder, is a
+ValidationException.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import math
 from typing import Any
 
+from polyhost.awsmodel.check import parse_timestamp
 from polyhost.control.store import OrderColumn, PageQuery, Resource
-from polyhost.control.validation import parse_timestamp
 from polyhost.errors import ValidationException
+from polyhost.tokens import TokenCodec, is_count
 
 DEFAULT_MAX_RESULTS = 10
 SORT_COLUMNS: dict[str, OrderColumn] = {
@@ -24,7 +23,6 @@ SORT_COLUMNS: dict[str, OrderColumn] = {
     "CreationTime": "created",
     "Status": "status",
 }
-_TOKEN_VERSION = 1
 
 
 def _bad_token(token: str) -> ValidationException:
@@ -35,20 +33,8 @@ def _bad_token(token: str) -> ValidationException:
     )
 
 
-def _encode(payload: dict[str, Any]) -> str:
-    raw = json.dumps(payload, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode(token: str) -> dict[str, Any]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        payload = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise _bad_token(token) from None
-    if not isinstance(payload, dict) or payload.get("v") != _TOKEN_VERSION:
-        raise _bad_token(token)
-    return payload
+# No prefix: SageMaker's tokens were always bare base64url, and stay so.
+_TOKENS = TokenCodec("", _bad_token)
 
 
 def _number(value: Any) -> bool:
@@ -75,7 +61,7 @@ def page_query(params: dict[str, Any]) -> PageQuery:
     after: tuple[str | float, str] | None = None
     token = params.get("NextToken")
     if token:
-        payload = _decode(token)
+        payload = _TOKENS.decode(token)
         key = payload.get("k")
         if (
             payload.get("s") != column
@@ -122,9 +108,8 @@ def paginate(query: PageQuery, rows: list[Resource]) -> tuple[list[Resource], st
         return rows, None
     page = rows[:size]
     last = page[-1]
-    token = _encode(
+    token = _TOKENS.encode(
         {
-            "v": _TOKEN_VERSION,
             "s": query.order_by,
             "d": query.descending,
             "k": [_sort_value(last, query.order_by), last.name.lower()],
@@ -137,12 +122,11 @@ def offset_from_token(token: str | None) -> int:
     """Position encoded by `offset_token` (ListTags pages through a short, ordered list)."""
     if not token:
         return 0
-    payload = _decode(token)
-    offset = payload.get("o")
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+    offset = _TOKENS.decode(token).get("o")
+    if not is_count(offset):
         raise _bad_token(token)
     return offset
 
 
 def offset_token(offset: int) -> str:
-    return _encode({"v": _TOKEN_VERSION, "o": offset})
+    return _TOKENS.encode({"o": offset})

@@ -11,17 +11,21 @@ Paths are camelCase and list elements read `productionVariants.1.member.variantN
 as AWS writes them. Ill-typed values (a number where a string belongs, say), which botocore would
 never send, get a violation of their own instead of a SerializationException, so a raw client
 also learns everything that is wrong in one answer.
+
+The walk is `polyhost.awsmodel.check`'s, shared with CloudWatch and CloudWatch Logs; what is
+SageMaker's is here: the words of each violation, its paths, the patterns read differently,
+and the one ValidationException that lists them all.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from polyhost.control.schema import Schema, Shape
+from polyhost.awsmodel.check import Checker, Dialect, Entry, Path, Violation
+from polyhost.awsmodel.check import compiled as compiled_pattern
+from polyhost.awsmodel.check import parse_timestamp as parse_timestamp
+from polyhost.awsmodel.shapes import Schema, Shape
 from polyhost.errors import ValidationException
 
 # Java regular expressions in the model that Python's `re` does not read as they are. The tag
@@ -37,22 +41,15 @@ PATTERN_OVERRIDES = {
     ("ContainerDefinition", "ModelDataUrl"): "(https|s3)://([^/]+)/?(.*)|file:///.*",
 }
 
-_INT32 = (-(2**31), 2**31 - 1)
-_INT64 = (-(2**63), 2**63 - 1)
+SAGEMAKER = Dialect(pattern_translations=JAVA_PATTERNS, pattern_overrides=PATTERN_OVERRIDES)
+
 _MAX_SHOWN = 256
 _MAX_SHOWN_DEPTH = 16
-
-_compiled: dict[str, re.Pattern[str] | None] = {}
 
 
 def compiled(pattern: str) -> re.Pattern[str] | None:
     """The model's pattern as a Python regex (None if it cannot be read; then it is not checked)."""
-    if pattern not in _compiled:
-        try:
-            _compiled[pattern] = re.compile(JAVA_PATTERNS.get(pattern, pattern))
-        except re.error:
-            _compiled[pattern] = None
-    return _compiled[pattern]
+    return compiled_pattern(JAVA_PATTERNS.get(pattern, pattern))
 
 
 def camel(member: str) -> str:
@@ -66,6 +63,20 @@ def join_path(parent: str, member: str) -> str:
 
 def element_path(parent: str, index: int) -> str:
     return f"{parent}.{index + 1}.member"
+
+
+def path_text(path: Path) -> str:
+    """`productionVariants.1.member.variantName`: members camelCase, list elements 1-based, a
+    map's structured values under their key."""
+    text = ""
+    for step in path:
+        if isinstance(step, Entry):
+            text = f"{text}.{step.key}"
+        elif isinstance(step, int):
+            text = element_path(text, step)
+        else:
+            text = join_path(text, step)
+    return text
 
 
 def show(value: Any) -> str:
@@ -141,11 +152,6 @@ def message(violations: list[str]) -> str:
     return f"{count} validation {noun} detected: {listed}"
 
 
-def _too_long(shape: Shape, value: list[Any] | dict[str, Any]) -> bool:
-    """Over its maximum size: the size violation says enough, elements are not walked."""
-    return shape.max is not None and len(value) > shape.max
-
-
 def raise_if_any(violations: list[str]) -> None:
     if violations:
         raise ValidationException(message(violations))
@@ -155,244 +161,66 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def parse_timestamp(value: Any) -> float | None:
-    """Epoch seconds from a JSON timestamp (number, numeric string or ISO 8601), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    if isinstance(value, str):
-        try:
-            number = float(value)
-            return number if math.isfinite(number) else None
-        except ValueError:
-            pass
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
-    return None
+_TYPES = {
+    "structure": "Member must be a structure (a JSON object)",
+    "list": "Member must be a list (a JSON array)",
+    "map": "Member must be a map (a JSON object)",
+    "string": "Member must be a string",
+    "integer": "Member must be an integer",
+    "long": "Member must be an integer",
+    "float": "Member must be a number",
+    "double": "Member must be a number",
+    "boolean": "Member must be a boolean",
+    "timestamp": "Member must be a timestamp (epoch seconds or ISO 8601 text)",
+}
 
 
-def _valid_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
-        return False
-    return True
+def constraint(found: Violation) -> str:
+    """What SageMaker says a violated constraint is, e.g. `Member must not be null`."""
+    shape = found.shape
+    kind = found.kind
+    if kind in ("missing", "null"):
+        return "Member must not be null"
+    if kind in ("type", "time"):
+        return _TYPES[shape.type]
+    if kind == "text":
+        return "Member must be valid Unicode text"
+    if kind == "enum":
+        return "Member must satisfy enum value set: [" + ", ".join(shape.enum or ()) + "]"
+    if kind in ("length", "size"):
+        if found.detail == "max":
+            return f"Member must have length less than or equal to {_number(shape.max or 0)}"
+        return f"Member must have length greater than or equal to {_number(shape.min or 0)}"
+    if kind == "pattern":
+        return f"Member must satisfy regular expression pattern: {found.detail}"
+    if kind == "bounds":
+        low, high = (-(2**63), 2**63 - 1) if shape.type == "long" else (-(2**31), 2**31 - 1)
+        return f"Member must be an integer from {low} to {high}"
+    if kind == "range":
+        if found.detail == "max":
+            return f"Member must have value less than or equal to {_number(shape.max or 0)}"
+        return f"Member must have value greater than or equal to {_number(shape.min or 0)}"
+    if kind == "finite":
+        return "Member must be a finite number"
+    inner = ", ".join(constraint(item) for item in found.inner)
+    if kind == "map_key":
+        return f"Map keys must satisfy constraint: [{inner}]"
+    if kind == "map_value":
+        return f"Map value must satisfy constraint: [{inner}]"
+    return "Map value must not be null"
+
+
+def sagemaker_violation(found: Violation) -> str:
+    """One item of SageMaker's message for a violation the shared walk found."""
+    return violation(found.value, path_text(found.path), constraint(found))
 
 
 class Validator:
-    """Walks a request against its input shape and collects every violation."""
+    """Walks a request against its input shape and collects every violation, in AWS's words."""
 
     def __init__(self, schema: Schema) -> None:
-        self._schema = schema
+        self._checker = Checker(schema, SAGEMAKER)
 
     def check(self, shape: Shape, params: dict[str, Any]) -> list[str]:
-        found: list[str] = []
-        self._structure(shape, params, "", found)
-        return found
-
-    # -- by type ------------------------------------------------------------------------------
-    def _value(
-        self, shape: Shape, value: Any, path: str, found: list[str], pattern: str | None = None
-    ) -> None:
-        check = _CHECKS.get(shape.type)
-        if check is not None:  # blobs and documents are not in the operations polyhost serves
-            check(self, shape, value, path, found, pattern)
-
-    def _structure(
-        self, shape: Shape, value: Any, path: str, found: list[str], pattern: str | None = None
-    ) -> None:
-        if not isinstance(value, dict):
-            found.append(violation(value, path, "Member must be a structure (a JSON object)"))
-            return
-        for member, target in shape.members.items():
-            item = value.get(member)
-            member_path = join_path(path, member)
-            if item is None:
-                if member in shape.required:
-                    found.append(violation(None, member_path, "Member must not be null"))
-                continue
-            override = PATTERN_OVERRIDES.get((shape.name, member))
-            self._value(self._schema.shape(target), item, member_path, found, override)
-
-    def _list(
-        self, shape: Shape, value: Any, path: str, found: list[str], pattern: str | None = None
-    ) -> None:
-        if not isinstance(value, list):
-            found.append(violation(value, path, "Member must be a list (a JSON array)"))
-            return
-        self._size(shape, value, path, found)
-        if shape.member is None or _too_long(shape, value):
-            return
-        element = self._schema.shape(shape.member)
-        for index, item in enumerate(value):
-            item_path = element_path(path, index)
-            if item is None:
-                found.append(violation(None, item_path, "Member must not be null"))
-            else:
-                self._value(element, item, item_path, found)
-
-    def _map(
-        self, shape: Shape, value: Any, path: str, found: list[str], pattern: str | None = None
-    ) -> None:
-        if not isinstance(value, dict):
-            found.append(violation(value, path, "Member must be a map (a JSON object)"))
-            return
-        self._size(shape, value, path, found)
-        if _too_long(shape, value):
-            return
-        key_shape = self._schema.shape(shape.key) if shape.key else None
-        value_shape = self._schema.shape(shape.value) if shape.value else None
-        for key, item in value.items():
-            if key_shape is not None:
-                problems: list[str] = []
-                self._value(key_shape, key, path, problems)
-                if problems:
-                    constraints = ", ".join(p.split("constraint: ", 1)[1] for p in problems)
-                    found.append(
-                        violation(key, path, f"Map keys must satisfy constraint: [{constraints}]")
-                    )
-            if value_shape is None:
-                continue
-            if item is None:
-                found.append(violation({key: None}, path, "Map value must not be null"))
-                continue
-            if value_shape.type in ("structure", "list", "map"):
-                self._value(value_shape, item, f"{path}.{key}", found)
-                continue
-            problems = []
-            self._value(value_shape, item, path, problems)
-            if problems:
-                constraints = ", ".join(p.split("constraint: ", 1)[1] for p in problems)
-                found.append(
-                    violation(
-                        {key: item}, path, f"Map value must satisfy constraint: [{constraints}]"
-                    )
-                )
-
-    def _string(
-        self, shape: Shape, value: Any, path: str, found: list[str], pattern: str | None = None
-    ) -> None:
-        if not isinstance(value, str):
-            found.append(violation(value, path, "Member must be a string"))
-            return
-        if not _valid_text(value):
-            found.append(violation(value, path, "Member must be valid Unicode text"))
-            return
-        if shape.enum is not None and value not in shape.enum:
-            found.append(
-                violation(
-                    value,
-                    path,
-                    "Member must satisfy enum value set: [" + ", ".join(shape.enum) + "]",
-                )
-            )
-            return
-        self._size(shape, value, path, found)
-        expected = pattern or shape.pattern
-        if expected:
-            regex = compiled(expected)
-            if regex is not None and regex.fullmatch(value) is None:
-                found.append(
-                    violation(
-                        value, path, f"Member must satisfy regular expression pattern: {expected}"
-                    )
-                )
-
-    def _integer(
-        self, shape: Shape, value: Any, path: str, found: list[str], pattern: str | None = None
-    ) -> None:
-        low, high = _INT64 if shape.type == "long" else _INT32
-        if isinstance(value, bool) or not isinstance(value, int):
-            found.append(violation(value, path, "Member must be an integer"))
-        elif not low <= value <= high:
-            found.append(violation(value, path, f"Member must be an integer from {low} to {high}"))
-        else:
-            self._range(shape, value, path, found)
-
-    def _float(
-        self, shape: Shape, value: Any, path: str, found: list[str], pattern: str | None = None
-    ) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            found.append(violation(value, path, "Member must be a number"))
-        elif not math.isfinite(value):
-            found.append(violation(value, path, "Member must be a finite number"))
-        else:
-            self._range(shape, value, path, found)
-
-    def _boolean(
-        self, shape: Shape, value: Any, path: str, found: list[str], pattern: str | None = None
-    ) -> None:
-        if not isinstance(value, bool):
-            found.append(violation(value, path, "Member must be a boolean"))
-
-    def _timestamp(
-        self, shape: Shape, value: Any, path: str, found: list[str], pattern: str | None = None
-    ) -> None:
-        if parse_timestamp(value) is None:
-            found.append(
-                violation(
-                    value, path, "Member must be a timestamp (epoch seconds or ISO 8601 text)"
-                )
-            )
-
-    # -- shared constraints -----------------------------------------------------------------
-    @staticmethod
-    def _size(
-        shape: Shape, value: str | list[Any] | dict[str, Any], path: str, found: list[str]
-    ) -> None:
-        if shape.max is not None and len(value) > shape.max:
-            found.append(
-                violation(
-                    value,
-                    path,
-                    f"Member must have length less than or equal to {_number(shape.max)}",
-                )
-            )
-        if shape.min is not None and len(value) < shape.min:
-            found.append(
-                violation(
-                    value,
-                    path,
-                    f"Member must have length greater than or equal to {_number(shape.min)}",
-                )
-            )
-
-    @staticmethod
-    def _range(shape: Shape, value: float, path: str, found: list[str]) -> None:
-        if shape.max is not None and value > shape.max:
-            found.append(
-                violation(
-                    value,
-                    path,
-                    f"Member must have value less than or equal to {_number(shape.max)}",
-                )
-            )
-        if shape.min is not None and value < shape.min:
-            found.append(
-                violation(
-                    value,
-                    path,
-                    f"Member must have value greater than or equal to {_number(shape.min)}",
-                )
-            )
-
-
-_CHECKS: dict[str, Callable[..., None]] = {
-    "structure": Validator._structure,
-    "list": Validator._list,
-    "map": Validator._map,
-    "string": Validator._string,
-    "integer": Validator._integer,
-    "long": Validator._integer,
-    "float": Validator._float,
-    "double": Validator._float,
-    "boolean": Validator._boolean,
-    "timestamp": Validator._timestamp,
-}
+        _, found = self._checker.check(shape, params)
+        return [sagemaker_violation(item) for item in found]

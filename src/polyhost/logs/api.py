@@ -9,13 +9,17 @@ Names are SageMaker's: group `/aws/sagemaker/Endpoints/{EndpointName}`, stream
 `{VariantName}/{InstanceId}/{ContainerHostname}`, so the group ARN in a ModelError's
 LogStreamArn is a valid `logGroupIdentifier` here.
 
-Tokens (opaque to clients, checked here):
-- GetLogEvents: `f/<position>` and `b/<position>`, absolute positions in the container's output
-  (stable across rotation). As on CloudWatch, a read that finds nothing new returns the token it
-  was given, which is how a client knows it reached the end (or the beginning).
-- FilterLogEvents: `p/` and base64url JSON of each stream's position.
-- DescribeLogGroups: `g/` and the base64url name of the last group returned;
-  DescribeLogStreams: `s/<index>` into the (ordered) listing.
+Requests are checked against botocore's `logs` model first (`logs/params.py`); what the model
+cannot say (one of two members, not both) is checked here.
+
+Tokens (opaque to clients; `polyhost.tokens`' encoding, a prefix per operation and base64url
+JSON, so a forged or cut one is InvalidParameterException, never a failure):
+- GetLogEvents: `f/` and `b/` with an absolute position in the container's output (stable
+  across rotation). As on CloudWatch, a read that finds nothing new returns the token it was
+  given, which is how a client knows it reached the end (or the beginning).
+- FilterLogEvents: `p/` with each stream's position.
+- DescribeLogGroups: `g/` with the name of the last group returned;
+  DescribeLogStreams: `s/` with the index into the (ordered) listing.
 
 Bounds: `limit` as the model allows, at most 1 MB of events per answer (CloudWatch's cap), and
 `SCAN_BYTES` of log looked at per call; a call cut short by that says where it got to (a token
@@ -24,10 +28,6 @@ moved on, possibly with no events, as CloudWatch does too).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,10 +47,11 @@ from polyhost.logs.events import (
     read_backward,
     read_forward,
 )
-from polyhost.logs.filter import MAX_PATTERN_CHARS, parse_filter
-from polyhost.logs.params import GROUP_IDENTIFIER, GROUP_NAME, STREAM_NAME, Params
+from polyhost.logs.filter import parse_filter
+from polyhost.logs.params import Params, checked
 from polyhost.logs.streams import LogStream
 from polyhost.naming import LOG_GROUP_PREFIX, log_group
+from polyhost.tokens import TokenCodec, is_count
 
 Catalog = Mapping[str, Sequence[LogStream]]
 
@@ -61,27 +62,21 @@ MAX_STREAM_NAMES = 100
 SCAN_BYTES = 32 * 1024 * 1024
 # A stream's share of a FilterLogEvents scan never drops below this, so each call progresses.
 MIN_STREAM_SCAN = 1024 * 1024
-_OFFSET_TOKEN = re.compile(r"s/(\d{1,9})")
-_EVENTS_TOKEN = re.compile(r"([fb])/(\d{1,19})")
 BAD_TOKEN = (
     "The specified nextToken is invalid: pass a token from the previous response of the same "
     "operation unchanged, or none to start over."
 )
 
 
-def _b64(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).decode("ascii")
+def _bad_token(token: str) -> InvalidParameterException:
+    return InvalidParameterException(BAD_TOKEN)
 
 
-def _unb64(text: str) -> str:
-    try:
-        decoded = base64.b64decode(text.encode("ascii"), altchars=b"-_", validate=True)
-        value = decoded.decode("utf-8")
-    except (ValueError, UnicodeError, binascii.Error):
-        raise InvalidParameterException(BAD_TOKEN) from None
-    if not value:
-        raise InvalidParameterException(BAD_TOKEN)
-    return value
+_GROUP_TOKEN = TokenCodec("g/", _bad_token)
+_STREAM_TOKEN = TokenCodec("s/", _bad_token)
+_FORWARD_TOKEN = TokenCodec("f/", _bad_token)
+_BACKWARD_TOKEN = TokenCodec("b/", _bad_token)
+_FILTER_TOKEN = TokenCodec("p/", _bad_token)
 
 
 @dataclass(frozen=True)
@@ -116,7 +111,7 @@ class LogsApi:
                 f"Operation {operation[:80]!r} is not served here; CloudWatch Logs operations "
                 f"served: {known}."
             )
-        return handler(self, Params(params), catalog)
+        return handler(self, checked(operation, params), catalog)
 
     # -- names ---------------------------------------------------------------------------------
     def _group_arn(self, group: str) -> str:
@@ -125,8 +120,8 @@ class LogsApi:
 
     def _endpoint_of(self, params: Params, catalog: Catalog) -> tuple[str, Sequence[LogStream]]:
         """The endpoint whose group the request names (logGroupName or logGroupIdentifier)."""
-        name = params.string("logGroupName", max_chars=512, pattern=GROUP_NAME)
-        identifier = params.string("logGroupIdentifier", max_chars=2048, pattern=GROUP_IDENTIFIER)
+        name: str | None = params.get("logGroupName")
+        identifier: str | None = params.get("logGroupIdentifier")
         if name is not None and identifier is not None:
             raise InvalidParameterException("Give logGroupName or logGroupIdentifier, not both.")
         if name is None and identifier is None:
@@ -161,40 +156,28 @@ class LogsApi:
 
     @staticmethod
     def _stream_of(params: Params, endpoint: str, streams: Sequence[LogStream]) -> LogStream:
-        name = params.string("logStreamName", max_chars=512, pattern=STREAM_NAME, required=True)
+        name: str = params["logStreamName"]
         for stream in streams:
             if stream.name == name:
                 return stream
         known = ", ".join(sorted(s.name for s in streams)[:20])
         raise ResourceNotFoundException(
-            f"The specified log stream does not exist: {str(name)[:600]} in "
+            f"The specified log stream does not exist: {name[:600]} in "
             f"{log_group(endpoint)}; its streams are: {known}."
         )
 
     # -- DescribeLogGroups ---------------------------------------------------------------------
     def describe_log_groups(self, params: Params, catalog: Catalog) -> dict[str, Any]:
-        prefix = params.string("logGroupNamePrefix", max_chars=512, pattern=GROUP_NAME)
-        pattern = params.string(
-            "logGroupNamePattern",
-            max_chars=512,
-            min_chars=0,
-            pattern=re.compile(r"[\.\-_/#A-Za-z0-9]*"),
-        )
+        prefix: str | None = params.get("logGroupNamePrefix")
+        pattern: str | None = params.get("logGroupNamePattern")
         if prefix is not None and pattern is not None:
             raise InvalidParameterException(
                 "Give logGroupNamePrefix or logGroupNamePattern, not both."
             )
-        identifiers = params.strings(
-            "logGroupIdentifiers", min_items=1, max_items=50, max_chars=2048,
-            pattern=GROUP_IDENTIFIER,
-        )  # fmt: skip
-        group_class = params.enum(
-            "logGroupClass", ("STANDARD", "INFREQUENT_ACCESS", "DELIVERY", "ESSENTIALS")
-        )
-        params.strings("accountIdentifiers", min_items=0, max_items=20, max_chars=12)
-        params.boolean("includeLinkedAccounts")
-        limit = params.integer("limit", minimum=1, maximum=MAX_DESCRIBE) or MAX_DESCRIBE
-        after = self._group_token(params.token())
+        identifiers: list[str] | None = params.get("logGroupIdentifiers")
+        group_class: str | None = params.get("logGroupClass")
+        limit: int = params.get("limit") or MAX_DESCRIBE
+        after = self._group_token(params.get("nextToken"))
         groups = sorted(
             (log_group(endpoint), endpoint) for endpoint, streams in catalog.items() if streams
         )
@@ -213,7 +196,7 @@ class LogsApi:
             "logGroups": [self._describe_group(g, catalog[e]) for g, e in page]
         }
         if len(selected) > limit:
-            answer["nextToken"] = "g/" + _b64(page[-1][0])
+            answer["nextToken"] = _GROUP_TOKEN.encode({"g": page[-1][0]})
         return answer
 
     def _describe_group(self, group: str, streams: Sequence[LogStream]) -> dict[str, Any]:
@@ -233,28 +216,29 @@ class LogsApi:
     def _group_token(token: str | None) -> str | None:
         if token is None:
             return None
-        if not token.startswith("g/"):
-            raise InvalidParameterException(BAD_TOKEN)
-        return _unb64(token[2:])
+        group = _GROUP_TOKEN.decode(token).get("g")
+        if not isinstance(group, str) or not group:
+            raise _bad_token(token)
+        return group
 
     # -- DescribeLogStreams --------------------------------------------------------------------
     def describe_log_streams(self, params: Params, catalog: Catalog) -> dict[str, Any]:
         endpoint, streams = self._endpoint_of(params, catalog)
-        prefix = params.string("logStreamNamePrefix", max_chars=512, pattern=STREAM_NAME)
-        order = params.enum("orderBy", ("LogStreamName", "LastEventTime")) or "LogStreamName"
+        prefix: str | None = params.get("logStreamNamePrefix")
+        order: str = params.get("orderBy") or "LogStreamName"
         if order == "LastEventTime" and prefix is not None:
             raise InvalidParameterException(
                 "Cannot order by LastEventTime with a logStreamNamePrefix: leave one out."
             )
-        descending = params.boolean("descending")
-        limit = params.integer("limit", minimum=1, maximum=MAX_DESCRIBE) or MAX_DESCRIBE
-        token = params.token()
+        descending = bool(params.get("descending"))
+        limit = params.get("limit") or MAX_DESCRIBE
+        token = params.get("nextToken")
         start = 0
         if token is not None:
-            match = _OFFSET_TOKEN.fullmatch(token)
-            if match is None:
-                raise InvalidParameterException(BAD_TOKEN)
-            start = int(match.group(1))
+            index = _STREAM_TOKEN.decode(token).get("i")
+            if not is_count(index, 10**9):
+                raise _bad_token(token)
+            start = index
         chosen = sorted(
             (s for s in streams if prefix is None or s.name.startswith(prefix)),
             key=lambda s: s.name,
@@ -270,7 +254,7 @@ class LogsApi:
             "logStreams": [self._describe_stream(s, summaries[s.name], group_arn) for s in page]
         }
         if start + limit < len(chosen):
-            answer["nextToken"] = f"s/{start + limit}"
+            answer["nextToken"] = _STREAM_TOKEN.encode({"i": start + limit})
         return answer
 
     @staticmethod
@@ -294,16 +278,10 @@ class LogsApi:
         endpoint, streams = self._endpoint_of(params, catalog)
         stream = self._stream_of(params, endpoint, streams)
         window = _window(params)
-        limit = params.integer("limit", minimum=1, maximum=MAX_EVENTS) or MAX_EVENTS
-        from_head = params.boolean("startFromHead")
-        params.boolean("unmask")
-        token = params.token()
-        parsed = None
-        if token is not None:
-            match = _EVENTS_TOKEN.fullmatch(token)
-            if match is None:
-                raise InvalidParameterException(BAD_TOKEN)
-            parsed = (match.group(1), int(match.group(2)))
+        limit = params.get("limit") or MAX_EVENTS
+        from_head = bool(params.get("startFromHead"))
+        token = params.get("nextToken")
+        parsed = None if token is None else _events_token(token)
         with open_log(stream.path) as snapshot:
             if parsed is not None:
                 direction, position = parsed
@@ -326,29 +304,23 @@ class LogsApi:
                 {"timestamp": e.timestamp, "message": e.message, "ingestionTime": e.timestamp}
                 for e in page.events
             ],
-            "nextForwardToken": f"f/{forward:019d}",
-            "nextBackwardToken": f"b/{backward:019d}",
+            "nextForwardToken": _FORWARD_TOKEN.encode({"p": forward}),
+            "nextBackwardToken": _BACKWARD_TOKEN.encode({"p": backward}),
         }
 
     # -- FilterLogEvents -----------------------------------------------------------------------
     def filter_log_events(self, params: Params, catalog: Catalog) -> dict[str, Any]:
         _, streams = self._endpoint_of(params, catalog)
-        names = params.strings(
-            "logStreamNames", min_items=1, max_items=MAX_STREAM_NAMES, max_chars=512,
-            pattern=STREAM_NAME,
-        )  # fmt: skip
-        prefix = params.string("logStreamNamePrefix", max_chars=512, pattern=STREAM_NAME)
+        names: list[str] | None = params.get("logStreamNames")
+        prefix: str | None = params.get("logStreamNamePrefix")
         if names is not None and prefix is not None:
             raise InvalidParameterException("Give logStreamNames or logStreamNamePrefix, not both.")
         window = _window(params)
-        pattern = params.string("filterPattern", max_chars=MAX_PATTERN_CHARS, min_chars=0)
-        matcher = parse_filter(pattern or "")
+        matcher = parse_filter(params.get("filterPattern") or "")
         if not matcher.matches_all:
             window = Window(window.start_ms, window.end_ms, matcher)
-        limit = params.integer("limit", minimum=1, maximum=MAX_EVENTS) or MAX_EVENTS
-        for flag in ("startFromHead", "interleaved", "unmask"):
-            params.boolean(flag)
-        cursors = _filter_cursors(params.token())
+        limit = params.get("limit") or MAX_EVENTS
+        cursors = _filter_cursors(params.get("nextToken"))
         chosen = sorted(
             (
                 s
@@ -403,15 +375,13 @@ class LogsApi:
             ],
         }
         if not all(complete.values()):
-            answer["nextToken"] = "p/" + _b64(
-                json.dumps({"v": 1, "c": reached}, separators=(",", ":"))
-            )
+            answer["nextToken"] = _FILTER_TOKEN.encode({"c": reached})
         return answer
 
 
 def _window(params: Params) -> Window:
-    start = params.timestamp("startTime")
-    end = params.timestamp("endTime")
+    start: int | None = params.get("startTime")
+    end: int | None = params.get("endTime")
     if start is not None and end is not None and end < start:
         raise InvalidParameterException(
             f"endTime ({end}) is before startTime ({start}); both are milliseconds since "
@@ -432,26 +402,24 @@ def _event_id(stream_name: str, position: int) -> str:
     return f"{zlib.crc32(stream_name.encode('utf-8', 'surrogatepass')):010d}{position:020d}"
 
 
+def _events_token(token: str) -> tuple[str, int]:
+    """A GetLogEvents token: its direction (`f`orward or `b`ackward) and position."""
+    codec = _FORWARD_TOKEN if token.startswith("f/") else _BACKWARD_TOKEN
+    position = codec.decode(token).get("p")
+    if not is_count(position):
+        raise _bad_token(token)
+    return ("f" if codec is _FORWARD_TOKEN else "b"), position
+
+
 def _filter_cursors(token: str | None) -> dict[str, int]:
     if token is None:
         return {}
-    if not token.startswith("p/"):
-        raise InvalidParameterException(BAD_TOKEN)
-    try:
-        decoded = json.loads(_unb64(token[2:]))
-    except ValueError:
-        raise InvalidParameterException(BAD_TOKEN) from None
-    if not isinstance(decoded, dict) or decoded.get("v") != 1:
-        raise InvalidParameterException(BAD_TOKEN)
-    cursors = decoded.get("c")
-    if not isinstance(cursors, dict):
-        raise InvalidParameterException(BAD_TOKEN)
-    checked: dict[str, int] = {}
-    for name, position in cursors.items():
-        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
-            raise InvalidParameterException(BAD_TOKEN)
-        checked[name] = position
-    return checked
+    cursors = _FILTER_TOKEN.decode(token).get("c")
+    if not isinstance(cursors, dict) or len(cursors) > MAX_STREAM_NAMES:
+        raise _bad_token(token)
+    if not all(is_count(position) for position in cursors.values()):
+        raise _bad_token(token)
+    return cursors
 
 
 _HANDLERS: dict[str, Handler] = {

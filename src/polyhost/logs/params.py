@@ -1,24 +1,48 @@
-"""Checks on CloudWatch Logs request members, as its model declares them (types, ranges, patterns).
+"""CloudWatch Logs requests checked against botocore's `logs` model, in CloudWatch Logs' words.
 
-botocore checks these too, but only for clients that validate; any client may send anything, so
-each member is checked here and a bad one answers InvalidParameterException naming the member,
-what it got and what it takes.
+botocore checks members too, but only for clients that validate; any client may send anything,
+so every request is walked against its operation's input shape (`polyhost.awsmodel.check`, the
+walk SageMaker and CloudWatch use too) before it is served, and the first bad member answers
+InvalidParameterException naming it, what it got and what it takes. What the model cannot say
+(one of two members, not both; a time range the right way round) stays with the operations.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from polyhost.awsmodel.check import INT32, INT64, Checker, Dialect, Entry, Path, Violation
+from polyhost.awsmodel.shapes import Schema, Shape, load_schema
 from polyhost.errors import InvalidParameterException
 
-MAX_TIMESTAMP = 2**63 - 1
-MAX_TOKEN_CHARS = 64 * 1024
+SERVICE = "logs"
+OPERATIONS = ("DescribeLogGroups", "DescribeLogStreams", "GetLogEvents", "FilterLogEvents")
+# The model's patterns are Java's, whose \w is ASCII (a log group identifier is ASCII).
+LOGS = Dialect(first_only=True, pattern_flags=re.ASCII)
 
-GROUP_NAME = re.compile(r"[\.\-_/#A-Za-z0-9]+")
-GROUP_IDENTIFIER = re.compile(r"[\w#+=/:,.@-]*", re.ASCII)
-STREAM_NAME = re.compile(r"[^:*]*")
+Params = Mapping[str, Any]
+
+
+@functools.cache
+def logs_schema() -> Schema:
+    """Read once, on first use, so a server whose logs are never read pays nothing for it."""
+    return load_schema(SERVICE, OPERATIONS)
+
+
+def checked(operation: str, params: Params) -> dict[str, Any]:
+    """`params` as the operation's input shape types it, or InvalidParameterException."""
+    schema = logs_schema()
+    shape = schema.input(operation)
+    if shape is None:
+        return {}
+    typed, found = Checker(schema, LOGS).check(shape, params)
+    if found:
+        raise InvalidParameterException(logs_message(found[0]))
+    result: dict[str, Any] = typed
+    return result
 
 
 def _shown(value: object) -> str:
@@ -26,109 +50,92 @@ def _shown(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-class Params:
-    """The members of one request, read and checked one at a time."""
+def path_text(path: Path) -> str:
+    """`logStreamNames[0]`: members as the model names them, list elements 0-based."""
+    text = ""
+    for step in path:
+        if isinstance(step, Entry):
+            text = f"{text}[{_shown(step.key)}]"
+        elif isinstance(step, int):
+            text = f"{text}[{step}]"
+        else:
+            text = f"{text}.{step}" if text else step
+    return text
 
-    def __init__(self, members: Mapping[str, Any]) -> None:
-        self._members = members
 
-    def given(self, name: str) -> bool:
-        return self._members.get(name) is not None
+_TYPES = {
+    "string": "a string",
+    "integer": "an integer",
+    "long": "an integer",
+    "boolean": "true or false",
+    "float": "a number",
+    "double": "a number",
+    "timestamp": "a timestamp",
+    "structure": "an object",
+    "map": "an object",
+}
 
-    def string(
-        self,
-        name: str,
-        *,
-        max_chars: int,
-        min_chars: int = 1,
-        pattern: re.Pattern[str] | None = None,
-        required: bool = False,
-    ) -> str | None:
-        value = self._members.get(name)
-        if value is None:
-            if required:
-                raise InvalidParameterException(f"{name} is required.")
-            return None
-        if not isinstance(value, str):
-            raise InvalidParameterException(
-                f"{name} must be a string, not {type(value).__name__} {_shown(value)}."
-            )
-        if not min_chars <= len(value) <= max_chars:
-            raise InvalidParameterException(
-                f"{name} must be {min_chars} to {max_chars} characters long, not {len(value)}."
-            )
-        if pattern is not None and not pattern.fullmatch(value):
-            raise InvalidParameterException(
-                f"{name} {_shown(value)} does not match the pattern {pattern.pattern}."
-            )
-        return value
 
-    def integer(self, name: str, *, minimum: int, maximum: int) -> int | None:
-        value = self._members.get(name)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidParameterException(
-                f"{name} must be an integer, not {type(value).__name__} {_shown(value)}."
-            )
-        if not minimum <= value <= maximum:
-            raise InvalidParameterException(
-                f"{name} must be between {minimum} and {maximum}, not {value}."
-            )
-        return value
+def _between(low: float | None, high: float | None, unit: str) -> str:
+    if low is not None and high is not None:
+        return f"{int(low)} to {int(high)} {unit}"
+    if low is not None:
+        return f"at least {int(low)} {unit}"
+    return f"at most {int(high or 0)} {unit}"
 
-    def timestamp(self, name: str) -> int | None:
-        """Milliseconds since the epoch (CloudWatch's `Timestamp`: a long, at least 0)."""
-        return self.integer(name, minimum=0, maximum=MAX_TIMESTAMP)
 
-    def boolean(self, name: str, default: bool = False) -> bool:
-        value = self._members.get(name)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise InvalidParameterException(
-                f"{name} must be true or false, not {type(value).__name__} {_shown(value)}."
-            )
-        return value
+def _limits(shape: Shape) -> tuple[int, int]:
+    low, high = INT64 if shape.type == "long" else INT32
+    if shape.min is not None:
+        low = max(low, int(shape.min))
+    if shape.max is not None:
+        high = min(high, int(shape.max))
+    return low, high
 
-    def enum(self, name: str, choices: tuple[str, ...]) -> str | None:
-        value = self.string(name, max_chars=64)
-        if value is not None and value not in choices:
-            raise InvalidParameterException(
-                f"{name} must be one of {', '.join(choices)}, not {_shown(value)}."
-            )
-        return value
 
-    def strings(
-        self,
-        name: str,
-        *,
-        min_items: int,
-        max_items: int,
-        max_chars: int,
-        pattern: re.Pattern[str] | None = None,
-    ) -> list[str] | None:
-        value = self._members.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, list):
-            raise InvalidParameterException(
-                f"{name} must be a list of strings, not {type(value).__name__}."
-            )
-        if not min_items <= len(value) <= max_items:
-            raise InvalidParameterException(
-                f"{name} must hold {min_items} to {max_items} items, not {len(value)}."
-            )
-        checked: list[str] = []
-        for index, item in enumerate(value):
-            member = f"{name}[{index}]"
-            checked.append(
-                Params({member: item}).string(
-                    member, max_chars=max_chars, pattern=pattern, required=True
-                )
-                or ""
-            )
-        return checked
+def logs_message(found: Violation) -> str:
+    """What CloudWatch Logs says of a violation: `limit must be between 1 and 50, not 51.`"""
+    if found.inner:
+        return logs_message(found.inner[0])
+    name = path_text(found.path) or "The request"
+    shape, value, kind = found.shape, found.value, found.kind
+    if kind in ("missing", "null"):
+        return f"{name} is required."
+    if kind == "type" and shape.type == "list":
+        element = "a list of strings" if _element_is_text(shape) else "a list"
+        return f"{name} must be {element}, not {type(value).__name__}."
+    if kind == "type":
+        expected = _TYPES.get(shape.type, f"a {shape.type}")
+        return f"{name} must be {expected}, not {type(value).__name__} {_shown(value)}."
+    if kind == "text":
+        return f"{name} must be valid Unicode text."
+    if kind == "enum":
+        return f"{name} must be one of {', '.join(shape.enum or ())}, not {_shown(value)}."
+    if kind == "length":
+        return (
+            f"{name} must be {_between(shape.min, shape.max, 'characters')} long, not {len(value)}."
+        )
+    if kind == "size":
+        return f"{name} must hold {_between(shape.min, shape.max, 'items')}, not {len(value)}."
+    if kind == "pattern":
+        return f"{name} {_shown(value)} does not match the pattern {found.detail}."
+    if kind in ("bounds", "range") and shape.type in ("integer", "long"):
+        low, high = _limits(shape)
+        return f"{name} must be between {low} and {high}, not {value}."
+    if kind == "range":
+        return f"{name} must be between {shape.min} and {shape.max}, not {value}."
+    if kind == "finite":
+        return f"{name} must be a finite number, not {value}."
+    return f"{name} must be a timestamp, not {_shown(value)}."
 
-    def token(self, name: str = "nextToken") -> str | None:
-        return self.string(name, max_chars=MAX_TOKEN_CHARS)
+
+_ELEMENT_TYPES: dict[str, bool] = {}
+
+
+def _element_is_text(shape: Shape) -> bool:
+    """Whether a list shape's elements are strings (every list CloudWatch Logs reads is)."""
+    if shape.member is None:
+        return False
+    if shape.member not in _ELEMENT_TYPES:
+        _ELEMENT_TYPES[shape.member] = logs_schema().shape(shape.member).type == "string"
+    return _ELEMENT_TYPES[shape.member]

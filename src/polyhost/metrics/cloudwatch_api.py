@@ -16,8 +16,6 @@ as on CloudWatch; metric math (`Expression`) is refused with a clear message.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import math
@@ -35,6 +33,7 @@ from polyhost.errors import (
     MissingParameter,
 )
 from polyhost.metrics.query import RESOURCE_NAMESPACE, Datapoint, MetricId, MetricsReader
+from polyhost.tokens import TokenCodec
 
 Params = Mapping[str, Any]
 Answer = dict[str, Any]
@@ -56,6 +55,25 @@ _STAT_VALUES: dict[str, Callable[[Datapoint], float]] = {
     "Minimum": lambda p: p.minimum,
     "Maximum": lambda p: p.maximum,
 }
+
+
+def _bad_list_token(token: str) -> InvalidParameterValue:
+    return InvalidParameterValue(
+        "The NextToken is not valid: pass the NextToken of the previous ListMetrics answer "
+        "unchanged."
+    )
+
+
+def _bad_data_token(token: str) -> InvalidNextToken:
+    return InvalidNextToken(
+        "The NextToken is not valid: pass the NextToken of the previous GetMetricData answer "
+        "unchanged."
+    )
+
+
+# No prefix, as CloudWatch's tokens always were: bare base64url of the payload.
+_LIST_TOKEN = TokenCodec("", _bad_list_token)
+_DATA_TOKEN = TokenCodec("", _bad_data_token)
 
 
 def canonical_namespace(namespace: str) -> str:
@@ -198,24 +216,31 @@ class CloudWatchApi:
             ]
         }
         if len(chosen) > LIST_PAGE:
-            last = _sort_key(page[-1])
-            answer["NextToken"] = base64.urlsafe_b64encode(json.dumps(last).encode()).decode()
+            last = page[-1]
+            answer["NextToken"] = _LIST_TOKEN.encode(
+                {"after": [last.namespace, last.name, [list(d) for d in last.dimensions]]}
+            )
         return answer
 
     @staticmethod
     def _list_token(token: str | None) -> tuple[Any, ...] | None:
         if token is None:
             return None
-        try:
-            raw = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
-            namespace, name, dims = raw
-            key = (str(namespace), str(name), tuple((str(k), str(v)) for k, v in dims))
-        except (ValueError, TypeError, binascii.Error, UnicodeError):
-            raise InvalidParameterValue(
-                "The NextToken is not valid: pass the NextToken of the previous ListMetrics "
-                "answer unchanged."
-            ) from None
-        return key
+        after = _LIST_TOKEN.decode(token).get("after")
+        if not isinstance(after, list) or len(after) != 3:
+            raise _bad_list_token(token)
+        namespace, name, dims = after
+        if (
+            not isinstance(namespace, str)
+            or not isinstance(name, str)
+            or not isinstance(dims, list)
+            or not all(
+                isinstance(d, list) and len(d) == 2 and all(isinstance(p, str) for p in d)
+                for d in dims
+            )
+        ):
+            raise _bad_list_token(token)
+        return (namespace, name, tuple((k, v) for k, v in dims))
 
     # -- GetMetricStatistics -------------------------------------------------------------------
     def get_metric_statistics(self, params: Params) -> Answer:
@@ -316,8 +341,9 @@ class CloudWatchApi:
             )
         answer: Answer = {"MetricDataResults": results, "Messages": []}
         if offset + limit < total:
-            token = json.dumps({"offset": offset + limit, "request": fingerprint})
-            answer["NextToken"] = base64.urlsafe_b64encode(token.encode()).decode()
+            answer["NextToken"] = _DATA_TOKEN.encode(
+                {"offset": offset + limit, "request": fingerprint}
+            )
         return answer
 
     def _queries(self, raw_queries: Sequence[Params]) -> list[_Query]:
@@ -401,14 +427,10 @@ class CloudWatchApi:
     def _data_token(token: str | None, fingerprint: str) -> int:
         if token is None:
             return 0
-        try:
-            raw = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
-            offset, request = int(raw["offset"]), raw["request"]
-        except (ValueError, TypeError, KeyError, binascii.Error, UnicodeError):
-            raise InvalidNextToken(
-                "The NextToken is not valid: pass the NextToken of the previous GetMetricData "
-                "answer unchanged."
-            ) from None
+        payload = _DATA_TOKEN.decode(token)
+        offset, request = payload.get("offset"), payload.get("request")
+        if not isinstance(offset, int) or isinstance(offset, bool) or not isinstance(request, str):
+            raise _bad_data_token(token)
         if request != fingerprint or offset < 0:
             raise InvalidNextToken(
                 "The NextToken belongs to a different request: repeat the same queries, time "

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from polyhost.control.schema import Schema, Shape
+from polyhost.awsmodel.shapes import Schema, Shape
 from polyhost.errors import InvalidAction, InvalidParameterValue, ServiceError
 from polyhost.http.aws.cloudwatch_model import API_VERSION, XML_NAMESPACE, CloudWatchModel
 from polyhost.metrics.cloudwatch_api import Timestamp
