@@ -40,6 +40,8 @@ def _add_setting_flag(parser: argparse.ArgumentParser, spec: SettingSpec) -> Non
         parser.add_argument(spec.flag, action=argparse.BooleanOptionalAction, **common)
     elif spec.kind == "strings":
         parser.add_argument(spec.flag, action="append", metavar=spec.metavar, **common)
+    elif spec.kind == "paths":
+        parser.add_argument(spec.flag, action="append", type=Path, metavar=spec.metavar, **common)
     else:
         if spec.choices is not None:
             parser.add_argument(spec.flag, choices=spec.choices, **common)
@@ -54,8 +56,9 @@ def _serve(args: argparse.Namespace) -> int:
         for spec in settings_fields()
         if hasattr(args, spec.name)
     }
-    if "allow_model_hosts" in overrides:
-        overrides["allow_model_hosts"] = tuple(overrides["allow_model_hosts"])
+    for spec in settings_fields():  # a repeatable flag collects a list; the field is a tuple
+        if spec.kind in ("strings", "paths") and spec.name in overrides:
+            overrides[spec.name] = tuple(overrides[spec.name])
     try:
         settings = Settings.from_env(**overrides)
     except ValueError as error:  # a malformed POLYHOST_* variable
@@ -79,7 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     from polyhost.auth.errors import PolicyError
-    from polyhost.http.auth import load_access_control
+    from polyhost.auth.gate import load_access_control
     from polyhost.server import run
 
     try:

@@ -238,6 +238,16 @@ class Settings:
         "or link-local (repeatable)",
         metavar="HOST",
     )
+    allow_model_dirs: tuple[Path, ...] = setting(
+        (),
+        "--allow-model-dir",
+        "folder that file:// model data may come from (repeatable; symlinks are followed "
+        "before the check). With --auth-file, file:// model data is refused outside these "
+        "folders, and refused altogether when none is given; without auth any folder is taken "
+        "unless some are named. The state dir, auth file, admin token and Docker socket are "
+        "never served, and a folder is copied into the model cache first",
+        metavar="DIR",
+    )
     artifact_workers: int = setting(
         4, "--artifact-workers", "threads that download and extract model data"
     )
@@ -296,7 +306,7 @@ class SettingSpec:
     help: str
     metavar: str | None
     default: Any
-    kind: str  # "str" | "int" | "float" | "bool" | "path" | "optional-path" | "strings"
+    kind: str  # "str" | "int" | "float" | "bool" | "path" | "optional-path" | "strings" | "paths"
     choices: tuple[str, ...] | None = None
 
     @property
@@ -322,6 +332,8 @@ class SettingSpec:
             return Path(raw) if raw else None
         if self.kind == "strings":
             return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if self.kind == "paths":  # separated as PATH is: a comma may be part of a folder's name
+            return tuple(Path(part) for part in raw.split(os.pathsep) if part)
         if self.choices is not None and raw not in self.choices:
             raise ValueError(f"{self.env} must be one of {', '.join(self.choices)}, not {raw!r}")
         return raw
@@ -335,6 +347,7 @@ _KINDS = {
     "Path": "path",
     "Path | None": "optional-path",
     "tuple[str, ...]": "strings",
+    "tuple[Path, ...]": "paths",
 }
 
 

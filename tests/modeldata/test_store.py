@@ -146,13 +146,17 @@ def test_the_same_content_under_two_urls_is_extracted_once(
     assert models(tmp_path) == [first]
 
 
-def test_a_directory_is_used_as_it_is(store: ArtifactStore, tmp_path: Path) -> None:
+def test_a_directory_is_copied_into_the_cache(store: ArtifactStore, tmp_path: Path) -> None:
+    """A container sees a copy, never the folder itself (tests/modeldata/test_local_folders.py
+    has the rest: links, special files, limits, revalidation)."""
     folder = tmp_path / "model-folder"
     (folder / "code").mkdir(parents=True)
     (folder / "model.pt").write_bytes(b"w")
-    assert store.fetch_and_extract(f"file://{folder}", 30) == folder
-    assert store.fetch_and_extract(f"file://{folder}/", 30) == folder
-    assert models(tmp_path) == []
+    copied = store.fetch_and_extract(f"file://{folder}", 30)
+    assert copied.parent == tmp_path / "cache" / "models"
+    assert (copied / "model.pt").read_bytes() == b"w" and (copied / "code").is_dir()
+    assert store.fetch_and_extract(f"file://{folder}/", 30) == copied  # same content
+    assert models(tmp_path) == [copied]
 
 
 @pytest.mark.parametrize(
@@ -432,7 +436,7 @@ def test_only_regular_files_are_read(
     assert str(error) == (
         f"Model data file://{path} was refused: {expected}"
         + (
-            "; name the .tar.gz file itself, or a folder to use as it is."
+            "; name the .tar.gz file itself, or a folder to copy as the model."
             if kind.startswith("folder")
             else "; a file:// model must be a .tar.gz or .tar file, or a folder."
         )

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
 from polyhost.control.image_catalog import ImageCatalog
 from polyhost.control.validation import element_path, violation
+from polyhost.modeldata.local_policy import LocalModelPolicy, file_url_path
 
 MAX_ENVIRONMENT_BYTES = 32 * 1024
 PIPELINE_MIN, PIPELINE_MAX = 2, 15
@@ -75,7 +77,15 @@ def _plain(path: str) -> str:
     return path.removesuffix(".member")
 
 
-def model_rules(params: dict[str, Any], images: ImageCatalog) -> list[str]:
+@dataclass(frozen=True)
+class RuleContext:
+    """What the rules know of the server: its images and where local model data may come from."""
+
+    images: ImageCatalog
+    local_models: LocalModelPolicy = field(default_factory=LocalModelPolicy)
+
+
+def model_rules(params: dict[str, Any], context: RuleContext) -> list[str]:
     found: list[str] = []
     primary = params.get("PrimaryContainer")
     containers = params.get("Containers")
@@ -95,9 +105,10 @@ def model_rules(params: dict[str, Any], images: ImageCatalog) -> list[str]:
             "Direct mode needs Containers; a model with only a PrimaryContainer has one container"
         )
     entries = _containers(params)
-    found += _image_rules(entries, images)
+    found += _image_rules(entries, context.images)
     found += _environment_rules(entries)
     found += _model_data_rules(entries)
+    found += _local_model_data_rules(entries, context.local_models)
     if isinstance(containers, list) and primary is None:
         found += _pipeline_rules([e for e in entries if e[0] != "primaryContainer"], mode)
     return found
@@ -172,6 +183,32 @@ def _model_data_rules(entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
                     f"{path}.modelDataUrl",
                     "Member must not contain NUL or other control characters (raw, or "
                     "percent-encoded in a file:// URL): it names a file or an object",
+                )
+            )
+    return found
+
+
+def _local_model_data_rules(
+    entries: list[tuple[str, dict[str, Any]]], policy: LocalModelPolicy
+) -> list[str]:
+    """file:// model data only from where the server's policy allows (`local_policy`): refused
+    here, before the model is stored, and again when an endpoint fetches it."""
+    found: list[str] = []
+    for path, container in entries:
+        url = container.get("ModelDataUrl")
+        if not isinstance(url, str) or not _encodable(url):
+            continue
+        local = file_url_path(url)
+        if local is None or _CONTROL.search(str(local)) is not None:
+            continue  # not a local file URL, or already reported by _model_data_rules
+        reason = policy.refusal(local)
+        if reason is not None:
+            found.append(
+                violation(
+                    url,
+                    f"{path}.modelDataUrl",
+                    f"ModelDataUrl must name model data this server may serve to a container: "
+                    f"{reason}",
                 )
             )
     return found
@@ -282,13 +319,13 @@ def tag_rules(params: dict[str, Any]) -> list[str]:
     return found
 
 
-Rule = Callable[[dict[str, Any], ImageCatalog], list[str]]
+Rule = Callable[[dict[str, Any], RuleContext], list[str]]
 
 RULES: dict[str, Rule] = {
-    "CreateModel": lambda params, images: model_rules(params, images) + tag_rules(params),
-    "CreateEndpointConfig": lambda params, images: (
+    "CreateModel": lambda params, context: model_rules(params, context) + tag_rules(params),
+    "CreateEndpointConfig": lambda params, context: (
         endpoint_config_rules(params) + tag_rules(params)
     ),
-    "CreateEndpoint": lambda params, images: tag_rules(params),
-    "AddTags": lambda params, images: tag_rules(params),
+    "CreateEndpoint": lambda params, context: tag_rules(params),
+    "AddTags": lambda params, context: tag_rules(params),
 }

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from polyhost.control.image_catalog import ImageCatalog
 from polyhost.control.endpoints import (
     IN_PROGRESS,
     EndpointState,
@@ -24,13 +23,14 @@ from polyhost.control.endpoints import (
     describe,
     desired_spec,
 )
+from polyhost.control.image_catalog import ImageCatalog
 from polyhost.control.listing import (
     offset_from_token,
     offset_token,
     page_query,
     paginate,
 )
-from polyhost.control.rules import RULES
+from polyhost.control.rules import RULES, RuleContext
 from polyhost.control.schema import Schema, load_schema, project
 from polyhost.control.seam import Deployer, EndpointSpec, StatusReport
 from polyhost.control.specs import build_spec, model_containers
@@ -41,6 +41,7 @@ from polyhost.errors import (
     UnknownOperationException,
     ValidationException,
 )
+from polyhost.modeldata.local_policy import LocalModelPolicy
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.control")
@@ -88,6 +89,9 @@ class ControlPlane:
         self._settings = settings
         self._deployer = deployer
         self._images = images
+        # The cross-field rules' view of the server; CreateModel's checks file:// model data
+        # against the same local policy the artifact store applies when it fetches.
+        self._rule_context = RuleContext(images, LocalModelPolicy.from_settings(settings))
         self._schema = schema or load_schema(OPERATIONS, cache_dir=settings.state_dir / "cache")
         self._validator = Validator(self._schema)
         self._store = Store(settings.db_path)
@@ -108,7 +112,7 @@ class ControlPlane:
         violations = self._validator.check(shape, params) if shape else []
         rule = RULES.get(operation)
         if rule is not None:
-            violations += rule(params, self._images)
+            violations += rule(params, self._rule_context)
         raise_if_any(violations)
         clean: dict[str, Any] = project(self._schema, shape, params) if shape else {}
         try:

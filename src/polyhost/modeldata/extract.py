@@ -53,6 +53,9 @@ class ExtractLimits:
     max_members: int
     max_ratio: int | None = None  # extracted size at most this multiple of the archive's size
     check: Callable[[], None] = _no_check  # raises once the fetch's time is up or it is cancelled
+    # Called with the archive's descriptor once it is open: raises when the file opened is not
+    # one the source may serve (a local archive re-linked since it was hashed).
+    opened: Callable[[int], None] | None = None
 
 
 def _outside(relative: str) -> bool:
@@ -160,6 +163,8 @@ def extract_archive(archive: Path, dest: Path, limits: ExtractLimits, label: str
     and the ratio guard — so a 3 MB archive declaring a 3 GiB member is refused at that
     member's header, not after the disk filled."""
     with open_regular(archive, label) as handle:
+        if limits.opened is not None:
+            limits.opened(handle.fileno())
         archive_size = os.fstat(handle.fileno()).st_size
         cap, by_ratio = _cap(limits, archive_size)
         try:

@@ -104,6 +104,11 @@ class FetchLimits:
                 f"Model data {label} could not be extracted within {self.timeout_s:g} seconds "
                 "(ModelDataDownloadTimeoutInSeconds covers download and extraction)."
             )
+        if doing == "copy":
+            return ArtifactError(
+                f"Model data {label} could not be copied within {self.timeout_s:g} seconds "
+                "(ModelDataDownloadTimeoutInSeconds covers copying a model folder too)."
+            )
         return ArtifactError(
             f"Failed to download model data from {label}: timed out after "
             f"{self.timeout_s:g} seconds."

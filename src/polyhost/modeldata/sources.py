@@ -9,8 +9,11 @@ This module holds the common part and the `file://` and `s3://` sources; `https:
 `https_source` (with the host policy of `model_hosts` and the pinned connection of
 `pinned_https`). Every loop here checks the fetch's deadline and cancellation (`FetchLimits`).
 
-A `file://` path must be a regular file (or a folder, used as it is): a FIFO, a device or a
-socket is refused before a byte is read (`local_files`).
+A `file://` path must be a regular file or a folder: a FIFO, a device or a socket is refused
+before a byte is read (`local_files`). Where it may lie is the local policy's to say
+(`local_policy`: allowed folders, forbidden paths), checked again here at every fetch, since
+the path or its symlinks may have changed since CreateModel. A folder is copied into the cache
+(`local_tree`), never handed to a container as it is.
 
 S3 goes through boto3's default session, so the standard AWS settings apply unchanged:
 credentials from the environment, profile or instance role, region, and the endpoint overrides
@@ -35,10 +38,13 @@ from urllib.parse import unquote, urlsplit
 from polyhost.modeldata.errors import ArtifactError, quote_member, redact_url
 from polyhost.modeldata.fetch_control import FetchLimits
 from polyhost.modeldata.local_files import not_a_file, open_regular
+from polyhost.modeldata.local_policy import LocalModelPolicy
+from polyhost.modeldata.local_tree import copy_folder, folder_validator
 
 log = logging.getLogger("polyhost.modeldata.store")
 
 CHUNK = 1024 * 1024
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 S3_CHUNK = 64 * 1024  # botocore reads until the chunk is full: keep checks between reads close
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".gz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 Validator = dict[str, str]
@@ -52,15 +58,18 @@ class Sink(Protocol):
 class Fetched:
     """New content from a source.
 
-    kind "archive": `path` is a tar file; "tree": `path` is a folder of files (an s3 prefix);
-    "directory": `path` is a local folder used as it is (nothing cached, no hash).
+    kind "archive": `path` is a tar file; "tree": `path` is a folder of files (an s3 prefix, or
+    the copy of a local folder), adopted by the cache as it is.
     """
 
-    kind: Literal["archive", "tree", "directory"]
+    kind: Literal["archive", "tree"]
     path: Path
     sha256: str
     validator: Validator | None  # None: the source cannot tell next time whether it changed
     temporary: bool  # the cache deletes `path` once it is done with it
+    # Called with the descriptor of the archive when it is opened again to be extracted: a
+    # local file is checked once more against the policy there (it may have been re-linked).
+    reopened: Callable[[int], None] | None = None
 
 
 class Source:
@@ -111,9 +120,10 @@ def tree_digest(files: dict[str, str]) -> str:
 
 
 class FileSource(Source):
-    """`file:///path/model.tar.gz` (extracted) or `file:///path/folder` (used as it is)."""
+    """`file:///path/model.tar.gz` (extracted) or `file:///path/folder` (copied), where the
+    local policy allows."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, policy: LocalModelPolicy | None = None) -> None:
         super().__init__(url)
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost"):
@@ -122,10 +132,12 @@ class FileSource(Source):
                 "be local, like file:///srv/models/model.tar.gz."
             )
         self.path = Path(unquote(parts.path))
+        self.policy = policy or LocalModelPolicy()
 
     def fetch(self, previous: Validator | None, work: Path, limits: FetchLimits) -> Fetched | None:
+        resolved = self.policy.check(self.path, self.label)
         try:
-            info = self.path.stat()
+            info = resolved.stat()
         except OSError as error:
             raise ArtifactError(
                 f"Failed to read model data from {self.label}: {error.strerror}"
@@ -134,9 +146,10 @@ class FileSource(Source):
             if self.path.name.lower().endswith(ARCHIVE_SUFFIXES):
                 raise ArtifactError(
                     f"Model data {self.label} was refused: it is a folder, but its name says it "
-                    "is an archive; name the .tar.gz file itself, or a folder to use as it is."
+                    "is an archive; name the .tar.gz file itself, or a folder to copy as the "
+                    "model."
                 )
-            return Fetched("directory", self.path.resolve(), "", None, temporary=False)
+            return self._fetch_folder(resolved, previous, work, limits)
         if not stat.S_ISREG(info.st_mode):
             raise not_a_file(self.label, info.st_mode)
         validator = {
@@ -150,15 +163,57 @@ class FileSource(Source):
             raise self._too_big(info.st_size, limits)
         log.info("reading model data %s", self.label)
         # Hash what is really there: opened without blocking and checked to be a regular file
-        # (the name could have been swapped for a FIFO or a device since the stat above).
-        with open_regular(self.path, self.label) as handle:
+        # (the name could have been swapped for a FIFO or a device since the stat above), and
+        # where the policy allows (or for a symbolic link leading elsewhere).
+        with open_regular(resolved, self.label) as handle:
+            self._reopened(handle.fileno(), resolved)
             try:
                 sha = self._copy(read_chunks(handle.read), _Discard(), limits)
             except OSError as error:
                 raise ArtifactError(
                     f"Failed to read model data from {self.label}: {error.strerror}"
                 ) from None
-        return Fetched("archive", self.path, sha, validator, temporary=False)
+        return Fetched(
+            "archive",
+            resolved,
+            sha,
+            validator,
+            temporary=False,
+            reopened=lambda fd: self._reopened(fd, resolved),
+        )
+
+    def _reopened(self, fd: int, resolved: Path) -> None:
+        self.policy.check_opened(fd, resolved, self.label)
+
+    def _fetch_folder(
+        self, resolved: Path, previous: Validator | None, work: Path, limits: FetchLimits
+    ) -> Fetched | None:
+        """A copy of the folder in `work` (or None when it is unchanged since `previous`)."""
+        try:
+            root_fd = os.open(resolved, _FOLDER_FLAGS)
+        except OSError as error:
+            self.policy.check(self.path, self.label)  # re-linked since: say so, if refused now
+            raise ArtifactError(
+                f"Failed to read model data from {self.label}: {error.strerror}"
+            ) from None
+        try:
+            self._reopened(root_fd, resolved)
+            forbidden = self.policy.forbidden_inodes()
+            validator = folder_validator(root_fd, self.label, limits, forbidden)
+            if previous == validator:
+                return None
+            log.info("copying model data %s (%s entries)", self.label, validator["entries"])
+            staging = Path(tempfile.mkdtemp(dir=work, suffix=".tree"))
+            try:
+                sha, validator = copy_folder(
+                    root_fd, resolved, staging, self.label, limits, forbidden
+                )
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+        finally:
+            os.close(root_fd)
+        return Fetched("tree", staging, sha, validator, temporary=True)
 
 
 class _Discard:

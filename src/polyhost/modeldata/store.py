@@ -3,7 +3,8 @@
 Layout under the cache folder:
 
     index/<sha256 of URL>.json   what the URL held last time: validator + content hash
-    models/<content sha256>/     an extracted model, read-only, shared by every replica
+    models/<content sha256>/     an extracted model (or a copied local folder), read-only,
+                                 shared by every replica
     locks/<sha256 of URL>.lock   one fetch per URL at a time (threads and processes alike)
     locks/session-<id>.lock      held for as long as a store (a server) uses tmp/<id>/
     tmp/<id>/                    that store's downloads and extractions in progress
@@ -49,6 +50,7 @@ from polyhost.modeldata.extract import ExtractLimits, extract_archive, make_read
 from polyhost.modeldata.fetch_control import Cancellation, FetchLimits
 from polyhost.modeldata.hosts import HostPolicy
 from polyhost.modeldata.https_source import HttpsSource
+from polyhost.modeldata.local_policy import Forbidden, LocalModelPolicy
 from polyhost.modeldata.sources import (
     Fetched,
     FileSource,
@@ -98,11 +100,11 @@ def tree_size(root: Path) -> int:
     return total
 
 
-def source_for(url: str, policy: HostPolicy) -> Source:
+def source_for(url: str, policy: HostPolicy, local: LocalModelPolicy | None = None) -> Source:
     """The source for a model URL, or ArtifactError naming the schemes polyhost takes."""
     scheme = urlsplit(url).scheme.lower()
     if scheme == "file":
-        return FileSource(url)
+        return FileSource(url, local)
     if scheme == "s3":
         return S3Source(url)
     if scheme == "https":
@@ -124,12 +126,17 @@ class ArtifactStore:
         max_ratio: int | None = None,
         workers: int = Settings.artifact_workers,
         allow_hosts: Iterable[str] = (),
+        local_policy: LocalModelPolicy | None = None,
     ) -> None:
         self._cache_dir = cache_dir
         self._max_bytes = max_extracted_bytes
         self._max_members = max_members
         self._max_ratio = max_ratio
         self._policy = HostPolicy(allow_hosts)
+        # Whatever the policy says, the cache itself is never copied into itself.
+        self._local = (local_policy or LocalModelPolicy()).forbidding(
+            [Forbidden(cache_dir, "the server's model cache")]
+        )
         self._pool = WorkerPool(workers)
         self._started = time.monotonic()
         # `_guard` makes "is this model there, then use it" atomic against the collector's
@@ -155,6 +162,7 @@ class ArtifactStore:
             max_ratio=settings.max_model_ratio,
             workers=settings.artifact_workers,
             allow_hosts=settings.allow_model_hosts,
+            local_policy=LocalModelPolicy.from_settings(settings),
         )
 
     @property
@@ -297,7 +305,7 @@ class ArtifactStore:
         label = redact_url(url)
         with self._tracked(limits.cancel):
             limits.check(label)  # waiting for a worker may have used the time up
-            source = source_for(url, self._policy)
+            source = source_for(url, self._policy, self._local)
             url_key = hashlib.sha256(url.encode()).hexdigest()
             with self._locked(url_key, limits, label):
                 cached = self._cached(url_key)
@@ -311,8 +319,6 @@ class ArtifactStore:
                     fetched = source.fetch(None, self._work, limits)
                     assert fetched is not None
                 try:
-                    if fetched.kind == "directory":
-                        return fetched.path
                     folder = self._install(fetched, url_key, label, limits)
                     self._write_index(url_key, label, fetched.validator, fetched.sha256)
                     return folder
@@ -396,6 +402,7 @@ class ArtifactStore:
                         max_members=self._max_members,
                         max_ratio=self._max_ratio,
                         check=lambda: limits.check(label, "extract"),
+                        opened=fetched.reopened,
                     ),
                     label,
                 )
