@@ -67,7 +67,8 @@ def _container_pids(server: PolyhostServer, backend: str) -> list[int]:
     pids = [server.service.pid]
     if backend == "docker":
         from polyhost.backends.docker.daemon import connect
-        from polyhost.backends.docker.labels import SERVER, server_id
+        from polyhost.backends.docker.labels import SERVER
+        from polyhost.backends.server_id import server_id
 
         client = connect()
         label = f"{SERVER}={server_id(server.work / 'state')}"

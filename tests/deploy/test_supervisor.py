@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from polyhost.deploy import supervisor
-from polyhost.deploy.group import RunningContainer
+from polyhost.deploy.running import RunningContainer
 from polyhost.errors import ServiceUnavailable
 from polyhost.router.table import ContainerRoute
 from tests.support.fake_backend import (

@@ -19,10 +19,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from polyhost.backends.process.backend import ProcessBackend, ProcessContainer
+from polyhost.backends.process.backend import ProcessBackend
+from polyhost.backends.process.container import ProcessContainer
 from polyhost.control.seam import ContainerSpec, EndpointSpec, VariantSpec
 from polyhost.deploy.deployer import EndpointDeployer
-from polyhost.deploy.group import RunningContainer
+from polyhost.deploy.running import RunningContainer
 from polyhost.errors import ServiceUnavailable
 from polyhost.router.router import InvokeRequest, Router
 from tests.backends.launch import ECHO, FAULTY, backend_for, wait_for

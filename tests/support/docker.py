@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from polyhost.backends.docker.labels import HOSTNAME, SERVER, server_id
+from polyhost.backends.docker.labels import HOSTNAME, SERVER
+from polyhost.backends.server_id import server_id
 from tests.support import docker_env
 from tests.support.server import PolyhostProcess
 

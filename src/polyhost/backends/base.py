@@ -1,7 +1,10 @@
 """The interface every backend implements: start a container from a spec, stop it, observe it.
 
 The deployer and the router only ever see `Backend` and `ContainerHandle`; whether a container
-is a child process or an OCI container is the backend's business (ARCHITECTURE.md principle 3).
+is a child process or an OCI container is the backend's business. What only some backends have
+is an optional protocol of its own, asked for by `isinstance`, never probed by attribute name:
+`InstancePlacer` (a backend that places instances) and `NodePlaced` (a handle of a container on
+another machine).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeGuard, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -175,16 +178,56 @@ class InstancePlacer(Protocol):
         ...
 
 
-def node_of(handle: ContainerHandle) -> str | None:
-    """Where a container runs when that is another machine (Ray: the node's address), else None.
+@runtime_checkable
+class NodePlaced(Protocol):
+    """A handle of a container on another machine (Ray): where it runs, whether it was lost
+    with that machine, and whether a restarted server found it running already.
 
-    A remote handle has a `node` attribute; local backends' handles have none."""
-    node = getattr(handle, "node", None)
-    return node if isinstance(node, str) else None
+    Optional: handles of containers on the server's machine (process, Docker) do not have it,
+    and the deploy layer asks through `node_of`, `lost_reason` and `is_adopted`, which answer
+    for every handle."""
+
+    @property
+    def node(self) -> str:
+        """The node's address: where the routes call the container, and what messages name."""
+        ...
+
+    def lost(self) -> str | None:
+        """Why the container is gone with its node (names the node), or None while it is not."""
+        ...
+
+    @property
+    def adopted(self) -> bool:
+        """True when the container already ran when it was started: a restarted server took it
+        over from the node's agent, so its start took no setup time."""
+        ...
+
+
+# Handle class → whether it is NodePlaced. A runtime protocol check looks up every member
+# (microseconds), and `lost_reason` is asked at every supervisor poll of every container; the
+# members are properties and methods, so a handle's class decides.
+_NODE_PLACED: dict[type, bool] = {}
+
+
+def is_node_placed(handle: ContainerHandle) -> TypeGuard[NodePlaced]:
+    """Whether the handle's container runs on another machine (its handle is `NodePlaced`)."""
+    kind = type(handle)
+    placed = _NODE_PLACED.get(kind)
+    if placed is None:
+        placed = _NODE_PLACED[kind] = isinstance(handle, NodePlaced)
+    return placed
+
+
+def node_of(handle: ContainerHandle) -> str | None:
+    """Where a container runs when that is another machine (Ray: the node's address), else None."""
+    return handle.node if is_node_placed(handle) else None
 
 
 def lost_reason(handle: ContainerHandle) -> str | None:
     """Why a remote container is gone with its node (names the node), or None while it is not."""
-    lost = getattr(handle, "lost", None)
-    reason = lost() if callable(lost) else None
-    return reason if isinstance(reason, str) else None
+    return handle.lost() if is_node_placed(handle) else None
+
+
+def is_adopted(handle: ContainerHandle) -> bool:
+    """True for a remote container a restarted server took over running (see `NodePlaced`)."""
+    return is_node_placed(handle) and handle.adopted

@@ -9,7 +9,7 @@ nothing ties to the container any more. Two nets catch such an escape:
   kernel keeps every descendant in it whatever it does;
 - the server as a *child subreaper* (`prctl(PR_SET_CHILD_SUBREAPER)`, set once when the backend
   is built): an orphan is re-parented to the server instead of init, and it still carries the
-  `POLYHOST_RUN_ID` its container was started with (`process_env.py`), so the server can tell
+  `POLYHOST_RUN_ID` its container was started with (`process/env.py`), so the server can tell
   whose it is (`adopted`) and stop it with its container.
 
 The subreaper makes the server the parent of such orphans, so it must also collect them when

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from polyhost.backends.base import ResourceLimits
+from polyhost.backends.base import ImageNotFound, ResourceLimits
 
 BUILTIN_MODULES = {
     "polyhost/pytorch": "polyhost.stacks.pytorch",
@@ -164,3 +164,30 @@ class ImageRegistry:
 
     def known_images(self) -> list[str]:
         return sorted(self._entries)
+
+    def not_known(self, image: str) -> ImageNotFound:
+        """The error for an image this server cannot run; it names the images it can."""
+        return ImageNotFound(
+            f"Image {image} is not known to this server. Known images: "
+            f"{', '.join(self.known_images())}."
+        )
+
+
+class RegistryImages:
+    """`Backend`'s image questions, answered by the server's image registry (`_images`).
+
+    Every backend takes its images from the one registry the server loaded (`--image-config`),
+    so every backend answers the same; a backend that knows more images (Docker: any
+    reference) overrides `knows_image`."""
+
+    _images: ImageRegistry
+
+    def knows_image(self, image: str) -> bool:
+        return self._images.knows_image(image)
+
+    def image_limits(self, image: str) -> ResourceLimits:
+        """The resource limits configured for every container of `image`."""
+        return self._images.limits(image)
+
+    def known_images(self) -> list[str]:
+        return self._images.known_images()

@@ -31,10 +31,12 @@ from polyhost.control.seam import (
     StatusSink,
     VariantStatus,
 )
-from polyhost.deploy.group import DeployFailure, GroupStarter, RunningGroup
+from polyhost.deploy.failure import DeployFailure
 from polyhost.deploy.janitor import Janitor, Usage, revision_dir
 from polyhost.deploy.ports import PortAllocator
+from polyhost.deploy.running import RunningGroup
 from polyhost.deploy.samples import container_samples
+from polyhost.deploy.starter import GroupStarter
 from polyhost.deploy.supervisor import supervise
 from polyhost.logs.streams import LogStream
 from polyhost.metrics.collection import ContainerSample

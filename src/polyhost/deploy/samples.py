@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from polyhost.deploy.group import RunningGroup
+from polyhost.deploy.running import RunningGroup
 from polyhost.metrics.collection import ContainerSample, ResourceUsage
 
 

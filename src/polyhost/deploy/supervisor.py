@@ -24,14 +24,11 @@ import logging
 from dataclasses import dataclass
 
 from polyhost.backends.base import lost_reason
-from polyhost.deploy.group import (
-    DeployFailure,
-    GroupStarter,
-    RunningContainer,
-    RunningGroup,
-    wait_healthy,
-)
-from polyhost.deploy.health import HealthWatch, ping
+from polyhost.deploy.failure import DeployFailure
+from polyhost.deploy.health import HealthWatch, ping, wait_healthy
+from polyhost.deploy.node_pool import NodeAwarePool
+from polyhost.deploy.running import RunningContainer, RunningGroup
+from polyhost.deploy.starter import GroupStarter
 
 log = logging.getLogger("polyhost.deploy")
 
@@ -112,9 +109,8 @@ async def supervise(
         route.pool.close()
         if trouble.lost:
             pool_aborted = True
-            abort = getattr(route.pool, "abort", None)
-            if callable(abort):
-                abort(trouble.reason)
+            if isinstance(route.pool, NodeAwarePool):
+                route.pool.abort(trouble.reason)
             group.withdraw(container.instance)
         log.warning(
             "container %s of endpoint %s %s; restarting in %.1fs",

@@ -1,23 +1,8 @@
-"""Labels and the server id: what lets a restarted server find exactly its own containers."""
+"""Labels: what marks a container as this server's, and names it on the daemon."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from polyhost.backends.docker import labels
-
-
-def test_the_server_id_is_made_once_and_kept_in_the_state_folder(tmp_path: Path) -> None:
-    first = labels.server_id(tmp_path)
-    assert labels.server_id(tmp_path) == first
-    assert (tmp_path / "server-id").read_text().strip() == first
-    assert labels.server_id(tmp_path / "other") != first
-
-
-def test_a_damaged_server_id_file_is_replaced(tmp_path: Path) -> None:
-    (tmp_path / "server-id").write_text("../../etc\n")
-    made = labels.server_id(tmp_path)
-    assert made != "../../etc" and len(made) == 16
 
 
 def test_labels_name_the_endpoint_variant_instance_and_hostname() -> None:

@@ -1,16 +1,16 @@
 """The Docker backend: every container of an endpoint is a real container of its `Image`.
 
 `polyhost serve --backend docker` talks to the daemon through the Docker SDK (the `docker`
-extra). What each container gets is in `docker_run` (command, mounts, network, limits),
-`docker_env` (environment) and `docker_images` (which image, pulls, the bind-to-port label);
-its life after the start is `docker_container`'s.
+extra). What each container gets is in `run` (command, mounts, network, limits), `env`
+(environment) and `images` (which image, pulls, the bind-to-port label); its life after the
+start is `container`'s.
 
 Failures at start are what an endpoint's FailureReason quotes, so each says what to do: an
 image that is not on the daemon (ImageNotFound), an image without the bind-to-port label, a
 daemon that does not answer (ContainerStartError). None of them is a traceback, and a daemon
 that is down when the server starts only fails the endpoints that need it.
 
-Orphans: containers carry this state folder's server id (`docker_labels`); at start the
+Orphans: containers carry this state folder's server id (`labels`); at start the
 containers a killed predecessor left are stopped and removed (`reap_orphans`), and so is a
 container left under the name a new one needs.
 """
@@ -27,7 +27,6 @@ from polyhost.backends.base import (
     ContainerHandle,
     ContainerStartError,
     LaunchSpec,
-    ResourceLimits,
 )
 from polyhost.backends.container_log import open_container_log
 from polyhost.backends.docker import images as docker_images
@@ -38,13 +37,15 @@ from polyhost.backends.docker.env import docker_environment
 from polyhost.backends.docker.logs import LogFollower
 from polyhost.backends.docker.run import bind_host, create_options, describe_limits
 from polyhost.backends.docker.stats import StatsSampler
-from polyhost.backends.registry import ImageRegistry
+from polyhost.backends.local_container import LiveContainers
+from polyhost.backends.registry import ImageRegistry, RegistryImages
 from polyhost.backends.role_credentials import (
     AwsCredentials,
     RoleCredentials,
     RoleCredentialsError,
     load_role_credentials,
 )
+from polyhost.backends.server_id import server_id
 from polyhost.logs.files import RotatingLog
 from polyhost.settings import Settings
 
@@ -60,7 +61,7 @@ POOL_SIZE = 64
 STREAM_POOL_SIZE = 512
 
 
-class DockerBackend:
+class DockerBackend(RegistryImages):
     """Runs containers on a Docker daemon; see the module docstring."""
 
     def __init__(
@@ -77,10 +78,10 @@ class DockerBackend:
             if role_credentials is not None
             else load_role_credentials(settings.role_credentials)
         )
-        self._server = docker_labels.server_id(settings.state_dir)
+        self._server = server_id(settings.state_dir)
         self._network = settings.docker_network
         self._pull = settings.docker_pull
-        self._live: dict[str, DockerContainer] = {}
+        self._live: LiveContainers[DockerContainer] = LiveContainers()
         self._clients: tuple[DockerClient, DockerClient] | None = None
         self._connect_lock = threading.Lock()
         self._reaped = False
@@ -93,12 +94,6 @@ class DockerBackend:
     def knows_image(self, image: str) -> bool:
         """Any well-formed reference: whether the daemon has it is learnt at CreateEndpoint."""
         return docker_images.is_reference(image)
-
-    def image_limits(self, image: str) -> ResourceLimits:
-        return self._images.limits(image)
-
-    def known_images(self) -> list[str]:
-        return self._images.known_images()
 
     # -- the daemon ---------------------------------------------------------------------------
     def _connected(self) -> tuple[DockerClient, DockerClient]:
@@ -125,7 +120,7 @@ class DockerBackend:
         except BaseException:
             logfile.close()
             raise
-        self._live[spec.container_id] = handle
+        self._live.add(handle)
         log.info(
             "started container %s (image %s, docker %s, port %d); limits: %s",
             spec.container_id,
@@ -198,7 +193,7 @@ class DockerBackend:
             describe_limits(spec, attrs.get("HostConfig") or {}),
             pid=pid,
             published=bool(self._network),
-            on_stopped=self._forget,
+            on_stopped=self._live.forget,
         )
 
     @staticmethod
@@ -240,17 +235,11 @@ class DockerBackend:
         except RoleCredentialsError as error:
             raise ContainerStartError(str(error)) from None
 
-    def _forget(self, handle: DockerContainer) -> None:
-        if self._live.get(handle.container_id) is handle:
-            del self._live[handle.container_id]
-
     async def _retire(self, container_id: str) -> None:
         """Before a container starts again (a restart), remove what is left of its last run."""
-        previous = self._live.get(container_id)
-        if previous is None or previous.stopped:
-            return
-        running = previous.exit_code() is None
-        await previous.stop(self._settings.stop_grace_s if running else 0.0)
+        previous = self._live.previous(container_id)
+        if previous is not None:
+            await previous.retire(self._settings.stop_grace_s)
 
     # -- orphans --------------------------------------------------------------------------------
     async def reap_orphans(self, grace_s: float) -> list[str]:
@@ -275,7 +264,7 @@ class DockerBackend:
         except docker.errors.DockerException as error:
             log.warning("cannot list containers left by a previous run: %s", first_line(error))
             return []
-        live = {h.docker_id for h in self._live.values()}
+        live = {h.docker_id for h in self._live}
         orphans = [c for c in found if c.id not in live]
         if not orphans:
             return []

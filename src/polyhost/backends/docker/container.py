@@ -2,8 +2,8 @@
 
 Three threads per container keep the hot questions cheap: one waits on the daemon for the
 container's exit (so `exit_code()`, asked every fraction of a second by the supervisor, reads a
-field), one copies its output into its log file (`docker_logs`), one samples its stats
-(`docker_stats`). An exit is reported once the container's last output is in its log (so a
+field), one copies its output into its log file (`logs`), one samples its stats
+(`stats`). An exit is reported once the container's last output is in its log (so a
 FailureReason quotes it), or OUTPUT_GRACE_S after the exit at the latest.
 
 Exit codes are Docker's: a container killed by a signal reports 128 + the signal (137 for
@@ -26,6 +26,7 @@ from polyhost.backends.base import ContainerStats, LaunchSpec
 from polyhost.backends.docker.daemon import first_line
 from polyhost.backends.docker.logs import LogFollower
 from polyhost.backends.docker.stats import StatsSampler
+from polyhost.backends.local_container import LocalContainer
 from polyhost.backends.proc import listening_in
 
 if TYPE_CHECKING:
@@ -38,8 +39,14 @@ OUTPUT_GRACE_S = 2.0
 OUTPUT_WAIT_S = 5.0
 
 
-class DockerContainer:
+class DockerContainer(LocalContainer):
     """One started container; `stop` removes it from the daemon."""
+
+    output_grace_s = OUTPUT_GRACE_S
+    output_wait_s = OUTPUT_WAIT_S
+    output_poll_s = 0.02
+    output_stuck = "its log stream did not end; closing it"
+    logger = log
 
     def __init__(
         self,
@@ -56,33 +63,18 @@ class DockerContainer:
     ) -> None:
         """`container` is bound to the client for short calls; `watcher` to the client
         without a timeout, for the wait that lasts as long as the container."""
-        self._spec = spec
+        super().__init__(spec, limits_applied, follower, on_stopped)
         self._container = container
         self._follower = follower
         self._sampler = sampler
-        self._limits_applied = limits_applied
         self._pid = pid
         self._published = published
-        self._on_stopped = on_stopped
         self._code: int | None = None
         self._exited_at: float | None = None
-        self._stopping: asyncio.Event | None = None
         self._waiter = threading.Thread(
             target=self._wait, args=(watcher,), name=f"docker-wait:{spec.container_id}", daemon=True
         )
         self._waiter.start()
-
-    @property
-    def container_id(self) -> str:
-        return self._spec.container_id
-
-    @property
-    def host(self) -> str:
-        return self._spec.host
-
-    @property
-    def port(self) -> int:
-        return self._spec.port
 
     @property
     def docker_id(self) -> str:
@@ -91,14 +83,6 @@ class DockerContainer:
     @property
     def name(self) -> str:
         return str(self._container.name)
-
-    @property
-    def limits_applied(self) -> str:
-        return self._limits_applied
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopping is not None and self._stopping.is_set()
 
     @property
     def log_follower(self) -> LogFollower:
@@ -121,24 +105,19 @@ class DockerContainer:
         code, exited = self._code, self._exited_at
         if code is None or exited is None:
             return None
-        if self.stopped or self._follower.done or time.monotonic() - exited >= OUTPUT_GRACE_S:
-            return code
-        return None
+        return self._reported(code, exited)
 
-    async def stop(self, grace_s: float) -> None:
-        """`docker stop` (SIGTERM, SIGKILL after `grace_s`), then remove it; safe to repeat."""
-        if self._stopping is not None:
-            await self._stopping.wait()
-            return
-        self._stopping = asyncio.Event()
+    def _output_logged(self) -> bool:
+        return self._follower.done
+
+    async def _terminate(self, grace_s: float) -> None:
+        """`docker stop` (SIGTERM, SIGKILL after `grace_s`), then remove it (`stop` runs it
+        once)."""
         try:
             await asyncio.to_thread(self._stop_and_remove, grace_s)
             await self._finish_output()
         finally:
             self._sampler.stop()
-            self._stopping.set()
-            if self._on_stopped is not None:
-                self._on_stopped(self)
 
     def _stop_and_remove(self, grace_s: float) -> None:
         import docker.errors
@@ -156,14 +135,6 @@ class DockerContainer:
             pass
         except docker.errors.APIError as error:
             log.warning("removing container %s: %s", self.container_id, first_line(error))
-
-    async def _finish_output(self) -> None:
-        deadline = time.monotonic() + OUTPUT_WAIT_S
-        while not self._follower.done and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        if not self._follower.done:
-            log.warning("container %s: its log stream did not end; closing it", self.container_id)
-            self._follower.stop()
 
     def stats(self) -> ContainerStats | None:
         """The last sample of the stats thread (None before the first, and once it stopped)."""

@@ -1,6 +1,6 @@
 """The environment of a Docker container: the model's, the contract's, and nothing of the server.
 
-The same rules as a process container (`process_env.py`), less what only a host process needs:
+The same rules as a process container (`process/env.py`), less what only a host process needs:
 no PATH, HOME or locale of the server (the image sets its own), no PYTHONPATH, no run id. It
 gets the server's region and S3 endpoint, an empty AWS credentials/config file and no instance
 metadata (so an SDK inside finds no identity by accident), its role's credentials when the
@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 
 from polyhost.backends.base import LaunchSpec
-from polyhost.backends.process.env import add_model_environment
+from polyhost.backends.contract_env import add_model_environment
 from polyhost.backends.role_credentials import AwsCredentials
 
 MODEL_DIR = "/opt/ml/model"
@@ -34,7 +34,7 @@ def docker_environment(
 ) -> dict[str, str]:
     """AWS defaults, the model's Environment, the role's credentials, the contract variables."""
     env: dict[str, str] = {}
-    # The built-in stacks bind `bind_host` (others bind what they like; see docker_run).
+    # The built-in stacks bind `bind_host` (others bind what they like; see `run.py`).
     add_model_environment(
         env,
         spec,

@@ -2,18 +2,15 @@
 
 Every container the Docker backend starts carries `io.polyhost.server=<server id>`, plus the
 endpoint, variant, instance, container hostname and container id it runs for. The server id is
-random once per state folder and kept there (`server-id`), so a server restarted on the same
-state (after a kill -9) recognises, and removes, exactly the containers its predecessor left:
-never a container without these labels, nor one of another polyhost server sharing the daemon.
+the state folder's (`backends/server_id.py`), so a server restarted on the same state (after a
+kill -9) recognises, and removes, exactly the containers its predecessor left: never a
+container without these labels, nor one of another polyhost server sharing the daemon.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import secrets
-from pathlib import Path
 
 PREFIX = "io.polyhost."
 SERVER = PREFIX + "server"
@@ -22,28 +19,9 @@ ENDPOINT = PREFIX + "endpoint"
 VARIANT = PREFIX + "variant"
 INSTANCE = PREFIX + "instance"
 HOSTNAME = PREFIX + "container-hostname"
-SERVER_ID_FILE = "server-id"
-_SERVER_ID = re.compile(r"^[0-9a-f]{16}$")
 # Docker container names: [a-zA-Z0-9][a-zA-Z0-9_.-]*; long ids are shortened with a hash.
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 MAX_NAME = 200
-
-
-def server_id(state_dir: Path) -> str:
-    """This state folder's server id: read, or made and stored on first use."""
-    path = state_dir / SERVER_ID_FILE
-    try:
-        text = path.read_text(encoding="ascii").strip()
-        if _SERVER_ID.match(text):
-            return text
-    except (OSError, UnicodeDecodeError):
-        pass
-    made = secrets.token_hex(8)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{SERVER_ID_FILE}.{os.getpid()}")
-    temporary.write_text(made + "\n", encoding="ascii")
-    os.replace(temporary, path)
-    return made
 
 
 def labels(server: str, container_id: str) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """Copies a Docker container's output into its rotating log file, at a bounded rate.
 
 The output comes from the daemon's logs API (`follow`), not a pipe, but lands where a process
-container's does: `LaunchSpec.log_path`, rotated by size (`logfile.RotatingLog`) and let through
-at `logpump.RATE_BYTES_S` with bursts up to `logpump.BURST_BYTES`; what exceeds that is dropped
+container's does: `LaunchSpec.log_path`, rotated by size (`logs.files.RotatingLog`) and let through
+at `logs.pump.RATE_BYTES_S` with bursts up to `logs.pump.BURST_BYTES`; what exceeds that is dropped
 and marked with one `[polyhost: N bytes dropped]` line, exactly as for a process. So
 `polyhost logs`, the logs route and FailureReason read Docker containers unchanged.
 

@@ -8,7 +8,7 @@ the machine allows one, limits or not, and otherwise because the server is a chi
 the escaped process carries its container's run id (`proc.py`).
 
 A container's stdout and stderr are one pipe that a thread copies into its log file, rotated by
-size and rate-limited (`logpump.py`, `logfile.py`), so no container can fill the disk.
+size and rate-limited (`logs/pump.py`, `logs/files.py`), so no container can fill the disk.
 
 `subprocess.Popen` rather than asyncio's subprocess support: the latter depends on the event
 loop's child watcher, and polyhost must run on any loop (uvloop, the default loop, a test's).
@@ -22,7 +22,7 @@ has even loaded) run outside its cgroup. Whatever was applied is reported in `li
 and every requested limit that could not be applied is logged as a warning.
 
 A container gets the credentials of its model's ExecutionRoleArn when the server maps that role
-(`role_credentials.py`), and never the server's own (`process_env.py`).
+(`role_credentials.py`), and never the server's own (`env.py`).
 """
 
 from __future__ import annotations
@@ -38,18 +38,13 @@ import sys
 from pathlib import Path
 
 from polyhost.backends import cgroups, proc
-from polyhost.backends.base import (
-    ContainerHandle,
-    ContainerStartError,
-    ImageNotFound,
-    LaunchSpec,
-    ResourceLimits,
-)
+from polyhost.backends.base import ContainerHandle, ContainerStartError, LaunchSpec
 from polyhost.backends.container_log import open_container_log
+from polyhost.backends.local_container import LiveContainers
 from polyhost.backends.process.container import ProcessContainer
 from polyhost.backends.process.env import container_environment, stack_pythonpath
 from polyhost.backends.process.orphans import reap, write_pidfile
-from polyhost.backends.registry import ImageEntry, ImageRegistry
+from polyhost.backends.registry import ImageEntry, ImageRegistry, RegistryImages
 from polyhost.backends.role_credentials import (
     AwsCredentials,
     RoleCredentials,
@@ -75,7 +70,7 @@ def cgroup_name(container_id: str, run_id: str) -> str:
     return f"{container_id}@{run_id[:12]}"
 
 
-class ProcessBackend:
+class ProcessBackend(RegistryImages):
     """Starts containers as child processes; see the module docstring for the why."""
 
     def __init__(
@@ -99,7 +94,7 @@ class ProcessBackend:
             else load_role_credentials(settings.role_credentials)
         )
         self._roles_told: set[str] = set()
-        self._live: dict[str, ProcessContainer] = {}
+        self._live: LiveContainers[ProcessContainer] = LiveContainers()
         self._subreaper = proc.become_subreaper()
         self._reaper: asyncio.Task[None] | None = None
 
@@ -107,22 +102,10 @@ class ProcessBackend:
     def _run_dir(self) -> Path:
         return self._settings.state_dir / "run"
 
-    def knows_image(self, image: str) -> bool:
-        return self._images.knows_image(image)
-
-    def image_limits(self, image: str) -> ResourceLimits:
-        return self._images.limits(image)
-
-    def known_images(self) -> list[str]:
-        return self._images.known_images()
-
     def _resolve(self, image: str) -> ImageEntry:
         entry = self._images.resolve(image)
         if entry is None:
-            raise ImageNotFound(
-                f"Image {image} is not known to this server. Known images: "
-                f"{', '.join(self._images.known_images())}."
-            )
+            raise self._images.not_known(image)
         return entry
 
     def _pythonpath_for(self, entry: ImageEntry) -> Path | None:
@@ -186,9 +169,9 @@ class ProcessBackend:
             applied,
         )
         handle = ProcessContainer(
-            spec, popen, placement, applied, pidfile, self._forget, run_id=run_id, pump=pump
+            spec, popen, placement, applied, pidfile, self._live.forget, run_id=run_id, pump=pump
         )
-        self._live[spec.container_id] = handle
+        self._live.add(handle)
         return handle
 
     async def _credentials(self, spec: LaunchSpec) -> AwsCredentials | None:
@@ -237,10 +220,6 @@ class ProcessBackend:
             with contextlib.suppress(OSError):
                 proc.reap_zombies()
 
-    def _forget(self, handle: ProcessContainer) -> None:
-        if self._live.get(handle.container_id) is handle:
-            del self._live[handle.container_id]
-
     async def _retire(self, container_id: str) -> None:
         """Before a container starts again (a restart), end what is left of its previous run.
 
@@ -248,15 +227,14 @@ class ProcessBackend:
         (holding its port, its memory) and its cgroup still exists; the new run must not
         share either. A previous run that is still fully alive is stopped gracefully.
         """
-        previous = self._live.get(container_id)
-        if previous is None or previous.stopped:
+        previous = self._live.previous(container_id)
+        if previous is None:
             return
-        running = previous.exit_code() is None
         log.info(
             "container %s is started again: stopping what is left of its previous run",
             container_id,
         )
-        await previous.stop(self._settings.stop_grace_s if running else 0.0)
+        await previous.retire(self._settings.stop_grace_s)
 
     def _prepare_cgroups(self, spec: LaunchSpec, run_id: str) -> cgroups.Placement:
         if self._use_cgroups:
@@ -305,4 +283,4 @@ class ProcessBackend:
 
     async def reap_orphans(self, grace_s: float) -> list[str]:
         """Stop containers a previous server run left behind (see `orphans.reap`)."""
-        return await reap(self._run_dir, set(self._live), grace_s)
+        return await reap(self._run_dir, self._live.ids(), grace_s)

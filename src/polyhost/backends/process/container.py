@@ -20,6 +20,7 @@ import psutil
 
 from polyhost.backends import cgroups, proc
 from polyhost.backends.base import ContainerStats, LaunchSpec
+from polyhost.backends.local_container import LocalContainer
 from polyhost.backends.process.group import (
     KILL_WAIT_S,
     any_alive,
@@ -45,8 +46,14 @@ def total_memory() -> int:
     return int(psutil.virtual_memory().total)
 
 
-class ProcessContainer:
+class ProcessContainer(LocalContainer):
     """A running (or stopped) container process and the cgroups it was placed in."""
+
+    output_grace_s = OUTPUT_GRACE_S
+    output_wait_s = OUTPUT_WAIT_S
+    output_poll_s = 0.01
+    output_stuck = "a process out of reach still holds its output; no longer logged"
+    logger = log
 
     def __init__(
         self,
@@ -60,30 +67,15 @@ class ProcessContainer:
         run_id: str,
         pump: LogPump,
     ) -> None:
-        self._spec = spec
-        self._on_stopped = on_stopped
+        super().__init__(spec, limits_applied, pump, on_stopped)
         self._popen = popen
         self._placement = placement
-        self._limits_applied = limits_applied
         self._pidfile = pidfile
         self._run_id = run_id
         self._pump = pump
         self._exited_at: float | None = None
-        self._stopping: asyncio.Event | None = None
         self._cpu_samplers: dict[int, psutil.Process] = {}
         self._sample_tree()  # prime cpu_percent so the first stats() has a baseline
-
-    @property
-    def container_id(self) -> str:
-        return self._spec.container_id
-
-    @property
-    def host(self) -> str:
-        return self._spec.host
-
-    @property
-    def port(self) -> int:
-        return self._spec.port
 
     @property
     def pid(self) -> int:
@@ -94,18 +86,9 @@ class ProcessContainer:
         return self._spec.log_path
 
     @property
-    def limits_applied(self) -> str:
-        return self._limits_applied
-
-    @property
     def cgroups(self) -> list[Path]:
         """The cgroup folders holding the container (empty when the machine allows none)."""
         return [leaf.path for leaf in self._placement.leaves]
-
-    @property
-    def stopped(self) -> bool:
-        """True once stop() has finished: nothing of the container runs any more."""
-        return self._stopping is not None and self._stopping.is_set()
 
     @property
     def run_id(self) -> str:
@@ -124,13 +107,10 @@ class ProcessContainer:
         if self._exited_at is None:
             self._exited_at = time.monotonic()
             proc.unregister_root(self._popen.pid)  # Popen has collected it
-        if (
-            self.stopped
-            or self._pump.drained()
-            or time.monotonic() - self._exited_at >= OUTPUT_GRACE_S
-        ):
-            return code
-        return None
+        return self._reported(code, self._exited_at)
+
+    def _output_logged(self) -> bool:
+        return self._pump.drained()
 
     def _gone(self, strays: list[psutil.Process]) -> bool:
         return (
@@ -149,19 +129,6 @@ class ProcessContainer:
             delay = min(delay * 2, 0.05)
         return True
 
-    async def stop(self, grace_s: float) -> None:
-        """SIGTERM the group, SIGKILL whatever is left after `grace_s`; safe to call again."""
-        if self._stopping is not None:
-            await self._stopping.wait()
-            return
-        self._stopping = asyncio.Event()
-        try:
-            await self._terminate(grace_s)
-        finally:
-            self._stopping.set()
-            if self._on_stopped is not None:
-                self._on_stopped(self)
-
     def _signal(self, sig: int, strays: list[psutil.Process]) -> None:
         signal_group(self._popen.pid, sig)
         signal_pids(self._placement.pids(), sig)
@@ -172,6 +139,7 @@ class ProcessContainer:
         return proc.members(self._popen.pid, self._run_id)
 
     async def _terminate(self, grace_s: float) -> None:
+        """SIGTERM the group, SIGKILL whatever is left after `grace_s` (`stop` runs it once)."""
         strays = self._members()
         self._signal(signal.SIGTERM, strays)
         if not await self._wait_gone(max(grace_s, 0.0), strays):
@@ -208,18 +176,6 @@ class ProcessContainer:
         # A process killed just now may be re-parented to the server only once its parent died.
         await asyncio.sleep(0)
         proc.reap_zombies()
-
-    async def _finish_output(self) -> None:
-        """Wait until the log pump wrote everything (its pipe closes with the last process)."""
-        deadline = time.monotonic() + OUTPUT_WAIT_S
-        while not self._pump.done and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        if not self._pump.done:
-            log.warning(
-                "container %s: a process out of reach still holds its output; no longer logged",
-                self.container_id,
-            )
-            self._pump.stop()
 
     def _sample_tree(self) -> list[psutil.Process]:
         """The container's live process tree, reusing Process objects so CPU has a baseline."""

@@ -3,22 +3,16 @@
 A container must not inherit the server's whole environment: that would leak the server's own
 settings and secrets into every model and make a container behave differently depending on how
 the server happened to be started. It gets a small allow-list (enough to find programs and pick
-a locale), then the model's `Environment`, then the variables polyhost owns, which the model
-cannot override.
-
-Nothing of the server's AWS identity passes, credentials least of all. A container gets:
-- the server's region as AWS_REGION / AWS_DEFAULT_REGION (the model's Environment may change it);
-- the S3 endpoint the server resolves `s3://` model data against (AWS_ENDPOINT_URL_S3 and
-  AWS_ENDPOINT_URL, when the server has them: addresses, not secrets), so an `s3://` URL in a
-  model (SAGEMAKER_SUBMIT_DIRECTORY) means the same place to its container as to the server;
-- AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE pointing at an empty file and
-  AWS_EC2_METADATA_DISABLED, so an SDK in the container does not find the credentials of the
-  user the server runs as in its home folder, or the machine's instance role (a model that
-  needs a profile names its files in its Environment). This keeps credentials from being
-  inherited by accident; it is no sandbox: a process container runs as the server's user;
-- its model's role credentials, when the server maps that role (`role_credentials.py`);
+a locale), then what every backend's containers get (`contract_env.py`: AWS defaults with no
+inherited identity, the model's `Environment`, its role's credentials, the contract variables),
+then what only a process on the server's machine needs:
 - POLYHOST_RUN_ID, random per start, by which the server finds this run's processes even after
-  they leave its process tree (`process_tree.py`).
+  they leave its process tree (`proc.py`);
+- SM_MODEL_DIR, the model's folder on this machine;
+- a PYTHONPATH entry for a built-in stack run by another interpreter (`stack_pythonpath`).
+
+Keeping the server's AWS files and instance role out keeps credentials from being inherited by
+accident; it is no sandbox: a process container runs as the server's user.
 """
 
 from __future__ import annotations
@@ -29,13 +23,12 @@ from pathlib import Path
 
 import polyhost
 from polyhost.backends.base import LaunchSpec
+from polyhost.backends.contract_env import add_model_environment
 from polyhost.backends.proc import RUN_ID_VARIABLE
 from polyhost.backends.role_credentials import AwsCredentials
 
 PASSTHROUGH_NAMES = frozenset({"PATH", "HOME", "LANG", "TMPDIR", "TZ"})
 PASSTHROUGH_PREFIXES = ("LC_",)
-CREDENTIAL_NAMES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-ENDPOINT_NAMES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
 
 
 def passthrough(server_env: Mapping[str, str]) -> dict[str, str]:
@@ -45,44 +38,6 @@ def passthrough(server_env: Mapping[str, str]) -> dict[str, str]:
         for key, value in server_env.items()
         if key in PASSTHROUGH_NAMES or key.startswith(PASSTHROUGH_PREFIXES)
     }
-
-
-def aws_defaults(region: str, server_env: Mapping[str, str]) -> dict[str, str]:
-    """What every container starts with for AWS SDKs: the region, the server's S3 endpoint,
-    and no inherited identity."""
-    defaults = {
-        "AWS_REGION": region,
-        "AWS_DEFAULT_REGION": region,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-    defaults.update({name: server_env[name] for name in ENDPOINT_NAMES if name in server_env})
-    return defaults
-
-
-def add_model_environment(
-    env: dict[str, str],
-    spec: LaunchSpec,
-    region: str,
-    server_env: Mapping[str, str],
-    credentials: AwsCredentials | None,
-    *,
-    bind_host: str,
-) -> None:
-    """Onto `env`: AWS defaults, the model's Environment, the role's credentials, then the
-    contract variables (which the model cannot override). Every backend's containers get these
-    the same way; what comes before them (`env`) is the backend's own."""
-    env.update(aws_defaults(region, server_env))
-    env.update(spec.environment)
-    if credentials is not None:
-        for name in CREDENTIAL_NAMES:  # never a mix of the role's and the model's keys
-            env.pop(name, None)
-        env.update(credentials.environment())
-    low, high = spec.safe_port_range
-    env["SAGEMAKER_BIND_TO_PORT"] = str(spec.port)
-    env["SAGEMAKER_SAFE_PORT_RANGE"] = f"{low}-{high}"
-    env["POLYHOST_BIND_HOST"] = bind_host
 
 
 def container_environment(

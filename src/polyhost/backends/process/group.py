@@ -2,7 +2,7 @@
 
 A container runs in its own session and process group, so one `killpg` reaches every process
 it spawned; whatever escaped the group with `setsid` is still in the container's cgroups (or,
-without cgroups, found by `process_tree`), which is why every signal goes to all of them.
+without cgroups, found by `proc`), which is why every signal goes to all of them.
 """
 
 from __future__ import annotations

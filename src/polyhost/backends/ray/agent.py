@@ -3,17 +3,17 @@
 One detached, named actor per instance, scheduled in the instance's placement group, so it
 lives on the node that holds the instance's reservation and outlives the server that made it
 (a restarted server finds it by name and adopts its containers). It is a plain class here; the
-server makes it a Ray actor (`ray_backend`), which keeps this module free of Ray.
+server makes it a Ray actor (`backend`), which keeps this module free of Ray.
 
 What it does on its node:
 - starts each container with `ProcessBackend` (same environment, limits, process groups,
   cgroups, pid files and orphan reaping as on the server's machine), bound to the node's own
   address on a port block it finds free there;
-- unpacks the model data the server shipped (`ray_models`), once per node by content hash, or
+- unpacks the model data the server shipped (`models`), once per node by content hash, or
   fetches `s3://`/`https://` model data itself (`LaunchSpec.model_fetch`: the server's artifact
   code and limits, with the node's own credentials), into the node's artifact cache;
 - reports, when polled, each container's exit code, whether it listens on its port, its CPU and
-  memory, and the next slice of its log (`ray_logs`).
+  memory, and the next slice of its log (`logs`).
 
 A container asked for again with the same id and the same fingerprint (image, environment,
 model, limits, role) while it runs is not restarted: that is how a restarted server adopts it.

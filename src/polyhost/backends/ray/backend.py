@@ -5,11 +5,11 @@
 - **Placement.** An instance is a placement group with one bundle holding the CPU and memory
   of all its containers (the image's limits; `--ray-container-cpus`/`--ray-container-memory`
   for a container whose image sets none), `STRICT_PACK`, as the containers of one SageMaker
-  instance share a machine (`ray_placement`). Instances of one variant are spread: each is
+  instance share a machine (`placement`). Instances of one variant are spread: each is
   pinned in turn to a node that does not hold that variant yet, when one has room.
 - **Agent.** A detached, named actor per instance runs in the placement group and starts the
-  containers with the process backend's code on its node (`ray_agent`). The handles the server
-  keeps (`ray_container`) carry the node's address and the port the agent chose there, so the
+  containers with the process backend's code on its node (`agent`). The handles the server
+  keeps (`container`) carry the node's address and the port the agent chose there, so the
   router calls the containers over the network with the usual pools and bounds.
 - **Watching.** One poller per instance asks its agent, every POLL_S, for exit codes, stats and
   the next slice of each container's log (written into the server's log file of that container,
@@ -17,7 +17,7 @@
   answering for LOST_AFTER_S while none of its containers accepts a connection, marks the
   instance *lost*, naming its node: the deployer withdraws it from routing and the supervisor
   places it again (`start` of a container of a lost instance places the instance anew).
-  Ray's blocking calls run on threads of their own (`ray_calls`).
+  Ray's blocking calls run on threads of their own (`calls`).
 - **Server restarts.** Actors and placement groups live in a Ray namespace derived from the
   state folder's server id, so two servers never see each other's. A restarted server adopts
   the agent of each instance it places again (same container ids and fingerprints: same
@@ -39,21 +39,19 @@ from typing import Any
 
 from polyhost.backends.base import (
     ContainerStartError,
-    ImageNotFound,
     InstanceRequest,
     LaunchSpec,
     PlacementError,
-    ResourceLimits,
 )
 from polyhost.backends.container_log import open_container_log
-from polyhost.backends.docker.labels import server_id
 from polyhost.backends.ray import models as ray_models
 from polyhost.backends.ray import placement as ray_placement
 from polyhost.backends.ray.agent import AgentLaunch, ContainerState, InstanceAgent, Started
 from polyhost.backends.ray.calls import RAY_CALLS, awaited, cause, first_line, ray_call
 from polyhost.backends.ray.container import PlacedInstance, RayContainer
 from polyhost.backends.ray.logs import SHIP_MAX_BYTES
-from polyhost.backends.registry import ImageRegistry
+from polyhost.backends.registry import ImageRegistry, RegistryImages
+from polyhost.backends.server_id import server_id
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.backends.ray")
@@ -99,7 +97,7 @@ def namespace_of(state_dir: Path) -> str:
     return f"polyhost-{server_id(state_dir)}"
 
 
-class RayBackend:
+class RayBackend(RegistryImages):
     """Places instances on a Ray cluster and runs their containers there; see the module doc."""
 
     def __init__(self, settings: Settings, images: ImageRegistry) -> None:
@@ -137,16 +135,6 @@ class RayBackend:
     @property
     def namespace(self) -> str:
         return self._namespace
-
-    # -- images ---------------------------------------------------------------------------------
-    def knows_image(self, image: str) -> bool:
-        return self._images.knows_image(image)
-
-    def image_limits(self, image: str) -> ResourceLimits:
-        return self._images.limits(image)
-
-    def known_images(self) -> list[str]:
-        return self._images.known_images()
 
     # -- placement --------------------------------------------------------------------------------
     def _lock(self, key: str) -> asyncio.Lock:
@@ -400,10 +388,7 @@ class RayBackend:
                 f"container {spec.container_id} belongs to no placed instance"
             )
         if not self._images.knows_image(spec.image):
-            raise ImageNotFound(
-                f"Image {spec.image} is not known to this server. Known images: "
-                f"{', '.join(self._images.known_images())}."
-            )
+            raise self._images.not_known(spec.image)
         instance = self._instances.get(key)
         if instance is None or instance.lost is not None:
             # A restart after the instance's node was lost: place the instance anew.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from polyhost.backends.base import ContainerStats, InstanceRequest, LaunchSpec
+from polyhost.backends.base import ContainerStats, InstanceRequest, LaunchSpec, NodePlaced
 from polyhost.backends.ray.agent import ContainerState, Started
 from polyhost.logs.files import RotatingLog
 
@@ -51,8 +51,9 @@ class PlacedInstance:
         return f"{self.request.key}/g{self.generation}"
 
 
-class RayContainer:
-    """A container run by an instance's agent on a Ray node, as the deployer sees it."""
+class RayContainer(NodePlaced):
+    """A container run by an instance's agent on a Ray node, as the deployer sees it: a
+    `NodePlaced` handle (declared, so the type checker holds it to that protocol)."""
 
     def __init__(
         self,
@@ -113,6 +114,7 @@ class RayContainer:
         return self._started.limits_applied
 
     def lost(self) -> str | None:
+        """Why its instance is gone (its node or agent lost), set by the backend's poller."""
         return self._instance.lost
 
     def exit_code(self) -> int | None:

@@ -1,6 +1,6 @@
 """Shipping a remote container's log to the server, a bounded slice per poll.
 
-On a Ray node a container's output goes to a rotating log on that node (`logfile.py`), as with
+On a Ray node a container's output goes to a rotating log on that node (`logs/files.py`), as with
 the process backend; the server keeps the container's real log file (the one the logs route,
 CloudWatch Logs' API and FailureReasons read). The agent reads its node's log by *absolute*
 position (the file's index base + offset), so rotation on the node never repeats or skips a

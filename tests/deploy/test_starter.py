@@ -1,4 +1,4 @@
-"""Starting a container group: port collisions apart from failing health checks, one deadline.
+"""The group starter: port collisions apart from failing health checks, one deadline.
 
 A port is only known free when it is handed out; another process may bind it before the
 container does. The group must never take that stranger's `/ping` for the container's, and
@@ -22,8 +22,10 @@ from polyhost.backends.base import ContainerHandle, LaunchSpec, ResourceLimits
 from polyhost.backends.process.backend import ProcessBackend
 from polyhost.backends.registry import ImageRegistry
 from polyhost.control.seam import ContainerSpec, EndpointSpec, VariantSpec
-from polyhost.deploy.group import DeployFailure, GroupStarter, RunningGroup
+from polyhost.deploy.failure import DeployFailure
 from polyhost.deploy.ports import PortAllocator
+from polyhost.deploy.running import RunningGroup
+from polyhost.deploy.starter import GroupStarter
 from polyhost.modeldata.store import ArtifactStore
 from polyhost.router.upstream import UpstreamPool
 from polyhost.settings import Settings
