@@ -33,6 +33,8 @@ SCENARIOS: list[tuple[int, str, str]] = [
     (10, "docker", "bench.scenarios.docker"),
     (11, "soak", "bench.scenarios.soak"),
     (12, "ray", "bench.scenarios.ray_backend"),
+    (13, "sklearn-baseline", "bench.scenarios.sklearn_baseline"),
+    (14, "stack-json", "bench.scenarios.stack_json"),
 ]
 # "findings" is written by hand after a run and kept in place by later runs.
 ORDER = ["machine", *(key for _, key, _ in SCENARIOS), "findings"]

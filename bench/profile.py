@@ -19,7 +19,11 @@ from pathlib import Path
 
 # Innermost frames of threads that wait for work: py-spy does not always see them as idle, and
 # they are no hotspot. (A thread-pool worker blocked in its queue, a thread in Event.wait.)
-_IDLE = ("_worker (concurrent/futures/thread.py", "wait (threading.py")
+_IDLE = (
+    "_worker (concurrent/futures/thread.py",
+    "wait (threading.py",
+    "_Workers._next (polyhost/stacks/toolkit/server.py",  # a stack's worker awaiting a request
+)
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?):(?P<line>\d+)\)$")
 

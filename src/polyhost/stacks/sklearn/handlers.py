@@ -19,14 +19,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
-from polyhost.stacks.toolkit import codecs
+import numpy as np
+import orjson
+
+from polyhost.stacks.toolkit import codecs, fastjson
 from polyhost.stacks.toolkit.context import Context, request_attributes
 from polyhost.stacks.toolkit.environment import default_accept
 from polyhost.stacks.toolkit.handlers import DefaultHandlers
-from polyhost.stacks.toolkit.server import InvocationError
+from polyhost.stacks.toolkit.server import InvocationError, InvocationRequest, InvocationResponse
 
 PREFERRED_FILES = ("model.joblib", "model.pkl", "model.pickle")
 MODEL_EXTENSIONS = (".joblib", ".pkl", ".pickle")
@@ -121,9 +125,73 @@ def default_output_fn(
     return codecs.encode_in_kind(prediction, accept, default_accept(), context)
 
 
+def _fast_rows(body: bytes) -> tuple[Any, bool] | None:
+    """(rows as float32, enveloped) for what default_input_fn takes without a word; else None.
+
+    Only orjson's answer is taken (never the stdlib's, which would also read UTF-16 bytes).
+    """
+    dense = fastjson.read_document(body, codecs.ENVELOPE_KEYS)
+    if dense is not None:
+        return dense[1].array.astype("float32"), dense[0] is not None
+    if not fastjson.orjson_safe(body):
+        return None
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    enveloped = isinstance(document, dict)
+    if enveloped:
+        if len(document) != 1:
+            return None
+        key, document = next(iter(document.items()))
+        if key not in codecs.ENVELOPE_KEYS or not isinstance(document, list) or not document:
+            return None
+    try:
+        rows = np.asarray(document)
+    except ValueError:
+        return None
+    if rows.dtype.kind not in "biuf":  # strings keep their dtype; objects answer a 400
+        return None
+    return rows.astype("float32"), enveloped
+
+
+def fast_path(model: Any, request: InvocationRequest, accept: str) -> InvocationResponse | None:
+    """The default handlers' answer to a plain JSON request, without the chain's overhead.
+
+    A one-row request costs the model about 150 µs; the chain around it (a context, three
+    handler calls, the codecs' type negotiation) added some 25 µs more, a sixth of the
+    request. Taken for JSON in and out (`application/json` Content-Type, or none, and an Accept
+    that is `application/json` once defaulted), no custom attributes and a valid method of the
+    model; the body parsed as `default_input_fn` does and the answer encoded as
+    `default_output_fn` does. Everything else returns None and takes the chain.
+    """
+    if accept != codecs.JSON or request.custom_attributes is not None:
+        return None
+    if request.content_type is not None and codecs.media_type(request.content_type) != codecs.JSON:
+        return None
+    name = os.environ.get(METHOD_ENV) or "predict"
+    method = getattr(model, name, None) if name in METHODS else None
+    if method is None or not request.body:
+        return None
+    found = _fast_rows(request.body)
+    if found is None:
+        return None
+    rows, enveloped = found
+    prediction = method(rows)
+    value = prediction.tolist() if isinstance(prediction, np.ndarray) else prediction
+    try:
+        payload = json.dumps(
+            {codecs.PREDICTIONS: value} if enveloped else value, default=codecs.json_default
+        )
+    except (TypeError, ValueError):
+        return None  # the chain words the error
+    return InvocationResponse(body=payload.encode("utf-8"), content_type=codecs.JSON)
+
+
 DEFAULTS = DefaultHandlers(
     model_fn=default_model_fn,
     input_fn=default_input_fn,
     predict_fn=default_predict_fn,
     output_fn=default_output_fn,
+    fast_path=fast_path,
 )

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from polyhost.stacks.tensorflow.errors import TfsError
+from polyhost.stacks.toolkit.fastjson import DenseJson
 
 Array = npt.NDArray[Any]
 Format = Literal["row", "columnar"]
@@ -121,7 +122,17 @@ def _type_error(value: Any, dtype: str) -> TfsError:
 
 
 def to_array(value: Any, dtype: str) -> Array:
-    """A JSON value as an array of `dtype` (TensorFlow's name); TfsError when it cannot be."""
+    """A JSON value as an array of `dtype` (TensorFlow's name); TfsError when it cannot be.
+
+    `value` may be a `DenseJson` (numbers read without their lists): its array is what
+    `np.asarray` gives the lists, so it takes the same checks; any other kind of tensor walks
+    the lists themselves, for the same answer and messages as a parsed value.
+    """
+    if isinstance(value, DenseJson):
+        kind = _DTYPES[dtype][0] if dtype in _DTYPES else ""
+        if kind in _FAST_KINDS and value.array.dtype.kind in _FAST_KINDS[kind]:
+            return _checked_cast(value.array, dtype, _DTYPES[dtype][1])
+        value = value.value()
     if dtype not in _DTYPES:
         raise TfsError(
             f"Conversion of JSON Value: {_show(value)} to type: {dtype} is not supported"
@@ -247,6 +258,11 @@ def predict_inputs(request: Any, inputs: dict[str, TensorInfo]) -> tuple[Format,
 
 
 def _from_instances(instances: Any, inputs: dict[str, TensorInfo]) -> dict[str, Array]:
+    if isinstance(instances, DenseJson):  # a non-empty list of numbers or lists, no objects
+        if len(inputs) == 1:
+            name = next(iter(inputs))
+            return {name: _batch(instances, name, inputs[name])}
+        instances = instances.value()  # the message below, with its rules
     if not isinstance(instances, list):
         raise TfsError("Expecting 'instances' to be a list/array")
     if not instances:
@@ -281,7 +297,7 @@ def _from_instances(instances: Any, inputs: dict[str, TensorInfo]) -> dict[str, 
     return {name: _batch([e[name] for e in instances], name, inputs[name]) for name in names}
 
 
-def _batch(rows: list[Any], name: str, info: TensorInfo) -> Array:
+def _batch(rows: list[Any] | DenseJson, name: str, info: TensorInfo) -> Array:
     try:
         return to_array(rows, info.dtype)
     except TfsError as error:

@@ -31,6 +31,7 @@ from typing import Any
 
 from polyhost.stacks.tensorflow.errors import TfsError
 from polyhost.stacks.tensorflow.jsontensor import is_base64_object
+from polyhost.stacks.toolkit import fastjson
 
 JSON = "application/json"
 JSON_LINES = ("application/jsonlines", "application/jsons")
@@ -56,8 +57,12 @@ def _is_named_instance(value: Any) -> bool:
     return isinstance(value, dict) and not is_base64_object(value)
 
 
-def decode_invocation(body: bytes, content_type: str | None) -> Any:
-    """The TensorFlow Serving request (parsed JSON) that a SageMaker request body stands for."""
+def decode_invocation(body: bytes, content_type: str | None, *, dense: bool = False) -> Any:
+    """The TensorFlow Serving request (parsed JSON) that a SageMaker request body stands for.
+
+    With `dense`, a JSON body of dense numbers comes back as `dense_request` makes it (the
+    serving path); without, every value is plain parsed JSON.
+    """
     media = media_type(content_type) or JSON
     if media not in (JSON, CSV, *JSON_LINES):
         raise TfsError(
@@ -65,6 +70,10 @@ def decode_invocation(body: bytes, content_type: str | None) -> Any:
             "application/jsonlines or text/csv, or convert it in code/inference.py)",
             415,
         )
+    if media == JSON and dense:
+        request = dense_request(body)
+        if request is not None:
+            return request
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -76,12 +85,38 @@ def decode_invocation(body: bytes, content_type: str | None) -> Any:
     return json_request(text)
 
 
+def dense_request(body: bytes) -> dict[str, Any] | None:
+    """The TensorFlow Serving request of a JSON body of dense numbers, read without its lists.
+
+    `{"instances"|"inputs": numbers}` (with or without a `signature_name`) and a bare array of
+    rank 2 or more (SageMaker's instances list) come out as `json_request` would make them,
+    the numbers as a `fastjson.DenseJson` that `jsontensor` takes for the nested lists. A bare
+    array of rank 1 is one instance (`[value]`). None for any other body.
+    """
+    found = fastjson.read_document(body, TFS_KEYS[:2], ("signature_name",))
+    if found is None:
+        return None
+    key, dense, extras = found
+    if key is None:
+        return {"instances": dense if dense.array.ndim > 1 else dense.wrapped()}
+    return {key: dense, **extras}
+
+
+def parse_request(body: bytes) -> Any:
+    """A TensorFlow Serving REST request body, parsed (dense numbers as in `dense_request`)."""
+    found = fastjson.read_document(body, TFS_KEYS[:2], ("signature_name",))
+    if found is not None and found[0] is not None:
+        key, dense, extras = found
+        return {key: dense, **extras}
+    return parse_json(body.decode("utf-8", errors="replace"))
+
+
 def parse_json(text: str, where: str = "") -> Any:
     """json.loads with TensorFlow Serving's error wording (NaN and Infinity are accepted)."""
     if not text.strip():
         raise TfsError(f"JSON Parse error{where}: The document is empty")
     try:
-        return json.loads(text)
+        return fastjson.loads(text)
     except json.JSONDecodeError as error:
         raise TfsError(f"JSON Parse error{where}: {error.msg} at offset: {error.pos}") from None
     except RecursionError:
@@ -121,6 +156,10 @@ def json_documents(text: str) -> list[Any]:
     position = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
     if position == len(text):
         raise TfsError("JSON Parse error: The document is empty")
+    try:  # the usual case, one document, through the fast reader
+        return [fastjson.loads(text)]
+    except (json.JSONDecodeError, RecursionError):
+        pass  # several documents, or an error that the loop below words
     while position < len(text):
         try:
             document, position = _DECODER.raw_decode(text, position)

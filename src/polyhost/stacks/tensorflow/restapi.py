@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from polyhost.stacks.tensorflow.errors import TfsError
-from polyhost.stacks.tensorflow.payloads import parse_json
+from polyhost.stacks.tensorflow.payloads import parse_request
 from polyhost.stacks.tensorflow.repository import ModelRepository
 
 log = logging.getLogger("polyhost.stack.tensorflow.rest")
@@ -98,7 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(405, "POST to /v1/models/<name>[/versions/<n>]:predict|classify|regress")
             return
         try:
-            request = parse_json(body.decode("utf-8", errors="replace"))
+            request = parse_request(body)
             answer = self.server.repository.handle(
                 match["method"], request, match["name"], match["version"]
             )

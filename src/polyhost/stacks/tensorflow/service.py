@@ -89,7 +89,7 @@ class TensorFlowService:
         attributes = parse_attributes(request.custom_attributes)
         if self.handler is not None:
             return self._invoke_handler(self.handler, request, attributes)
-        document = decode_invocation(request.body, request.content_type)
+        document = decode_invocation(request.body, request.content_type, dense=True)
         body = self.repository.handle(
             attributes.effective_method,
             document,

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from polyhost.stacks.toolkit import fastjson
 from polyhost.stacks.toolkit.context import Context
 from polyhost.stacks.toolkit.server import InvocationError
 
@@ -124,12 +125,31 @@ def _bytes(body: bytes | str) -> bytes:
 
 def decode_json(body: bytes | str) -> Any:
     """A JSON array (of arrays) of numbers or strings -> ndarray."""
+    dense = _dense(body, ())
+    if dense is not None:
+        return dense[1]
     return _array(_parse_json(body), JSON)
+
+
+def _dense(body: bytes | str, keys: tuple[str, ...]) -> tuple[str | None, Any] | None:
+    """(envelope key or None, array) for a body of dense numbers (`fastjson.read_document`).
+
+    What `_array` makes of the parsed body, without building its lists; None for any other
+    body, which then takes the exact path below.
+    """
+    if len(body) < fastjson.DENSE_MIN_BYTES:
+        return None
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    found = fastjson.read_document(raw, keys)
+    if found is None:
+        return None
+    key, dense, _ = found
+    return key, dense.array
 
 
 def _parse_json(body: bytes | str) -> Any:
     try:
-        return json.loads(_text(body, JSON))
+        return fastjson.loads(_text(body, JSON))
     except json.JSONDecodeError as error:
         raise InvocationError(
             400, f"The application/json body is not valid JSON: {error}"
@@ -260,7 +280,7 @@ def encode(value: Any, accept: str) -> bytes:
         ) from None
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, (set, frozenset, tuple)):
@@ -273,7 +293,7 @@ def _json_default(value: Any) -> Any:
 def encode_json(value: Any) -> bytes:
     if isinstance(value, np.ndarray):
         value = value.tolist()
-    return json.dumps(value, default=_json_default).encode("utf-8")
+    return json.dumps(value, default=json_default).encode("utf-8")
 
 
 def encode_csv(value: Any) -> bytes:
@@ -371,6 +391,12 @@ def decode_instances(body: bytes | str, content_type: str, request: Context | No
     """
     if media_type(content_type) != JSON or len(body) == 0:
         return decode(body, content_type)
+    dense = _dense(body, ENVELOPE_KEYS)
+    if dense is not None:
+        key, rows = dense
+        if key is not None and request is not None:
+            _ENVELOPED.add(request)
+        return rows
     data = _parse_json(body)
     if not isinstance(data, dict):
         return _array(data, JSON)
