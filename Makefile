@@ -11,7 +11,7 @@ PORT   ?= 7080
 # Extra options of the demo, e.g. `make run RUN_ARGS="--no-s3 --retrain"` (see run_demo.py --help).
 RUN_ARGS ?=
 
-.PHONY: run test lint typecheck bench soak venv clean tools ui build-deps
+.PHONY: run test test-fast lint typecheck bench soak venv clean tools ui build-deps
 
 venv: $(STAMP)
 
@@ -79,6 +79,11 @@ tools: build-deps
 test: lint typecheck $(SDK_STAMP) tools ui
 	PYTHON=$(BIN)/python scripts/docker-up.sh
 	POLYHOST_SDK_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python $(BIN)/pytest -q
+
+# The in-process core only, in under a minute: no Docker, Ray, browser or SDK, nothing slow
+# (the markers are put on by tests/conftest.py; `make test` still runs every test).
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not docker and not ray and not browser and not sdk and not slow"
 
 run: $(STAMP) ui
 	$(BIN)/python examples/mnist-multi-container/run_demo.py --port $(PORT) $(RUN_ARGS)

@@ -1,4 +1,11 @@
-"""Fixtures: a real polyhost server process per test module, and boto3 clients for it."""
+"""Fixtures: a real polyhost server process per test module, and boto3 clients for it; and the
+markers (docker, ray, browser, sdk, slow) put on each test by its folder and its fixtures.
+
+`start_server(*extra_args, name=..., images=True, busy=False, env=None)` starts one more server
+with its own options (see tests/support/server.py's ServerFactory) and stops it when the module
+is done; `start_own_server` does the same for one test. A module that needs other options
+redefines `server` as `start_server(...)`, and `sagemaker` and `runtime` follow it.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +15,93 @@ from typing import Any
 
 import pytest
 
-from tests.support.server import PolyhostProcess, write_image_config
+from tests.support.server import PolyhostProcess, ServerFactory
+
+TESTS = Path(__file__).parent
+
+# Markers by where a test is, relative to tests/: a folder (ending in "/"), a file, or one test
+# ("file::name", every parametrization of it). `make test-fast` deselects all five.
+BY_PLACE: dict[str, tuple[str, ...]] = {
+    "backends/docker/": ("docker",),
+    "reliability/test_docker_faults.py": ("docker",),
+    "backends/ray/": ("ray",),
+    "bench/test_ray_scenario.py": ("ray",),
+    "http/admin/test_ui_browser.py": ("browser",),
+    "client/test_sagemaker_sdk.py": ("sdk",),
+}
+# Markers by the fixtures a test uses, wherever it is.
+BY_FIXTURE: dict[str, str] = {
+    "docker_client": "docker",  # a client of the real daemon
+    "cluster": "ray",  # a LocalRayCluster
+    "browser": "browser",  # Playwright's chromium
+}
+# Slower than a few seconds each on a 2-core machine (measured with --durations).
+SLOW: tuple[str, ...] = (
+    "reliability/",  # faults, fuzzing, hostile clients, kill -9 at every point
+    "examples/",  # the walkthroughs train and serve real models
+    "bench/",  # the benchmarks' quick runs and the soak's smoke test
+    "stacks/test_pytorch.py",  # the framework stacks: each loads its framework and a model
+    "stacks/test_sklearn.py",
+    "stacks/test_tensorflow.py",
+    "http/services/test_cloudwatch.py",  # waits for the 10 s recorder, burns CPU, holds memory
+    "http/services/test_cloudwatch_restart.py",
+    "http/admin/test_api.py::test_containers_show_their_traffic",
+    "http/services/test_cloudwatch_logs.py::test_a_deleted_endpoints_logs_stay_readable_until_retention_ends",
+    "auth/test_sigv4_compiled.py::test_a_mutated_request_gets_the_answer_python_gives",
+    "control/test_awscli.py::test_cli_flow",
+)
+
+
+def markers_of(item: pytest.Item) -> set[str]:
+    place = item.path.relative_to(TESTS).as_posix()
+    test = place + "::" + item.nodeid.split("::", 1)[-1].split("[", 1)[0]
+    fixtures = getattr(item, "fixturenames", ())
+    found = {marker for fixture, marker in BY_FIXTURE.items() if fixture in fixtures}
+    for where, markers in [*BY_PLACE.items(), *((slow, ("slow",)) for slow in SLOW)]:
+        if place.startswith(where) if where.endswith("/") else where in (place, test):
+            found.update(markers)
+    return found
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by them
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if not item.path.is_relative_to(TESTS):
+            continue
+        for marker in sorted(markers_of(item)):
+            item.add_marker(marker)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolyhostProcess]:
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    """Start servers that live until the end of the module."""
+    factory = ServerFactory(tmp_path_factory.mktemp)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture
+def start_own_server(tmp_path: Path) -> Iterator[ServerFactory]:
+    """Start servers that live until the end of the test (in folders under its tmp_path)."""
+
+    def folder(name: str) -> Path:
+        base = tmp_path / name
+        suffix = 0
+        while base.exists():
+            suffix += 1
+            base = tmp_path / f"{name}{suffix}"
+        base.mkdir()
+        return base
+
+    factory = ServerFactory(folder)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def server(start_server: ServerFactory) -> PolyhostProcess:
     """One server per test module, with the test images registered."""
-    base: Path = tmp_path_factory.mktemp("polyhost")
-    image_config = write_image_config(base / "images.toml")
-    proc = PolyhostProcess(state_dir=base / "state", image_config=image_config).start()
-    yield proc
-    proc.stop()
+    return start_server()
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,12 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.endpoints import deploy, echo_container, invoke
-from tests.support.server import PolyhostProcess, free_port, write_image_config
+from tests.support.server import PolyhostProcess, ServerFactory, default_sigint, free_port
 
 _ANSI = re.compile(
     rb"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()][0-9A-Za-z]|[=>78])"
@@ -38,6 +37,7 @@ class Terminal:
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         pid, fd = pty.fork()
         if pid == 0:  # the child: becomes the command, the pty is its terminal
+            default_sigint()  # Ctrl-C must interrupt it even where the suite ignores SIGINT
             os.execve(
                 sys.executable,
                 [sys.executable, "-m", "polyhost", "top", *args],
@@ -94,17 +94,14 @@ class Terminal:
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[PolyhostProcess]:
+def own_server(start_own_server: ServerFactory) -> PolyhostProcess:
     """A server this test may stop, serving two endpoints."""
-    server = PolyhostProcess(
-        state_dir=tmp_path / "state", image_config=write_image_config(tmp_path / "images.toml")
-    ).start()
+    server = start_own_server()
     sagemaker, runtime = server.sagemaker(), server.runtime()
     deploy(sagemaker, "topped", [echo_container("alpha"), echo_container("beta")], mode="Direct")
     deploy(sagemaker, "other", [echo_container("gamma")])
     invoke(runtime, "topped", b"x", TargetContainerHostname="alpha")
-    yield server
-    server.stop()
+    return server
 
 
 def test_shows_every_container_and_exits_when_the_server_stops(

@@ -14,7 +14,6 @@ import json
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import pytest
 
 from tests.examples.loader import EXAMPLES, example_module
 from tests.support.s3 import MotoS3
-from tests.support.server import PolyhostProcess, free_port
+from tests.support.server import PolyhostProcess, ServerFactory, free_port
 
 EXAMPLE = "mnist-multi-container"
 data = example_module(EXAMPLE, "data")
@@ -105,18 +104,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
 
 @pytest.fixture(scope="module")
 def s3_polyhost(
-    tmp_path_factory: pytest.TempPathFactory, s3_server: MotoS3
-) -> Iterator[PolyhostProcess]:
+    tmp_path_factory: pytest.TempPathFactory, s3_server: MotoS3, start_server: ServerFactory
+) -> PolyhostProcess:
     """A polyhost server that reaches the test S3 through the standard AWS variables."""
-    base = tmp_path_factory.mktemp("polyhost-mnist")
-    roles = s3_server.role_credentials(walkthrough.ROLE, base / "roles")
-    server = PolyhostProcess(
-        state_dir=base / "state",
-        env=s3_server.env(),
-        extra_args=["--role-credentials", str(roles)],
-    ).start()
-    yield server
-    server.stop()
+    roles = s3_server.role_credentials(
+        walkthrough.ROLE, tmp_path_factory.mktemp("polyhost-mnist") / "roles"
+    )
+    return start_server(
+        "--role-credentials", str(roles), name="polyhost-mnist", images=False, env=s3_server.env()
+    )
 
 
 def test_data_reads_gzipped_and_plain_idx(trained: Trained) -> None:

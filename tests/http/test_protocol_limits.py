@@ -29,7 +29,7 @@ from tests.reliability.hostile_client import (
     read_one,
     read_to_close,
 )
-from tests.support.server import PolyhostProcess, free_port
+from tests.support.server import PolyhostProcess, ServerFactory, free_port
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -155,17 +155,14 @@ def test_a_body_far_past_its_cap_is_answered_without_draining_it(
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolyhostProcess]:
+def quick(start_server: ServerFactory) -> PolyhostProcess:
     """A server with one-second head and body deadlines and a 20-connection cap."""
-    proc = PolyhostProcess(
-        state_dir=tmp_path_factory.mktemp("quick") / "state",
-        extra_args=[
-            *("--header-timeout", "1", "--body-timeout", "1"),
-            *("--keep-alive-timeout", "30", "--max-connections", "20"),
-        ],
-    ).start()
-    yield proc
-    proc.stop()
+    return start_server(
+        *("--header-timeout", "1", "--body-timeout", "1"),
+        *("--keep-alive-timeout", "30", "--max-connections", "20"),
+        name="quick",
+        images=False,
+    )
 
 
 def test_a_silent_new_connection_gets_408_at_the_header_timeout(quick: PolyhostProcess) -> None:

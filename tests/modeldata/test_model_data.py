@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.endpoints import deploy, echo_container, invoke
 from tests.support.s3 import MotoS3, s3_server  # noqa: F401  (fixture)
-from tests.support.server import PolyhostProcess, write_image_config
+from tests.support.server import PolyhostProcess, ServerFactory
 from tests.support.tls_server import AcceptRecorder, TlsFiles, make_certificate
 
 
@@ -37,20 +37,17 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsFiles]:
 
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory,
     s3_server: MotoS3,  # noqa: F811
     tls: TlsFiles,
-) -> Iterator[PolyhostProcess]:
+    start_server: ServerFactory,  # last: the server stops before S3 and TLS do
+) -> PolyhostProcess:
     """Trusts the local TLS server; of loopback, allows only the name `localhost`."""
-    base: Path = tmp_path_factory.mktemp("modeldata")
-    proc = PolyhostProcess(
-        state_dir=base / "state",
-        image_config=write_image_config(base / "images.toml"),
+    return start_server(
+        "--allow-model-host",
+        "localhost",
+        name="modeldata",
         env={**s3_server.env(), "SSL_CERT_FILE": str(tls.cert)},
-        extra_args=["--allow-model-host", "localhost"],
-    ).start()
-    yield proc
-    proc.stop()
+    )
 
 
 def test_file_url(sagemaker: Any, runtime: Any, tmp_path: Path) -> None:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from tests.reliability.hostile_client import open_descriptors, ping
-from tests.support.server import PolyhostProcess
+from tests.support.server import PolyhostProcess, ServerFactory
 
 HEADER_TIMEOUT_S = 2.0
 BODY_TIMEOUT_S = 2.0
@@ -16,19 +13,15 @@ MAX_CONNECTIONS = 64
 
 
 @pytest.fixture(scope="module")
-def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolyhostProcess]:
-    base: Path = tmp_path_factory.mktemp("hostile")
-    proc = PolyhostProcess(
-        state_dir=base / "state",
-        extra_args=[
-            *("--header-timeout", str(HEADER_TIMEOUT_S)),
-            *("--body-timeout", str(BODY_TIMEOUT_S)),
-            *("--keep-alive-timeout", "2"),
-            *("--max-connections", str(MAX_CONNECTIONS)),
-        ],
-    ).start()
-    yield proc
-    proc.stop()
+def hostile_server(start_server: ServerFactory) -> PolyhostProcess:
+    return start_server(
+        *("--header-timeout", str(HEADER_TIMEOUT_S)),
+        *("--body-timeout", str(BODY_TIMEOUT_S)),
+        *("--keep-alive-timeout", "2"),
+        *("--max-connections", str(MAX_CONNECTIONS)),
+        name="hostile",
+        images=False,
+    )
 
 
 @pytest.fixture(scope="module")

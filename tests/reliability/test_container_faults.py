@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,10 @@ from tests.support.server import (
     ECHO_IMAGE,
     FAULTY_IMAGE,
     PolyhostProcess,
+    ServerFactory,
     write_image_config,
 )
+from tests.support.waiting import eventually
 
 LIMITED_IMAGE = "polyhost-test/faulty-limited:1"  # faulty.py with a memory limit
 MEMORY_LIMIT_MIB = 256
@@ -47,6 +49,7 @@ STARTUP_TIMEOUT_S = 4
 INVOCATION_TIMEOUT_S = 2
 HEALTH_INTERVAL_S = 0.3
 HEALTH_FAILURES = 3
+POLL_S = 0.05  # between probes that invoke the endpoint
 
 
 def image_config(path: Path) -> Path:
@@ -60,37 +63,22 @@ def image_config(path: Path) -> Path:
     return path
 
 
-def start_server(base: Path) -> PolyhostProcess:
-    base.mkdir(parents=True, exist_ok=True)
-    return PolyhostProcess(
-        state_dir=base / "state",
-        image_config=image_config(base / "images.toml"),
-        extra_args=[
-            *("--log-max-bytes", str(LOG_MAX_BYTES)),
-            *("--log-backups", str(LOG_BACKUPS)),
-            *("--startup-timeout", str(STARTUP_TIMEOUT_S)),
-            *("--invocation-timeout", str(INVOCATION_TIMEOUT_S)),
-            *("--health-check-interval", str(HEALTH_INTERVAL_S)),
-            *("--health-check-failures", str(HEALTH_FAILURES)),
-        ],
-    ).start()
+def start_fault_server(start: ServerFactory) -> PolyhostProcess:
+    return start(
+        *("--log-max-bytes", str(LOG_MAX_BYTES)),
+        *("--log-backups", str(LOG_BACKUPS)),
+        *("--startup-timeout", str(STARTUP_TIMEOUT_S)),
+        *("--invocation-timeout", str(INVOCATION_TIMEOUT_S)),
+        *("--health-check-interval", str(HEALTH_INTERVAL_S)),
+        *("--health-check-failures", str(HEALTH_FAILURES)),
+        name="faults",
+        images=image_config,
+    )
 
 
 @pytest.fixture(scope="module")
-def fault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolyhostProcess]:
-    proc = start_server(tmp_path_factory.mktemp("faults"))
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def sagemaker(fault_server: PolyhostProcess) -> Any:
-    return fault_server.sagemaker()
-
-
-@pytest.fixture(scope="module")
-def runtime(fault_server: PolyhostProcess) -> Any:
-    return fault_server.runtime()
+def server(start_server: ServerFactory) -> PolyhostProcess:
+    return start_fault_server(start_server)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -120,16 +108,6 @@ def error_of(call: Callable[[], Any]) -> ClientErrorParts:
     with pytest.raises(ClientError) as raised:
         call()
     return client_error(raised)
-
-
-def eventually(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def container_folder(server: PolyhostProcess, name: str, hostname: str) -> Path:
@@ -185,18 +163,16 @@ def test_exit_at_start(sagemaker: Any, runtime: Any) -> None:
     assert "bad: configured to fail at start" in reason
 
 
-def test_never_ping(sagemaker: Any, runtime: Any, fault_server: PolyhostProcess) -> None:
+def test_never_ping(sagemaker: Any, runtime: Any, server: PolyhostProcess) -> None:
     """Bound: one start and one startup timeout (not one per port tried), stated as it is."""
     reason = update_with_fault(sagemaker, runtime, "f-never", bad("never-ping"))
     assert (
         "Container bad for production variant AllTraffic did not pass the ping health check "
         f"within {STARTUP_TIMEOUT_S} seconds." in reason
     )
-    starts = re.findall(
-        r"started container f-never\.r\d+\.AllTraffic\.i-0\.bad ", fault_server.log()
-    )
+    starts = re.findall(r"started container f-never\.r\d+\.AllTraffic\.i-0\.bad ", server.log())
     assert len(starts) == 1
-    assert "was taken by another process" not in fault_server.log()
+    assert "was taken by another process" not in server.log()
 
 
 def test_hang(sagemaker: Any, runtime: Any) -> None:
@@ -221,15 +197,15 @@ def test_hang(sagemaker: Any, runtime: Any) -> None:
     assert f"(Timeout: {INVOCATION_TIMEOUT_S:g} s.)" in message
 
 
-def test_flood_stdout(sagemaker: Any, runtime: Any, fault_server: PolyhostProcess) -> None:
+def test_flood_stdout(sagemaker: Any, runtime: Any, server: PolyhostProcess) -> None:
     """Bound: at most (log_backups + 1) * log_max_bytes of log on disk, however much the
     container prints; the flood is cut at the reader and marked; both containers serve."""
     name = "f-flood"
     assert with_neighbour(sagemaker, name, bad("flood-stdout"))["EndpointStatus"] == "InService"
-    log = container_folder(fault_server, name, "bad") / "container.log"
+    log = container_folder(server, name, "bad") / "container.log"
     files = [log, *(log.with_name(f"container.log.{i}") for i in range(1, LOG_BACKUPS + 2))]
     eventually(files[LOG_BACKUPS].exists, "the log to rotate")
-    follower = logs(fault_server, name, "bad", limit=0)["size"]
+    follower = logs(server, name, "bad", limit=0)["size"]
     seen_restart = False
     samples = 0
     give_up = time.monotonic() + 60  # only so a failure cannot hang
@@ -239,7 +215,7 @@ def test_flood_stdout(sagemaker: Any, runtime: Any, fault_server: PolyhostProces
         on_disk = sum(f.stat().st_size for f in files if f.exists())
         assert on_disk <= (LOG_BACKUPS + 1) * LOG_MAX_BYTES, on_disk
         assert not files[-1].exists()
-        size = logs(fault_server, name, "bad", limit=0)["size"]
+        size = logs(server, name, "bad", limit=0)["size"]
         seen_restart |= size < follower  # a follower at `follower` starts again from 0
         follower = max(follower, size)
         neighbour_answers(runtime, name)
@@ -257,7 +233,7 @@ def logs(server: PolyhostProcess, name: str, hostname: str, limit: int) -> dict[
     return dict(stream)
 
 
-def test_allocate(sagemaker: Any, runtime: Any, fault_server: PolyhostProcess) -> None:
+def test_allocate(sagemaker: Any, runtime: Any, server: PolyhostProcess) -> None:
     """Bound: the container never holds more than its image's memory limit: it is killed at
     the limit (an address-space limit makes it fail instead) and restarted; the neighbour
     serves."""
@@ -267,10 +243,10 @@ def test_allocate(sagemaker: Any, runtime: Any, fault_server: PolyhostProcess) -
 
     def restarted() -> bool:
         neighbour_answers(runtime, name)
-        return restarts(fault_server, name, "bad") >= 1
+        return restarts(server, name, "bad") >= 1
 
-    eventually(restarted, "the container to be killed and restarted")
-    text = (container_folder(fault_server, name, "bad") / "container.log").read_text()
+    eventually(restarted, "the container to be killed and restarted", interval=POLL_S)
+    text = (container_folder(server, name, "bad") / "container.log").read_text()
     held = [int(n) for n in re.findall(r"bad: holding (\d+) MiB", text)]
     assert held and max(held) <= MEMORY_LIMIT_MIB
     assert "reached FAULT_MAX_BYTES" not in text
@@ -278,7 +254,7 @@ def test_allocate(sagemaker: Any, runtime: Any, fault_server: PolyhostProcess) -
 
 
 def test_fork_and_escape(
-    sagemaker: Any, runtime: Any, fault_server: PolyhostProcess, tmp_path: Path
+    sagemaker: Any, runtime: Any, server: PolyhostProcess, tmp_path: Path
 ) -> None:
     """Bound: no process of the container is left once DeleteEndpoint took effect, its
     double-forked, setsid grandchild included."""
@@ -293,9 +269,9 @@ def test_fork_and_escape(
     eventually(lambda: gone(grandchild), "the escaped grandchild to be stopped")
 
 
-def test_fork_and_escape_then_server_stop(tmp_path: Path) -> None:
+def test_fork_and_escape_then_server_stop(tmp_path: Path, start_own_server: ServerFactory) -> None:
     """Bound: no process of the container is left once the server stopped."""
-    server = start_server(tmp_path / "server")
+    server = start_fault_server(start_own_server)
     try:
         pid_file = tmp_path / "grandchild.pid"
         fault = bad("fork-and-escape", FAULT_PID_FILE=str(pid_file))
@@ -339,9 +315,7 @@ def test_close_mid_response(sagemaker: Any, runtime: Any) -> None:
     neighbour_answers(runtime, name)
 
 
-def test_ping_then_stop_pinging(
-    sagemaker: Any, runtime: Any, fault_server: PolyhostProcess
-) -> None:
+def test_ping_then_stop_pinging(sagemaker: Any, runtime: Any, server: PolyhostProcess) -> None:
     """Bound: a live container that stops passing /ping is restarted after
     health_check_failures checks in a row; its requests get a 503 saying so meanwhile, the
     restart is counted in the metrics, and it serves again afterwards."""
@@ -359,9 +333,9 @@ def test_ping_then_stop_pinging(
             return message
         return None
 
-    message = eventually(unavailable, "the container to be taken out of service")
+    message = eventually(unavailable, "the container to be taken out of service", interval=POLL_S)
     assert f"it failed {HEALTH_FAILURES} health checks in a row and is being restarted" in message
-    assert restarts(fault_server, name, "bad") >= 1
+    assert restarts(server, name, "bad") >= 1
 
     def serves_again() -> bool:
         neighbour_answers(runtime, name)
@@ -371,4 +345,4 @@ def test_ping_then_stop_pinging(
             return False
         return bool(body == b"bad:x")
 
-    eventually(serves_again, "the restarted container to serve")
+    eventually(serves_again, "the restarted container to serve", interval=POLL_S)

@@ -12,10 +12,9 @@ import io
 import os
 import signal
 import socket
-import subprocess
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,9 @@ from botocore.exceptions import ClientError
 
 from tests.support.archives import zero_bomb
 from tests.support.endpoints import create_config, create_model, echo_container, wait_status
-from tests.support.server import REGION, PolyhostProcess, write_image_config
+from tests.support.server import REGION, PolyhostProcess, ServerFactory
 from tests.support.tls_server import TlsFiles, make_certificate
+from tests.support.waiting import eventually
 
 WORKER_THREAD = "polyhost-model"
 ARTIFACT_WORKERS = 4
@@ -40,13 +40,6 @@ pytestmark = pytest.mark.skipif(
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def eventually(condition: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout_s:g} s: {what}"
-        time.sleep(0.02)
 
 
 def worker_threads(server: PolyhostProcess) -> int:
@@ -112,25 +105,19 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsFiles]:
     server.close()
 
 
-def polyhost(base: Path, tls: TlsFiles | None, *extra: str) -> PolyhostProcess:
-    env = {"SSL_CERT_FILE": str(tls.cert)} if tls is not None else {}
-    return PolyhostProcess(
-        state_dir=base / "state",
-        image_config=write_image_config(base / "images.toml"),
-        extra_args=[
-            *("--artifact-workers", str(ARTIFACT_WORKERS)),
-            *("--allow-model-host", "127.0.0.1"),
-            *extra,
-        ],
-        env=env,
+def polyhost(start: ServerFactory, tls: TlsFiles | None, *extra: str) -> PolyhostProcess:
+    return start(
+        *("--artifact-workers", str(ARTIFACT_WORKERS)),
+        *("--allow-model-host", "127.0.0.1"),
+        *extra,
+        name="faults",
+        env={"SSL_CERT_FILE": str(tls.cert)} if tls is not None else {},
     )
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tls: TlsFiles) -> Iterator[PolyhostProcess]:
-    proc = polyhost(tmp_path_factory.mktemp("faults"), tls).start()
-    yield proc
-    proc.stop()
+def server(tls: TlsFiles, start_server: ServerFactory) -> PolyhostProcess:
+    return polyhost(start_server, tls)
 
 
 @pytest.fixture(scope="module")
@@ -193,16 +180,10 @@ def test_a_path_that_is_not_an_archive_fails_the_endpoint(
 
 
 @pytest.fixture
-def own_server(tmp_path: Path, tls: TlsFiles) -> Iterator[PolyhostProcess]:
-    """A server of the test's own: one whose downloads hang must not outlive the test."""
-    proc = polyhost(tmp_path, tls).start()
-    try:
-        yield proc
-    finally:
-        try:
-            proc.stop(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill9()
+def own_server(tls: TlsFiles, start_own_server: ServerFactory) -> PolyhostProcess:
+    """A server of the test's own: one whose downloads hang must not outlive the test (the
+    factory kills it if SIGTERM does not stop it within 30 s)."""
+    return polyhost(start_own_server, tls)
 
 
 def test_deleting_an_endpoint_stops_its_hung_download(
@@ -253,20 +234,15 @@ def test_six_hung_downloads_leave_the_control_plane_answering(
     eventually(lambda: tls.trickling == trickling, "every connection closed")
 
 
-def test_sigterm_exits_while_a_download_hangs(tmp_path: Path, tls: TlsFiles) -> None:
+def test_sigterm_exits_while_a_download_hangs(own_server: PolyhostProcess, tls: TlsFiles) -> None:
     """Bound: the server exits, cleanly, within 30 s of SIGTERM (before: it logged "stopped"
     and never exited, waiting for the blocked download thread)."""
-    proc = polyhost(tmp_path, tls).start()
-    try:
-        tls.trickle.add("/at-exit.tar.gz")
-        trickling = tls.trickling
-        start_endpoint(proc.sagemaker(), "atexit", tls.url("/at-exit.tar.gz"))
-        eventually(lambda: tls.trickling == trickling + 1, "the download started")
-        assert proc.stop(signal.SIGTERM, timeout=30) == 0
-        assert "polyhost stopped" in proc.log()
-    finally:
-        if proc.process is not None and proc.process.poll() is None:
-            proc.kill9()
+    tls.trickle.add("/at-exit.tar.gz")
+    trickling = tls.trickling
+    start_endpoint(own_server.sagemaker(), "atexit", tls.url("/at-exit.tar.gz"))
+    eventually(lambda: tls.trickling == trickling + 1, "the download started")
+    assert own_server.stop(signal.SIGTERM, timeout=30) == 0
+    assert "polyhost stopped" in own_server.log()
 
 
 # --- archives that explode, and extractions cut short ------------------------------------------
@@ -300,35 +276,36 @@ def many_files_archive(path: Path, files: int) -> Path:
     return path
 
 
-def test_kill_9_mid_extraction_leaves_no_temporary_folder_after_restart(tmp_path: Path) -> None:
+def test_kill_9_mid_extraction_leaves_no_temporary_folder_after_restart(
+    tmp_path: Path, start_own_server: ServerFactory
+) -> None:
     """Bound: after the restart, nothing the killed server had in the cache's tmp/ is left
     (before: it stayed for 24 hours)."""
     archive = many_files_archive(tmp_path / "many.tar.gz", 40_000)
-    proc = polyhost(tmp_path, None).start()
-    try:
-        start_endpoint(proc.sagemaker(), "killed", f"file://{archive}")
+    proc = polyhost(start_own_server, None)
+    start_endpoint(proc.sagemaker(), "killed", f"file://{archive}")
 
-        def extracting() -> bool:
-            return any(
-                folder.is_dir() and any(folder.iterdir())
-                for folder in (cache_dir(proc) / "tmp").rglob("*.extract")
-            )
+    def extracting() -> bool:
+        return any(
+            folder.is_dir() and any(folder.iterdir())
+            for folder in (cache_dir(proc) / "tmp").rglob("*.extract")
+        )
 
-        eventually(extracting, "the extraction under way")
-        proc.kill9()
-        left_behind = tmp_entries(proc)
-        assert any(entry.endswith(".extract") for entry in left_behind)
-        proc.start()
-        assert tmp_entries(proc).isdisjoint(left_behind)
-        delete_everything(proc.sagemaker(), "killed")
-    finally:
-        proc.stop()
+    eventually(extracting, "the extraction under way")
+    proc.kill9()
+    left_behind = tmp_entries(proc)
+    assert any(entry.endswith(".extract") for entry in left_behind)
+    proc.start()
+    assert tmp_entries(proc).isdisjoint(left_behind)
+    delete_everything(proc.sagemaker(), "killed")
 
 
 # --- nothing kept for ever ---------------------------------------------------------------------
 
 
-def test_models_and_folders_of_a_deleted_endpoint_are_collected(tmp_path: Path) -> None:
+def test_models_and_folders_of_a_deleted_endpoint_are_collected(
+    tmp_path: Path, start_own_server: ServerFactory
+) -> None:
     """Bound: with a 1 s grace and a 1 s log retention, the cached model and the endpoint's
     container folders are gone within the deadline after DeleteEndpoint and DeleteModel
     (before: they stayed for ever)."""
@@ -337,22 +314,19 @@ def test_models_and_folders_of_a_deleted_endpoint_are_collected(tmp_path: Path) 
         info = tarfile.TarInfo("weights.txt")
         info.size = 7
         tar.addfile(info, io.BytesIO(b"weights"))
-    proc = polyhost(tmp_path, None, "--model-cache-grace", "1", "--log-retention", "1").start()
-    try:
-        sagemaker = proc.sagemaker()
-        start_endpoint(sagemaker, "collected", f"file://{archive}")
-        assert wait_status(sagemaker, "collected", timeout=DEADLINE_S)["EndpointStatus"] == (
-            "InService"
-        )
-        models = cache_dir(proc) / "models"
-        containers = proc.state_dir / "containers" / "collected"
-        assert len(list(models.iterdir())) == 1
-        assert containers.is_dir()
-        time.sleep(2)  # past the grace and the retention: what is in use still stays
-        assert len(list(models.iterdir())) == 1
-        assert containers.is_dir()
-        delete_everything(sagemaker, "collected")
-        eventually(lambda: not any(models.iterdir()), "the unused model removed")
-        eventually(lambda: not containers.exists(), "the deleted endpoint's folders removed")
-    finally:
-        proc.stop()
+    proc = polyhost(start_own_server, None, "--model-cache-grace", "1", "--log-retention", "1")
+    sagemaker = proc.sagemaker()
+    start_endpoint(sagemaker, "collected", f"file://{archive}")
+    assert wait_status(sagemaker, "collected", timeout=DEADLINE_S)["EndpointStatus"] == (
+        "InService"
+    )
+    models = cache_dir(proc) / "models"
+    containers = proc.state_dir / "containers" / "collected"
+    assert len(list(models.iterdir())) == 1
+    assert containers.is_dir()
+    time.sleep(2)  # past the grace and the retention: what is in use still stays
+    assert len(list(models.iterdir())) == 1
+    assert containers.is_dir()
+    delete_everything(sagemaker, "collected")
+    eventually(lambda: not any(models.iterdir()), "the unused model removed")
+    eventually(lambda: not containers.exists(), "the deleted endpoint's folders removed")

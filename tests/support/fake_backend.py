@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import threading
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from polyhost.control.seam import (
 from polyhost.deploy.deployer import EndpointDeployer
 from polyhost.router.router import InvokeRequest, Router
 from polyhost.settings import Settings
+from tests.support.waiting import eventually_async as eventually
 
 IMAGE = "fake:latest"
 SIGTERM_EXIT = -15
@@ -296,23 +297,6 @@ class RecordingSink:
             for r in self.reports
             if r.endpoint_name == endpoint and (revision is None or r.revision == revision)
         ]
-
-
-async def eventually(condition: Callable[[], Any], what: str, within_s: float = 20.0) -> Any:
-    """Wait until `condition()` is truthy and return it.
-
-    The bound only turns a hang into a readable failure; it is generous because the machine
-    may be loaded, and nothing asserts how long the wait took.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 # -- specs -------------------------------------------------------------------------------------

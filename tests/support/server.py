@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import signal
 import socket
@@ -9,16 +11,19 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 
 CONTAINERS = Path(__file__).parent / "containers"
 ECHO_IMAGE = "polyhost-test/echo:1"
 FAULTY_IMAGE = "polyhost-test/faulty:1"  # containers/faulty.py: misbehaves as FAULT=... says
+BUSY_IMAGE = "polyhost-test/busy:1"  # containers/busy.py: burns CPU, holds memory on request
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 
@@ -38,9 +43,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_image_config(path: Path) -> Path:
-    """images.toml registering the test containers under their test image names."""
+def default_sigint() -> None:
+    """Preexec for a child the test interrupts: SIGINT back to its default. A suite started
+    where SIGINT is ignored (a background job, `nohup ... &`, `trap '' INT`) passes SIG_IGN on
+    to its children, and Python keeps an inherited SIG_IGN, so the child would never see
+    KeyboardInterrupt. (`polyhost serve` sets its own handlers and needs none of this.)"""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def write_image_config(path: Path, busy: bool = False) -> Path:
+    """images.toml registering the test containers under their test image names (with `busy`,
+    the busy container too)."""
     images = {ECHO_IMAGE: "echo_server.py", FAULTY_IMAGE: "faulty.py"}
+    if busy:
+        images[BUSY_IMAGE] = "busy.py"
     path.write_text(
         "".join(
             f'[images."{image}"]\ncommand = ["{sys.executable}", "{CONTAINERS / program}"]\n'
@@ -139,3 +155,80 @@ class PolyhostProcess:
             region_name=REGION,
             config=Config(retries={"max_attempts": 1}, read_timeout=120),
         )
+
+    def cloudwatch(self, protocol: str | None = None, models: Path | None = None) -> Any:
+        """A boto3 CloudWatch client; with `protocol`, one made to speak only that protocol
+        (botocore's own serializer and parser for it, from a copy of its model in `models`)."""
+        config = Config(retries={"max_attempts": 1})
+        if protocol is None:
+            return boto3.client(
+                "cloudwatch", endpoint_url=self.url, region_name=REGION, config=config
+            )
+        assert models is not None
+        session = botocore.session.get_session()
+        model = copy.deepcopy(session.get_service_data("cloudwatch"))
+        model["metadata"]["protocol"] = protocol
+        model["metadata"]["protocols"] = [protocol]
+        folder = models / protocol
+        version_dir = folder / "cloudwatch" / model["metadata"]["apiVersion"]
+        version_dir.mkdir(parents=True, exist_ok=True)
+        (version_dir / "service-2.json").write_text(json.dumps(model), encoding="utf-8")
+        own = botocore.session.get_session()
+        own.get_component("data_loader").search_paths.insert(0, str(folder))
+        client = boto3.Session(botocore_session=own).client(
+            "cloudwatch", endpoint_url=self.url, region_name=REGION, config=config
+        )
+        assert client.meta.service_model.resolved_protocol == protocol
+        return client
+
+
+class ServerFactory:
+    """Starts polyhost servers, each in a folder of its own, and stops every one it started.
+
+    `start_server(*extra_args, name=..., images=True, busy=False, env=None)`: the test images
+    registered unless `images=False` (with `busy`, the busy container too; `images` may also be
+    a function that writes an images.toml of its own to the path it is given), `extra_args`
+    passed to `polyhost serve` as they are, `env` on top of the test's environment.
+    """
+
+    def __init__(self, folder: Callable[[str], Path]) -> None:
+        self._folder = folder
+        self.started: list[PolyhostProcess] = []
+
+    def __call__(
+        self,
+        *extra_args: str,
+        name: str = "polyhost",
+        images: bool | Callable[[Path], Path] = True,
+        busy: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> PolyhostProcess:
+        base = self._folder(name)
+        image_config = None
+        if callable(images):
+            image_config = images(base / "images.toml")
+        elif images:
+            image_config = write_image_config(base / "images.toml", busy=busy)
+        proc = PolyhostProcess(
+            state_dir=base / "state",
+            image_config=image_config,
+            extra_args=list(extra_args),
+            env=dict(env or {}),
+        )
+        self.started.append(proc)  # before start: one that hangs at start is stopped too
+        return proc.start()
+
+    def stop_all(self) -> None:
+        failures: list[BaseException] = []
+        for proc in reversed(self.started):
+            if proc.process is None or proc.process.poll() is not None:
+                continue
+            try:
+                proc.stop()
+            except Exception as error:  # stop the others, then report the first failure
+                proc.process.kill()
+                proc.process.wait()
+                failures.append(error)
+        self.started.clear()
+        if failures:
+            raise failures[0]

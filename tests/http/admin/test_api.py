@@ -5,10 +5,8 @@ dashboard and `polyhost top` read (/api/containers, /api/series, /api/endpoints,
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -16,21 +14,11 @@ from urllib.parse import urlencode
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.metrics.history_server import HistoryServerProcess, write_images
 from tests.support.endpoints import deploy, echo_container, invoke, wait_status
-from tests.support.server import FAULTY_IMAGE, PolyhostProcess, write_image_config
+from tests.support.server import FAULTY_IMAGE, PolyhostProcess
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(scope="module")
-def history_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryServerProcess]:
-    base = tmp_path_factory.mktemp("admin-api")
-    server = HistoryServerProcess(
-        state_dir=base / "state", image_config=write_images(base / "images.toml")
-    ).start()
-    yield server
-    server.stop()
 
 
 def api(server: PolyhostProcess, path: str, **params: str) -> tuple[int, Any]:
@@ -42,19 +30,8 @@ def api(server: PolyhostProcess, path: str, **params: str) -> tuple[int, Any]:
         return error.code, json.loads(error.read())
 
 
-def eventually(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    """Poll until `condition` is truthy: the recorder writes the history every 10 s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
-def test_containers_show_their_traffic(history_server: HistoryServerProcess) -> None:
-    sagemaker, runtime = history_server.sagemaker(), history_server.runtime()
+def test_containers_show_their_traffic(server: PolyhostProcess) -> None:
+    sagemaker, runtime = server.sagemaker(), server.runtime()
     deploy(sagemaker, "watched", [echo_container("a"), echo_container("b")], mode="Direct")
     for _ in range(6):
         invoke(runtime, "watched", b"x", TargetContainerHostname="a")
@@ -63,7 +40,7 @@ def test_containers_show_their_traffic(history_server: HistoryServerProcess) -> 
         invoke(runtime, "watched", b"x", TargetContainerHostname="b", CustomAttributes="status=500")
 
     def rows() -> dict[str, dict[str, Any]] | None:
-        status, answer = api(history_server, "/api/containers")
+        status, answer = api(server, "/api/containers")
         assert status == 200 and answer["history"] is True
         found = {r["hostname"]: r for r in answer["containers"] if r["endpoint"] == "watched"}
         if found.keys() != {"a", "b"}:
@@ -74,7 +51,7 @@ def test_containers_show_their_traffic(history_server: HistoryServerProcess) -> 
         }
         return found if counted == {"a": 6, "b": 2} and found["b"]["error_rate"] else None
 
-    found = eventually(rows, "the history to record the requests")
+    found = eventually(rows, "the history to record the requests", interval=0.2)
     a, b = found["a"], found["b"]
     assert (a["variant"], a["instance"], a["status"], a["up"]) == ("AllTraffic", "i-0", "up", True)
     assert a["restarts"] == 0
@@ -87,7 +64,7 @@ def test_containers_show_their_traffic(history_server: HistoryServerProcess) -> 
 
     def invocations() -> list[Any] | None:
         status, answer = api(
-            history_server, "/api/series",
+            server, "/api/series",
             endpoint="watched", container="a", metric="Invocations", range="1h",
         )  # fmt: skip
         assert status == 200 and answer["period"] == 60 and answer["unit"] == "None"
@@ -95,12 +72,12 @@ def test_containers_show_their_traffic(history_server: HistoryServerProcess) -> 
         total = sum(p["sum"] for s in series for p in s["datapoints"])
         return series if total == 6 else None
 
-    series = eventually(invocations, "the 1h series to hold the six requests")
+    series = eventually(invocations, "the 1h series to hold the six requests", interval=0.2)
     assert [(s["variant"], s["container"], s["instance"]) for s in series] == [
         ("AllTraffic", "a", None)
     ]
     status, answer = api(
-        history_server, "/api/series", endpoint="watched", container="a",
+        server, "/api/series", endpoint="watched", container="a",
         metric="ContainerLatency", range="7d",
     )  # fmt: skip
     assert status == 200 and answer["period"] == 3600
@@ -119,16 +96,16 @@ def test_containers_show_their_traffic(history_server: HistoryServerProcess) -> 
     ],
 )
 def test_a_bad_series_query_is_refused(
-    history_server: HistoryServerProcess, params: dict[str, str], complaint: str
+    server: PolyhostProcess, params: dict[str, str], complaint: str
 ) -> None:
-    status, answer = api(history_server, "/api/series", **params)
+    status, answer = api(server, "/api/series", **params)
     assert status == 400 and complaint in answer["message"]
 
 
 def test_endpoints_show_status_variants_and_failure_reason(
-    history_server: HistoryServerProcess,
+    server: PolyhostProcess,
 ) -> None:
-    sagemaker = history_server.sagemaker()
+    sagemaker = server.sagemaker()
     deploy(sagemaker, "listed", [echo_container("only")])
     assert wait_status(sagemaker, "listed")["EndpointStatus"] == "InService"
     deploy(
@@ -136,7 +113,7 @@ def test_endpoints_show_status_variants_and_failure_reason(
         [{"Image": FAULTY_IMAGE, "Environment": {"FAULT": "exit-at-start"}}],
     )  # fmt: skip
     assert wait_status(sagemaker, "broken")["EndpointStatus"] == "Failed"
-    status, answer = api(history_server, "/api/endpoints")
+    status, answer = api(server, "/api/endpoints")
     assert status == 200 and answer["truncated"] is False
     by_name = {e["name"]: e for e in answer["endpoints"]}
     listed, broken = by_name["listed"], by_name["broken"]
@@ -147,18 +124,8 @@ def test_endpoints_show_status_variants_and_failure_reason(
     assert "exited with code 3" in broken["failure_reason"]
 
 
-@pytest.fixture(scope="module")
-def log_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolyhostProcess]:
-    base = tmp_path_factory.mktemp("admin-logs")
-    server = PolyhostProcess(
-        state_dir=base / "state", image_config=write_image_config(base / "images.toml")
-    ).start()
-    yield server
-    server.stop()
-
-
-def test_a_container_log_tail(log_server: PolyhostProcess) -> None:
-    sagemaker, runtime = log_server.sagemaker(), log_server.runtime()
+def test_a_container_log_tail(server: PolyhostProcess) -> None:
+    sagemaker, runtime = server.sagemaker(), server.runtime()
     deploy(sagemaker, "tailed", [echo_container("a"), echo_container("b")], mode="Direct")
     for i in range(5):
         invoke(
@@ -167,11 +134,11 @@ def test_a_container_log_tail(log_server: PolyhostProcess) -> None:
     invoke(runtime, "tailed", b"x", TargetContainerHostname="b", CustomAttributes="say=from-b")
 
     def tail() -> Any:
-        status, answer = api(log_server, "/api/logs", endpoint="tailed", container="a", lines="2")
+        status, answer = api(server, "/api/logs", endpoint="tailed", container="a", lines="2")
         assert status == 200, answer
         return answer if "line-4" in answer["streams"][0]["text"] else None
 
-    answer = eventually(tail, "a's last line in its log")
+    answer = eventually(tail, "a's last line in its log", interval=0.2)
     (stream,) = answer["streams"]
     assert stream["text"].splitlines() == ["a: line-3", "a: line-4"]
     assert (stream["name"], stream["variant"], stream["instance"], stream["container"]) == (
@@ -179,17 +146,17 @@ def test_a_container_log_tail(log_server: PolyhostProcess) -> None:
     )  # fmt: skip
     assert stream["size"] >= len(stream["text"])
     status, answer = api(
-        log_server, "/api/logs",
+        server, "/api/logs",
         endpoint="tailed", container="b", variant="AllTraffic", instance="i-0",
     )  # fmt: skip
     assert status == 200 and "from-b" in answer["streams"][0]["text"]
     assert "line-" not in answer["streams"][0]["text"]
 
-    status, answer = api(log_server, "/api/logs", endpoint="tailed", container="nope")
+    status, answer = api(server, "/api/logs", endpoint="tailed", container="nope")
     assert status == 404 and "its containers are: a, b" in answer["message"]
-    status, answer = api(log_server, "/api/logs", endpoint="tailed", container="a", instance="i-9")
+    status, answer = api(server, "/api/logs", endpoint="tailed", container="a", instance="i-9")
     assert status == 404
-    status, answer = api(log_server, "/api/logs", endpoint="absent", container="a")
+    status, answer = api(server, "/api/logs", endpoint="absent", container="a")
     assert status == 404 and "absent" in answer["message"]
 
 
@@ -208,11 +175,9 @@ def test_a_container_log_tail(log_server: PolyhostProcess) -> None:
         ("endpoint=%FF&container=a", "UTF-8 percent-encoded"),
     ],
 )
-def test_a_bad_log_query_is_refused(
-    log_server: PolyhostProcess, query: str, complaint: str
-) -> None:
+def test_a_bad_log_query_is_refused(server: PolyhostProcess, query: str, complaint: str) -> None:
     try:
-        with urllib.request.urlopen(f"{log_server.admin_url}/api/logs?{query}", timeout=30):
+        with urllib.request.urlopen(f"{server.admin_url}/api/logs?{query}", timeout=30):
             raise AssertionError("accepted")
     except urllib.error.HTTPError as error:
         answer = json.loads(error.read())

@@ -11,12 +11,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.server import PolyhostProcess, free_port
+from tests.support.server import PolyhostProcess, ServerFactory, free_port
 
 
 def get(
@@ -37,16 +36,13 @@ def token() -> str:
 
 
 @pytest.fixture(scope="module")
-def guarded(tmp_path_factory: pytest.TempPathFactory, token: str) -> Iterator[PolyhostProcess]:
+def guarded(
+    tmp_path_factory: pytest.TempPathFactory, token: str, start_server: ServerFactory
+) -> PolyhostProcess:
     """A server whose admin listener requires a token."""
-    base = tmp_path_factory.mktemp("admin")
-    token_file = base / "admin.token"
+    token_file = tmp_path_factory.mktemp("admin") / "admin.token"
     token_file.write_text(token + "\n", encoding="utf-8")
-    server = PolyhostProcess(
-        state_dir=base / "state", extra_args=["--admin-token-file", str(token_file)]
-    ).start()
-    yield server
-    server.stop()
+    return start_server("--admin-token-file", str(token_file), name="admin", images=False)
 
 
 def test_metrics_and_the_api_are_served_on_the_admin_port(server: PolyhostProcess) -> None:

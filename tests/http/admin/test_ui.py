@@ -13,7 +13,6 @@ import os
 import secrets
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from polyhost.http.admin.login import COOKIE
 from polyhost.http.admin.token import BearerCheck
 from polyhost.http.admin.ui import MAX_FILE_BYTES, UiRoute, load_assets
 from polyhost.http.types import Scope
-from tests.support.server import PolyhostProcess
+from tests.support.server import PolyhostProcess, ServerFactory
 
 INDEX = b"<!doctype html><title>dash</title><script src='dashboard.js'></script>"
 SCRIPT = b"console.log('dashboard');"
@@ -237,15 +236,14 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, di
 
 
 @pytest.fixture(scope="module")
-def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PolyhostProcess, str]]:
-    base = tmp_path_factory.mktemp("ui")
+def guarded(
+    tmp_path_factory: pytest.TempPathFactory, start_server: ServerFactory
+) -> tuple[PolyhostProcess, str]:
+    token_file = tmp_path_factory.mktemp("ui") / "admin.token"
     secret = secrets.token_hex(32)
-    (base / "admin.token").write_text(secret, encoding="utf-8")
-    server = PolyhostProcess(
-        state_dir=base / "state", extra_args=["--admin-token-file", str(base / "admin.token")]
-    ).start()
-    yield server, secret
-    server.stop()
+    token_file.write_text(secret, encoding="utf-8")
+    server = start_server("--admin-token-file", str(token_file), name="ui", images=False)
+    return server, secret
 
 
 def test_a_real_admin_listener_serves_the_dashboard_behind_its_token(

@@ -13,18 +13,16 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.metrics.history_server import BUSY_IMAGE, HistoryServerProcess, write_images
 from tests.support.endpoints import deploy, invoke
-from tests.support.server import REGION
+from tests.support.server import BUSY_IMAGE, REGION, PolyhostProcess, ServerFactory
+from tests.support.waiting import eventually
 
 ENDPOINT = "watched"
 SM = "AWS/SageMaker"
@@ -34,8 +32,8 @@ EXPECTED = {  # container: (invocations, 4xx, 5xx)
     "b": (4, 0, 0),
 }
 DEADLINE_S = 90.0
+POLL_S = 0.5  # the recorder samples every 10 s
 AWS = Path(sys.executable).parent / "aws"
-T = TypeVar("T")
 
 
 def dims(container: str | None = None, endpoint: str = ENDPOINT) -> list[dict[str, str]]:
@@ -56,32 +54,13 @@ def busy(hostname: str) -> dict[str, Any]:
     }
 
 
-def eventually(read: Callable[[], T], done: Callable[[T], bool], what: str) -> T:
-    """Read until `done` holds; the deadline only keeps a broken run from hanging."""
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        value = read()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: still {value!r} after {DEADLINE_S:g} s")
-        time.sleep(0.5)
+@pytest.fixture(scope="module")
+def server(start_server: ServerFactory) -> PolyhostProcess:
+    return start_server("--invocation-timeout", "1", name="cloudwatch", busy=True)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryServerProcess]:
-    base = tmp_path_factory.mktemp("cloudwatch")
-    process = HistoryServerProcess(
-        state_dir=base / "state",
-        image_config=write_images(base / "images.toml"),
-        extra_args=["--invocation-timeout", "1"],
-    ).start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def window(server: HistoryServerProcess) -> dict[str, datetime]:
+def window(server: PolyhostProcess) -> dict[str, datetime]:
     """Deploy, send the known traffic, and wait until the history counts all of it."""
     started = datetime.now(UTC) - timedelta(minutes=2)
     deploy(server.sagemaker(), ENDPOINT, [busy("a"), busy("b")], mode="Direct")
@@ -111,8 +90,10 @@ def window(server: HistoryServerProcess) -> dict[str, datetime]:
 
     eventually(
         lambda: [total(n, c) for c in "ab" for n in ("Invocations", "Invocation5XXErrors")],
-        lambda got: got == [12.0, 4.0, 4.0, 0.0],
         "invocations and 5xx errors of a and b",
+        DEADLINE_S,
+        POLL_S,
+        until=lambda got: got == [12.0, 4.0, 4.0, 0.0],
     )
     return {"start": started, "end": datetime.now(UTC) + timedelta(minutes=2)}
 
@@ -124,7 +105,7 @@ def sums(answer: dict[str, Any]) -> tuple[float, float]:
 
 @pytest.mark.parametrize("container", ["a", "b"])
 def test_get_metric_statistics_counts_each_containers_calls(
-    server: HistoryServerProcess, window: dict[str, datetime], container: str
+    server: PolyhostProcess, window: dict[str, datetime], container: str
 ) -> None:
     cloudwatch = server.cloudwatch()
     calls, client_errors, server_errors = EXPECTED[container]
@@ -148,7 +129,7 @@ def test_get_metric_statistics_counts_each_containers_calls(
 
 
 def test_get_metric_data_counts_the_same(
-    server: HistoryServerProcess, window: dict[str, datetime]
+    server: PolyhostProcess, window: dict[str, datetime]
 ) -> None:
     queries = []
     for container in "ab":
@@ -178,9 +159,7 @@ def test_get_metric_data_counts_the_same(
     assert all(r["StatusCode"] == "Complete" for r in answer["MetricDataResults"])
 
 
-def test_latencies_and_variant_series(
-    server: HistoryServerProcess, window: dict[str, datetime]
-) -> None:
+def test_latencies_and_variant_series(server: PolyhostProcess, window: dict[str, datetime]) -> None:
     cloudwatch = server.cloudwatch()
     common = {"StartTime": window["start"], "EndTime": window["end"], "Period": 3600}
     (latency,) = cloudwatch.get_metric_statistics(
@@ -219,7 +198,7 @@ def test_latencies_and_variant_series(
 
 
 def test_list_metrics_finds_every_series_of_the_endpoint(
-    server: HistoryServerProcess, window: dict[str, datetime]
+    server: PolyhostProcess, window: dict[str, datetime]
 ) -> None:
     cloudwatch = server.cloudwatch()
     listed = cloudwatch.list_metrics(
@@ -263,15 +242,13 @@ RESOURCE_ENDPOINT = "resourceful"
 
 
 @pytest.fixture(scope="module")
-def resources(server: HistoryServerProcess) -> Any:
+def resources(server: PolyhostProcess) -> Any:
     """A second endpoint, so burning and allocating leave the counted one's counts alone."""
     deploy(server.sagemaker(), RESOURCE_ENDPOINT, [busy("a"), busy("b")], mode="Direct")
     return server.runtime()
 
 
-def resource_maximum(
-    server: HistoryServerProcess, name: str, container: str, since: datetime
-) -> float:
+def resource_maximum(server: PolyhostProcess, name: str, container: str, since: datetime) -> float:
     answer = server.cloudwatch().get_metric_statistics(
         Namespace=RESOURCES, MetricName=name, Dimensions=dims(container, RESOURCE_ENDPOINT),
         StartTime=since, EndTime=datetime.now(UTC) + timedelta(minutes=1), Period=10,
@@ -281,7 +258,7 @@ def resource_maximum(
 
 
 def test_cpu_rises_for_a_busy_container_and_not_for_its_idle_neighbour(
-    server: HistoryServerProcess, resources: Any
+    server: PolyhostProcess, resources: Any
 ) -> None:
     since = datetime.now(UTC)
     invoke(
@@ -294,8 +271,10 @@ def test_cpu_rises_for_a_busy_container_and_not_for_its_idle_neighbour(
     try:
         busiest = eventually(
             lambda: resource_maximum(server, "CPUUtilization", "a", since),
-            lambda cpu: cpu >= 20.0,  # a spinning core is 100; others share this machine
             "CPUUtilization of the busy container",
+            DEADLINE_S,
+            POLL_S,
+            until=lambda cpu: cpu >= 20.0,  # a spinning core is 100; others share this machine
         )
     finally:
         invoke(
@@ -309,9 +288,7 @@ def test_cpu_rises_for_a_busy_container_and_not_for_its_idle_neighbour(
     assert 0.0 <= idle < 5.0 < busiest
 
 
-def test_memory_shows_what_a_container_allocates(
-    server: HistoryServerProcess, resources: Any
-) -> None:
+def test_memory_shows_what_a_container_allocates(server: PolyhostProcess, resources: Any) -> None:
     since = datetime.now(UTC)
     # This server times invocations out after 1 s (for the timeout counts); touching 300 MiB
     # can take longer on a loaded machine, and the container keeps the memory either way.
@@ -330,8 +307,10 @@ def test_memory_shows_what_a_container_allocates(
             resource_maximum(server, "MemoryRSS", "b", since)
             - resource_maximum(server, "MemoryRSS", "a", since)
         ),
-        lambda extra: extra >= 250 * 1024 * 1024,
         "MemoryRSS of b beyond a's",
+        DEADLINE_S,
+        POLL_S,
+        until=lambda extra: extra >= 250 * 1024 * 1024,
     )
     assert resource_maximum(server, "MemoryUtilization", "b", since) > resource_maximum(
         server, "MemoryUtilization", "a", since
@@ -340,7 +319,7 @@ def test_memory_shows_what_a_container_allocates(
 
 @pytest.mark.parametrize("protocol", ["json", "smithy-rpc-v2-cbor", "query"])
 def test_every_protocol_reads_the_same(
-    server: HistoryServerProcess, window: dict[str, datetime], protocol: str, tmp_path: Path
+    server: PolyhostProcess, window: dict[str, datetime], protocol: str, tmp_path: Path
 ) -> None:
     reference = server.cloudwatch()
     client = server.cloudwatch(protocol, tmp_path)
@@ -399,7 +378,7 @@ def test_every_protocol_reads_the_same(
     )
 
 
-def aws(server: HistoryServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+def aws(server: PolyhostProcess, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -416,9 +395,7 @@ def aws(server: HistoryServerProcess, *args: str) -> subprocess.CompletedProcess
     )  # fmt: skip
 
 
-def test_the_aws_cli_reads_statistics(
-    server: HistoryServerProcess, window: dict[str, datetime]
-) -> None:
+def test_the_aws_cli_reads_statistics(server: PolyhostProcess, window: dict[str, datetime]) -> None:
     dimensions = [f"Name={d['Name']},Value={d['Value']}" for d in dims("a")]
     common = [
         "get-metric-statistics", "--namespace", SM, "--metric-name", "Invocations",

@@ -4,13 +4,12 @@ same datapoints come back (from the roll-ups on disk now, from memory before).""
 from __future__ import annotations
 
 import signal
-import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from tests.metrics.history_server import HistoryServerProcess, write_images
 from tests.support.endpoints import deploy, echo_container, invoke
+from tests.support.server import PolyhostProcess, ServerFactory
+from tests.support.waiting import eventually
 
 DIMS = [
     {"Name": "EndpointName", "Value": "kept"},
@@ -19,7 +18,7 @@ DIMS = [
 ]
 
 
-def read(server: HistoryServerProcess, start: datetime) -> list[dict[str, Any]]:
+def read(server: PolyhostProcess, start: datetime) -> list[dict[str, Any]]:
     cloudwatch = server.cloudwatch()
     common = {
         "Namespace": "AWS/SageMaker",
@@ -37,30 +36,24 @@ def read(server: HistoryServerProcess, start: datetime) -> list[dict[str, Any]]:
     return [*calls, *latency]
 
 
-def test_history_survives_a_restart(tmp_path: Path) -> None:
-    server = HistoryServerProcess(
-        state_dir=tmp_path / "state", image_config=write_images(tmp_path / "images.toml")
-    ).start()
-    try:
-        start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
-        deploy(server.sagemaker(), "kept", [echo_container("model")])
-        runtime = server.runtime()
-        for _ in range(7):
-            invoke(runtime, "kept", b"x")
-        deadline = time.monotonic() + 60
-        while True:
-            before = read(server, start)
-            if sum(p.get("Sum", 0) for p in before) == 7:
-                break
-            assert time.monotonic() < deadline, f"the 7 invocations never showed: {before}"
-            time.sleep(0.5)
-        assert server.stop(signal.SIGTERM) == 0
-        server.start()
-        after = read(server, start)
-        assert after == before
-        listed = server.cloudwatch().list_metrics(
-            Dimensions=[{"Name": "EndpointName", "Value": "kept"}]
-        )
-        assert {m["MetricName"] for m in listed["Metrics"]} >= {"Invocations", "ContainerLatency"}
-    finally:
-        server.stop()
+def test_history_survives_a_restart(start_own_server: ServerFactory) -> None:
+    server = start_own_server()
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
+    deploy(server.sagemaker(), "kept", [echo_container("model")])
+    runtime = server.runtime()
+    for _ in range(7):
+        invoke(runtime, "kept", b"x")
+    before = eventually(
+        lambda: read(server, start),
+        "the 7 invocations to show",
+        interval=0.5,
+        until=lambda points: sum(p.get("Sum", 0) for p in points) == 7,
+    )
+    assert server.stop(signal.SIGTERM) == 0
+    server.start()
+    after = read(server, start)
+    assert after == before
+    listed = server.cloudwatch().list_metrics(
+        Dimensions=[{"Name": "EndpointName", "Value": "kept"}]
+    )
+    assert {m["MetricName"] for m in listed["Metrics"]} >= {"Invocations", "ContainerLatency"}

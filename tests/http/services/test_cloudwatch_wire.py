@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 from xml.etree import ElementTree
@@ -15,7 +14,7 @@ import pytest
 
 from polyhost.errors import ServiceError
 from polyhost.http.services.cloudwatch import cloudwatch_error
-from tests.metrics.history_server import HistoryServerProcess, write_images
+from tests.support.server import PolyhostProcess
 
 TARGET = "GraniteServiceVersion20100801"
 CBOR_PATH = f"/service/{TARGET}/operation/"
@@ -30,18 +29,8 @@ GOOD = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryServerProcess]:
-    base = tmp_path_factory.mktemp("cloudwatch-wire")
-    process = HistoryServerProcess(
-        state_dir=base / "state", image_config=write_images(base / "images.toml")
-    ).start()
-    yield process
-    process.stop()
-
-
 def post(
-    server: HistoryServerProcess,
+    server: PolyhostProcess,
     path: str,
     body: bytes,
     headers: dict[str, str],
@@ -57,7 +46,7 @@ def post(
 
 
 def as_json(
-    server: HistoryServerProcess, operation: str, body: bytes
+    server: PolyhostProcess, operation: str, body: bytes
 ) -> tuple[int, dict[str, str], Any]:
     status, headers, raw = post(
         server, "/", body,
@@ -69,7 +58,7 @@ def as_json(
 
 
 def as_cbor(
-    server: HistoryServerProcess, operation: str, body: bytes, method: str = "POST"
+    server: PolyhostProcess, operation: str, body: bytes, method: str = "POST"
 ) -> tuple[int, dict[str, str], Any]:
     status, headers, raw = post(
         server, CBOR_PATH + operation, body,
@@ -82,7 +71,7 @@ def as_cbor(
 
 
 def as_query(
-    server: HistoryServerProcess, fields: list[tuple[str, str]]
+    server: PolyhostProcess, fields: list[tuple[str, str]]
 ) -> tuple[int, ElementTree.Element]:
     status, headers, raw = post(
         server, "/", urlencode(fields).encode(),
@@ -122,7 +111,7 @@ def query_error(root: ElementTree.Element) -> tuple[str, str, str]:
     ],
 )  # fmt: skip
 def test_json_errors(
-    server: HistoryServerProcess, body: bytes, code: str, shape: str, words: str
+    server: PolyhostProcess, body: bytes, code: str, shape: str, words: str
 ) -> None:
     status, headers, document = as_json(server, "GetMetricStatistics", body)
     assert status == 400
@@ -131,13 +120,13 @@ def test_json_errors(
     assert words in document["message"]
 
 
-def test_json_unknown_operation(server: HistoryServerProcess) -> None:
+def test_json_unknown_operation(server: PolyhostProcess) -> None:
     status, _, document = as_json(server, "DeleteAlarms", b"{}")
     assert status == 400 and document["__type"] == "UnknownOperationException"
     assert "polyhost serves CloudWatch's ListMetrics" in document["message"]
 
 
-def test_cbor_errors(server: HistoryServerProcess) -> None:
+def test_cbor_errors(server: PolyhostProcess) -> None:
     status, headers, document = as_cbor(server, "GetMetricStatistics", b"\xff\x00garbage")
     assert status == 400 and document["__type"] == "SerializationException"
     assert "not valid CBOR" in document["message"]
@@ -159,7 +148,7 @@ def test_cbor_errors(server: HistoryServerProcess) -> None:
     assert status == 405 and headers["allow"] == "POST"
 
 
-def test_cbor_answers_carry_tag_1_timestamps(server: HistoryServerProcess) -> None:
+def test_cbor_answers_carry_tag_1_timestamps(server: PolyhostProcess) -> None:
     status, _, document = as_cbor(server, "ListMetrics", cbor2.dumps({}))
     assert status == 200 and document == {"Metrics": []}
     status, _, document = as_cbor(server, "GetMetricStatistics", cbor2.dumps(GOOD))
@@ -194,7 +183,7 @@ def test_cbor_answers_carry_tag_1_timestamps(server: HistoryServerProcess) -> No
     ],
 )  # fmt: skip
 def test_query_errors(
-    server: HistoryServerProcess, fields: list[tuple[str, str]], code: str, words: str
+    server: PolyhostProcess, fields: list[tuple[str, str]], code: str, words: str
 ) -> None:
     status, root = as_query(server, fields)
     assert status == 400
@@ -203,7 +192,7 @@ def test_query_errors(
     assert words in message
 
 
-def test_query_answers_in_xml(server: HistoryServerProcess) -> None:
+def test_query_answers_in_xml(server: PolyhostProcess) -> None:
     status, root = as_query(server, [("Action", "ListMetrics"), ("Version", "2010-08-01")])
     assert status == 200
     assert root.tag == f"{NS}ListMetricsResponse"
@@ -211,7 +200,7 @@ def test_query_answers_in_xml(server: HistoryServerProcess) -> None:
     assert root.findtext(f"{NS}ResponseMetadata/{NS}RequestId")
 
 
-def test_a_body_past_the_cap_is_refused(server: HistoryServerProcess) -> None:
+def test_a_body_past_the_cap_is_refused(server: PolyhostProcess) -> None:
     big = json.dumps({**GOOD, "Namespace": "x" * (2 * 1024 * 1024)}).encode()
     status, _, document = as_json(server, "GetMetricStatistics", big)
     assert status == 400 and "larger than" in document["message"]

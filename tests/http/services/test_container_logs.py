@@ -27,7 +27,7 @@ class LogServer:
     def __init__(self, streams: dict[str, list[LogStream]]) -> None:
         self.streams = streams
         app = PolyhostApp(
-            AwsJsonAdapter(lambda operation, params: {}, max_body_bytes=1024),
+            AwsJsonAdapter.sagemaker(lambda operation, params: {}, max_body_bytes=1024),
             routes={"/polyhost/endpoints": LogsRoute(lambda name: self.streams.get(name, []))},
             access_log_enabled=False,
         )
