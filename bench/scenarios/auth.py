@@ -179,10 +179,10 @@ def verify_cost(body: bytes, repeats: int) -> float:
 
 def check_cost(body: bytes, repeats: int) -> float:
     """Median seconds of the whole check of one invocation as the runtime adapter makes it
-    (the compiled acceptor, the remembered allowance)."""
+    (`Gate.allow_invocation`: the compiled acceptor, the remembered allowance)."""
+    from polyhost.auth.gate import Gate
     from polyhost.auth.guard import AccessControl
     from polyhost.auth.principals import parse_principals
-    from polyhost.http.auth import SAGEMAKER, Gate
     from polyhost.settings import Settings
 
     control = AccessControl.from_principals(
@@ -193,26 +193,11 @@ def check_cost(body: bytes, repeats: int) -> float:
     headers = {"Host": "127.0.0.1:1", "Content-Type": CONTENT_TYPE, **signed_headers(url, body)}
     pairs = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     path = f"/endpoints/{ENDPOINT}/invocations".encode()
+    allow = gate.allow_invocation
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        # As RuntimeAdapter.answer does it: the compiled acceptor, else the full verification;
-        # then the remembered allowances, else the policy decision.
-        accept = gate.accept_invocation
-        verified = accept(pairs, path, b"", body) if accept is not None else None
-        if verified is not None:
-            principal = verified.principal
-        else:
-            principal = gate.authenticate("POST", path, b"", pairs, body, SAGEMAKER)
-        if (principal, ENDPOINT, "127.0.0.1", HOSTNAME, None, None) not in gate.allowed_invocations:
-            gate.authorize_invocation(
-                principal,
-                ENDPOINT,
-                source_ip="127.0.0.1",
-                target_container_hostname=HOSTNAME,
-                target_model=None,
-                target_variant=None,
-            )
+        allow(path, pairs, body, ENDPOINT, "127.0.0.1", HOSTNAME, None, None)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 

@@ -1,152 +1,128 @@
-"""`Gate.authorize_invocation`: what it remembers never changes an answer.
+"""The gate on the invocation path, in process: `RuntimeAdapter.answer` with access control on.
 
-It remembers the invocations it allowed, keyed by everything the decision can depend on; these
-tests change each of those things after an allowed call and check the answer follows, and that
-a principal whose policies read the time, a denial and a reload are never answered from memory.
+What the gate decides is tested in tests/auth/test_gate.py; here the question is what reaches
+the wire, and in which order: a signature is checked before anything else the request carries
+(an unsigned request is refused as unsigned whatever else is wrong with it), a dropped body is
+refused for its size (no signature could match it), a denial never reaches a container. Each
+case runs with the compiled SigV4 path and without it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from polyhost.auth.authorizer import Authorizer
+from polyhost.auth.gate import Gate
 from polyhost.auth.guard import AccessControl
-from polyhost.auth.principals import Principal
-from polyhost.auth.sigv4 import compiled_verifier_available
-from polyhost.errors import ServiceError
-from polyhost.http import auth as http_auth
-from polyhost.http.auth import Gate
-from polyhost.settings import Settings
-from tests.auth.helpers import ACCOUNT, AKID, REGION, SECRET
+from polyhost.auth.principals import load_principals
+from polyhost.auth.sigv4 import SigV4Verifier, compiled_verifier_available
+from polyhost.http.services.runtime import RuntimeAdapter
+from polyhost.router.router import Router
+from polyhost.settings import MiB, Settings
+from tests.auth.helpers import ACCOUNT, AKID, REGION, SECRET, sign
+from tests.support.fake_pool import FakePool, container_route, endpoint_route, variant_route
 
-ENDPOINT = "My-Endpoint"
-ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/my-endpoint"
-
-
-def invoke_only(condition: dict[str, Any] | None = None, resource: str = ARN) -> dict[str, Any]:
-    statement: dict[str, Any] = {
-        "Effect": "Allow",
-        "Action": "sagemaker:InvokeEndpoint",
-        "Resource": resource,
-    }
-    if condition:
-        statement["Condition"] = condition
-    return {"Version": "2012-10-17", "Statement": [statement]}
+BODY = b'{"instances": [1, 2, 3]}'
+Headers = list[tuple[bytes, bytes]]
 
 
-def write(path: Path, *policies: dict[str, Any]) -> Path:
-    doc = {
-        "principals": [
+@pytest.fixture(params=[True, False], ids=["compiled", "python"])
+def gate(request: pytest.FixtureRequest, tmp_path: Path) -> Gate:
+    """alice, allowed to invoke endpoint `ep` only."""
+    if request.param and not compiled_verifier_available():
+        pytest.skip("no compiled SigV4 path here (POLYHOST_NO_EXTENSIONS or not built)")
+    path = tmp_path / "principals.json"
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
             {
-                "name": "alice",
-                "access_key_id": AKID,
-                "secret_access_key": SECRET,
-                "policies": list(policies),
+                "Effect": "Allow",
+                "Action": "sagemaker:InvokeEndpoint",
+                "Resource": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/ep",
             }
-        ]
+        ],
     }
-    path.write_text(json.dumps(doc), encoding="utf-8")
-    return path
-
-
-def gate_of(path: Path) -> Gate:
+    entry = {"name": "alice", "access_key_id": AKID, "secret_access_key": SECRET}
+    path.write_text(json.dumps({"principals": [{**entry, "policies": [policy]}]}), "utf-8")
+    principals = load_principals(path)
+    verifier = SigV4Verifier(principals.lookup, region=REGION, compiled=bool(request.param))
     settings = Settings(region=REGION, account_id=ACCOUNT, auth_file=path)
-    return Gate(settings, AccessControl.load(path, region=REGION))
+    return Gate(settings, AccessControl(principals, verifier, Authorizer()))
 
 
-def alice(gate: Gate) -> Principal:
-    assert gate.control is not None
-    return gate.control.principals.by_name["alice"]
+def adapter(gate: Gate, *names: str) -> tuple[RuntimeAdapter, FakePool]:
+    """A runtime adapter behind `gate`, over endpoints `names` served by one fake pool."""
+    pool = FakePool("model")
+    router = Router(Settings(invocation_timeout_s=2.0))
+    for name in names:
+        container = container_route("model", pool, variant="Main")
+        router.publish(endpoint_route(name, variant_route("Main", (container,))))
+    return RuntimeAdapter(router, max_body_bytes=6 * MiB, gate=gate), pool
 
 
-def allowed(gate: Gate, endpoint: str = ENDPOINT, **keys: Any) -> bool:
-    arguments: dict[str, Any] = {
-        "source_ip": "127.0.0.1",
-        "target_container_hostname": None,
-        "target_model": None,
-        "target_variant": None,
-    }
-    arguments.update(keys)
-    try:
-        gate.authorize_invocation(alice(gate), endpoint, **arguments)
-    except ServiceError as error:
-        assert error.code == "AccessDeniedException"
-        return False
-    return True
-
-
-def test_each_condition_key_is_decided_apart_after_an_allowed_call(tmp_path: Path) -> None:
-    gate = gate_of(
-        write(
-            tmp_path / "p.json",
-            invoke_only(
-                {
-                    "StringLike": {"sagemaker:TargetContainerHostname": "customIps*"},
-                    "StringEqualsIfExists": {
-                        "sagemaker:TargetModel": "a.tar.gz",
-                        "sagemaker:TargetVariant": "v1",
-                    },
-                    "IpAddress": {"aws:SourceIp": "127.0.0.0/24"},
-                }
-            ),
-        )
+def signed(endpoint: str, **headers: str) -> tuple[bytes, Headers]:
+    """An invocation signed now by botocore (with `headers`), as the adapter receives it."""
+    wire = sign(
+        f"/endpoints/{endpoint}/invocations",
+        body=BODY,
+        headers={"Content-Type": "application/json", **headers},
+        when=dt.datetime.now(dt.UTC),
     )
-    base = {"target_container_hostname": "customIps1"}
-    assert allowed(gate, **base)
-    assert allowed(gate, **base)  # remembered, still allowed
-    assert not allowed(gate, target_container_hostname="special1")
-    assert not allowed(gate, **base, target_model="b.tar.gz")
-    assert not allowed(gate, **base, target_variant="v2")
-    assert not allowed(gate, **base, source_ip="127.0.1.1")
-    assert not allowed(gate, "Other-Endpoint", **base)
-    assert allowed(gate, **base)
+    pairs = [(name.lower().encode(), value.encode()) for name, value in wire.headers]
+    return wire.path.encode(), pairs
 
 
-def test_a_denial_is_never_remembered_and_a_reload_forgets_every_allowance(
-    tmp_path: Path,
+def code(
+    adapter: RuntimeAdapter, endpoint: str, url: bytes, headers: Headers, body: bytes | None = BODY
+) -> tuple[int, str]:
+    """Status and x-amzn-ErrorType ("" when none) of the adapter's answer."""
+    status, out, _ = asyncio.run(adapter.answer(endpoint, headers, body, url=url, peer="127.0.0.1"))
+    error_types = [value.decode() for name, value in out if name == b"x-amzn-errortype"]
+    return status, "".join(error_types)
+
+
+def unsigned(headers: Headers) -> Headers:
+    return [(name, value) for name, value in headers if name != b"authorization"]
+
+
+def test_a_signed_allowed_invocation_reaches_its_container(gate: Gate) -> None:
+    runtime, pool = adapter(gate, "ep")
+    url, headers = signed("ep")
+    assert code(runtime, "ep", url, headers) == (200, "")
+    assert code(runtime, "ep", url, headers) == (200, "")  # remembered: the same answer
+    assert [call.body for call in pool.calls] == [BODY, BODY]
+
+
+def test_an_unsigned_request_is_refused_as_unsigned_before_its_headers_are_read(
+    gate: Gate,
 ) -> None:
-    path = write(tmp_path / "p.json", invoke_only())
-    gate = gate_of(path)
-    assert allowed(gate)
-    write(path, invoke_only(resource=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/other"))
-    assert gate.reload()
-    assert not allowed(gate)
-    assert not allowed(gate)
-    write(path, invoke_only())
-    assert gate.reload()
-    assert allowed(gate)
+    runtime, pool = adapter(gate, "ep")
+    url, headers = signed("ep", **{"X-Amzn-SageMaker-Custom-Attributes": "x" * 1025})
+    refused = (403, "MissingAuthenticationTokenException")
+    assert code(runtime, "ep", url, unsigned(headers)) == refused
+    assert code(runtime, "ep", url, headers) == (400, "ValidationError")
+    url, headers = signed("ep")
+    assert code(runtime, "ep", url, unsigned(headers)) == refused
+    assert code(runtime, "ep", url + b"?changed=1", headers) == (403, "InvalidSignatureException")
+    assert pool.calls == []
 
 
-def test_a_principal_whose_policy_reads_the_time_is_decided_every_time(tmp_path: Path) -> None:
-    deadline = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(time.time()) + 2))
-    gate = gate_of(
-        write(tmp_path / "p.json", invoke_only({"DateLessThan": {"aws:CurrentTime": deadline}}))
-    )
-    assert allowed(gate)
-    time.sleep(max(0.0, int(time.time()) + 3 - time.time()))  # past the deadline's second
-    assert not allowed(gate)
+def test_a_dropped_body_is_refused_for_its_size_signed_or_not(gate: Gate) -> None:
+    runtime, pool = adapter(gate, "ep")
+    url, headers = signed("ep")
+    assert code(runtime, "ep", url, headers, None) == (400, "ValidationError")
+    assert code(runtime, "ep", url, unsigned(headers), None) == (400, "ValidationError")
+    assert pool.calls == []
 
 
-def test_what_it_remembers_stays_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http_auth, "ALLOWED_INVOCATIONS_MAX", 8)
-    gate = gate_of(write(tmp_path / "p.json", invoke_only()))
-    for i in range(50):
-        assert allowed(gate, source_ip=f"10.0.0.{i}")
-    assert len(gate.allowed_invocations) <= 8
-    assert allowed(gate)
-
-
-def test_the_compiled_acceptor_follows_reloads(tmp_path: Path) -> None:
-    path = write(tmp_path / "p.json", invoke_only())
-    gate = gate_of(path)
-    first = gate.accept_invocation
-    if not compiled_verifier_available():  # POLYHOST_NO_EXTENSIONS: every check in Python
-        assert first is None
-        return
-    assert first is not None
-    assert gate.reload()
-    assert gate.accept_invocation is not None and gate.accept_invocation is not first
+def test_a_denied_invocation_never_reaches_a_container(gate: Gate) -> None:
+    runtime, pool = adapter(gate, "ep", "other")
+    url, headers = signed("other")
+    assert code(runtime, "other", url, headers) == (403, "AccessDeniedException")
+    assert code(runtime, "other", url, headers) == (403, "AccessDeniedException")
+    assert pool.calls == []

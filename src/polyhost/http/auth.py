@@ -1,25 +1,18 @@
 """Access control on the wire: every request signed (SigV4), every action allowed by policy.
 
-`Gate` holds the server's current `AccessControl` (principals, verifier, decision cache), or
-None when the server runs without `--auth-file`; then every check is a no-op and costs one
-attribute test. A SIGHUP reload swaps the whole state in one assignment; a bad file keeps the
-old one and says why in the log.
-
-Where the checks run:
-- invocations, on the fast path, inside the runtime adapter (`Gate.authenticate` before the
-  headers are read, `Gate.authorize` with the target headers as condition keys);
+The checks themselves are `Gate`'s (auth/gate.py), which knows no HTTP; this module is what
+puts them on the wire. Where they run:
+- invocations, on the fast path, inside the runtime adapter (`Gate.allow_invocation`, once per
+  request, with the target headers as condition keys);
 - every other route, in `AuthMiddleware` around the ASGI app: it reads the (already capped)
-  body, verifies the signature, works out the IAM action and resource from the route, the
+  body, has the signature verified, works out the IAM action and resource from the route, the
   operation and its parameters, and answers a refusal in the shape of the route's protocol.
-
-Messages say no more than AWS's do; which part of a signature failed goes to the log only.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -28,28 +21,23 @@ from polyhost.auth.actions import (
     Target,
     cloudwatch_target,
     control_plane_target,
-    invoke_endpoint_target,
     log_group_arn,
     logs_target,
 )
-from polyhost.auth.context import request_context
-from polyhost.auth.errors import PolicyError, SignatureRefused, WireProtocol, access_denied
-from polyhost.auth.guard import AccessControl
-from polyhost.auth.principals import Principal
-from polyhost.auth.sigv4 import Acceptor
+from polyhost.auth.errors import WireProtocol
+from polyhost.auth.gate import SAGEMAKER, Gate
 from polyhost.errors import ServiceError
+from polyhost.http.aws.json_protocol import SAGEMAKER_SERVICE
 from polyhost.http.errors import Headers, aws_json_error
+from polyhost.http.services.cloudwatch_logs import LOGS_SERVICE
 from polyhost.http.types import ASGIApp, Message, Receive, Scope, Send
 from polyhost.naming import log_group
 from polyhost.settings import Settings
 
-log = logging.getLogger("polyhost.auth")
-
-SAGEMAKER = frozenset({"sagemaker"})
 CLOUDWATCH = frozenset({"monitoring"})
 LOGS = frozenset({"logs"})
-CONTROL_TARGET = "SageMaker."
-LOGS_TARGET = "Logs_20140328."
+CONTROL_TARGET = SAGEMAKER_SERVICE.target_prefix
+LOGS_TARGET = LOGS_SERVICE.target_prefix
 CLOUDWATCH_TARGET = "GraniteServiceVersion20100801."
 CLOUDWATCH_RPC_PREFIX = "/service/GraniteServiceVersion20100801/operation/"
 INVOCATIONS_PREFIX = "/endpoints/"
@@ -57,193 +45,9 @@ INVOCATIONS_SUFFIX = "/invocations"
 LOGS_ROUTE_PREFIX = "/polyhost/endpoints/"
 # Routes anyone may call: the server's own liveness, which reveals nothing.
 OPEN_PATHS = frozenset({"/ping"})
-INVOCATION_TARGETS_MAX = 1024
-ALLOWED_INVOCATIONS_MAX = 4096
-# (principal, endpoint name, source IP, target container, model, variant)
-InvocationKey = tuple[Principal, str, str | None, str | None, str | None, str | None]
 
 # An encoder per protocol a route may speak; CloudWatch's adapter registers its own.
 ErrorEncoder = Callable[[Scope, ServiceError], tuple[int, Headers, bytes]]
-
-
-def load_access_control(settings: Settings) -> AccessControl | None:
-    """The access control of `settings.auth_file`; raises PolicyError or OSError if invalid."""
-    if settings.auth_file is None:
-        return None
-    return AccessControl.load(settings.auth_file, region=settings.region)
-
-
-class Gate:
-    """The server's access control as the HTTP layer uses it."""
-
-    def __init__(self, settings: Settings, control: AccessControl | None) -> None:
-        self._settings = settings
-        self.control = control
-        # Endpoint name -> its InvokeEndpoint target: names repeat on every invocation. Any
-        # name in a URL lands here, so the map is bounded (and starts over when full).
-        self._invocation_targets: dict[str, Target] = {}
-        # Invocations already allowed (see `authorize_invocation`); bounded the same way. The
-        # runtime adapter reads it before calling that method, saving a call per request.
-        self.allowed_invocations: set[InvocationKey] = set()
-        self.accept_invocation = _invocation_acceptor(control)
-
-    @property
-    def enabled(self) -> bool:
-        return self.control is not None
-
-    def reload(self) -> bool:
-        """Re-read the auth file (SIGHUP). A bad file keeps the current state; False says so."""
-        path = self._settings.auth_file
-        if path is None:
-            log.info("SIGHUP: no --auth-file to reload")
-            return False
-        try:
-            fresh = AccessControl.load(path, region=self._settings.region)
-        except (PolicyError, OSError) as error:
-            log.error("auth file %s not reloaded, keeping the previous one: %s", path, error)
-            return False
-        self.control = fresh
-        self.allowed_invocations = set()
-        self.accept_invocation = _invocation_acceptor(fresh)
-        log.info("auth file %s reloaded: %d principal(s)", path, len(fresh.principals.principals))
-        return True
-
-    def authenticate(
-        self,
-        method: str,
-        path: bytes | str,
-        query: bytes | str,
-        headers: Iterable[tuple[bytes, bytes]],
-        body: bytes,
-        services: frozenset[str],
-        protocol: WireProtocol = WireProtocol.JSON,
-    ) -> Principal | None:
-        """The principal that signed the request (None when auth is off); raises ServiceError."""
-        control = self.control
-        if control is None:
-            return None
-        try:
-            verified = control.verifier.verify(
-                method, path, query, headers, services=services, body=body
-            )
-        except SignatureRefused as refused:
-            log.info("refused %s %s: %s", method, _short(path), refused.detail or refused.reason)
-            raise refused.service_error(protocol) from None
-        return verified.principal
-
-    def authorize(
-        self,
-        principal: Principal | None,
-        target: Target,
-        *,
-        source_ip: str | None,
-        protocol: WireProtocol = WireProtocol.JSON,
-        target_container_hostname: str | None = None,
-        target_model: str | None = None,
-        target_variant: str | None = None,
-        inference_component_name: str | None = None,
-    ) -> None:
-        """Raise AccessDenied unless the principal's policies allow `target`."""
-        control = self.control
-        if control is None or principal is None:
-            return
-        context = request_context(
-            username=principal.name,
-            source_ip=source_ip,
-            secure_transport=False,  # polyhost serves plain HTTP; TLS ends in front of it
-            target_container_hostname=target_container_hostname,
-            target_model=target_model,
-            target_variant=target_variant,
-            inference_component_name=inference_component_name,
-        )
-        decision = control.authorizer.decide(principal, target.action, target.resource, context)
-        if not decision.allowed:
-            log.info(
-                "denied %s: %s on %s (%s)",
-                principal.name,
-                target.action,
-                _short(target.resource),
-                decision.explain(),
-            )
-            raise access_denied(
-                protocol,
-                account_id=self._settings.account_id,
-                username=principal.name,
-                action=target.action,
-                resource=target.resource,
-                explicit=decision.statement is not None,
-            )
-
-    def authorize_invocation(
-        self,
-        principal: Principal | None,
-        endpoint_name: str,
-        *,
-        source_ip: str | None,
-        target_container_hostname: str | None,
-        target_model: str | None,
-        target_variant: str | None,
-    ) -> None:
-        """`authorize` for InvokeEndpoint, remembering what it allowed.
-
-        The decision depends on the principal's policies and the condition keys they read;
-        for an invocation every one of those keys is fixed by the principal (aws:username),
-        the server (aws:SecureTransport, the region and account in the ARN) or an argument
-        here, except the time, and the decisions of a principal whose policies read the time
-        are never remembered. So an allowed key stays allowed for as long as the principal
-        exists; principals are compared by identity and a reload makes new ones (and empties
-        the set). Denials are not remembered: each is decided, logged and refused in full.
-        """
-        if principal is None:
-            return
-        key = (
-            principal,
-            endpoint_name,
-            source_ip,
-            target_container_hostname,
-            target_model,
-            target_variant,
-        )
-        allowed = self.allowed_invocations
-        if key in allowed:
-            return
-        self.authorize(
-            principal,
-            self.invocation_target(endpoint_name),
-            source_ip=source_ip,
-            target_container_hostname=target_container_hostname,
-            target_model=target_model,
-            target_variant=target_variant,
-        )
-        if principal.cacheable and self.control is not None:
-            if len(allowed) >= ALLOWED_INVOCATIONS_MAX:
-                allowed.clear()
-            allowed.add(key)
-
-    def invocation_target(self, endpoint_name: str) -> Target:
-        targets = self._invocation_targets
-        target = targets.get(endpoint_name)
-        if target is None:
-            if len(targets) >= INVOCATION_TARGETS_MAX:
-                targets.clear()
-            target = targets[endpoint_name] = invoke_endpoint_target(
-                endpoint_name, region=self._settings.region, account_id=self._settings.account_id
-            )
-        return target
-
-
-def _invocation_acceptor(control: AccessControl | None) -> Acceptor | None:
-    """The compiled path of SigV4 for `POST /endpoints/NAME/invocations`, bound once: the
-    runtime adapter calls it with (headers, path, query, body) and, when it answers None, calls
-    `Gate.authenticate`, which verifies in full and refuses what must be refused."""
-    if control is None:
-        return None
-    return control.verifier.acceptor("POST", SAGEMAKER)
-
-
-def _short(value: bytes | str, limit: int = 200) -> str:
-    text = value.decode("latin-1") if isinstance(value, bytes) else value
-    return text if len(text) <= limit else text[:limit] + f"...({len(text)} chars)"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

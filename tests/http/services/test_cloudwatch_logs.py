@@ -6,6 +6,7 @@ spans rotated files. Containers print lines on request (the echo container's `sa
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.error
@@ -401,3 +402,22 @@ def test_a_deleted_endpoints_logs_stay_readable_until_retention_ends(tmp_path: P
         )
     finally:
         proc.stop()
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "p/" + base64.urlsafe_b64encode(b"[" * 5000).decode(),
+        "p/" + base64.urlsafe_b64encode(b'{"v":1,"c":' + b"{" * 5000).decode(),
+        "p/" + base64.urlsafe_b64encode(b'{"v":1,"c":{"a":NaN}}').decode(),
+        "p/" + "A" * 70_000,
+    ],
+    ids=["deep list", "deep object", "NaN", "long"],
+)
+def test_a_tampered_filter_token_is_refused_not_a_failure(
+    server: PolyhostProcess, endpoint: str, token: str
+) -> None:
+    body = json.dumps({"logGroupName": GROUP, "nextToken": token}).encode()
+    status, answer = raw(server, "Logs_20140328.FilterLogEvents", body)
+    assert (status, answer["__type"]) == (400, "InvalidParameterException")
+    assert "nextToken is invalid" in answer["message"]

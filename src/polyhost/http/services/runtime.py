@@ -11,11 +11,11 @@ protocol calls it directly on the hot path, and `handle()` wraps it for ASGI.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
+from polyhost.auth.gate import SAGEMAKER, Gate
 from polyhost.errors import InvokeValidationError, ServiceError
 from polyhost.http.access import loggable
-from polyhost.http.auth import SAGEMAKER, Gate
 from polyhost.http.errors import internal_failure, rest_json_error
 from polyhost.http.io import BodyTooLarge, read_body, send_response
 from polyhost.http.request_ids import next_request_id
@@ -59,37 +59,64 @@ class RuntimeAdapter:
         """
         request_id = next_request_id()
         try:
-            gate = self._gate
-            principal = None
-            if gate is not None and gate.control is not None and body is not None:
-                # The compiled path first, called directly: on this path every Python call
-                # around it costs more than it does (docs/auth.md).
-                path, _, query = url.partition(b"?")
-                accept = gate.accept_invocation
-                verified = accept(headers, path, query, body) if accept is not None else None
-                if verified is not None:
-                    principal = verified.principal
-                else:
-                    principal = gate.authenticate("POST", path, query, headers, body, SAGEMAKER)
-            request = self._request(headers, body)
-            if principal is not None and gate is not None:
-                key = (
-                    principal,
-                    endpoint_name,
-                    peer,
-                    request.target_container,
-                    request.target_model,
-                    request.target_variant,
+            # The headers are read here, not in a method of their own: with access control on,
+            # the gate's one call per request takes that method's place, and on this path every
+            # Python call costs several times its in-process price (docs/auth.md).
+            content_type = accept = attributes = inference_id = None
+            variant = container = model = None
+            try:
+                for raw_name, value in headers:
+                    name = raw_name.lower()
+                    if name == b"content-type":
+                        content_type = value
+                    elif name == b"accept":
+                        accept = value
+                    elif name.startswith(b"x-amzn-sagemaker-"):
+                        suffix = name[17:]
+                        if suffix == b"custom-attributes":
+                            if len(value) > _MAX_CUSTOM_ATTRIBUTES or not value.isascii():
+                                raise InvokeValidationError(
+                                    "CustomAttributes must be at most 1024 visible US-ASCII "
+                                    "characters."
+                                )
+                            attributes = value
+                        elif suffix == b"target-container-hostname":
+                            container = _decode_name(
+                                value, "X-Amzn-SageMaker-Target-Container-Hostname"
+                            )
+                        elif suffix == b"target-variant":
+                            variant = _decode_name(value, "X-Amzn-SageMaker-Target-Variant")
+                        elif suffix == b"target-model":
+                            model = _decode_name(value, "X-Amzn-SageMaker-Target-Model")
+                        elif suffix == b"inference-id":
+                            inference_id = value
+            except InvokeValidationError:
+                # The signature comes first: an unsigned request is refused as such whatever
+                # else is wrong with it.
+                self._refuse_unsigned(headers, body, url)
+                raise
+            if body is None:  # no signature could match a body that was dropped
+                raise InvokeValidationError(
+                    f"Request body is larger than {self.max_body_bytes} bytes "
+                    f"({self.max_body_bytes / MiB:g} MB), the most "
+                    "InvokeEndpoint accepts. Send a smaller payload."
                 )
-                if key not in gate.allowed_invocations:
-                    gate.authorize_invocation(
-                        principal,
-                        endpoint_name,
-                        source_ip=peer,
-                        target_container_hostname=request.target_container,
-                        target_model=request.target_model,
-                        target_variant=request.target_variant,
-                    )
+            gate = self._gate
+            if gate is not None and gate.enabled:
+                # Positional: see Gate.allow_invocation.
+                gate.allow_invocation(
+                    url, headers, body, endpoint_name, peer, container, model, variant
+                )
+            request = InvokeRequest(
+                body=body,
+                content_type=content_type,
+                accept=accept,
+                custom_attributes=attributes,
+                target_variant=variant,
+                target_container=container,
+                target_model=model,
+                inference_id=inference_id,
+            )
             result = await self._router.invoke(endpoint_name, request)
         except ServiceError as error:
             return self._error(error, request_id)
@@ -122,47 +149,15 @@ class RuntimeAdapter:
         await send_response(send, status, payload, headers)
         return status
 
-    def _request(self, headers: Iterable[tuple[bytes, bytes]], body: bytes | None) -> InvokeRequest:
-        content_type = accept = attributes = inference_id = None
-        variant = container = model = None
-        for raw_name, value in headers:
-            name = raw_name.lower()
-            if name == b"content-type":
-                content_type = value
-            elif name == b"accept":
-                accept = value
-            elif name.startswith(b"x-amzn-sagemaker-"):
-                suffix = name[17:]
-                if suffix == b"custom-attributes":
-                    if len(value) > _MAX_CUSTOM_ATTRIBUTES or not value.isascii():
-                        raise InvokeValidationError(
-                            "CustomAttributes must be at most 1024 visible US-ASCII characters."
-                        )
-                    attributes = value
-                elif suffix == b"target-container-hostname":
-                    container = _decode_name(value, "X-Amzn-SageMaker-Target-Container-Hostname")
-                elif suffix == b"target-variant":
-                    variant = _decode_name(value, "X-Amzn-SageMaker-Target-Variant")
-                elif suffix == b"target-model":
-                    model = _decode_name(value, "X-Amzn-SageMaker-Target-Model")
-                elif suffix == b"inference-id":
-                    inference_id = value
-        if body is None:
-            raise InvokeValidationError(
-                f"Request body is larger than {self.max_body_bytes} bytes "
-                f"({self.max_body_bytes / MiB:g} MB), the most "
-                "InvokeEndpoint accepts. Send a smaller payload."
-            )
-        return InvokeRequest(
-            body=body,
-            content_type=content_type,
-            accept=accept,
-            custom_attributes=attributes,
-            target_variant=variant,
-            target_container=container,
-            target_model=model,
-            inference_id=inference_id,
-        )
+    def _refuse_unsigned(
+        self, headers: Sequence[tuple[bytes, bytes]], body: bytes | None, url: bytes
+    ) -> None:
+        """Raise the refusal of this request's signature, if it has one to refuse: for a request
+        refused for its headers, whose signature must still be checked first."""
+        gate = self._gate
+        if gate is not None and gate.enabled and body is not None:
+            path, _, query = url.partition(b"?")
+            gate.authenticate("POST", path, query, headers, body, SAGEMAKER)
 
     @staticmethod
     def _error(error: ServiceError, request_id: bytes) -> tuple[int, Headers, bytes]:
