@@ -155,6 +155,13 @@ class ServiceUnavailable(ServiceError):
     status = 503
 
 
+class StateDirUnwritable(ServiceUnavailable):
+    """A control-plane write the state dir's disk could not take (full, or failing): nothing
+    was changed. A 503 rather than InternalFailure because the fault is the machine's, it
+    passes once space is freed, and the message can say where: the operator needs the folder,
+    not a pointer to the server log."""
+
+
 # -- CloudWatch (the metric history's read API) ---------------------------------------------------
 # Codes are CloudWatch's query-protocol codes (its model's `error.code`), which botocore reports
 # whatever protocol the client speaks.

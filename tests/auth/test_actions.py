@@ -46,6 +46,18 @@ LOGS = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:"
             f"{ARN}:endpoint-config/c",
         ),
         ("ListTags", {}, "*"),
+        # The control plane finds ep1 for any case of its ARN: the ARN authorised is ep1's.
+        ("AddTags", {"ResourceArn": f"{ARN}:endpoint/EP1", "Tags": []}, f"{ARN}:endpoint/ep1"),
+        (
+            "ListTags",
+            {"ResourceArn": f"ARN:AWS:SAGEMAKER:{REGION.upper()}:{ACCOUNT}:Model/M"},
+            f"{ARN}:model/m",
+        ),
+        (
+            "DeleteTags",
+            {"ResourceArn": f"{ARN}:endpoint-config/C", "TagKeys": []},
+            f"{ARN}:endpoint-config/c",
+        ),
         ("DescribeModel", {}, f"{ARN}:model/"),
         ("DescribeModel", {"ModelName": 7}, f"{ARN}:model/"),
         ("SomethingElse", {"EndpointName": "e"}, "*"),

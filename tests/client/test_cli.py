@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.server import ECHO_IMAGE, PolyhostProcess, free_port
+from tests.support.server import ECHO_IMAGE, PolyhostProcess, default_sigint, free_port
 
 
 def polyhost(
@@ -311,6 +311,7 @@ def test_logs_follow_prints_new_lines_until_interrupted(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "POLYHOST_URL": server.url},
+        preexec_fn=default_sigint,  # the SIGINT below must reach it even if the suite ignores it
     )
     try:
         lines = _lines(follower.stdout)

@@ -15,9 +15,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -33,7 +31,13 @@ from botocore.exceptions import ClientError
 
 from tests.support.endpoints import create_config, create_model, echo_container, wait_status
 from tests.support.errors import client_error
-from tests.support.server import ACCOUNT, REGION, PolyhostProcess, write_image_config
+from tests.support.server import (
+    ACCOUNT,
+    REGION,
+    PolyhostProcess,
+    ServerFactory,
+)
+from tests.support.waiting import eventually
 
 ENDPOINT = "MultiModel-Endpoint"  # capitals: policies name it by its lowercased ARN
 ENDPOINT_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT.lower()}"
@@ -117,20 +121,14 @@ def auth_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, auth_file: Path) -> Iterator[PolyhostProcess]:
-    base = tmp_path_factory.mktemp("authserver")
-    proc = PolyhostProcess(
-        state_dir=base / "state",
-        image_config=write_image_config(base / "images.toml"),
-        extra_args=["--auth-file", str(auth_file)],
-    ).start()
+def server(start_server: ServerFactory, auth_file: Path) -> PolyhostProcess:
+    proc = start_server("--auth-file", str(auth_file), name="authserver")
     admin = client(proc, "sagemaker", "admin")
     create_model(admin, ENDPOINT, [echo_container(h) for h in HOSTNAMES], mode="Direct")
     create_config(admin, ENDPOINT, [("AllTraffic", ENDPOINT, 1, 1.0)])
     admin.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=ENDPOINT)
     assert wait_status(admin, ENDPOINT)["EndpointStatus"] == "InService"
-    yield proc
-    proc.stop()
+    return proc
 
 
 def outcome(
@@ -444,10 +442,7 @@ def lists_models(server: PolyhostProcess, who: str) -> bool:
 
 
 def wait_until(condition: Any, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.05)
+    eventually(condition, what, timeout=timeout, interval=0.05)
 
 
 def test_a_bad_policy_stops_the_server_naming_principal_and_statement(tmp_path: Path) -> None:

@@ -39,7 +39,8 @@ CONTROL_PLANE_RESOURCES: dict[str, tuple[str, str]] = {
     "UpdateEndpointWeightsAndCapacities": ("endpoint", "EndpointName"),
     "DeleteEndpoint": ("endpoint", "EndpointName"),
 }
-# The tag operations act on whatever resource their ResourceArn names.
+# The tag operations act on whatever resource their ResourceArn names (lowercased: see
+# `tagged_resource`).
 TAG_OPERATIONS = frozenset({"AddTags", "DeleteTags", "ListTags"})
 RUNTIME_OPERATIONS = frozenset(
     {"InvokeEndpoint", "InvokeEndpointAsync", "InvokeEndpointWithResponseStream"}
@@ -58,7 +59,9 @@ def control_plane_target(
     action = f"sagemaker:{operation}"
     if operation in TAG_OPERATIONS:
         arn = params.get("ResourceArn")
-        return Target(action, arn if isinstance(arn, str) and arn else ANY_RESOURCE)
+        return Target(
+            action, tagged_resource(arn) if isinstance(arn, str) and arn else ANY_RESOURCE
+        )
     known = CONTROL_PLANE_RESOURCES.get(operation)
     if known is None:
         return Target(action, ANY_RESOURCE)
@@ -67,6 +70,18 @@ def control_plane_target(
     return Target(
         action, resource_arn(region, account_id, kind, name if isinstance(name, str) else "")
     )
+
+
+def tagged_resource(arn: str) -> str:
+    """The resource a tag operation's `ResourceArn` acts on: the ARN lowercased.
+
+    The control plane finds the resource whatever the case of the ARN sent (names ignore case,
+    and the ARN is compared lowercased), and every ARN SageMaker makes is lowercase. So the
+    lowercased ARN is the ARN of the resource found, and a policy on `endpoint/ep1` covers
+    `endpoint/EP1` as it covers the request that finds ep1. Authorising the ARN as sent let
+    `.../EP1` past a Deny on `.../ep1` and tag ep1.
+    """
+    return arn.lower()
 
 
 def invoke_endpoint_target(

@@ -122,6 +122,12 @@ def add_client_commands(sub: Subparsers) -> None:
     logs.add_argument(
         "--interval", type=_positive, default=0.5, help="seconds between polls with --follow"
     )
+    logs.add_argument(
+        "--raw",
+        action="store_true",
+        help="print control characters as the container wrote them, even to a terminal "
+        "(by default a terminal is shown them as visible escapes such as \\x1b)",
+    )
 
     rm = _with_url(
         sub.add_parser("rm", help="delete an endpoint (with --all also its config and models)")
@@ -208,6 +214,7 @@ def _logs(args: argparse.Namespace, connection: Connection) -> int:
         tail=args.tail,
         follow=args.follow,
         interval_s=args.interval,
+        raw=args.raw,
     )
     return 0
 

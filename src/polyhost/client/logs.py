@@ -6,6 +6,11 @@ size, and only a stream that grew is read, from the offset where the last read e
 is printed twice or skipped. New streams (a replica restarted, a blue/green update started a new
 group) are picked up as they appear. With several streams each line is labelled
 `[variant/instance/hostname]`.
+
+On a terminal, control characters other than tab and newline are shown as visible escapes
+(`client/terminal.py`): the bytes are the container's, and a terminal would obey them. `--raw`
+prints them as they are; so does any output that is not a terminal (a pipe, a file), where the
+bytes are data.
 """
 
 from __future__ import annotations
@@ -16,22 +21,27 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TextIO
 
 from polyhost.client.connection import Connection, ServerError, endpoint_path
+from polyhost.client.terminal import visible
 
 ROUTE = "/polyhost/endpoints"
 PAGE_BYTES = 1024 * 1024
 
 
 class StreamPrinter:
-    """Writes log text as UTF-8 bytes; when `labelled`, whole lines each prefixed by stream."""
+    """Writes log text as UTF-8 bytes; when `labelled`, whole lines each prefixed by stream;
+    when `escape`, control characters shown as visible escapes (for a terminal)."""
 
-    def __init__(self, out: BinaryIO, labelled: bool = False) -> None:
+    def __init__(self, out: BinaryIO, labelled: bool = False, escape: bool = False) -> None:
         self.out = out
         self.labelled = labelled
+        self.escape = escape
         self._partial: dict[str, str] = {}
 
     def write(self, stream: str, text: str) -> None:
         if not text:
             return
+        if self.escape:
+            stream, text = visible(stream), visible(text)
         if not self.labelled:
             self.out.write(text.encode("utf-8"))
             self.out.flush()
@@ -131,14 +141,17 @@ def logs_command(
     tail: int | None = None,
     follow: bool = False,
     interval_s: float = 0.5,
+    raw: bool = False,
 ) -> None:
-    """Print the logs; with `follow`, until Ctrl-C or until the endpoint is deleted."""
+    """Print the logs; with `follow`, until Ctrl-C or until the endpoint is deleted.
+
+    Control characters are escaped when `out` is a terminal, unless `raw`."""
     path = endpoint_path(ROUTE, endpoint, "logs")
 
     def fetch(params: dict[str, str | int]) -> list[dict[str, Any]]:
         return list(connection.get_json(path, params).get("streams") or [])
 
-    printer = StreamPrinter(out)
+    printer = StreamPrinter(out, escape=not raw and out.isatty())
     reader = LogReader(fetch, printer, container)
     try:
         reader.start(tail)

@@ -3,7 +3,8 @@
 It reads the admin listener's `/api/containers` (the same numbers as the dashboard: requests/s,
 error rate and p50/p99 latency over the last minute from the metric history, CPU and memory as
 sampled now) and draws them with rich, sorted by the column asked for and optionally narrowed
-to one endpoint.
+to one endpoint. Names are shown through `client/terminal.visible`, as `polyhost logs` shows a
+container's output: a terminal never receives a control character from the server.
 
 It ends cleanly, status 0 with one line saying why, when the user presses Ctrl-C or the server
 goes away (stopped, restarted): a monitor outliving what it watches is not an error. Failing to
@@ -23,6 +24,7 @@ from rich.text import Text
 
 from polyhost.client.admin import AdminClient, AdminRefused, AdminUnreachable
 from polyhost.client.errors import EXIT_FAILURE, CommandFailed
+from polyhost.client.terminal import visible
 
 Row = dict[str, Any]
 
@@ -61,6 +63,12 @@ def _bytes(value: Any) -> str:
     return "-"  # pragma: no cover - the loop always returns
 
 
+def _name(row: Row, key: str) -> str:
+    """A name from the server, as a terminal may show it: rich drops a few control characters
+    (BEL, CR, ...) but passes ESC on, so escape sequences are made visible first."""
+    return visible(str(row.get(key, "")))
+
+
 def select(rows: list[Row], sort: str, endpoint: str | None) -> list[Row]:
     """The rows to show: one endpoint's or all, largest first by `sort`, then by name."""
     if endpoint is not None:
@@ -88,10 +96,10 @@ def render(answer: dict[str, Any], url: str, sort: str, endpoint: str | None) ->
     for row in rows:
         up = bool(row.get("up"))
         table.add_row(
-            str(row.get("endpoint", "")),
-            str(row.get("variant", "")),
-            str(row.get("instance", "")),
-            str(row.get("hostname", "")),
+            _name(row, "endpoint"),
+            _name(row, "variant"),
+            _name(row, "instance"),
+            _name(row, "hostname"),
             Text("up", style="green") if up else Text("down", style="bold red"),
             str(row.get("restarts", 0)),
             _fixed(row.get("requests_per_s"), 1),

@@ -34,10 +34,11 @@ from polyhost.control.rules import RULES, RuleContext
 from polyhost.control.schema import Schema, load_schema, project
 from polyhost.control.seam import Deployer, EndpointSpec, StatusReport
 from polyhost.control.specs import build_spec, model_containers
-from polyhost.control.store import Kind, Resource, Store, StoreClosed
+from polyhost.control.store import Kind, Resource, Store, StoreClosed, StoreUnwritable
 from polyhost.control.validation import Validator, raise_if_any
 from polyhost.errors import (
     InternalFailure,
+    StateDirUnwritable,
     UnknownOperationException,
     ValidationException,
 )
@@ -70,6 +71,20 @@ LABELS: dict[Kind, str] = {
     "endpoint-config": "endpoint configuration",
     "endpoint": "endpoint",
 }
+
+
+def unwritable_message(error: StoreUnwritable) -> str:
+    """What a caller is told when the state dir did not take a write: where, and what to do."""
+    if error.full:
+        problem = f"The state dir {error.folder} is full"
+        fix = "free space on its disk, then retry"
+    else:
+        problem = f"The state dir {error.folder} could not be written"
+        fix = "check its disk, then retry"
+    return (
+        f"{problem}: polyhost could not record this change (SQLite: {error.detail}). Nothing "
+        f"was changed; {fix}."
+    )
 
 
 def _tags(params: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -119,6 +134,8 @@ class ControlPlane:
             return handler(self, clean)
         except StoreClosed:
             raise InternalFailure("The server is shutting down; try again.") from None
+        except StoreUnwritable as error:
+            raise StateDirUnwritable(unwritable_message(error)) from None
 
     def report(self, report: StatusReport) -> None:
         """A deployer status report (any thread); stale or unknown endpoints are ignored."""
@@ -152,6 +169,14 @@ class ControlPlane:
                     )
                 )
             except StoreClosed:
+                return
+            except StoreUnwritable as error:
+                # The deployer's next report (or a restart's reconciliation) records it.
+                log.warning(
+                    "endpoint %s: could not record a status report: %s",
+                    report.endpoint_name,
+                    unwritable_message(error),
+                )
                 return
             if status != resource.status:
                 log.info(
@@ -438,7 +463,10 @@ class ControlPlane:
 
     # -- tags ---------------------------------------------------------------------------------
     def _tagged(self, arn: str) -> Resource:
-        """The resource an ARN names (only this server's models, configs and endpoints)."""
+        """The resource an ARN names (only this server's models, configs and endpoints).
+
+        Found whatever the ARN's case, so only when the lowercased ARN is the resource's own:
+        that is the ARN the auth layer authorised (`auth.actions.tagged_resource`)."""
         parts = arn.split(":", 5)
         kind_name = parts[5] if len(parts) == 6 else ""
         kind, _, name = kind_name.partition("/")

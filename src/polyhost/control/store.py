@@ -82,6 +82,28 @@ class StoreClosed(Exception):
     """The store was closed (server shutting down)."""
 
 
+# SQLite's primary result codes for a write the disk did not take (`sqlite_errorcode & 0xFF`):
+# SQLITE_FULL is a full disk (ENOSPC), SQLITE_IOERR any other failed write (EFBIG, EIO, ...).
+_SQLITE_IOERR = 10
+_SQLITE_FULL = 13
+
+
+class StoreUnwritable(Exception):
+    """A write transaction the state dir's disk did not take; it was rolled back, so nothing
+    changed. `full` tells a full disk from another I/O error; the message names the folder."""
+
+    def __init__(self, folder: Path, full: bool, detail: str) -> None:
+        self.folder = folder
+        self.full = full
+        self.detail = detail
+        super().__init__(f"{folder}: {detail}")
+
+
+def _unwritable(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (_SQLITE_FULL, _SQLITE_IOERR)
+
+
 def _dump(doc: dict[str, Any]) -> str:
     # ensure_ascii keeps any odd character (even a lone surrogate) storable as text.
     return json.dumps(doc, separators=(",", ":"), allow_nan=False)
@@ -90,6 +112,7 @@ def _dump(doc: dict[str, Any]) -> str:
 class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._folder = path.parent.absolute()
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = sqlite3.connect(
             str(path), check_same_thread=False, isolation_level=None, timeout=10.0
@@ -108,16 +131,31 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; a write the disk does not take raises `StoreUnwritable`.
+
+        Whatever fails (a statement, or the COMMIT itself, where a full disk shows first), the
+        transaction is rolled back before the error leaves: a transaction left open would make
+        every later write fail ("cannot start a transaction within a transaction") even once
+        space is freed. SQLite may already have rolled it back itself (it does on SQLITE_FULL),
+        hence the `in_transaction` check."""
         with self._lock:
-            if self._db is None:
+            db = self._db
+            if db is None:
                 raise StoreClosed("the store is closed")
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:
+                if not _unwritable(error):
+                    raise
+                full = getattr(error, "sqlite_errorcode", 0) & 0xFF == _SQLITE_FULL
+                raise StoreUnwritable(self._folder, full, str(error)) from error
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

@@ -20,6 +20,12 @@ a small sidecar index `container.log.idx` (rotated with its log: `container.log.
 says where each line started and when; its format, written here and read by `events.py` and the
 Ray node's log shipping, lives in one place: `index.py`.
 
+A write the disk does not take (ENOSPC, EFBIG) may have written part of its bytes: the file
+then ends inside a line, and `at_line_start` says so (as it does after any write), so the
+writer above (`pump.ThrottledLog`) can finish that line with a marker of its own before the
+next output, instead of gluing the next line onto the cut one. `bytes_written` counts what
+reached the file, so it can also say how much was lost.
+
 The index of a file is capped at a quarter of `max_bytes` (and at least `MIN_MAX_BYTES`); when
 full, the log rotates at the next line start, so the per-container bound on disk is
 `(backups + 1) * max_bytes * 5 / 4` plus a header and a record per file.
@@ -64,6 +70,7 @@ class RotatingLog:
         self._fd = self._open(truncate=False)
         self._size = os.fstat(self._fd).st_size
         self._at_line_start = self._size == 0 or self._last_byte() == b"\n"
+        self.bytes_written = 0  # of the data given to `write`, over this object's life
         self._last_ms = -1
         self._index_fd = -1
         self._index_size = 0
@@ -164,11 +171,16 @@ class RotatingLog:
     def _write_all(self, data: bytes) -> None:
         self._record_line_start(data)
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            self._size += written
-            view = view[written:]
-        self._at_line_start = data.endswith(b"\n")
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                self._size += written
+                self.bytes_written += written
+                view = view[written:]
+        finally:
+            done = len(data) - len(view)
+            if done:  # after a short write too: the file may now end inside a line
+                self._at_line_start = data[done - 1] == 0x0A
 
     def _rotate(self) -> None:
         os.close(self._fd)

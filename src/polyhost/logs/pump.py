@@ -18,6 +18,11 @@ the event loop's scheduling lag stays what it is with no container at all (a few
 a shared 2-core machine). The thread wins because file writes and rotations (renames) never run
 on the loop that serves invocations, however slow the disk.
 
+A write the disk does not take (a full disk) loses that output, and may cut a line in the middle.
+The loss is counted, and once a write succeeds again the cut line is finished and one
+`[polyhost: N bytes not written to this log: <reason>]` line marks the gap, so output written
+after the disk recovers starts a line of its own rather than being glued to the cut one.
+
 If the server dies (kill -9), the pipe's read end closes with it and the container's next write
 fails (SIGPIPE, or EPIPE for programs that ignore it, as Python does). That is accepted: a server
 that comes back reaps the containers its predecessor left (`orphans.py`) before anything else.
@@ -48,6 +53,10 @@ WAKE_S = 1.0
 
 def dropped_marker(count: int) -> bytes:
     return f"[polyhost: {count} bytes dropped]\n".encode()
+
+
+def lost_marker(count: int, reason: str) -> bytes:
+    return f"[polyhost: {count} bytes not written to this log: {reason}]\n".encode()
 
 
 class TokenBucket:
@@ -86,6 +95,9 @@ class ThrottledLog:
         self.file = logfile
         self._bucket = TokenBucket(rate_bytes_s, burst_bytes)
         self._pending_drop = 0
+        # Bytes lost to failed writes since the last one that succeeded, and why.
+        self._pending_lost = 0
+        self._lost_reason = ""
         self._write_failed = False
         self.dropped_bytes = 0
 
@@ -100,6 +112,8 @@ class ThrottledLog:
         return True
 
     def flush_marker(self) -> None:
+        if self._pending_lost:
+            self._mark_lost()
         if self._pending_drop:
             marker = dropped_marker(self._pending_drop)
             self._pending_drop = 0
@@ -110,13 +124,37 @@ class ThrottledLog:
         self.write(line if self.file.at_line_start else b"\n" + line)
 
     def write(self, data: bytes) -> None:
+        if self._pending_lost and not self._mark_lost():
+            self._lose(len(data), None)  # the disk still takes nothing: this is lost too
+            return
+        before = self.file.bytes_written
         try:
             self.file.write(data)
         except OSError as error:
-            self.dropped_bytes += len(data)
-            if not self._write_failed:  # once per container, not once per chunk
-                self._write_failed = True
-                log.warning("cannot write log %s: %s", self.file.path, error.strerror or error)
+            self._lose(len(data) - (self.file.bytes_written - before), error)
+
+    def _lose(self, count: int, error: OSError | None) -> None:
+        self.dropped_bytes += count
+        self._pending_lost += count
+        if error is not None:
+            self._lost_reason = error.strerror or str(error)
+        if not self._write_failed:  # once per failure, not once per chunk
+            self._write_failed = True
+            log.warning("cannot write log %s: %s", self.file.path, self._lost_reason)
+
+    def _mark_lost(self) -> bool:
+        """Finish the line a failed write cut and say what was lost; True once written.
+
+        A marker cut in its turn is finished by the next attempt, which writes it whole."""
+        marker = lost_marker(self._pending_lost, self._lost_reason)
+        try:
+            self.file.write(marker if self.file.at_line_start else b"\n" + marker)
+        except OSError:
+            return False
+        log.info("writing log %s again; %d bytes were lost", self.file.path, self._pending_lost)
+        self._pending_lost = 0
+        self._write_failed = False
+        return True
 
 
 class LogPump:

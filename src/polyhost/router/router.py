@@ -21,6 +21,7 @@ from polyhost.router.table import ContainerRoute, EndpointRoute, ReplicaRoute, V
 from polyhost.router.upstream import (
     UpstreamConnectFailed,
     UpstreamError,
+    UpstreamHeadTooLarge,
     UpstreamNodeLost,
     UpstreamResponse,
     UpstreamResponseTooLarge,
@@ -361,6 +362,12 @@ class Router:
             message = (
                 f"Container {container.hostname} returned more than {max_response} bytes, the "
                 f"most allowed {where}"
+            )
+        elif isinstance(error, UpstreamHeadTooLarge):
+            message = (
+                f"Container {container.hostname} sent too big an answer head: {error}. polyhost "
+                "stopped reading it and closed the connection. See "
+                f"{self._log_hint(route, container)} for more information."
             )
         else:
             message = (

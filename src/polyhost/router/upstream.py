@@ -6,15 +6,30 @@ which alone would exceed the router's overhead budget. This client writes the re
 connections for reuse. Each container gets its own pool with a hard bound on requests in flight:
 a slow or hung container fills only its own pool and is refused at once past the bound, so it
 never delays its neighbours and never queues without limit.
+
+A container's answer is bounded as the bytes arrive, as a client's request head is bounded by
+the listener (the same settings: `--max-headers-total-bytes`, `--max-header-bytes`,
+`--max-header-count`): the head, each header line and the header count, and in a chunked body
+whatever the parser must hold without delivering any of it (a trailer, a chunk-size line). The
+parser only ever sees as many bytes as the cap still allows, so a head past its cap is refused
+after one cap's worth of bytes, not buffered until the invocation timeout: that matters for the
+memory and for the event loop, which the neighbours' calls and health checks share (httptools
+joins a header's pieces as they come, so a header line of hundreds of MiB costs seconds of CPU
+on the loop). The refused connection is closed, so the container's remaining bytes are never
+read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import httptools
+
+from polyhost.settings import KiB, Settings
 
 
 class UpstreamError(Exception):
@@ -47,6 +62,41 @@ class UpstreamResponseTooLarge(UpstreamError):
     pass
 
 
+class UpstreamHeadTooLarge(UpstreamError):
+    """The answer's head (or a chunked body's trailer) broke a cap: the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeadLimits:
+    """The caps on a container's answer head: bytes in all, bytes of one header (name and
+    value), and headers. A chunked body may hold at most `total` bytes of framing and trailer
+    the parser delivers nothing of."""
+
+    total: int
+    line: int
+    count: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HeadLimits:
+        """The request head's caps, which bound a container's answer head too."""
+        return cls(
+            settings.max_headers_total_bytes, settings.max_header_bytes, settings.max_header_count
+        )
+
+
+# Settings' defaults: 64 KiB in all, 16 KiB one header, 100 headers (nginx refuses an upstream
+# head past 4-8 KiB with a 502 "upstream sent too big header").
+DEFAULT_HEAD_LIMITS = HeadLimits.from_settings(Settings())
+
+
+def _size(count: int) -> str:
+    return f"{count // KiB} KiB" if count % KiB == 0 else f"{count} bytes"
+
+
+class _StopParsing(Exception):
+    """Raised from a parser callback once the answer is refused (its waiter already failed)."""
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamResponse:
     status: int
@@ -57,15 +107,22 @@ class UpstreamResponse:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; at most one request at a time."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, limits: HeadLimits) -> None:
         self._loop = loop
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[UpstreamResponse] | None = None
+        self._head_limits = limits
         self._headers: dict[bytes, bytes] = {}
+        self._header_count = 0
         self._chunks: list[bytes] = []
         self._size = 0
         self._limit = 0
+        # Bytes the parser may still be fed before it must have delivered something: the head
+        # must be complete within `limits.total`; after it, every delivery (body bytes, a chunk
+        # header) grants `limits.total` more, so only framing and trailers are counted.
+        self._budget = limits.total
+        self._in_head = True
         self.received_any = False
         self.closed = False
 
@@ -74,27 +131,94 @@ class _Connection(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self._waiter is None:  # bytes nobody asked for: never read, never reused
+            self.close()
+            return
         self.received_any = True
+        if len(data) <= self._budget:  # every ordinary answer: one feed
+            self._budget -= len(data)
+            self._feed(data)
+        else:
+            self._feed_bounded(data)
+
+    def _feed(self, data: bytes | memoryview) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as error:
-            self._fail(UpstreamConnectionError(f"malformed HTTP response: {error}"))
+            if self._waiter is not None:  # not refused on purpose: the bytes are not HTTP
+                self._fail(UpstreamConnectionError(f"malformed HTTP response: {error}"))
             self.close()
+
+    def _feed_bounded(self, data: bytes) -> None:
+        """Feed `data`, more than the budget allows, one budget at a time: a slice that leaves
+        the parser holding everything it was given (no delivery renewed the budget) is where
+        the answer breaks its cap, and nothing past it is parsed."""
+        view = memoryview(data)
+        while view and not self.closed:
+            room = self._budget
+            if len(view) <= room:
+                self._budget -= len(view)
+                self._feed(view)
+                return
+            self._budget = 0
+            self._feed(view[:room])
+            if self.closed:
+                return
+            if self._budget == 0:
+                total = _size(self._head_limits.total)
+                if self._in_head:
+                    reason = f"its head is larger than {total} (--max-headers-total-bytes)"
+                else:
+                    reason = (
+                        f"its chunked body holds more than {total} of chunk framing or trailer "
+                        "without data (--max-headers-total-bytes)"
+                    )
+                self._refuse(reason)
+                return
+            view = view[room:]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._fail(UpstreamConnectionError("connection closed by the container"))
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self._waiter is None:  # a second answer to one request
+            self.close()
+            raise _StopParsing()
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers[name.lower()] = value
+        limits = self._head_limits
+        self._header_count += 1
+        if len(name) + len(value) > limits.line:
+            shown = name[:64].decode("ascii", "replace")
+            where = "header" if self._in_head else "trailer"
+            self._refuse(
+                f"{where} {shown} is {len(name) + len(value)} bytes, more than the "
+                f"{_size(limits.line)} one header may hold (--max-header-bytes)"
+            )
+            raise _StopParsing()
+        if self._header_count > limits.count:
+            where = "headers" if self._in_head else "headers and trailers"
+            self._refuse(f"it has more than {limits.count} {where} (--max-header-count)")
+            raise _StopParsing()
+        if self._in_head:  # trailers are bounded, never used
+            self._headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._budget = self._head_limits.total
+
+    def on_chunk_header(self) -> None:
+        self._budget = self._head_limits.total
 
     def on_body(self, body: bytes) -> None:
+        self._budget = self._head_limits.total
         self._size += len(body)
         if self._size > self._limit:
             self._fail(UpstreamResponseTooLarge(f"response larger than {self._limit} bytes"))
             self.close()
-            return
+            raise _StopParsing()
         self._chunks.append(body)
 
     def on_message_complete(self) -> None:
@@ -113,9 +237,12 @@ class _Connection(asyncio.Protocol):
     def send(self, data: bytes, limit: int) -> asyncio.Future[UpstreamResponse]:
         assert self._transport is not None
         self._headers = {}
+        self._header_count = 0
         self._chunks = []
         self._size = 0
         self._limit = limit
+        self._budget = self._head_limits.total
+        self._in_head = True
         self.received_any = False
         self._waiter = self._loop.create_future()
         self._transport.write(data)
@@ -129,6 +256,10 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self._transport is not None:
             self._transport.close()
+
+    def _refuse(self, reason: str) -> None:
+        self._fail(UpstreamHeadTooLarge(reason))
+        self.close()
 
     def _fail(self, error: UpstreamError) -> None:
         waiter = self._waiter
@@ -158,12 +289,24 @@ class ContainerPool(Protocol):
 
 
 class UpstreamPool:
-    """Connections to one container (`host:port`) with a bound on requests in flight."""
+    """Connections to one container (`host:port`) with a bound on requests in flight, each
+    answer's head bounded by `head_limits`."""
 
-    def __init__(self, host: str, port: int, max_inflight: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        max_inflight: int,
+        head_limits: HeadLimits = DEFAULT_HEAD_LIMITS,
+        connect: Callable[[str, int], Awaitable[socket.socket]] | None = None,
+    ) -> None:
+        """`connect` opens a connected socket to (host, port) where the loop's own connect
+        cannot reach: inside an isolated instance's network namespace."""
         self.host = host
         self.port = port
         self.max_inflight = max_inflight
+        self.head_limits = head_limits
+        self._connect = connect
         self.inflight = 0
         self._idle: list[_Connection] = []
         self._host_header = f"{host}:{port}".encode()
@@ -230,9 +373,15 @@ class UpstreamPool:
                 return connection, True
         try:
             async with asyncio.timeout_at(deadline):
-                _, protocol = await loop.create_connection(
-                    lambda: _Connection(loop), self.host, self.port
-                )
+                if self._connect is None:
+                    _, protocol = await loop.create_connection(
+                        lambda: _Connection(loop, self.head_limits), self.host, self.port
+                    )
+                else:
+                    sock = await self._connect(self.host, self.port)
+                    _, protocol = await loop.create_connection(
+                        lambda: _Connection(loop, self.head_limits), sock=sock
+                    )
         except TimeoutError:
             raise UpstreamTimeout("timed out connecting") from None
         except OSError as error:

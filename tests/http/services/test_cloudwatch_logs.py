@@ -11,7 +11,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,8 +20,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from tests.support import waiting
 from tests.support.endpoints import deploy, echo_container, invoke
-from tests.support.server import REGION, PolyhostProcess, write_image_config
+from tests.support.server import REGION, PolyhostProcess, ServerFactory, write_image_config
 
 ENDPOINT = "cwl-echo"
 GROUP = f"/aws/sagemaker/Endpoints/{ENDPOINT}"
@@ -31,15 +32,8 @@ T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolyhostProcess]:
-    base = tmp_path_factory.mktemp("cwlogs")
-    proc = PolyhostProcess(
-        state_dir=base / "state",
-        image_config=write_image_config(base / "images.toml"),
-        extra_args=["--log-max-bytes", "1024", "--log-backups", "200"],
-    ).start()
-    yield proc
-    proc.stop()
+def server(start_server: ServerFactory) -> PolyhostProcess:
+    return start_server("--log-max-bytes", "1024", "--log-backups", "200", name="cwlogs")
 
 
 def logs_client(server: PolyhostProcess, validate: bool = True) -> Any:
@@ -79,13 +73,7 @@ def say(server: PolyhostProcess, hostname: str, *texts: str) -> None:
 
 def eventually(read: Callable[[], T], done: Callable[[T], bool], what: str) -> T:
     """Read until `done` (the log pump writes on its own thread); the deadline only stops a hang."""
-    deadline = time.monotonic() + 60
-    while True:
-        value = read()
-        if done(value):
-            return value
-        assert time.monotonic() < deadline, f"never saw {what}; last: {value!r}"
-        time.sleep(0.05)
+    return waiting.eventually(read, what, timeout=60, interval=0.05, until=done)
 
 
 def all_forward(logs: Any, stream: str, limit: int) -> list[dict[str, Any]]:
