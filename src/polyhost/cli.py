@@ -36,7 +36,7 @@ def _add_setting_flag(parser: argparse.ArgumentParser, spec: SettingSpec) -> Non
         f"{spec.help} (default: {shown if shown not in (None, '') else 'none'}; env {spec.env})"
     )
     common: dict[str, Any] = {"dest": spec.name, "default": argparse.SUPPRESS, "help": help_text}
-    if spec.kind == "bool":
+    if spec.kind in ("bool", "optional-bool"):
         parser.add_argument(spec.flag, action=argparse.BooleanOptionalAction, **common)
     elif spec.kind == "strings":
         parser.add_argument(spec.flag, action="append", metavar=spec.metavar, **common)
@@ -90,13 +90,14 @@ def _serve(args: argparse.Namespace) -> int:
     except (PolicyError, OSError) as error:  # names principal and statement, never a secret
         print(f"polyhost: cannot use --auth-file {settings.auth_file}: {error}", file=sys.stderr)
         return 2
+    from polyhost.backends.confinement import ConfinementError
     from polyhost.backends.factory import BackendUnavailable
     from polyhost.backends.registry import ImageConfigError
     from polyhost.backends.role_credentials import RoleCredentialsError
 
     try:
         run(settings)
-    except (BackendUnavailable, RoleCredentialsError, ImageConfigError) as error:
+    except (BackendUnavailable, ConfinementError, RoleCredentialsError, ImageConfigError) as error:
         # A backend that cannot run, a bad --role-credentials or --image-config: one line.
         print(f"polyhost: {error}", file=sys.stderr)
         return 2
@@ -117,6 +118,8 @@ def _admin_refusal(settings: Settings) -> str | None:
         return None
     host = settings.admin_host
     if settings.admin_token_file is None:
+        if settings.auth_file is not None:
+            return None  # the server makes a token of its own (server.py)
         if dataclasses.replace(settings, host=host).is_loopback:
             return None
         return (

@@ -16,6 +16,9 @@ import logging
 import signal
 import time
 
+from polyhost.auth.gate import Gate, load_access_control
+from polyhost.backends.confinement import plan as plan_confinement
+from polyhost.backends.confinement import protect_files
 from polyhost.backends.factory import make_backend
 from polyhost.backends.registry import ImageRegistry
 from polyhost.control.service import ControlPlane
@@ -23,9 +26,9 @@ from polyhost.deploy.deployer import EndpointDeployer
 from polyhost.http.admin.api import AdminApi
 from polyhost.http.admin.listener import ADMIN_MAX_CONNECTIONS, AdminApp, no_invocations
 from polyhost.http.admin.metrics import MetricsRoute
-from polyhost.http.admin.token import BearerCheck, load_admin_token
+from polyhost.http.admin.token import BearerCheck, generated_token_file, load_admin_token
 from polyhost.http.app import ExtraRoute, PolyhostApp, TargetHandler
-from polyhost.http.auth import AuthMiddleware, Gate, load_access_control
+from polyhost.http.auth import AuthMiddleware
 from polyhost.http.aws.cloudwatch_model import TARGET_PREFIX as CLOUDWATCH_TARGET
 from polyhost.http.aws.json_protocol import AwsJsonAdapter
 from polyhost.http.protocol import (
@@ -36,7 +39,7 @@ from polyhost.http.protocol import (
 )
 from polyhost.http.services.cloudwatch import ROUTE_PREFIX as CLOUDWATCH_ROUTE_PREFIX
 from polyhost.http.services.cloudwatch import CloudWatchRoute, cloudwatch_error
-from polyhost.http.services.cloudwatch_logs import LOGS_TARGET, CloudWatchLogsAdapter
+from polyhost.http.services.cloudwatch_logs import LOGS_TARGET, cloudwatch_logs_adapter
 from polyhost.http.services.container_logs import LogsRoute
 from polyhost.http.services.runtime import RuntimeAdapter
 from polyhost.http.types import Receive, Scope, Send
@@ -65,10 +68,24 @@ class PolyhostServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         settings.state_dir.mkdir(parents=True, exist_ok=True)
+        # What keeps tenants' containers apart (networks, users); raises ConfinementError when
+        # the server must not start (auth on a machine that cannot isolate, without
+        # --no-isolate). Files are closed to container users before anything is written.
+        self.confinement = plan_confinement(settings)
+        if self.confinement.users is not None:
+            protect_files(settings, settings.admin_token_file)
+        # With auth, the admin listener always wants a token: the operator's, or one made here.
+        self.admin_token_file = settings.admin_token_file
+        self.admin_token_generated = False
+        if self.admin_token_file is None and settings.auth_file is not None and settings.admin_port:
+            self.admin_token_file = generated_token_file(settings.state_dir)
+            self.admin_token_generated = True
         self.images = ImageRegistry.load(settings.image_config)
         self.backend = make_backend(settings, self.images)
         self.router = Router(settings)
-        self.deployer = EndpointDeployer(settings, self.backend, self.router)
+        self.deployer = EndpointDeployer(
+            settings, self.backend, self.router, confinement=self.confinement
+        )
         self.control = ControlPlane(settings, self.deployer, self.images)
         self.deployer.bind_status_sink(self.control)
         # Per-container history (10 s in memory, 1-minute roll-ups in the state dir), read by
@@ -86,7 +103,7 @@ class PolyhostServer:
             "/polyhost/endpoints": LogsRoute(self.deployer.log_streams),
         }
         targets: dict[str, TargetHandler] = {
-            LOGS_TARGET: CloudWatchLogsAdapter(
+            LOGS_TARGET: cloudwatch_logs_adapter(
                 LogsApi(settings.region, settings.account_id),
                 RetainedLogs(settings.containers_dir, self.deployer.all_log_streams),
             ),
@@ -101,7 +118,7 @@ class PolyhostServer:
         self.runtime = RuntimeAdapter(self.router, settings.max_body_bytes, self.gate)
         self.app = AuthMiddleware(
             PolyhostApp(
-                AwsJsonAdapter(self.control.call, settings.max_control_body_bytes),
+                AwsJsonAdapter.sagemaker(self.control.call, settings.max_control_body_bytes),
                 runtime=self.runtime.handle,
                 routes=routes,
                 access_log_enabled=settings.access_log,
@@ -123,6 +140,7 @@ class PolyhostServer:
         self.deployer.start(loop)
         if self.recorder is not None:
             self.recorder.start(loop)
+        self.confinement.tell()
         await self.backend.reap_orphans(self.settings.stop_grace_s)
         desired = self.control.desired_endpoints()
         for spec in desired:
@@ -190,7 +208,7 @@ class PolyhostServer:
         settings = self.settings
         if settings.admin_port == 0:
             return None
-        token_file = settings.admin_token_file
+        token_file = self.admin_token_file
         samples = self.deployer.container_samples
         app = AdminApp(
             MetricsRoute(container_registry(samples)),
@@ -214,11 +232,17 @@ class PolyhostServer:
                 f"admin listener {settings.admin_host}:{settings.admin_port} (--admin-port): "
                 f"{error.strerror}",
             ) from error
+        if token_file is None:
+            guard = "no token"
+        elif self.admin_token_generated:
+            guard = f"bearer token required: made one in {token_file} (mode 0600)"
+        else:
+            guard = f"bearer token required (the one in {token_file})"
         log.info(
             "admin listener on http://%s:%d (/metrics, /api, /ui; %s)",
             settings.admin_host,
             settings.admin_port,
-            "bearer token required" if token_file is not None else "no token",
+            guard,
         )
         return server, state, loop.create_task(sweep_idle_connections(state))
 

@@ -83,6 +83,23 @@ class Settings:
         "run Docker containers on this user network with published ports instead of the host's",
         metavar="NAME",
     )
+    # -- keeping tenants' containers apart (backends/confinement.py) --------------------------
+    isolate: bool | None = setting(
+        None,
+        "--isolate",
+        "run each instance's containers in a network namespace of their own: they reach each "
+        "other on loopback and nothing else, and only the router reaches them (default: on "
+        "with --auth-file; --no-isolate turns it off, which a machine that cannot make "
+        "namespaces needs with --auth-file)",
+    )
+    container_user: str = setting(
+        "auto",
+        "--container-user",
+        "who containers run as: auto (with --auth-file, a user of their own per instance from "
+        "2000000000-2000099999 where the server may switch users), server (the server's own "
+        "user), a uid, or a uid range FIRST-LAST (one uid per instance)",
+        metavar="USER",
+    )
     ray_address: str = setting(
         "",
         "--ray-address",
@@ -306,7 +323,9 @@ class SettingSpec:
     help: str
     metavar: str | None
     default: Any
-    kind: str  # "str" | "int" | "float" | "bool" | "path" | "optional-path" | "strings" | "paths"
+    # "str" | "int" | "float" | "bool" | "optional-bool" | "path" | "optional-path" | "strings"
+    # | "paths"
+    kind: str
     choices: tuple[str, ...] | None = None
 
     @property
@@ -322,6 +341,10 @@ class SettingSpec:
             if lowered in ("0", "false", "no", "off", ""):
                 return False
             raise ValueError(f"{self.env} must be true or false, not {raw!r}")
+        if self.kind == "optional-bool":  # unset ("auto") lets the server decide
+            if raw.strip().lower() in ("", "auto"):
+                return None
+            return dataclasses.replace(self, kind="bool").parse(raw)
         if self.kind == "int":
             return int(raw)
         if self.kind == "float":
@@ -344,6 +367,7 @@ _KINDS = {
     "int": "int",
     "float": "float",
     "bool": "bool",
+    "bool | None": "optional-bool",
     "Path": "path",
     "Path | None": "optional-path",
     "tuple[str, ...]": "strings",

@@ -9,6 +9,7 @@ another machine).
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,41 @@ class ModelFetch(Protocol):
 
 
 @dataclass(frozen=True)
+class ContainerUser:
+    """The uid and gid (equal, no supplementary groups) an instance's processes run as, when
+    the server confines containers to users of their own (`confinement.py`)."""
+
+    uid: int
+    gid: int
+
+
+class InstanceNetwork(Protocol):
+    """The network the containers of one instance share when the server isolates them: they
+    reach each other on loopback, and only the server reaches them, through `connect`."""
+
+    @property
+    def description(self) -> str: ...
+
+    async def connect(self, host: str, port: int) -> socket.socket:
+        """A socket connected to `host:port` inside the instance's network (raises OSError)."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of it once the instance's containers are stopped."""
+        ...
+
+
+@runtime_checkable
+class NetworkIsolator(Protocol):
+    """A backend that can give each instance a network of its own (process: a network
+    namespace; Docker: a pause container's). Ray does not implement it."""
+
+    async def open_network(self, instance_key: str) -> InstanceNetwork:
+        """A new network for the instance `instance_key` names; raises ContainerStartError."""
+        ...
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     """How to start one container."""
 
@@ -65,6 +101,10 @@ class LaunchSpec:
     instance_key: str | None = None
     # Model data the container's node fetches itself (`model_dir` is then None).
     model_fetch: ModelFetch | None = None
+    # The instance's own network (isolation on; from the backend's `open_network`), None for
+    # the host's; and the user its processes run as, None for the server's.
+    network: InstanceNetwork | None = None
+    user: ContainerUser | None = None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from polyhost.backends.base import Backend, InstancePlacer
+from polyhost.backends.confinement import Confinement
 from polyhost.control.seam import (
     EndpointSpec,
     StatusReport,
@@ -74,7 +75,10 @@ class EndpointDeployer:
         backend: Backend,
         router: Router,
         artifacts: ArtifactStore | None = None,
+        *,
+        confinement: Confinement | None = None,
     ) -> None:
+        """`confinement`: what keeps instances apart (the server's plan); none by default."""
         self._settings = settings
         self._router = router
         self._backend = backend
@@ -84,6 +88,7 @@ class EndpointDeployer:
             artifacts=self._artifacts,
             ports=PortAllocator(),
             settings=settings,
+            confinement=confinement,
         )
         self._sink: StatusSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

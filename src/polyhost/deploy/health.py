@@ -14,12 +14,18 @@ not free *and* not held by the container (`port_taken_by_another`, raised as `Po
 the starter answers with a fresh port); a container that listens (or a port nobody listens on)
 is a failing health check. Those bind(2) probes only mean something on this machine: a
 container on another node (Ray) is judged by what its agent sees.
+
+An isolated instance's containers (`confinement.py`) listen in the instance's own network, so
+the ping connects through it (`connector`), and no collision is possible there: the probes,
+which would look at the host's ports, are skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from polyhost.backends.base import ContainerHandle, lost_reason, node_of
@@ -37,12 +43,28 @@ MAX_STATUS_LINE = 1024
 TAKEN_POLLS = 2
 
 
-async def ping(host: str, port: int, timeout: float = PING_TIMEOUT_S) -> bool:
-    """True when the container answers `/ping` with 200; any failure is simply False."""
+Connect = Callable[[str, int], Awaitable[socket.socket]]
+
+
+def connector(container: RunningContainer) -> Connect | None:
+    """How to reach the container: through its instance's network when it has one."""
+    network = container.launch.network
+    return None if network is None else network.connect
+
+
+async def ping(
+    host: str, port: int, timeout: float = PING_TIMEOUT_S, *, connect: Connect | None = None
+) -> bool:
+    """True when the container answers `/ping` with 200; any failure is simply False.
+    `connect` opens the connection where the loop cannot (an instance's own network)."""
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port, limit=MAX_STATUS_LINE)
+            if connect is None:
+                reader, writer = await asyncio.open_connection(host, port, limit=MAX_STATUS_LINE)
+            else:
+                sock = await connect(host, port)
+                reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_STATUS_LINE)
             writer.write(
                 f"GET /ping HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode()
             )
@@ -107,8 +129,10 @@ async def wait_healthy(
     variant = container.variant.variant_name
     port = handle.port
     taken_polls = 0
-    owns_port = False
     remote = node_of(handle) is not None
+    connect = connector(container)
+    # In an instance's own network nobody else can hold the port: no probe is needed.
+    owns_port = connect is not None
     while True:
         lost = lost_reason(handle)
         if lost is not None:
@@ -117,7 +141,7 @@ async def wait_healthy(
             )
         code = handle.exit_code()
         if code is not None:
-            if port_taken_by_another(handle):
+            if connect is None and port_taken_by_another(handle):
                 raise PortTaken(
                     f"Container {hostname} for production variant {variant} could not bind "
                     f"port {port}: another process holds it."
@@ -128,7 +152,9 @@ async def wait_healthy(
                 container.launch.log_path,
             )
         remaining = deadline - loop.time()
-        answered = await ping(handle.host, port, timeout=min(PING_TIMEOUT_S, max(remaining, 0.05)))
+        answered = await ping(
+            handle.host, port, timeout=min(PING_TIMEOUT_S, max(remaining, 0.05)), connect=connect
+        )
         if remote:
             # The agent on the node says whether the container holds its port (None: not yet
             # known, and the answer is trusted as on a machine that cannot tell).

@@ -17,7 +17,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from polyhost.backends.base import ContainerHandle, InstanceRequest, LaunchSpec, node_of
+from polyhost.backends.base import (
+    ContainerHandle,
+    ContainerUser,
+    InstanceNetwork,
+    InstanceRequest,
+    LaunchSpec,
+    node_of,
+)
 from polyhost.control.seam import ContainerSpec, EndpointSpec, VariantSpec
 from polyhost.logs.streams import LogStream
 from polyhost.router.table import ContainerRoute, EndpointRoute, VariantRoute
@@ -82,6 +89,9 @@ class RunningGroup:
     withdrawn: set[tuple[str, str]] = field(default_factory=set)
     # Called when `withdrawn` changes (the deployer republishes the route and the counts).
     on_change: Callable[[], None] | None = None
+    # What isolates its instances (`confinement.py`), let go of once its containers stopped.
+    networks: list[InstanceNetwork] = field(default_factory=list)
+    users: list[ContainerUser] = field(default_factory=list)
 
     def log_streams(self) -> list[LogStream]:
         return [c.stream for c in self.containers]

@@ -12,6 +12,14 @@ A backend that places instances (`InstancePlacer`, Ray) gets each instance place
 containers start, and released once they stopped. The routes then use the address the backend
 reports for each container (its node's), and a request that fails because the container's
 node was lost is answered as a 503 naming the node (`node_pool.NodeAwarePool`).
+
+Isolated (`confinement.py`: with auth, or `--isolate`), each instance gets a network of its own
+from the backend (`NetworkIsolator.open_network`) before its containers start, and, on the
+process backend, a user of its own: every container of the instance is launched into that
+network as that user, and the routes and health checks connect through the network
+(`InstanceNetwork.connect`), since nothing outside it reaches the containers. The folders a
+container user needs (its working folder, its model) are opened to it, and nothing else. Both
+are let go of when the group stops.
 """
 
 from __future__ import annotations
@@ -27,9 +35,16 @@ from polyhost.backends.base import (
     InstancePlacer,
     InstanceRequest,
     LaunchSpec,
+    NetworkIsolator,
     PlacementError,
     is_adopted,
     node_of,
+)
+from polyhost.backends.confinement import (
+    Confinement,
+    ConfinementError,
+    open_for_reading,
+    open_path_to,
 )
 from polyhost.control.seam import ContainerSpec, EndpointSpec, VariantSpec
 from polyhost.deploy.failure import DeployFailure, PortTaken
@@ -66,9 +81,15 @@ class GroupStarter:
         ports: PortAllocator,
         settings: Settings,
         host: str = "127.0.0.1",
+        confinement: Confinement | None = None,
     ) -> None:
         self._backend = backend
         self._placer = backend if isinstance(backend, InstancePlacer) else None
+        confinement = confinement or Confinement()
+        self._isolator = (
+            backend if confinement.networks and isinstance(backend, NetworkIsolator) else None
+        )
+        self._users = confinement.users
         self._settings = settings
         self._artifacts = artifacts
         self._ports = ports
@@ -99,6 +120,7 @@ class GroupStarter:
         try:
             model_dirs = await self._fetch_models(spec)
             self._plan(spec, group, model_dirs)
+            await self._confine(spec, group)
             await self._start_all(group)
             group.route = self._route(spec, group)
         except BaseException:
@@ -151,6 +173,55 @@ class GroupStarter:
             await asyncio.gather(
                 *(self._placer.release_instance(key) for key in placed), return_exceptions=True
             )
+        networks, group.networks = group.networks, []
+        await asyncio.gather(*(network.close() for network in networks), return_exceptions=True)
+        users, group.users = group.users, []
+        if self._users is not None:
+            for user in users:
+                self._users.release(user)
+
+    async def _confine(self, spec: EndpointSpec, group: RunningGroup) -> None:
+        """Give each instance its network and user (isolation on; see the module docstring)."""
+        if self._isolator is None and self._users is None:
+            return
+        instances: dict[tuple[str, str], list[RunningContainer]] = {}
+        for container in group.containers:
+            instances.setdefault(container.instance, []).append(container)
+        for (variant, instance_id), members in instances.items():
+            network = None
+            if self._isolator is not None:
+                key = f"{spec.endpoint_name}.r{spec.revision}.{variant}.{instance_id}"
+                try:
+                    network = await self._isolator.open_network(key)
+                except Exception as error:
+                    raise DeployFailure(
+                        f"Instance {instance_id} of production variant {variant} could not get "
+                        f"a network of its own: {error}"
+                    ) from None
+                group.networks.append(network)
+            user = None
+            if self._users is not None:
+                try:
+                    user = self._users.allocate()
+                except ConfinementError as error:
+                    raise DeployFailure(str(error)) from None
+                group.users.append(user)
+            for container in members:
+                container.launch = replace(container.launch, network=network, user=user)
+        if self._users is not None:
+            await asyncio.to_thread(self._open_folders, group)
+
+    def _open_folders(self, group: RunningGroup) -> None:
+        """What a container user must reach: its working folder (and the folders above it),
+        its model. Logs stay the server's (0600)."""
+        state = self._settings.state_dir
+        for container in group.containers:
+            launch = container.launch
+            if launch.work_dir is not None:
+                open_path_to(launch.work_dir, state)
+            if launch.model_dir is not None:
+                open_path_to(launch.model_dir.parent, state)
+                open_for_reading(launch.model_dir)
 
     async def _stop_one(self, container: RunningContainer) -> None:
         if container.route is not None:
@@ -327,9 +398,13 @@ class GroupStarter:
         """Connections to where the container listens: the handle's address (on another node
         for Ray), which the backend may have chosen rather than the planned one."""
         handle = container.handle
+        network = container.launch.network
+        connect = None if network is None else network.connect
         if handle is None:
-            return UpstreamPool(container.launch.host, container.launch.port, self._max_inflight)
-        pool = UpstreamPool(handle.host, handle.port, self._max_inflight)
+            return UpstreamPool(
+                container.launch.host, container.launch.port, self._max_inflight, connect=connect
+            )
+        pool = UpstreamPool(handle.host, handle.port, self._max_inflight, connect=connect)
         if node_of(handle) is None:
             return pool
         return NodeAwarePool(pool, container)

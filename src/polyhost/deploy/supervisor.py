@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from polyhost.backends.base import lost_reason
 from polyhost.deploy.failure import DeployFailure
-from polyhost.deploy.health import HealthWatch, ping, wait_healthy
+from polyhost.deploy.health import HealthWatch, connector, ping, wait_healthy
 from polyhost.deploy.node_pool import NodeAwarePool
 from polyhost.deploy.running import RunningContainer, RunningGroup
 from polyhost.deploy.starter import GroupStarter
@@ -72,7 +72,7 @@ async def watch(
         if now < health.due:
             await asyncio.sleep(min(POLL_S, health.due - now))
             continue
-        healthy = await ping(handle.host, handle.port)
+        healthy = await ping(handle.host, handle.port, connect=connector(container))
         if group.stopping or handle.exit_code() is not None:
             continue  # an exit explains a failed ping better: the loop reports it
         if health.record(healthy, loop.time()):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from polyhost.backends.base import (
     ContainerHandle,
     ContainerStartError,
+    InstanceNetwork,
     LaunchSpec,
 )
 from polyhost.backends.container_log import open_container_log
@@ -35,6 +36,7 @@ from polyhost.backends.docker.container import DockerContainer
 from polyhost.backends.docker.daemon import DaemonUnavailable, connect, first_line
 from polyhost.backends.docker.env import docker_environment
 from polyhost.backends.docker.logs import LogFollower
+from polyhost.backends.docker.pod import DockerPod
 from polyhost.backends.docker.run import bind_host, create_options, describe_limits
 from polyhost.backends.docker.stats import StatsSampler
 from polyhost.backends.local_container import LiveContainers
@@ -145,6 +147,12 @@ class DockerBackend(RegistryImages):
         docker_images.require_bind_to_port(spec.image, image.labels)
         name = docker_labels.container_name(self._server, spec.container_id)
         self._remove_stale(short, name)
+        pod = None
+        if spec.network is not None:
+            if not isinstance(spec.network, DockerPod):
+                raise ContainerStartError(f"{spec.network.description} is not a Docker pod")
+            pod = spec.network.ensure(short, reference)
+        image_user = str(((image.attrs or {}).get("Config") or {}).get("User") or "")
         options = create_options(
             spec,
             image=reference,
@@ -157,6 +165,8 @@ class DockerBackend(RegistryImages):
                 credentials=credentials,
             ),
             network=self._network,
+            image_user=image_user,
+            pod=pod,
         )
         container: Container | None = None
         try:
@@ -225,6 +235,11 @@ class DockerBackend(RegistryImages):
         log.warning("removing container %s left from an earlier start", name)
         with contextlib.suppress(docker.errors.NotFound):
             stale.remove(force=True)
+
+    async def open_network(self, instance_key: str) -> InstanceNetwork:
+        """The instance's pause container (`NetworkIsolator`; `pod.py`), started with the
+        instance's first container."""
+        return DockerPod(self._server, instance_key)
 
     async def _credentials(self, spec: LaunchSpec) -> AwsCredentials | None:
         role = spec.execution_role_arn

@@ -10,6 +10,11 @@
   that user network instead and its port is published on 127.0.0.1 only (the stack binds
   0.0.0.0 inside the container's own network namespace); SAGEMAKER_SAFE_PORT_RANGE is then
   not published.
+- Isolated (`confinement.py`): the instance's pause container's network
+  (`network_mode=container:<id>`, `pod.py`): the instance's containers share a loopback and
+  nothing else, and only the server reaches them.
+- User: the image's USER; an image that names none (root, by Docker's default) runs as nobody
+  (65534:65534), so a container is never root by accident. The built-in images name one.
 - Limits: memory (no swap beyond it) and CPUs from images.toml, per image. No limit when the
   image has none, as with the process backend: a guessed share could kill a model that needs
   more, and Docker's default (none) is what a user of `docker run` expects.
@@ -29,6 +34,7 @@ COMMAND = ["serve"]
 # log file (LaunchSpec.log_path). Bound Docker's so a chatty container cannot fill its disk.
 DOCKER_LOG = {"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}}
 LOOPBACK = "127.0.0.1"
+NOBODY = "65534:65534"
 
 
 def bind_host(network: str) -> str:
@@ -44,8 +50,11 @@ def create_options(
     labels: dict[str, str],
     environment: dict[str, str],
     network: str,
+    image_user: str = "",
+    pod: str | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments of `client.containers.create` for `spec`."""
+    """Keyword arguments of `client.containers.create` for `spec`; `image_user` is the image's
+    USER (empty: none), `pod` the pause container whose network it joins (isolated)."""
     options: dict[str, Any] = {
         "image": image,
         "command": list(COMMAND),
@@ -58,7 +67,11 @@ def create_options(
     }
     if spec.model_dir is not None:
         options["volumes"] = {str(spec.model_dir): {"bind": MODEL_DIR, "mode": "ro"}}
-    if network:
+    if not image_user:
+        options["user"] = NOBODY
+    if pod is not None:
+        options["network_mode"] = f"container:{pod}"
+    elif network:
         options["network"] = network
         options["ports"] = {f"{spec.port}/tcp": (LOOPBACK, spec.port)}
     else:

@@ -23,6 +23,11 @@ and every requested limit that could not be applied is logged as a warning.
 
 A container gets the credentials of its model's ExecutionRoleArn when the server maps that role
 (`role_credentials.py`), and never the server's own (`env.py`).
+
+Isolated (`confinement.py`): an instance's containers are born in its network namespace
+(`netns.py`: the spawn runs on a worker thread that entered it, so the child starts there and no
+`preexec_fn` is needed), and run as the instance's user, which `subprocess` switches to in the
+child before the program runs (`user`, `group`, no supplementary groups).
 """
 
 from __future__ import annotations
@@ -35,12 +40,19 @@ import resource
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from polyhost.backends import cgroups, proc
-from polyhost.backends.base import ContainerHandle, ContainerStartError, LaunchSpec
+from polyhost.backends.base import (
+    ContainerHandle,
+    ContainerStartError,
+    InstanceNetwork,
+    LaunchSpec,
+)
 from polyhost.backends.container_log import open_container_log
 from polyhost.backends.local_container import LiveContainers
+from polyhost.backends.netns import NamespaceError, NetworkNamespace
 from polyhost.backends.process.container import ProcessContainer
 from polyhost.backends.process.env import container_environment, stack_pythonpath
 from polyhost.backends.process.orphans import reap, write_pidfile
@@ -116,6 +128,7 @@ class ProcessBackend(RegistryImages):
 
     async def start(self, spec: LaunchSpec) -> ContainerHandle:
         entry = self._resolve(spec.image)
+        namespace = None if spec.network is None else _namespace(spec.network)
         await self._retire(spec.container_id)
         self._keep_reaping()
         credentials = await self._credentials(spec)
@@ -133,8 +146,10 @@ class ProcessBackend(RegistryImages):
         # Recorded before the spawn: a server killed right after it still leaves a record.
         pidfile = write_pidfile(self._run_dir, spec.container_id, None, placement, run_id)
         read_fd, write_fd = os.pipe()
-        try:
-            popen = subprocess.Popen(
+        user = spec.user
+
+        def spawn() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
                 list(entry.command),
                 stdin=subprocess.DEVNULL,
                 stdout=write_fd,
@@ -143,14 +158,25 @@ class ProcessBackend(RegistryImages):
                 env=env,
                 start_new_session=True,
                 close_fds=True,
+                user=None if user is None else user.uid,
+                group=None if user is None else user.gid,
+                extra_groups=None if user is None else [],
             )
+
+        try:
+            if namespace is None:
+                popen = spawn()
+            else:
+                popen = await asyncio.to_thread(_spawn_in, namespace, spawn)
         except OSError as error:
             os.close(read_fd)
             logfile.close()
             placement.remove()
             pidfile.unlink(missing_ok=True)
+            who = "" if user is None else f" as user {user.uid} (--container-user)"
             raise ContainerStartError(
-                f"cannot run {entry.command[0]} for image {spec.image}: {error.strerror or error}"
+                f"cannot run {entry.command[0]} for image {spec.image}{who}: "
+                f"{error.strerror or error}"
             ) from None
         finally:
             os.close(write_fd)  # the child holds its own copy; EOF comes when its tree is gone
@@ -173,6 +199,15 @@ class ProcessBackend(RegistryImages):
         )
         self._live.add(handle)
         return handle
+
+    async def open_network(self, instance_key: str) -> InstanceNetwork:
+        """A network namespace of the instance's own (`NetworkIsolator`)."""
+        try:
+            return await asyncio.to_thread(NetworkNamespace.create, f"instance {instance_key}")
+        except NamespaceError as error:
+            raise ContainerStartError(
+                f"cannot make a network namespace for instance {instance_key}: {error}"
+            ) from None
 
     async def _credentials(self, spec: LaunchSpec) -> AwsCredentials | None:
         """The credentials of the container's role, resolved now (off the event loop)."""
@@ -284,3 +319,17 @@ class ProcessBackend(RegistryImages):
     async def reap_orphans(self, grace_s: float) -> list[str]:
         """Stop containers a previous server run left behind (see `orphans.reap`)."""
         return await reap(self._run_dir, self._live.ids(), grace_s)
+
+
+def _namespace(network: InstanceNetwork) -> NetworkNamespace:
+    if not isinstance(network, NetworkNamespace):
+        raise ContainerStartError(f"{network.description} is not a network namespace")
+    return network
+
+
+def _spawn_in(
+    network: NetworkNamespace, spawn: Callable[[], subprocess.Popen[bytes]]
+) -> subprocess.Popen[bytes]:
+    """Fork from this (worker) thread while it is in the namespace: the child starts there."""
+    with network.entered():
+        return spawn()

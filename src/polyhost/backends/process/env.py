@@ -80,6 +80,7 @@ def stack_pythonpath(state_dir: Path) -> Path:
     """
     folder = state_dir / "stack-pythonpath"
     folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o755)  # a container user's interpreter reads it (`confinement.py`)
     package = Path(polyhost.__file__).resolve().parent
     link = folder / "polyhost"
     try:

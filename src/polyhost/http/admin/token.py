@@ -5,6 +5,11 @@ endpoint, so off loopback it must not be open to anyone who can reach the port. 
 (what Prometheus' `authorization` scrape option and curl's `-H` send without extra tooling) is
 enough for that one operator-facing port; the main port keeps SigV4.
 
+With `--auth-file` the server is shared by tenants, and their containers run on this machine:
+loopback is no boundary then, so the listener always wants a token. When none is given, the
+server makes one (`generated_token_file`: random, mode 0600 in the state dir, kept across
+restarts so scrapers keep working) and logs where it is, never what it is.
+
 The token is a secret: it is never logged or put in an error message, and it is compared in
 constant time (`hmac.compare_digest`), so the time a refusal takes says nothing about how much
 of a guess was right. The file is read with a cap, and the token must be at least
@@ -14,7 +19,11 @@ inside one is a mistake worth refusing at start rather than at the first scrape.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import os
+import secrets
+import stat
 from pathlib import Path
 
 from polyhost.http.io import header
@@ -47,6 +56,29 @@ def load_admin_token(path: Path) -> bytes:
             "or non-ASCII); use a random hex or base64 token"
         )
     return token
+
+
+GENERATED_TOKEN_NAME = "admin-token"
+
+
+def generated_token_file(state_dir: Path) -> Path:
+    """The state dir's own token file, made (32 random bytes, hex, mode 0600) unless a usable
+    one is there already; a file other users could read, or that holds no usable token, is
+    replaced. Raises OSError when it cannot be written."""
+    path = state_dir / GENERATED_TOKEN_NAME
+    with contextlib.suppress(OSError, AdminTokenError):
+        info = path.lstat()
+        private = stat.S_IMODE(info.st_mode) & 0o077 == 0
+        if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and private:
+            load_admin_token(path)
+            return path
+    temporary = path.with_name(f".{GENERATED_TOKEN_NAME}.{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(secrets.token_hex(32) + "\n")
+    os.replace(temporary, path)
+    return path
 
 
 class BearerCheck:
