@@ -198,12 +198,20 @@ class Settings:
         8 * KiB, "--max-request-line-bytes", "longest request line (method, URL, version): 414"
     )
     max_header_bytes: int = setting(
-        16 * KiB, "--max-header-bytes", "longest single header line: 431"
+        16 * KiB,
+        "--max-header-bytes",
+        "longest single header line: 431 for a request, ModelError for a container's answer",
     )
     max_headers_total_bytes: int = setting(
-        64 * KiB, "--max-headers-total-bytes", "largest request head in all: 431"
+        64 * KiB,
+        "--max-headers-total-bytes",
+        "largest head in all: 431 for a request, ModelError for a container's answer",
     )
-    max_header_count: int = setting(100, "--max-header-count", "most headers in a request: 431")
+    max_header_count: int = setting(
+        100,
+        "--max-header-count",
+        "most headers in a head: 431 for a request, ModelError for a container's answer",
+    )
     access_log: bool = setting(True, "--access-log", "one log line per request")
     # -- containers ---------------------------------------------------------------------------
     stop_grace_s: float = setting(

@@ -61,7 +61,7 @@ from polyhost.router.table import (
     ReplicaRoute,
     VariantRoute,
 )
-from polyhost.router.upstream import ContainerPool, UpstreamPool
+from polyhost.router.upstream import ContainerPool, HeadLimits, UpstreamPool
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.deploy")
@@ -96,6 +96,8 @@ class GroupStarter:
         self._containers_dir = settings.containers_dir
         self._host = host
         self._max_inflight = settings.max_inflight_per_container
+        # A container's answer head is capped as a request head is (the same three settings).
+        self._head_limits = HeadLimits.from_settings(settings)
         self._stop_grace_s = settings.stop_grace_s
         self._default_startup_timeout_s = settings.default_startup_timeout_s
         self._health_check_interval_s = max(settings.health_check_interval_s, 0.01)
@@ -402,9 +404,19 @@ class GroupStarter:
         connect = None if network is None else network.connect
         if handle is None:
             return UpstreamPool(
-                container.launch.host, container.launch.port, self._max_inflight, connect=connect
+                container.launch.host,
+                container.launch.port,
+                self._max_inflight,
+                head_limits=self._head_limits,
+                connect=connect,
             )
-        pool = UpstreamPool(handle.host, handle.port, self._max_inflight, connect=connect)
+        pool = UpstreamPool(
+            handle.host,
+            handle.port,
+            self._max_inflight,
+            head_limits=self._head_limits,
+            connect=connect,
+        )
         if node_of(handle) is None:
             return pool
         return NodeAwarePool(pool, container)
