@@ -35,7 +35,7 @@ from polyhost.backends.docker import labels as docker_labels
 from polyhost.backends.docker.container import DockerContainer
 from polyhost.backends.docker.daemon import DaemonUnavailable, connect, first_line
 from polyhost.backends.docker.env import docker_environment
-from polyhost.backends.docker.logs import LogFollower
+from polyhost.backends.docker.log_copy import LogFollower
 from polyhost.backends.docker.pod import DockerPod
 from polyhost.backends.docker.run import bind_host, create_options, describe_limits
 from polyhost.backends.docker.stats import StatsSampler

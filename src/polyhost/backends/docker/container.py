@@ -24,7 +24,7 @@ import psutil
 
 from polyhost.backends.base import ContainerStats, LaunchSpec
 from polyhost.backends.docker.daemon import first_line
-from polyhost.backends.docker.logs import LogFollower
+from polyhost.backends.docker.log_copy import LogFollower
 from polyhost.backends.docker.stats import StatsSampler
 from polyhost.backends.local_container import LocalContainer
 from polyhost.backends.proc import listening_in

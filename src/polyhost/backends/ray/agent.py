@@ -35,7 +35,7 @@ from polyhost.backends.base import ContainerStats, LaunchSpec
 from polyhost.backends.process.backend import ProcessBackend
 from polyhost.backends.process.container import ProcessContainer
 from polyhost.backends.ray import models as ray_models
-from polyhost.backends.ray.logs import read_slice
+from polyhost.backends.ray.log_shipping import read_slice
 from polyhost.backends.registry import ImageRegistry
 from polyhost.settings import Settings
 

@@ -49,7 +49,7 @@ from polyhost.backends.ray import placement as ray_placement
 from polyhost.backends.ray.agent import AgentLaunch, ContainerState, InstanceAgent, Started
 from polyhost.backends.ray.calls import RAY_CALLS, awaited, cause, first_line, ray_call
 from polyhost.backends.ray.container import PlacedInstance, RayContainer
-from polyhost.backends.ray.logs import SHIP_MAX_BYTES
+from polyhost.backends.ray.log_shipping import SHIP_MAX_BYTES
 from polyhost.backends.registry import ImageRegistry, RegistryImages
 from polyhost.backends.server_id import server_id
 from polyhost.settings import Settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from polyhost.backends.docker.logs import LogFollower
+from polyhost.backends.docker.log_copy import LogFollower
 from polyhost.logs.files import RotatingLog
 
 

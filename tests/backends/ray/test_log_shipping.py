@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from polyhost.backends.ray.logs import read_slice
+from polyhost.backends.ray.log_shipping import read_slice
 from polyhost.logs.files import MIN_MAX_BYTES, RotatingLog
 
 
