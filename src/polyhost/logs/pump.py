@@ -1,7 +1,7 @@
 """Copies a container's output from a pipe into its rotating log file, at a bounded rate.
 
 The server owns the writes (rather than handing the child the log file itself) so the file can
-be rotated by size (`logfile.py`) and so a container that prints in a loop cannot fill the disk
+be rotated by size (`files.py`) and so a container that prints in a loop cannot fill the disk
 or the server's time:
 
 - a token bucket lets through `RATE_BYTES_S` sustained with bursts up to `BURST_BYTES`; what

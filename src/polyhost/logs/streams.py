@@ -3,7 +3,7 @@
 Two readers share this module: `tail` gives the end of a log as text for a FailureReason, and
 `read_chunk` serves byte ranges to the logs route so a client can follow a log by offset without
 ever repeating or skipping a byte. CloudWatch Logs' API reads the same files as timestamped
-events, across rotated files, through `log_events.py`.
+events, across rotated files, through `events.py`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ already hashed. Hashing while downloading lets the cache key extracted models by
 the same archive under two URLs is extracted once.
 
 This module holds the common part and the `file://` and `s3://` sources; `https://` is in
-`https_source` (with the host policy of `model_hosts` and the pinned connection of
+`https_source` (with the host policy of `hosts` and the pinned connection of
 `pinned_https`). Every loop here checks the fetch's deadline and cancellation (`FetchLimits`).
 
 A `file://` path must be a regular file or a folder: a FIFO, a device or a socket is refused
