@@ -80,10 +80,11 @@ test: lint typecheck $(SDK_STAMP) tools ui
 	PYTHON=$(BIN)/python scripts/docker-up.sh
 	POLYHOST_SDK_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python $(BIN)/pytest -q
 
-# The in-process core only, in under a minute: no Docker, Ray, browser or SDK, nothing slow
-# (the markers are put on by tests/conftest.py; `make test` still runs every test).
+# The in-process core only, in under a minute: no server or stack started as a program, no
+# Docker, Ray, browser or SDK, nothing slow (the markers are put on by tests/conftest.py;
+# `make test` still runs every test).
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not docker and not ray and not browser and not sdk and not slow"
+	$(BIN)/pytest -q -m "not process and not docker and not ray and not browser and not sdk and not slow"
 
 run: $(STAMP) ui
 	$(BIN)/python examples/mnist-multi-container/run_demo.py --port $(PORT) $(RUN_ARGS)

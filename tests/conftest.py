@@ -1,5 +1,6 @@
 """Fixtures: a real polyhost server process per test module, and boto3 clients for it; and the
-markers (docker, ray, browser, sdk, slow) put on each test by its folder and its fixtures.
+markers (docker, ray, browser, sdk, slow, process) put on each test by its folder, its fixtures
+and the programs it starts.
 
 `start_server(*extra_args, name=..., images=True, busy=False, env=None)` starts one more server
 with its own options (see tests/support/server.py's ServerFactory) and stops it when the module
@@ -20,7 +21,7 @@ from tests.support.server import PolyhostProcess, ServerFactory
 TESTS = Path(__file__).parent
 
 # Markers by where a test is, relative to tests/: a folder (ending in "/"), a file, or one test
-# ("file::name", every parametrization of it). `make test-fast` deselects all five.
+# ("file::name", every parametrization of it). `make test-fast` deselects them all.
 BY_PLACE: dict[str, tuple[str, ...]] = {
     "backends/docker/": ("docker",),
     "reliability/test_docker_faults.py": ("docker",),
@@ -35,6 +36,24 @@ BY_FIXTURE: dict[str, str] = {
     "cluster": "ray",  # a LocalRayCluster
     "browser": "browser",  # Playwright's chromium
 }
+# A test that starts the server (or a stack) as a program of its own: through these fixtures, or
+# in a module that starts `PolyhostProcess` or `StackProcess` itself. `make test-fast` leaves
+# them out, keeping the in-process core.
+PROCESS_FIXTURES = frozenset({"server", "start_server", "start_own_server"})
+PROCESS_STARTERS = ("PolyhostProcess(", "StackProcess(", "start_all(")
+_starts_processes: dict[Path, bool] = {}
+
+
+def starts_processes(item: pytest.Item) -> bool:
+    if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    path = item.path
+    if path not in _starts_processes:
+        source = path.read_text(encoding="utf-8")
+        _starts_processes[path] = any(starter in source for starter in PROCESS_STARTERS)
+    return _starts_processes[path]
+
+
 # Slower than a few seconds each on a 2-core machine (measured with --durations).
 SLOW: tuple[str, ...] = (
     "reliability/",  # faults, fuzzing, hostile clients, kill -9 at every point
@@ -49,6 +68,16 @@ SLOW: tuple[str, ...] = (
     "http/services/test_cloudwatch_logs.py::test_a_deleted_endpoints_logs_stay_readable_until_retention_ends",
     "auth/test_sigv4_compiled.py::test_a_mutated_request_gets_the_answer_python_gives",
     "control/test_awscli.py::test_cli_flow",
+    # In process, but each waits out real timers (a policy's clock, restarts' backoff, ping
+    # failures, fetch deadlines) or burns a CPU quota: 1.4-3 s each.
+    "auth/test_gate.py::test_a_principal_whose_policy_reads_the_time_is_decided_every_time",
+    "deploy/test_supervisor_health.py",
+    "deploy/test_starter.py::test_a_container_that_never_passes_ping_is_started_once",
+    "modeldata/test_store.py::test_concurrent_s3_fetches_download_once",
+    "modeldata/test_store.py::test_waiting_for_another_fetch_of_the_url_counts_against_the_timeout",
+    "modeldata/test_store.py::test_s3_errors_name_the_url_and_the_cause",
+    "backends/process/test_backend.py::test_cpu_limit_is_enforced",
+    "logs/test_files.py::test_a_flooding_container_stays_within_its_disk_bound_and_keeps_serving",
 )
 
 
@@ -60,6 +89,8 @@ def markers_of(item: pytest.Item) -> set[str]:
     for where, markers in [*BY_PLACE.items(), *((slow, ("slow",)) for slow in SLOW)]:
         if place.startswith(where) if where.endswith("/") else where in (place, test):
             found.update(markers)
+    if starts_processes(item):
+        found.add("process")
     return found
 
 

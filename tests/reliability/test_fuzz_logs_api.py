@@ -53,15 +53,27 @@ def b64(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode()
 
 
+def token(prefix: str, payload: dict[str, object]) -> str:
+    """A token of the shape the server issues (`polyhost.tokens`): prefix, unpadded base64url
+    of a versioned JSON object; the payload drawn to hit both valid and forged values."""
+    raw = json.dumps({"v": 1, **payload}, separators=(",", ":"))
+    return prefix + base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+POSITIONS = st.integers(-5, 10**25) | LEAF
 TOKENS = st.one_of(
-    st.builds(lambda d, n: f"{d}/{n:019d}", st.sampled_from("fb"), st.integers(0, 2**63 - 1)),
-    st.builds(lambda d, n: f"{d}/{n}", st.sampled_from("fbsgp"), st.integers(-5, 10**25)),
+    st.builds(lambda d, n: token(f"{d}/", {"p": n}), st.sampled_from("fb"), POSITIONS),
+    st.builds(lambda n: token("s/", {"i": n}), POSITIONS),
+    st.builds(lambda name: token("g/", {"g": name}), st.sampled_from([GROUP, "", "/aws", "\x00"])),
     st.builds(
-        lambda cursors: "p/" + b64(json.dumps({"v": 1, "c": cursors})),
+        lambda cursors: token("p/", {"c": cursors}),
         st.dictionaries(st.sampled_from([*STREAMS, "x"]), st.integers(-3, 10**20) | LEAF),
     ),
+    # The old shapes, and forged ones: refused as invalid tokens, never a 500.
+    st.builds(lambda d, n: f"{d}/{n}", st.sampled_from("fbsgp"), st.integers(-5, 10**25)),
     st.builds(lambda name: "g/" + b64(name), st.sampled_from([GROUP, "", "/aws", "\x00"])),
     st.sampled_from(["p/", "g/", "s/", "f/", "p/e30=", "p/bnVsbA==", "g/%%%"]),
+    st.builds(lambda d: token(f"{d}/", {"v": 2}), st.sampled_from("fbsgp")),
     st.text(max_size=30),
 )
 PATTERNS = st.one_of(
