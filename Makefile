@@ -21,7 +21,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml setup.py src/polyhost/auth/_sigv4_fast.c | build-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,sklearn,pytorch,tensorflow,docker,ray]'
+	$(BIN)/pip install -q -e '.[dev,sklearn,pytorch,tensorflow,xgboost,huggingface,docker,ray]'
 	touch $(STAMP)
 
 lint: $(STAMP)

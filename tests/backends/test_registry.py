@@ -1,16 +1,27 @@
-"""The image registry: built-ins, tags, user images from images.toml, and config errors."""
+"""The image registry: built-ins, tags, SageMaker's framework image URIs, user images from
+images.toml, and config errors."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from polyhost.backends.base import ResourceLimits
-from polyhost.backends.registry import ImageConfigError, ImageRegistry
+import polyhost
+from polyhost.backends.base import ImageNotFound, ResourceLimits
+from polyhost.backends.docker import images as docker_images
+from polyhost.backends.registry import SAGEMAKER_IMAGE_FLAG, ImageConfigError, ImageRegistry
 
-BUILTINS = ["polyhost/pytorch", "polyhost/sklearn", "polyhost/tensorflow"]
+BUILTINS = [
+    "polyhost/huggingface",
+    "polyhost/pytorch",
+    "polyhost/sklearn",
+    "polyhost/tensorflow",
+    "polyhost/xgboost",
+]
+DLC = "763104351884.dkr.ecr.us-east-1.amazonaws.com"
 
 
 def load(tmp_path: Path, text: str) -> ImageRegistry:
@@ -129,3 +140,134 @@ def test_bad_resource_limits(tmp_path: Path, line: str, message: str) -> None:
     config.write_text(f'[images."acme/a:1"]\ncommand = ["a"]\n{line}\n', encoding="utf-8")
     with pytest.raises(ImageConfigError, match=message):
         ImageRegistry.load(config)
+
+
+@pytest.mark.parametrize(
+    ("image", "module"),
+    [
+        (f"{DLC}/tensorflow-inference:2.3.1-cpu", "polyhost.stacks.tensorflow"),
+        (f"{DLC}/pytorch-inference:1.8.1-cpu-py36", "polyhost.stacks.pytorch"),
+        (
+            "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
+            "polyhost.stacks.sklearn",
+        ),
+        (
+            "246618743249.dkr.ecr.us-west-2.amazonaws.com/sagemaker-xgboost:1.7-1",
+            "polyhost.stacks.xgboost",
+        ),
+        (
+            "727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/huggingface-pytorch-inference:"
+            "2.1.0-transformers4.37.0-cpu-py310-ubuntu22.04",
+            "polyhost.stacks.huggingface",
+        ),
+        (
+            f"{DLC}/pytorch-inference-graviton:2.0.0-cpu-py310-ubuntu20.04-sagemaker",
+            "polyhost.stacks.pytorch",
+        ),
+        (
+            "520713654638.dkr.ecr.us-east-1.amazonaws.com/sagemaker-tensorflow-serving:1.12.0-cpu",
+            "polyhost.stacks.tensorflow",
+        ),
+        ("811284229777.dkr.ecr.us-east-1.amazonaws.com/xgboost:1", "polyhost.stacks.xgboost"),
+        (f"{DLC}/tensorflow-inference@sha256:" + "a" * 64, "polyhost.stacks.tensorflow"),
+    ],
+)
+def test_framework_image_uris_run_their_builtin_stack_told_the_uri(image: str, module: str) -> None:
+    registry = ImageRegistry.load(None)
+    assert registry.knows_image(image)
+    entry = registry.resolve(image)
+    assert entry is not None and entry.builtin
+    assert entry.command == (sys.executable, "-m", module, SAGEMAKER_IMAGE_FLAG, image)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        f"{DLC}/tensorflow-inference:2.3.1-gpu",
+        f"{DLC}/huggingface-pytorch-inference:2.1.0-transformers4.37.0-gpu-py310-cu118-ubuntu20.04",
+        f"{DLC}/pytorch-inference-neuronx:1.13.1-neuronx-py310-sdk2.18.0-ubuntu20.04",
+        f"{DLC}/tensorflow-inference-eia:2.3.0-cpu",
+        f"{DLC}/huggingface-tensorflow-inference:2.11.1-transformers4.26.0-cpu-py39-ubuntu20.04",
+        f"{DLC}/djl-inference:0.29.0-cpu-full",  # a repository polyhost has no stack for
+        "763104351884.dkr.ecr.us-east-1.example.com/tensorflow-inference:2.3.1-cpu",
+        "76310435188.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.3.1-cpu",
+        "tensorflow-inference:2.3.1-cpu",
+    ],
+)
+def test_accelerated_unserved_and_lookalike_uris_are_not_known(image: str) -> None:
+    registry = ImageRegistry.load(None)
+    assert registry.resolve(image) is None
+    assert not registry.knows_image(image)
+
+
+def test_images_toml_settings_of_a_builtin_reach_its_framework_uris(tmp_path: Path) -> None:
+    image = f"{DLC}/pytorch-inference:1.8.1-cpu-py36"
+    registry = load(
+        tmp_path, '[images."polyhost/pytorch"]\npython = "/opt/torch/bin/python"\ncpus = 2\n'
+    )
+    entry = registry.resolve(image)
+    assert entry is not None
+    assert entry.command[:3] == ("/opt/torch/bin/python", "-m", "polyhost.stacks.pytorch")
+    assert registry.limits(image) == ResourceLimits(cpus=2.0)
+    # A built-in replaced by the user's own command runs that command, with no extra argument.
+    replaced = load(tmp_path, '[images."polyhost/pytorch"]\ncommand = ["/opt/my-torch"]\n')
+    assert replaced.resolve(image) == replaced.resolve("polyhost/pytorch")
+    # The exact URI in images.toml wins over the built-in.
+    exact = load(tmp_path, f'[images."{image}"]\ncommand = ["/opt/dlc-lookalike"]\n')
+    mine = exact.resolve(image)
+    assert mine is not None and mine.command == ("/opt/dlc-lookalike",)
+
+
+# The Docker backend's side of the same rule (backends/docker/images.py; no daemon needed).
+
+
+def test_docker_runs_a_framework_uri_as_it_is_else_its_builtin_image() -> None:
+    image = f"{DLC}/tensorflow-inference:2.3.1-cpu"
+    version = polyhost.__version__
+    assert docker_images.candidates(image) == [
+        image,
+        f"polyhost/tensorflow:{version}",
+        "polyhost/tensorflow:latest",
+    ]
+    assert docker_images.candidates(f"{DLC}/tensorflow-inference:2.3.1-gpu") == [
+        f"{DLC}/tensorflow-inference:2.3.1-gpu"
+    ]
+
+
+class _Images:
+    """The part of docker-py's `client.images` that `resolve` uses: `have` are present, pulls
+    fail (no ECR login here)."""
+
+    def __init__(self, have: set[str]) -> None:
+        self.have = have
+        self.pulled: list[str] = []
+
+    def get(self, reference: str) -> Any:
+        import docker.errors
+
+        if reference not in self.have:
+            raise docker.errors.ImageNotFound(reference)
+        return reference
+
+    def pull(self, reference: str) -> None:
+        import docker.errors
+
+        self.pulled.append(reference)
+        raise docker.errors.APIError(f"pull access denied for {reference}")
+
+
+class _Client:
+    def __init__(self, have: set[str]) -> None:
+        self.images = _Images(have)
+
+
+@pytest.mark.parametrize("policy", ["never", "missing", "always"])
+def test_docker_falls_back_to_the_builtin_image_whatever_the_pull_policy(policy: str) -> None:
+    pytest.importorskip("docker")
+    image = f"{DLC}/pytorch-inference:1.8.1-cpu-py36"
+    client = _Client({"polyhost/pytorch:latest"})
+    assert docker_images.resolve(client, image, policy)[0] == "polyhost/pytorch:latest"  # type: ignore[arg-type]
+    pulled = _Client({image, "polyhost/pytorch:latest"})
+    assert docker_images.resolve(pulled, image, policy)[0] == image  # type: ignore[arg-type]
+    with pytest.raises(ImageNotFound, match="polyhost images build pytorch"):
+        docker_images.resolve(_Client(set()), image, policy)  # type: ignore[arg-type]

@@ -362,7 +362,8 @@ def test_an_image_unknown_after_a_restart_is_refused_at_create_endpoint(
             bare.endpoint("e", "c")
         assert excinfo.value.message == (
             f"Model m uses image '{ECHO_IMAGE}', which this server does not know. Known images: "
-            "polyhost/pytorch, polyhost/sklearn, polyhost/tensorflow."
+            "polyhost/huggingface, polyhost/pytorch, polyhost/sklearn, polyhost/tensorflow, "
+            "polyhost/xgboost."
         )
     finally:
         bare.cp.close()

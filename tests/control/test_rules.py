@@ -14,6 +14,9 @@ from tests.support.server import ACCOUNT, ECHO_IMAGE, REGION, PolyhostProcess
 
 E = ECHO_IMAGE
 SKLEARN = "polyhost/sklearn"
+DLC = "763104351884.dkr.ecr.us-east-1.amazonaws.com"  # SageMaker's framework images
+DLC_CN = "727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn"
+GPU_TORCH = "pytorch-inference:2.1.0-gpu-py310-cu118-ubuntu20.04-sagemaker"
 
 
 def one(text: str) -> str:
@@ -194,10 +197,86 @@ MODEL_CASES: list[tuple[str, dict[str, Any], str | re.Pattern[str]]] = [
             )
             # the test images (echo and any other), then the built-in stacks
             + ".*polyhost-test/echo:1, (polyhost-test/[^,]+, )*"
-            + "polyhost/pytorch, polyhost/sklearn, polyhost/tensorflow.*"
+            + "polyhost/huggingface, polyhost/pytorch, polyhost/sklearn, polyhost/tensorflow, "
+            + "polyhost/xgboost"
             + re.escape(
-                "]; register other images in the file given to `polyhost serve --image-config`"
+                "] or a SageMaker framework image (ACCOUNT.dkr.ecr.REGION.amazonaws.com/"
+                "REPOSITORY:TAG, REPOSITORY one of huggingface-pytorch-inference, "
+                "pytorch-inference, sagemaker-scikit-learn, sagemaker-xgboost, "
+                "tensorflow-inference); register other images in the file given to "
+                "`polyhost serve --image-config`"
             )
+        ),
+    ),
+    (
+        "an unknown repository of SageMaker's account is an unknown image",
+        {"PrimaryContainer": {"Image": f"{DLC}/djl-inference:0.29.0-cpu-full"}},
+        re.compile(
+            re.escape(f"1 validation error detected: Value '{DLC}/djl-inference:0.29.0-cpu-full'")
+            + ".*Member must name an image this server knows: .*"
+        ),
+    ),
+    (
+        "a GPU framework image is refused: CPU stacks only",
+        {"PrimaryContainer": {"Image": f"{DLC}/tensorflow-inference:2.3.1-gpu"}},
+        one(
+            f"Value '{DLC}/tensorflow-inference:2.3.1-gpu' at 'primaryContainer.image' failed "
+            "to satisfy constraint: Member must name a CPU image: tensorflow-inference:2.3.1-gpu "
+            "is built for GPU (CUDA), and polyhost runs CPU stacks only; use the CPU image "
+            f"{DLC}/tensorflow-inference:2.3.1-cpu"
+        ),
+    ),
+    (
+        "a CUDA tag is a GPU image, in any container",
+        {
+            "Containers": [
+                {"Image": E},
+                {"Image": f"{DLC_CN}/{GPU_TORCH}"},
+            ]
+        },
+        one(
+            f"Value '{DLC_CN}/pytorch-inference:2.1.0-gpu-py310-cu118-ubuntu20.04-sagemaker' at "
+            "'containers.2.member.image' failed to satisfy constraint: Member must name a CPU "
+            "image: pytorch-inference:2.1.0-gpu-py310-cu118-ubuntu20.04-sagemaker is built for "
+            "GPU (CUDA), and polyhost runs CPU stacks only; use the CPU image "
+            f"{DLC_CN}/pytorch-inference:2.1.0-cpu-py310-ubuntu20.04-sagemaker"
+        ),
+    ),
+    (
+        "a Neuron image is refused",
+        {
+            "PrimaryContainer": {
+                "Image": f"{DLC}/huggingface-pytorch-inference-neuronx:2.1.2-transformers4.43.2"
+                "-neuronx-py310-sdk2.20.0-ubuntu20.04"
+            }
+        },
+        re.compile(
+            ".*Member must name a CPU image: huggingface-pytorch-inference-neuronx:.* is built "
+            r"for AWS Neuron \(Inferentia2/Trainium\), and polyhost runs CPU stacks only; use a "
+            "CPU tag of huggingface-pytorch-inference .*"
+        ),
+    ),
+    (
+        "an Elastic Inference image is refused",
+        {"PrimaryContainer": {"Image": f"{DLC}/tensorflow-inference-eia:2.3.0-cpu"}},
+        re.compile(
+            ".*Member must name a CPU image: tensorflow-inference-eia:2.3.0-cpu is built for "
+            "Elastic Inference, and polyhost runs CPU stacks only; use the CPU image "
+            + re.escape(f"{DLC}/tensorflow-inference:2.3.0-cpu")
+        ),
+    ),
+    (
+        "Hugging Face on TensorFlow is refused",
+        {
+            "PrimaryContainer": {
+                "Image": f"{DLC}/huggingface-tensorflow-inference:2.11.1-transformers4.26.0-cpu"
+                "-py39-ubuntu20.04"
+            }
+        },
+        re.compile(
+            ".*Member must name a CPU image: huggingface-tensorflow-inference cannot run here: "
+            "polyhost serves Hugging Face models with PyTorch only; use "
+            r"huggingface-pytorch-inference \(a PyTorch or safetensors checkpoint of the model\)"
         ),
     ),
     (
@@ -388,6 +467,23 @@ def test_accepted_models(sagemaker: Any, params: dict[str, Any]) -> None:
     name = unique("ok")
     sagemaker.create_model(ModelName=name, **params)
     assert sagemaker.describe_model(ModelName=name)["ModelName"] == name
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        f"{DLC}/tensorflow-inference:2.3.1-cpu",
+        f"{DLC}/pytorch-inference:1.8.1-cpu-py36",
+        "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
+        "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+        f"{DLC_CN}/huggingface-pytorch-inference:2.1.0-transformers4.37.0-cpu-py310-ubuntu22.04",
+        "886529160074.dkr.ecr.us-iso-east-1.c2s.ic.gov/tensorflow-inference:2.12.1-cpu",
+    ],
+)
+def test_framework_images_are_accepted_and_shown_as_given(sagemaker: Any, image: str) -> None:
+    name = unique("dlc")
+    sagemaker.create_model(ModelName=name, PrimaryContainer={"Image": image})
+    assert sagemaker.describe_model(ModelName=name)["PrimaryContainer"]["Image"] == image
 
 
 def test_references_must_exist(sagemaker: Any) -> None:

@@ -54,6 +54,7 @@ class StackProcess:
     module: str  # e.g. "polyhost.stacks.sklearn", or a script path
     model_dir: Path
     env: Mapping[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # after the module, e.g. ("--sagemaker-image", URI)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -82,6 +83,7 @@ class StackProcess:
             command = [sys.executable, self.module]
         else:
             command = [sys.executable, "-m", self.module]
+        command += self.args
         with open(self.log_path, "wb") as log:
             self.started_at = time.monotonic()
             self.process = subprocess.Popen(

@@ -324,7 +324,8 @@ ACCEPTED = (
         ),
         (
             {"instances": [["a", "b"]]},
-            "The default PyTorch input_fn needs numbers; got strings. Write an input_fn.",
+            "The application/json body cannot be read as numbers: row 1, column 1 is 'a', not a "
+            "number. (the default PyTorch input_fn needs numbers; write an input_fn for text)",
         ),
     ],
 )

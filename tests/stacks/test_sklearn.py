@@ -460,3 +460,27 @@ def test_load_failures_exit_non_zero_with_the_reason(
     stack = failures[name]
     assert stack.wait_exit(120) == 1
     assert reason in stack.output()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "where"),
+    [
+        ("oops", "text/csv", "row 1, column 1 is 'oops'"),
+        (
+            "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16," * 3
+            + "1,2,x,4,5,6,7,8,9,10,11,12,13,14,15,16",
+            "text/csv",
+            "row 1, column 51 is 'x'",
+        ),
+        ('[["a"]]', "application/json", "row 1, column 1 is 'a'"),
+    ],
+)
+def test_text_for_a_numeric_model_is_the_callers_error(
+    stacks: dict[str, StackProcess], body: str, content_type: str, where: str
+) -> None:
+    """`polyhost invoke iris 'oops' --content-type text/csv` answers 400 saying where."""
+    answer = stacks["default"].invoke(body, content_type)
+    assert answer.status == 400, answer.body
+    message = answer.json()["message"]
+    assert message.startswith("The request body cannot be read as numbers: " + where), message
+    assert "(the model said: " in message

@@ -188,3 +188,17 @@ def test_plain_decode_still_refuses_a_json_object() -> None:
     """The toolkit's own default input_fn (other stacks, user scripts) keeps its contract."""
     error = _status(codecs.decode, b'{"instances": [[1]]}', codecs.JSON)
     assert error.status == 400 and "JSON object" in error.message
+
+
+def test_numeric_csv_names_the_row_and_column_it_cannot_read() -> None:
+    from polyhost.stacks.toolkit.server import InvocationError
+
+    assert codecs.decode_csv_numbers("1,2\n3,\n").tolist()[0] == [1.0, 2.0]
+    with pytest.raises(InvocationError) as raised:
+        codecs.decode_csv_numbers("1,2\n3,four\n")
+    assert raised.value.status == 400
+    assert raised.value.message == (
+        "The text/csv body cannot be read as numbers: row 2, column 2 is 'four', not a number."
+    )
+    assert codecs.first_non_number([["1", " "], ["2", "nan"]]) is None
+    assert codecs.first_non_number(["1", "x"]) == (1, 2, "x")

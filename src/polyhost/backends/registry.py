@@ -1,8 +1,9 @@
 """The image registry: which image names this server can run, and how.
 
-Built-in images (`polyhost/pytorch`, `polyhost/tensorflow`, `polyhost/sklearn`) run their stack
-module with a Python interpreter that can be set per image, so TensorFlow and PyTorch may live in
-separate virtual environments. User images come from `--image-config images.toml`:
+Built-in images (`polyhost/pytorch`, `polyhost/tensorflow`, `polyhost/sklearn`,
+`polyhost/xgboost`, `polyhost/huggingface`) run their stack module with a Python interpreter
+that can be set per image, so TensorFlow and PyTorch may live in separate virtual environments.
+User images come from `--image-config images.toml`:
 
     [images."acme/echo:1"]
     command = ["python3", "/srv/echo_server.py"]
@@ -14,10 +15,16 @@ separate virtual environments. User images come from `--image-config images.toml
     cpus = 1.5                           # of this image (enforced where the OS allows)
 
 Image names match exactly; a built-in also matches with a tag (`polyhost/sklearn:1.0`).
+SageMaker's framework image URIs (`<account>.dkr.ecr.<region>.amazonaws.com/` and
+`tensorflow-inference:2.3.1-cpu`, ..., matched by repository name: `polyhost.framework_images`,
+docs/images.md) run the built-in stack of their framework, which is told the URI
+(`--sagemaker-image URI`) so that it can say in the container log which framework version
+serves it. An images.toml entry of the exact URI wins.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 import tomllib
@@ -26,13 +33,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polyhost import framework_images
 from polyhost.backends.base import ImageNotFound, ResourceLimits
 
 BUILTIN_MODULES = {
     "polyhost/pytorch": "polyhost.stacks.pytorch",
     "polyhost/tensorflow": "polyhost.stacks.tensorflow",
     "polyhost/sklearn": "polyhost.stacks.sklearn",
+    "polyhost/xgboost": "polyhost.stacks.xgboost",
+    "polyhost/huggingface": "polyhost.stacks.huggingface",
 }
+# The argument a built-in stack gets when it runs for a SageMaker framework image URI.
+SAGEMAKER_IMAGE_FLAG = "--sagemaker-image"
 
 
 class ImageConfigError(Exception):
@@ -151,7 +163,20 @@ class ImageRegistry:
         if entry is not None:
             return entry
         builtin = _builtin_name(image)
-        return self._entries.get(builtin) if builtin else None
+        if builtin is not None:
+            return self._entries.get(builtin)
+        return self._framework_entry(image)
+
+    def _framework_entry(self, image: str) -> ImageEntry | None:
+        """The built-in stack's entry for a SageMaker framework URI (None for a GPU one).
+
+        A built-in's command gets the URI as an argument; a built-in replaced by a command of
+        the user's (images.toml) runs that command as it is."""
+        stack = framework_images.builtin_image(image)
+        entry = self._entries.get(stack) if stack is not None else None
+        if entry is None or not entry.builtin:
+            return entry
+        return dataclasses.replace(entry, command=(*entry.command, SAGEMAKER_IMAGE_FLAG, image))
 
     def limits(self, image: str) -> ResourceLimits:
         entry = self.resolve(image)

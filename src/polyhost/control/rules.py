@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from polyhost import framework_images
 from polyhost.control.image_catalog import ImageCatalog
 from polyhost.control.validation import element_path, violation
 from polyhost.modeldata.local_policy import LocalModelPolicy, file_url_path
@@ -120,20 +121,28 @@ def _image_rules(entries: list[tuple[str, dict[str, Any]]], images: ImageCatalog
         image = container.get("Image")
         if image is None:
             found.append(violation(None, f"{path}.image", "Member must not be null"))
-        elif (
+        elif not (
             isinstance(image, str)
             and 0 < len(image) <= 255
             and not any(ch.isspace() for ch in image)
             and _encodable(image)
-            and not images.knows_image(image)
         ):
+            continue  # the shape validation's to report
+        elif (refused := framework_images.refusal(image)) is not None:
+            # SageMaker's GPU, Neuron and Elastic Inference images, whatever the backend: the
+            # daemon may even have one, but nothing here can run what it is built for.
+            found.append(
+                violation(image, f"{path}.image", f"Member must name a CPU image: {refused}")
+            )
+        elif not images.knows_image(image):
             known = ", ".join(images.known_images())
             found.append(
                 violation(
                     image,
                     f"{path}.image",
-                    f"Member must name an image this server knows: [{known}]; register other "
-                    "images in the file given to `polyhost serve --image-config`",
+                    f"Member must name an image this server knows: [{known}] "
+                    f"{framework_images.families_text()}; register other images in the file "
+                    "given to `polyhost serve --image-config`",
                 )
             )
     return found

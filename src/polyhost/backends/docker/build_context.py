@@ -33,7 +33,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-STACKS = ("sklearn", "pytorch", "tensorflow")
+STACKS = ("sklearn", "pytorch", "tensorflow", "xgboost", "huggingface")
 # 1980-01-01, the earliest time a zip file can hold: any fixed value makes wheels reproducible.
 SOURCE_DATE_EPOCH = "315532800"
 CA_BUNDLE_CANDIDATES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")

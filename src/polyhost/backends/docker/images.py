@@ -5,6 +5,10 @@
   fails with the reason).
 - `polyhost/<stack>` without a tag means this polyhost's version of the built-in image
   (`polyhost images build`), falling back to `:latest`.
+- A SageMaker framework image URI (`polyhost.framework_images`) runs as it is when the daemon
+  has it (a Deep Learning Container the user pulled), else its framework's built-in image
+  (which needs no registry login). Under `--docker-pull always` a failed pull of such a URI
+  falls back the same way.
 - Pulls follow `--docker-pull`: never (the default: images must be on the daemon), missing,
   always.
 - Every container of an endpoint shares the host's ports, so an image must honour
@@ -20,6 +24,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import polyhost
+from polyhost import framework_images
 from polyhost.backends.base import ContainerStartError, ImageNotFound
 from polyhost.backends.docker.daemon import first_line, where
 from polyhost.backends.registry import BUILTIN_MODULES
@@ -51,6 +56,9 @@ def candidates(image: str, version: str = polyhost.__version__) -> list[str]:
     """The local references to try for `image`: a built-in without a tag is this version's."""
     if image in BUILTIN_MODULES:
         return [f"{image}:{version}", f"{image}:latest"]
+    builtin = framework_images.builtin_image(image)
+    if builtin is not None:
+        return [image, f"{builtin}:{version}", f"{builtin}:latest"]
     return [image]
 
 
@@ -70,9 +78,10 @@ def missing_label_reason(image: str) -> str:
 
 def _not_present(image: str, tried: list[str], policy: str) -> ImageNotFound:
     shown = " or ".join(tried)
-    if image in BUILTIN_MODULES:
+    builtin = image if image in BUILTIN_MODULES else framework_images.builtin_image(image)
+    if builtin is not None:
         fix = (
-            f"build it with `polyhost images build {image.split('/', 1)[1]}`"
+            f"build it with `polyhost images build {builtin.split('/', 1)[1]}`"
             " (or `docker pull`/`docker tag` it there)"
         )
     else:
@@ -91,14 +100,23 @@ def resolve(client: DockerClient, image: str, policy: str) -> tuple[str, Image]:
 
     tried = candidates(image)
     if policy == "always":
-        _pull(client, image)
+        try:
+            _pull(client, image)
+        except ImageNotFound:
+            if framework_images.builtin_image(image) is None:
+                raise
     for reference in tried:
         try:
             return reference, client.images.get(reference)
         except docker.errors.ImageNotFound:
             continue
     if policy == "missing":
-        _pull(client, image)
+        try:
+            _pull(client, image)
+        except ImageNotFound:
+            if framework_images.builtin_image(image) is None:
+                raise
+            raise _not_present(image, tried, policy) from None
         try:
             return image, client.images.get(image)
         except docker.errors.ImageNotFound:

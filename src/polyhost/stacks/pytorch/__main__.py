@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from polyhost.stacks.pytorch.handlers import DEFAULTS
+from polyhost.stacks.toolkit.framework import announce
 from polyhost.stacks.toolkit.handlers import HandlerService
 from polyhost.stacks.toolkit.server import serve
 
@@ -24,6 +25,7 @@ def default_threads() -> int:
 
 
 def main() -> None:
+    announce("PyTorch", ["torch"])
     if "OMP_NUM_THREADS" not in os.environ:
         # torch reads these when it is imported, which happens later, in the model load.
         threads = str(default_threads())

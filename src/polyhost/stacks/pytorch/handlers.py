@@ -24,7 +24,6 @@ from polyhost.stacks.toolkit import codecs
 from polyhost.stacks.toolkit.context import Context
 from polyhost.stacks.toolkit.environment import default_accept
 from polyhost.stacks.toolkit.handlers import DefaultHandlers
-from polyhost.stacks.toolkit.server import InvocationError
 
 DEFAULT_MODEL_FILENAME = "model.pt"
 MODEL_EXTENSIONS = (".pt", ".pth")
@@ -69,13 +68,13 @@ def default_model_fn(model_dir: str) -> Any:
     return model
 
 
-def _tensor(array: Any, as_float: bool) -> Any:
+def _tensor(array: Any, as_float: bool, media: str = "request") -> Any:
     torch = _torch()
     if hasattr(array, "toarray"):  # a scipy sparse matrix
         array = array.toarray()
     if array.dtype.kind in "USO":
-        raise InvocationError(
-            400, "The default PyTorch input_fn needs numbers; got strings. Write an input_fn."
+        raise codecs.not_numbers(
+            media, array, "the default PyTorch input_fn needs numbers; write an input_fn for text"
         )
     if as_float:
         return torch.tensor(array, dtype=torch.float32)
@@ -92,10 +91,11 @@ def default_input_fn(
     The context remembers an enveloped JSON request, for `output_fn` to answer in kind.
     """
     data = codecs.decode_instances(input_data, content_type, context)
-    as_float = codecs.media_type(content_type) in codecs.UTF8_TYPES
+    media = codecs.media_type(content_type)
+    as_float = media in codecs.UTF8_TYPES
     if isinstance(data, dict):
-        return {name: _tensor(array, as_float) for name, array in data.items()}
-    return _tensor(data, as_float)
+        return {name: _tensor(array, as_float, media) for name, array in data.items()}
+    return _tensor(data, as_float, media)
 
 
 def default_predict_fn(data: Any, model: Any) -> Any:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from polyhost.stacks.sklearn.handlers import DEFAULTS
+from polyhost.stacks.toolkit.framework import announce
 from polyhost.stacks.toolkit.handlers import HandlerService
 from polyhost.stacks.toolkit.server import serve
 
 
 def main() -> None:
+    announce("scikit-learn", ["scikit-learn"])
     serve(HandlerService(DEFAULTS, server_name="polyhost/sklearn"))
 
 

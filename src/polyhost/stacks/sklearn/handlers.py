@@ -115,7 +115,15 @@ def default_predict_fn(data: Any, model: Any, context: Context | None = None) ->
     method = getattr(model, name, None)
     if method is None:
         raise InvocationError(400, f"The model ({type(model).__name__}) has no {name} method.")
-    return method(data)
+    try:
+        return method(data)
+    except (TypeError, ValueError) as error:
+        # Text where a numeric model needs numbers is the caller's error (400, naming the
+        # field); a text pipeline takes strings and never gets here unless it fails itself.
+        kind = getattr(getattr(data, "dtype", None), "kind", "")
+        if kind in ("U", "S", "O") and codecs.first_non_number(data) is not None:
+            raise codecs.not_numbers("request", data, f"the model said: {error}") from None
+        raise
 
 
 def default_output_fn(

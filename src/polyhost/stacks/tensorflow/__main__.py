@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 
 from polyhost.stacks.tensorflow.config import ConfigError, StackConfig, quiet_tensorflow_logs
+from polyhost.stacks.toolkit.framework import announce
 
 
 def main() -> None:
     quiet_tensorflow_logs()  # before anything can import TensorFlow
+    announce("TensorFlow", ["tensorflow", "tensorflow-cpu", "tensorflow-intel"])
     try:
         config = StackConfig.from_environ()
     except ConfigError as error:

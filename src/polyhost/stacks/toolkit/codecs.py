@@ -178,8 +178,8 @@ def _array(data: Any, media: str) -> Any:
     return array
 
 
-def decode_csv(body: bytes | str) -> Any:
-    """CSV rows -> 2-D ndarray: floats when every field is a number (empty -> NaN), else str."""
+def csv_rows(body: bytes | str) -> list[list[str]]:
+    """The rows of a CSV body (blank lines skipped), all of one width; 400 saying why not."""
     text = _text(body, CSV)
     try:
         rows = [row for row in csv.reader(io.StringIO(text), strict=True) if row]
@@ -195,11 +195,69 @@ def decode_csv(body: bytes | str) -> Any:
                 f"The text/csv body is not rectangular: row {number} has {len(row)} fields, "
                 f"row 1 has {width}.",
             )
-    strings = np.array(rows, dtype=str)
+    return rows
+
+
+def decode_csv(body: bytes | str) -> Any:
+    """CSV rows -> 2-D ndarray: floats when every field is a number (empty -> NaN), else str."""
+    strings = np.array(csv_rows(body), dtype=str)
     try:
-        return np.where(np.char.strip(strings) == "", "nan", strings).astype(np.float64)
+        return _csv_floats(strings)
     except ValueError:
         return strings
+
+
+def _csv_floats(strings: Any) -> Any:
+    return np.where(np.char.strip(strings) == "", "nan", strings).astype(np.float64)
+
+
+def decode_csv_numbers(body: bytes | str) -> Any:
+    """CSV rows -> 2-D float64 ndarray (empty fields -> NaN); 400 naming the first field that
+    is no number, for models that take numbers only."""
+    strings = np.array(csv_rows(body), dtype=str)
+    try:
+        return _csv_floats(strings)
+    except ValueError:
+        raise not_numbers(CSV, strings) from None
+
+
+def first_non_number(values: Any) -> tuple[int, int, str] | None:
+    """(row, column, text), 1-based, of the first element of a 1- or 2-D array of strings (or
+    objects) that does not read as a number; None when every one does. Empty text is a missing
+    value (NaN), as the CSV decoder reads it."""
+    array = np.asarray(values)
+    if array.ndim == 0:
+        array = array.reshape(1, 1)
+    elif array.ndim == 1:
+        array = array.reshape(1, -1)
+    elif array.ndim > 2:
+        array = array.reshape(array.shape[0], -1)
+    for row_number, row in enumerate(array, start=1):
+        for column_number, value in enumerate(row, start=1):
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+            if not text.strip():
+                continue
+            try:
+                float(text)
+            except ValueError:
+                return row_number, column_number, text
+    return None
+
+
+def not_numbers(media: str, values: Any, detail: str | None = None) -> InvocationError:
+    """The 400 for a body whose values the model needs as numbers: which row and column, and
+    what is there (`detail`: what the model said, when it refused them)."""
+    found = first_non_number(values)
+    if found is None:
+        where = "it holds values that are not numbers"
+    else:
+        row, column, text = found
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        where = f"row {row}, column {column} is {shown!r}, not a number"
+    message = f"The {media} body cannot be read as numbers: {where}."
+    if detail:
+        message += f" ({detail})"
+    return InvocationError(400, message)
 
 
 def decode_npy(body: bytes | str) -> Any:
