@@ -2,7 +2,7 @@
 
 The user-network mode (`--docker-network`) cannot run on this project's test machines: a
 bridge network needs a private address range they may not route to, so its arguments are
-checked here and its behaviour is documented in docker_run.py.
+checked here and its behaviour is documented in backends/docker/run.py.
 """
 
 from __future__ import annotations
@@ -87,3 +87,15 @@ def test_the_roles_credentials_replace_the_models_keys(tmp_path: Path) -> None:
     )
     assert env["AWS_ACCESS_KEY_ID"] == "AKIA" and env["AWS_SECRET_ACCESS_KEY"] == "secret"
     assert "AWS_SESSION_TOKEN" not in env
+
+
+def test_a_built_in_image_standing_in_for_a_framework_uri_is_told_the_uri(tmp_path: Path) -> None:
+    uri = "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.3.1-cpu"
+    launch = replace(spec(tmp_path), image=uri)
+    standing_in = create_options(
+        launch, image="polyhost/tensorflow", name="n", labels={}, environment={}, network=""
+    )
+    assert standing_in["command"] == ["serve", "--sagemaker-image", uri]
+    # The real image, when the daemon has it, runs with SageMaker's own command.
+    real = create_options(launch, image=uri, name="n", labels={}, environment={}, network="")
+    assert real["command"] == ["serve"]

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from polyhost import framework_images
 from polyhost.backends.base import LaunchSpec
 from polyhost.backends.cgroups import format_bytes
 from polyhost.backends.docker.env import MODEL_DIR
+from polyhost.backends.registry import SAGEMAKER_IMAGE_FLAG
 
 COMMAND = ["serve"]
 # Docker keeps each container's output for its logs API; polyhost's own copy is the rotating
@@ -54,10 +56,16 @@ def create_options(
     pod: str | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of `client.containers.create` for `spec`; `image_user` is the image's
-    USER (empty: none), `pod` the pause container whose network it joins (isolated)."""
+    USER (empty: none), `pod` the pause container whose network it joins (isolated).
+
+    When a built-in image stands in for the SageMaker framework image the model names, the
+    stack is told that image (`--sagemaker-image`), so its log says which version serves it."""
+    command = list(COMMAND)
+    if image != spec.image and framework_images.builtin_image(spec.image) is not None:
+        command += [SAGEMAKER_IMAGE_FLAG, spec.image]
     options: dict[str, Any] = {
         "image": image,
-        "command": list(COMMAND),
+        "command": command,
         "name": name,
         "labels": labels,
         "environment": environment,
