@@ -1,19 +1,22 @@
-"""Scenario 13: polyhost/sklearn called directly against the one-process baseline app.
+"""Scenario 13: polyhost/sklearn, called directly and through polyhost, against the baseline.
 
 The same digits model (`bench.models.digits`, one LogisticRegression on `load_digits`) and the
-same request, `{"instances": [one row of 64 floats]}`, to two programs: the baseline
+same request, `{"instances": [one row of 64 floats]}`, to three systems: the baseline
 (`bench/peers/baseline_app.py`: starlette under one uvicorn worker, orjson, the prediction
-inline in the handler) and the `polyhost/sklearn` container program itself
+inline in the handler), the `polyhost/sklearn` container program itself
 (`python -m polyhost.stacks.sklearn`, started as the process backend starts it, no router in
-front). Both run side by side for the whole scenario; each round measures one, then the other
-(the order turns every round): wrk at c=32 (nothing pinned), then hey at c=1 (pinned to CPU
-0), and the CPU time each server process spent per request under the c=32 load, from /proc.
+front), and a real `polyhost serve` with one `polyhost/sklearn` endpoint, invoked on
+`/endpoints/NAME/invocations` (the end-to-end path a user gets). All run side by side for the
+whole scenario; each round measures one after the other (the order turns every round): wrk at
+c=32 (nothing pinned), then hey at c=1 (pinned to CPU 0), and the CPU time spent per request
+under the c=32 load, from /proc (through polyhost: the server and its container together).
 The machine is shared, so the verdicts are on the median of the rounds' ratios, and every
 round is shown.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -21,17 +24,21 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from bench.checks import expect_ok
 from bench.context import Context
 from bench.loadgen import Latency, hey_latency, wrk_run
 from bench.models import digits
 from bench.peers import baseline as peer
+from bench.polyhost_server import stack_endpoint
 from bench.procs import LOADGEN_CPUS, Service, free_port
 from bench.report import Section
 
 KEY = "sklearn-baseline"
-TITLE = "13. scikit-learn: the polyhost/sklearn container against the one-process baseline"
+TITLE = "13. scikit-learn: polyhost/sklearn, directly and through polyhost, against the baseline"
 JSON = "application/json"
+THROUGH = "through polyhost"
 
 
 @dataclass
@@ -65,11 +72,11 @@ def stack_service(model_dir: Path, work: Path) -> tuple[Service, str]:
     return service, f"http://127.0.0.1:{port}/invocations"
 
 
-def measure(name: str, url: str, pid: int, body: Path, ctx: Context) -> Round:
+def measure(name: str, url: str, pids: list[int], body: Path, ctx: Context) -> Round:
     seconds = 1.0 if ctx.quick else 5.0
-    before = cpu_seconds(pid)
+    before = sum(cpu_seconds(pid) for pid in pids)
     c32 = wrk_run(url, body, JSON, connections=32, duration_s=seconds)
-    spent = cpu_seconds(pid) - before
+    spent = sum(cpu_seconds(pid) for pid in pids) - before
     c1 = hey_latency(url, body, JSON, requests=200 if ctx.quick else 1500, cpus=LOADGEN_CPUS)
     print(f"  {name}: {c32.rps:.0f} req/s at c=32, hey p50 {c1.p50_ms:.2f} ms", flush=True)
     requests = max(1, round(c32.rps * seconds))
@@ -84,14 +91,21 @@ def run(ctx: Context) -> Section:
     body.write_text(json.dumps({"instances": model.rows}), encoding="utf-8")
     bin_dir = peer.install(ctx.work_root / "venvs")
     rounds = 1 if ctx.quick else 5
-    results: dict[str, list[Round]] = {"baseline": [], "polyhost/sklearn": []}
+    results: dict[str, list[Round]] = {"baseline": [], "polyhost/sklearn": [], THROUGH: []}
     stack, stack_url = stack_service(model.folder, work)
     try:
-        with peer.Baseline(bin_dir, model, work) as baseline:
-            assert baseline.service is not None
+        with contextlib.ExitStack() as stack_of:
+            baseline = stack_of.enter_context(peer.Baseline(bin_dir, model, work))
+            server, server_url = stack_of.enter_context(
+                stack_endpoint(work / "polyhost", "digits", "polyhost/sklearn", model.url)
+            )
+            assert baseline.service is not None and server.service is not None
+            own = psutil.Process(server.service.pid)
+            server_pids = [own.pid, *(child.pid for child in own.children(recursive=True))]
             systems = {
-                "baseline": (baseline.url, baseline.service.pid),
-                "polyhost/sklearn": (stack_url, stack.pid),
+                "baseline": (baseline.url, [baseline.service.pid]),
+                "polyhost/sklearn": (stack_url, [stack.pid]),
+                THROUGH: (server_url, server_pids),
             }
             answers = {
                 name: expect_ok(url, body.read_bytes(), JSON) for name, (url, _) in systems.items()
@@ -101,8 +115,8 @@ def run(ctx: Context) -> Section:
             order = list(systems)
             for number in range(rounds):
                 for name in order if number % 2 == 0 else reversed(order):
-                    url, pid = systems[name]
-                    results[name].append(measure(name, url, pid, body, ctx))
+                    url, pids = systems[name]
+                    results[name].append(measure(name, url, pids, body, ctx))
     finally:
         stack.stop()
     _report(section, results, answers, body)
@@ -119,75 +133,71 @@ def run(ctx: Context) -> Section:
 def _report(
     section: Section, results: dict[str, list[Round]], answers: dict[str, bytes], body: Path
 ) -> None:
-    base, poly = results["baseline"], results["polyhost/sklearn"]
+    base = results["baseline"]
     section.add(
         f'One row of `load_digits` as `{{"instances": [[64 floats]]}}` ({body.stat().st_size} '
-        f'bytes); both answer `{{"predictions": [0]}}` (baseline {answers["baseline"]!r}, '
-        f"polyhost/sklearn {answers['polyhost/sklearn']!r}). {len(base)} rounds; in each, "
-        "every system ran wrk -c 32 (5 s, nothing pinned) then hey -c 1 (1500 requests, "
-        "hey on CPU 0). Latency in ms; CPU = the server process's CPU time per request under "
-        "the c=32 load.",
+        f'bytes); every system answers `{{"predictions": [0]}}` ('
+        + ", ".join(f"{name} {answer!r}" for name, answer in answers.items())
+        + f"). {len(base)} rounds; in each, every system ran wrk -c 32 (5 s, nothing pinned) "
+        "then hey -c 1 (1500 requests, hey on CPU 0). Latency in ms; CPU = CPU time per "
+        "request under the c=32 load (through polyhost: the server and its container).",
         "",
     )
+    systems = [name for name in results if name != "baseline"]
     rows = []
-    for number, (b, p) in enumerate(zip(base, poly, strict=True), start=1):
-        rows.append(
-            [
-                number,
-                b.c32.rps,
-                p.c32.rps,
-                f"{p.c32.rps / b.c32.rps:.2f}x",
-                b.c32.p99_ms,
-                p.c32.p99_ms,
-                b.c1.p50_ms,
-                p.c1.p50_ms,
-                f"{b.cpu_us:.0f}",
-                f"{p.cpu_us:.0f}",
-                b.c32.errors + b.c1.errors + p.c32.errors + p.c1.errors,
-            ]
-        )
+    for number, b in enumerate(base):
+        row: list[object] = [number + 1, b.c32.rps]
+        row += [results[name][number].c32.rps for name in systems]
+        row += [f"{results[name][number].c32.rps / b.c32.rps:.2f}x" for name in systems]
+        row += [b.c32.p99_ms, *(results[name][number].c32.p99_ms for name in systems)]
+        row += [b.c1.p50_ms, *(results[name][number].c1.p50_ms for name in systems)]
+        row += [f"{b.cpu_us:.0f}", *(f"{results[n][number].cpu_us:.0f}" for n in systems)]
+        row.append(sum(r[number].c32.errors + r[number].c1.errors for r in results.values()))
+        rows.append(row)
     section.table(
         [
             "round",
             "c=32 req/s baseline",
-            "c=32 req/s polyhost/sklearn",
-            "ratio",
+            *(f"c=32 req/s {name}" for name in systems),
+            *(f"ratio {name}" for name in systems),
             "c=32 p99 baseline",
-            "c=32 p99 polyhost/sklearn",
+            *(f"c=32 p99 {name}" for name in systems),
             "c=1 p50 baseline (hey)",
-            "c=1 p50 polyhost/sklearn (hey)",
+            *(f"c=1 p50 {name} (hey)" for name in systems),
             "CPU µs/req baseline",
-            "CPU µs/req polyhost/sklearn",
+            *(f"CPU µs/req {name}" for name in systems),
             "errors",
         ],
         rows,
     )
-    ratios = [p.c32.rps / b.c32.rps for b, p in zip(base, poly, strict=True)]
-    p99 = [p.c32.p99_ms / b.c32.p99_ms for b, p in zip(base, poly, strict=True)]
-    added = [p.c1.p50_ms - b.c1.p50_ms for b, p in zip(base, poly, strict=True)]
-    cpu = [p.cpu_us - b.cpu_us for b, p in zip(base, poly, strict=True)]
-    section.add(
-        f"Spread over the rounds: c=32 ratio {min(ratios):.2f}-{max(ratios):.2f}x, c=32 p99 "
-        f"ratio {min(p99):.2f}-{max(p99):.2f}x, c=1 p50 difference {min(added):+.2f} to "
-        f"{max(added):+.2f} ms, CPU per request difference {min(cpu):+.0f} to "
-        f"{max(cpu):+.0f} µs.",
-        "",
-    )
-    section.target(
-        "polyhost/sklearn (direct) c=32 throughput vs the baseline (median of the rounds)",
-        f"{statistics.median(ratios):.2f}x",
-        "≥ 1.0x",
-        statistics.median(ratios) >= 1.0,
-    )
-    section.target(
-        "polyhost/sklearn (direct) c=32 p99 vs the baseline's (median of the rounds)",
-        f"{statistics.median(p99):.2f}x",
-        "≤ 1.5x",
-        statistics.median(p99) <= 1.5,
-    )
-    section.target(
-        "polyhost/sklearn (direct) c=1 p50 vs the baseline's (hey, median of the rounds)",
-        f"{statistics.median(added):+.2f} ms",
-        "≤ +0.2 ms",
-        statistics.median(added) <= 0.2,
-    )
+    for name, label in (("polyhost/sklearn", "polyhost/sklearn (direct)"), (THROUGH, THROUGH)):
+        poly = results[name]
+        ratios = [p.c32.rps / b.c32.rps for b, p in zip(base, poly, strict=True)]
+        p99 = [p.c32.p99_ms / b.c32.p99_ms for b, p in zip(base, poly, strict=True)]
+        added = [p.c1.p50_ms - b.c1.p50_ms for b, p in zip(base, poly, strict=True)]
+        cpu = [p.cpu_us - b.cpu_us for b, p in zip(base, poly, strict=True)]
+        section.add(
+            f"{label}, spread over the rounds: c=32 ratio {min(ratios):.2f}-{max(ratios):.2f}x, "
+            f"c=32 p99 ratio {min(p99):.2f}-{max(p99):.2f}x, c=1 p50 difference "
+            f"{min(added):+.2f} to {max(added):+.2f} ms, CPU per request difference "
+            f"{min(cpu):+.0f} to {max(cpu):+.0f} µs.",
+            "",
+        )
+        section.target(
+            f"{label} c=32 throughput vs the baseline (median of the rounds)",
+            f"{statistics.median(ratios):.2f}x",
+            "≥ 1.0x",
+            statistics.median(ratios) >= 1.0,
+        )
+        section.target(
+            f"{label} c=32 p99 vs the baseline's (median of the rounds)",
+            f"{statistics.median(p99):.2f}x",
+            "≤ 1.5x",
+            statistics.median(p99) <= 1.5,
+        )
+        section.target(
+            f"{label} c=1 p50 vs the baseline's (hey, median of the rounds)",
+            f"{statistics.median(added):+.2f} ms",
+            "≤ +0.2 ms",
+            statistics.median(added) <= 0.2,
+        )

@@ -3,9 +3,14 @@
 Why not uvicorn: measured on 2 cores, a raw httptools protocol answers about four times as many
 requests per second as the same echo behind uvicorn's ASGI machinery, and a router pays that
 per-request cost on every invocation. So `POST /endpoints/{name}/invocations` goes from the
-parser straight to `RuntimeAdapter.answer` and back out in one `writelines`; every other route
+parser straight to the runtime adapter and back out in one `write`; every other route
 (control plane, /metrics, logs, /ping) still runs through the ASGI app, adapted here, so the
 adapters stay framework-free and testable under any ASGI server.
+
+An invocation that is the only request of its connection in progress (no pipelined requests
+queued before it) takes the fast lane when the handler offers one (`RuntimeAdapter.begin`): it
+is handed over from the parser's `on_message_complete` and its answer is written by a callback,
+so no task is made per request; the others are served in order by the connection's worker task.
 
 What it implements of HTTP/1.1: keep-alive (and `Connection: close`, HTTP/1.0), pipelined
 requests answered in order, chunked and Content-Length request bodies, `Expect: 100-continue`,
@@ -34,7 +39,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -60,6 +65,21 @@ log = logging.getLogger("polyhost.http")
 Headers = list[tuple[bytes, bytes]]
 
 
+class BeginHandler(Protocol):
+    """The invocation handler's fast lane (`RuntimeAdapter.begin`): the answer now, or None and
+    `reply(status, headers, body)` called once later, never from inside the call."""
+
+    def __call__(
+        self,
+        endpoint_name: str,
+        headers: Headers,
+        body: bytes | None,
+        url: bytes,
+        peer: str | None,
+        reply: Callable[[int, Headers, bytes], None],
+    ) -> tuple[int, Headers, bytes] | None: ...
+
+
 class FastHandler(Protocol):
     """The invocation handler: endpoint name, headers, body (None: over the cap), and for
     access control the request target as received and the client's address."""
@@ -77,6 +97,8 @@ class FastHandler(Protocol):
 
 _PREFIX = b"/endpoints/"
 _SUFFIX = b"/invocations"
+_NAME_FROM, _NAME_TO = len(_PREFIX), -len(_SUFFIX)
+_SHORTEST = len(_PREFIX) + len(_SUFFIX)  # an invocation's path is longer: it names an endpoint
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _OTHER_BODY_CAP = 1024 * 1024
 _HIGH_WATER = 1024 * 1024
@@ -149,6 +171,11 @@ class HttpProtocol(asyncio.Protocol):
         state: ServerState,
     ) -> None:
         self._invocations = invocations
+        # The fast lane, when `invocations` is the `answer` of an adapter that offers `begin`.
+        self._begin: BeginHandler | None = getattr(
+            getattr(invocations, "__self__", None), "begin", None
+        )
+        self._access_log = state.settings.access_log
         self._app = app
         self._state = state
         settings = state.settings
@@ -187,6 +214,12 @@ class HttpProtocol(asyncio.Protocol):
         self._size = 0
         self._cap = 0
         self._too_large = False
+        self._close_after = False  # the request being parsed ends the connection
+        # the request on the fast lane (`_busy`), until its answer is written
+        self._busy = False
+        self._busy_keep_alive = True
+        self._busy_started = 0.0
+        self._busy_path = b""
 
     # -- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -285,6 +318,7 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- httptools callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
+        self._close_after = False
         self._url = b""
         self._headers = []
         self._chunks = []
@@ -358,8 +392,8 @@ class HttpProtocol(asyncio.Protocol):
         self._body_since = None
         if self._transport is not None:
             self._transport.pause_reading()
-        self.on_message_complete()  # queued with no body, as any body past its cap
-        self._queue[-1].keep_alive = False  # the worker has not run yet: close after this one
+        self._close_after = True  # answered with no body, as any body past its cap, then closed
+        self.on_message_complete()
         raise _StopParsing()
 
     def on_message_complete(self) -> None:
@@ -374,23 +408,85 @@ class HttpProtocol(asyncio.Protocol):
         self._head_left = self._head_cap
         self._body_since = None
         self._completed += 1
+        parser = self._parser
+        method = parser.get_method()
+        keep_alive = parser.should_keep_alive() and not self._close_after
+        url = self._url
+        if (
+            self._begin is not None
+            and method == b"POST"
+            and not self._busy
+            and self._worker is None
+            and not self._closing
+        ):
+            path = url.partition(b"?")[0] if b"?" in url else url
+            if path.startswith(_PREFIX) and path.endswith(_SUFFIX) and len(path) > _SHORTEST:
+                self._serve_fast(path, url, body, keep_alive)
+                return
         request = _Request(
-            method=self._parser.get_method(),
-            url=self._url,
-            version=self._parser.get_http_version(),
+            method=method,
+            url=url,
+            version=parser.get_http_version(),
             headers=self._headers,
             body=body,
-            keep_alive=self._parser.should_keep_alive(),
+            keep_alive=keep_alive,
         )
         self._queue.append(request)
         if len(self._queue) > 8 and self._transport is not None:
             self._transport.pause_reading()  # a client pipelining far ahead waits its turn
-        if self._worker is None:
+        if self._worker is None and not self._busy:  # busy: `_answered` starts the worker
             self._worker = self._loop.create_task(self._serve_queue())
 
     # -- serving -----------------------------------------------------------------------------
-    async def _serve_queue(self) -> None:
+    def _serve_fast(self, path: bytes, url: bytes, body: bytes | None, keep_alive: bool) -> None:
+        """Hand an invocation to the fast lane; `_answered` writes its answer."""
+        assert self._begin is not None
+        name = path[_NAME_FROM:_NAME_TO].decode("latin-1")
+        self._busy = True
+        self._busy_keep_alive = keep_alive
+        if self._access_log:
+            self._busy_started = time.perf_counter()
+            self._busy_path = path
         try:
+            answer = self._begin(
+                name,
+                self._headers,
+                body,
+                url,
+                self._client[0] if self._client else None,
+                self._answered,
+            )
+        except Exception:  # the adapter maps every error itself; this is a last resort
+            log.exception("internal error on %s", loggable(url.decode("latin-1")))
+            answer = self._internal_error()
+        if answer is not None:
+            self._answered(*answer)
+
+    def _answered(self, status: int, headers: Headers, body: bytes) -> None:
+        """The fast lane's answer: write it, then go on as the worker would after a request."""
+        self._busy = False
+        keep_alive = self._busy_keep_alive
+        self._write(status, headers, body, keep_alive)
+        self.last_activity = self._loop.time()
+        if self._access_log:
+            path = self._busy_path
+            log_request(
+                self._client[0] if self._client else "-",
+                "POST",
+                path.decode("latin-1"),
+                path[_NAME_FROM:_NAME_TO].decode("latin-1"),
+                status,
+                self._busy_started,
+            )
+        if not keep_alive:
+            self._close()
+        elif self._queue and not self._closing:  # pipelined behind it: the worker serves them
+            self._worker = self._loop.create_task(self._serve_queue(self._drained is not None))
+
+    async def _serve_queue(self, drain_first: bool = False) -> None:
+        try:
+            if drain_first and self._drained is not None:
+                await self._drained
             while self._queue and not self._closing:
                 request = self._queue.popleft()
                 await self._serve(request)
@@ -544,7 +640,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._closing = True
                 self._transport.abort()  # close() would wait for a reader that never comes
             return
-        if self._worker is not None:
+        if self._worker is not None or self._busy:
             return  # answering; the router bounds that, and what follows is timed after it
         if self._head_since is not None:
             if now - self._head_since > settings.header_timeout_s:
@@ -566,7 +662,7 @@ class HttpProtocol(asyncio.Protocol):
             self._close()
 
     def close_if_idle(self) -> None:
-        if self._worker is None:
+        if self._worker is None and not self._busy:
             self._close()
 
 

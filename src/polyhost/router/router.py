@@ -3,14 +3,26 @@
 Everything here runs on the event loop and reads only the in-memory table; bodies pass through
 as bytes, never parsed (docs/architecture.md, principle 4). Failures become the runtime errors of
 docs/contract.md with messages that name the container and say where its log is.
+
+`invoke` is a coroutine that serves every request. `begin` is the fast lane of the common case
+(one container answers: Direct, or a one-container Serial endpoint, and that container's pool
+has an idle kept-alive connection): it sends the request at once and the answer comes back
+through a callback (`_Call`), so no task, future or coroutine frame is made per request. Both
+keep the same counters and latency series and raise the same errors; whatever `begin` cannot
+finish that way it declines (returns False) before sending anything, and the caller awaits
+`invoke` instead.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 
 from polyhost.errors import (
+    InternalFailure,
     InvokeValidationError,
     ModelError,
     ServiceError,
@@ -23,6 +35,7 @@ from polyhost.router.upstream import (
     UpstreamError,
     UpstreamHeadTooLarge,
     UpstreamNodeLost,
+    UpstreamPool,
     UpstreamResponse,
     UpstreamResponseTooLarge,
     UpstreamSaturated,
@@ -33,6 +46,9 @@ from polyhost.settings import Settings
 _INVOCATIONS = b"/invocations"
 _MAX_ORIGINAL_MESSAGE = 4096
 RESTORING = "Restoring"
+
+log = logging.getLogger("polyhost.router")
+_INTERNAL = "An internal error occurred; see the server log."  # http/errors.py's answer
 
 
 class ConnectionRefused(ServiceUnavailable):
@@ -58,6 +74,10 @@ class InvokeResult:
     content_type: bytes
     variant: str
     custom_attributes: bytes | None
+
+
+# What `Router.begin` calls once with the outcome: (token, result, None) or (token, None, error).
+Done = Callable[[object, InvokeResult | None, ServiceError | None], None]
 
 
 class Router:
@@ -104,6 +124,62 @@ class Router:
         return self._routes.get(endpoint_name)
 
     # -- the hot path -----------------------------------------------------------------------
+    def begin(self, endpoint_name: str, request: InvokeRequest, done: Done, token: object) -> bool:
+        """Start `request`; `done(token, result, error)` is called once with its outcome (never
+        from inside this call). On the fast lane the call is sent at once; a request the lane
+        cannot take once its replica is picked (no idle connection, a pipeline, a pool of
+        another kind) goes on in a task, from that same replica, so the round-robin stays as
+        `invoke`'s. False: the endpoint is not routable as named (nothing counted): await
+        `invoke` for its error. Raises what `invoke` would raise for a request refused before
+        any container call (the variant named does not exist, saturation)."""
+        started = time.perf_counter()
+        route = self._routes.get(endpoint_name)
+        if route is None or request.target_model is not None:
+            return False
+        variant = self._variant(route, request.target_variant)
+        hostname = request.target_container
+        replica = variant.pick_replica(hostname)
+        if variant.mode == "Direct":
+            found = None if hostname is None else replica.by_hostname.get(hostname)
+        else:
+            containers = replica.containers
+            found = containers[0] if hostname is None and len(containers) == 1 else None
+        if found is None or not found.available or type(found.pool) is not UpstreamPool:
+            self._later(route, variant, replica, request, done, token)
+            return True
+        container = found
+        pool = found.pool
+        headers = self._headers(request, request.content_type, request.accept)
+        call = _Call(self, route, variant, replica, container, request, done, token, started)
+        try:
+            started = pool.start(
+                _INVOCATIONS, headers, request.body, self._timeout, self._max_body, call
+            )
+        except UpstreamError as error:  # saturated: counted and answered as `_call` does
+            counters = container.counters
+            counters.invocations += 1
+            counters.errors_5xx += 1
+            raise self._upstream_failure(error, route, container, self._max_body) from None
+        if not started:
+            self._later(route, variant, replica, request, done, token)
+            return True
+        container.counters.invocations += 1
+        replica.outstanding += 1
+        return True
+
+    def _later(
+        self,
+        route: EndpointRoute,
+        variant: VariantRoute,
+        replica: ReplicaRoute,
+        request: InvokeRequest,
+        done: Done,
+        token: object,
+    ) -> None:
+        asyncio.get_running_loop().create_task(
+            _finish(self._invoke_on(route, variant, replica, request), done, token, route.name)
+        )
+
     async def invoke(self, endpoint_name: str, request: InvokeRequest) -> InvokeResult:
         route = self._routes.get(endpoint_name)
         if route is None:
@@ -114,6 +190,16 @@ class Router:
             )
         variant = self._variant(route, request.target_variant)
         replica = variant.pick_replica(request.target_container)
+        return await self._invoke_on(route, variant, replica, request)
+
+    async def _invoke_on(
+        self,
+        route: EndpointRoute,
+        variant: VariantRoute,
+        replica: ReplicaRoute,
+        request: InvokeRequest,
+    ) -> InvokeResult:
+        """`invoke` from the replica picked on: a refused connection goes once elsewhere."""
         try:
             return await self._on_replica(route, variant, replica, request)
         except ConnectionRefused:
@@ -386,3 +472,124 @@ class Router:
             f"log stream {log_group(route.name)}/{container.log_stream} "
             f"('polyhost logs {route.name} --container {container.hostname}')"
         )
+
+
+class _Call:
+    """One request on `Router.begin`'s fast lane: the pool's `Reply`, which turns the
+    container's answer into the router's result the way `Router._call` and `_direct` do."""
+
+    __slots__ = (
+        "_container",
+        "_done",
+        "_replica",
+        "_request",
+        "_route",
+        "_router",
+        "_sent",
+        "_started",
+        "_token",
+        "_variant",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        router: Router,
+        route: EndpointRoute,
+        variant: VariantRoute,
+        replica: ReplicaRoute,
+        container: ContainerRoute,
+        request: InvokeRequest,
+        done: Done,
+        token: object,
+        started: float,
+    ) -> None:
+        self._router = router
+        self._route = route
+        self._variant = variant
+        self._replica = replica
+        self._container = container
+        self._request = request
+        self._done = done
+        self._token = token
+        self._started = started  # when `begin` was called
+        self._sent = time.perf_counter()  # when the container call began
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, response: UpstreamResponse, /) -> None:
+        elapsed_us = (time.perf_counter() - self._sent) * 1e6
+        self._replica.outstanding -= 1
+        container = self._container
+        counters = container.counters
+        try:
+            counters.container_latency.observe(elapsed_us)
+            status = response.status
+            if status >= 400:
+                self._answer_error(response, status)
+                return
+            # The router's own time: picking the route and writing the call (`_direct`
+            # measures the same span, plus the few lines that build the result).
+            counters.overhead_latency.observe((self._sent - self._started) * 1e6)
+            result = Router._result(response, self._variant, self._request.content_type)
+        except Exception:  # never let a bug escape into the connection's parser callback
+            log.exception("internal error answering %s", self._route.name)
+            self._done(self._token, None, InternalFailure(_INTERNAL))
+            return
+        self._done(self._token, result, None)
+
+    def _answer_error(self, response: UpstreamResponse, status: int) -> None:
+        router, route, container = self._router, self._route, self._container
+        counters = container.counters
+        if status >= 500:
+            counters.errors_5xx += 1
+            kind = "server"
+        else:
+            counters.errors_4xx += 1
+            kind = "client"
+        original = response.body[:_MAX_ORIGINAL_MESSAGE].decode("utf-8", "replace")
+        error = ModelError(
+            f"Received {kind} error ({status}) from {container.hostname} with message "
+            f'"{original}". See {router._log_hint(route, container)} for more information.',
+            original_status_code=status,
+            original_message=original,
+            log_stream_arn=router._log_arn(route),
+        )
+        self._done(self._token, None, error)
+
+    def set_exception(self, error: BaseException, /) -> None:
+        self._replica.outstanding -= 1
+        router, route, container = self._router, self._route, self._container
+        container.counters.errors_5xx += 1
+        if not isinstance(error, UpstreamError):
+            log.error("unexpected upstream failure on %s: %r", route.name, error)
+            self._done(self._token, None, InternalFailure(_INTERNAL))
+            return
+        failure = router._upstream_failure(error, route, container, router._max_body)
+        if isinstance(error, UpstreamConnectFailed):
+            # The retry on a fresh connection was refused: nothing reached any container, so,
+            # as `invoke` does, the request goes once to another replica that can serve it.
+            other = self._variant.pick_replica(self._request.target_container, avoid=self._replica)
+            if other is not self._replica:
+                call = router._on_replica(route, self._variant, other, self._request)
+                asyncio.get_running_loop().create_task(
+                    _finish(call, self._done, self._token, route.name)
+                )
+                return
+        self._done(self._token, None, failure)
+
+
+async def _finish(
+    call: Coroutine[object, object, InvokeResult], done: Done, token: object, name: str
+) -> None:
+    """Await `call` and give its outcome to `done`: the fast lane's requests that need a task."""
+    try:
+        result = await call
+    except ServiceError as error:
+        done(token, None, error)
+        return
+    except Exception:
+        log.exception("internal error invoking %s", name)
+        done(token, None, InternalFailure(_INTERNAL))
+        return
+    done(token, result, None)

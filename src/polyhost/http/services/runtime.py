@@ -4,14 +4,19 @@ Reads the headers SageMaker's runtime defines, takes the body up to the 6 MiB li
 buffering more, and answers with the router's result or error in the rest-json shape botocore
 expects: `x-amzn-ErrorType` header plus a JSON body with `message` (and ModelError's fields).
 
-`answer()` is the whole adapter as plain bytes in, plain bytes out; the server's own HTTP
-protocol calls it directly on the hot path, and `handle()` wraps it for ASGI.
+`answer()` is the whole adapter as plain bytes in, plain bytes out, and `handle()` wraps it for
+ASGI. The server's own HTTP protocol calls `begin()`, the same adapter without a coroutine: it
+answers at once what it can refuse at once, and otherwise hands the request to the router's fast
+lane (`Router.begin`), whose callback writes the answer; only what that lane declines runs as a
+task. Every request of the hot path so costs no task, future or coroutine of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
 
 from polyhost.auth.gate import SAGEMAKER, Gate
 from polyhost.errors import InvokeValidationError, ServiceError
@@ -20,13 +25,15 @@ from polyhost.http.errors import internal_failure, rest_json_error
 from polyhost.http.io import BodyTooLarge, read_body, send_response
 from polyhost.http.request_ids import next_request_id
 from polyhost.http.types import Receive, Scope, Send
-from polyhost.router.router import InvokeRequest, Router
+from polyhost.router.router import InvokeRequest, InvokeResult, Router
 from polyhost.settings import MiB
 
 log = logging.getLogger("polyhost.runtime")
 
 _MAX_CUSTOM_ATTRIBUTES = 1024
 Headers = list[tuple[bytes, bytes]]
+# Where `begin` puts an answer it did not return: status, headers, body.
+Reply = Callable[[int, Headers, bytes], None]
 
 
 def _decode_name(value: bytes, header: str) -> str:
@@ -59,64 +66,7 @@ class RuntimeAdapter:
         """
         request_id = next_request_id()
         try:
-            # The headers are read here, not in a method of their own: with access control on,
-            # the gate's one call per request takes that method's place, and on this path every
-            # Python call costs several times its in-process price (docs/auth.md).
-            content_type = accept = attributes = inference_id = None
-            variant = container = model = None
-            try:
-                for raw_name, value in headers:
-                    name = raw_name.lower()
-                    if name == b"content-type":
-                        content_type = value
-                    elif name == b"accept":
-                        accept = value
-                    elif name.startswith(b"x-amzn-sagemaker-"):
-                        suffix = name[17:]
-                        if suffix == b"custom-attributes":
-                            if len(value) > _MAX_CUSTOM_ATTRIBUTES or not value.isascii():
-                                raise InvokeValidationError(
-                                    "CustomAttributes must be at most 1024 visible US-ASCII "
-                                    "characters."
-                                )
-                            attributes = value
-                        elif suffix == b"target-container-hostname":
-                            container = _decode_name(
-                                value, "X-Amzn-SageMaker-Target-Container-Hostname"
-                            )
-                        elif suffix == b"target-variant":
-                            variant = _decode_name(value, "X-Amzn-SageMaker-Target-Variant")
-                        elif suffix == b"target-model":
-                            model = _decode_name(value, "X-Amzn-SageMaker-Target-Model")
-                        elif suffix == b"inference-id":
-                            inference_id = value
-            except InvokeValidationError:
-                # The signature comes first: an unsigned request is refused as such whatever
-                # else is wrong with it.
-                self._refuse_unsigned(headers, body, url)
-                raise
-            if body is None:  # no signature could match a body that was dropped
-                raise InvokeValidationError(
-                    f"Request body is larger than {self.max_body_bytes} bytes "
-                    f"({self.max_body_bytes / MiB:g} MB), the most "
-                    "InvokeEndpoint accepts. Send a smaller payload."
-                )
-            gate = self._gate
-            if gate is not None and gate.enabled:
-                # Positional: see Gate.allow_invocation.
-                gate.allow_invocation(
-                    url, headers, body, endpoint_name, peer, container, model, variant
-                )
-            request = InvokeRequest(
-                body=body,
-                content_type=content_type,
-                accept=accept,
-                custom_attributes=attributes,
-                target_variant=variant,
-                target_container=container,
-                target_model=model,
-                inference_id=inference_id,
-            )
+            request = self._prepare(endpoint_name, headers, body, url, peer)
             result = await self._router.invoke(endpoint_name, request)
         except ServiceError as error:
             return self._error(error, request_id)
@@ -131,6 +81,131 @@ class RuntimeAdapter:
         if result.custom_attributes is not None:
             out.append((b"x-amzn-sagemaker-custom-attributes", result.custom_attributes))
         return 200, out, result.body
+
+    def _prepare(
+        self,
+        endpoint_name: str,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes | None,
+        url: bytes,
+        peer: str | None,
+    ) -> InvokeRequest:
+        """The request the router gets, once the headers are read and access control allowed
+        it; raises the ServiceError that refuses it."""
+        # With access control on, the gate's one call per request is the only other Python
+        # call here: on this path every call costs several times its in-process price
+        # (docs/auth.md).
+        content_type = accept = attributes = inference_id = None
+        variant = container = model = None
+        try:
+            for raw_name, value in headers:
+                name = raw_name.lower()
+                if name == b"content-type":
+                    content_type = value
+                elif name == b"accept":
+                    accept = value
+                elif name.startswith(b"x-amzn-sagemaker-"):
+                    suffix = name[17:]
+                    if suffix == b"custom-attributes":
+                        if len(value) > _MAX_CUSTOM_ATTRIBUTES or not value.isascii():
+                            raise InvokeValidationError(
+                                "CustomAttributes must be at most 1024 visible US-ASCII characters."
+                            )
+                        attributes = value
+                    elif suffix == b"target-container-hostname":
+                        container = _decode_name(
+                            value, "X-Amzn-SageMaker-Target-Container-Hostname"
+                        )
+                    elif suffix == b"target-variant":
+                        variant = _decode_name(value, "X-Amzn-SageMaker-Target-Variant")
+                    elif suffix == b"target-model":
+                        model = _decode_name(value, "X-Amzn-SageMaker-Target-Model")
+                    elif suffix == b"inference-id":
+                        inference_id = value
+        except InvokeValidationError:
+            # The signature comes first: an unsigned request is refused as such whatever
+            # else is wrong with it.
+            self._refuse_unsigned(headers, body, url)
+            raise
+        if body is None:  # no signature could match a body that was dropped
+            raise InvokeValidationError(
+                f"Request body is larger than {self.max_body_bytes} bytes "
+                f"({self.max_body_bytes / MiB:g} MB), the most "
+                "InvokeEndpoint accepts. Send a smaller payload."
+            )
+        gate = self._gate
+        if gate is not None and gate.enabled:
+            # Positional: see Gate.allow_invocation.
+            gate.allow_invocation(
+                url, headers, body, endpoint_name, peer, container, model, variant
+            )
+        return InvokeRequest(
+            body=body,
+            content_type=content_type,
+            accept=accept,
+            custom_attributes=attributes,
+            target_variant=variant,
+            target_container=container,
+            target_model=model,
+            inference_id=inference_id,
+        )
+
+    def begin(
+        self,
+        endpoint_name: str,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes | None,
+        url: bytes,
+        peer: str | None,
+        reply: Reply,
+    ) -> tuple[int, Headers, bytes] | None:
+        """`answer` for the server's own protocol: the answer when it is known at once (a
+        refusal), else None, and `reply` is called once with it later (never from inside
+        this call)."""
+        request_id = next_request_id()
+        try:
+            request = self._prepare(endpoint_name, headers, body, url, peer)
+            if self._router.begin(endpoint_name, request, self._done, (reply, request_id)):
+                return None
+        except ServiceError as error:
+            return self._error(error, request_id)
+        except Exception:
+            log.exception("internal error invoking %s", loggable(endpoint_name))
+            return self._error(internal_failure(), request_id)
+        asyncio.get_running_loop().create_task(
+            self._invoke(endpoint_name, request, request_id, reply)
+        )
+        return None
+
+    async def _invoke(
+        self, endpoint_name: str, request: InvokeRequest, request_id: bytes, reply: Reply
+    ) -> None:
+        """What the router's fast lane declined (a first connection, a pipeline, a remote
+        container's pool): the coroutine path, answered through `reply` all the same."""
+        try:
+            result = await self._router.invoke(endpoint_name, request)
+        except ServiceError as error:
+            self._done((reply, request_id), None, error)
+            return
+        except Exception:
+            log.exception("internal error invoking %s", loggable(endpoint_name))
+            self._done((reply, request_id), None, internal_failure())
+            return
+        self._done((reply, request_id), result, None)
+
+    def _done(self, token: object, result: InvokeResult | None, error: ServiceError | None) -> None:
+        reply, request_id = cast(tuple[Reply, bytes], token)
+        if result is None:
+            reply(*self._error(error or internal_failure(), request_id))
+            return
+        out = [
+            (b"content-type", result.content_type),
+            (b"x-amzn-invoked-production-variant", result.variant.encode()),
+            (b"x-amzn-requestid", request_id),
+        ]
+        if result.custom_attributes is not None:
+            out.append((b"x-amzn-sagemaker-custom-attributes", result.custom_attributes))
+        reply(200, out, result.body)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint_name: str) -> int:
         """The same as `answer`, for an ASGI server."""
