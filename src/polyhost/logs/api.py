@@ -21,6 +21,9 @@ JSON, so a forged or cut one is InvalidParameterException, never a failure):
 - DescribeLogGroups: `g/` with the name of the last group returned;
   DescribeLogStreams: `s/` with the index into the (ordered) listing.
 
+Every member of the four operations' inputs is honoured or refused (`SUPPORT`, applied by
+`call` after the model's checks; `awsmodel.support` says why nothing is accepted and ignored).
+
 Bounds: `limit` as the model allows, at most 1 MB of events per answer (CloudWatch's cap), and
 `SCAN_BYTES` of log looked at per call; a call cut short by that says where it got to (a token
 moved on, possibly with no events, as CloudWatch does too).
@@ -33,6 +36,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from polyhost.awsmodel.support import (
+    OperationTable,
+    Support,
+    honoured,
+    refusal_message,
+    refusals,
+    refused,
+)
 from polyhost.errors import (
     InvalidParameterException,
     ResourceNotFoundException,
@@ -79,6 +90,68 @@ _BACKWARD_TOKEN = TokenCodec("b/", _bad_token)
 _FILTER_TOKEN = TokenCodec("p/", _bad_token)
 
 
+_GROUP: dict[str, Support] = {
+    "logGroupName": honoured("the log group, /aws/sagemaker/Endpoints/<EndpointName>"),
+    "logGroupIdentifier": honoured("the log group by name or ARN"),
+}
+_UNMASK = honoured(
+    "no data protection policy masks anything here: every event is shown whole either way"
+)
+
+SUPPORT: dict[str, OperationTable] = {
+    "DescribeLogGroups": {
+        "accountIdentifiers": refused("cross-account observability (this server is one account)"),
+        "logGroupNamePrefix": honoured("groups whose name starts with it"),
+        "logGroupNamePattern": honoured(
+            "groups whose name contains it, case-sensitively; the answer then has only the "
+            "group's name, ARN and creation time"
+        ),
+        "nextToken": honoured("continues the listing where the previous page ended"),
+        "limit": honoured("the page's size"),
+        "includeLinkedAccounts": honoured(
+            "this server is no monitoring account and has no linked accounts: the answer is "
+            "the account's own groups"
+        ),
+        "logGroupClass": honoured("every group here is STANDARD; another class selects none"),
+        "logGroupIdentifiers": honoured("those groups only, by name or ARN"),
+    },
+    "DescribeLogStreams": {
+        **_GROUP,
+        "logStreamNamePrefix": honoured("streams whose name starts with it"),
+        "orderBy": honoured("by name, or by the last event's time"),
+        "descending": honoured("the order reversed"),
+        "nextToken": honoured("continues the listing where the previous page ended"),
+        "limit": honoured("the page's size"),
+    },
+    "GetLogEvents": {
+        **_GROUP,
+        "logStreamName": honoured("the stream read"),
+        "startTime": honoured("events at or after it (ms)"),
+        "endTime": honoured("events before it (ms)"),
+        "nextToken": honoured("continues forward or backward from the previous answer"),
+        "limit": honoured("events per answer"),
+        "startFromHead": honoured("read from the oldest event instead of the newest"),
+        "unmask": _UNMASK,
+    },
+    "FilterLogEvents": {
+        **_GROUP,
+        "logStreamNames": honoured("those streams only"),
+        "logStreamNamePrefix": honoured("streams whose name starts with it"),
+        "startTime": honoured("events at or after it (ms)"),
+        "endTime": honoured("events before it (ms)"),
+        "filterPattern": honoured("CloudWatch Logs' filter syntax (`logs/filter.py`)"),
+        "nextToken": honoured("continues where the previous answer ended"),
+        "limit": honoured("events per answer"),
+        "startFromHead": refused("newest-first filtering", accepts=(True,)),
+        "interleaved": honoured(
+            "events of all streams always come interleaved by time, whatever the value, as "
+            "CloudWatch Logs does since 2019"
+        ),
+        "unmask": _UNMASK,
+    },
+}
+
+
 @dataclass(frozen=True)
 class StreamSummary:
     first_ms: int | None
@@ -111,7 +184,11 @@ class LogsApi:
                 f"Operation {operation[:80]!r} is not served here; CloudWatch Logs operations "
                 f"served: {known}."
             )
-        return handler(self, checked(operation, params), catalog)
+        typed = checked(operation, params)
+        found = refusals(SUPPORT[operation], typed)
+        if found:
+            raise InvalidParameterException(refusal_message(operation, found))
+        return handler(self, typed, catalog)
 
     # -- names ---------------------------------------------------------------------------------
     def _group_arn(self, group: str) -> str:
@@ -186,15 +263,17 @@ class LogsApi:
             (group, endpoint)
             for group, endpoint in groups
             if (prefix is None or group.startswith(prefix))
-            and (pattern is None or pattern.lower() in group.lower())
+            and (pattern is None or pattern in group)
             and (wanted is None or group in wanted)
             and group_class in (None, "STANDARD")
             and (after is None or group > after)
         ]
         page = selected[:limit]
-        answer: dict[str, Any] = {
-            "logGroups": [self._describe_group(g, catalog[e]) for g, e in page]
-        }
+        described = [self._describe_group(g, catalog[e]) for g, e in page]
+        if pattern is not None:  # CloudWatch Logs then answers only these
+            kept = ("logGroupName", "creationTime", "arn")
+            described = [{k: d[k] for k in kept} for d in described]
+        answer: dict[str, Any] = {"logGroups": described}
         if len(selected) > limit:
             answer["nextToken"] = _GROUP_TOKEN.encode({"g": page[-1][0]})
         return answer

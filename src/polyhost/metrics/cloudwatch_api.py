@@ -12,6 +12,10 @@ What polyhost keeps, and so what a period may be: 10-second data for 3 hours, 1-
 roll-ups for 15 days. A Period of 10, 20 or 30 s reads the last 3 hours only (as CloudWatch's
 high-resolution data); a multiple of 60 reads 15 days. Unknown metrics answer no datapoints,
 as on CloudWatch; metric math (`Expression`) is refused with a clear message.
+
+Every member of the three operations' inputs is honoured or refused (`SUPPORT`, applied by
+`call` before the operation runs; `awsmodel.support` says why nothing is accepted and ignored).
+Cross-account observability is refused: this server is one account, and no monitoring one.
 """
 
 from __future__ import annotations
@@ -26,6 +30,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from polyhost.awsmodel.support import (
+    OperationTable,
+    Support,
+    honoured,
+    refusal_message,
+    refusals,
+    refused,
+)
 from polyhost.errors import (
     InvalidNextToken,
     InvalidParameterCombination,
@@ -153,6 +165,80 @@ class _Query:
     unit: str | None
 
 
+_DIMENSIONS: dict[str, Support] = {
+    "Dimensions": honoured("the metric's dimensions, each given once"),
+    "Dimensions[].Name": honoured("a dimension's name"),
+    "Dimensions[].Value": honoured("its value"),
+}
+_STAT_METRIC = "MetricDataQueries[].MetricStat.Metric"
+_CROSS_ACCOUNT = refused("cross-account observability (this server is one account)")
+
+SUPPORT: dict[str, OperationTable] = {
+    "ListMetrics": {
+        "Namespace": honoured(
+            "metrics of that namespace (aws/sagemaker/Endpoints finds the slashed one too)"
+        ),
+        "MetricName": honoured("metrics of that name"),
+        "Dimensions": honoured("metrics that have each dimension named"),
+        "Dimensions[].Name": honoured("a dimension the metric must have"),
+        "Dimensions[].Value": honoured("the value it must have (absent: any)"),
+        "NextToken": honoured("continues the listing where the previous page ended"),
+        "RecentlyActive": honoured("PT3H: metrics with data in the last 3 hours"),
+        "IncludeLinkedAccounts": honoured(
+            "this server is no monitoring account and has no linked accounts: the answer is "
+            "the account's own metrics, as CloudWatch answers outside a monitoring account"
+        ),
+        "OwningAccount": _CROSS_ACCOUNT,
+    },
+    "GetMetricStatistics": {
+        "Namespace": honoured("the metric's namespace"),
+        "MetricName": honoured("the metric's name"),
+        **_DIMENSIONS,
+        "StartTime": honoured("the first period's start, rounded down as CloudWatch does"),
+        "EndTime": honoured("the end of the range (exclusive)"),
+        "Period": honoured("10, 20, 30 or a multiple of 60 seconds"),
+        "Statistics": honoured("SampleCount, Average, Sum, Minimum, Maximum"),
+        "ExtendedStatistics": honoured("percentiles p0 to p100"),
+        "Unit": honoured("a unit that is not the metric's selects nothing"),
+    },
+    "GetMetricData": {
+        "MetricDataQueries": honoured("1 to 500 queries"),
+        "MetricDataQueries[].Id": honoured("the query's id in the answer"),
+        "MetricDataQueries[].MetricStat": honoured("the metric and statistic queried"),
+        _STAT_METRIC: honoured("the metric"),
+        f"{_STAT_METRIC}.Namespace": honoured("its namespace"),
+        f"{_STAT_METRIC}.MetricName": honoured("its name"),
+        f"{_STAT_METRIC}.Dimensions": honoured("its dimensions, each given once"),
+        f"{_STAT_METRIC}.Dimensions[].Name": honoured("a dimension's name"),
+        f"{_STAT_METRIC}.Dimensions[].Value": honoured("its value"),
+        "MetricDataQueries[].MetricStat.Period": honoured("10, 20, 30 or a multiple of 60"),
+        "MetricDataQueries[].MetricStat.Stat": honoured("a statistic or a percentile"),
+        "MetricDataQueries[].MetricStat.Unit": honoured("a unit not the metric's: no data"),
+        "MetricDataQueries[].Expression": refused(
+            "metric math and Metrics Insights queries", own_message=True
+        ),
+        "MetricDataQueries[].Label": honoured(
+            "the series' label, literal (dynamic labels, ${...}, are refused)"
+        ),
+        "MetricDataQueries[].ReturnData": honoured("false leaves the query out of the answer"),
+        "MetricDataQueries[].Period": refused(
+            "a query's own Period, which goes with an Expression (give MetricStat.Period)"
+        ),
+        "MetricDataQueries[].AccountId": _CROSS_ACCOUNT,
+        "StartTime": honoured("the first period's start, rounded down as CloudWatch does"),
+        "EndTime": honoured("the end of the range (exclusive)"),
+        "NextToken": honoured("continues the answer where the previous page ended"),
+        "ScanBy": honoured("newest or oldest datapoints first"),
+        "MaxDatapoints": honoured("datapoints per answer, across its queries"),
+        "LabelOptions": honoured("options for dynamic labels"),
+        "LabelOptions.Timezone": honoured(
+            "it shifts the times dynamic labels show; the labels answered here are literal "
+            "(dynamic ones are refused), so it changes nothing, as on CloudWatch"
+        ),
+    },
+}
+
+
 class CloudWatchApi:
     """`call(operation, params)` for the three read operations of CloudWatch."""
 
@@ -174,6 +260,9 @@ class CloudWatchApi:
             "GetMetricStatistics": self.get_metric_statistics,
             "GetMetricData": self.get_metric_data,
         }[operation]
+        found = refusals(SUPPORT[operation], params)
+        if found:
+            raise InvalidParameterValue(refusal_message(operation, found))
         return handler(params)
 
     # -- ListMetrics ---------------------------------------------------------------------------
@@ -395,6 +484,13 @@ class CloudWatchApi:
             _check_period(period, f"{where}.MetricStat.Period")
             stat = stat_params["Stat"]
             percent = None if stat in STATISTICS else _percentile(stat, f"{where}.MetricStat.Stat")
+            label = raw.get("Label")
+            if label is not None and "${" in label:
+                raise InvalidParameterValue(
+                    f"polyhost does not support dynamic labels yet: {where}.Label "
+                    f"'{label[:64]}' has ${{...}}; give a literal label, or see "
+                    "docs/unsupported.md"
+                )
             if not raw.get("ReturnData", True):
                 continue  # nothing would use it: polyhost evaluates no expressions
             queries.append(

@@ -1,0 +1,363 @@
+"""Which members of SageMaker's requests polyhost honours, echoes or refuses (`awsmodel.support`).
+
+Every member of the input shape of every operation the control plane serves has an entry here
+(`tests/control/test_support.py` walks botocore's model to make sure); `ControlPlane.call`
+refuses a request that uses a refused member, after the model's and the cross-field
+validation (SageMaker's own messages for bad values come first) and before the operation runs.
+`docs/supported-members.md` is rendered from these tables (`python -m polyhost.control.support
+--write`), and the same test checks it is current; `docs/unsupported.md` says what to do
+instead.
+
+Honoured claims are the code's: each names where the member is used. Echoed members are stored
+and shown by Describe (the output shapes have them) and mean nothing on one machine, for the
+reason given.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from polyhost.awsmodel.shapes import Schema, load_schema
+from polyhost.awsmodel.support import (
+    OperationTable,
+    Support,
+    counts,
+    echoed,
+    honoured,
+    refusal_message,
+    refusals,
+    refused,
+    render_table,
+)
+from polyhost.errors import ValidationException
+from polyhost.logs.api import SUPPORT as LOGS_SUPPORT
+from polyhost.metrics.cloudwatch_api import SUPPORT as CLOUDWATCH_SUPPORT
+from polyhost.settings import Settings
+
+NETWORK_ISOLATION = "network-isolation"
+# How the docs say when a capability is there.
+CAPABILITIES = {
+    NETWORK_ISOLATION: (
+        "when the server isolates each instance's network (`--isolate`, on by default with "
+        "`--auth-file`; not on the ray backend)"
+    ),
+}
+
+
+def capabilities(settings: Settings) -> frozenset[str]:
+    """What this server can honour that another may not. Network isolation is decided from the
+    settings exactly as `backends.confinement.plan` decides it (a server that could not isolate
+    as asked does not start): each instance gets a network namespace with only a loopback, so
+    its containers make no network calls in or out, which is what EnableNetworkIsolation asks."""
+    wanted = settings.isolate if settings.isolate is not None else settings.auth_file is not None
+    found: set[str] = set()
+    if wanted and settings.backend != "ray":
+        found.add(NETWORK_ISOLATION)
+    return frozenset(found)
+
+
+# -- shared parts -------------------------------------------------------------------------------
+
+_TAGS: dict[str, Support] = {
+    "Tags": honoured(
+        "stored with the resource; ListTags shows them, AddTags and DeleteTags "
+        "change them (50 at most)"
+    ),
+    "Tags[].Key": honoured("the tag's key (unique, not starting with aws:)"),
+    "Tags[].Value": honoured("the tag's value"),
+}
+
+_VPC = echoed(
+    "containers reach what this machine's network reaches (nothing at all when the server "
+    "isolates instances): there is no VPC, subnet or security group to join"
+)
+
+_NETWORK_ISOLATION = refused(
+    "network isolation without --isolate, which gives each instance a network of its own",
+    accepts=(False,),
+    unless=NETWORK_ISOLATION,
+)
+
+
+def _container(path: str) -> dict[str, Support]:
+    """A ContainerDefinition at `path` (PrimaryContainer, Containers[]): `specs.model_containers`
+    reads Image, ContainerHostname, ModelDataUrl and Environment."""
+    at = f"{path}."
+    return {
+        at + "ContainerHostname": honoured(
+            "the container's name: TargetContainerHostname in Direct mode, its log stream and "
+            "its metrics' ContainerName"
+        ),
+        at + "Image": honoured("the image the container runs, from the server's image catalog"),
+        at + "ImageConfig": echoed(
+            "images come from the server's image catalog (`--image-config`), so where SageMaker "
+            "would pull one from (ECR, or a registry in a VPC with its credentials Lambda) "
+            "means nothing here"
+        ),
+        at + "Mode": honoured(
+            "SingleModel, or MultiModel: ModelDataUrl is a prefix and InvokeEndpoint's "
+            "TargetModel names the archive below it, loaded on demand (docs/multi-model.md)"
+        ),
+        at + "ModelDataUrl": honoured(
+            "fetched (s3, https, file) and extracted into the container's model dir before it "
+            "starts"
+        ),
+        at + "ModelDataSource": refused("model data sources: uncompressed or S3-prefix model data"),
+        at + "AdditionalModelDataSources": refused("additional model data sources"),
+        at + "Environment": honoured("the container's environment"),
+        at + "ModelPackageName": refused("model packages (the SageMaker model registry)"),
+        at + "InferenceSpecificationName": refused("model packages' inference specifications"),
+        at + "MultiModelConfig": honoured("how a multi-model container caches its models"),
+        # An honoured structure needs an entry per member, so a member botocore adds to it later
+        # cannot pass unnoticed.
+        at + "MultiModelConfig.ModelCacheSetting": honoured(
+            "Enabled keeps models loaded until memory needs room, Disabled unloads a model "
+            "after each invocation"
+        ),
+        at + "ContainerMetricsConfig": refused("scraping a container's own metrics endpoint"),
+    }
+
+
+def _variant(path: str) -> dict[str, Support]:
+    """A ProductionVariant at `path`: `specs.build_spec` reads what is honoured here."""
+    at = f"{path}."
+    return {
+        at + "VariantName": honoured(
+            "the variant's name: TargetVariant, its log streams and metrics, Describe's summary"
+        ),
+        at + "ModelName": honoured("the model the variant serves (snapshotted at deploy)"),
+        at + "InitialInstanceCount": honoured(
+            "that many instances, each running every container of the model"
+        ),
+        at + "InstanceType": echoed(
+            "instances are slices of this one machine: the type is kept and shown, but what a "
+            "container may use comes from its image's cpus and memory in `--image-config`"
+        ),
+        at + "InstancePools": refused("instance pools"),
+        at + "VariantInstanceProvisionTimeoutInSeconds": echoed(
+            "an instance here needs no capacity to be provisioned, so there is nothing for this "
+            "timeout to bound (model download and container startup have their own, honoured)"
+        ),
+        at + "InitialVariantWeight": honoured("the variant's share of the endpoint's traffic"),
+        at + "AcceleratorType": refused("Elastic Inference accelerators"),
+        at + "CoreDumpConfig": refused("core dumps of a failing container to S3"),
+        at + "ServerlessConfig": refused("serverless inference"),
+        at + "VolumeSizeInGB": echoed(
+            "no storage volume is attached to an instance here: model data sits in the "
+            "server's state dir, on the host's disk"
+        ),
+        at + "ModelDataDownloadTimeoutInSeconds": honoured(
+            "bounds fetching and extracting the model data"
+        ),
+        at + "ContainerStartupHealthCheckTimeoutInSeconds": honoured(
+            "how long a container may take to pass its first ping (else `--startup-timeout`)"
+        ),
+        at + "EnableSSMAccess": refused("SSM access to instances", accepts=(False,)),
+        at + "ManagedInstanceScaling": refused("managed instance scaling"),
+        at + "RoutingConfig": honoured("how a request picks an instance of the variant"),
+        # The router sends each request to the instance with the fewest in flight.
+        at + "RoutingConfig.RoutingStrategy": refused(
+            "routing strategies other than least outstanding requests",
+            accepts=("LEAST_OUTSTANDING_REQUESTS",),
+        ),
+        at + "RoutingConfig.PrefixAwareRoutingConfig": refused("prefix-aware routing"),
+        at + "InferenceAmiVersion": echoed(
+            "containers run on this machine's own system and drivers: there is no AMI to pick "
+            "(images built for accelerators are refused at CreateModel)"
+        ),
+        at + "CapacityReservationConfig": refused("capacity reservations"),
+        at + "AcceleratorPartitionLayouts": refused("accelerator partitions"),
+    }
+
+
+# An update here starts the new fleet beside the old, moves all traffic to it once it is
+# healthy and drains the old: none of the policies a DeploymentConfig chooses.
+_DEPLOYMENT_CONFIG = refused(
+    "deployment guardrails: canary, linear and rolling updates, auto-rollback"
+)
+
+
+def _list(*members: str) -> dict[str, Support]:
+    """A List* operation's members (`listing.page_query` reads each)."""
+    what = {
+        "SortBy": honoured("the order of the listing"),
+        "SortOrder": honoured("ascending or descending"),
+        "NextToken": honoured("continues the listing where the previous page ended"),
+        "MaxResults": honoured("the page's size"),
+        "NameContains": honoured("names containing it, ignoring case"),
+        "CreationTimeBefore": honoured("created before it"),
+        "CreationTimeAfter": honoured("created after it"),
+        "LastModifiedTimeBefore": honoured("last modified before it"),
+        "LastModifiedTimeAfter": honoured("last modified after it"),
+        "StatusEquals": honoured("endpoints in that status"),
+    }
+    return {member: what[member] for member in members}
+
+
+_LISTING = ("SortBy", "SortOrder", "NextToken", "MaxResults", "NameContains")
+_CREATED = ("CreationTimeBefore", "CreationTimeAfter")
+
+SUPPORT: dict[str, OperationTable] = {
+    "CreateModel": {
+        "ModelName": honoured("the model's name"),
+        "PrimaryContainer": honoured("the model's one container"),
+        **_container("PrimaryContainer"),
+        "Containers": honoured("the model's containers: a Serial pipeline or Direct"),
+        **_container("Containers[]"),
+        "InferenceExecutionConfig": honoured("how the containers are invoked"),
+        "InferenceExecutionConfig.Mode": honoured("Serial (a pipeline) or Direct"),
+        "ExecutionRoleArn": honoured(
+            "the containers get this role's credentials, as the server is told them "
+            "(docs/credentials.md)"
+        ),
+        **_TAGS,
+        "VpcConfig": _VPC,
+        "EnableNetworkIsolation": _NETWORK_ISOLATION,
+    },
+    "DescribeModel": {"ModelName": honoured("the model described")},
+    "ListModels": _list(*_LISTING, *_CREATED),
+    "DeleteModel": {"ModelName": honoured("the model deleted")},
+    "CreateEndpointConfig": {
+        "EndpointConfigName": honoured("the endpoint configuration's name"),
+        "ProductionVariants": honoured("the variants an endpoint runs"),
+        **_variant("ProductionVariants[]"),
+        "DataCaptureConfig": refused("data capture"),
+        **_TAGS,
+        "KmsKeyId": echoed(
+            "it encrypts the ML storage volume of each instance, and no such volume exists "
+            "here: model data and logs sit in the server's state dir, encrypted as the host's "
+            "disk is"
+        ),
+        "AsyncInferenceConfig": refused("asynchronous inference"),
+        "ExplainerConfig": refused("SageMaker Clarify online explainability"),
+        "ShadowProductionVariants": refused("shadow variants"),
+        "ExecutionRoleArn": refused(
+            "an endpoint configuration's execution role (for inference components; a model's "
+            "ExecutionRoleArn is honoured)"
+        ),
+        "VpcConfig": _VPC,
+        "EnableNetworkIsolation": _NETWORK_ISOLATION,
+        "MetricsConfig": refused("enhanced metrics"),
+        "TracingConfig": refused("request tracing"),
+        "CrossRegionTrafficConfig": refused("cross-region traffic"),
+    },
+    "DescribeEndpointConfig": {
+        "EndpointConfigName": honoured("the endpoint configuration described"),
+    },
+    "ListEndpointConfigs": _list(*_LISTING, *_CREATED),
+    "DeleteEndpointConfig": {"EndpointConfigName": honoured("the configuration deleted")},
+    "CreateEndpoint": {
+        "EndpointName": honoured("the endpoint's name"),
+        "EndpointConfigName": honoured("the configuration deployed"),
+        "DeploymentConfig": _DEPLOYMENT_CONFIG,
+        **_TAGS,
+    },
+    "DescribeEndpoint": {"EndpointName": honoured("the endpoint described")},
+    "ListEndpoints": _list(
+        *_LISTING, *_CREATED, "LastModifiedTimeBefore", "LastModifiedTimeAfter", "StatusEquals"
+    ),
+    "UpdateEndpoint": {
+        "EndpointName": honoured("the endpoint updated"),
+        "EndpointConfigName": honoured("the configuration it moves to, blue/green"),
+        "RetainAllVariantProperties": refused(
+            "retaining variant properties across an update (the new configuration's instance "
+            "counts and weights apply)",
+            accepts=(False,),
+        ),
+        "ExcludeRetainedVariantProperties": refused("retaining variant properties"),
+        "DeploymentConfig": _DEPLOYMENT_CONFIG,
+        "RetainDeploymentConfig": refused(
+            "reusing the last DeploymentConfig (deployment guardrails)", accepts=(False,)
+        ),
+    },
+    "DeleteEndpoint": {"EndpointName": honoured("the endpoint deleted")},
+    "AddTags": {
+        "ResourceArn": honoured("a model, endpoint configuration or endpoint of this server"),
+        **_TAGS,
+    },
+    "ListTags": {
+        "ResourceArn": honoured("a model, endpoint configuration or endpoint of this server"),
+        "NextToken": honoured("continues the listing where the previous page ended"),
+        "MaxResults": honoured("the page's size"),
+    },
+    "DeleteTags": {
+        "ResourceArn": honoured("a model, endpoint configuration or endpoint of this server"),
+        "TagKeys": honoured("the tags removed"),
+    },
+}
+
+
+def refuse_unsupported(
+    operation: str, params: Mapping[str, object], have: frozenset[str] = frozenset()
+) -> None:
+    """Raise SageMaker's ValidationException when `params` uses a member polyhost refuses."""
+    found = refusals(SUPPORT.get(operation, {}), params, have)
+    if found:
+        raise ValidationException(refusal_message(operation, found))
+
+
+# -- the docs ------------------------------------------------------------------------------------
+
+DOC = Path("docs") / "supported-members.md"
+
+_HEADER = """# Members polyhost honours, echoes or refuses
+
+Generated from the tables in the code (`control/support.py`, `metrics/cloudwatch_api.py`,
+`logs/api.py`) by `python -m polyhost.control.support --write`; a test walks botocore's models
+and fails when a member of an operation polyhost serves has no entry, or when this page is not
+what the tables say. Why and what to do instead: [unsupported.md](unsupported.md).
+
+- **honoured**: the operation does what the member asks.
+- **echoed**: accepted, stored and shown by Describe, because on one machine it means nothing
+  (the reason is given).
+- **refused**: a request that gives it answers a ValidationException (CloudWatch:
+  InvalidParameterValue; CloudWatch Logs: InvalidParameterException) naming the member:
+  `polyhost does not support DataCaptureConfig (data capture) yet: remove it from
+  CreateEndpointConfig, or see docs/unsupported.md`; the table's "why" names the feature.
+  Values listed as honoured pass. Absent,
+  null, an empty list, an empty map and an empty structure mean what leaving the member out
+  means, and pass.
+
+A member under an echoed or refused one is covered by it and not listed. Paths: `[]` after a
+list, `{}` after a map. Members a client sends that botocore's model does not know are dropped
+before the operation runs, as AWS does for forward compatibility.
+"""
+
+
+def render(schemas: Mapping[str, Schema] | None = None) -> str:
+    """The whole of docs/supported-members.md."""
+    loaded = dict(schemas or {})
+    services = (
+        ("SageMaker", "sagemaker", SUPPORT),
+        ("CloudWatch", "cloudwatch", CLOUDWATCH_SUPPORT),
+        ("CloudWatch Logs", "logs", LOGS_SUPPORT),
+    )
+    parts = [_HEADER]
+    summary = ["| service | honoured | echoed | refused |", "| --- | --- | --- | --- |"]
+    sections: list[str] = []
+    for title, service, table in services:
+        schema = loaded.get(service) or load_schema(service, table)
+        total = counts(table)
+        summary.append(
+            f"| {title} | {total['honoured']} | {total['echoed']} | {total['refused']} |"
+        )
+        sections.append(render_table(title, schema, table, CAPABILITIES))
+    parts.append("\n".join(summary) + "\n")
+    parts += sections
+    return "\n".join(parts).rstrip("\n") + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """`--write`: (re)write docs/supported-members.md under the current folder; else print."""
+    text = render()
+    if argv[1:] == ["--write"]:
+        DOC.write_text(text, encoding="utf-8")
+        return 0
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
