@@ -61,6 +61,8 @@ SLOW: tuple[str, ...] = (
     "bench/",  # the benchmarks' quick runs and the soak's smoke test
     "stacks/test_pytorch.py",  # the framework stacks: each loads its framework and a model
     "stacks/test_sklearn.py",
+    "stacks/test_multi_model_stack.py",  # three stacks, models of 24 MB
+    "router/test_multi_model_endpoint.py",  # a server, a local S3, a dozen models trained
     "stacks/test_tensorflow.py",
     "http/services/test_cloudwatch.py",  # waits for the 10 s recorder, burns CPU, holds memory
     "http/services/test_cloudwatch_restart.py",

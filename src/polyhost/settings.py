@@ -175,11 +175,42 @@ class Settings:
     max_body_bytes: int = setting(
         6 * MiB, "--max-body-bytes", "largest InvokeEndpoint request or response body"
     )
+    model_load_wait_s: float = setting(
+        60.0,
+        "--model-load-wait",
+        "seconds an invocation of a multi-model endpoint waits for its model to load before "
+        "answering a retryable 429 ModelNotReadyException (the load goes on)",
+    )
+    model_load_timeout_s: float = setting(
+        360.0,
+        "--model-load-timeout",
+        "seconds a multi-model container may take to load one model before the load fails",
+    )
+    max_loaded_models: int = setting(
+        1000,
+        "--max-loaded-models",
+        "models one multi-model container holds at most; past it the least recently used "
+        "is unloaded (memory usually decides first)",
+    )
     max_interchange_bytes: int = setting(
         5 * MiB, "--max-interchange-bytes", "largest payload between containers of a pipeline"
     )
     max_control_body_bytes: int = setting(
         16 * MiB, "--max-control-body-bytes", "largest control-plane request body"
+    )
+    # -- InvokeEndpointWithResponseStream (router/streaming.py) -------------------------------
+    max_stream_bytes: int = setting(
+        1 * GiB,
+        "--max-stream-bytes",
+        "largest answer one InvokeEndpointWithResponseStream call may stream; past it the "
+        "stream ends with a ModelStreamError (StreamBroken)",
+    )
+    stream_idle_timeout_s: float = setting(
+        30.0,
+        "--stream-idle-timeout",
+        "seconds a streaming container may go without sending part of its answer (a slow "
+        "client's wait is not counted); past it the stream ends with a ModelStreamError "
+        "(ModelInvocationTimeExceeded). The whole stream is bounded by --invocation-timeout",
     )
     # -- HTTP listener bounds -----------------------------------------------------------------
     keep_alive_timeout_s: float = setting(

@@ -61,7 +61,8 @@ def test_create_and_describe_model_echoes_the_request(sagemaker: Any) -> None:
         ModelName=name,
         PrimaryContainer=container,
         ExecutionRoleArn="arn:aws:iam::123456789012:role/polyhost",
-        EnableNetworkIsolation=True,
+        # False: this server does not isolate instances, so True is refused (test_support.py).
+        EnableNetworkIsolation=False,
         Tags=[{"Key": "team", "Value": "ml"}],
     )
     assert answer["ModelArn"] == f"{ARN}:model/{name.lower()}"
@@ -71,7 +72,7 @@ def test_create_and_describe_model_echoes_the_request(sagemaker: Any) -> None:
     assert described["ModelArn"] == answer["ModelArn"]
     assert described["PrimaryContainer"] == container
     assert described["ExecutionRoleArn"] == "arn:aws:iam::123456789012:role/polyhost"
-    assert described["EnableNetworkIsolation"] is True
+    assert described["EnableNetworkIsolation"] is False
     assert isinstance(described["CreationTime"], datetime.datetime)
     assert "Tags" not in described  # not part of DescribeModel's output
 

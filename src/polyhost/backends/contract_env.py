@@ -11,7 +11,10 @@ the same order, so a model sees the same variables on every backend:
 - its role's credentials, when the server maps the model's ExecutionRoleArn
   (`role_credentials.py`), never mixed with keys the model set;
 - the variables of the contract (SAGEMAKER_BIND_TO_PORT, SAGEMAKER_SAFE_PORT_RANGE, and
-  POLYHOST_BIND_HOST for the built-in stacks), which the model cannot override.
+  POLYHOST_BIND_HOST for the built-in stacks), which the model cannot override, and the
+  container's memory limit when it has one (SAGEMAKER_MAX_MEMORY_BYTES: the budget a
+  multi-model container keeps its loaded models within, answering 507 rather than being
+  killed by the limit).
 """
 
 from __future__ import annotations
@@ -62,3 +65,5 @@ def add_model_environment(
     env["SAGEMAKER_BIND_TO_PORT"] = str(spec.port)
     env["SAGEMAKER_SAFE_PORT_RANGE"] = f"{low}-{high}"
     env["POLYHOST_BIND_HOST"] = bind_host
+    if spec.limits.memory_bytes is not None:
+        env["SAGEMAKER_MAX_MEMORY_BYTES"] = str(spec.limits.memory_bytes)

@@ -14,6 +14,10 @@ User images come from `--image-config images.toml`:
     memory = "2GiB"                      # optional resource limits of every container
     cpus = 1.5                           # of this image (enforced where the OS allows)
 
+    [images."acme/mms:1"]
+    command = ["/srv/mms"]
+    multi_models = true                  # serves SageMaker's multi-model API (Mode: MultiModel)
+
 Image names match exactly; a built-in also matches with a tag (`polyhost/sklearn:1.0`).
 SageMaker's framework image URIs (`<account>.dkr.ecr.<region>.amazonaws.com/` and
 `tensorflow-inference:2.3.1-cpu`, ..., matched by repository name: `polyhost.framework_images`,
@@ -36,6 +40,11 @@ from typing import Any
 from polyhost import framework_images
 from polyhost.backends.base import ImageNotFound, ResourceLimits
 
+# The built-in stacks that serve many models in one process (`stacks.toolkit.multi_model`):
+# every stack built on the inference toolkit's handler chain.
+MULTI_MODEL_BUILTINS = frozenset(
+    {"polyhost/pytorch", "polyhost/sklearn", "polyhost/xgboost", "polyhost/huggingface"}
+)
 BUILTIN_MODULES = {
     "polyhost/pytorch": "polyhost.stacks.pytorch",
     "polyhost/tensorflow": "polyhost.stacks.tensorflow",
@@ -57,6 +66,9 @@ class ImageEntry:
     command: tuple[str, ...]
     builtin: bool = False
     limits: ResourceLimits = field(default_factory=ResourceLimits)
+    # Whether the image serves SageMaker's multi-model API (`POST /models`, ...) when started
+    # with SAGEMAKER_MULTI_MODEL=true, so CreateModel may give it `Mode: MultiModel`.
+    multi_models: bool = False
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -134,6 +146,11 @@ class ImageRegistry:
                         pythons[name] = python
                     builtin_limits[name] = limits
                     continue
+                multi_models = table.get("multi_models", False)
+                if not isinstance(multi_models, bool):
+                    raise ImageConfigError(
+                        f'{config_path}: images."{name}".multi_models must be true or false'
+                    )
                 if not (
                     isinstance(command, list)
                     and command
@@ -145,13 +162,16 @@ class ImageRegistry:
                     )
                 if python and command[0] in ("python", "python3"):
                     command = [python, *command[1:]]
-                user[name] = ImageEntry(name=name, command=tuple(command), limits=limits)
+                user[name] = ImageEntry(
+                    name=name, command=tuple(command), limits=limits, multi_models=multi_models
+                )
         entries = {
             name: ImageEntry(
                 name=name,
                 command=(pythons.get(name, sys.executable), "-m", module),
                 builtin=True,
                 limits=builtin_limits.get(name, ResourceLimits()),
+                multi_models=name in MULTI_MODEL_BUILTINS,
             )
             for name, module in BUILTIN_MODULES.items()
         }
@@ -181,6 +201,12 @@ class ImageRegistry:
     def limits(self, image: str) -> ResourceLimits:
         entry = self.resolve(image)
         return entry.limits if entry is not None else ResourceLimits()
+
+    def serves_multiple_models(self, image: str) -> bool:
+        """Whether `image` serves SageMaker's multi-model API (an image admitted only by a
+        backend's rule, not listed here, is not known to)."""
+        entry = self.resolve(image)
+        return entry is not None and entry.multi_models
 
     def knows_image(self, image: str) -> bool:
         if self.resolve(image) is not None:

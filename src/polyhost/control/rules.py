@@ -110,9 +110,97 @@ def model_rules(params: dict[str, Any], context: RuleContext) -> list[str]:
     found += _environment_rules(entries)
     found += _model_data_rules(entries)
     found += _local_model_data_rules(entries, context.local_models)
+    found += _multi_model_rules(entries, context.images)
     if isinstance(containers, list) and primary is None:
-        found += _pipeline_rules([e for e in entries if e[0] != "primaryContainer"], mode)
+        pipeline = [e for e in entries if e[0] != "primaryContainer"]
+        found += _pipeline_rules(pipeline, mode)
+        if mode == "Serial":
+            found += _serial_multi_model_rules(pipeline)
     return found
+
+
+MULTI_MODEL = "MultiModel"
+
+
+def is_multi_model(container: dict[str, Any]) -> bool:
+    """Whether a container definition asks for a multi-model container (`Mode: MultiModel`)."""
+    return container.get("Mode") == MULTI_MODEL
+
+
+def _multi_model_rules(
+    entries: list[tuple[str, dict[str, Any]]], images: ImageCatalog
+) -> list[str]:
+    """What SageMaker refuses of a `Mode: MultiModel` container: its ModelDataUrl is the prefix
+    every TargetModel is read below (so it is required and no ModelDataSource may replace it),
+    its image must serve the multi-model API, and MultiModelConfig means nothing without it."""
+    found: list[str] = []
+    for path, container in entries:
+        config = container.get("MultiModelConfig")
+        if not is_multi_model(container):
+            if config is not None:
+                found.append(
+                    violation(
+                        config,
+                        f"{path}.multiModelConfig",
+                        "MultiModelConfig applies only to a container with Mode MultiModel",
+                    )
+                )
+            continue
+        if container.get("ModelDataSource") is not None:
+            found.append(
+                violation(
+                    container["ModelDataSource"],
+                    f"{path}.modelDataSource",
+                    "ModelDataSource is not supported with Mode MultiModel: give the prefix "
+                    "of the model archives as ModelDataUrl",
+                )
+            )
+        url = container.get("ModelDataUrl")
+        if url is None:
+            found.append(
+                violation(
+                    None,
+                    f"{path}.modelDataUrl",
+                    "Member must not be null: a MultiModel container needs the prefix its "
+                    "models are read below (s3://bucket/prefix/, file:///dir/ or https://...)",
+                )
+            )
+        elif isinstance(url, str) and url.startswith("https://") and not url.endswith("/"):
+            found.append(
+                violation(
+                    url,
+                    f"{path}.modelDataUrl",
+                    "A MultiModel ModelDataUrl is a prefix: an https:// one must end with '/'",
+                )
+            )
+        image = container.get("Image")
+        if (
+            isinstance(image, str)
+            and images.knows_image(image)
+            and framework_images.refusal(image) is None
+            and not images.serves_multiple_models(image)
+        ):
+            found.append(
+                violation(
+                    image,
+                    f"{path}.image",
+                    "Member must name an image that serves multiple models: Mode MultiModel "
+                    "needs an image that serves the multi-model API (the built-in stacks do; "
+                    "mark an image of your own with multi_models = true in the --image-config "
+                    "file)",
+                )
+            )
+    return found
+
+
+def _serial_multi_model_rules(entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    multi = [_plain(path) for path, container in entries if is_multi_model(container)]
+    if len(multi) <= 1:
+        return []
+    return [
+        f"An inference pipeline (Serial mode) may have at most one container with Mode "
+        f"MultiModel; {', '.join(multi)} have it"
+    ]
 
 
 def _image_rules(entries: list[tuple[str, dict[str, Any]]], images: ImageCatalog) -> list[str]:

@@ -35,6 +35,11 @@ class ContainerSpec:
     image: str
     model_data_url: str | None = None
     environment: dict[str, str] = field(default_factory=dict)
+    # Mode MultiModel: `model_data_url` is the prefix TargetModel names archives below, loaded
+    # into the container on demand; `model_cache` False (ModelCacheSetting Disabled) unloads a
+    # model after each invocation.
+    multi_model: bool = False
+    model_cache: bool = True
 
 
 @dataclass(frozen=True)

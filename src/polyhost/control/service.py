@@ -3,8 +3,9 @@
 A plain object that knows nothing of HTTP: `call(operation, params)` takes the decoded JSON of
 a request and returns the JSON of the answer, or raises a `ServiceError`. Each call runs in
 three steps, each in its own module: validation (shape + cross-field rules, every violation
-at once), the store (SQLite, committed before the answer), and for endpoints the deployer seam
-(told only after the commit, so what it runs is always what a restart would bring back).
+at once, then the members polyhost refuses rather than ignore: `support.py`), the store
+(SQLite, committed before the answer), and for endpoints the deployer seam (told only after
+the commit, so what it runs is always what a restart would bring back).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from polyhost.control.listing import (
 )
 from polyhost.control.rules import RULES, RuleContext
 from polyhost.control.schema import Schema, load_schema, project
-from polyhost.control.seam import Deployer, EndpointSpec, StatusReport
+from polyhost.control.seam import ContainerSpec, Deployer, EndpointSpec, StatusReport
 from polyhost.control.specs import build_spec, model_containers
 from polyhost.control.store import Kind, Resource, Store, StoreClosed, StoreUnwritable
+from polyhost.control.support import capabilities, refuse_unsupported
 from polyhost.control.validation import Validator, raise_if_any
 from polyhost.errors import (
     InternalFailure,
@@ -109,6 +111,7 @@ class ControlPlane:
         self._rule_context = RuleContext(images, LocalModelPolicy.from_settings(settings))
         self._schema = schema or load_schema(OPERATIONS, cache_dir=settings.state_dir / "cache")
         self._validator = Validator(self._schema)
+        self._capabilities = capabilities(settings)
         self._store = Store(settings.db_path)
         # Guards read-check-write sequences (existence checks, tag limits, status changes).
         self._lock = threading.RLock()
@@ -130,6 +133,8 @@ class ControlPlane:
             violations += rule(params, self._rule_context)
         raise_if_any(violations)
         clean: dict[str, Any] = project(self._schema, shape, params) if shape else {}
+        # Only a request SageMaker itself would take: its own messages for bad values first.
+        refuse_unsupported(operation, clean, self._capabilities)
         try:
             return handler(self, clean)
         except StoreClosed:
@@ -347,13 +352,14 @@ class ControlPlane:
         config = self._get("endpoint-config", config_name)
         models = self._models_of(config.doc)
         for model in models.values():
-            _, containers = model_containers(model.name, model.doc)
+            mode, containers = model_containers(model.name, model.doc)
             for container in containers:
                 if not self._images.knows_image(container.image):
                     raise ValidationException(
                         f"Model {model.name} uses image '{container.image}', which this server "
                         f"does not know. Known images: {', '.join(self._images.known_images())}."
                     )
+            self._check_multi_model(model.name, mode, containers)
         return build_spec(
             endpoint_name=endpoint,
             endpoint_arn=self._arn("endpoint", endpoint),
@@ -362,6 +368,28 @@ class ControlPlane:
             models={key: (m.name, m.doc) for key, m in models.items()},
             revision=revision,
         )
+
+    def _check_multi_model(
+        self, model_name: str, mode: str, containers: tuple[ContainerSpec, ...]
+    ) -> None:
+        """What this server cannot run yet of a model with a MultiModel container: the process
+        backend hands a loaded model's folder to the container by its path on this machine,
+        which a Docker container or a Ray node does not see; and the router sends TargetModel
+        to the one container of a model, or to the Direct container it names."""
+        if not any(c.multi_model for c in containers):
+            return
+        backend = self._settings.backend
+        if backend != "process":
+            raise ValidationException(
+                f"Model {model_name} has a container with Mode MultiModel, which this server "
+                f"serves only on the process backend (it runs the {backend} backend)."
+            )
+        if mode == "Serial" and len(containers) > 1:
+            raise ValidationException(
+                f"Model {model_name} is an inference pipeline with a MultiModel container; "
+                "polyhost serves a MultiModel container as a model's only container or in "
+                "Direct mode. Use InferenceExecutionConfig Mode Direct."
+            )
 
     @operation("CreateEndpoint")
     def _create_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:

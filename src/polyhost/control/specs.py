@@ -29,11 +29,14 @@ DEFAULT_DOWNLOAD_TIMEOUT_S = 3600
 
 
 def _container(definition: Mapping[str, Any], hostname: str) -> ContainerSpec:
+    cache = (definition.get("MultiModelConfig") or {}).get("ModelCacheSetting", "Enabled")
     return ContainerSpec(
         hostname=hostname,
         image=str(definition["Image"]),
         model_data_url=definition.get("ModelDataUrl"),
         environment=dict(definition.get("Environment") or {}),
+        multi_model=definition.get("Mode") == "MultiModel",
+        model_cache=cache != "Disabled",
     )
 
 

@@ -55,6 +55,7 @@ from polyhost.deploy.running import PlannedInstance, RunningContainer, RunningGr
 from polyhost.logs.streams import LogStream
 from polyhost.modeldata.node_fetch import NodeModelFetch, fetched_on_node
 from polyhost.modeldata.store import ArtifactError, ArtifactStore
+from polyhost.router.multi_model import MULTI_MODEL_ENV, MultiModelContainer, MultiModelLimits
 from polyhost.router.table import (
     ContainerRoute,
     EndpointRoute,
@@ -239,8 +240,8 @@ class GroupStarter:
         for variant in spec.variants:
             for container in variant.containers:
                 url = container.model_data_url
-                if not url or url in urls:
-                    continue
+                if not url or url in urls or container.multi_model:
+                    continue  # a multi-model prefix: its models are fetched on first call
                 if self._placer is not None and fetched_on_node(url):
                     continue  # the node that runs the container fetches it (`_node_fetch`)
                 urls[url] = (variant, container)
@@ -292,7 +293,14 @@ class GroupStarter:
                     folder.mkdir(parents=True, exist_ok=True)
                     model_fetch: NodeModelFetch | None = None
                     model_dir: Path | None
-                    if container.model_data_url in model_dirs:
+                    environment = dict(container.environment)
+                    if container.multi_model:
+                        # Models come later, one by one (`router.multi_model`); the model dir
+                        # stays empty.
+                        environment[MULTI_MODEL_ENV] = "true"
+                        model_dir = folder / "model"
+                        model_dir.mkdir(exist_ok=True)
+                    elif container.model_data_url in model_dirs:
                         model_dir = model_dirs[container.model_data_url]
                     elif container.model_data_url:
                         model_dir = None
@@ -308,7 +316,7 @@ class GroupStarter:
                             f"{instance_id}.{container.hostname}"
                         ),
                         image=container.image,
-                        environment=dict(container.environment),
+                        environment=environment,
                         model_dir=model_dir,
                         host=self._host,
                         port=port,
@@ -421,6 +429,34 @@ class GroupStarter:
             return pool
         return NodeAwarePool(pool, container)
 
+    def _multi_model(self, container: RunningContainer) -> MultiModelContainer | None:
+        """The loaded-model table of a MultiModel container (None for any other)."""
+        spec = container.spec
+        if not spec.multi_model or spec.model_data_url is None:
+            return None
+        handle = container.handle
+        address = (
+            (handle.host, handle.port)
+            if handle is not None
+            else (container.launch.host, container.launch.port)
+        )
+        network = container.launch.network
+        settings = self._settings
+        return MultiModelContainer(
+            hostname=spec.hostname,
+            prefix=spec.model_data_url,
+            cache=spec.model_cache,
+            fetcher=self._artifacts,
+            limits=MultiModelLimits(
+                wait_s=settings.model_load_wait_s,
+                load_timeout_s=settings.model_load_timeout_s,
+                download_timeout_s=float(container.variant.download_timeout_s),
+                max_loaded=settings.max_loaded_models,
+            ),
+            address=address,
+            connect=None if network is None else network.connect,
+        )
+
     def _route(self, spec: EndpointSpec, group: RunningGroup) -> EndpointRoute:
         variants: list[VariantRoute] = []
         for variant in spec.variants:
@@ -434,6 +470,7 @@ class GroupStarter:
                             hostname=running.spec.hostname,
                             pool=self.pool_for(running),
                             log_stream=running.stream.name,
+                            multi_model=self._multi_model(running),
                         )
                         routes.append(running.route)
                 replicas.append(ReplicaRoute.of(instance_id, tuple(routes)))

@@ -144,6 +144,8 @@ async def supervise(
         if pool_aborted or moved:
             route.pool = starter.pool_for(container)  # placed again: another node or port
             pool_aborted = False
+        if route.multi_model is not None:
+            route.multi_model.restarted()
         route.available = True
         route.unavailable_reason = ""
         group.restore(container.instance)

@@ -19,6 +19,11 @@ class ArtifactError(Exception):
         self.message = message
 
 
+class ArtifactMissing(ArtifactError):
+    """Nothing is at the URL (no such object, file, or an HTTP 404): the caller named it wrong,
+    which a multi-model endpoint answers as the caller's error, not the model's."""
+
+
 def redact_url(url: str) -> str:
     """The URL without credentials, query string or fragment (where presigned secrets live)."""
     try:

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from polyhost.modeldata.errors import ArtifactError
+from polyhost.modeldata.errors import ArtifactError, ArtifactMissing
 from polyhost.modeldata.fetch_control import FetchLimits
 from polyhost.modeldata.hosts import HostPolicy, HostRefused
 from polyhost.modeldata.pinned_https import (
@@ -74,6 +74,8 @@ class HttpsSource(Source):
             status = answer.response.status
             if status == 304 and previous:
                 return None
+            if status == 404:
+                raise ArtifactMissing(self._failed(f"HTTP 404 {answer.response.reason}").message)
             if status != 200:
                 raise self._failed(f"HTTP {status} {answer.response.reason}")
             validator = {

@@ -22,6 +22,7 @@ credentials from the environment, profile or instance role, region, and the endp
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -35,7 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
-from polyhost.modeldata.errors import ArtifactError, quote_member, redact_url
+from polyhost.modeldata.errors import ArtifactError, ArtifactMissing, quote_member, redact_url
 from polyhost.modeldata.fetch_control import FetchLimits
 from polyhost.modeldata.local_files import not_a_file, open_regular
 from polyhost.modeldata.local_policy import LocalModelPolicy
@@ -139,9 +140,8 @@ class FileSource(Source):
         try:
             info = resolved.stat()
         except OSError as error:
-            raise ArtifactError(
-                f"Failed to read model data from {self.label}: {error.strerror}"
-            ) from None
+            kind = ArtifactMissing if error.errno == errno.ENOENT else ArtifactError
+            raise kind(f"Failed to read model data from {self.label}: {error.strerror}") from None
         if stat.S_ISDIR(info.st_mode):
             if self.path.name.lower().endswith(ARCHIVE_SUFFIXES):
                 raise ArtifactError(
@@ -273,7 +273,10 @@ class S3Source(Source):
                 return self._fetch_prefix(client, previous, work, limits)
             return self._fetch_object(client, previous, work, limits)
         except (ClientError, BotoCoreError) as error:
-            raise self._failed(_s3_reason(error)) from None
+            reason = _s3_reason(error)
+            if reason.startswith(("NotFound:", "NoSuchKey:")) and not self.key.endswith("/"):
+                raise ArtifactMissing(self._failed(reason).message) from None
+            raise self._failed(reason) from None
         except TimeoutError:
             raise self._failed(f"timed out after {limits.timeout_s:g} seconds") from None
 

@@ -29,6 +29,7 @@ from polyhost.errors import (
     ServiceUnavailable,
 )
 from polyhost.naming import log_group, log_group_arn
+from polyhost.router.multi_model import invoke_multi_model
 from polyhost.router.table import ContainerRoute, EndpointRoute, ReplicaRoute, VariantRoute
 from polyhost.router.upstream import (
     UpstreamConnectFailed,
@@ -134,7 +135,7 @@ class Router:
         any container call (the variant named does not exist, saturation)."""
         started = time.perf_counter()
         route = self._routes.get(endpoint_name)
-        if route is None or request.target_model is not None:
+        if route is None or request.target_model is not None or route.multi_model:
             return False
         variant = self._variant(route, request.target_variant)
         hostname = request.target_container
@@ -184,6 +185,8 @@ class Router:
         route = self._routes.get(endpoint_name)
         if route is None:
             raise self._missing(endpoint_name)
+        if route.multi_model:
+            return await invoke_multi_model(self, route, request)
         if request.target_model is not None:
             raise InvokeValidationError(
                 f"Endpoint {endpoint_name} is not a multi-model endpoint: remove TargetModel."

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from polyhost.control.seam import InferenceMode
 from polyhost.metrics.series import ContainerCounters
+from polyhost.router.multi_model import MultiModelContainer
 from polyhost.router.upstream import ContainerPool
 
 
@@ -25,6 +26,8 @@ class ContainerRoute:
     available: bool = True
     unavailable_reason: str = ""
     counters: ContainerCounters = field(default_factory=ContainerCounters)
+    # A Mode MultiModel container: the models it has loaded (`router.multi_model`).
+    multi_model: MultiModelContainer | None = None
 
 
 @dataclass(slots=True)
@@ -91,9 +94,17 @@ class EndpointRoute:
     variants: tuple[VariantRoute, ...]
     by_name: dict[str, VariantRoute] = field(init=False)
     _cumulative: list[float] = field(init=False)
+    # Some container is a MultiModel one: invocations take `router.multi_model`'s way.
+    multi_model: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.by_name = {v.name: v for v in self.variants}
+        self.multi_model = any(
+            c.multi_model is not None
+            for v in self.variants
+            for r in v.replicas
+            for c in r.containers
+        )
         total = 0.0
         self._cumulative = []
         for variant in self.variants:

@@ -92,11 +92,13 @@ class HandlerService:
         *,
         server_name: str = "polyhost",
         environ: Mapping[str, str] | None = None,
+        folder: Path | None = None,
     ) -> None:
         self._defaults = defaults
         self._environ: Mapping[str, str] = os.environ if environ is None else environ
         self._server_name = server_name
-        self.model_dir: Path = model_dir(self._environ)
+        self._given_folder = folder is not None
+        self.model_dir: Path = folder if folder is not None else model_dir(self._environ)
         self.default_accept = default_accept(self._environ)
         self.model: Any = None
         self.input_fn: Handler = defaults.input_fn
@@ -105,11 +107,20 @@ class HandlerService:
         self.transform_fn: Handler | None = None
         self.fast_path: FastPath | None = None
 
+    def for_model(self, folder: Path) -> HandlerService:
+        """A service of the same stack for the model in `folder`: one of the many a multi-model
+        container loads (`multi_model`), each with its own handlers from its own script."""
+        return HandlerService(
+            self._defaults, server_name=self._server_name, environ=self._environ, folder=folder
+        )
+
     def context(self, headers: Mapping[str, str] | None = None) -> Context:
         return Context(str(self.model_dir), headers, server_name=self._server_name)
 
     def load(self) -> None:
         if not self.model_dir.is_dir():
+            if self._given_folder:
+                raise HandlerError(f"model directory {self.model_dir} does not exist")
             if self._environ.get("SM_MODEL_DIR"):
                 raise HandlerError(
                     f"model directory {self.model_dir} does not exist (set SM_MODEL_DIR to the "

@@ -276,8 +276,15 @@ def serve(service: ModelService) -> None:
     # process backend passes POLYHOST_BIND_HOST=127.0.0.1.
     host = os.environ.get("POLYHOST_BIND_HOST", "0.0.0.0")
     threads = _int_setting("POLYHOST_INFERENCE_THREADS", 1)
-    app = ContractApp(service, threads=threads)
-    threading.Thread(target=_load_in_background, args=(app,), daemon=True).start()
+    app: Any
+    if os.environ.get("SAGEMAKER_MULTI_MODEL", "").strip().lower() == "true":
+        # SageMaker's multi-model API: no model at start, each loaded on request.
+        from polyhost.stacks.toolkit.multi_model import multi_model_app
+
+        app = multi_model_app(service, threads)
+    else:
+        app = ContractApp(service, threads=threads)
+        threading.Thread(target=_load_in_background, args=(app,), daemon=True).start()
     import uvicorn
 
     try:

@@ -1,0 +1,479 @@
+"""Multi-model endpoints, the platform side: TargetModel → a model loaded in the container.
+
+A `Mode: MultiModel` container starts with no model. The first InvokeEndpoint naming a
+TargetModel fetches `prefix + TargetModel` through the artifact store (its limits, cache and
+host rules; concurrent fetches of one URL run once), asks the container to load the extracted
+folder (`POST /models {"model_name", "url"}`, SageMaker's multi-model API), then invokes it
+(`POST /models/{name}/invoke`). Later calls go straight to the invocation.
+
+Per container, `MultiModelContainer` keeps the models it has loaded in least-recently-used
+order and the loads in flight: concurrent first calls for one model share one load. A 507 from
+the container (the load would pass its memory budget) unloads the least recently used models
+that no invocation is using (`DELETE /models/{name}`), one at a time, and asks again; so do more
+than `max_loaded` models. ModelCacheSetting Disabled unloads a model once no invocation uses it.
+A model the container no longer has (it restarted) answers 404 and is loaded again, once.
+
+An invocation waits for its model's load at most `wait_s` (60 s by default): past that it gets a
+retryable 429 ModelNotReadyException while the load goes on, bounded itself by `load_timeout_s`.
+
+Errors, as SageMaker words them where it does: no TargetModel is the caller's error; a
+TargetModel that is not a path below the prefix (`modeldata.target`) or has nothing behind it
+is the caller's error naming the location; a load the container refuses is a ModelError quoting
+its message. The router's own `invoke` calls `invoke_multi_model` for an endpoint whose route
+says it is multi-model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import quote
+
+from polyhost.errors import (
+    InvokeValidationError,
+    ModelError,
+    ModelNotReadyException,
+    ServiceError,
+    ServiceUnavailable,
+)
+from polyhost.modeldata.errors import ArtifactError, ArtifactMissing, redact_url
+from polyhost.modeldata.target import TargetModelRefused, target_url
+from polyhost.router.upstream import ContainerPool, UpstreamError, UpstreamResponse
+
+if TYPE_CHECKING:
+    from polyhost.router.router import InvokeRequest, InvokeResult, Router
+    from polyhost.router.table import ContainerRoute, EndpointRoute, ReplicaRoute, VariantRoute
+
+log = logging.getLogger("polyhost.router.multi_model")
+
+MULTI_MODEL_ENV = "SAGEMAKER_MULTI_MODEL"
+TARGET_MODEL_HEADER = b"X-Amzn-SageMaker-Target-Model"
+MAX_CONTROL_ANSWER = 64 * 1024  # what a load or unload answer may hold
+MAX_MESSAGE = 4096
+MAX_LOADS_IN_FLIGHT = 32  # per container: loads past it are refused with a retryable 503
+CONTROL_TIMEOUT_S = 30.0  # an unload
+
+
+class Fetcher(Protocol):
+    """The artifact store's `fetch` (`modeldata.store.ArtifactStore`)."""
+
+    async def fetch(self, url: str, timeout_s: float) -> Path: ...
+
+
+Connect = Callable[[str, int], Awaitable[socket.socket]]
+
+
+@dataclass(frozen=True)
+class MultiModelLimits:
+    wait_s: float = 60.0
+    load_timeout_s: float = 360.0
+    download_timeout_s: float = 3600.0
+    max_loaded: int = 1000
+
+
+@dataclass
+class _Model:
+    inflight: int = 0
+
+
+class LoadFailed(Exception):
+    """A load ended without the model loaded; `error` is what its callers get."""
+
+    def __init__(self, error: ServiceError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class MultiModelContainer:
+    """The models one MultiModel container holds, in least-recently-used order, and its loads."""
+
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        prefix: str,
+        cache: bool,
+        fetcher: Fetcher,
+        limits: MultiModelLimits,
+        address: tuple[str, int],
+        connect: Connect | None = None,
+    ) -> None:
+        self.hostname = hostname
+        self.prefix = prefix
+        self.cache = cache
+        self._fetcher = fetcher
+        self.limits = limits
+        self.address = address
+        self._connect = connect
+        self.loaded: OrderedDict[str, _Model] = OrderedDict()
+        self.pool: ContainerPool | None = None  # the route's pool, set on each invocation
+        self._loads: dict[str, asyncio.Task[None]] = {}
+        # What `ModelCacheHit` and the load metrics count.
+        self.cache_hits = 0
+        self.cache_misses = 0
+        self.loads = 0
+        self.unloads = 0
+        self.last_download_s = 0.0
+        self.last_load_s = 0.0
+
+    @property
+    def loaded_count(self) -> int:
+        return len(self.loaded)
+
+    # -- loading ---------------------------------------------------------------------------
+    async def ensure_loaded(self, pool: ContainerPool, target: str, endpoint: str) -> _Model:
+        """The model `target`, loaded (waiting at most `wait_s` for a load in progress)."""
+        model = self.loaded.get(target)
+        if model is not None:
+            self.loaded.move_to_end(target)
+            self.cache_hits += 1
+            return model
+        self.cache_misses += 1
+        task = self._loads.get(target)
+        if task is None:
+            if len(self._loads) >= MAX_LOADS_IN_FLIGHT:
+                raise ServiceUnavailable(
+                    f"Container {self.hostname} of endpoint {endpoint} is already loading "
+                    f"{MAX_LOADS_IN_FLIGHT} models. Retry shortly."
+                )
+            task = asyncio.get_running_loop().create_task(self._load(pool, target, endpoint))
+            self._loads[target] = task
+            task.add_done_callback(functools.partial(self._load_done, target))
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.limits.wait_s)
+        except TimeoutError:
+            raise ModelNotReadyException(
+                f"Model {target} is still loading in container {self.hostname} of endpoint "
+                f"{endpoint}; it is not ready after {self.limits.wait_s:g} seconds. Retry "
+                "shortly."
+            ) from None
+        except LoadFailed as failed:
+            raise failed.error from None
+        model = self.loaded.get(target)
+        if model is None:  # unloaded again meanwhile (evicted by another load): once more
+            return await self.ensure_loaded(pool, target, endpoint)
+        self.loaded.move_to_end(target)
+        return model
+
+    def _load_done(self, target: str, task: asyncio.Task[None]) -> None:
+        if self._loads.get(target) is task:
+            del self._loads[target]
+        if not task.cancelled():
+            task.exception()  # retrieved: waiters that gave up (429) do not leave it unseen
+
+    async def _load(self, pool: ContainerPool, target: str, endpoint: str) -> None:
+        try:
+            url = target_url(self.prefix, target)
+        except TargetModelRefused as refused:
+            raise LoadFailed(InvokeValidationError(str(refused))) from None
+        started = time.monotonic()
+        try:
+            folder = await self._fetcher.fetch(url, self.limits.download_timeout_s)
+        except ArtifactMissing:
+            raise LoadFailed(
+                InvokeValidationError(
+                    f"Failed to download model data for TargetModel {target}: there is no "
+                    f"model data at {redact_url(url)}."
+                )
+            ) from None
+        except ArtifactError as error:
+            raise LoadFailed(
+                ModelError(f"Failed to download model data for TargetModel {target}: {error}")
+            ) from None
+        self.last_download_s = time.monotonic() - started
+        started = time.monotonic()
+        body = json.dumps({"model_name": target, "url": str(folder)}).encode()
+        while True:
+            if len(self.loaded) >= self.limits.max_loaded and not await self._evict_one(endpoint):
+                raise LoadFailed(
+                    ServiceUnavailable(
+                        f"Container {self.hostname} of endpoint {endpoint} holds "
+                        f"{len(self.loaded)} models, its limit, and all are in use. Retry shortly."
+                    )
+                )
+            try:
+                answer = await pool.post(
+                    b"/models",
+                    [(b"Content-Type", b"application/json")],
+                    body,
+                    self.limits.load_timeout_s,
+                    MAX_CONTROL_ANSWER,
+                )
+            except UpstreamError as error:
+                raise LoadFailed(
+                    ModelError(
+                        f"Container {self.hostname} did not answer the load of model "
+                        f"{target}: {error}."
+                    )
+                ) from None
+            if answer.status in (200, 409):  # 409: it has it already
+                break
+            if answer.status == 507 and await self._evict_one(endpoint, keep=target):
+                continue
+            raise LoadFailed(self._refused(answer, target))
+        self.last_load_s = time.monotonic() - started
+        self.loads += 1
+        self.loaded[target] = _Model()
+        log.info(
+            "model %s loaded into container %s of endpoint %s (%.3f s)",
+            target,
+            self.hostname,
+            endpoint,
+            self.last_load_s,
+        )
+
+    def restarted(self) -> None:
+        """The container started again with no model loaded: forget what it had."""
+        self.loaded.clear()
+
+    def _refused(self, answer: UpstreamResponse, target: str) -> ModelError:
+        original = _message_of(answer.body)
+        log.warning(
+            "container %s could not load model %s (%d): %s",
+            self.hostname,
+            target,
+            answer.status,
+            original,
+        )
+        return ModelError(
+            f"Received server error ({answer.status}) from {self.hostname} while loading "
+            f'model {target} with message "{original}".',
+            original_status_code=answer.status,
+            original_message=original,
+        )
+
+    # -- unloading -------------------------------------------------------------------------
+    async def _evict_one(self, endpoint: str, keep: str | None = None) -> bool:
+        """Unload the least recently used model no invocation is using; False if none."""
+        for name, model in self.loaded.items():
+            if name != keep and model.inflight == 0:
+                await self.unload(name, endpoint)
+                return True
+        return False
+
+    async def unload(self, name: str, endpoint: str) -> None:
+        """Forget `name`, then ask the container to unload it (a failure is only logged)."""
+        if self.loaded.pop(name, None) is None:
+            return
+        self.unloads += 1
+        status = await self._delete(f"/models/{quote(name, safe='')}")
+        if status not in (200, 404):
+            log.warning(
+                "container %s of endpoint %s answered %s to unloading model %s",
+                self.hostname,
+                endpoint,
+                status,
+                name,
+            )
+
+    async def _delete(self, path: str) -> int | None:
+        """`DELETE path` on its own connection, bounded in time and bytes; the status or None."""
+        host, port = self.address
+        # Where the pool connects now: a restarted container may listen on another port.
+        pool_host, pool_port = getattr(self.pool, "host", None), getattr(self.pool, "port", None)
+        if isinstance(pool_host, str) and isinstance(pool_port, int):
+            host, port = pool_host, pool_port
+        writer: asyncio.StreamWriter | None = None
+        try:
+            async with asyncio.timeout(CONTROL_TIMEOUT_S):
+                if self._connect is not None:
+                    sock = await self._connect(host, port)
+                    reader, writer = await asyncio.open_connection(sock=sock)
+                else:
+                    reader, writer = await asyncio.open_connection(host, port)
+                writer.write(
+                    f"DELETE {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\n"
+                    "Connection: close\r\n\r\n".encode("ascii")
+                )
+                await writer.drain()
+                line = await reader.readline()
+                await reader.read(MAX_CONTROL_ANSWER)
+                parts = line.split()
+                return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+        except (OSError, TimeoutError, ValueError) as error:
+            log.warning("unloading %s from container %s failed: %s", path, self.hostname, error)
+            return None
+        finally:
+            if writer is not None:
+                writer.close()
+
+    # -- invoking --------------------------------------------------------------------------
+    async def invoke(
+        self,
+        pool: ContainerPool,
+        target: str,
+        endpoint: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeout_s: float,
+        max_response: int,
+    ) -> UpstreamResponse:
+        """The container's answer to the invocation of model `target`, loaded first if need be.
+
+        Raises the caller's errors for a bad or missing TargetModel and a failed load, and
+        `UpstreamError` when the invocation itself gets no answer (the router words that)."""
+        self.pool = pool
+        path = f"/models/{quote(target, safe='')}/invoke".encode("ascii")
+        sent = [*headers, (TARGET_MODEL_HEADER, target.encode("utf-8"))]
+        for attempt in range(2):
+            model = await self.ensure_loaded(pool, target, endpoint)
+            model.inflight += 1
+            try:
+                answer = await pool.post(path, sent, body, timeout_s, max_response)
+            finally:
+                model.inflight -= 1
+            if answer.status == 404 and attempt == 0:
+                # The container lost it (it restarted): load it again, once.
+                self.loaded.pop(target, None)
+                continue
+            if not self.cache and model.inflight == 0:
+                await self.unload(target, endpoint)
+            return answer
+        return answer  # the second 404, answered as the container's
+
+
+def _message_of(body: bytes) -> str:
+    text = body[:MAX_MESSAGE].decode("utf-8", "replace")
+    try:
+        document = json.loads(body[:MAX_CONTROL_ANSWER])
+    except ValueError:
+        return text
+    if isinstance(document, dict) and isinstance(document.get("message"), str):
+        return str(document["message"])[:MAX_MESSAGE]
+    return text
+
+
+def require_target(endpoint: str, target: str | None) -> str:
+    """The TargetModel of an invocation of a multi-model endpoint, or the caller's error."""
+    if target is None:
+        raise InvokeValidationError(
+            f"Endpoint {endpoint} is a multi-model endpoint: TargetModel is required (the "
+            "path of a model archive below the endpoint's model prefix)."
+        )
+    return target
+
+
+def _container_of(
+    route: EndpointRoute, request: InvokeRequest
+) -> tuple[VariantRoute, ReplicaRoute, ContainerRoute]:
+    """(variant, replica, container) an invocation of a multi-model endpoint goes to."""
+    variant = route.by_name.get(request.target_variant) if request.target_variant else None
+    if request.target_variant is not None and variant is None:
+        names = ", ".join(v.name for v in route.variants)
+        raise InvokeValidationError(
+            f"Variant {request.target_variant} not found for endpoint {route.name}: "
+            f"TargetVariant must be one of [{names}]."
+        )
+    chosen = variant or route.pick_variant()
+    replica = chosen.pick_replica(request.target_container)
+    hostnames = ", ".join(c.hostname for c in replica.containers)
+    if chosen.mode == "Direct":
+        if request.target_container is None:
+            raise InvokeValidationError(
+                f"Endpoint {route.name} uses Direct invocation mode: set "
+                f"TargetContainerHostname to one of [{hostnames}]."
+            )
+        container = replica.by_hostname.get(request.target_container)
+        if container is None:
+            raise InvokeValidationError(
+                f"No container with hostname {request.target_container} in endpoint "
+                f"{route.name}: TargetContainerHostname must be one of [{hostnames}]."
+            )
+    else:
+        if request.target_container is not None:
+            raise InvokeValidationError(
+                f"Endpoint {route.name} is not in Direct invocation mode: remove "
+                "TargetContainerHostname."
+            )
+        container = replica.containers[0]
+    return chosen, replica, container
+
+
+async def invoke_multi_model(
+    router: Router, route: EndpointRoute, request: InvokeRequest
+) -> InvokeResult:
+    """InvokeEndpoint on an endpoint with a MultiModel container (see the module docstring).
+
+    On a Direct endpoint a request for one of the other (single-model) containers goes the
+    router's usual way, from the replica picked here."""
+    from polyhost.router.router import InvokeResult
+
+    variant, replica, container = _container_of(route, request)
+    multi = container.multi_model
+    if multi is None:
+        if request.target_model is not None:
+            raise InvokeValidationError(
+                f"Container {container.hostname} of endpoint {route.name} is not a "
+                "multi-model container: remove TargetModel."
+            )
+        return await router._invoke_on(route, variant, replica, request)
+    target = require_target(route.name, request.target_model)
+    counters = container.counters
+    counters.invocations += 1
+    if not container.available:
+        counters.errors_5xx += 1
+        raise ServiceUnavailable(
+            f"Container {container.hostname} of endpoint {route.name} is unavailable: "
+            f"{container.unavailable_reason}. Retry shortly."
+        )
+    headers = router._headers(request, request.content_type, request.accept)
+    started = time.perf_counter()
+    try:
+        answer = await multi.invoke(
+            container.pool,
+            target,
+            route.name,
+            headers,
+            request.body,
+            router._timeout,
+            router._max_body,
+        )
+    except UpstreamError as error:
+        counters.errors_5xx += 1
+        raise router._upstream_failure(error, route, container, router._max_body) from None
+    except ServiceError as error:
+        if error.status >= 500 or isinstance(error, ModelError):
+            counters.errors_5xx += 1
+        else:
+            counters.errors_4xx += 1
+        if isinstance(error, ModelError):  # shared by a load's waiters: a copy of each's own
+            raise ModelError(
+                f"{error.message} See {router._log_hint(route, container)} for more information.",
+                original_status_code=error.original_status_code,
+                original_message=error.original_message,
+                log_stream_arn=router._log_arn(route),
+            ) from None
+        raise
+    counters.container_latency.observe((time.perf_counter() - started) * 1e6)
+    if answer.status >= 400:
+        kind = "server" if answer.status >= 500 else "client"
+        if answer.status >= 500:
+            counters.errors_5xx += 1
+        else:
+            counters.errors_4xx += 1
+        original = answer.body[:MAX_MESSAGE].decode("utf-8", "replace")
+        raise ModelError(
+            f"Received {kind} error ({answer.status}) from model {target} in "
+            f'{container.hostname} with message "{original}". See '
+            f"{router._log_hint(route, container)} for more information.",
+            original_status_code=answer.status,
+            original_message=original,
+            log_stream_arn=router._log_arn(route),
+        )
+    return InvokeResult(
+        body=answer.body,
+        content_type=answer.headers.get(b"content-type")
+        or request.content_type
+        or b"application/octet-stream",
+        variant=variant.name,
+        custom_attributes=answer.headers.get(b"x-amzn-sagemaker-custom-attributes"),
+    )
