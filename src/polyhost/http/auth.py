@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
 
 from polyhost.auth.actions import (
     Target,
@@ -28,6 +27,7 @@ from polyhost.auth.errors import WireProtocol
 from polyhost.auth.gate import SAGEMAKER, Gate
 from polyhost.errors import ServiceError
 from polyhost.http.aws.json_protocol import SAGEMAKER_SERVICE
+from polyhost.http.aws.query_protocol import QUERY_FORM_KEY, parse_form
 from polyhost.http.errors import Headers, aws_json_error
 from polyhost.http.services.cloudwatch_logs import LOGS_SERVICE
 from polyhost.http.types import ASGIApp, Message, Receive, Scope, Send
@@ -65,6 +65,9 @@ class RouteAccess:
     protocol: WireProtocol
     encoder: str  # key into the middleware's encoders
     target: Callable[[bytes], Target | None]  # from the body; None: nothing to authorize
+    # What reading the body for `target` found, handed on to the route in the scope under
+    # this key (so the route runs the operation that was authorised, never a second reading).
+    parsed: dict[str, Any] = field(default_factory=dict)
 
 
 class AuthMiddleware:
@@ -127,6 +130,8 @@ class AuthMiddleware:
             return
         if principal is not None:
             scope = {**scope, "polyhost.principal": principal.name}
+        if access.parsed:
+            scope = {**scope, **access.parsed}
         await self._app(scope, _replay(body, more, receive), send)
 
     # -- what a request asks for ---------------------------------------------------------------
@@ -176,10 +181,17 @@ class AuthMiddleware:
             "application/x-www-form-urlencoded"
         )
         if path == "/" and scope["method"] == "POST" and not target_header and form:
-            # CloudWatch's query protocol: a form body with Action=<Operation>.
+            # CloudWatch's query protocol: a form body with Action=<Operation>, read once (a
+            # repeated, empty or undecodable Action is refused before anything is authorised).
+            parsed: dict[str, Any] = {}
+
+            def query_target(raw: bytes) -> Target:
+                form_read = parse_form(raw)
+                parsed[QUERY_FORM_KEY] = form_read
+                return cloudwatch_target(form_read[0])
+
             return RouteAccess(
-                CLOUDWATCH, WireProtocol.QUERY, "cloudwatch-query",
-                lambda raw: cloudwatch_target(_form_action(raw)),
+                CLOUDWATCH, WireProtocol.QUERY, "cloudwatch-query", query_target, parsed
             )  # fmt: skip
         if path.startswith(LOGS_ROUTE_PREFIX) and path.endswith("/logs"):
             name = path[len(LOGS_ROUTE_PREFIX) : -len("/logs")]
@@ -209,15 +221,6 @@ def _json_params(raw: bytes) -> dict[str, Any]:
     except (ValueError, RecursionError):
         return {}
     return params if isinstance(params, dict) else {}
-
-
-def _form_action(raw: bytes) -> str:
-    try:
-        form = parse_qs(raw.decode("ascii"), keep_blank_values=True)
-    except (UnicodeDecodeError, ValueError):
-        return ""
-    actions = form.get("Action") or [""]
-    return actions[0]
 
 
 async def _read_all(receive: Receive) -> tuple[bytes, bool]:

@@ -24,12 +24,17 @@ from polyhost.metrics.cloudwatch_api import Timestamp
 
 CONTENT_TYPE = b"text/xml"
 FORM_TYPE = b"application/x-www-form-urlencoded"
+# Where the auth middleware leaves its reading of a form (`parse_form`) for the adapter.
+QUERY_FORM_KEY = "polyhost.query_form"
 MAX_FIELDS = 20_000  # 500 queries of GetMetricData with their dimensions fit well within
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def parse_form(body: bytes) -> tuple[str, list[tuple[str, str]]]:
-    """The Action and the other fields of a form body."""
+    """The Action and the other fields of a form body: one Action, not empty, in UTF-8 form
+    data. The auth middleware and the CloudWatch adapter both read a query request with this
+    one function, and the adapter reuses the middleware's reading, so what is authorised is
+    what runs."""
     try:
         text = body.decode("utf-8")
         fields = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS)
@@ -43,6 +48,12 @@ def parse_form(body: bytes) -> tuple[str, list[tuple[str, str]]]:
     rest: list[tuple[str, str]] = []
     for key, value in fields:
         if key == "Action":
+            # The action authorised must be the one that runs: a second Action is refused
+            # rather than one of the two chosen (the auth middleware parses with this too).
+            if action is not None:
+                raise InvalidAction(
+                    "The request names Action more than once: send one Action=<Operation>."
+                )
             action = value
         elif key == "Version":
             version = value

@@ -49,7 +49,13 @@ from polyhost.http.aws.cloudwatch_model import (
     form_tree,
 )
 from polyhost.http.aws.query_protocol import CONTENT_TYPE as XML_TYPE
-from polyhost.http.aws.query_protocol import FORM_TYPE, parse_form, xml_answer, xml_error
+from polyhost.http.aws.query_protocol import (
+    FORM_TYPE,
+    QUERY_FORM_KEY,
+    parse_form,
+    xml_answer,
+    xml_error,
+)
 from polyhost.http.io import BodyTooLarge, header, read_body, send_response
 from polyhost.http.request_ids import next_request_id
 from polyhost.http.types import Receive, Scope, Send
@@ -145,7 +151,8 @@ class CloudWatchRoute:
     ) -> tuple[str, list[tuple[str, str]]]:
         fields: list[tuple[str, str]] = []
         if wire == "query":
-            operation, fields = parse_form(body)
+            # Read once: what the auth middleware authorised, when it read the form.
+            operation, fields = scope.get(QUERY_FORM_KEY) or parse_form(body)
         elif wire == "json":
             target = (header(scope, b"x-amz-target") or b"").decode("latin-1")
             operation = target[len(_TARGET) :]
