@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +66,30 @@ class Filler:
 
     def free(self) -> None:
         self.path.unlink()
+
+    @contextlib.contextmanager
+    def kept_full(self) -> Iterator[None]:
+        """Full, and kept full while the block runs: the server itself frees pages now and then
+        (SQLite truncating its journal), and any page freed is taken back at once."""
+        self.fill()
+        stop = threading.Event()
+
+        def top_up() -> None:
+            with open(self.path, "ab", buffering=0) as handle:
+                while not stop.is_set():
+                    for size in (4096, 1):
+                        with contextlib.suppress(OSError):
+                            while handle.write(b"\0" * size):
+                                pass
+                    stop.wait(0.001)
+
+        thread = threading.Thread(target=top_up, name="disk-filler", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
 
 @pytest.fixture(scope="module")
@@ -172,12 +197,12 @@ def test_a_log_line_cut_by_the_full_disk_is_finished_and_marked(server: Polyhost
         invoke(runtime, "cut", b"x", CustomAttributes=f"say={pad}")
         wait_for(path, f"one: {pad}\n".encode())
     filler = Filler(server.state_dir)
-    filler.fill()
     line = "L" * 900  # longer than the room left
-    invoke(runtime, "cut", b"x", CustomAttributes=f"say={line}")
-    deadline = time.monotonic() + 5  # the line is cut as it is copied into the log
-    while not path.read_bytes().endswith(b"L") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    with filler.kept_full():
+        invoke(runtime, "cut", b"x", CustomAttributes=f"say={line}")
+        deadline = time.monotonic() + 5  # the line is cut as it is copied into the log
+        while not path.read_bytes().endswith(b"L") and time.monotonic() < deadline:
+            time.sleep(0.05)
     cut = path.read_bytes()
     assert cut.endswith(b"L") and len(cut) % PAGE == 0, "the line was not cut at the page end"
     filler.free()
