@@ -35,6 +35,7 @@ SCENARIOS: list[tuple[int, str, str]] = [
     (12, "ray", "bench.scenarios.ray_backend"),
     (13, "sklearn-baseline", "bench.scenarios.sklearn_baseline"),
     (14, "stack-json", "bench.scenarios.stack_json"),
+    (15, "streaming", "bench.scenarios.streaming"),
 ]
 # "findings" is written by hand after a run and kept in place by later runs.
 ORDER = ["machine", *(key for _, key, _ in SCENARIOS), "findings"]

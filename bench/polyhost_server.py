@@ -32,6 +32,8 @@ ECHO_ASGI_IMAGE = "bench/echo-asgi"
 ECHO_ASGI_PROGRAM = Path(__file__).parent / "containers" / "echo_asgi.py"
 STALL_IMAGE = "bench/stall"
 STALL_PROGRAM = Path(__file__).parent / "containers" / "stall.py"
+STREAM_IMAGE = "bench/stream"
+STREAM_PROGRAM = Path(__file__).parent / "containers" / "stream.py"
 HOSTNAME_HEADER = "X-Amzn-SageMaker-Target-Container-Hostname"
 
 # polyhost needs no credentials; botocore insists on signing with some.
@@ -51,6 +53,8 @@ def write_image_config(path: Path, extra: dict[str, str] | None = None) -> Path:
         f'command = ["{sys.executable}", "{ECHO_ASGI_PROGRAM}"]',
         f'[images."{STALL_IMAGE}"]',
         f'command = ["{sys.executable}", "{STALL_PROGRAM}"]',
+        f'[images."{STREAM_IMAGE}"]',
+        f'command = ["{sys.executable}", "{STREAM_PROGRAM}"]',
     ]
     for image, python in (extra or {}).items():
         lines += [f'[images."{image}"]', f'python = "{python}"']

@@ -143,7 +143,11 @@ def _add_auth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     check.add_argument("file", type=Path, help="principals.json")
     check.add_argument("--principal", required=True, help="the principal's name")
-    check.add_argument("--action", required=True, help="e.g. sagemaker:InvokeEndpoint")
+    check.add_argument(
+        "--action",
+        required=True,
+        help="e.g. sagemaker:InvokeEndpoint, sagemaker:InvokeEndpointWithResponseStream",
+    )
     check.add_argument(
         "--resource", required=True, help="e.g. arn:aws:sagemaker:us-east-1:123456789012:endpoint/x"
     )

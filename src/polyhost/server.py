@@ -42,6 +42,7 @@ from polyhost.http.services.cloudwatch import CloudWatchRoute, cloudwatch_error
 from polyhost.http.services.cloudwatch_logs import LOGS_TARGET, cloudwatch_logs_adapter
 from polyhost.http.services.container_logs import LogsRoute
 from polyhost.http.services.runtime import RuntimeAdapter
+from polyhost.http.services.streaming import StreamingAdapter
 from polyhost.http.types import Receive, Scope, Send
 from polyhost.logs.api import LogsApi
 from polyhost.logs.retained import RetainedLogs
@@ -50,6 +51,7 @@ from polyhost.metrics.collection import container_registry
 from polyhost.metrics.history import MetricsHistory
 from polyhost.metrics.recorder import MetricsRecorder
 from polyhost.router.router import Router
+from polyhost.router.streaming import StreamRouter
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.server")
@@ -116,6 +118,7 @@ class PolyhostServer:
         # Raises PolicyError/OSError for a bad --auth-file: the server does not start.
         self.gate = Gate(settings, load_access_control(settings))
         self.runtime = RuntimeAdapter(self.router, settings.max_body_bytes, self.gate)
+        self.streaming = StreamingAdapter(StreamRouter(self.router, settings), settings, self.gate)
         self.app = AuthMiddleware(
             PolyhostApp(
                 AwsJsonAdapter.sagemaker(self.control.call, settings.max_control_body_bytes),
@@ -150,7 +153,7 @@ class PolyhostServer:
         admin = await self._open_admin(loop)
         state = ServerState(self.settings)
         server = await loop.create_server(
-            lambda: HttpProtocol(self.runtime.answer, self.app, state),
+            lambda: HttpProtocol(self.runtime.answer, self.app, state, self.streaming.serve),
             host=self.settings.host,
             port=self.settings.port,
             backlog=4096,

@@ -373,3 +373,39 @@ def test_rm_keeps_the_config_without_all(server: PolyhostProcess, sagemaker: Any
     result = polyhost(server, "rm", "cli-fails")
     assert result.returncode == 0, err(result)
     assert sagemaker.describe_endpoint_config(EndpointConfigName="cli-fails-config")
+
+
+# -- invoke --stream ------------------------------------------------------------------------------
+
+
+def test_invoke_stream_prints_the_parts(server: PolyhostProcess, direct: str) -> None:
+    result = polyhost(server, "invoke", direct, "hi", "--container", "two", "--stream", "-v")
+    assert result.returncode == 0, err(result)
+    assert result.stdout == b"two:hi"
+    assert "Invoked-Production-Variant: AllTraffic" in err(result)
+
+
+def test_invoke_stream_prints_parts_as_they_come_then_a_broken_streams_error(
+    server: PolyhostProcess,
+) -> None:
+    from tests.support.endpoints import deploy
+    from tests.support.server import STREAM_IMAGE
+
+    deploy(server.sagemaker(), "cli-stream", [{"Image": STREAM_IMAGE}])
+    command = [sys.executable, "-m", "polyhost", "invoke", "cli-stream"]
+    plan = '{"parts": ["one ", "two ", "three"], "delay": 0.4, "then": "drop"}'
+    env = {**os.environ, "POLYHOST_URL": server.url}
+    with subprocess.Popen(
+        [*command, plan, "--stream"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    ) as child:
+        assert child.stdout is not None and child.stderr is not None
+        first = child.stdout.read(4)
+        first_at = time.monotonic()
+        rest = child.stdout.read()
+        # The first part was printed while the others were still being made.
+        assert time.monotonic() - first_at > 0.5
+        errors = child.stderr.read().decode()
+    assert first == b"one "
+    assert rest == b"two three"
+    assert child.returncode == 1
+    assert "ModelStreamError" in errors and "closed the connection" in errors

@@ -31,6 +31,8 @@ FAMILIES = {
     "polyhost_invocation_5xx_errors": "counter",
     "polyhost_container_latency_microseconds": "histogram",
     "polyhost_overhead_latency_microseconds": "histogram",
+    "polyhost_invocation_streams": "counter",
+    "polyhost_time_to_first_byte_microseconds": "histogram",
     "polyhost_container_cpu_utilization_percent": "gauge",
     "polyhost_container_memory_utilization_percent": "gauge",
     "polyhost_container_memory_rss_bytes": "gauge",

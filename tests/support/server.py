@@ -24,6 +24,7 @@ CONTAINERS = Path(__file__).parent / "containers"
 ECHO_IMAGE = "polyhost-test/echo:1"
 FAULTY_IMAGE = "polyhost-test/faulty:1"  # containers/faulty.py: misbehaves as FAULT=... says
 BUSY_IMAGE = "polyhost-test/busy:1"  # containers/busy.py: burns CPU, holds memory on request
+STREAM_IMAGE = "polyhost-test/streamer:1"  # containers/streamer.py: answers in chunks
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 
@@ -54,7 +55,11 @@ def default_sigint() -> None:
 def write_image_config(path: Path, busy: bool = False) -> Path:
     """images.toml registering the test containers under their test image names (with `busy`,
     the busy container too)."""
-    images = {ECHO_IMAGE: "echo_server.py", FAULTY_IMAGE: "faulty.py"}
+    images = {
+        ECHO_IMAGE: "echo_server.py",
+        FAULTY_IMAGE: "faulty.py",
+        STREAM_IMAGE: "streamer.py",
+    }
     if busy:
         images[BUSY_IMAGE] = "busy.py"
     path.write_text(

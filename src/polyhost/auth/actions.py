@@ -42,9 +42,31 @@ CONTROL_PLANE_RESOURCES: dict[str, tuple[str, str]] = {
 # The tag operations act on whatever resource their ResourceArn names (lowercased: see
 # `tagged_resource`).
 TAG_OPERATIONS = frozenset({"AddTags", "DeleteTags", "ListTags"})
+INVOKE_WITH_RESPONSE_STREAM = "InvokeEndpointWithResponseStream"
 RUNTIME_OPERATIONS = frozenset(
-    {"InvokeEndpoint", "InvokeEndpointAsync", "InvokeEndpointWithResponseStream"}
+    {"InvokeEndpoint", "InvokeEndpointAsync", INVOKE_WITH_RESPONSE_STREAM}
 )
+# The runtime's routes, `POST /endpoints/{name}/<route>`, and the operation (so the action,
+# `sagemaker:<operation>`) each asks for.
+RUNTIME_ROUTES: dict[str, str] = {
+    "invocations": "InvokeEndpoint",
+    "invocations-response-stream": INVOKE_WITH_RESPONSE_STREAM,
+    "async-invocations": "InvokeEndpointAsync",
+}
+
+
+def unknown_runtime_action(action: str) -> str | None:
+    """Why `action`, spelt as a SageMaker runtime action without wildcards, names none (a
+    misspelt action in a policy or a check matches nothing, silently); None when it is fine."""
+    service, _, name = action.partition(":")
+    if service.lower() != "sagemaker" or not name.lower().startswith("invoke"):
+        return None
+    if "*" in name or "?" in name:
+        return None
+    if name.lower() in {operation.lower() for operation in RUNTIME_OPERATIONS}:
+        return None
+    known = ", ".join(f"sagemaker:{operation}" for operation in sorted(RUNTIME_OPERATIONS))
+    return f"{action} is not a SageMaker runtime action; the runtime's actions are {known}"
 
 
 def control_plane_target(
@@ -87,7 +109,10 @@ def tagged_resource(arn: str) -> str:
 def invoke_endpoint_target(
     endpoint_name: str, *, region: str, account_id: str, operation: str = "InvokeEndpoint"
 ) -> Target:
-    """`sagemaker:InvokeEndpoint` on the endpoint's (lowercased) ARN."""
+    """`sagemaker:<operation>` on the endpoint's (lowercased) ARN: InvokeEndpoint, or
+    InvokeEndpointWithResponseStream for `/invocations-response-stream`, an action of its own
+    as in IAM (a policy allowing only `sagemaker:InvokeEndpoint` does not allow streaming;
+    `sagemaker:InvokeEndpoint*` allows both)."""
     if operation not in RUNTIME_OPERATIONS:
         raise ValueError(f"{operation!r} is not a SageMaker runtime operation")
     return Target(

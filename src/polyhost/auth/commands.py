@@ -1,7 +1,9 @@
 """`polyhost auth`: check a principals file offline, as IAM's policy simulator does, and mint keys.
 
 `check` loads the file exactly as the server would (so a file it accepts, the server accepts),
-then decides one request and prints the outcome and the statement that decided. Nothing here
+then decides one request and prints the outcome and the statement that decided. The runtime's
+actions are InvokeEndpoint, InvokeEndpointWithResponseStream and InvokeEndpointAsync, each
+its own (as in IAM); a misspelt one is refused rather than decided as an implicit deny. Nothing here
 talks to a server: a policy can be tried before it is deployed.
 """
 
@@ -11,6 +13,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from polyhost.auth.actions import unknown_runtime_action
 from polyhost.auth.authorizer import Authorizer
 from polyhost.auth.context import request_context
 from polyhost.auth.errors import PolicyError
@@ -47,6 +50,9 @@ def check(
     if principal is None:
         names = ", ".join(p.name for p in principals.principals) or "none"
         raise CommandError(f"no principal named {principal_name!r} in {path}; it has: {names}")
+    unknown = unknown_runtime_action(action)
+    if unknown is not None:
+        raise CommandError(unknown)
     values = parse_context(context)
     known = {
         "sagemaker:targetcontainerhostname": "target_container_hostname",

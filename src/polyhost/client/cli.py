@@ -95,6 +95,11 @@ def add_client_commands(sub: Subparsers) -> None:
     invoke.add_argument("--custom-attributes", help="X-Amzn-SageMaker-Custom-Attributes")
     invoke.add_argument("--inference-id", help="InferenceId")
     invoke.add_argument(
+        "--stream",
+        action="store_true",
+        help="call InvokeEndpointWithResponseStream and print each part as it arrives",
+    )
+    invoke.add_argument(
         "-v", "--verbose", action="store_true", help="print response metadata to stderr"
     )
 
@@ -184,6 +189,7 @@ def _invoke(args: argparse.Namespace, connection: Connection) -> int:
         variant=args.variant,
         custom_attributes=args.custom_attributes,
         inference_id=args.inference_id,
+        stream=args.stream,
     )
     invoke(connection.runtime(), options, sys.stdout.buffer, sys.stderr, args.verbose)
     return 0

@@ -3,6 +3,10 @@
 The body comes from the argument, from a file (`@path`) or from stdin (`-`), and is sent as
 bytes, so images and numpy payloads pass through as they are. Response metadata (content type,
 invoked variant, custom attributes) goes to stderr with --verbose, keeping stdout pipeable.
+
+With --stream the call is InvokeEndpointWithResponseStream: each part is written to stdout (and
+flushed) as it arrives, so a model's tokens show as they are generated. A stream that breaks
+after some parts leaves those on stdout and fails with the ModelStreamError, as boto3 raises it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class InvokeOptions:
     variant: str | None = None
     custom_attributes: str | None = None
     inference_id: str | None = None
+    stream: bool = False
 
 
 def invoke(
@@ -52,7 +57,8 @@ def invoke(
     err: TextIO,
     verbose: bool = False,
 ) -> None:
-    """Call InvokeEndpoint; botocore's ClientError propagates for the caller to report."""
+    """Call InvokeEndpoint (InvokeEndpointWithResponseStream with `options.stream`); botocore's
+    ClientError (EventStreamError for a broken stream) propagates for the caller to report."""
     kwargs: dict[str, Any] = {"EndpointName": options.endpoint, "Body": options.body}
     for member, value in (
         ("TargetContainerHostname", options.container),
@@ -64,6 +70,20 @@ def invoke(
     ):
         if value is not None:
             kwargs[member] = value
+    if options.stream:
+        streamed = runtime.invoke_endpoint_with_response_stream(**kwargs)
+        if verbose:
+            _metadata(streamed, err)
+        events = streamed["Body"]
+        try:
+            for event in events:
+                part = event.get("PayloadPart")
+                if part is not None:
+                    out.write(part.get("Bytes", b""))
+                    out.flush()
+        finally:
+            events.close()
+        return
     answer = runtime.invoke_endpoint(**kwargs)
     stream = answer["Body"]
     try:
@@ -73,10 +93,15 @@ def invoke(
         stream.close()
     out.flush()
     if verbose:
-        for key, label in (
-            ("ContentType", "Content-Type"),
-            ("InvokedProductionVariant", "Invoked-Production-Variant"),
-            ("CustomAttributes", "Custom-Attributes"),
-        ):
-            if answer.get(key) is not None:
-                print(f"{label}: {answer[key]}", file=err)  # type: ignore[literal-required]
+        _metadata(answer, err)
+
+
+def _metadata(answer: Any, err: TextIO) -> None:
+    """The response's metadata, one `Label: value` line each, on stderr."""
+    for key, label in (
+        ("ContentType", "Content-Type"),
+        ("InvokedProductionVariant", "Invoked-Production-Variant"),
+        ("CustomAttributes", "Custom-Attributes"),
+    ):
+        if answer.get(key) is not None:
+            print(f"{label}: {answer[key]}", file=err)

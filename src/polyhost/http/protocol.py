@@ -95,8 +95,36 @@ class FastHandler(Protocol):
     ) -> Awaitable[tuple[int, Headers, bytes]]: ...
 
 
+class StreamFlow(Protocol):
+    """A streamed answer's source (`router/streaming.py`'s StreamControl), told when the
+    client's transport fills (`pause`), drains (`resume`) or goes away (`cancel`)."""
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
+class StreamHandler(Protocol):
+    """InvokeEndpointWithResponseStream's handler: like `FastHandler`, and `out` to stream
+    the answer into; it returns the answer to write whole (a refusal) or None once it has
+    streamed one."""
+
+    def __call__(
+        self,
+        endpoint_name: str,
+        headers: Headers,
+        body: bytes | None,
+        url: bytes,
+        peer: str | None,
+        out: ResponseStream,
+    ) -> Awaitable[tuple[int, Headers, bytes] | None]: ...
+
+
 _PREFIX = b"/endpoints/"
 _SUFFIX = b"/invocations"
+_STREAM_SUFFIX = b"/invocations-response-stream"
 _NAME_FROM, _NAME_TO = len(_PREFIX), -len(_SUFFIX)
 _SHORTEST = len(_PREFIX) + len(_SUFFIX)  # an invocation's path is longer: it names an endpoint
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
@@ -163,14 +191,87 @@ def _status_line(status: int) -> bytes:
     return b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))
 
 
+class ResponseStream:
+    """A streamed answer on one connection, in HTTP/1.1 chunks (so the connection stays
+    usable after it): the head with the first bytes, then one chunk per `send`.
+
+    While it lasts the client's transport holds at most `_HIGH_WATER` bytes before its flow
+    is paused (`StreamFlow.pause`, which stops reading from the container), so what a slow
+    client has not read yet stays bounded.
+    """
+
+    __slots__ = ("_keep_alive", "_protocol", "started")
+
+    def __init__(self, protocol: HttpProtocol, keep_alive: bool) -> None:
+        self._protocol = protocol
+        self._keep_alive = keep_alive
+        self.started = False
+
+    @property
+    def closing(self) -> bool:
+        """The client is gone (or going): nothing more reaches it."""
+        transport = self._protocol._transport
+        return transport is None or self._protocol._closing or transport.is_closing()
+
+    def start(self, status: int, headers: Headers, flow: StreamFlow, first: bytes) -> None:
+        """Write the head and `first` (the first chunk); `flow` follows the client from now."""
+        self.started = True
+        protocol = self._protocol
+        protocol._stream_flow = flow
+        transport = protocol._transport
+        if self.closing or transport is None:
+            flow.cancel()
+            return
+        transport.set_write_buffer_limits(high=_HIGH_WATER, low=_HIGH_WATER // 4)
+        parts = [_status_line(status)]
+        for name, value in headers:
+            parts += [name, b": ", value, b"\r\n"]
+        parts.append(b"transfer-encoding: chunked\r\n")
+        if not self._keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        if first:
+            parts += [b"%x\r\n" % len(first), first, b"\r\n"]
+        transport.write(b"".join(parts))
+
+    def send(self, data: bytes) -> None:
+        """One chunk (nothing when the client is gone)."""
+        transport = self._protocol._transport
+        if data and transport is not None and not transport.is_closing():
+            transport.writelines([b"%x\r\n" % len(data), data, b"\r\n"])
+
+    def send_framed(self, before: bytes, data: bytes, after: bytes) -> None:
+        """One chunk of `before + data + after`, written without joining them (`data` may be
+        large: it goes to the socket as it is)."""
+        transport = self._protocol._transport
+        if transport is not None and not transport.is_closing():
+            size = len(before) + len(data) + len(after)
+            transport.writelines([b"%x\r\n%s" % (size, before), data, after + b"\r\n"])
+
+    def finish(self) -> None:
+        """The last chunk: the answer is complete."""
+        transport = self._protocol._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(b"0\r\n\r\n")
+
+    def abort(self) -> None:
+        """End a stream that cannot be finished: close without the last chunk, which any
+        client reads as an incomplete answer, never as a complete one."""
+        self._protocol._close()
+
+
 class HttpProtocol(asyncio.Protocol):
     def __init__(
         self,
         invocations: FastHandler,
         app: ASGIApp,
         state: ServerState,
+        streams: StreamHandler | None = None,
     ) -> None:
         self._invocations = invocations
+        # InvokeEndpointWithResponseStream, and the source of the answer it is streaming.
+        self._streams = streams
+        self._stream_flow: StreamFlow | None = None
         # The fast lane, when `invocations` is the `answer` of an adapter that offers `begin`.
         self._begin: BeginHandler | None = getattr(
             getattr(invocations, "__self__", None), "begin", None
@@ -241,6 +342,8 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._state.connections.discard(self)
+        if self._stream_flow is not None:
+            self._stream_flow.cancel()
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
@@ -310,11 +413,15 @@ class HttpProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._drained = self._loop.create_future()
         self._drain_since = self._loop.time()
+        if self._stream_flow is not None:
+            self._stream_flow.pause()
 
     def resume_writing(self) -> None:
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
         self._drained = None
+        if self._stream_flow is not None:
+            self._stream_flow.resume()
 
     # -- httptools callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -362,7 +469,7 @@ class HttpProtocol(asyncio.Protocol):
         self._head_since = None
         self._body_since = self.last_activity
         url = self._url
-        if url.startswith(_PREFIX) and url.split(b"?", 1)[0].endswith(_SUFFIX):
+        if url.startswith(_PREFIX) and url.split(b"?", 1)[0].endswith((_SUFFIX, _STREAM_SUFFIX)):
             self._cap = self._invocation_cap
         elif url == b"/" or url.startswith(b"/?"):
             self._cap = self._control_cap
@@ -523,6 +630,15 @@ class HttpProtocol(asyncio.Protocol):
                 log.exception("internal error on %s", loggable(request.url.decode("latin-1")))
                 status, headers, body = self._internal_error()
             self._write(status, headers, body, request.keep_alive)
+        elif (
+            self._streams is not None
+            and request.method == b"POST"
+            and path.startswith(_PREFIX)
+            and path.endswith(_STREAM_SUFFIX)
+            and len(path) > len(_PREFIX) + len(_STREAM_SUFFIX)
+        ):
+            name = path[len(_PREFIX) : -len(_STREAM_SUFFIX)].decode("latin-1")
+            status = await self._serve_stream(name, request)
         else:
             await self._serve_asgi(request, path, query)
             return  # the ASGI app writes its own access-log line (with the operation name)
@@ -535,6 +651,31 @@ class HttpProtocol(asyncio.Protocol):
                 status,
                 started,
             )
+
+    async def _serve_stream(self, name: str, request: _Request) -> int:
+        """InvokeEndpointWithResponseStream: streamed by the handler, or refused whole."""
+        assert self._streams is not None
+        out = ResponseStream(self, request.keep_alive)
+        try:
+            answer = await self._streams(
+                name,
+                request.headers,
+                request.body,
+                request.url,
+                self._client[0] if self._client else None,
+                out,
+            )
+        except Exception:  # the adapter maps every error itself; this is a last resort
+            log.exception("internal error on %s", loggable(request.url.decode("latin-1")))
+            answer = None if out.started else self._internal_error()
+            if out.started:
+                out.abort()
+        finally:
+            self._stream_flow = None
+        if answer is None:
+            return 200
+        self._write(*answer, request.keep_alive)
+        return answer[0]
 
     async def _serve_asgi(self, request: _Request, path: bytes, query: bytes) -> int:
         """Run the ASGI app for one fully read request, buffering its (whole) answer."""

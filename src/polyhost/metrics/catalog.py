@@ -41,6 +41,12 @@ CONTAINER_LATENCY = MetricDef(
     "ContainerLatency", INVOCATION_NAMESPACE, "Microseconds", Kind.LATENCY
 )
 OVERHEAD_LATENCY = MetricDef("OverheadLatency", INVOCATION_NAMESPACE, "Microseconds", Kind.LATENCY)
+# polyhost's own (SageMaker has no such metric): for InvokeEndpointWithResponseStream, the time
+# from sending the call to the container until its answer's first body byte. The whole stream's
+# time is ContainerLatency, as for any invocation (and so ModelLatency for the variant).
+TIME_TO_FIRST_BYTE = MetricDef(
+    "TimeToFirstByte", INVOCATION_NAMESPACE, "Microseconds", Kind.LATENCY
+)
 CPU = MetricDef("CPUUtilization", RESOURCE_NAMESPACE, "Percent", Kind.GAUGE)
 MEMORY = MetricDef("MemoryUtilization", RESOURCE_NAMESPACE, "Percent", Kind.GAUGE)
 DISK = MetricDef("DiskUtilization", RESOURCE_NAMESPACE, "Percent", Kind.GAUGE)
@@ -59,6 +65,6 @@ MODEL_SETUP_TIME = MetricDef("ModelSetupTime", INVOCATION_NAMESPACE, "Microsecon
 ALL: tuple[MetricDef, ...] = (
     INVOCATIONS, INVOCATION_4XX, INVOCATION_5XX, CONTAINER_LATENCY, OVERHEAD_LATENCY,
     CPU, MEMORY, DISK, MEMORY_RSS, RESTARTS, UP, MODEL_LATENCY, INVOCATIONS_PER_INSTANCE,
-    MODEL_SETUP_TIME,
+    MODEL_SETUP_TIME, TIME_TO_FIRST_BYTE,
 )  # fmt: skip
 BY_KEY: dict[tuple[str, str], MetricDef] = {(m.namespace, m.name): m for m in ALL}

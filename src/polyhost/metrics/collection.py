@@ -106,6 +106,17 @@ class ContainerCollector(Collector):
             "Time polyhost added to a request besides the containers (OverheadLatency).",
             labels=LABELS,
         )
+        streams = CounterMetricFamily(
+            "polyhost_invocation_streams",
+            "InvokeEndpointWithResponseStream calls among the invocations (also counted there).",
+            labels=LABELS,
+        )
+        time_to_first_byte = HistogramMetricFamily(
+            "polyhost_time_to_first_byte_microseconds",
+            "Time from sending a streamed call to the container until the first byte of its "
+            "answer's body came (TimeToFirstByte, polyhost's own).",
+            labels=LABELS,
+        )
         cpu = GaugeMetricFamily(
             "polyhost_container_cpu_utilization_percent",
             "CPU used by the container's processes, 100 = one core (CPUUtilization).",
@@ -139,6 +150,10 @@ class ContainerCollector(Collector):
             overhead_latency.add_metric(
                 labels, _buckets(counters.overhead_latency), counters.overhead_latency.total
             )
+            streams.add_metric(labels, counters.streams)
+            time_to_first_byte.add_metric(
+                labels, _buckets(counters.time_to_first_byte), counters.time_to_first_byte.total
+            )
             up.add_metric(labels, 1.0 if sample.up else 0.0)
             restarts.add_metric(labels, sample.restarts)
             if sample.usage is not None:
@@ -147,7 +162,7 @@ class ContainerCollector(Collector):
                 rss.add_metric(labels, sample.usage.rss_bytes)
         yield from (
             invocations, errors_4xx, errors_5xx, container_latency, overhead_latency,
-            cpu, memory, rss, up, restarts,
+            streams, time_to_first_byte, cpu, memory, rss, up, restarts,
         )  # fmt: skip
 
 

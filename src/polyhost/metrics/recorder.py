@@ -66,6 +66,8 @@ class _Baseline:
     container_total: float = 0.0
     overhead_count: int = 0
     overhead_total: float = 0.0
+    first_byte_count: int = 0
+    first_byte_total: float = 0.0
     restarts: int = 0
     setups: int = 0  # the number of the last container start already recorded
 
@@ -209,6 +211,13 @@ class MetricsRecorder:
         base.overhead_total = counters.overhead_latency.total
         if overhead is not None:
             cells[catalog.OVERHEAD_LATENCY] = overhead
+        first_byte = _latency(
+            counters.time_to_first_byte, base.first_byte_count, base.first_byte_total
+        )
+        base.first_byte_count = counters.time_to_first_byte.count
+        base.first_byte_total = counters.time_to_first_byte.total
+        if first_byte is not None:
+            cells[catalog.TIME_TO_FIRST_BYTE] = first_byte
         setup = _setup_time(sample.setups, base.setups)
         if sample.setups:
             base.setups = sample.setups[-1][0]

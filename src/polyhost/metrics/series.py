@@ -91,3 +91,8 @@ class ContainerCounters:
     errors_5xx: int = 0
     container_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     overhead_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    # InvokeEndpointWithResponseStream: the streams among `invocations` (each also counted
+    # there, its whole span in `container_latency`), and the time from sending the request
+    # to the first byte of the answer's body (TimeToFirstByte, polyhost's own series).
+    streams: int = 0
+    time_to_first_byte: LatencyHistogram = field(default_factory=LatencyHistogram)

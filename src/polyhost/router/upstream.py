@@ -126,6 +126,17 @@ class Reply(Protocol):
     def set_exception(self, error: BaseException, /) -> None: ...
 
 
+class StreamSink(Reply, Protocol):
+    """A `Reply` that takes a 2xx answer's body as it arrives (`router/streaming.py`): `head`
+    says whether to stream the body (True: every piece goes to `data`, nothing is kept, and
+    `set_result` gets an empty body at the end) or to collect it as `post` does (an error
+    answer, whose text the caller's error quotes)."""
+
+    def head(self, status: int, headers: dict[bytes, bytes], /) -> bool: ...
+
+    def data(self, chunk: bytes, /) -> None: ...
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; at most one request at a time."""
 
@@ -154,6 +165,9 @@ class _Connection(asyncio.Protocol):
         self._in_head = True
         self.received_any = False
         self.closed = False
+        # A streamed answer (`send_stream`): its body goes to the sink as it is parsed.
+        self._sink: StreamSink | None = None
+        self._streaming = False
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -237,12 +251,21 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._budget = self._head_limits.total
+        sink = self._sink
+        if sink is not None:
+            self._streaming = sink.head(self._parser.get_status_code(), self._headers)
 
     def on_chunk_header(self) -> None:
         self._budget = self._head_limits.total
 
     def on_body(self, body: bytes) -> None:
         self._budget = self._head_limits.total
+        if self._streaming:
+            assert self._sink is not None
+            self._sink.data(body)
+            if self.closed:  # the sink ended the stream (a bound): parse nothing more
+                raise _StopParsing()
+            return
         self._size += len(body)
         if self._size > self._limit:
             self._fail(UpstreamResponseTooLarge(f"response larger than {self._limit} bytes"))
@@ -278,8 +301,26 @@ class _Connection(asyncio.Protocol):
         self._request = data
         self._begin(data, limit, reply)
 
-    def _begin(self, data: bytes, limit: int, waiter: Reply) -> None:
+    def send_stream(self, data: bytes, limit: int, sink: StreamSink) -> None:
+        """Send `data`; a 2xx answer's body goes to `sink` as it arrives (see StreamSink),
+        any other is collected up to `limit` bytes."""
+        self._begin(data, limit, sink, sink)
+
+    def pause_reading(self) -> None:
+        """Stop reading the answer (a streamed one whose client reads slower than it comes)."""
+        if self._transport is not None and not self.closed:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._transport is not None and not self.closed:
+            self._transport.resume_reading()
+
+    def _begin(
+        self, data: bytes, limit: int, waiter: Reply, sink: StreamSink | None = None
+    ) -> None:
         assert self._transport is not None
+        self._sink = sink
+        self._streaming = False
         self._headers = {}
         self._header_count = 0
         self._chunks = []
@@ -364,6 +405,21 @@ class UpstreamPool:
         self._deadlines: dict[_Connection, float] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
+
+    async def connection(self, deadline: float) -> tuple[_Connection, bool]:
+        """An idle kept-alive connection, else a new one (True: it was kept alive), for a
+        streamed call (`router/streaming.py`), which counts itself in `inflight` and gives
+        the connection back with `release`; raises UpstreamTimeout or UpstreamConnectFailed."""
+        return await self._acquire(asyncio.get_running_loop(), deadline)
+
+    def release(self, connection: _Connection) -> None:
+        """Keep a connection whose streamed answer ended, if it lives, for the next call."""
+        if not connection.closed:
+            self._idle.append(connection)
+
+    def encode(self, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+        """The request's bytes, as `post` and `start` send them."""
+        return self._encode(path, headers, body)
 
     def _encode(self, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
         parts = [

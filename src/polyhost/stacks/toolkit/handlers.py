@@ -14,6 +14,9 @@ Per request:
 - `output_fn`/`transform_fn` may return bytes, str, a `(body, content_type)` tuple, or another
   value (encoded as the Accept type); the answer's Content-Type is the tuple's, else what the
   handler set on the context, else the Accept type.
+- a `predict_fn`, `output_fn` or `transform_fn` that returns an iterator (a generator of
+  tokens) is streamed, one chunk per item (`streaming.py`): with the stack's own output_fn,
+  each item of a predict_fn's iterator is encoded on its own;
 - an exception from a handler answers 500 with its message (the traceback goes to the log only);
   an exception with an int `status_code` (SageMaker's `BaseInferenceToolkitError` shape) answers
   that status with its `message`.
@@ -37,6 +40,7 @@ from polyhost.stacks.toolkit.server import (
     InvocationRequest,
     InvocationResponse,
 )
+from polyhost.stacks.toolkit.streaming import encoded, is_stream
 from polyhost.stacks.toolkit.user_module import call_handler, handler, load_user_module
 
 log = logging.getLogger("polyhost.stack.handlers")
@@ -199,9 +203,16 @@ class HandlerService:
             )
         data = call_handler(self.input_fn, body, content_type, context=context)
         prediction = call_handler(self.predict_fn, data, self.model, context=context)
+        if is_stream(prediction) and self.output_fn is self._defaults.output_fn:
+            output_fn = self.output_fn  # the stack's own encodes one item at a time
+            return (call_handler(output_fn, item, accept, context=context) for item in prediction)
         return call_handler(self.output_fn, prediction, accept, context=context)
 
     def _response(self, result: Any, accept: str, context: Context) -> InvocationResponse:
+        if is_stream(result) or (
+            isinstance(result, tuple) and len(result) == 2 and is_stream(result[0])
+        ):
+            return self._streamed(result, accept, context)
         headers = context.get_response_headers(0)
         content_type = headers.get("content-type")
         if isinstance(result, tuple) and len(result) == 2:
@@ -220,6 +231,37 @@ class HandlerService:
             content_type=str(content_type or _single_type(accept, self.default_accept)),
             status=status,
             custom_attributes=headers.get("x-amzn-sagemaker-custom-attributes"),
+        )
+
+    def _streamed(self, result: Any, accept: str, context: Context) -> InvocationResponse:
+        """An iterator's answer: its first item now (on the worker thread, so an error in it
+        is an ordinary error answer), the rest streamed, each item encoded as `_response`
+        encodes a whole answer. The first item's type is the answer's, unless the handler
+        set one on the context, or returned it beside the iterator."""
+        declared = None
+        if isinstance(result, tuple):
+            result, declared = result
+
+        def encode(item: Any) -> tuple[bytes, str | None]:
+            content_type = None
+            if isinstance(item, tuple) and len(item) == 2:
+                item, content_type = item
+            if isinstance(item, (bytes, bytearray, memoryview)):
+                return bytes(item), content_type
+            if isinstance(item, str):
+                return item.encode("utf-8"), content_type
+            chosen = codecs.choose_accept(accept, self.default_accept)
+            return codecs.encode(item, chosen), content_type or chosen
+
+        first, first_type, rest = encoded(result, encode)
+        headers = context.get_response_headers(0)
+        content_type = headers.get("content-type") or declared or first_type
+        return InvocationResponse(
+            body=first,
+            content_type=str(content_type or _single_type(accept, self.default_accept)),
+            status=context.request_processor[0].status or 200,
+            custom_attributes=headers.get("x-amzn-sagemaker-custom-attributes"),
+            stream=rest,
         )
 
 

@@ -24,6 +24,7 @@ import os
 import queue
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,6 +46,8 @@ class InvocationResponse:
     content_type: str
     status: int = 200
     custom_attributes: str | None = None
+    # A streamed answer (stacks/toolkit/streaming.py): `body` first, then these chunks.
+    stream: Iterator[bytes] | None = None
 
 
 class InvocationError(Exception):
@@ -204,6 +207,12 @@ class ContractApp:
             extra.append(
                 (b"x-amzn-sagemaker-custom-attributes", response.custom_attributes.encode())
             )
+        if response.stream is not None:
+            from polyhost.stacks.toolkit.streaming import send_stream
+
+            head = [(b"content-type", response.content_type.encode("latin-1")), *extra]
+            await send_stream(send, receive, response.status, head, response.body, response.stream)
+            return
         await self._reply(send, response.status, response.body, response.content_type, extra)
 
     def _invoke(self, request: InvocationRequest) -> InvocationResponse:
