@@ -533,3 +533,18 @@ def test_polyhost_auth_new_principal_prints_a_loadable_entry(tmp_path: Path) -> 
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert denied.returncode == 1 and "implicitDeny" in denied.stdout
+
+
+def test_a_percent_encoded_endpoint_name_is_the_decoded_name_for_policy_and_router(
+    server: PolyhostProcess,
+) -> None:
+    """AWS decodes the path: `%4DultiModel-Endpoint` is `MultiModel-Endpoint`, which the scoped
+    principal may invoke, and which the router serves."""
+    encoded = "%4D" + ENDPOINT[1:]
+    path = f"/endpoints/{encoded}/invocations"
+    status, _headers, _body = send(server, signed_invocation(server, "scoped", path=path))
+    assert status == 200
+    other = f"/endpoints/{encoded}x/invocations"  # a name the policy does not cover
+    status, headers, body = send(server, signed_invocation(server, "scoped", path=other))
+    assert status == 403 and headers.get("x-amzn-errortype", "").startswith("AccessDenied")
+    assert f"endpoint/{ENDPOINT.lower()}x" in body.get("message", ""), body

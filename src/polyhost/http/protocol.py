@@ -43,6 +43,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol
+from urllib.parse import unquote_to_bytes
 
 import httptools
 
@@ -135,6 +136,16 @@ _HIGH_WATER = 1024 * 1024
 _DRAIN_FACTOR = 4
 # At most one log line per this many seconds about refused connections.
 REFUSAL_LOG_EVERY_S = 10.0
+
+
+def _decoded(raw: bytes, plain: str = "latin-1") -> str:
+    """A path (or an endpoint's name in one) as AWS reads it: percent-escapes decoded as UTF-8,
+    so `/endpoints/ep%31/invocations` names endpoint ep1 for the policy and the router alike.
+    The signature is still checked against the path as sent (`raw_path`). Without escapes the
+    bytes are read as `plain` says, as before."""
+    if b"%" not in raw:
+        return raw.decode(plain, "replace")
+    return unquote_to_bytes(raw).decode("utf-8", "replace")
 
 
 class _StopParsing(Exception):
@@ -548,7 +559,7 @@ class HttpProtocol(asyncio.Protocol):
     def _serve_fast(self, path: bytes, url: bytes, body: bytes | None, keep_alive: bool) -> None:
         """Hand an invocation to the fast lane; `_answered` writes its answer."""
         assert self._begin is not None
-        name = path[_NAME_FROM:_NAME_TO].decode("latin-1")
+        name = _decoded(path[_NAME_FROM:_NAME_TO])
         self._busy = True
         self._busy_keep_alive = keep_alive
         if self._access_log:
@@ -617,7 +628,7 @@ class HttpProtocol(asyncio.Protocol):
             and path.endswith(_SUFFIX)
             and len(path) > len(_PREFIX) + len(_SUFFIX)
         ):
-            name = path[len(_PREFIX) : -len(_SUFFIX)].decode("latin-1")
+            name = _decoded(path[len(_PREFIX) : -len(_SUFFIX)])
             try:
                 status, headers, body = await self._invocations(
                     name,
@@ -637,7 +648,7 @@ class HttpProtocol(asyncio.Protocol):
             and path.endswith(_STREAM_SUFFIX)
             and len(path) > len(_PREFIX) + len(_STREAM_SUFFIX)
         ):
-            name = path[len(_PREFIX) : -len(_STREAM_SUFFIX)].decode("latin-1")
+            name = _decoded(path[len(_PREFIX) : -len(_STREAM_SUFFIX)])
             status = await self._serve_stream(name, request)
         else:
             await self._serve_asgi(request, path, query)
@@ -685,7 +696,7 @@ class HttpProtocol(asyncio.Protocol):
             "http_version": request.version,
             "method": request.method.decode("latin-1"),
             "scheme": "http",
-            "path": path.decode("utf-8", "replace"),
+            "path": _decoded(path, "utf-8"),
             "raw_path": path,
             "query_string": query,
             "root_path": "",
