@@ -25,7 +25,7 @@ import data
 import package
 import walkthrough
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
-from services import LocalS3, PolyhostServer
+from services import LocalS3, PolyhostServer, status_of
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
@@ -130,7 +130,27 @@ def write_sample_requests(work: Path, test: data.Split) -> dict[str, Path]:
     return paths
 
 
-def how_to_call(url: str, samples: dict[str, Path]) -> str:
+def dashboard(server: PolyhostServer, started_here: bool) -> str:
+    """Where the dashboard is and how to get in: the admin listener wants a bearer token when
+    the server has one (`--admin-token-file`, or the one it makes in its state dir with
+    `--auth-file`), and its /ui/ page then asks for it once."""
+    ui = f"{server.admin_url}/ui/"
+    where = "" if started_here else " (if that server kept the default --admin-port)"
+    status = status_of(server.admin_url + "/api/endpoints")
+    if status is None:
+        return f"The dashboard would be at {ui}{where}, but its admin listener does not answer."
+    if status != 401:
+        return f"Open {ui}{where} in a browser: no token is needed on loopback."
+    generated = server.state_dir / "admin-token"
+    source = (
+        f"`cat {generated}`"
+        if generated.is_file()
+        else "the file the server was given with --admin-token-file"
+    )
+    return f"Open {ui}{where} in a browser; it asks for the admin token once, which is in {source}."
+
+
+def how_to_call(url: str, samples: dict[str, Path], dashboard_hint: str = "") -> str:
     endpoint = walkthrough.ENDPOINT_NAME
     tf_sample = samples[walkthrough.TENSORFLOW_HOSTNAME]
     pt_sample = samples[walkthrough.PYTORCH_HOSTNAME]
@@ -155,6 +175,9 @@ The endpoint {endpoint} is InService at {url}. Call it yourself:
       --content-type application/json --url {url}
     polyhost ls --url {url}
     polyhost logs {endpoint} --container pytorch-mnist --url {url}
+
+  dashboard (every endpoint and container, live charts, log tails):
+    {dashboard_hint}
 """
 
 
@@ -208,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
         _say(f"[5/5] invoking each container on {len(test.labels)} held-out images")
         for hostname in (walkthrough.TENSORFLOW_HOSTNAME, walkthrough.PYTORCH_HOSTNAME):
             _say("  " + walkthrough.evaluate(runtime_sm_client, hostname, test).summary())
-        _say(how_to_call(server.url, write_sample_requests(args.work, test)))
+        samples = write_sample_requests(args.work, test)
+        _say(how_to_call(server.url, samples, dashboard(server, started_here=not reuse)))
 
         if reuse or args.exit:
             return 0

@@ -34,6 +34,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:`port` (a port someone holds cannot be bound)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def status_of(url: str, timeout: float = 1.0) -> int | None:
+    """The HTTP status `url` answers with, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
 def answers(url: str, timeout: float = 1.0) -> bool:
     """True when `url` answers 200."""
     try:
@@ -169,10 +190,18 @@ class PolyhostServer(ChildService):
     state_dir: Path = Path("state")
     env: dict[str, str] = field(default_factory=dict)
     role_credentials: Path | None = None
+    # The admin listener (/metrics, the dashboard at /ui/): the port after the main one when it
+    # is free (7081 beside the default 7080, as `polyhost serve` itself picks), else any free
+    # one, so a demo on another --port does not collide with a server already on 7081.
+    admin_port: int = 7081
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def already_running(self) -> bool:
         return answers(self.url + "/ping")
@@ -184,6 +213,8 @@ class PolyhostServer(ChildService):
             "--state-dir", str(self.state_dir),
             "--stop-grace", "10",
         ]  # fmt: skip
+        self.admin_port = self.port + 1 if port_is_free(self.port + 1) else free_port()
+        command += ["--admin-port", str(self.admin_port)]
         if self.role_credentials is not None:
             command += ["--role-credentials", str(self.role_credentials)]
         self._launch(command, self.env)

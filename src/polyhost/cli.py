@@ -198,12 +198,30 @@ def _add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     build.add_argument(
         "--source", type=Path, default=None, help="the polyhost checkout (default: this one)"
     )
+    build.add_argument(
+        "--pip-find-links",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of wheels/sdists pip in the build may install from, copied into the "
+        "build context (repeatable; default: the host's pip find-links)",
+    )
+    build.add_argument(
+        "--pip-index-url",
+        default=None,
+        metavar="URL",
+        help="the package index pip in the build uses, torch included (default: the host's "
+        "PIP_INDEX_URL or pip.conf index-url, else PyPI)",
+    )
 
 
 def _images(args: argparse.Namespace) -> int:
     from polyhost.backends.docker.build import main as build_images
 
-    return build_images(args.stacks, args.base_image, args.source)
+    return build_images(
+        args.stacks, args.base_image, args.source, args.pip_index_url, args.pip_find_links
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

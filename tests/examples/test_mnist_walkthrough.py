@@ -233,6 +233,8 @@ def test_run_demo_end_to_end(trained: Trained) -> None:
         line = next(line for line in output.splitlines() if line.strip().startswith(hostname))
         assert "on 100 held-out images" in line
     assert f"polyhost invoke mnist-multi-container-ep @{trained.work}" in output
+    dashboard = next(line for line in output.splitlines() if "/ui/ in a browser" in line)
+    assert "no token is needed" in dashboard, output
     sample = trained.work / "requests" / "tensorflow-mnist.json"
     assert np.asarray(json.loads(sample.read_text())["instances"]).shape == (1, 28, 28, 1)
     # --exit: the server it started is gone again.

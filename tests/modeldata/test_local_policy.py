@@ -152,10 +152,11 @@ def test_a_link_to_the_state_dir_is_refused_as_the_state_dir(layout: dict[str, P
 
 
 def test_the_docker_socket_is_forbidden(layout: dict[str, Path], tmp_path: Path) -> None:
-    assert docker_sockets({}) == [Path("/var/run/docker.sock")]
+    defaults = [Path("/var/run/docker.sock"), Path("/run/polyhost/docker.sock")]
+    assert docker_sockets({}) == defaults
     sockets = docker_sockets({"DOCKER_HOST": f"unix://{tmp_path}/run/docker.sock"})
-    assert sockets == [Path("/var/run/docker.sock"), tmp_path / "run" / "docker.sock"]
-    assert docker_sockets({"DOCKER_HOST": "tcp://10.0.0.1:2376"}) == sockets[:1]
+    assert sockets == [*defaults, tmp_path / "run" / "docker.sock"]
+    assert docker_sockets({"DOCKER_HOST": "tcp://10.0.0.1:2376"}) == defaults
     policy = server_policy(layout, auth=False)
     reason = policy.refusal(Path("/var/run"))
     assert reason is not None and "holds the Docker daemon's socket" in reason

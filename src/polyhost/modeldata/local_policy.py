@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from polyhost.settings import Settings
 
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+# The socket of the daemon polyhost's test script starts, which the Docker backend also tries.
+POLYHOST_DOCKER_SOCKET = "/run/polyhost/docker.sock"
 
 
 class LocalPathRefused(ArtifactError):
@@ -74,9 +76,10 @@ def file_url_path(url: str) -> Path | None:
 
 
 def docker_sockets(environ: dict[str, str] | None = None) -> list[Path]:
-    """The Docker daemon's socket as the `docker` CLI finds it, and the default one."""
+    """The Docker daemon's socket as the `docker` CLI finds it, the default one, and the one
+    the Docker backend falls back to when DOCKER_HOST is unset."""
     environ = dict(os.environ) if environ is None else environ
-    found = [Path(DEFAULT_DOCKER_SOCKET)]
+    found = [Path(DEFAULT_DOCKER_SOCKET), Path(POLYHOST_DOCKER_SOCKET)]
     host = environ.get("DOCKER_HOST", "")
     if host.startswith("unix://"):
         found.append(Path(host[len("unix://") :]))

@@ -4,6 +4,10 @@ Each stack is built as `polyhost/<stack>:<version>` and tagged `polyhost/<stack>
 the Docker backend runs `polyhost/<stack>` (no tag) as the image of this polyhost's version
 when there is one. The build runs on the host's network (`network_mode=host`) so a daemon
 without a bridge network (`dockerd --bridge=none`) can still fetch packages.
+
+Where PyPI cannot be reached, `--pip-index-url` (a site mirror) and `--pip-find-links DIR`
+(folders of wheels) say where pip in the build gets packages instead; without them the host's
+own pip configuration is used, so a machine already set up for its mirror builds as it installs.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ from polyhost.backends.docker.build_context import (
     STACKS,
     Checkout,
     ContextError,
+    PipSource,
     assemble,
     build_wheel,
+    gather_find_links,
+    pip_source,
 )
 from polyhost.backends.docker.daemon import DaemonUnavailable, connect, first_line
 
@@ -42,6 +49,18 @@ class BuildRequest:
     version: str = polyhost.__version__
     # Extra labels on every image (the tests' images use them); never secrets.
     labels: Mapping[str, str] = field(default_factory=dict)
+    pip: PipSource = field(default_factory=PipSource)
+
+
+def build_args(request: BuildRequest) -> dict[str, str]:
+    """The Dockerfiles' build arguments. A pip index given for the site also serves torch: the
+    CPU torch index is on the internet an air-gapped site cannot reach, so its mirror (or a
+    find-links folder with the CPU wheel) must carry it."""
+    args = {"BASE_IMAGE": request.base_image}
+    if request.pip.index_url is not None:
+        args["POLYHOST_PIP_INDEX_URL"] = request.pip.index_url
+        args["TORCH_INDEX_URL"] = request.pip.index_url
+    return args
 
 
 def tags(stack: str, version: str) -> tuple[str, str]:
@@ -62,14 +81,22 @@ def build(request: BuildRequest, out: TextIO = sys.stdout) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="polyhost-images-") as scratch:
         print(f"building a wheel of {checkout.root}", file=out, flush=True)
         wheel = build_wheel(checkout, Path(scratch) / "wheel")
+        extra: Path | None = None
+        if request.pip.find_links:
+            extra = Path(scratch) / "find-links"
+            names = gather_find_links(request.pip.find_links, extra)
+            shown = ", ".join(str(f) for f in request.pip.find_links)
+            print(f"pip find-links: {len(names)} packages from {shown}", file=out, flush=True)
+        if request.pip.index_url is not None:
+            print(f"pip index: {request.pip.index_url}", file=out, flush=True)
         for stack in request.stacks:
-            context = assemble(checkout, stack, Path(scratch) / stack, wheel)
+            context = assemble(checkout, stack, Path(scratch) / stack, wheel, extra)
             versioned, latest = tags(stack, request.version)
             print(f"building {versioned} from {request.base_image}", file=out, flush=True)
             stream = client.api.build(
                 path=str(context),
                 tag=versioned,
-                buildargs={"BASE_IMAGE": request.base_image},
+                buildargs=build_args(request),
                 labels=dict(request.labels),
                 network_mode="host",
                 rm=True,
@@ -109,10 +136,21 @@ def follow(stream: Iterable[Mapping[str, Any]], write: Callable[[str], object], 
     return image_id
 
 
-def main(stacks: list[str], base_image: str, source: Path | None) -> int:
+def main(
+    stacks: list[str],
+    base_image: str,
+    source: Path | None,
+    pip_index_url: str | None = None,
+    pip_find_links: list[Path] | None = None,
+) -> int:
     """The command's body: 0 when every image was built, 1 otherwise (with the reason)."""
-    request = BuildRequest(stacks=tuple(stacks) or STACKS, base_image=base_image, source=source)
     try:
+        pip, notes = pip_source(pip_index_url, pip_find_links or [])
+        for note in notes:
+            print(f"polyhost images build: {note}", file=sys.stderr)
+        request = BuildRequest(
+            stacks=tuple(stacks) or STACKS, base_image=base_image, source=source, pip=pip
+        )
         made = build(request)
     except (BuildError, ContextError, DaemonUnavailable) as error:
         print(f"polyhost images build: {error}", file=sys.stderr)
