@@ -236,6 +236,10 @@ def test_invoke_headers_and_verbose_metadata(server: PolyhostProcess, direct: st
             "OriginalStatusCode: 500",
         ),
         (["cli-direct", "@/no/such/file"], "cannot read the body from /no/such/file"),
+        (  # the header reaches the server, which answers for a single-model endpoint
+            ["cli-direct", "x", "--container", "one", "--target-model", "team-a/m1.tar.gz"],
+            "is not a multi-model endpoint: remove TargetModel",
+        ),
     ],
 )
 def test_invoke_errors_go_to_stderr(

@@ -23,7 +23,7 @@ from polyhost.metrics.collection import (
     ResourceUsage,
     container_registry,
 )
-from polyhost.metrics.series import LATENCY_BUCKETS_US, ContainerCounters
+from polyhost.metrics.series import LATENCY_BUCKETS_US, ContainerCounters, MultiModelCounters
 
 FAMILIES = {
     "polyhost_invocations": "counter",
@@ -213,3 +213,25 @@ def test_the_collector_yields_families_directly() -> None:
     """Usable in any registry: collect() alone gives the same families."""
     families = list(ContainerCollector(lambda: [sample()]).collect())
     assert [f.name for f in families] == list(FAMILIES)
+
+
+def test_model_series_only_for_multi_model_containers() -> None:
+    multi = MultiModelCounters(cache_hits=3, cache_misses=2, loaded=2)
+    multi.loading.observe(5000.0)
+    multi.loading.observe(7000.0)
+    multi.unloading.observe(800.0)
+    scraped = scrape([sample(counters=ContainerCounters(multi_model=multi)), sample("plain")])
+    assert value(scraped, "polyhost_model_cache_hits_total") == 3
+    assert value(scraped, "polyhost_model_cache_misses_total") == 2
+    assert scraped["polyhost_loaded_models"][0] == "gauge"
+    assert value(scraped, "polyhost_loaded_models") == 2
+    assert value(scraped, "polyhost_model_loading_time_microseconds_count") == 2
+    assert value(scraped, "polyhost_model_loading_time_microseconds_sum") == 12000
+    assert value(scraped, "polyhost_model_unloading_time_microseconds_count") == 1
+    assert value(scraped, "polyhost_model_downloading_time_microseconds_count") == 0
+    assert value(scraped, "polyhost_model_loading_wait_time_microseconds_count") == 0
+    assert not any(
+        s.labels["container_name"] == "plain" for s in scraped["polyhost_loaded_models"][1]
+    )
+    # Without a MultiModel container, none of the families appear at all.
+    assert "polyhost_loaded_models" not in scrape([sample("plain")])

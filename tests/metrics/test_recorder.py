@@ -19,7 +19,7 @@ from polyhost.metrics.collection import ContainerSample, ResourceUsage
 from polyhost.metrics.history import MetricsHistory
 from polyhost.metrics.query import MetricId, dimensions
 from polyhost.metrics.recorder import MetricsRecorder, disk_percent
-from polyhost.metrics.series import ContainerCounters
+from polyhost.metrics.series import ContainerCounters, MultiModelCounters
 
 T0 = 1_699_999_980
 SM = "AWS/SageMaker"
@@ -290,3 +290,40 @@ def test_the_recorder_ticks_on_interval_boundaries_and_stop_writes_the_rest(
         container("Invocations"), math.floor(started / 60) * 60 - 60, clock() + 60, 60
     )
     assert sum(p.sum for p in minutes) == 2.0
+
+
+def test_a_multi_model_containers_model_series(history: MetricsHistory) -> None:
+    multi = MultiModelCounters()
+    counters = ContainerCounters(multi_model=multi)
+    plain = ContainerCounters()
+    samples = [sample("a", counters), sample("b", plain)]
+    recorder = MetricsRecorder(history, lambda: samples, clock=lambda: T0)
+    multi.cache_misses += 2
+    multi.cache_hits += 3
+    for wait, download, load in ((9000.0, 3000.0, 5000.0), (12000.0, 4000.0, 7000.0)):
+        multi.loading_wait.observe(wait)
+        multi.downloading.observe(download)
+        multi.loading.observe(load)
+    multi.loaded = 2
+    recorder.tick(T0)
+    multi.unloading.observe(800.0)
+    multi.loaded = 1
+    recorder.tick(T0 + 10)
+    assert stat(history, container("ModelCacheHit")) == [(5.0, 3.0)]  # Average = hit rate
+    assert stat(history, container("ModelCacheHit"), T0 + 10) == []  # no invocation
+    for name, total in (
+        ("ModelLoadingWaitTime", 21000.0),
+        ("ModelDownloadingTime", 7000.0),
+        ("ModelLoadingTime", 12000.0),
+    ):
+        (point,) = history.statistics(container(name), T0, T0 + 10, 10)
+        assert (point.sample_count, point.sum, point.unit) == (2.0, total, "Microseconds")
+        assert stat(history, container(name), T0 + 10) == []
+    assert stat(history, container("ModelUnloadingTime")) == []
+    assert stat(history, container("ModelUnloadingTime"), T0 + 10) == [(1.0, 800.0)]
+    loaded = MetricId(EP, "LoadedModelCount", container("x").dimensions)
+    assert [p.maximum for p in history.statistics(loaded, T0, T0 + 20, 10)] == [2.0, 1.0]
+    # The single-model container beside it has none of these series.
+    other = dimensions(EndpointName="ep", VariantName="AllTraffic", ContainerName="b")
+    assert history.statistics(MetricId(SM, "ModelCacheHit", other), T0, T0 + 20, 10) == []
+    assert history.statistics(MetricId(EP, "LoadedModelCount", other), T0, T0 + 20, 10) == []

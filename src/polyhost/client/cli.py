@@ -95,6 +95,11 @@ def add_client_commands(sub: Subparsers) -> None:
     invoke.add_argument("--custom-attributes", help="X-Amzn-SageMaker-Custom-Attributes")
     invoke.add_argument("--inference-id", help="InferenceId")
     invoke.add_argument(
+        "--target-model",
+        metavar="PATH",
+        help="TargetModel of a multi-model endpoint: the archive's path below its prefix",
+    )
+    invoke.add_argument(
         "--stream",
         action="store_true",
         help="call InvokeEndpointWithResponseStream and print each part as it arrives",
@@ -189,6 +194,7 @@ def _invoke(args: argparse.Namespace, connection: Connection) -> int:
         variant=args.variant,
         custom_attributes=args.custom_attributes,
         inference_id=args.inference_id,
+        target_model=args.target_model,
         stream=args.stream,
     )
     invoke(connection.runtime(), options, sys.stdout.buffer, sys.stderr, args.verbose)

@@ -3,6 +3,8 @@
 The body comes from the argument, from a file (`@path`) or from stdin (`-`), and is sent as
 bytes, so images and numpy payloads pass through as they are. Response metadata (content type,
 invoked variant, custom attributes) goes to stderr with --verbose, keeping stdout pipeable.
+--target-model names the model of a multi-model endpoint (TargetModel: its archive's path
+below the endpoint's prefix).
 
 With --stream the call is InvokeEndpointWithResponseStream: each part is written to stdout (and
 flushed) as it arrives, so a model's tokens show as they are generated. A stream that breaks
@@ -47,6 +49,7 @@ class InvokeOptions:
     variant: str | None = None
     custom_attributes: str | None = None
     inference_id: str | None = None
+    target_model: str | None = None
     stream: bool = False
 
 
@@ -67,6 +70,7 @@ def invoke(
         ("TargetVariant", options.variant),
         ("CustomAttributes", options.custom_attributes),
         ("InferenceId", options.inference_id),
+        ("TargetModel", options.target_model),
     ):
         if value is not None:
             kwargs[member] = value

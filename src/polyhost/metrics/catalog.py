@@ -62,9 +62,29 @@ INVOCATIONS_PER_INSTANCE = MetricDef(
 # One value per container start (deploy or restart): launch until its first passed /ping.
 MODEL_SETUP_TIME = MetricDef("ModelSetupTime", INVOCATION_NAMESPACE, "Microseconds", Kind.LATENCY)
 
+# Per MultiModel container (dimensions as for the per-container series above), as SageMaker
+# names them: the time an invocation waited for its model's load, the download and the
+# container's load of one model, the unload of one; ModelCacheHit is 1 per invocation whose
+# model was loaded already, 0 per one that waited. LoadedModelCount is sampled like CPU.
+MODEL_LOADING_WAIT_TIME = MetricDef(
+    "ModelLoadingWaitTime", INVOCATION_NAMESPACE, "Microseconds", Kind.LATENCY
+)
+MODEL_DOWNLOADING_TIME = MetricDef(
+    "ModelDownloadingTime", INVOCATION_NAMESPACE, "Microseconds", Kind.LATENCY
+)
+MODEL_LOADING_TIME = MetricDef(
+    "ModelLoadingTime", INVOCATION_NAMESPACE, "Microseconds", Kind.LATENCY
+)
+MODEL_UNLOADING_TIME = MetricDef(
+    "ModelUnloadingTime", INVOCATION_NAMESPACE, "Microseconds", Kind.LATENCY
+)
+MODEL_CACHE_HIT = MetricDef("ModelCacheHit", INVOCATION_NAMESPACE, "None", Kind.BINARY)
+LOADED_MODEL_COUNT = MetricDef("LoadedModelCount", RESOURCE_NAMESPACE, "None", Kind.GAUGE)
+
 ALL: tuple[MetricDef, ...] = (
     INVOCATIONS, INVOCATION_4XX, INVOCATION_5XX, CONTAINER_LATENCY, OVERHEAD_LATENCY,
     CPU, MEMORY, DISK, MEMORY_RSS, RESTARTS, UP, MODEL_LATENCY, INVOCATIONS_PER_INSTANCE,
-    MODEL_SETUP_TIME, TIME_TO_FIRST_BYTE,
+    MODEL_SETUP_TIME, TIME_TO_FIRST_BYTE, MODEL_LOADING_WAIT_TIME, MODEL_DOWNLOADING_TIME,
+    MODEL_LOADING_TIME, MODEL_UNLOADING_TIME, MODEL_CACHE_HIT, LOADED_MODEL_COUNT,
 )  # fmt: skip
 BY_KEY: dict[tuple[str, str], MetricDef] = {(m.namespace, m.name): m for m in ALL}

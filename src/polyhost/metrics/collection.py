@@ -21,7 +21,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from polyhost.metrics.series import LATENCY_BUCKETS_US, ContainerCounters, LatencyHistogram
+from polyhost.metrics.series import (
+    LATENCY_BUCKETS_US,
+    ContainerCounters,
+    LatencyHistogram,
+    MultiModelCounters,
+)
 
 LABELS = ["endpoint_name", "variant_name", "instance_id", "container_name"]
 
@@ -138,6 +143,7 @@ class ContainerCollector(Collector):
         restarts = CounterMetricFamily(
             "polyhost_container_restarts", "Times the container was restarted.", labels=LABELS
         )
+        models = _ModelFamilies()
         for sample in self._samples():
             labels = sample.labels
             counters = sample.counters
@@ -160,10 +166,83 @@ class ContainerCollector(Collector):
                 cpu.add_metric(labels, sample.usage.cpu_percent)
                 memory.add_metric(labels, sample.usage.memory_percent)
                 rss.add_metric(labels, sample.usage.rss_bytes)
+            if counters.multi_model is not None:
+                models.add(labels, counters.multi_model)
         yield from (
             invocations, errors_4xx, errors_5xx, container_latency, overhead_latency,
             streams, time_to_first_byte, cpu, memory, rss, up, restarts,
         )  # fmt: skip
+        if models.seen:  # only where some container serves many models
+            yield from models.families()
+
+
+class _ModelFamilies:
+    """The model series of MultiModel containers (SageMaker's names in each help text)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.cache_hits = CounterMetricFamily(
+            "polyhost_model_cache_hits",
+            "Invocations whose model was loaded already (ModelCacheHit 1).",
+            labels=LABELS,
+        )
+        self.cache_misses = CounterMetricFamily(
+            "polyhost_model_cache_misses",
+            "Invocations that waited for their model to be loaded (ModelCacheHit 0).",
+            labels=LABELS,
+        )
+        self.loaded = GaugeMetricFamily(
+            "polyhost_loaded_models",
+            "Models loaded in the container now (LoadedModelCount).",
+            labels=LABELS,
+        )
+        self.histograms = [
+            (
+                HistogramMetricFamily(
+                    f"polyhost_{name}_microseconds", f"{text} ({metric}).", labels=LABELS
+                ),
+                attribute,
+            )
+            for name, text, metric, attribute in (
+                (
+                    "model_loading_wait_time",
+                    "Time an invocation waited for its model to be downloaded and loaded",
+                    "ModelLoadingWaitTime",
+                    "loading_wait",
+                ),
+                (
+                    "model_downloading_time",
+                    "Time a model's archive took to download and extract",
+                    "ModelDownloadingTime",
+                    "downloading",
+                ),
+                (
+                    "model_loading_time",
+                    "Time the container took to load a model",
+                    "ModelLoadingTime",
+                    "loading",
+                ),
+                (
+                    "model_unloading_time",
+                    "Time the container took to unload a model",
+                    "ModelUnloadingTime",
+                    "unloading",
+                ),
+            )
+        ]
+
+    def add(self, labels: list[str], multi: MultiModelCounters) -> None:
+        self.seen = True
+        self.cache_hits.add_metric(labels, multi.cache_hits)
+        self.cache_misses.add_metric(labels, multi.cache_misses)
+        self.loaded.add_metric(labels, multi.loaded)
+        for family, attribute in self.histograms:
+            histogram: LatencyHistogram = getattr(multi, attribute)
+            family.add_metric(labels, _buckets(histogram), histogram.total)
+
+    def families(self) -> Iterator[Metric]:
+        yield from (self.cache_hits, self.cache_misses, self.loaded)
+        yield from (family for family, _ in self.histograms)
 
 
 def container_registry(samples: SampleSource) -> CollectorRegistry:

@@ -10,7 +10,9 @@ container's sampled CPU, memory and disk, and turns them into one `Cell` per ser
   more than one replica, so one replica's trouble can be told from the others;
 - per variant, dimensions EndpointName, VariantName: ModelLatency (every container's latency
   in the variant; for a Serial pipeline each hop counts as one value, not their sum) and
-  InvocationsPerInstance (requests entering the variant, each worth 1/instance count).
+  InvocationsPerInstance (requests entering the variant, each worth 1/instance count);
+- per MultiModel container, its model series as SageMaker names them: the load latencies,
+  ModelCacheHit (0 or 1 per invocation, like the error series) and LoadedModelCount (sampled).
 
 The invocation series have one value per request, as SageMaker's: Invocations is 1 per
 request, the error series 0 or 1, so their Sum counts and their Average is the error rate. An
@@ -31,7 +33,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from polyhost.metrics import catalog
@@ -40,7 +42,7 @@ from polyhost.metrics.cell import Cell, merge
 from polyhost.metrics.collection import ContainerSample
 from polyhost.metrics.history import MetricsHistory
 from polyhost.metrics.query import MetricId, dimensions
-from polyhost.metrics.series import ContainerCounters, LatencyHistogram
+from polyhost.metrics.series import ContainerCounters, LatencyHistogram, MultiModelCounters
 
 log = logging.getLogger("polyhost.metrics")
 
@@ -70,6 +72,10 @@ class _Baseline:
     first_byte_total: float = 0.0
     restarts: int = 0
     setups: int = 0  # the number of the last container start already recorded
+    cache_hits: int = 0
+    cache_misses: int = 0
+    # A MultiModel container's load histograms: (count, total) at the last look.
+    model_latencies: dict[MetricDef, tuple[int, float]] = field(default_factory=dict)
 
 
 Cells = dict[MetricDef, Cell]
@@ -223,6 +229,8 @@ class MetricsRecorder:
             base.setups = sample.setups[-1][0]
         if setup is not None:
             cells[catalog.MODEL_SETUP_TIME] = setup
+        if counters.multi_model is not None:
+            _model_cells(counters.multi_model, base, cells)
         cells[catalog.UP] = Cell.of_binary(1, 1 if sample.up else 0)
         cells[catalog.RESTARTS] = Cell.of_value(float(max(sample.restarts - base.restarts, 0)))
         base.restarts = sample.restarts
@@ -255,6 +263,27 @@ def _latency(histogram: LatencyHistogram, count: int, total: float) -> Cell | No
         interval.maximum,
         interval.buckets,
     )
+
+
+def _model_cells(multi: MultiModelCounters, base: _Baseline, cells: Cells) -> None:
+    """A MultiModel container's model series for the interval, into `cells`."""
+    hits = max(multi.cache_hits - base.cache_hits, 0)
+    misses = max(multi.cache_misses - base.cache_misses, 0)
+    base.cache_hits, base.cache_misses = multi.cache_hits, multi.cache_misses
+    if hits or misses:
+        cells[catalog.MODEL_CACHE_HIT] = Cell.of_binary(hits + misses, hits)
+    for definition, histogram in (
+        (catalog.MODEL_LOADING_WAIT_TIME, multi.loading_wait),
+        (catalog.MODEL_DOWNLOADING_TIME, multi.downloading),
+        (catalog.MODEL_LOADING_TIME, multi.loading),
+        (catalog.MODEL_UNLOADING_TIME, multi.unloading),
+    ):
+        count, total = base.model_latencies.get(definition, (0, 0.0))
+        cell = _latency(histogram, count, total)
+        base.model_latencies[definition] = (histogram.count, histogram.total)
+        if cell is not None:
+            cells[definition] = cell
+    cells[catalog.LOADED_MODEL_COUNT] = Cell.of_value(float(multi.loaded))
 
 
 def _setup_time(setups: tuple[tuple[int, float], ...], seen: int) -> Cell | None:

@@ -83,6 +83,23 @@ class LatencyHistogram:
 
 
 @dataclass(slots=True)
+class MultiModelCounters:
+    """A MultiModel container's model series (`router/multi_model.py` keeps them).
+
+    Only such a container has them (`ContainerCounters.multi_model`), so an ordinary
+    invocation neither pays for them nor exposes empty series; a multi-model invocation adds
+    one count and, when it waited for a load, one observation."""
+
+    cache_hits: int = 0  # ModelCacheHit: invocations whose model was loaded already...
+    cache_misses: int = 0  # ... and those that had to wait for a load (together, per invocation)
+    loaded: int = 0  # LoadedModelCount: models loaded now (a gauge)
+    loading_wait: LatencyHistogram = field(default_factory=LatencyHistogram)
+    downloading: LatencyHistogram = field(default_factory=LatencyHistogram)
+    loading: LatencyHistogram = field(default_factory=LatencyHistogram)
+    unloading: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+
+@dataclass(slots=True)
 class ContainerCounters:
     """Per-container series (CloudWatch names: docs/contract.md), cheap enough for the hot path."""
 
@@ -96,3 +113,5 @@ class ContainerCounters:
     # to the first byte of the answer's body (TimeToFirstByte, polyhost's own series).
     streams: int = 0
     time_to_first_byte: LatencyHistogram = field(default_factory=LatencyHistogram)
+    # A Mode MultiModel container's model series; None for every other container.
+    multi_model: MultiModelCounters | None = None

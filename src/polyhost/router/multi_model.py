@@ -16,6 +16,11 @@ A model the container no longer has (it restarted) answers 404 and is loaded aga
 An invocation waits for its model's load at most `wait_s` (60 s by default): past that it gets a
 retryable 429 ModelNotReadyException while the load goes on, bounded itself by `load_timeout_s`.
 
+Each container keeps SageMaker's multi-model series in `metrics` (`MultiModelCounters`, hung on
+the route's counters so the recorder and Prometheus find them): per invocation ModelCacheHit
+and, when it waited, ModelLoadingWaitTime; per load ModelDownloadingTime and ModelLoadingTime;
+per unload ModelUnloadingTime; and LoadedModelCount, kept equal to the table's size.
+
 Errors, as SageMaker words them where it does: no TargetModel is the caller's error; a
 TargetModel that is not a path below the prefix (`modeldata.target`) or has nothing behind it
 is the caller's error naming the location; a load the container refuses is a ModelError quoting
@@ -45,6 +50,7 @@ from polyhost.errors import (
     ServiceError,
     ServiceUnavailable,
 )
+from polyhost.metrics.series import MultiModelCounters
 from polyhost.modeldata.errors import ArtifactError, ArtifactMissing, redact_url
 from polyhost.modeldata.target import TargetModelRefused, target_url
 from polyhost.router.upstream import ContainerPool, UpstreamError, UpstreamResponse
@@ -117,13 +123,7 @@ class MultiModelContainer:
         self.loaded: OrderedDict[str, _Model] = OrderedDict()
         self.pool: ContainerPool | None = None  # the route's pool, set on each invocation
         self._loads: dict[str, asyncio.Task[None]] = {}
-        # What `ModelCacheHit` and the load metrics count.
-        self.cache_hits = 0
-        self.cache_misses = 0
-        self.loads = 0
-        self.unloads = 0
-        self.last_download_s = 0.0
-        self.last_load_s = 0.0
+        self.metrics = MultiModelCounters()
 
     @property
     def loaded_count(self) -> int:
@@ -135,9 +135,7 @@ class MultiModelContainer:
         model = self.loaded.get(target)
         if model is not None:
             self.loaded.move_to_end(target)
-            self.cache_hits += 1
             return model
-        self.cache_misses += 1
         task = self._loads.get(target)
         if task is None:
             if len(self._loads) >= MAX_LOADS_IN_FLIGHT:
@@ -175,7 +173,8 @@ class MultiModelContainer:
             url = target_url(self.prefix, target)
         except TargetModelRefused as refused:
             raise LoadFailed(InvokeValidationError(str(refused))) from None
-        started = time.monotonic()
+        metrics = self.metrics
+        started = time.perf_counter()
         try:
             folder = await self._fetcher.fetch(url, self.limits.download_timeout_s)
         except ArtifactMissing:
@@ -189,8 +188,8 @@ class MultiModelContainer:
             raise LoadFailed(
                 ModelError(f"Failed to download model data for TargetModel {target}: {error}")
             ) from None
-        self.last_download_s = time.monotonic() - started
-        started = time.monotonic()
+        metrics.downloading.observe((time.perf_counter() - started) * 1e6)
+        loading_s = 0.0  # the container's load calls only, not the unloads that made room
         body = json.dumps({"model_name": target, "url": str(folder)}).encode()
         while True:
             if len(self.loaded) >= self.limits.max_loaded and not await self._evict_one(endpoint):
@@ -200,6 +199,7 @@ class MultiModelContainer:
                         f"{len(self.loaded)} models, its limit, and all are in use. Retry shortly."
                     )
                 )
+            started = time.perf_counter()
             try:
                 answer = await pool.post(
                     b"/models",
@@ -215,25 +215,28 @@ class MultiModelContainer:
                         f"{target}: {error}."
                     )
                 ) from None
+            finally:
+                loading_s += time.perf_counter() - started
             if answer.status in (200, 409):  # 409: it has it already
                 break
             if answer.status == 507 and await self._evict_one(endpoint, keep=target):
                 continue
             raise LoadFailed(self._refused(answer, target))
-        self.last_load_s = time.monotonic() - started
-        self.loads += 1
+        metrics.loading.observe(loading_s * 1e6)
         self.loaded[target] = _Model()
+        metrics.loaded = len(self.loaded)
         log.info(
             "model %s loaded into container %s of endpoint %s (%.3f s)",
             target,
             self.hostname,
             endpoint,
-            self.last_load_s,
+            loading_s,
         )
 
     def restarted(self) -> None:
         """The container started again with no model loaded: forget what it had."""
         self.loaded.clear()
+        self.metrics.loaded = 0
 
     def _refused(self, answer: UpstreamResponse, target: str) -> ModelError:
         original = _message_of(answer.body)
@@ -264,8 +267,10 @@ class MultiModelContainer:
         """Forget `name`, then ask the container to unload it (a failure is only logged)."""
         if self.loaded.pop(name, None) is None:
             return
-        self.unloads += 1
+        self.metrics.loaded = len(self.loaded)
+        started = time.perf_counter()
         status = await self._delete(f"/models/{quote(name, safe='')}")
+        self.metrics.unloading.observe((time.perf_counter() - started) * 1e6)
         if status not in (200, 404):
             log.warning(
                 "container %s of endpoint %s answered %s to unloading model %s",
@@ -306,6 +311,15 @@ class MultiModelContainer:
             if writer is not None:
                 writer.close()
 
+    async def _wait_for_load(self, pool: ContainerPool, target: str, endpoint: str) -> _Model:
+        """`ensure_loaded` for a model not loaded yet, its wait counted (ModelLoadingWaitTime)
+        however it ends: loaded, failed, or given up on with a 429."""
+        started = time.perf_counter()
+        try:
+            return await self.ensure_loaded(pool, target, endpoint)
+        finally:
+            self.metrics.loading_wait.observe((time.perf_counter() - started) * 1e6)
+
     # -- invoking --------------------------------------------------------------------------
     async def invoke(
         self,
@@ -324,8 +338,16 @@ class MultiModelContainer:
         self.pool = pool
         path = f"/models/{quote(target, safe='')}/invoke".encode("ascii")
         sent = [*headers, (TARGET_MODEL_HEADER, target.encode("utf-8"))]
+        metrics = self.metrics
+        if target in self.loaded:
+            metrics.cache_hits += 1
+        else:
+            metrics.cache_misses += 1
         for attempt in range(2):
-            model = await self.ensure_loaded(pool, target, endpoint)
+            if target in self.loaded:
+                model = await self.ensure_loaded(pool, target, endpoint)
+            else:
+                model = await self._wait_for_load(pool, target, endpoint)
             model.inflight += 1
             try:
                 answer = await pool.post(path, sent, body, timeout_s, max_response)
@@ -334,6 +356,7 @@ class MultiModelContainer:
             if answer.status == 404 and attempt == 0:
                 # The container lost it (it restarted): load it again, once.
                 self.loaded.pop(target, None)
+                metrics.loaded = len(self.loaded)
                 continue
             if not self.cache and model.inflight == 0:
                 await self.unload(target, endpoint)

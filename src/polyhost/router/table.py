@@ -29,6 +29,12 @@ class ContainerRoute:
     # A Mode MultiModel container: the models it has loaded (`router.multi_model`).
     multi_model: MultiModelContainer | None = None
 
+    def __post_init__(self) -> None:
+        # The model series live with the loaded-model table; the counters are where the
+        # recorder and Prometheus look for every container's series.
+        if self.multi_model is not None:
+            self.counters.multi_model = self.multi_model.metrics
+
 
 @dataclass(slots=True)
 class ReplicaRoute:
