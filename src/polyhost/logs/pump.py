@@ -157,7 +157,38 @@ class ThrottledLog:
         return True
 
 
-class LogPump:
+class LogCopy:
+    """What every copier of a container's output into its log file shares, whatever it reads
+    (a pipe here, the Docker daemon's logs API in that backend): one daemon thread running
+    `_run`, which writes through a `ThrottledLog` into `logfile` and sets `_done` once the
+    file is closed, so the bounds, the drop count and `done` mean the same for every backend.
+    """
+
+    def __init__(
+        self, logfile: RotatingLog, thread_name: str, rate_bytes_s: float, burst_bytes: float
+    ) -> None:
+        self._log = logfile
+        self._sink = ThrottledLog(logfile, rate_bytes_s, burst_bytes)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
+
+    @property
+    def dropped_bytes(self) -> int:
+        return self._sink.dropped_bytes
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def done(self) -> bool:
+        """True once the source ended (or `stop` was called) and the file is closed."""
+        return self._done.is_set()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class LogPump(LogCopy):
     """Reads `read_fd` until every writer has closed it, writing into `logfile`.
 
     Takes ownership of `read_fd` and `logfile`; both are closed when the pump ends.
@@ -171,25 +202,10 @@ class LogPump:
         rate_bytes_s: float = RATE_BYTES_S,
         burst_bytes: float = BURST_BYTES,
     ) -> None:
+        super().__init__(logfile, f"log:{name}", rate_bytes_s, burst_bytes)
         self._fd = read_fd
-        self._log = logfile
-        self._sink = ThrottledLog(logfile, rate_bytes_s, burst_bytes)
         self._lock = threading.Lock()  # held from a read until its bytes are handled
         self._stop = threading.Event()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"log:{name}", daemon=True)
-
-    @property
-    def dropped_bytes(self) -> int:
-        return self._sink.dropped_bytes
-
-    def start(self) -> None:
-        self._thread.start()
-
-    @property
-    def done(self) -> bool:
-        """True once the pipe closed (or `stop` was called) and the file is closed."""
-        return self._done.is_set()
 
     def drained(self) -> bool:
         """True when everything written into the pipe so far has been handled."""

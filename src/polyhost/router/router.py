@@ -135,7 +135,7 @@ class Router:
         any container call (the variant named does not exist, saturation)."""
         started = time.perf_counter()
         route = self._routes.get(endpoint_name)
-        if route is None or request.target_model is not None or route.multi_model:
+        if route is None or request.target_model is not None or route.coroutine_only:
             return False
         variant = self._variant(route, request.target_variant)
         hostname = request.target_container
@@ -181,10 +181,16 @@ class Router:
             _finish(self._invoke_on(route, variant, replica, request), done, token, route.name)
         )
 
-    async def invoke(self, endpoint_name: str, request: InvokeRequest) -> InvokeResult:
+    async def invoke(
+        self, endpoint_name: str, request: InvokeRequest, queued: bool = False
+    ) -> InvokeResult:
+        """`queued`: the call comes from the asynchronous queue, the only caller an endpoint
+        with AsyncInferenceConfig takes."""
         route = self._routes.get(endpoint_name)
         if route is None:
             raise self._missing(endpoint_name)
+        if route.async_inference is not None and not queued:
+            raise self._async_only(route)
         if route.multi_model:
             return await invoke_multi_model(self, route, request)
         if request.target_model is not None:
@@ -247,6 +253,13 @@ class Router:
         )
 
     @staticmethod
+    def _async_only(route: EndpointRoute) -> InvokeValidationError:
+        return InvokeValidationError(
+            f"Endpoint {route.name} is configured for asynchronous inference "
+            "(AsyncInferenceConfig): invoke it with InvokeEndpointAsync."
+        )
+
+    @staticmethod
     def _variant(route: EndpointRoute, target: str | None) -> VariantRoute:
         if target is None:
             return route.pick_variant()
@@ -268,17 +281,9 @@ class Router:
     ) -> InvokeResult:
         started = time.perf_counter()
         hostname = request.target_container
-        if hostname is None:
-            raise InvokeValidationError(
-                f"Endpoint {route.name} uses Direct invocation mode: set "
-                f"TargetContainerHostname to one of [{self._hostnames(replica)}]."
-            )
-        container = replica.by_hostname.get(hostname)
+        container = None if hostname is None else replica.by_hostname.get(hostname)
         if container is None:
-            raise InvokeValidationError(
-                f"No container with hostname {hostname} in endpoint {route.name}: "
-                f"TargetContainerHostname must be one of [{self._hostnames(replica)}]."
-            )
+            raise self._no_direct_target(route, replica, hostname)
         headers = self._headers(request, request.content_type, request.accept)
         response, container_us = await self._call(
             route, container, request.body, headers, self._max_body, first=True
@@ -295,11 +300,7 @@ class Router:
         request: InvokeRequest,
     ) -> InvokeResult:
         if request.target_container is not None:
-            raise InvokeValidationError(
-                f"Endpoint {route.name} is not in Direct invocation mode: remove "
-                "TargetContainerHostname (it applies only to endpoints whose model has "
-                "InferenceExecutionConfig Mode=Direct)."
-            )
+            raise self._not_direct(route)
         started = time.perf_counter()
         spent_us = 0.0
         body = request.body
@@ -345,6 +346,80 @@ class Router:
     def _hostnames(replica: ReplicaRoute) -> str:
         return ", ".join(c.hostname for c in replica.containers)
 
+    # The refusals below are built by one function each for every path that picks a container
+    # (`invoke`, the fast lane's callback, the stream router), and are only ever called once
+    # the request is refused, so the paths that succeed make no call more.
+    @classmethod
+    def _no_direct_target(
+        cls, route: EndpointRoute, replica: ReplicaRoute, hostname: str | None
+    ) -> InvokeValidationError:
+        """A Direct endpoint's request that names no container of `replica`."""
+        if hostname is None:
+            return InvokeValidationError(
+                f"Endpoint {route.name} uses Direct invocation mode: set "
+                f"TargetContainerHostname to one of [{cls._hostnames(replica)}]."
+            )
+        return InvokeValidationError(
+            f"No container with hostname {hostname} in endpoint {route.name}: "
+            f"TargetContainerHostname must be one of [{cls._hostnames(replica)}]."
+        )
+
+    @staticmethod
+    def _not_direct(route: EndpointRoute) -> InvokeValidationError:
+        """A Serial endpoint's request that names a container."""
+        return InvokeValidationError(
+            f"Endpoint {route.name} is not in Direct invocation mode: remove "
+            "TargetContainerHostname (it applies only to endpoints whose model has "
+            "InferenceExecutionConfig Mode=Direct)."
+        )
+
+    @staticmethod
+    def _unavailable(route: EndpointRoute, container: ContainerRoute) -> ServiceUnavailable:
+        """A call to a container marked unavailable, counted as the 5xx it answers."""
+        container.counters.errors_5xx += 1
+        return ServiceUnavailable(
+            f"Container {container.hostname} of endpoint {route.name} is unavailable: "
+            f"{container.unavailable_reason}. Retry shortly."
+        )
+
+    def _call_failure(
+        self,
+        error: UpstreamError,
+        route: EndpointRoute,
+        container: ContainerRoute,
+        max_response: int,
+        first: bool,
+    ) -> ServiceError:
+        """A container call that got no usable answer, counted as a 5xx: a refused connection
+        before any container saw the request is `ConnectionRefused`, which the caller may send
+        to another replica."""
+        container.counters.errors_5xx += 1
+        failure = self._upstream_failure(error, route, container, max_response)
+        if first and isinstance(error, UpstreamConnectFailed):
+            return ConnectionRefused(failure.message)
+        return failure
+
+    def _model_error(
+        self, route: EndpointRoute, container: ContainerRoute, response: UpstreamResponse
+    ) -> ModelError:
+        """The ModelError of a container's error answer, counted as a 4xx or 5xx."""
+        counters = container.counters
+        status = response.status
+        if status >= 500:
+            counters.errors_5xx += 1
+            kind = "server"
+        else:
+            counters.errors_4xx += 1
+            kind = "client"
+        original = response.body[:_MAX_ORIGINAL_MESSAGE].decode("utf-8", "replace")
+        return ModelError(
+            f"Received {kind} error ({status}) from {container.hostname} with message "
+            f'"{original}". See {self._log_hint(route, container)} for more information.',
+            original_status_code=status,
+            original_message=original,
+            log_stream_arn=self._log_arn(route),
+        )
+
     @staticmethod
     def _headers(
         request: InvokeRequest, content_type: bytes | None, accept: bytes | None
@@ -378,40 +453,18 @@ class Router:
         counters = container.counters
         counters.invocations += 1
         if not container.available:
-            counters.errors_5xx += 1
-            raise ServiceUnavailable(
-                f"Container {container.hostname} of endpoint {route.name} is unavailable: "
-                f"{container.unavailable_reason}. Retry shortly."
-            )
+            raise self._unavailable(route, container)
         started = time.perf_counter()
         try:
             response = await container.pool.post(
                 _INVOCATIONS, headers, body, self._timeout, max_response
             )
         except UpstreamError as error:
-            counters.errors_5xx += 1
-            failure = self._upstream_failure(error, route, container, max_response)
-            if first and isinstance(error, UpstreamConnectFailed):
-                raise ConnectionRefused(failure.message) from None
-            raise failure from None
+            raise self._call_failure(error, route, container, max_response, first) from None
         elapsed_us = (time.perf_counter() - started) * 1e6
         counters.container_latency.observe(elapsed_us)
-        status = response.status
-        if status >= 400:
-            if status >= 500:
-                counters.errors_5xx += 1
-                kind = "server"
-            else:
-                counters.errors_4xx += 1
-                kind = "client"
-            original = response.body[:_MAX_ORIGINAL_MESSAGE].decode("utf-8", "replace")
-            raise ModelError(
-                f"Received {kind} error ({status}) from {container.hostname} with message "
-                f'"{original}". See {self._log_hint(route, container)} for more information.',
-                original_status_code=status,
-                original_message=original,
-                log_stream_arn=self._log_arn(route),
-            )
+        if response.status >= 400:
+            raise self._model_error(route, container, response)
         return response, elapsed_us
 
     def _upstream_failure(
@@ -527,9 +580,10 @@ class _Call:
         counters = container.counters
         try:
             counters.container_latency.observe(elapsed_us)
-            status = response.status
-            if status >= 400:
-                self._answer_error(response, status)
+            if response.status >= 400:
+                self._done(
+                    self._token, None, self._router._model_error(self._route, container, response)
+                )
                 return
             # The router's own time: picking the route and writing the call (`_direct`
             # measures the same span, plus the few lines that build the result).
@@ -540,25 +594,6 @@ class _Call:
             self._done(self._token, None, InternalFailure(_INTERNAL))
             return
         self._done(self._token, result, None)
-
-    def _answer_error(self, response: UpstreamResponse, status: int) -> None:
-        router, route, container = self._router, self._route, self._container
-        counters = container.counters
-        if status >= 500:
-            counters.errors_5xx += 1
-            kind = "server"
-        else:
-            counters.errors_4xx += 1
-            kind = "client"
-        original = response.body[:_MAX_ORIGINAL_MESSAGE].decode("utf-8", "replace")
-        error = ModelError(
-            f"Received {kind} error ({status}) from {container.hostname} with message "
-            f'"{original}". See {router._log_hint(route, container)} for more information.',
-            original_status_code=status,
-            original_message=original,
-            log_stream_arn=router._log_arn(route),
-        )
-        self._done(self._token, None, error)
 
     def set_exception(self, error: BaseException, /) -> None:
         self._replica.outstanding -= 1

@@ -37,17 +37,15 @@ import logging
 import time
 from typing import Protocol
 
-from polyhost.errors import InvokeValidationError, ModelError, ServiceUnavailable
+from polyhost.errors import InvokeValidationError, ModelError
 from polyhost.router.router import (
     _INVOCATIONS,
-    _MAX_ORIGINAL_MESSAGE,
     ConnectionRefused,
     InvokeRequest,
     Router,
 )
 from polyhost.router.table import ContainerRoute, EndpointRoute, ReplicaRoute, VariantRoute
 from polyhost.router.upstream import (
-    UpstreamConnectFailed,
     UpstreamConnectionError,
     UpstreamError,
     UpstreamPool,
@@ -303,26 +301,13 @@ class StreamRouter:
             body = request.body
             content_type = request.content_type
             if variant.mode == "Direct":
-                if hostname is None:
-                    raise InvokeValidationError(
-                        f"Endpoint {route.name} uses Direct invocation mode: set "
-                        f"TargetContainerHostname to one of [{router._hostnames(replica)}]."
-                    )
-                found = replica.by_hostname.get(hostname)
+                found = None if hostname is None else replica.by_hostname.get(hostname)
                 if found is None:
-                    raise InvokeValidationError(
-                        f"No container with hostname {hostname} in endpoint {route.name}: "
-                        "TargetContainerHostname must be one of "
-                        f"[{router._hostnames(replica)}]."
-                    )
+                    raise router._no_direct_target(route, replica, hostname)
                 last = found
             else:
                 if hostname is not None:
-                    raise InvokeValidationError(
-                        f"Endpoint {route.name} is not in Direct invocation mode: remove "
-                        "TargetContainerHostname (it applies only to endpoints whose model "
-                        "has InferenceExecutionConfig Mode=Direct)."
-                    )
+                    raise router._not_direct(route)
                 *earlier, last = replica.containers
                 for index, container in enumerate(earlier):
                     headers = router._headers(request, content_type, None)
@@ -356,11 +341,7 @@ class StreamRouter:
         counters.invocations += 1
         counters.streams += 1
         if not container.available:
-            counters.errors_5xx += 1
-            raise ServiceUnavailable(
-                f"Container {container.hostname} of endpoint {route.name} is unavailable: "
-                f"{container.unavailable_reason}. Retry shortly."
-            )
+            raise router._unavailable(route, container)
         pool = container.pool
         if type(pool) is not UpstreamPool:
             await self._whole(route, variant, container, body, headers, content_type, consumer)
@@ -378,11 +359,9 @@ class StreamRouter:
                 try:
                     connection, reused = await pool.connection(deadline)
                 except UpstreamError as error:
-                    counters.errors_5xx += 1
-                    failure = router._upstream_failure(error, route, container, self._max_body)
-                    if first and isinstance(error, UpstreamConnectFailed):
-                        raise ConnectionRefused(failure.message) from None
-                    raise failure from None
+                    raise router._call_failure(
+                        error, route, container, self._max_body, first
+                    ) from None
                 stream = _Stream(
                     loop,
                     connection,
@@ -420,7 +399,7 @@ class StreamRouter:
         elapsed_us = (time.perf_counter() - stream.sent_at) * 1e6
         counters.container_latency.observe(elapsed_us)
         if not stream.streaming:  # an error answer, collected whole
-            raise self._model_error(route, container, response)
+            raise router._model_error(route, container, response)
         consumer.end()
 
     def _failed(
@@ -456,28 +435,6 @@ class StreamRouter:
                 f"complete ({error}), after {stream.sent} bytes."
             )
         consumer.broken(code, f"{message} {where}")
-
-    def _model_error(
-        self, route: EndpointRoute, container: ContainerRoute, response: UpstreamResponse
-    ) -> ModelError:
-        """The ModelError of a container's error answer, counted as `Router._call` does."""
-        router = self._router
-        counters = container.counters
-        status = response.status
-        if status >= 500:
-            counters.errors_5xx += 1
-            kind = "server"
-        else:
-            counters.errors_4xx += 1
-            kind = "client"
-        original = response.body[:_MAX_ORIGINAL_MESSAGE].decode("utf-8", "replace")
-        return ModelError(
-            f"Received {kind} error ({status}) from {container.hostname} with message "
-            f'"{original}". See {router._log_hint(route, container)} for more information.',
-            original_status_code=status,
-            original_message=original,
-            log_stream_arn=router._log_arn(route),
-        )
 
     async def _whole(
         self,

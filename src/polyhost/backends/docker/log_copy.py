@@ -22,13 +22,13 @@ from polyhost.logs.pump import (
     BURST_BYTES,
     RATE_BYTES_S,
     THROTTLE_S,
-    ThrottledLog,
+    LogCopy,
 )
 
 log = logging.getLogger("polyhost.backends.docker")
 
 
-class LogFollower:
+class LogFollower(LogCopy):
     """Writes `chunks` into `logfile` on its own thread; owns (and closes) `logfile`.
 
     `epilogue` runs once the stream has ended and returns a last line to write, or None.
@@ -46,26 +46,11 @@ class LogFollower:
         rate_bytes_s: float = RATE_BYTES_S,
         burst_bytes: float = BURST_BYTES,
     ) -> None:
+        super().__init__(logfile, f"docker-log:{name}", rate_bytes_s, burst_bytes)
         self._chunks = chunks
-        self._log = logfile
         self._cancel = cancel
         self._epilogue = epilogue
-        self._sink = ThrottledLog(logfile, rate_bytes_s, burst_bytes)
         self._stopping = threading.Event()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"docker-log:{name}", daemon=True)
-
-    @property
-    def dropped_bytes(self) -> int:
-        return self._sink.dropped_bytes
-
-    def start(self) -> None:
-        self._thread.start()
-
-    @property
-    def done(self) -> bool:
-        """True once the stream ended (or `stop` was called) and the file is closed."""
-        return self._done.is_set()
 
     def wait(self, timeout_s: float) -> bool:
         return self._done.wait(timeout_s)

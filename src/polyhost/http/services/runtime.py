@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 from polyhost.auth.gate import SAGEMAKER, Gate
+from polyhost.auth.principals import Principal
 from polyhost.errors import InvokeValidationError, ServiceError
 from polyhost.http.access import loggable
 from polyhost.http.errors import internal_failure, rest_json_error
@@ -30,17 +31,51 @@ from polyhost.settings import MiB
 
 log = logging.getLogger("polyhost.runtime")
 
-_MAX_CUSTOM_ATTRIBUTES = 1024
+MAX_CUSTOM_ATTRIBUTES = 1024
+CUSTOM_ATTRIBUTES_REFUSED = "CustomAttributes must be at most 1024 visible US-ASCII characters."
 Headers = list[tuple[bytes, bytes]]
 # Where `begin` puts an answer it did not return: status, headers, body.
 Reply = Callable[[int, Headers, bytes], None]
 
+# The pieces below are shared with InvokeEndpointWithResponseStream's adapter, whose request is
+# this one's with other header names. Each header loop stays its own: this one is inlined in
+# `_prepare` so that InvokeEndpoint pays no call per header, and the two read different names in
+# a different order relative to the signature check.
 
-def _decode_name(value: bytes, header: str) -> str:
+
+def decode_name(value: bytes, header: str) -> str:
+    """A target header's value as a name; the caller's error when it is not ASCII."""
     try:
         return value.decode("ascii")
     except UnicodeDecodeError:
         raise InvokeValidationError(f"Header {header} must be ASCII.") from None
+
+
+def body_too_large(max_body_bytes: int, operation: str) -> InvokeValidationError:
+    """The refusal of a body the protocol dropped for being over the cap."""
+    return InvokeValidationError(
+        f"Request body is larger than {max_body_bytes} bytes "
+        f"({max_body_bytes / MiB:g} MB), the most "
+        f"{operation} accepts. Send a smaller payload."
+    )
+
+
+def authenticate(
+    gate: Gate | None, headers: Sequence[tuple[bytes, bytes]], body: bytes | None, url: bytes
+) -> Principal | None:
+    """The request's principal once its signature is checked, or None with access control off
+    (or for a dropped body, which no signature can match); raises the refusal of a bad one."""
+    if gate is not None and gate.enabled and body is not None:
+        path, _, query = url.partition(b"?")
+        return gate.authenticate("POST", path, query, headers, body, SAGEMAKER)
+    return None
+
+
+def error_answer(error: ServiceError, request_id: bytes) -> tuple[int, Headers, bytes]:
+    """`error` on the wire in rest-json, with the request's id."""
+    status, headers, body = rest_json_error(error)
+    headers.append((b"x-amzn-requestid", request_id))
+    return status, headers, body
 
 
 class RuntimeAdapter:
@@ -107,32 +142,24 @@ class RuntimeAdapter:
                 elif name.startswith(b"x-amzn-sagemaker-"):
                     suffix = name[17:]
                     if suffix == b"custom-attributes":
-                        if len(value) > _MAX_CUSTOM_ATTRIBUTES or not value.isascii():
-                            raise InvokeValidationError(
-                                "CustomAttributes must be at most 1024 visible US-ASCII characters."
-                            )
+                        if len(value) > MAX_CUSTOM_ATTRIBUTES or not value.isascii():
+                            raise InvokeValidationError(CUSTOM_ATTRIBUTES_REFUSED)
                         attributes = value
                     elif suffix == b"target-container-hostname":
-                        container = _decode_name(
-                            value, "X-Amzn-SageMaker-Target-Container-Hostname"
-                        )
+                        container = decode_name(value, "X-Amzn-SageMaker-Target-Container-Hostname")
                     elif suffix == b"target-variant":
-                        variant = _decode_name(value, "X-Amzn-SageMaker-Target-Variant")
+                        variant = decode_name(value, "X-Amzn-SageMaker-Target-Variant")
                     elif suffix == b"target-model":
-                        model = _decode_name(value, "X-Amzn-SageMaker-Target-Model")
+                        model = decode_name(value, "X-Amzn-SageMaker-Target-Model")
                     elif suffix == b"inference-id":
                         inference_id = value
         except InvokeValidationError:
             # The signature comes first: an unsigned request is refused as such whatever
             # else is wrong with it.
-            self._refuse_unsigned(headers, body, url)
+            authenticate(self._gate, headers, body, url)
             raise
         if body is None:  # no signature could match a body that was dropped
-            raise InvokeValidationError(
-                f"Request body is larger than {self.max_body_bytes} bytes "
-                f"({self.max_body_bytes / MiB:g} MB), the most "
-                "InvokeEndpoint accepts. Send a smaller payload."
-            )
+            raise body_too_large(self.max_body_bytes, "InvokeEndpoint")
         gate = self._gate
         if gate is not None and gate.enabled:
             # Positional: see Gate.allow_invocation.
@@ -224,18 +251,4 @@ class RuntimeAdapter:
         await send_response(send, status, payload, headers)
         return status
 
-    def _refuse_unsigned(
-        self, headers: Sequence[tuple[bytes, bytes]], body: bytes | None, url: bytes
-    ) -> None:
-        """Raise the refusal of this request's signature, if it has one to refuse: for a request
-        refused for its headers, whose signature must still be checked first."""
-        gate = self._gate
-        if gate is not None and gate.enabled and body is not None:
-            path, _, query = url.partition(b"?")
-            gate.authenticate("POST", path, query, headers, body, SAGEMAKER)
-
-    @staticmethod
-    def _error(error: ServiceError, request_id: bytes) -> tuple[int, Headers, bytes]:
-        status, headers, body = rest_json_error(error)
-        headers.append((b"x-amzn-requestid", request_id))
-        return status, headers, body
+    _error = staticmethod(error_answer)

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Sequence
 
 from polyhost.auth.actions import INVOKE_WITH_RESPONSE_STREAM, invoke_endpoint_target
-from polyhost.auth.gate import SAGEMAKER, Gate
+from polyhost.auth.gate import Gate
 from polyhost.errors import InvokeValidationError, ServiceError
 from polyhost.http.access import loggable
 from polyhost.http.aws.eventstream import MAX_PAYLOAD as _MAX_PART
@@ -36,29 +36,29 @@ from polyhost.http.aws.eventstream import (
     payload_part_frame,
     payload_parts,
 )
-from polyhost.http.errors import internal_failure, rest_json_error
+from polyhost.http.errors import internal_failure
 from polyhost.http.protocol import ResponseStream
 from polyhost.http.request_ids import next_request_id
+from polyhost.http.services.runtime import (
+    CUSTOM_ATTRIBUTES_REFUSED,
+    MAX_CUSTOM_ATTRIBUTES,
+    Headers,
+    authenticate,
+    body_too_large,
+    decode_name,
+    error_answer,
+)
 from polyhost.router.router import InvokeRequest
 from polyhost.router.streaming import StreamControl, StreamRouter
-from polyhost.settings import MiB, Settings
+from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.runtime")
 
 OPERATION = INVOKE_WITH_RESPONSE_STREAM
 EVENT_STREAM = b"application/vnd.amazon.eventstream"
-_MAX_CUSTOM_ATTRIBUTES = 1024
 # From this size on a part's payload is written beside its framing rather than copied into
 # one message (below it, one write of one joined message is the cheaper).
 _FRAMED = 16 * 1024
-Headers = list[tuple[bytes, bytes]]
-
-
-def _decode_name(value: bytes, header: str) -> str:
-    try:
-        return value.decode("ascii")
-    except UnicodeDecodeError:
-        raise InvokeValidationError(f"Header {header} must be ASCII.") from None
 
 
 class _Consumer:
@@ -175,12 +175,9 @@ class StreamingAdapter:
         """The router's request, once the signature is checked, the headers read and access
         control allowed it; raises the ServiceError that refuses it."""
         gate = self._gate
-        principal = None
-        if gate is not None and gate.enabled and body is not None:
-            # The signature comes first: an unsigned request is refused as such whatever else
-            # is wrong with it. (A body over the cap cannot match any signature.)
-            path, _, query = url.partition(b"?")
-            principal = gate.authenticate("POST", path, query, headers, body, SAGEMAKER)
+        # The signature comes first: an unsigned request is refused as such whatever else is
+        # wrong with it. (A body over the cap cannot match any signature.)
+        principal = authenticate(gate, headers, body, url)
         content_type = accept = attributes = inference_id = None
         variant = container = None
         for raw_name, value in headers:
@@ -193,15 +190,13 @@ class StreamingAdapter:
             if suffix == b"accept":
                 accept = value
             elif suffix == b"custom-attributes":
-                if len(value) > _MAX_CUSTOM_ATTRIBUTES or not value.isascii():
-                    raise InvokeValidationError(
-                        "CustomAttributes must be at most 1024 visible US-ASCII characters."
-                    )
+                if len(value) > MAX_CUSTOM_ATTRIBUTES or not value.isascii():
+                    raise InvokeValidationError(CUSTOM_ATTRIBUTES_REFUSED)
                 attributes = value
             elif suffix == b"target-container-hostname":
-                container = _decode_name(value, "X-Amzn-SageMaker-Target-Container-Hostname")
+                container = decode_name(value, "X-Amzn-SageMaker-Target-Container-Hostname")
             elif suffix == b"target-variant":
-                variant = _decode_name(value, "X-Amzn-SageMaker-Target-Variant")
+                variant = decode_name(value, "X-Amzn-SageMaker-Target-Variant")
             elif suffix == b"inference-id":
                 inference_id = value
             elif suffix == b"session-id":
@@ -216,11 +211,7 @@ class StreamingAdapter:
                     "(X-Amzn-SageMaker-Inference-Component)."
                 )
         if body is None:
-            raise InvokeValidationError(
-                f"Request body is larger than {self.max_body_bytes} bytes "
-                f"({self.max_body_bytes / MiB:g} MB), the most "
-                f"{OPERATION} accepts. Send a smaller payload."
-            )
+            raise body_too_large(self.max_body_bytes, OPERATION)
         if gate is not None and principal is not None:
             settings = self._settings
             gate.authorize(
@@ -245,8 +236,4 @@ class StreamingAdapter:
             inference_id=inference_id,
         )
 
-    @staticmethod
-    def _error(error: ServiceError, request_id: bytes) -> tuple[int, Headers, bytes]:
-        status, headers, body = rest_json_error(error)
-        headers.append((b"x-amzn-requestid", request_id))
-        return status, headers, body
+    _error = staticmethod(error_answer)

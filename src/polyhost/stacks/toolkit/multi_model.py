@@ -57,7 +57,9 @@ from polyhost.stacks.toolkit.server import (
     InvocationRequest,
     InvocationResponse,
     ModelService,
+    invoke_service,
     public_message,
+    send_reply,
 )
 
 log = logging.getLogger("polyhost.stack.multi_model")
@@ -307,9 +309,9 @@ class MultiModelApp:
                 extra.append(
                     (b"x-amzn-sagemaker-custom-attributes", body.custom_attributes.encode())
                 )
-            await _reply(send, body.status, body.body, body.content_type, extra)
+            await send_reply(send, body.status, body.body, body.content_type, extra)
             return
-        await _reply(send, status, body, "application/json")
+        await send_reply(send, status, body, "application/json")
 
     async def _route(
         self, method: str, segments: list[str], scope: dict[str, Any], receive: Any
@@ -415,7 +417,7 @@ class MultiModelApp:
         service = loaded.service
         try:
             response = await asyncio.get_running_loop().run_in_executor(
-                self._invokers, _invoke_one, service, request
+                self._invokers, invoke_service, service, request
             )
         except InvocationError as error:
             return error.status, error.body()
@@ -423,13 +425,6 @@ class MultiModelApp:
             log.exception("inference failed for model %s", name)
             return 500, _message(public_message(error))
         return 200, response
-
-
-def _invoke_one(service: ModelService, request: InvocationRequest) -> InvocationResponse:
-    try:
-        return service.invoke(request)
-    except (SystemExit, KeyboardInterrupt) as error:
-        raise RuntimeError(f"the handler tried to exit ({error!r})") from None
 
 
 async def _body(receive: Any, limit: int) -> bytes | None:
@@ -449,22 +444,6 @@ async def _body(receive: Any, limit: int) -> bytes | None:
         if not message.get("more_body", False):
             break
     return None if too_big else b"".join(chunks)
-
-
-async def _reply(
-    send: Any,
-    status: int,
-    body: bytes,
-    content_type: str,
-    extra: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    headers = [
-        (b"content-type", content_type.encode("latin-1")),
-        (b"content-length", str(len(body)).encode()),
-        *(extra or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def model_path_segment(name: str) -> str:

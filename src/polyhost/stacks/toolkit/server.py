@@ -161,15 +161,13 @@ class ContractApp:
             return
         path = scope["path"]
         if path == "/ping":
-            await self._reply(send, 200 if self.ready.is_set() else 503, b"", "text/plain")
+            await send_reply(send, 200 if self.ready.is_set() else 503, b"", "text/plain")
             return
         if path != "/invocations":
-            await self._reply(send, 404, b'{"message": "not found"}', "application/json")
+            await send_reply(send, 404, b'{"message": "not found"}', "application/json")
             return
         if scope["method"] != "POST":
-            await self._reply(
-                send, 405, b'{"message": "use POST /invocations"}', "application/json"
-            )
+            await send_reply(send, 405, b'{"message": "use POST /invocations"}', "application/json")
             return
         message = await receive()
         body: bytes = message.get("body", b"")
@@ -180,7 +178,7 @@ class ContractApp:
                 chunks.append(message.get("body", b""))
             body = b"".join(chunks)
         if not self.ready.is_set():
-            await self._reply(send, 503, b'{"message": "model is loading"}', "application/json")
+            await send_reply(send, 503, b'{"message": "model is loading"}', "application/json")
             return
         headers = _header_map(scope)
         request = InvocationRequest(
@@ -193,12 +191,12 @@ class ContractApp:
         try:
             response = await self.workers.submit(request)
         except InvocationError as error:
-            await self._reply(send, error.status, error.body(), "application/json")
+            await send_reply(send, error.status, error.body(), "application/json")
             return
         except Exception as error:  # a handler bug: its message, never a traceback on the wire
             log.exception("inference failed")
             message = public_message(error)
-            await self._reply(
+            await send_reply(
                 send, 500, json.dumps({"message": message}).encode(), "application/json"
             )
             return
@@ -213,29 +211,36 @@ class ContractApp:
             head = [(b"content-type", response.content_type.encode("latin-1")), *extra]
             await send_stream(send, receive, response.status, head, response.body, response.stream)
             return
-        await self._reply(send, response.status, response.body, response.content_type, extra)
+        await send_reply(send, response.status, response.body, response.content_type, extra)
 
     def _invoke(self, request: InvocationRequest) -> InvocationResponse:
-        try:
-            return self.service.invoke(request)
-        except (SystemExit, KeyboardInterrupt) as error:  # a handler calling sys.exit()
-            raise RuntimeError(f"the handler tried to exit ({error!r})") from None
+        return invoke_service(self.service, request)
 
-    @staticmethod
-    async def _reply(
-        send: Any,
-        status: int,
-        body: bytes,
-        content_type: str,
-        extra: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        headers = [
-            (b"content-type", content_type.encode("latin-1")),
-            (b"content-length", str(len(body)).encode()),
-            *(extra or []),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+
+def invoke_service(service: ModelService, request: InvocationRequest) -> InvocationResponse:
+    """`service.invoke(request)`, with a handler's attempt to exit the process (sys.exit())
+    turned into the error of that one request, for the one-model and the multi-model app."""
+    try:
+        return service.invoke(request)
+    except (SystemExit, KeyboardInterrupt) as error:  # a handler calling sys.exit()
+        raise RuntimeError(f"the handler tried to exit ({error!r})") from None
+
+
+async def send_reply(
+    send: Any,
+    status: int,
+    body: bytes,
+    content_type: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """A whole answer on ASGI's `send`: the contract's head (type and length) and `body`."""
+    headers = [
+        (b"content-type", content_type.encode("latin-1")),
+        (b"content-length", str(len(body)).encode()),
+        *(extra or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _load_in_background(app: ContractApp) -> None:
