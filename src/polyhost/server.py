@@ -16,6 +16,8 @@ import logging
 import signal
 import time
 
+from polyhost.asyncinf.queue import AsyncQueue
+from polyhost.asyncinf.worker import AsyncWorker
 from polyhost.auth.gate import Gate, load_access_control
 from polyhost.backends.confinement import plan as plan_confinement
 from polyhost.backends.confinement import protect_files
@@ -37,6 +39,7 @@ from polyhost.http.protocol import (
     shutdown_connections,
     sweep_idle_connections,
 )
+from polyhost.http.services.async_runtime import AsyncInvocationsRoute
 from polyhost.http.services.cloudwatch import ROUTE_PREFIX as CLOUDWATCH_ROUTE_PREFIX
 from polyhost.http.services.cloudwatch import CloudWatchRoute, cloudwatch_error
 from polyhost.http.services.cloudwatch_logs import LOGS_TARGET, cloudwatch_logs_adapter
@@ -101,8 +104,16 @@ class PolyhostServer:
                 retention_s=settings.metrics_retention_days * 86_400,
             )
             self.recorder = MetricsRecorder(self.history, self.deployer.container_samples)
+        # InvokeEndpointAsync's requests wait in the state dir until the worker runs them.
+        self.async_queue = AsyncQueue(settings.state_dir / "async.db", settings.async_max_queued)
+        self.async_worker = AsyncWorker(self.async_queue, self.router, settings)
         routes: dict[str, ExtraRoute] = {
             "/polyhost/endpoints": LogsRoute(self.deployer.log_streams),
+            # Every `/endpoints/...` route but InvokeEndpoint's (the protocol's own) and the
+            # stream's: POST /endpoints/{name}/async-invocations, 404 for the rest.
+            "/endpoints": AsyncInvocationsRoute(
+                self.async_queue, self.router, settings, self.async_worker.notify
+            ),
         }
         targets: dict[str, TargetHandler] = {
             LOGS_TARGET: cloudwatch_logs_adapter(
@@ -176,6 +187,7 @@ class PolyhostServer:
         )
         for spec in desired:
             self.deployer.apply(spec)
+        self.async_worker.start(loop)
         # A backend that adopts what its predecessor left (Ray) stops the rest once the
         # endpoints that should run are back; for the others this does nothing.
         leftovers = loop.create_task(
@@ -194,6 +206,9 @@ class PolyhostServer:
                 await shutdown_connections(admin[1], timeout_s=1.0)
         finally:
             leftovers.cancel()
+            # Requests cut short stay in the queue and run at the next start.
+            await self.async_worker.stop()
+            self.async_queue.close()
             if self.recorder is not None:
                 await self.recorder.stop()  # the last interval is recorded before containers go
             await self.deployer.shutdown()

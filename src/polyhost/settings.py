@@ -212,6 +212,24 @@ class Settings:
         "client's wait is not counted); past it the stream ends with a ModelStreamError "
         "(ModelInvocationTimeExceeded). The whole stream is bounded by --invocation-timeout",
     )
+    # -- InvokeEndpointAsync (asyncinf/) ------------------------------------------------------
+    async_max_queued: int = setting(
+        10_000,
+        "--async-max-queued",
+        "asynchronous requests one endpoint holds waiting or running; past it "
+        "InvokeEndpointAsync answers a retryable 503",
+    )
+    async_max_input_bytes: int = setting(
+        64 * MiB,
+        "--async-max-input-bytes",
+        "largest InputLocation object an asynchronous request may name (held in memory while "
+        "it runs); a bigger one fails the request",
+    )
+    async_fetch_timeout_s: float = setting(
+        300.0,
+        "--async-fetch-timeout",
+        "seconds to download one asynchronous request's input or upload its answer",
+    )
     # -- HTTP listener bounds -----------------------------------------------------------------
     keep_alive_timeout_s: float = setting(
         75.0, "--keep-alive-timeout", "seconds an idle keep-alive connection stays open"

@@ -386,6 +386,38 @@ def endpoint_config_rules(params: dict[str, Any]) -> list[str]:
     return found
 
 
+def async_inference_rules(params: dict[str, Any]) -> list[str]:
+    """AsyncInferenceConfig's paths: answers and failures are written with S3's API, so both
+    must be s3:// URLs naming a bucket, and an answer needs somewhere to go."""
+    found: list[str] = []
+    config = params.get("AsyncInferenceConfig")
+    if not isinstance(config, dict) or not isinstance(config.get("OutputConfig"), dict):
+        return found
+    output = config["OutputConfig"]
+    base = "asyncInferenceConfig.outputConfig"
+    if output.get("S3OutputPath") is None:
+        found.append(
+            violation(
+                None,
+                f"{base}.s3OutputPath",
+                "Member must not be null: asynchronous answers are written below it",
+            )
+        )
+    for member in ("S3OutputPath", "S3FailurePath"):
+        value = output.get(member)
+        if isinstance(value, str) and not _s3_url(value):
+            path = f"{base}.{member[0].lower()}{member[1:]}"
+            found.append(
+                violation(value, path, "Member must be an s3://bucket/prefix URL (polyhost "
+                          "writes asynchronous answers with S3's API)")
+            )  # fmt: skip
+    return found
+
+
+def _s3_url(value: str) -> bool:
+    return value.startswith("s3://") and len(value) > 5 and not value[5:].startswith("/")
+
+
 def tag_rules(params: dict[str, Any]) -> list[str]:
     found: list[str] = []
     tags = params.get("Tags")
@@ -421,7 +453,7 @@ Rule = Callable[[dict[str, Any], RuleContext], list[str]]
 RULES: dict[str, Rule] = {
     "CreateModel": lambda params, context: model_rules(params, context) + tag_rules(params),
     "CreateEndpointConfig": lambda params, context: (
-        endpoint_config_rules(params) + tag_rules(params)
+        endpoint_config_rules(params) + async_inference_rules(params) + tag_rules(params)
     ),
     "CreateEndpoint": lambda params, context: tag_rules(params),
     "AddTags": lambda params, context: tag_rules(params),

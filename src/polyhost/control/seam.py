@@ -61,6 +61,20 @@ class VariantSpec:
 
 
 @dataclass(frozen=True)
+class AsyncInferenceSpec:
+    """An endpoint config's AsyncInferenceConfig: the endpoint takes only InvokeEndpointAsync,
+    whose requests wait in the server's queue and whose answers go to S3."""
+
+    output_path: str  # S3OutputPath: answers go to <output_path>/<InferenceId>.out
+    failure_path: str | None = None  # S3FailurePath: failures go to <path>/<InferenceId>-error.out
+    max_concurrent_per_instance: int = 1  # ClientConfig.MaxConcurrentInvocationsPerInstance
+    success_topic: str | None = None  # NotificationConfig.SuccessTopic (an SNS topic ARN)
+    error_topic: str | None = None
+    # IncludeInferenceResponseIn: the notifications that carry the answer itself.
+    include_response_in: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class EndpointSpec:
     """Everything the deployer needs to run an endpoint; `revision` grows with every update."""
 
@@ -69,6 +83,7 @@ class EndpointSpec:
     endpoint_config_name: str
     variants: tuple[VariantSpec, ...]
     revision: int
+    async_inference: AsyncInferenceSpec | None = None
 
 
 @dataclass(frozen=True)

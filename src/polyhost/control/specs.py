@@ -18,6 +18,7 @@ from typing import Any, TypeVar, cast
 
 from polyhost.control.rules import positional_hostname
 from polyhost.control.seam import (
+    AsyncInferenceSpec,
     ContainerSpec,
     EndpointSpec,
     InferenceMode,
@@ -54,6 +55,26 @@ def model_containers(
         for i, d in enumerate(definitions)
     )
     return mode, containers
+
+
+def async_inference(config: Mapping[str, Any]) -> AsyncInferenceSpec | None:
+    """The config's AsyncInferenceConfig as the queue uses it; None without one. SageMaker
+    defaults MaxConcurrentInvocationsPerInstance to a value of its choosing; one container call
+    at a time per instance is the safe one here."""
+    raw = config.get("AsyncInferenceConfig")
+    if raw is None:
+        return None
+    output = raw.get("OutputConfig") or {}
+    client = raw.get("ClientConfig") or {}
+    notify = output.get("NotificationConfig") or {}
+    return AsyncInferenceSpec(
+        output_path=str(output.get("S3OutputPath", "")),
+        failure_path=output.get("S3FailurePath"),
+        max_concurrent_per_instance=int(client.get("MaxConcurrentInvocationsPerInstance", 1)),
+        success_topic=notify.get("SuccessTopic"),
+        error_topic=notify.get("ErrorTopic"),
+        include_response_in=tuple(notify.get("IncludeInferenceResponseIn") or ()),
+    )
 
 
 def build_spec(
@@ -97,6 +118,7 @@ def build_spec(
         endpoint_config_name=config_name,
         variants=tuple(variants),
         revision=revision,
+        async_inference=async_inference(config),
     )
 
 
@@ -125,6 +147,11 @@ def spec_from_json(data: Mapping[str, Any]) -> EndpointSpec:
         variants.append(VariantSpec(**fields))
     fields = _fields(EndpointSpec, data)
     fields["variants"] = tuple(variants)
+    raw_async = data.get("async_inference")
+    if raw_async is not None:
+        async_fields = _fields(AsyncInferenceSpec, raw_async)
+        async_fields["include_response_in"] = tuple(async_fields.get("include_response_in", ()))
+        fields["async_inference"] = AsyncInferenceSpec(**async_fields)
     return EndpointSpec(**fields)
 
 

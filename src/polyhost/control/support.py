@@ -230,7 +230,29 @@ SUPPORT: dict[str, OperationTable] = {
             "here: model data and logs sit in the server's state dir, encrypted as the host's "
             "disk is"
         ),
-        "AsyncInferenceConfig": refused("asynchronous inference"),
+        "AsyncInferenceConfig": honoured(
+            "the endpoint takes only InvokeEndpointAsync: requests wait in the server's durable "
+            "queue (asyncinf/) and their answers are written to S3"
+        ),
+        "AsyncInferenceConfig.ClientConfig": honoured("how the queue calls the containers"),
+        "AsyncInferenceConfig.ClientConfig.MaxConcurrentInvocationsPerInstance": honoured(
+            "queued requests in flight per instance at most (1 when not given)"
+        ),
+        "AsyncInferenceConfig.OutputConfig": honoured("where answers and failures go"),
+        "AsyncInferenceConfig.OutputConfig.S3OutputPath": honoured(
+            "answers are written to <S3OutputPath>/<InferenceId>.out with the container's "
+            "content type"
+        ),
+        "AsyncInferenceConfig.OutputConfig.S3FailurePath": honoured(
+            "failures are written to <S3FailurePath>/<InferenceId>-error.out (below "
+            "S3OutputPath when not given)"
+        ),
+        "AsyncInferenceConfig.OutputConfig.KmsKeyId": echoed(
+            "answers are written as the bucket's default encryption says"
+        ),
+        "AsyncInferenceConfig.OutputConfig.NotificationConfig": refused(
+            "SNS notifications of asynchronous answers"
+        ),
         "ExplainerConfig": refused("SageMaker Clarify online explainability"),
         "ShadowProductionVariants": refused("shadow variants"),
         "ExecutionRoleArn": refused(

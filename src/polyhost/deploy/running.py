@@ -127,7 +127,7 @@ class RunningGroup:
             variants.append(
                 VariantRoute(variant.name, variant.weight, variant.mode, kept or variant.replicas)
             )
-        return EndpointRoute(route.name, tuple(variants))
+        return EndpointRoute(route.name, tuple(variants), route.async_inference)
 
     def serving_instances(self, variant_name: str) -> int:
         """Instances of the variant in routing now (for CurrentInstanceCount)."""

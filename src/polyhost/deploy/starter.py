@@ -482,4 +482,4 @@ class GroupStarter:
                     replicas=tuple(replicas),
                 )
             )
-        return EndpointRoute(spec.endpoint_name, tuple(variants))
+        return EndpointRoute(spec.endpoint_name, tuple(variants), spec.async_inference)

@@ -20,6 +20,7 @@ from polyhost.auth.actions import (
     Target,
     cloudwatch_target,
     control_plane_target,
+    invoke_endpoint_target,
     log_group_arn,
     logs_target,
 )
@@ -28,7 +29,7 @@ from polyhost.auth.gate import SAGEMAKER, Gate
 from polyhost.errors import ServiceError
 from polyhost.http.aws.json_protocol import SAGEMAKER_SERVICE
 from polyhost.http.aws.query_protocol import QUERY_FORM_KEY, parse_form
-from polyhost.http.errors import Headers, aws_json_error
+from polyhost.http.errors import Headers, aws_json_error, rest_json_error
 from polyhost.http.services.cloudwatch_logs import LOGS_SERVICE
 from polyhost.http.types import ASGIApp, Message, Receive, Scope, Send
 from polyhost.naming import log_group
@@ -42,6 +43,7 @@ CLOUDWATCH_TARGET = "GraniteServiceVersion20100801."
 CLOUDWATCH_RPC_PREFIX = "/service/GraniteServiceVersion20100801/operation/"
 INVOCATIONS_PREFIX = "/endpoints/"
 INVOCATIONS_SUFFIX = "/invocations"
+ASYNC_INVOCATIONS_SUFFIX = "/async-invocations"
 LOGS_ROUTE_PREFIX = "/polyhost/endpoints/"
 # Routes anyone may call: the server's own liveness, which reveals nothing.
 OPEN_PATHS = frozenset({"/ping"})
@@ -84,7 +86,8 @@ class AuthMiddleware:
         self._gate = gate
         self._settings = settings
         self._encoders: dict[str, ErrorEncoder] = {
-            "aws-json": lambda scope, error: aws_json_error(error)
+            "aws-json": lambda scope, error: aws_json_error(error),
+            "rest-json": lambda scope, error: rest_json_error(error),
         }
         self._encoders.update(encoders or {})
 
@@ -205,6 +208,18 @@ class AuthMiddleware:
                 SAGEMAKER | CLOUDWATCH, WireProtocol.JSON, "aws-json",
                 lambda raw: cloudwatch_target("GetMetricData"),
             )  # fmt: skip
+        if (
+            path.startswith(INVOCATIONS_PREFIX)
+            and path.endswith(ASYNC_INVOCATIONS_SUFFIX)
+            and len(path) > len(INVOCATIONS_PREFIX) + len(ASYNC_INVOCATIONS_SUFFIX)
+        ):
+            target = invoke_endpoint_target(
+                path[len(INVOCATIONS_PREFIX) : -len(ASYNC_INVOCATIONS_SUFFIX)],
+                region=settings.region,
+                account_id=settings.account_id,
+                operation="InvokeEndpointAsync",
+            )
+            return RouteAccess(SAGEMAKER, WireProtocol.JSON, "rest-json", lambda raw: target)
         # Anything else still needs a signature; it gets its 404 only once authenticated.
         return RouteAccess(SAGEMAKER, WireProtocol.JSON, "aws-json", lambda raw: None)
 

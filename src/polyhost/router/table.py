@@ -12,7 +12,7 @@ import bisect
 import random
 from dataclasses import dataclass, field
 
-from polyhost.control.seam import InferenceMode
+from polyhost.control.seam import AsyncInferenceSpec, InferenceMode
 from polyhost.metrics.series import ContainerCounters
 from polyhost.router.multi_model import MultiModelContainer
 from polyhost.router.upstream import ContainerPool
@@ -98,10 +98,14 @@ class VariantRoute:
 class EndpointRoute:
     name: str
     variants: tuple[VariantRoute, ...]
+    # An endpoint with AsyncInferenceConfig: only the queue (`asyncinf/`) invokes it.
+    async_inference: AsyncInferenceSpec | None = None
     by_name: dict[str, VariantRoute] = field(init=False)
     _cumulative: list[float] = field(init=False)
     # Some container is a MultiModel one: invocations take `router.multi_model`'s way.
     multi_model: bool = field(init=False)
+    # Not for `Router.begin`'s fast lane: multi-model, or async-only (refused there by `invoke`).
+    coroutine_only: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.by_name = {v.name: v for v in self.variants}
@@ -111,6 +115,7 @@ class EndpointRoute:
             for r in v.replicas
             for c in r.containers
         )
+        self.coroutine_only = self.multi_model or self.async_inference is not None
         total = 0.0
         self._cumulative = []
         for variant in self.variants:

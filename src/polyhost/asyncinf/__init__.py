@@ -1,0 +1,1 @@
+"""InvokeEndpointAsync: the durable queue of requests and the worker that runs them."""
