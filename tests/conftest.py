@@ -29,6 +29,7 @@ BY_PLACE: dict[str, tuple[str, ...]] = {
     "bench/test_ray_scenario.py": ("ray",),
     "http/admin/test_ui_browser.py": ("browser",),
     "client/test_sagemaker_sdk.py": ("sdk",),
+    "client/test_sagemaker_sdk_frameworks.py": ("sdk",),
 }
 # Markers by the fixtures a test uses, wherever it is.
 BY_FIXTURE: dict[str, str] = {
@@ -70,6 +71,7 @@ SLOW: tuple[str, ...] = (
     "http/services/test_cloudwatch_logs.py::test_a_deleted_endpoints_logs_stay_readable_until_retention_ends",
     "auth/test_sigv4_compiled.py::test_a_mutated_request_gets_the_answer_python_gives",
     "control/test_awscli.py::test_cli_flow",
+    "client/test_sagemaker_sdk_frameworks.py",  # five framework stacks deployed through the SDK
     # In process, but each waits out real timers (a policy's clock, restarts' backoff, ping
     # failures, fetch deadlines) or burns a CPU quota: 1.4-3 s each.
     "auth/test_gate.py::test_a_principal_whose_policy_reads_the_time_is_decided_every_time",
