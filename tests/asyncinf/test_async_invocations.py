@@ -26,7 +26,14 @@ def server(start_server: ServerFactory, s3_server: MotoS3) -> PolyhostProcess:  
     return start_server(env=s3_server.env())
 
 
-def deploy_async(sagemaker: Any, name: str, bucket: str, concurrency: int = 1, **env: str) -> None:
+def deploy_async(
+    sagemaker: Any,
+    name: str,
+    bucket: str,
+    concurrency: int = 1,
+    notification: dict[str, Any] | None = None,
+    **env: str,
+) -> None:
     create_model(sagemaker, name, [echo_container(name, **env)])
     sagemaker.create_endpoint_config(
         EndpointConfigName=name,
@@ -43,6 +50,7 @@ def deploy_async(sagemaker: Any, name: str, bucket: str, concurrency: int = 1, *
             "OutputConfig": {
                 "S3OutputPath": f"s3://{bucket}/{name}/out",
                 "S3FailurePath": f"s3://{bucket}/{name}/failed",
+                **({} if notification is None else {"NotificationConfig": notification}),
             },
         },
     )

@@ -328,13 +328,6 @@ CAPTURE = {
     "DestinationS3Uri": "s3://bucket/capture",
     "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
 }
-# Asynchronous inference is honoured; its SNS notifications are not yet.
-ASYNC = {
-    "OutputConfig": {
-        "S3OutputPath": "s3://bucket/async",
-        "NotificationConfig": {"SuccessTopic": "arn:aws:sns:us-east-1:123456789012:done"},
-    }
-}
 
 
 @pytest.mark.parametrize(
@@ -343,9 +336,6 @@ ASYNC = {
         ({"DataCaptureConfig": CAPTURE}, {}, "DataCaptureConfig (data capture)"),
         ({}, {"ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5}},
          "ProductionVariants.1.ServerlessConfig (serverless inference)"),
-        ({"AsyncInferenceConfig": ASYNC}, {},
-         "AsyncInferenceConfig.OutputConfig.NotificationConfig (SNS notifications of "
-         "asynchronous answers)"),
         ({"ShadowProductionVariants": "shadow"}, {},
          "ShadowProductionVariants (shadow variants)"),
         ({}, {"RoutingConfig": {"RoutingStrategy": "RANDOM"}},

@@ -9,7 +9,10 @@ the order they were accepted. Until an endpoint serves (restoring after a restar
 requests wait; a retryable refusal (503) puts a request back where it was, briefly. A request
 still waiting when its RequestTTLSeconds run out fails with that reason.
 
-Blocking work (the queue's commits, S3, the input's download) runs in threads.
+Once an answer (or failure) is in S3, the endpoint's NotificationConfig is honoured
+(`notify.py`): a publish that fails is logged and counted, never the request's failure.
+
+Blocking work (the queue's commits, S3, SNS, the input's download) runs in threads.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from polyhost.asyncinf.notify import Notifier
 from polyhost.asyncinf.queue import AsyncQueue, AsyncRequest
 from polyhost.asyncinf.storage import OutputFailed, OutputStore, fetch_input
+from polyhost.control.seam import AsyncInferenceSpec
 from polyhost.errors import ServiceError, ServiceUnavailable
 from polyhost.modeldata.errors import ArtifactError
 from polyhost.modeldata.hosts import HostPolicy
@@ -44,6 +49,7 @@ class AsyncWorker:
         settings: Settings,
         *,
         outputs: OutputStore | None = None,
+        notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._queue = queue
@@ -54,6 +60,10 @@ class AsyncWorker:
         self._work = Path(settings.state_dir) / "async-work"
         self._policy = HostPolicy(settings.allow_model_hosts)
         self._outputs = outputs or OutputStore(settings.async_fetch_timeout_s)
+        self.notifier = notifier or Notifier(settings.region, settings.async_fetch_timeout_s)
+        # The AsyncInferenceConfig last seen per endpoint: a request that fails while its
+        # endpoint is not serving is still notified as its endpoint asked.
+        self._configs: dict[str, AsyncInferenceSpec] = {}
         self._inflight: dict[tuple[str, str], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -96,6 +106,7 @@ class AsyncWorker:
             if route is None or route.async_inference is None:
                 await self._expire_waiting(endpoint, now)
                 continue
+            self._configs[endpoint] = route.async_inference
             await self._start(route, now)
 
     def _free(self, route: EndpointRoute) -> dict[str, int]:
@@ -211,6 +222,7 @@ class AsyncWorker:
             await self._fail(request, f"The answer could not be written: {error}")
             return
         await asyncio.to_thread(self._queue.finish, request.seq, True)
+        await self._notify(request, ok=True, content_type=content_type, body=result.body)
 
     async def _already_written(self, request: AsyncRequest) -> bool:
         """A request a crash cut short: finished already when its answer (or failure) is in S3,
@@ -240,6 +252,39 @@ class AsyncWorker:
         except OutputFailed as error:
             log.warning("asynchronous request %s: %s", request.inference_id, error)
         await asyncio.to_thread(self._queue.finish, request.seq, False, reason)
+        await self._notify(
+            request,
+            ok=False,
+            content_type="text/plain; charset=utf-8",
+            body=reason.encode(),
+            reason=reason,
+        )
+
+    def _config(self, endpoint: str) -> AsyncInferenceSpec | None:
+        route = self._router.route(endpoint)
+        if route is not None and route.async_inference is not None:
+            self._configs[endpoint] = route.async_inference
+        return self._configs.get(endpoint)
+
+    async def _notify(
+        self,
+        request: AsyncRequest,
+        *,
+        ok: bool,
+        content_type: str,
+        body: bytes,
+        reason: str | None = None,
+    ) -> None:
+        await asyncio.to_thread(
+            self.notifier.finished,
+            self._config(request.endpoint),
+            request,
+            self._clock(),
+            ok=ok,
+            content_type=content_type,
+            body=body,
+            reason=reason,
+        )
 
 
 def _bytes(value: str | None) -> bytes | None:

@@ -250,8 +250,21 @@ SUPPORT: dict[str, OperationTable] = {
         "AsyncInferenceConfig.OutputConfig.KmsKeyId": echoed(
             "answers are written as the bucket's default encryption says"
         ),
-        "AsyncInferenceConfig.OutputConfig.NotificationConfig": refused(
-            "SNS notifications of asynchronous answers"
+        "AsyncInferenceConfig.OutputConfig.NotificationConfig": honoured(
+            "SNS notifications of asynchronous answers, published with boto3's SNS client "
+            "(AWS_ENDPOINT_URL_SNS) once the answer or failure is in S3"
+        ),
+        "AsyncInferenceConfig.OutputConfig.NotificationConfig.SuccessTopic": honoured(
+            "a Completed notification, with the fields AWS documents, after each answer"
+        ),
+        "AsyncInferenceConfig.OutputConfig.NotificationConfig.ErrorTopic": honoured(
+            "a Failed notification, with the failure's reason, after each failure"
+        ),
+        "AsyncInferenceConfig.OutputConfig.NotificationConfig.IncludeInferenceResponseIn": (
+            honoured(
+                "the answer (or failure text) inline in that topic's notifications, base64, "
+                "when at most 128 KB"
+            )
         ),
         "ExplainerConfig": refused("SageMaker Clarify online explainability"),
         "ShadowProductionVariants": refused("shadow variants"),
