@@ -36,6 +36,7 @@ SCENARIOS: list[tuple[int, str, str]] = [
     (13, "sklearn-baseline", "bench.scenarios.sklearn_baseline"),
     (14, "stack-json", "bench.scenarios.stack_json"),
     (15, "streaming", "bench.scenarios.streaming"),
+    (16, "new-stacks", "bench.scenarios.new_stacks"),
 ]
 # "findings" is written by hand after a run and kept in place by later runs.
 ORDER = ["machine", *(key for _, key, _ in SCENARIOS), "findings"]
