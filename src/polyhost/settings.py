@@ -338,6 +338,12 @@ class Settings:
             return False
 
     @property
+    def isolation_wanted(self) -> bool:
+        """Whether each instance gets a network of its own: as `--isolate` says, else whenever
+        auth shares the server. The start-up plan and the control plane read this one answer."""
+        return self.isolate if self.isolate is not None else self.auth_file is not None
+
+    @property
     def db_path(self) -> Path:
         return self.state_dir / "polyhost.db"
 

@@ -168,7 +168,7 @@ def plan(
     confinement = Confinement()
     auth = settings.auth_file is not None
     backend = settings.backend
-    wanted = settings.isolate if settings.isolate is not None else auth
+    wanted = settings.isolation_wanted
     explicit = settings.isolate is True
     no_isolate = (
         "pass --no-isolate to run without it (every container can then reach every other "

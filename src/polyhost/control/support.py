@@ -47,13 +47,12 @@ CAPABILITIES = {
 
 
 def capabilities(settings: Settings) -> frozenset[str]:
-    """What this server can honour that another may not. Network isolation is decided from the
-    settings exactly as `backends.confinement.plan` decides it (a server that could not isolate
-    as asked does not start): each instance gets a network namespace with only a loopback, so
+    """What this server can honour that another may not. Network isolation is the settings'
+    answer that `backends.confinement.plan` also reads (a server that could not isolate as
+    asked does not start): each instance gets a network namespace with only a loopback, so
     its containers make no network calls in or out, which is what EnableNetworkIsolation asks."""
-    wanted = settings.isolate if settings.isolate is not None else settings.auth_file is not None
     found: set[str] = set()
-    if wanted and settings.backend != "ray":
+    if settings.isolation_wanted and settings.backend != "ray":
         found.add(NETWORK_ISOLATION)
     return frozenset(found)
 
