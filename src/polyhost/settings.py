@@ -322,6 +322,14 @@ class Settings:
         "never served, and a folder is copied into the model cache first",
         metavar="DIR",
     )
+    instance_types: tuple[str, ...] = setting(
+        (),
+        "--instance-type",
+        "what one instance of a type holds for inference components, as TYPE=VCPUS:MEMORY_MIB "
+        "(e.g. ml.m5.large=2:8192; repeatable); overrides the built-in table of SageMaker's "
+        "instance types (docs/inference-components.md)",
+        metavar="TYPE=VCPUS:MIB",
+    )
     artifact_workers: int = setting(
         4, "--artifact-workers", "threads that download and extract model data"
     )

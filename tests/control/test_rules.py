@@ -360,11 +360,47 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], str | re.Pattern[str]]] = [
         ),
     ),
     (
-        "variant needs a model",
+        "variant needs a model when another names one",
+        {
+            "ProductionVariants": [
+                variant(VariantName="a"),
+                {"VariantName": "v", "InitialInstanceCount": 1},
+            ]
+        },
+        one(
+            "Value null at 'productionVariants.2.member.modelName' failed to satisfy constraint: "
+            "Member must not be null: a production variant serves a model, unless no variant of "
+            "the configuration names one (a configuration for inference components)"
+        ),
+    ),
+    (
+        "a variant for components needs its instances' type",
         {"ProductionVariants": [{"VariantName": "v", "InitialInstanceCount": 1}]},
         one(
-            "Value null at 'productionVariants.1.member.modelName' failed to satisfy constraint: "
-            "Member must not be null: every production variant serves a model"
+            "Value null at 'productionVariants.1.member.instanceType' failed to satisfy "
+            "constraint: Member must not be null: a variant for inference components needs the "
+            "instances components are placed on"
+        ),
+    ),
+    (
+        "managed scaling's bounds in order",
+        {
+            "ProductionVariants": [
+                {
+                    "VariantName": "v",
+                    "InstanceType": "ml.m5.large",
+                    "InitialInstanceCount": 1,
+                    "ManagedInstanceScaling": {
+                        "Status": "ENABLED",
+                        "MinInstanceCount": 3,
+                        "MaxInstanceCount": 2,
+                    },
+                }
+            ]
+        },
+        one(
+            "productionVariants.1.ManagedInstanceScaling.MinInstanceCount (3) must not be "
+            "greater than MaxInstanceCount (2)"
         ),
     ),
     (

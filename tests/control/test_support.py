@@ -338,9 +338,6 @@ CAPTURE = {
          "ProductionVariants.1.ServerlessConfig (serverless inference)"),
         ({"ShadowProductionVariants": "shadow"}, {},
          "ShadowProductionVariants (shadow variants)"),
-        ({}, {"RoutingConfig": {"RoutingStrategy": "RANDOM"}},
-         "ProductionVariants.1.RoutingConfig.RoutingStrategy = RANDOM (routing strategies other "
-         "than least outstanding requests; it takes only LEAST_OUTSTANDING_REQUESTS)"),
     ],
 )  # fmt: skip
 def test_create_endpoint_config_refuses_features_it_would_ignore(

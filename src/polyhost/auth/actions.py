@@ -38,6 +38,11 @@ CONTROL_PLANE_RESOURCES: dict[str, tuple[str, str]] = {
     "UpdateEndpoint": ("endpoint", "EndpointName"),
     "UpdateEndpointWeightsAndCapacities": ("endpoint", "EndpointName"),
     "DeleteEndpoint": ("endpoint", "EndpointName"),
+    "CreateInferenceComponent": ("inference-component", "InferenceComponentName"),
+    "DescribeInferenceComponent": ("inference-component", "InferenceComponentName"),
+    "UpdateInferenceComponent": ("inference-component", "InferenceComponentName"),
+    "UpdateInferenceComponentRuntimeConfig": ("inference-component", "InferenceComponentName"),
+    "DeleteInferenceComponent": ("inference-component", "InferenceComponentName"),
 }
 # The tag operations act on whatever resource their ResourceArn names (lowercased: see
 # `tagged_resource`).

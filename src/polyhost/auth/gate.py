@@ -36,7 +36,7 @@ SAGEMAKER = frozenset({"sagemaker"})
 INVOCATION_TARGETS_MAX = 1024
 ALLOWED_INVOCATIONS_MAX = 4096
 # (principal, endpoint name, source IP, target container, model, variant)
-InvocationKey = tuple[Principal, str, str | None, str | None, str | None, str | None]
+InvocationKey = tuple[Principal, str, str | None, str | None, str | None, str | None, str | None]
 
 
 def load_access_control(settings: Settings) -> AccessControl | None:
@@ -90,6 +90,7 @@ class Gate:
         target_container_hostname: str | None,
         target_model: str | None,
         target_variant: str | None,
+        inference_component: str | None = None,
     ) -> None:
         """Raise the ServiceError that refuses this InvokeEndpoint request, if any.
 
@@ -126,6 +127,7 @@ class Gate:
             target_container_hostname,
             target_model,
             target_variant,
+            inference_component,
         )
         if key not in self._allowed_invocations:
             self._decide_invocation(key)
@@ -198,7 +200,7 @@ class Gate:
 
     def _decide_invocation(self, key: InvocationKey) -> None:
         """The policy decision of an invocation not remembered yet; remembers an allowance."""
-        principal, endpoint_name, source_ip, container, model, variant = key
+        principal, endpoint_name, source_ip, container, model, variant, component = key
         self.authorize(
             principal,
             self._invocation_target(endpoint_name),
@@ -206,6 +208,7 @@ class Gate:
             target_container_hostname=container,
             target_model=model,
             target_variant=variant,
+            inference_component_name=component,
         )
         allowed = self._allowed_invocations
         if principal.cacheable:

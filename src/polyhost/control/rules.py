@@ -362,17 +362,30 @@ def endpoint_config_rules(params: dict[str, Any]) -> list[str]:
     if not isinstance(variants, list):
         return found
     named: list[tuple[str, str]] = []
+    dicts = [v for v in variants if isinstance(v, dict)]
+    # No variant names a model: a config for inference components, whose variants are the
+    # instances components are placed on. Mixing the two kinds is what SageMaker refuses.
+    for_components = bool(dicts) and all(v.get("ModelName") is None for v in dicts)
     for index, variant in enumerate(variants):
         if not isinstance(variant, dict):
             continue
         path = element_path("productionVariants", index)
-        if variant.get("ModelName") is None:
+        if for_components:
+            found += _component_variant_rules(variant, path)
+        elif variant.get("ModelName") is None:
             found.append(
                 violation(
                     None,
                     f"{path}.modelName",
-                    "Member must not be null: every production variant serves a model",
+                    "Member must not be null: a production variant serves a model, unless no "
+                    "variant of the configuration names one (a configuration for inference "
+                    "components)",
                 )
+            )
+        elif variant.get("ManagedInstanceScaling") is not None:
+            found.append(
+                f"{_plain(path)}.ManagedInstanceScaling applies only to a variant for "
+                "inference components (one without ModelName)"
             )
         name = variant.get("VariantName")
         if isinstance(name, str):
@@ -383,6 +396,37 @@ def endpoint_config_rules(params: dict[str, Any]) -> list[str]:
             f"VariantName '{name}' is used by more than one production variant ({places}); "
             "variant names must be unique within an endpoint configuration"
         )
+    return found
+
+
+def _component_variant_rules(variant: dict[str, Any], path: str) -> list[str]:
+    """A variant that hosts inference components: instances of a type, a count to start with,
+    and ManagedInstanceScaling's bounds in order."""
+    found: list[str] = []
+    for member in ("InstanceType", "InitialInstanceCount"):
+        if variant.get(member) is None:
+            found.append(
+                violation(
+                    None,
+                    f"{path}.{member[0].lower()}{member[1:]}",
+                    "Member must not be null: a variant for inference components needs the "
+                    "instances components are placed on",
+                )
+            )
+    scaling = variant.get("ManagedInstanceScaling")
+    if isinstance(scaling, dict) and scaling.get("Status") == "ENABLED":
+        low = scaling.get("MinInstanceCount")
+        high = scaling.get("MaxInstanceCount")
+        if not isinstance(low, int) or not isinstance(high, int):
+            found.append(
+                f"{_plain(path)}.ManagedInstanceScaling with Status ENABLED needs "
+                "MinInstanceCount and MaxInstanceCount"
+            )
+        elif low > high:
+            found.append(
+                f"{_plain(path)}.ManagedInstanceScaling.MinInstanceCount ({low}) must not be "
+                f"greater than MaxInstanceCount ({high})"
+            )
     return found
 
 

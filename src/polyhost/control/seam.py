@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 InferenceMode = Literal["Serial", "Direct"]
+RoutingStrategy = Literal["LEAST_OUTSTANDING_REQUESTS", "RANDOM"]
 
 EndpointStatus = Literal[
     "OutOfService",
@@ -58,6 +59,39 @@ class VariantSpec:
     # The model's ExecutionRoleArn: its containers get that role's credentials, if the server
     # maps the role to a credentials source (and none otherwise).
     execution_role_arn: str | None = None
+    # An inference component's copies: what each copy may use (its ComputeResourceRequirements;
+    # None: the image's limits), how a request picks a copy, and the endpoint instance each
+    # copy was placed on (`control.placement`), in copy order.
+    cpus: float | None = None
+    memory_mb: int | None = None
+    routing: RoutingStrategy = "LEAST_OUTSTANDING_REQUESTS"
+    copy_instances: tuple[int, ...] = ()
+    # A variant for components with ManagedInstanceScaling enabled: its instance count's bounds.
+    min_instances: int | None = None
+    max_instances: int | None = None
+
+
+@dataclass(frozen=True)
+class ComponentRef:
+    """What an inference component's deployment belongs to: its deployment runs under a key of
+    its own (`component_key`), and its metrics and logs are named for the endpoint."""
+
+    component_name: str
+    endpoint_name: str
+    variant_name: str
+
+
+# A deployment key no endpoint can have: SageMaker's endpoint names have no underscore.
+COMPONENT_KEY_PREFIX = "ic_"
+
+
+def component_key(component_name: str) -> str:
+    """The deployer's and router's key of an inference component's copies."""
+    return COMPONENT_KEY_PREFIX + component_name.lower()
+
+
+def is_component_key(key: str) -> bool:
+    return key.startswith(COMPONENT_KEY_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -84,6 +118,11 @@ class EndpointSpec:
     variants: tuple[VariantSpec, ...]
     revision: int
     async_inference: AsyncInferenceSpec | None = None
+    # An endpoint whose variants run no model: inference components are placed on its
+    # instances, and each invocation names one (`InferenceComponentName`).
+    for_components: bool = False
+    # Set on an inference component's deployment (its `endpoint_name` is `component_key`).
+    component: ComponentRef | None = None
 
 
 @dataclass(frozen=True)

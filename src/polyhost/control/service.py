@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from polyhost.control.components import InferenceComponents
 from polyhost.control.endpoints import (
     IN_PROGRESS,
     EndpointState,
@@ -25,15 +26,23 @@ from polyhost.control.endpoints import (
     desired_spec,
 )
 from polyhost.control.image_catalog import ImageCatalog
+from polyhost.control.instance_types import InstanceTypes
 from polyhost.control.listing import (
     offset_from_token,
     offset_token,
     page_query,
     paginate,
 )
+from polyhost.control.operations import HANDLERS, operation
 from polyhost.control.rules import RULES, RuleContext
 from polyhost.control.schema import Schema, load_schema, project
-from polyhost.control.seam import ContainerSpec, Deployer, EndpointSpec, StatusReport
+from polyhost.control.seam import (
+    ContainerSpec,
+    Deployer,
+    EndpointSpec,
+    StatusReport,
+    is_component_key,
+)
 from polyhost.control.specs import build_spec, model_containers
 from polyhost.control.store import Kind, Resource, Store, StoreClosed, StoreUnwritable
 from polyhost.control.support import capabilities, refuse_unsupported
@@ -49,21 +58,6 @@ from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.control")
 
-Handler = Callable[["ControlPlane", dict[str, Any]], dict[str, Any]]
-# Every operation the control plane implements, listed once: by `@operation` at its handler.
-_HANDLERS: dict[str, Handler] = {}
-
-
-def operation(name: str) -> Callable[[Handler], Handler]:
-    """Register a `ControlPlane` method as the handler of the SageMaker operation `name`."""
-
-    def register(method: Handler) -> Handler:
-        _HANDLERS[name] = method
-        return method
-
-    return register
-
-
 MAX_TAGS = 50
 DEFAULT_TAG_PAGE = 50
 
@@ -72,6 +66,7 @@ LABELS: dict[Kind, str] = {
     "model": "model",
     "endpoint-config": "endpoint configuration",
     "endpoint": "endpoint",
+    "inference-component": "inference component",
 }
 
 
@@ -112,18 +107,21 @@ class ControlPlane:
         self._schema = schema or load_schema(OPERATIONS, cache_dir=settings.state_dir / "cache")
         self._validator = Validator(self._schema)
         self._capabilities = capabilities(settings)
+        # What an instance holds, for placing inference components (`components.py`).
+        self._instance_types = InstanceTypes(settings.instance_types)
         self._store = Store(settings.db_path)
         # Guards read-check-write sequences (existence checks, tag limits, status changes).
         self._lock = threading.RLock()
         # Held from an endpoint change's commit until the deployer has been told, so the
         # deployer sees changes of one endpoint in the order they were committed.
         self._deploy_lock = threading.Lock()
+        self.components = InferenceComponents(self)
         # Endpoints whose update was restarted cold (after a server start): nothing old serves.
         self._cold: set[str] = set()
 
     # -- the entry points ---------------------------------------------------------------------
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        handler = _HANDLERS.get(operation)
+        handler = HANDLERS.get(operation)
         if handler is None:
             raise UnknownOperationException(self._unknown(operation))
         shape = self._schema.input(operation)
@@ -145,6 +143,13 @@ class ControlPlane:
     def report(self, report: StatusReport) -> None:
         """A deployer status report (any thread); stale or unknown endpoints are ignored."""
         key = report.endpoint_name.lower()
+        if is_component_key(report.endpoint_name):
+            with self._lock:
+                try:
+                    self.components.component_report(report)
+                except (StoreClosed, StoreUnwritable) as error:
+                    log.warning("could not record a component's report: %s", error)
+            return
         with self._lock:
             try:
                 resource = self._store.get("endpoint", report.endpoint_name)
@@ -204,6 +209,7 @@ class ControlPlane:
                 if state.pending is not None:
                     self._cold.add(resource.name.lower())
                 specs.append(spec)
+            specs += self.components.desired_components()
         return specs
 
     def close(self) -> None:
@@ -302,7 +308,7 @@ class ControlPlane:
     # -- endpoint configs ---------------------------------------------------------------------
     def _models_of(self, config: Mapping[str, Any]) -> dict[str, Resource]:
         """The models the config's variants name, all of which must exist."""
-        names = [str(v["ModelName"]) for v in config["ProductionVariants"]]
+        names = [str(v["ModelName"]) for v in config["ProductionVariants"] if v.get("ModelName")]
         found = self._store.get_many("model", names)
         for name in names:
             if name.lower() not in found:
@@ -417,14 +423,22 @@ class ControlPlane:
     @operation("DescribeEndpoint")
     def _describe_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         endpoint = self._get("endpoint", params["EndpointName"])
+        state = EndpointState.from_doc(endpoint.doc)
         out = describe(
             name=endpoint.name,
             arn=endpoint.arn,
             status=endpoint.status or "Creating",
             created=endpoint.created,
             modified=endpoint.modified,
-            state=EndpointState.from_doc(endpoint.doc),
+            state=state,
         )
+        if state.spec.for_components:
+            # Instances come and go with the components placed on them (managed scaling).
+            counts = self.components.component_instances(state.spec)
+            for variant in out["ProductionVariants"]:
+                count = counts.get(variant["VariantName"])
+                if count is not None:
+                    variant["CurrentInstanceCount"] = variant["DesiredInstanceCount"] = count
         return self._shape_output("DescribeEndpoint", out)
 
     @operation("ListEndpoints")
@@ -473,6 +487,13 @@ class ControlPlane:
     def _delete_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         with self._deploy_lock:
             with self._lock:
+                components = self.components.components_on(params["EndpointName"])
+                if components:
+                    raise ValidationException(
+                        f"Endpoint {params['EndpointName']} still hosts inference components "
+                        f"({', '.join(sorted(components))}): delete them first "
+                        "(DeleteInferenceComponent)."
+                    )
                 endpoint = self._store.delete("endpoint", params["EndpointName"])
                 if endpoint is None:
                     raise self._not_found("endpoint", params["EndpointName"])
@@ -541,4 +562,4 @@ class ControlPlane:
         return {}
 
 
-OPERATIONS: tuple[str, ...] = tuple(_HANDLERS)
+OPERATIONS: tuple[str, ...] = tuple(HANDLERS)

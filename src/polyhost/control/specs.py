@@ -19,9 +19,11 @@ from typing import Any, TypeVar, cast
 from polyhost.control.rules import positional_hostname
 from polyhost.control.seam import (
     AsyncInferenceSpec,
+    ComponentRef,
     ContainerSpec,
     EndpointSpec,
     InferenceMode,
+    RoutingStrategy,
     VariantSpec,
     VariantStatus,
 )
@@ -77,6 +79,27 @@ def async_inference(config: Mapping[str, Any]) -> AsyncInferenceSpec | None:
     )
 
 
+def is_for_components(config: Mapping[str, Any]) -> bool:
+    """Whether an endpoint config is one for inference components (no variant names a model)."""
+    variants = config.get("ProductionVariants") or []
+    return bool(variants) and all(v.get("ModelName") is None for v in variants)
+
+
+def _managed_scaling(variant: Mapping[str, Any]) -> dict[str, Any]:
+    scaling = variant.get("ManagedInstanceScaling") or {}
+    if scaling.get("Status") != "ENABLED":
+        return {}
+    return {
+        "min_instances": int(scaling.get("MinInstanceCount", 0)),
+        "max_instances": int(scaling.get("MaxInstanceCount", 1)),
+    }
+
+
+def routing_strategy(variant: Mapping[str, Any]) -> RoutingStrategy:
+    strategy = (variant.get("RoutingConfig") or {}).get("RoutingStrategy")
+    return "RANDOM" if strategy == "RANDOM" else "LEAST_OUTSTANDING_REQUESTS"
+
+
 def build_spec(
     *,
     endpoint_name: str,
@@ -86,7 +109,31 @@ def build_spec(
     models: Mapping[str, tuple[str, Mapping[str, Any]]],
     revision: int,
 ) -> EndpointSpec:
-    """`models` maps a lowercased model name to (name as created, stored model)."""
+    """`models` maps a lowercased model name to (name as created, stored model). A config
+    whose variants name no model is one for inference components: its variants are instances
+    to place components on, and nothing runs until a component is created."""
+    if is_for_components(config):
+        return EndpointSpec(
+            endpoint_name=endpoint_name,
+            endpoint_arn=endpoint_arn,
+            endpoint_config_name=config_name,
+            variants=tuple(
+                VariantSpec(
+                    variant_name=v["VariantName"],
+                    model_name="",
+                    containers=(),
+                    mode="Serial",
+                    instance_count=int(v.get("InitialInstanceCount", 1)),
+                    instance_type=v.get("InstanceType"),
+                    routing=routing_strategy(v),
+                    execution_role_arn=config.get("ExecutionRoleArn"),
+                    **_managed_scaling(v),
+                )
+                for v in config["ProductionVariants"]
+            ),
+            revision=revision,
+            for_components=True,
+        )
     variants = []
     for variant in config["ProductionVariants"]:
         model_name, model = models[str(variant["ModelName"]).lower()]
@@ -110,6 +157,7 @@ def build_spec(
                     variant.get("ModelDataDownloadTimeoutInSeconds", DEFAULT_DOWNLOAD_TIMEOUT_S)
                 ),
                 execution_role_arn=model.get("ExecutionRoleArn"),
+                routing=routing_strategy(variant),
             )
         )
     return EndpointSpec(
@@ -144,9 +192,13 @@ def spec_from_json(data: Mapping[str, Any]) -> EndpointSpec:
         fields["containers"] = tuple(
             ContainerSpec(**_fields(ContainerSpec, c)) for c in raw_variant["containers"]
         )
+        fields["copy_instances"] = tuple(fields.get("copy_instances", ()))
         variants.append(VariantSpec(**fields))
     fields = _fields(EndpointSpec, data)
     fields["variants"] = tuple(variants)
+    raw_component = data.get("component")
+    if raw_component is not None:
+        fields["component"] = ComponentRef(**_fields(ComponentRef, raw_component))
     raw_async = data.get("async_inference")
     if raw_async is not None:
         async_fields = _fields(AsyncInferenceSpec, raw_async)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-Kind = Literal["model", "endpoint-config", "endpoint"]
+Kind = Literal["model", "endpoint-config", "endpoint", "inference-component"]
 OrderColumn = Literal["name_key", "created", "status"]
 
 SCHEMA_VERSION = 1

@@ -154,12 +154,21 @@ def _variant(path: str) -> dict[str, Support]:
             "how long a container may take to pass its first ping (else `--startup-timeout`)"
         ),
         at + "EnableSSMAccess": refused("SSM access to instances", accepts=(False,)),
-        at + "ManagedInstanceScaling": refused("managed instance scaling"),
+        at + "ManagedInstanceScaling": honoured(
+            "a variant for inference components: instances are added up to MaxInstanceCount "
+            "when a copy fits nowhere, and empty ones removed down to MinInstanceCount "
+            "(control/placement.py)"
+        ),
+        at + "ManagedInstanceScaling.Status": honoured("ENABLED turns managed scaling on"),
+        at + "ManagedInstanceScaling.MinInstanceCount": honoured("the fewest instances kept"),
+        at + "ManagedInstanceScaling.MaxInstanceCount": honoured("the most instances added"),
+        at + "ManagedInstanceScaling.ScaleInPolicy": refused(
+            "scale-in policies: an instance left empty is removed at once"
+        ),
         at + "RoutingConfig": honoured("how a request picks an instance of the variant"),
-        # The router sends each request to the instance with the fewest in flight.
-        at + "RoutingConfig.RoutingStrategy": refused(
-            "routing strategies other than least outstanding requests",
-            accepts=("LEAST_OUTSTANDING_REQUESTS",),
+        at + "RoutingConfig.RoutingStrategy": honoured(
+            "LEAST_OUTSTANDING_REQUESTS (the default) or RANDOM among the instances (or a "
+            "component's copies) that can serve"
         ),
         at + "RoutingConfig.PrefixAwareRoutingConfig": refused("prefix-aware routing"),
         at + "InferenceAmiVersion": echoed(
@@ -197,6 +206,54 @@ def _list(*members: str) -> dict[str, Support]:
 
 _LISTING = ("SortBy", "SortOrder", "NextToken", "MaxResults", "NameContains")
 _CREATED = ("CreationTimeBefore", "CreationTimeAfter")
+_COMPONENT_SPECIFICATION = {
+    "Specification": honoured("what each copy runs and reserves"),
+    "Specification.ModelName": honoured("a model of one container, created with CreateModel"),
+    "Specification.Container": honoured("an inline container instead of a model"),
+    "Specification.Container.Image": honoured("the image each copy runs"),
+    "Specification.Container.ArtifactUrl": honoured("the model data each copy loads"),
+    "Specification.Container.Environment": honoured("the container's environment"),
+    "Specification.Container.ContainerMetricsConfig": refused(
+        "scraping a container's own metrics endpoint"
+    ),
+    "Specification.StartupParameters": honoured("the copies' download and startup bounds"),
+    "Specification.StartupParameters.ModelDataDownloadTimeoutInSeconds": honoured(
+        "bounds fetching and extracting the model data"
+    ),
+    "Specification.StartupParameters.ContainerStartupHealthCheckTimeoutInSeconds": honoured(
+        "how long a copy may take to pass its first ping"
+    ),
+    "Specification.ComputeResourceRequirements": honoured(
+        "what each copy reserves on its instance, and the limits it runs under"
+    ),
+    "Specification.ComputeResourceRequirements.NumberOfCpuCoresRequired": honoured(
+        "vCPUs reserved per copy, and the copy's CPU limit"
+    ),
+    "Specification.ComputeResourceRequirements.MinMemoryRequiredInMb": honoured(
+        "memory reserved per copy on its instance"
+    ),
+    "Specification.ComputeResourceRequirements.MaxMemoryRequiredInMb": honoured(
+        "the copy's memory limit (else its image's)"
+    ),
+    "Specification.ComputeResourceRequirements.NumberOfAcceleratorDevicesRequired": refused(
+        "accelerator devices: polyhost runs CPU stacks"
+    ),
+    "Specification.ComputeResourceRequirements.AcceleratorPartitionType": refused(
+        "accelerator partitions"
+    ),
+    "Specification.BaseInferenceComponentName": refused(
+        "adapter inference components on a base component"
+    ),
+    "Specification.DataCacheConfig": refused("caching a component's model data per instance"),
+    "Specification.SchedulingConfig": refused(
+        "placement strategies (copies are spread: one per instance first)"
+    ),
+    "Specification.InstanceType": refused("components on instances of more than one type"),
+    "Specifications": refused("components with several specifications"),
+    "RuntimeConfig": honoured("the component's copies"),
+    "RuntimeConfig.CopyCount": honoured("how many copies run (0 allowed)"),
+}
+
 
 SUPPORT: dict[str, OperationTable] = {
     "CreateModel": {
@@ -267,9 +324,9 @@ SUPPORT: dict[str, OperationTable] = {
         ),
         "ExplainerConfig": refused("SageMaker Clarify online explainability"),
         "ShadowProductionVariants": refused("shadow variants"),
-        "ExecutionRoleArn": refused(
-            "an endpoint configuration's execution role (for inference components; a model's "
-            "ExecutionRoleArn is honoured)"
+        "ExecutionRoleArn": honoured(
+            "the role of inference components whose Specification has an inline Container "
+            "(a component of a model gets the model's ExecutionRoleArn)"
         ),
         "VpcConfig": _VPC,
         "EnableNetworkIsolation": _NETWORK_ISOLATION,
@@ -307,17 +364,60 @@ SUPPORT: dict[str, OperationTable] = {
         ),
     },
     "DeleteEndpoint": {"EndpointName": honoured("the endpoint deleted")},
+    "CreateInferenceComponent": {
+        "InferenceComponentName": honoured("the component's name"),
+        "EndpointName": honoured("the endpoint whose instances run its copies"),
+        "VariantName": honoured("the variant whose instances run its copies"),
+        **_COMPONENT_SPECIFICATION,
+        **_TAGS,
+    },
+    "DescribeInferenceComponent": {
+        "InferenceComponentName": honoured("the component described"),
+    },
+    "ListInferenceComponents": {
+        **_list(
+            *_LISTING,
+            *_CREATED,
+            "LastModifiedTimeBefore",
+            "LastModifiedTimeAfter",
+            "StatusEquals",
+        ),
+        "EndpointNameEquals": honoured("components of that endpoint"),
+        "VariantNameEquals": honoured("components of that variant"),
+    },
+    "UpdateInferenceComponent": {
+        "InferenceComponentName": honoured("the component updated"),
+        **_COMPONENT_SPECIFICATION,
+        "DeploymentConfig": refused(
+            "rolling updates of a component in batches: an update starts every new copy "
+            "beside the old ones, moves traffic once they are healthy, then drains the old"
+        ),
+    },
+    "UpdateInferenceComponentRuntimeConfig": {
+        "InferenceComponentName": honoured("the component scaled"),
+        "DesiredRuntimeConfig": honoured("the copies wanted"),
+        "DesiredRuntimeConfig.CopyCount": honoured("how many copies run (0 allowed)"),
+    },
+    "DeleteInferenceComponent": {
+        "InferenceComponentName": honoured("the component deleted, its copies drained"),
+    },
     "AddTags": {
-        "ResourceArn": honoured("a model, endpoint configuration or endpoint of this server"),
+        "ResourceArn": honoured(
+            "a model, endpoint configuration, endpoint or inference component of this server"
+        ),
         **_TAGS,
     },
     "ListTags": {
-        "ResourceArn": honoured("a model, endpoint configuration or endpoint of this server"),
+        "ResourceArn": honoured(
+            "a model, endpoint configuration, endpoint or inference component of this server"
+        ),
         "NextToken": honoured("continues the listing where the previous page ended"),
         "MaxResults": honoured("the page's size"),
     },
     "DeleteTags": {
-        "ResourceArn": honoured("a model, endpoint configuration or endpoint of this server"),
+        "ResourceArn": honoured(
+            "a model, endpoint configuration, endpoint or inference component of this server"
+        ),
         "TagKeys": honoured("the tags removed"),
     },
 }

@@ -37,6 +37,7 @@ from polyhost.backends.base import (
     LaunchSpec,
     NetworkIsolator,
     PlacementError,
+    ResourceLimits,
     is_adopted,
     node_of,
 )
@@ -281,9 +282,7 @@ class GroupStarter:
                                 f"Instance {instance_id} of production variant "
                                 f"{variant.variant_name}"
                             ),
-                            limits=tuple(
-                                self._backend.image_limits(c.image) for c in variant.containers
-                            ),
+                            limits=tuple(self._limits(variant, c) for c in variant.containers),
                         ),
                         variant.variant_name,
                         instance_id,
@@ -322,7 +321,7 @@ class GroupStarter:
                         port=port,
                         safe_port_range=safe_range,
                         log_path=log_path,
-                        limits=self._backend.image_limits(container.image),
+                        limits=self._limits(variant, container),
                         work_dir=folder,
                         execution_role_arn=variant.execution_role_arn,
                         instance_key=key if self._placer is not None else None,
@@ -339,6 +338,21 @@ class GroupStarter:
                     group.containers.append(
                         RunningContainer(container, variant, launch, stream, float(timeout))
                     )
+
+    def _limits(self, variant: VariantSpec, container: ContainerSpec) -> ResourceLimits:
+        """The image's limits, or an inference component's copy's own: its
+        NumberOfCpuCoresRequired and MaxMemoryRequiredInMb, each where given."""
+        limits = self._backend.image_limits(container.image)
+        if variant.cpus is None and variant.memory_mb is None:
+            return limits
+        return ResourceLimits(
+            memory_bytes=(
+                variant.memory_mb * 1024 * 1024
+                if variant.memory_mb is not None
+                else limits.memory_bytes
+            ),
+            cpus=variant.cpus if variant.cpus is not None else limits.cpus,
+        )
 
     def _node_fetch(self, variant: VariantSpec, container: ContainerSpec) -> NodeModelFetch:
         settings = self._settings
@@ -480,6 +494,13 @@ class GroupStarter:
                     weight=variant.initial_weight,
                     mode=variant.mode,
                     replicas=tuple(replicas),
+                    random=variant.routing == "RANDOM",
                 )
             )
-        return EndpointRoute(spec.endpoint_name, tuple(variants), spec.async_inference)
+        return EndpointRoute(
+            spec.endpoint_name,
+            tuple(variants),
+            spec.async_inference,
+            for_components=spec.for_components,
+            component_of=None if spec.component is None else spec.component.endpoint_name,
+        )

@@ -21,10 +21,12 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 
+from polyhost.control.seam import component_key
 from polyhost.errors import (
     InternalFailure,
     InvokeValidationError,
     ModelError,
+    ModelNotReadyException,
     ServiceError,
     ServiceUnavailable,
 )
@@ -45,6 +47,12 @@ from polyhost.router.upstream import (
 from polyhost.settings import Settings
 
 _INVOCATIONS = b"/invocations"
+# SageMaker's own words for an invocation of a components endpoint that names no component.
+COMPONENT_HEADER_REQUIRED = (
+    "Inference Component Name header is required for endpoints to which you plan to deploy "
+    "inference components. Please include Inference Component Name header or consider using "
+    "SageMaker models."
+)
 _MAX_ORIGINAL_MESSAGE = 4096
 RESTORING = "Restoring"
 
@@ -67,6 +75,7 @@ class InvokeRequest:
     target_container: str | None = None
     target_model: str | None = None
     inference_id: bytes | None = None
+    inference_component: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +146,10 @@ class Router:
         route = self._routes.get(endpoint_name)
         if route is None or request.target_model is not None or route.coroutine_only:
             return False
+        if route.for_components or request.inference_component is not None:
+            route = self._component_route(route, request.inference_component)
+            if route.coroutine_only:
+                return False
         variant = self._variant(route, request.target_variant)
         hostname = request.target_container
         replica = variant.pick_replica(hostname)
@@ -191,6 +204,8 @@ class Router:
             raise self._missing(endpoint_name)
         if route.async_inference is not None and not queued:
             raise self._async_only(route)
+        if route.for_components or request.inference_component is not None:
+            route = self._component_route(route, request.inference_component)
         if route.multi_model:
             return await invoke_multi_model(self, route, request)
         if request.target_model is not None:
@@ -251,6 +266,43 @@ class Router:
         return InvokeValidationError(
             f"Endpoint {endpoint_name} of account {self._settings.account_id} not found."
         )
+
+    def _component_route(self, route: EndpointRoute, component: str | None) -> EndpointRoute:
+        """The route of the inference component a request names on `route`'s endpoint, with
+        a copy to serve it; raises SageMaker's error for a request that names none, names one
+        of another endpoint, or names one without copies."""
+        if not route.for_components:
+            raise InvokeValidationError(
+                f"Endpoint {route.name} does not host inference components: remove the "
+                "InferenceComponentName (X-Amzn-SageMaker-Inference-Component) header."
+            )
+        if component is None:
+            raise InvokeValidationError(COMPONENT_HEADER_REQUIRED)
+        key = component_key(component)
+        found = self._routes.get(key)
+        if found is None or found.component_of != route.name:
+            status = self._not_serving.get(key)
+            if status == RESTORING:
+                raise ServiceUnavailable(
+                    f"Inference component {component} is being restored after a server "
+                    "restart; its copies are starting. Retry shortly."
+                )
+            if status is not None and found is None:
+                raise InvokeValidationError(
+                    f"Inference component {component} is not in service: its status is "
+                    f"{status}. Invoke it once DescribeInferenceComponent reports InService."
+                )
+            raise InvokeValidationError(
+                f"Inference component {component} not found on endpoint {route.name}."
+            )
+        if not any(v.replicas for v in found.variants):
+            found.no_capacity_failures += 1
+            raise ModelNotReadyException(
+                f"Inference component {component} has no copy to serve this request (its copy "
+                "count is 0). Raise it with UpdateInferenceComponentRuntimeConfig, or let "
+                "Application Auto Scaling do so."
+            )
+        return found
 
     @staticmethod
     def _async_only(route: EndpointRoute) -> InvokeValidationError:

@@ -63,6 +63,8 @@ class VariantRoute:
     weight: float
     mode: InferenceMode
     replicas: tuple[ReplicaRoute, ...]
+    # RoutingConfig RANDOM: a replica at random among those that can serve.
+    random: bool = False
     _next: int = 0
 
     def pick_replica(
@@ -80,6 +82,10 @@ class VariantRoute:
         count = len(replicas)
         if count == 1:
             return replicas[0]
+        if self.random:
+            able = [r for r in replicas if r is not avoid and r.can_serve(hostname)]
+            if able:
+                return random.choice(able)
         start = self._next
         self._next = (start + 1) % count
         best: ReplicaRoute | None = None
@@ -100,6 +106,13 @@ class EndpointRoute:
     variants: tuple[VariantRoute, ...]
     # An endpoint with AsyncInferenceConfig: only the queue (`asyncinf/`) invokes it.
     async_inference: AsyncInferenceSpec | None = None
+    # An endpoint that hosts inference components: its own variants run nothing, and each
+    # request names a component, whose route is published under `component_key`.
+    for_components: bool = False
+    # An inference component's route: the endpoint it belongs to.
+    component_of: str | None = None
+    # Invocations that found the component with no copy (NoCapacityInvocationFailures).
+    no_capacity_failures: int = field(default=0, init=False)
     by_name: dict[str, VariantRoute] = field(init=False)
     _cumulative: list[float] = field(init=False)
     # Some container is a MultiModel one: invocations take `router.multi_model`'s way.

@@ -131,7 +131,7 @@ class RuntimeAdapter:
         # call here: on this path every call costs several times its in-process price
         # (docs/auth.md).
         content_type = accept = attributes = inference_id = None
-        variant = container = model = None
+        variant = container = model = component = None
         try:
             for raw_name, value in headers:
                 name = raw_name.lower()
@@ -153,6 +153,8 @@ class RuntimeAdapter:
                         model = decode_name(value, "X-Amzn-SageMaker-Target-Model")
                     elif suffix == b"inference-id":
                         inference_id = value
+                    elif suffix == b"inference-component":
+                        component = decode_name(value, "X-Amzn-SageMaker-Inference-Component")
         except InvokeValidationError:
             # The signature comes first: an unsigned request is refused as such whatever
             # else is wrong with it.
@@ -164,7 +166,7 @@ class RuntimeAdapter:
         if gate is not None and gate.enabled:
             # Positional: see Gate.allow_invocation.
             gate.allow_invocation(
-                url, headers, body, endpoint_name, peer, container, model, variant
+                url, headers, body, endpoint_name, peer, container, model, variant, component
             )
         return InvokeRequest(
             body=body,
@@ -175,6 +177,7 @@ class RuntimeAdapter:
             target_container=container,
             target_model=model,
             inference_id=inference_id,
+            inference_component=component,
         )
 
     def begin(

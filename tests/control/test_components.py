@@ -1,0 +1,444 @@
+"""Inference components end to end: a real server, real containers, boto3 as users call it."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import botocore.exceptions
+import pytest
+
+from tests.support.endpoints import echo_container
+from tests.support.server import ECHO_IMAGE
+from tests.support.waiting import eventually
+
+ROLE = "arn:aws:iam::123456789012:role/polyhost"
+
+
+def components_endpoint(
+    sagemaker: Any,
+    name: str,
+    instances: int = 1,
+    instance_type: str = "ml.m5.large",
+    **variant: Any,
+) -> None:
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=name,
+        ExecutionRoleArn=ROLE,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "InstanceType": instance_type,
+                "InitialInstanceCount": instances,
+                **variant,
+            }
+        ],
+    )
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    wait_endpoint(sagemaker, name)
+
+
+def wait_endpoint(sagemaker: Any, name: str, timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found: dict[str, Any] = sagemaker.describe_endpoint(EndpointName=name)
+        if found["EndpointStatus"] not in ("Creating", "Updating"):
+            return found
+        assert time.monotonic() < deadline, found
+        time.sleep(0.05)
+
+
+def wait_component(sagemaker: Any, name: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Polls as clients do: botocore has no waiter for components."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found: dict[str, Any] = sagemaker.describe_inference_component(
+            InferenceComponentName=name
+        )
+        if found["InferenceComponentStatus"] not in ("Creating", "Updating", "Deleting"):
+            return found
+        assert time.monotonic() < deadline, found
+        time.sleep(0.05)
+
+
+def create_component(
+    sagemaker: Any,
+    name: str,
+    endpoint: str,
+    copies: int = 1,
+    cpus: float = 0.5,
+    memory_mb: int = 512,
+    **container: Any,
+) -> dict[str, Any]:
+    sagemaker.create_inference_component(
+        InferenceComponentName=name,
+        EndpointName=endpoint,
+        VariantName="AllTraffic",
+        Specification={
+            "Container": {
+                "Image": ECHO_IMAGE,
+                "Environment": {"ECHO_NAME": name},
+                **container,
+            },
+            "ComputeResourceRequirements": {
+                "NumberOfCpuCoresRequired": cpus,
+                "MinMemoryRequiredInMb": memory_mb,
+            },
+        },
+        RuntimeConfig={"CopyCount": copies},
+    )
+    return wait_component(sagemaker, name)
+
+
+def invoke(runtime: Any, endpoint: str, component: str | None, body: bytes = b"hi") -> str:
+    kwargs: dict[str, Any] = {"EndpointName": endpoint, "Body": body}
+    if component is not None:
+        kwargs["InferenceComponentName"] = component
+    answer: bytes = runtime.invoke_endpoint(**kwargs)["Body"].read()
+    return answer.decode()
+
+
+def error_of(call: Any, **kwargs: Any) -> dict[str, Any]:
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        call(**kwargs)
+    response: dict[str, Any] = caught.value.response
+    return response
+
+
+@pytest.fixture(scope="module")
+def host(sagemaker: Any) -> str:
+    """An endpoint for components with 2 ml.m5.xlarge instances (4 vCPUs, 16 GiB each)."""
+    components_endpoint(sagemaker, "ic-host", instances=2, instance_type="ml.m5.xlarge")
+    return "ic-host"
+
+
+def test_an_endpoint_for_components_is_in_service_with_none(sagemaker: Any, host: str) -> None:
+    found = sagemaker.describe_endpoint(EndpointName=host)
+    assert found["EndpointStatus"] == "InService"
+    (variant,) = found["ProductionVariants"]
+    assert variant["CurrentInstanceCount"] == 2
+
+
+def test_a_request_without_the_component_header_gets_sagemakers_error(
+    runtime: Any, host: str
+) -> None:
+    error = error_of(runtime.invoke_endpoint, EndpointName=host, Body=b"x")
+    assert error["Error"]["Code"] == "ValidationError"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "Inference Component Name header is required" in error["Error"]["Message"]
+
+
+def test_each_component_answers_from_its_own_copies(
+    sagemaker: Any, runtime: Any, host: str
+) -> None:
+    first = create_component(sagemaker, "ic-first", host, copies=2)
+    assert first["InferenceComponentStatus"] == "InService", first
+    assert first["RuntimeConfig"] == {"DesiredCopyCount": 2, "CurrentCopyCount": 2}
+    assert first["EndpointName"] == host
+    assert first["Specification"]["Container"]["DeployedImage"]["SpecifiedImage"] == ECHO_IMAGE
+    create_component(sagemaker, "ic-second", host)
+    assert invoke(runtime, host, "ic-first").startswith("ic-first:")
+    assert invoke(runtime, host, "ic-second").startswith("ic-second:")
+    error = error_of(
+        runtime.invoke_endpoint, EndpointName=host, Body=b"x", InferenceComponentName="nope"
+    )
+    assert error["Error"]["Code"] == "ValidationError"
+    assert "Inference component nope not found" in error["Error"]["Message"]
+
+
+def test_copies_are_spread_one_per_instance_first(
+    sagemaker: Any, runtime: Any, host: str
+) -> None:
+    create_component(sagemaker, "ic-spread", host, copies=2)
+    seen = {
+        invoke(runtime, host, "ic-spread", b"x").split(":")[0]
+        for _ in range(6)
+    }
+    assert seen == {"ic-spread"}
+    # Both copies answer: the router spreads requests over them (least outstanding, ties
+    # round-robin), each copy on its own port.
+    ports = set()
+    for _ in range(8):
+        answer = runtime.invoke_endpoint(
+            EndpointName=host,
+            InferenceComponentName="ic-spread",
+            Body=b"x",
+            CustomAttributes="whoami=1",
+        )["Body"].read()
+        ports.add(answer)
+    assert len(ports) == 2
+
+
+def test_listing_filters_sorts_and_pages(sagemaker: Any, host: str) -> None:
+    create_component(sagemaker, "ic-list-a", host)
+    create_component(sagemaker, "ic-list-b", host)
+    names = [
+        c["InferenceComponentName"]
+        for c in sagemaker.list_inference_components(
+            EndpointNameEquals=host, NameContains="list", SortBy="Name", SortOrder="Ascending"
+        )["InferenceComponents"]
+    ]
+    assert names == ["ic-list-a", "ic-list-b"]
+    first = sagemaker.list_inference_components(NameContains="ic-list", MaxResults=1)
+    assert len(first["InferenceComponents"]) == 1
+    rest = sagemaker.list_inference_components(
+        NameContains="ic-list", MaxResults=1, NextToken=first["NextToken"]
+    )
+    assert {c["InferenceComponentName"] for c in rest["InferenceComponents"]} | {
+        first["InferenceComponents"][0]["InferenceComponentName"]
+    } == {"ic-list-a", "ic-list-b"}
+    assert "NextToken" not in rest
+    assert (
+        sagemaker.list_inference_components(EndpointNameEquals="elsewhere")[
+            "InferenceComponents"
+        ]
+        == []
+    )
+
+
+def test_scaling_to_zero_copies_and_back(sagemaker: Any, runtime: Any, host: str) -> None:
+    create_component(sagemaker, "ic-scale", host)
+    sagemaker.update_inference_component_runtime_config(
+        InferenceComponentName="ic-scale", DesiredRuntimeConfig={"CopyCount": 0}
+    )
+    found = wait_component(sagemaker, "ic-scale")
+    assert found["RuntimeConfig"] == {"DesiredCopyCount": 0, "CurrentCopyCount": 0}
+    error = error_of(
+        runtime.invoke_endpoint, EndpointName=host, Body=b"x", InferenceComponentName="ic-scale"
+    )
+    assert error["Error"]["Code"] == "ModelNotReadyException"
+    assert "no copy" in error["Error"]["Message"]
+    sagemaker.update_inference_component_runtime_config(
+        InferenceComponentName="ic-scale", DesiredRuntimeConfig={"CopyCount": 2}
+    )
+    found = wait_component(sagemaker, "ic-scale")
+    assert found["RuntimeConfig"] == {"DesiredCopyCount": 2, "CurrentCopyCount": 2}
+    assert invoke(runtime, host, "ic-scale").startswith("ic-scale:")
+
+
+def test_a_copy_that_fits_nowhere_leaves_the_component_short_with_a_reason(
+    sagemaker: Any,
+) -> None:
+    # 2 ml.m5.large instances of 8 GiB: three copies of 6 GiB fit two.
+    components_endpoint(sagemaker, "ic-small", instances=2)
+    found = create_component(sagemaker, "ic-big", "ic-small", copies=3, cpus=0.25, memory_mb=6144)
+    assert found["RuntimeConfig"] == {"DesiredCopyCount": 3, "CurrentCopyCount": 2}
+    assert "Only 2 of 3 copies" in found["FailureReason"]
+    assert "6144 MiB" in found["FailureReason"]
+    # A copy larger than any instance is told so.
+    huge = create_component(sagemaker, "ic-huge", "ic-small", memory_mb=9000)
+    assert huge["RuntimeConfig"]["CurrentCopyCount"] == 0
+    assert "more than one instance has" in huge["FailureReason"]
+    # Deleting a component frees its room: the short one gets its third copy.
+    sagemaker.delete_inference_component(InferenceComponentName="ic-huge")
+    sagemaker.update_inference_component_runtime_config(
+        InferenceComponentName="ic-big", DesiredRuntimeConfig={"CopyCount": 2}
+    )
+    assert wait_component(sagemaker, "ic-big")["RuntimeConfig"]["CurrentCopyCount"] == 2
+    sagemaker.delete_inference_component(InferenceComponentName="ic-big")
+    error = error_of(sagemaker.describe_inference_component, InferenceComponentName="ic-big")
+    assert error["Error"]["Code"] == "ValidationException"
+
+
+def test_bad_specifications_get_clear_errors(sagemaker: Any, host: str) -> None:
+    base = {
+        "InferenceComponentName": "ic-bad",
+        "EndpointName": host,
+        "VariantName": "AllTraffic",
+        "RuntimeConfig": {"CopyCount": 1},
+    }
+    gpu = error_of(
+        sagemaker.create_inference_component,
+        **base,
+        Specification={
+            "Container": {"Image": ECHO_IMAGE},
+            "ComputeResourceRequirements": {
+                "MinMemoryRequiredInMb": 256,
+                "NumberOfAcceleratorDevicesRequired": 1,
+            },
+        },
+    )
+    assert gpu["Error"]["Code"] == "ValidationException"
+    assert "NumberOfAcceleratorDevicesRequired" in gpu["Error"]["Message"]
+    assert "CPU" in gpu["Error"]["Message"]
+    neither = error_of(
+        sagemaker.create_inference_component,
+        **base,
+        Specification={"ComputeResourceRequirements": {"MinMemoryRequiredInMb": 256}},
+    )
+    assert "exactly one of ModelName" in neither["Error"]["Message"]
+    wrong_variant = error_of(
+        sagemaker.create_inference_component,
+        **{**base, "VariantName": "Other"},
+        Specification={
+            "Container": {"Image": ECHO_IMAGE},
+            "ComputeResourceRequirements": {"MinMemoryRequiredInMb": 256},
+        },
+    )
+    assert "VariantName must be one of [AllTraffic]" in wrong_variant["Error"]["Message"]
+
+
+def test_a_component_of_a_stored_model(sagemaker: Any, runtime: Any, host: str) -> None:
+    sagemaker.create_model(
+        ModelName="ic-model",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer=echo_container(None, ECHO_NAME="from-model"),
+    )
+    sagemaker.create_inference_component(
+        InferenceComponentName="ic-of-model",
+        EndpointName=host,
+        VariantName="AllTraffic",
+        Specification={
+            "ModelName": "ic-model",
+            "ComputeResourceRequirements": {"MinMemoryRequiredInMb": 256},
+        },
+        RuntimeConfig={"CopyCount": 1},
+    )
+    found = wait_component(sagemaker, "ic-of-model")
+    assert found["InferenceComponentStatus"] == "InService", found
+    assert found["Specification"]["ModelName"] == "ic-model"
+    assert invoke(runtime, host, "ic-of-model").startswith("from-model:")
+
+
+def test_an_endpoint_with_components_is_deleted_after_them(sagemaker: Any) -> None:
+    components_endpoint(sagemaker, "ic-delete")
+    create_component(sagemaker, "ic-delete-me", "ic-delete")
+    error = error_of(sagemaker.delete_endpoint, EndpointName="ic-delete")
+    assert "delete them first" in error["Error"]["Message"]
+    sagemaker.delete_inference_component(InferenceComponentName="ic-delete-me")
+    sagemaker.delete_endpoint(EndpointName="ic-delete")
+
+
+def test_a_model_endpoint_refuses_the_component_header(sagemaker: Any, runtime: Any) -> None:
+    from tests.support.endpoints import deploy
+
+    deploy(sagemaker, "ic-plain", [echo_container(None)])
+    error = error_of(
+        runtime.invoke_endpoint, EndpointName="ic-plain", Body=b"x", InferenceComponentName="a"
+    )
+    assert "does not host inference components" in error["Error"]["Message"]
+    component = error_of(
+        sagemaker.create_inference_component,
+        InferenceComponentName="ic-on-plain",
+        EndpointName="ic-plain",
+        Specification={
+            "Container": {"Image": ECHO_IMAGE},
+            "ComputeResourceRequirements": {"MinMemoryRequiredInMb": 256},
+        },
+        RuntimeConfig={"CopyCount": 1},
+    )
+    assert "does not host inference components" in component["Error"]["Message"]
+
+
+def test_managed_instance_scaling_adds_and_removes_instances(sagemaker: Any) -> None:
+    components_endpoint(
+        sagemaker,
+        "ic-managed",
+        instances=1,
+        ManagedInstanceScaling={"Status": "ENABLED", "MinInstanceCount": 1, "MaxInstanceCount": 3},
+    )
+    # Each ml.m5.large instance has 2 vCPUs: three copies of 1.5 need three instances.
+    found = create_component(sagemaker, "ic-managed-a", "ic-managed", copies=3, cpus=1.5)
+    assert found["RuntimeConfig"]["CurrentCopyCount"] == 3, found
+    variant = sagemaker.describe_endpoint(EndpointName="ic-managed")["ProductionVariants"][0]
+    assert variant["CurrentInstanceCount"] == 3
+    sagemaker.update_inference_component_runtime_config(
+        InferenceComponentName="ic-managed-a", DesiredRuntimeConfig={"CopyCount": 1}
+    )
+    wait_component(sagemaker, "ic-managed-a")
+    variant = sagemaker.describe_endpoint(EndpointName="ic-managed")["ProductionVariants"][0]
+    assert variant["CurrentInstanceCount"] == 1
+
+
+def test_what_components_cannot_do_here_is_refused(sagemaker: Any, host: str) -> None:
+    scale_in = error_of(
+        sagemaker.create_endpoint_config,
+        EndpointConfigName="ic-scale-in",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+                "ManagedInstanceScaling": {
+                    "Status": "ENABLED",
+                    "MinInstanceCount": 1,
+                    "MaxInstanceCount": 2,
+                    "ScaleInPolicy": {"Strategy": "IDLE_RELEASE"},
+                },
+            }
+        ],
+    )
+    assert scale_in["Error"]["Message"] == (
+        "polyhost does not support ProductionVariants.1.ManagedInstanceScaling.ScaleInPolicy "
+        "(scale-in policies: an instance left empty is removed at once) yet: remove it from "
+        "CreateEndpointConfig, or see docs/unsupported.md"
+    )
+    rolling = error_of(
+        sagemaker.update_inference_component,
+        InferenceComponentName="ic-first",
+        RuntimeConfig={"CopyCount": 1},
+        DeploymentConfig={
+            "RollingUpdatePolicy": {
+                "MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1},
+                "WaitIntervalInSeconds": 0,
+            }
+        },
+    )
+    assert "DeploymentConfig" in rolling["Error"]["Message"]
+
+
+def test_copies_survive_a_kill9_of_the_server(start_own_server: Any) -> None:
+    """A restarted server brings the copies back as it does an endpoint's containers (the
+    process backend stops what its killed predecessor left and starts them again), and the
+    old copies are gone."""
+    own = start_own_server()
+    sagemaker = own.sagemaker()
+    components_endpoint(sagemaker, "ic-survivor")
+    create_component(sagemaker, "ic-survivor-a", "ic-survivor", copies=2)
+    runtime = own.runtime()
+    before = {
+        runtime.invoke_endpoint(
+            EndpointName="ic-survivor",
+            InferenceComponentName="ic-survivor-a",
+            Body=b"x",
+            CustomAttributes="whoami=1",
+        )["Body"].read()
+        for _ in range(6)
+    }
+    own.kill9()
+    own.restart()
+    sagemaker, runtime = own.sagemaker(), own.runtime()
+    deadline = time.monotonic() + 30
+    while True:  # copies are adopted in the background; meanwhile a retryable 503
+        try:
+            answer = invoke(runtime, "ic-survivor", "ic-survivor-a")
+            break
+        except botocore.exceptions.ClientError as error:
+            assert error.response["Error"]["Code"] == "ServiceUnavailable", error.response
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert answer.startswith("ic-survivor-a:")
+    after = {
+        runtime.invoke_endpoint(
+            EndpointName="ic-survivor",
+            InferenceComponentName="ic-survivor-a",
+            Body=b"x",
+            CustomAttributes="whoami=1",
+        )["Body"].read()
+        for _ in range(6)
+    }
+    assert len(after) == 2
+    old_ports = [int(answer.split(b"@")[1]) for answer in before - after]
+
+    def old_copies_gone() -> bool:
+        for port in old_ports:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return False
+        return True
+
+    eventually(old_copies_gone, "the killed server's copies to be stopped")
+    found = sagemaker.describe_inference_component(InferenceComponentName="ic-survivor-a")
+    assert found["InferenceComponentStatus"] == "InService"
+    assert found["RuntimeConfig"]["CurrentCopyCount"] == 2
