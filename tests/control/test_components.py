@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from typing import Any
 
+import boto3
 import botocore.exceptions
 import pytest
+from botocore.config import Config
 
-from tests.support.endpoints import echo_container
-from tests.support.server import ECHO_IMAGE
+from tests.support.endpoints import deploy, echo_container
+from tests.support.server import ACCOUNT, ECHO_IMAGE, REGION
 from tests.support.waiting import eventually
 
 ROLE = "arn:aws:iam::123456789012:role/polyhost"
@@ -53,9 +56,7 @@ def wait_component(sagemaker: Any, name: str, timeout: float = 60.0) -> dict[str
     """Polls as clients do: botocore has no waiter for components."""
     deadline = time.monotonic() + timeout
     while True:
-        found: dict[str, Any] = sagemaker.describe_inference_component(
-            InferenceComponentName=name
-        )
+        found: dict[str, Any] = sagemaker.describe_inference_component(InferenceComponentName=name)
         if found["InferenceComponentStatus"] not in ("Creating", "Updating", "Deleting"):
             return found
         assert time.monotonic() < deadline, found
@@ -147,14 +148,9 @@ def test_each_component_answers_from_its_own_copies(
     assert "Inference component nope not found" in error["Error"]["Message"]
 
 
-def test_copies_are_spread_one_per_instance_first(
-    sagemaker: Any, runtime: Any, host: str
-) -> None:
+def test_copies_are_spread_one_per_instance_first(sagemaker: Any, runtime: Any, host: str) -> None:
     create_component(sagemaker, "ic-spread", host, copies=2)
-    seen = {
-        invoke(runtime, host, "ic-spread", b"x").split(":")[0]
-        for _ in range(6)
-    }
+    seen = {invoke(runtime, host, "ic-spread", b"x").split(":")[0] for _ in range(6)}
     assert seen == {"ic-spread"}
     # Both copies answer: the router spreads requests over them (least outstanding, ties
     # round-robin), each copy on its own port.
@@ -168,6 +164,31 @@ def test_copies_are_spread_one_per_instance_first(
         )["Body"].read()
         ports.add(answer)
     assert len(ports) == 2
+
+
+def test_each_copy_runs_under_the_components_limits(server: Any, sagemaker: Any, host: str) -> None:
+    sagemaker.create_inference_component(
+        InferenceComponentName="ic-limits",
+        EndpointName=host,
+        VariantName="AllTraffic",
+        Specification={
+            "Container": {"Image": ECHO_IMAGE},
+            "ComputeResourceRequirements": {
+                "NumberOfCpuCoresRequired": 0.5,
+                "MinMemoryRequiredInMb": 256,
+                "MaxMemoryRequiredInMb": 600,
+            },
+        },
+        RuntimeConfig={"CopyCount": 1},
+    )
+    assert wait_component(sagemaker, "ic-limits")["InferenceComponentStatus"] == "InService"
+    (line,) = [
+        line for line in server.log().splitlines() if "started container ic_ic-limits." in line
+    ]
+    # What the backend enforced: cgroups where the machine has them (as here), else the
+    # fallbacks it names; either way the copy's own figures, not the image's.
+    assert "600MiB" in line, line
+    assert "0.5 CPU" in line, line
 
 
 def test_listing_filters_sorts_and_pages(sagemaker: Any, host: str) -> None:
@@ -190,9 +211,7 @@ def test_listing_filters_sorts_and_pages(sagemaker: Any, host: str) -> None:
     } == {"ic-list-a", "ic-list-b"}
     assert "NextToken" not in rest
     assert (
-        sagemaker.list_inference_components(EndpointNameEquals="elsewhere")[
-            "InferenceComponents"
-        ]
+        sagemaker.list_inference_components(EndpointNameEquals="elsewhere")["InferenceComponents"]
         == []
     )
 
@@ -311,8 +330,6 @@ def test_an_endpoint_with_components_is_deleted_after_them(sagemaker: Any) -> No
 
 
 def test_a_model_endpoint_refuses_the_component_header(sagemaker: Any, runtime: Any) -> None:
-    from tests.support.endpoints import deploy
-
     deploy(sagemaker, "ic-plain", [echo_container(None)])
     error = error_of(
         runtime.invoke_endpoint, EndpointName="ic-plain", Body=b"x", InferenceComponentName="a"
@@ -442,3 +459,96 @@ def test_copies_survive_a_kill9_of_the_server(start_own_server: Any) -> None:
     found = sagemaker.describe_inference_component(InferenceComponentName="ic-survivor-a")
     assert found["InferenceComponentStatus"] == "InService"
     assert found["RuntimeConfig"]["CurrentCopyCount"] == 2
+
+
+AUTH_KEYS = {
+    "admin": ("AKIAICADMIN000000001", "admin-secret-0000000000000000000000000000"),
+    "team-a": ("AKIAICTEAMA000000001", "team-a-secret-000000000000000000000000000"),
+}
+
+
+def _policies(region: str, account: str) -> dict[str, Any]:
+    arn = f"arn:aws:sagemaker:{region}:{account}"
+    return {
+        "admin": {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+        },
+        # team-a invokes only its own component, and manages only components named team-a-*.
+        "team-a": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "sagemaker:InvokeEndpoint",
+                    "Resource": f"{arn}:endpoint/ic-auth",
+                    "Condition": {"StringEquals": {"sagemaker:InferenceComponentName": "team-a"}},
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": "sagemaker:*InferenceComponent*",
+                    "Resource": f"{arn}:inference-component/team-a*",
+                },
+            ],
+        },
+    }
+
+
+def test_policies_scope_components_by_name_and_arn(start_own_server: Any, tmp_path: Any) -> None:
+    policies = _policies(REGION, ACCOUNT)
+    path = tmp_path / "principals.json"
+    path.write_text(
+        json.dumps(
+            {
+                "principals": [
+                    {
+                        "name": name,
+                        "access_key_id": key,
+                        "secret_access_key": secret,
+                        "policies": [policies[name]],
+                    }
+                    for name, (key, secret) in AUTH_KEYS.items()
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
+    own = start_own_server("--auth-file", str(path), "--no-isolate")
+
+    def client(service: str, who: str) -> Any:
+        key, secret = AUTH_KEYS[who]
+        make: Any = boto3.client
+        return make(
+            service,
+            endpoint_url=own.url,
+            region_name=REGION,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            config=Config(retries={"max_attempts": 1}),
+        )
+
+    admin = client("sagemaker", "admin")
+    components_endpoint(admin, "ic-auth")
+    team_a = client("sagemaker", "team-a")
+    create_component(team_a, "team-a", "ic-auth")
+    denied = error_of(
+        team_a.create_inference_component,
+        InferenceComponentName="team-b",
+        EndpointName="ic-auth",
+        Specification={
+            "Container": {"Image": ECHO_IMAGE},
+            "ComputeResourceRequirements": {"MinMemoryRequiredInMb": 256},
+        },
+        RuntimeConfig={"CopyCount": 1},
+    )
+    assert denied["Error"]["Code"] == "AccessDeniedException"
+    assert "inference-component/team-b" in denied["Error"]["Message"]
+    create_component(admin, "team-b", "ic-auth")
+    runtime = client("sagemaker-runtime", "team-a")
+    assert invoke(runtime, "ic-auth", "team-a").startswith("team-a:")
+    refused = error_of(
+        runtime.invoke_endpoint, EndpointName="ic-auth", Body=b"x", InferenceComponentName="team-b"
+    )
+    assert refused["Error"]["Code"] == "AccessDeniedException", refused
+    # The admin reaches team-b, so the refusal was the policy's.
+    assert invoke(client("sagemaker-runtime", "admin"), "ic-auth", "team-b").startswith("team-b:")

@@ -14,13 +14,17 @@ from polyhost.metrics.collection import ContainerSample, ResourceUsage
 
 def container_samples(groups: Iterable[RunningGroup]) -> Iterator[ContainerSample]:
     for group in groups:
+        # An inference component's copies are counted on the endpoint that hosts them, each
+        # under its component's name (the copies' hostname).
+        component = group.spec.component
+        endpoint_name = group.spec.endpoint_name if component is None else component.endpoint_name
         for running in group.containers:
             route = running.route
             if route is None:
                 continue
             stats = running.handle.stats() if running.handle is not None else None
             yield ContainerSample(
-                endpoint_name=group.spec.endpoint_name,
+                endpoint_name=endpoint_name,
                 variant_name=running.variant.variant_name,
                 instance_id=running.stream.instance_id,
                 container_name=running.spec.hostname,

@@ -268,6 +268,8 @@ class StreamRouter:
         route = router.route(endpoint_name)
         if route is None:
             raise router._missing(endpoint_name)
+        if route.for_components or request.inference_component is not None:
+            route = router._component_route(route, request.inference_component)
         if route.multi_model:
             raise InvokeValidationError(
                 f"Endpoint {endpoint_name} is a multi-model endpoint, which "
