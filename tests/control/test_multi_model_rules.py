@@ -61,9 +61,16 @@ def test_refused(context: RuleContext, definition: dict[str, Any], words: str) -
     assert len(found) == 1 and words in found[0], found
 
 
-def test_tensorflow_is_not_multi_model_yet(context: RuleContext) -> None:
-    found = model_rules({"PrimaryContainer": container(Image="polyhost/tensorflow")}, context)
-    assert len(found) == 1 and "multiple models" in found[0]
+@pytest.mark.parametrize(
+    "image",
+    [
+        "polyhost/tensorflow",
+        "polyhost/pytorch:2.3",
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.13-cpu",
+    ],
+)
+def test_every_builtin_stack_is_multi_model(context: RuleContext, image: str) -> None:
+    assert model_rules({"PrimaryContainer": container(Image=image)}, context) == []
 
 
 def test_pipeline_with_two_multi_model_containers(context: RuleContext) -> None:
@@ -97,5 +104,5 @@ def test_registry_capability(tmp_path: Path) -> None:
         ImageRegistry.load(config)
     registry = ImageRegistry.load(None)
     assert registry.serves_multiple_models("polyhost/sklearn:1.2")
-    assert not registry.serves_multiple_models("polyhost/tensorflow")
+    assert registry.serves_multiple_models("polyhost/tensorflow")
     assert not registry.serves_multiple_models("nobody/knows")

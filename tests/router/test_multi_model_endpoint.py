@@ -30,7 +30,7 @@ from sklearn.linear_model import LogisticRegression
 
 from tests.support.endpoints import deploy
 from tests.support.s3 import MotoS3, s3_server  # noqa: F401  (fixture)
-from tests.support.server import ACCOUNT, REGION, PolyhostProcess, ServerFactory
+from tests.support.server import ACCOUNT, ECHO_IMAGE, REGION, PolyhostProcess, ServerFactory
 from tests.support.waiting import eventually
 
 MODELS = 6
@@ -186,8 +186,8 @@ def test_errors(runtime: Any, endpoint: str, sagemaker: Any, rows: Any) -> None:
 def test_refused_at_create_model(sagemaker: Any) -> None:
     code, _, message = _error(
         lambda: sagemaker.create_model(
-            ModelName="mme-tf",
-            PrimaryContainer=_mme("s3://b/p/", Image="polyhost/tensorflow"),
+            ModelName="mme-single",
+            PrimaryContainer=_mme("s3://b/p/", Image=ECHO_IMAGE),
         )
     )
     assert code == "ValidationException" and "serves multiple models" in message

@@ -41,9 +41,15 @@ from polyhost import framework_images
 from polyhost.backends.base import ImageNotFound, ResourceLimits
 
 # The built-in stacks that serve many models in one process (`stacks.toolkit.multi_model`):
-# every stack built on the inference toolkit's handler chain.
+# every built-in stack, each loaded model a service of its own (`for_model`).
 MULTI_MODEL_BUILTINS = frozenset(
-    {"polyhost/pytorch", "polyhost/sklearn", "polyhost/xgboost", "polyhost/huggingface"}
+    {
+        "polyhost/pytorch",
+        "polyhost/sklearn",
+        "polyhost/xgboost",
+        "polyhost/huggingface",
+        "polyhost/tensorflow",
+    }
 )
 BUILTIN_MODULES = {
     "polyhost/pytorch": "polyhost.stacks.pytorch",

@@ -34,8 +34,18 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 
 
+_configured = False
+
+
 def configure(config: StackConfig) -> None:
-    """Thread pools and Python-side logging; must run before TensorFlow executes anything."""
+    """Thread pools and Python-side logging; must run before TensorFlow executes anything.
+
+    Once per process: a multi-model container loads many models, and TensorFlow refuses to
+    change its thread pools once it has run (every later load would log that refusal)."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
     try:
         tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
         tf.config.threading.set_inter_op_parallelism_threads(config.inter_op_threads)

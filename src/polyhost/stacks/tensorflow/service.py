@@ -5,14 +5,21 @@ imports the user script if there is one, imports TensorFlow, loads every version
 model, and — only for a user script — starts the internal TensorFlow Serving REST API its
 handlers post to. `invoke()` either runs the user's handler, or converts the body as
 SageMaker's front end does and runs TensorFlow Serving's predict/classify/regress.
+
+In a multi-model container (`SAGEMAKER_MULTI_MODEL=true`, `stacks.toolkit.multi_model`) each
+loaded model is a service of its own (`for_model`): its own SavedModels, its own
+`code/inference.py` and, for a handler, its own internal REST API, stopped when the model is
+unloaded (`close`). TensorFlow itself is imported, and its thread pools set, once per process.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from polyhost.stacks.tensorflow.attributes import TfsAttributes, parse_attributes
@@ -47,6 +54,18 @@ class TensorFlowService:
         self.repository: ModelRepository | None = None
         self.handler: Handler | None = None
         self.rest: TfsRestServer | None = None
+
+    def for_model(self, folder: Path) -> TensorFlowService:
+        """A service for the model in `folder`, one of the many a multi-model container loads:
+        the same settings, another model directory (its own layout, script and REST API)."""
+        return TensorFlowService(dataclasses.replace(self.config, model_dir=folder))
+
+    def close(self) -> None:
+        """Stop the handler's REST API: a model unloaded from a multi-model container must not
+        keep a port and a thread (and through them its SavedModels) alive."""
+        rest, self.rest = self.rest, None
+        if rest is not None:
+            rest.close()
 
     def load(self) -> None:
         started = time.monotonic()

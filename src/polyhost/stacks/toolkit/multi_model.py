@@ -31,6 +31,12 @@ A load that would pass a budget answers 507 before loading when the model's file
 (a model takes at least about its size on disk), else after loading, the model dropped again:
 the platform then unloads the least recently used models and asks once more. A container is
 never killed by its limit for a load it could refuse.
+
+A load cannot be interrupted (a model's own `model_fn` runs in it), and loads run one at a
+time: one that hangs would keep every later load waiting for good. So once a load has run
+longer than its bound (`POLYHOST_MULTI_MODEL_LOAD_TIMEOUT_S`, 360 s by default, as SageMaker's
+model-loading bound) `/ping` answers 503 naming the model: the platform's health checks then
+restart the container, which is the only way to end such a load.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from polyhost.stacks.toolkit.server import (
     InvocationRequest,
     InvocationResponse,
     ModelService,
+    _Workers,
     invoke_service,
     public_message,
     send_reply,
@@ -67,6 +74,8 @@ log = logging.getLogger("polyhost.stack.multi_model")
 MULTI_MODEL_ENV = "SAGEMAKER_MULTI_MODEL"
 MAX_MEMORY_ENV = "SAGEMAKER_MAX_MEMORY_BYTES"
 MODELS_MEMORY_ENV = "POLYHOST_MULTI_MODEL_MEMORY_BYTES"
+LOAD_TIMEOUT_ENV = "POLYHOST_MULTI_MODEL_LOAD_TIMEOUT_S"
+DEFAULT_LOAD_TIMEOUT_S = 360.0
 MAX_NAME_CHARS = 1024
 MAX_URL_CHARS = 4096
 MAX_CONTROL_BODY = 64 * 1024  # a POST /models body
@@ -122,6 +131,18 @@ def _trim() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def _close(service: ModelService) -> None:
+    """Release what a model's service holds beyond memory (a stack's `close()`, when it has
+    one: the TensorFlow stack's REST API for handlers), a failure only logged: an unload must
+    not fail because a model's resources were already gone."""
+    close = getattr(service, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception as error:  # logged: the model is dropped regardless
+            log.warning("closing a model's service failed: %s", public_message(error))
+
+
 def folder_bytes(folder: Path) -> int:
     """The size of the files below `folder` (the first MAX_SIZED_FILES of them)."""
     total = 0
@@ -148,6 +169,20 @@ def _budget(name: str, environ: dict[str, str]) -> int | None:
     return value if value > 0 else None
 
 
+def _seconds(name: str, environ: dict[str, str], default: float) -> float:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        log.warning("%s=%r is not a positive number of seconds; %g used", name, text, default)
+        return default
+    return value
+
+
 class ModelTable:
     """The loaded models and the memory they are counted for; loads run on one thread."""
 
@@ -158,8 +193,11 @@ class ModelTable:
         max_memory: int | None = None,
         models_memory: int | None = None,
         measure: Callable[[], int] = resident_bytes,
+        load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
     ) -> None:
         self._make = make
+        self.load_timeout_s = load_timeout_s
+        self._current: tuple[str, float] | None = None  # the load running: (name, started)
         self._max_memory = max_memory
         self._models_memory = models_memory
         self._measure = measure
@@ -209,11 +247,27 @@ class ModelTable:
         return None
 
     def _load(self, name: str, url: str) -> LoadedModel:
+        self._current = (name, time.monotonic())
         try:
             return self._load_now(name, url)
         finally:
+            self._current = None
             with self._lock:
                 self._loading.discard(name)
+
+    def overdue(self) -> str | None:
+        """Why the container is broken when the load running has passed its bound, else None."""
+        current = self._current
+        if current is None:
+            return None
+        name, started = current
+        seconds = time.monotonic() - started
+        if seconds <= self.load_timeout_s:
+            return None
+        return (
+            f"Model {name} has been loading for {seconds:.0f} seconds, more than the "
+            f"{self.load_timeout_s:g} seconds a load may take; the container must be restarted."
+        )
 
     def _load_now(self, name: str, url: str) -> LoadedModel:
         folder = Path(url)
@@ -228,10 +282,14 @@ class ModelTable:
         started = time.monotonic()
         modules = len(sys.modules)
         before = self._measure()
+        service: ModelService | None = None
         try:
             service = self._make(folder)
             service.load()
         except BaseException as error:  # also SystemExit from a user script
+            if service is not None:
+                _close(service)
+            del service
             gc.collect()
             _trim()
             log.warning("model %s failed to load: %s", name, public_message(error))
@@ -252,6 +310,7 @@ class ModelTable:
                 loaded = LoadedModel(name, url, service, grown, seconds)
                 self._models[name] = loaded
         if why is not None:
+            _close(service)
             del service
             gc.collect()
             _trim()
@@ -264,6 +323,7 @@ class ModelTable:
             loaded = self._models.pop(name, None)
         if loaded is None:
             return False
+        _close(loaded.service)
         del loaded
         gc.collect()
         _trim()
@@ -291,7 +351,11 @@ class MultiModelApp:
 
     def __init__(self, table: ModelTable, threads: int = 1) -> None:
         self.table = table
-        self._invokers = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="invoke")
+        # The one-model app's workers (a queue and a loop callback, no executor futures):
+        # a warm invocation here costs what it costs on a single-model container.
+        self._workers: _Workers[tuple[ModelService, InvocationRequest]] = _Workers(
+            _invoke_pair, threads
+        )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -317,7 +381,8 @@ class MultiModelApp:
         self, method: str, segments: list[str], scope: dict[str, Any], receive: Any
     ) -> tuple[int, bytes | InvocationResponse]:
         if segments == ["ping"]:
-            return 200, b""
+            overdue = self.table.overdue()
+            return (200, b"") if overdue is None else (503, _message(overdue))
         if segments == ["invocations"]:
             return 400, _message(
                 "This container serves multiple models: invoke one with POST "
@@ -414,17 +479,18 @@ class MultiModelApp:
             headers.get("x-amzn-sagemaker-custom-attributes"),
             headers,
         )
-        service = loaded.service
         try:
-            response = await asyncio.get_running_loop().run_in_executor(
-                self._invokers, invoke_service, service, request
-            )
+            response = await self._workers.submit((loaded.service, request))
         except InvocationError as error:
             return error.status, error.body()
         except Exception as error:  # a handler bug: its message, never a traceback on the wire
             log.exception("inference failed for model %s", name)
             return 500, _message(public_message(error))
         return 200, response
+
+
+def _invoke_pair(job: tuple[ModelService, InvocationRequest]) -> InvocationResponse:
+    return invoke_service(*job)
 
 
 async def _body(receive: Any, limit: int) -> bytes | None:
@@ -464,5 +530,6 @@ def multi_model_app(service: object, threads: int) -> MultiModelApp:
         make,
         max_memory=_budget(MAX_MEMORY_ENV, environ),
         models_memory=_budget(MODELS_MEMORY_ENV, environ),
+        load_timeout_s=_seconds(LOAD_TIMEOUT_ENV, environ, DEFAULT_LOAD_TIMEOUT_S),
     )
     return MultiModelApp(table, threads)

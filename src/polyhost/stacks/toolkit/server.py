@@ -24,9 +24,9 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 log = logging.getLogger("polyhost.stack")
 
@@ -93,15 +93,20 @@ def _header_map(scope: dict[str, Any]) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-_Job = tuple[InvocationRequest, asyncio.AbstractEventLoop, "asyncio.Future[InvocationResponse]"]
+_T = TypeVar("_T")
 
 
-class _Workers:
-    """`threads` daemon threads running `invoke` for requests put on one queue (see above)."""
+class _Workers(Generic[_T]):
+    """`threads` daemon threads running `invoke` for requests put on one queue (see above).
 
-    def __init__(self, invoke: Any, threads: int) -> None:
+    A request is what `invoke` takes: the one-model app's `InvocationRequest`, the multi-model
+    app's (model, request) pair."""
+
+    def __init__(self, invoke: Callable[[_T], InvocationResponse], threads: int) -> None:
         self._invoke = invoke
-        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[
+            tuple[_T, asyncio.AbstractEventLoop, asyncio.Future[InvocationResponse]]
+        ] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._run, name=f"invoke-{n}", daemon=True)
             for n in range(threads)
@@ -109,13 +114,13 @@ class _Workers:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, request: InvocationRequest) -> asyncio.Future[InvocationResponse]:
+    def submit(self, request: _T) -> asyncio.Future[InvocationResponse]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[InvocationResponse] = loop.create_future()
         self._jobs.put((request, loop, future))
         return future
 
-    def _next(self) -> _Job:
+    def _next(self) -> tuple[_T, asyncio.AbstractEventLoop, asyncio.Future[InvocationResponse]]:
         """The next request, waiting for one (the idle wait a profile leaves out)."""
         return self._jobs.get()
 
@@ -154,7 +159,7 @@ class ContractApp:
     def __init__(self, service: ModelService, threads: int = 1) -> None:
         self.service = service
         self.ready = threading.Event()
-        self.workers = _Workers(self._invoke, threads)
+        self.workers: _Workers[InvocationRequest] = _Workers(self._invoke, threads)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
