@@ -37,6 +37,9 @@ SCENARIOS: list[tuple[int, str, str]] = [
     (14, "stack-json", "bench.scenarios.stack_json"),
     (15, "streaming", "bench.scenarios.streaming"),
     (16, "new-stacks", "bench.scenarios.new_stacks"),
+    (17, "multi-model", "bench.scenarios.multi_model"),
+    (18, "async", "bench.scenarios.async_queue"),
+    (19, "components", "bench.scenarios.components"),
 ]
 # "findings" is written by hand after a run and kept in place by later runs.
 ORDER = ["machine", *(key for _, key, _ in SCENARIOS), "findings"]

@@ -6,6 +6,10 @@ framework, so that what a benchmark measures around it is the router, not the co
 same program serves both sides of a comparison: started by polyhost (port from
 `SAGEMAKER_BIND_TO_PORT`) and started by the benchmark itself for the direct baseline
 (`python echo.py PORT`).
+
+ECHO_SLOW_CLAIM (a path) and ECHO_SLOW_MS make one copy of several slow, for benchmarks of
+routing strategies: the copy that creates the file first (O_EXCL) answers every invocation
+ECHO_SLOW_MS later; the others answer at once.
 """
 
 from __future__ import annotations
@@ -19,6 +23,20 @@ import httptools
 
 _PING_OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n"
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n"
+
+
+def _slow_delay_s() -> float:
+    claim = os.environ.get("ECHO_SLOW_CLAIM")
+    if not claim:
+        return 0.0
+    try:
+        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return 0.0
+    return float(os.environ.get("ECHO_SLOW_MS", "0")) / 1000
+
+
+SLOW_S = _slow_delay_s()
 
 
 class EchoProtocol(asyncio.Protocol):
@@ -68,7 +86,10 @@ class EchoProtocol(asyncio.Protocol):
                 self._content_type,
                 len(body),
             )
-            transport.writelines((head, body))
+            if SLOW_S:
+                asyncio.get_running_loop().call_later(SLOW_S, transport.writelines, (head, body))
+            else:
+                transport.writelines((head, body))
         elif self._url == b"/ping":
             transport.write(_PING_OK)
         else:

@@ -236,6 +236,67 @@ def test_scaling_to_zero_copies_and_back(sagemaker: Any, runtime: Any, host: str
     assert invoke(runtime, host, "ic-scale").startswith("ic-scale:")
 
 
+def _copies(runtime: Any, endpoint: str, component: str, calls: int = 12) -> set[bytes]:
+    """The copies that answer (each answers with its own port)."""
+    return {
+        runtime.invoke_endpoint(
+            EndpointName=endpoint,
+            InferenceComponentName=component,
+            Body=b"x",
+            CustomAttributes="whoami=1",
+        )["Body"].read()
+        for _ in range(calls)
+    }
+
+
+def test_a_new_copy_count_leaves_the_copies_that_stay_running(
+    sagemaker: Any, runtime: Any, host: str
+) -> None:
+    create_component(sagemaker, "ic-resize", host, copies=2, cpus=0.25)
+    two = _copies(runtime, host, "ic-resize")
+    assert len(two) == 2
+    sagemaker.update_inference_component_runtime_config(
+        InferenceComponentName="ic-resize", DesiredRuntimeConfig={"CopyCount": 3}
+    )
+    found = wait_component(sagemaker, "ic-resize")
+    assert found["RuntimeConfig"] == {"DesiredCopyCount": 3, "CurrentCopyCount": 3}
+    three = _copies(runtime, host, "ic-resize")
+    assert len(three) == 3 and two < three  # the two copies answer on: not restarted
+    sagemaker.update_inference_component_runtime_config(
+        InferenceComponentName="ic-resize", DesiredRuntimeConfig={"CopyCount": 1}
+    )
+    found = wait_component(sagemaker, "ic-resize")
+    assert found["RuntimeConfig"] == {"DesiredCopyCount": 1, "CurrentCopyCount": 1}
+    one = _copies(runtime, host, "ic-resize")
+    assert len(one) == 1 and one < two  # the first copy stays
+
+
+def test_an_update_whose_copies_fail_is_rolled_back(
+    sagemaker: Any, runtime: Any, host: str
+) -> None:
+    create_component(sagemaker, "ic-rollback", host, cpus=0.25)
+    sagemaker.update_inference_component(
+        InferenceComponentName="ic-rollback",
+        Specification={
+            "Container": {
+                "Image": ECHO_IMAGE,
+                "Environment": {"ECHO_NAME": "broken", "ECHO_EXIT_AT_START": "1"},
+            },
+            "ComputeResourceRequirements": {
+                "NumberOfCpuCoresRequired": 0.25,
+                "MinMemoryRequiredInMb": 512,
+            },
+        },
+    )
+    found = wait_component(sagemaker, "ic-rollback")
+    assert found["InferenceComponentStatus"] == "InService", found
+    assert found["FailureReason"].startswith("The update failed and was rolled back"), found
+    assert found["RuntimeConfig"]["CurrentCopyCount"] == 1
+    # The previous specification is what is described, and what answers.
+    assert found["Specification"]["Container"].get("Environment") == {"ECHO_NAME": "ic-rollback"}
+    assert invoke(runtime, host, "ic-rollback").startswith("ic-rollback:")
+
+
 def test_a_copy_that_fits_nowhere_leaves_the_component_short_with_a_reason(
     sagemaker: Any,
 ) -> None:

@@ -501,28 +501,35 @@ class InferenceComponents:
         copies = sum(v.current_instance_count for v in report.variants)
         short = doc.get("short")
         status = resource.status or "Creating"
-        if report.status == "InService":
+        if report.status == "InService" and report.failure_reason is None:
             status = "InService"
             doc["current"] = copies
             doc["FailureReason"] = short
             if doc.get("pending") is not None:
                 doc["spec"] = doc.pop("pending")
             doc.pop("previous", None)
-        elif report.status == "Failed":
-            reason = report.failure_reason or "The component's copies did not start."
-            previous = doc.pop("previous", None)
+        elif report.status == "InService":
+            # The new copies did not start; the previous ones serve: the change is rolled back.
+            previous = doc.pop("previous", None) or {}
             doc.pop("pending", None)
-            if previous is not None and previous.get("spec") is not None:
-                # The previous copies still serve: the change is rolled back.
-                doc.update({k: v for k, v in previous.items() if v is not None})
-                doc["FailureReason"] = f"The update failed and was rolled back: {reason}"
-                status = "InService"
+            doc.update({k: v for k, v in previous.items() if v is not None})
+            if previous.get("spec") is not None:
                 rollback = spec_from_json(previous["spec"])
                 doc["placement"] = list(rollback.variants[0].copy_instances)
-            else:
-                doc["FailureReason"] = reason
-                doc["current"] = 0
-                status = "Failed"
+                doc["revision"] = rollback.revision  # the revision that still serves
+            doc["current"] = copies
+            doc["FailureReason"] = (
+                f"The update failed and was rolled back: {report.failure_reason}"
+            )[:1024]
+            status = "InService"
+        elif report.status == "Failed":
+            doc.pop("previous", None)
+            doc.pop("pending", None)
+            doc["FailureReason"] = (
+                report.failure_reason or "The component's copies did not start."
+            )[:1024]
+            doc["current"] = 0
+            status = "Failed"
         else:
             return
         changed = status != resource.status or doc != resource.doc

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,7 +35,7 @@ from polyhost.control.seam import (
 from polyhost.deploy.failure import DeployFailure
 from polyhost.deploy.janitor import Janitor, Usage, revision_dir
 from polyhost.deploy.ports import PortAllocator
-from polyhost.deploy.running import RunningGroup
+from polyhost.deploy.running import RunningContainer, RunningGroup
 from polyhost.deploy.samples import container_samples
 from polyhost.deploy.starter import GroupStarter
 from polyhost.deploy.supervisor import supervise
@@ -43,9 +43,25 @@ from polyhost.logs.streams import LogStream
 from polyhost.metrics.collection import ContainerSample
 from polyhost.modeldata.store import ArtifactStore
 from polyhost.router.router import Router
+from polyhost.router.table import EndpointRoute
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.deploy")
+
+
+def _resizable(serving: EndpointSpec, wanted: EndpointSpec) -> bool:
+    """Whether `wanted` differs from what serves only in an inference component's copies."""
+    if serving.component is None or wanted.component != serving.component:
+        return False
+    if len(serving.variants) != len(wanted.variants):
+        return False
+    return all(
+        replace(a, instance_count=0, copy_instances=())
+        == replace(b, instance_count=0, copy_instances=())
+        for a, b in zip(serving.variants, wanted.variants, strict=True)
+    ) and replace(serving, variants=(), revision=0) == replace(wanted, variants=(), revision=0)
+
+
 _T = TypeVar("_T")
 
 # Longest wait at shutdown for model data workers to notice they were cancelled.
@@ -156,7 +172,7 @@ class EndpointDeployer:
         alive += [*self._starting.values(), *self._stopping.values()]
         for group in alive:
             spec = group.spec
-            revisions.add(revision_dir(containers_dir, spec.endpoint_name, spec.revision))
+            revisions.add(revision_dir(containers_dir, spec.endpoint_name, group.folder_revision))
             model_dirs.update(c.launch.model_dir for c in group.containers if c.launch.model_dir)
         for group in self._starting.values():
             urls.update(
@@ -183,7 +199,15 @@ class EndpointDeployer:
             return  # already running or starting this revision
         state.revision = spec.revision
         previous = state.task
-        state.task = asyncio.get_running_loop().create_task(self._deploy(state, spec, previous))
+        loop = asyncio.get_running_loop()
+        serving = state.serving
+        # Resized in place only when nothing else is under way for it (a start or another
+        # resize, which the new spec supersedes the usual way).
+        idle = previous is None or previous.done()
+        if serving is not None and idle and _resizable(serving.spec, spec):
+            state.task = loop.create_task(self._resize(state, serving, spec))
+            return
+        state.task = loop.create_task(self._deploy(state, spec, previous))
 
     async def _deploy(
         self, state: _Deployment, spec: EndpointSpec, previous: asyncio.Task[None] | None
@@ -225,10 +249,7 @@ class EndpointDeployer:
         state.attempt = None
         group.on_change = lambda: self._instances_changed(state, group)
         self._router.publish(group.serving_route() or group.route)
-        for container in group.containers:
-            group.supervisors.append(
-                asyncio.get_running_loop().create_task(supervise(self._starter, group, container))
-            )
+        self._supervise(group, group.containers)
         log.info(
             "endpoint %s revision %d InService in %.2fs (%d containers)",
             name,
@@ -247,6 +268,86 @@ class EndpointDeployer:
         )
         if old is not None:
             await self._drain_and_stop(old)
+
+    def _supervise(self, group: RunningGroup, containers: list[RunningContainer]) -> None:
+        loop = asyncio.get_running_loop()
+        for container in containers:
+            container.supervisor = loop.create_task(supervise(self._starter, group, container))
+            group.supervisors.append(container.supervisor)
+
+    async def _resize(self, state: _Deployment, group: RunningGroup, spec: EndpointSpec) -> None:
+        """An inference component's copy count changed and nothing else: add the new copies
+        to the serving group, or route without the removed ones, drain and stop them. The
+        copies that stay are not touched (a blue/green replacement would restart them)."""
+        name = spec.endpoint_name
+        old_route = group.route
+        try:
+            grown = await self._starter.grow(spec, group)
+        except DeployFailure as failure:
+            log.warning(
+                "resizing %s to revision %d failed: %s", name, spec.revision, failure.reason
+            )
+            await self._report_failure(state, spec, failure.reason)
+            return
+        if state.serving is not group or group.stopping:
+            await self._starter.stop(grown)
+            return
+        variants = {v.variant_name: v for v in spec.variants}
+        for container in group.containers:
+            container.variant = variants[container.variant.variant_name]
+        group.containers += grown.containers
+        group.networks += grown.networks
+        group.users += grown.users
+        group.instances.update(grown.instances)
+        kept = {(v.variant_name, f"i-{i}") for v in spec.variants for i in range(v.instance_count)}
+        gone = [c for c in group.containers if c.instance not in kept]
+        group.containers = [c for c in group.containers if c.instance in kept]
+        group.spec = spec
+        group.route = self._starter.route(spec, group)
+        self._router.publish(group.serving_route() or group.route)
+        self._supervise(group, grown.containers)
+        log.info(
+            "%s resized in place to revision %d: %d copies started, %d stopped",
+            name,
+            spec.revision,
+            len(grown.containers),
+            len(gone),
+        )
+        await self._report(
+            StatusReport(
+                endpoint_name=name,
+                revision=spec.revision,
+                status="InService",
+                variants=self._variant_statuses(spec, serving=group),
+                serving_config_name=spec.endpoint_config_name,
+            )
+        )
+        if gone:
+            # Not part of this task: a newer spec cancelling it must not leave them running.
+            task = asyncio.get_running_loop().create_task(self._retire(group, old_route, gone))
+            self._reports.add(task)
+            task.add_done_callback(self._reports.discard)
+
+    async def _retire(
+        self, group: RunningGroup, route: EndpointRoute | None, gone: list[RunningContainer]
+    ) -> None:
+        await self._drain_containers(route, gone)
+        await self._starter.stop_containers(group, gone)
+
+    async def _drain_containers(
+        self, route: EndpointRoute | None, gone: list[RunningContainer]
+    ) -> None:
+        """Wait (bounded) until the replicas of `gone` have no request in flight."""
+        if route is None:
+            return
+        instances = {c.instance for c in gone}
+        replicas = [
+            r for v in route.variants for r in v.replicas if (v.name, r.instance_id) in instances
+        ]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.invocation_timeout_s + 1
+        while loop.time() < deadline and any(r.outstanding for r in replicas):
+            await asyncio.sleep(0.05)
 
     def _instances_changed(self, state: _Deployment, group: RunningGroup) -> None:
         """An instance of `group` was withdrawn or is back: route and report accordingly."""

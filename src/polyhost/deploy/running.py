@@ -47,6 +47,7 @@ class RunningContainer:
     # (start number, seconds from launch to the first passed /ping), the latest few starts.
     setups: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=SETUPS_KEPT))
     starts: int = 0
+    supervisor: asyncio.Task[None] | None = None  # what keeps it alive once it serves
 
     def record_setup(self, seconds: float) -> None:
         """A start (deploy or restart) passed its first /ping `seconds` after launch."""
@@ -92,6 +93,13 @@ class RunningGroup:
     # What isolates its instances (`confinement.py`), let go of once its containers stopped.
     networks: list[InstanceNetwork] = field(default_factory=list)
     users: list[ContainerUser] = field(default_factory=list)
+    # The revision its folders are named by: the first spec's, kept when the group is resized
+    # in place to a later revision (an inference component's new copy count).
+    folder_revision: int = -1
+
+    def __post_init__(self) -> None:
+        if self.folder_revision < 0:
+            self.folder_revision = self.spec.revision
 
     def log_streams(self) -> list[LogStream]:
         return [c.stream for c in self.containers]
@@ -125,9 +133,21 @@ class RunningGroup:
                 r for r in variant.replicas if (variant.name, r.instance_id) not in self.withdrawn
             )
             variants.append(
-                VariantRoute(variant.name, variant.weight, variant.mode, kept or variant.replicas)
+                VariantRoute(
+                    variant.name,
+                    variant.weight,
+                    variant.mode,
+                    kept or variant.replicas,
+                    random=variant.random,
+                )
             )
-        return EndpointRoute(route.name, tuple(variants), route.async_inference)
+        return EndpointRoute(
+            route.name,
+            tuple(variants),
+            route.async_inference,
+            for_components=route.for_components,
+            component_of=route.component_of,
+        )
 
     def serving_instances(self, variant_name: str) -> int:
         """Instances of the variant in routing now (for CurrentInstanceCount)."""

@@ -267,10 +267,62 @@ class GroupStarter:
             raise group.exceptions[0] from None
         return dict(zip(urls, (t.result() for t in tasks), strict=True))
 
-    def _plan(self, spec: EndpointSpec, group: RunningGroup, model_dirs: dict[str, Path]) -> None:
+    async def grow(self, spec: EndpointSpec, group: RunningGroup) -> RunningGroup:
+        """Start the replicas `spec` has beyond those `group` runs (an inference component's
+        copy count raised), in folders of the group's revision; the started ones, as a group
+        the caller merges into `group`. Raises DeployFailure (the new ones stopped)."""
+        first = {
+            v.variant_name: sum(
+                1 for c in group.containers if c.variant.variant_name == v.variant_name
+            )
+            // max(len(v.containers), 1)
+            for v in spec.variants
+        }
+        grown = RunningGroup(replace(spec, revision=group.folder_revision))
+        try:
+            model_dirs = await self._fetch_models(spec)
+            self._plan(grown.spec, grown, model_dirs, first=first)
+            await self._confine(grown.spec, grown)
+            await self._start_all(grown)
+        except BaseException:
+            await self.stop(grown)
+            raise
+        return grown
+
+    async def stop_containers(self, group: RunningGroup, gone: list[RunningContainer]) -> None:
+        """Stop some containers of a group that goes on serving (copies removed)."""
+        for container in gone:
+            if container.supervisor is not None:
+                container.supervisor.cancel()
+                if container.supervisor in group.supervisors:
+                    group.supervisors.remove(container.supervisor)
+        await asyncio.gather(*(self._stop_one(c) for c in gone), return_exceptions=True)
+        keys = {c.launch.instance_key for c in gone if c.launch.instance_key is not None}
+        if self._placer is not None:
+            await asyncio.gather(
+                *(self._placer.release_instance(key) for key in keys), return_exceptions=True
+            )
+        for key in keys:
+            group.instances.pop(key, None)
+
+    def route(self, spec: EndpointSpec, group: RunningGroup) -> EndpointRoute:
+        """The route of `group` as `spec` says (its containers' routes kept where they have
+        one, so their connections and counters carry on)."""
+        return self._route(spec, group)
+
+    def _plan(
+        self,
+        spec: EndpointSpec,
+        group: RunningGroup,
+        model_dirs: dict[str, Path],
+        first: dict[str, int] | None = None,
+    ) -> None:
+        """Plan the containers of every replica (from `first`'s per variant, for a group
+        resized in place)."""
         base = self._containers_dir / spec.endpoint_name / f"r{spec.revision}"
         for variant in spec.variants:
-            for replica in range(variant.instance_count):
+            start = (first or {}).get(variant.variant_name, 0)
+            for replica in range(start, variant.instance_count):
                 instance_id = f"i-{replica}"
                 key = f"{spec.endpoint_name}.r{spec.revision}.{variant.variant_name}.{instance_id}"
                 if self._placer is not None:
@@ -480,12 +532,13 @@ class GroupStarter:
                 routes: list[ContainerRoute] = []
                 for running in group.containers:
                     if running.variant is variant and running.stream.instance_id == instance_id:
-                        running.route = ContainerRoute(
-                            hostname=running.spec.hostname,
-                            pool=self.pool_for(running),
-                            log_stream=running.stream.name,
-                            multi_model=self._multi_model(running),
-                        )
+                        if running.route is None:
+                            running.route = ContainerRoute(
+                                hostname=running.spec.hostname,
+                                pool=self.pool_for(running),
+                                log_stream=running.stream.name,
+                                multi_model=self._multi_model(running),
+                            )
                         routes.append(running.route)
                 replicas.append(ReplicaRoute.of(instance_id, tuple(routes)))
             variants.append(
