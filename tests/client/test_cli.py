@@ -413,3 +413,73 @@ def test_invoke_stream_prints_parts_as_they_come_then_a_broken_streams_error(
     assert rest == b"two three"
     assert child.returncode == 1
     assert "ModelStreamError" in errors and "closed the connection" in errors
+
+
+# -- inference components ------------------------------------------------------------------------
+
+COMPONENTS = """\
+endpoint: cli-shared
+models:
+  - name: cli-shared-model
+    image: ECHO_IMAGE
+    environment: {{ECHO_NAME: from-model}}
+variants:
+  - name: AllTraffic
+    instance_type: ml.m5.large
+    instance_count: 2
+    routing: RANDOM
+components:
+  - name: cli-inline
+    image: ECHO_IMAGE
+    environment: {{ECHO_NAME: inline}}
+    copies: {copies}
+    cpus: 0.25
+    memory_mb: 256
+  - name: cli-of-model
+    model: cli-shared-model
+    memory_mb: 256
+"""
+
+
+def test_deploy_and_ls_inference_components(
+    server: PolyhostProcess, project: Path, sagemaker: Any, runtime: Any
+) -> None:
+    path = write_yaml(project, "components.yaml", COMPONENTS.format(copies=2))
+    result = polyhost(server, "deploy", str(path))
+    assert result.returncode == 0, err(result) + out(result)
+    text = out(result)
+    assert "inference component cli-inline: creating with 2 copies" in text
+    assert "inference component cli-inline is InService with 2 of 2 copies" in text
+    config = sagemaker.describe_endpoint_config(EndpointConfigName="cli-shared-config")
+    (variant,) = config["ProductionVariants"]
+    assert "ModelName" not in variant
+    assert variant["RoutingConfig"] == {"RoutingStrategy": "RANDOM"}
+    answer = runtime.invoke_endpoint(
+        EndpointName="cli-shared", InferenceComponentName="cli-of-model", Body=b"x"
+    )["Body"].read()
+    assert answer.startswith(b"from-model:")
+    # Deploying again changes nothing; a new copy count changes only that.
+    again = polyhost(server, "deploy", str(path))
+    assert again.returncode == 0, err(again)
+    assert "inference component cli-inline: unchanged" in out(again)
+    more = polyhost(
+        server, "deploy", str(write_yaml(project, "c3.yaml", COMPONENTS.format(copies=3)))
+    )
+    assert more.returncode == 0, err(more)
+    assert "inference component cli-inline: from 2 to 3 copies" in out(more)
+    assert "inference component cli-of-model: unchanged" in out(more)
+    listed = polyhost(server, "ls")
+    assert listed.returncode == 0, err(listed)
+    lines = out(listed).splitlines()
+    row = next(line.split() for line in lines if line.startswith("cli-shared "))
+    assert row[1] == "InService" and row[-2] == "Components", row
+    assert row[-1] == "cli-inline(3/3),cli-of-model(1/1)", row
+    header = next(i for i, line in enumerate(lines) if line.startswith("COMPONENT "))
+    components = {line.split()[0]: line.split() for line in lines[header + 1 :]}
+    assert components["cli-inline"] == [
+        "cli-inline",
+        "cli-shared",
+        "AllTraffic",
+        "InService",
+        "3/3",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +255,85 @@ def test_the_example_file_parses() -> None:
         "left",
         "right",
     ]
+
+
+def test_a_components_file_gives_variants_without_models_and_the_components(
+    tmp_path: Path,
+) -> None:
+    deployment = parse(
+        {
+            "endpoint": "shared",
+            "models": [{"name": "m", "image": "polyhost/sklearn"}],
+            "variants": [
+                {
+                    "name": "AllTraffic",
+                    "instance_type": "ml.m5.xlarge",
+                    "instance_count": 2,
+                    "managed_scaling": {"min": 1, "max": 4},
+                }
+            ],
+            "components": [
+                {"name": "a", "model": "m", "copies": 2, "cpus": 1, "memory_mb": 512},
+                {"name": "b", "image": "polyhost/sklearn", "model_data_url": "models/b.tar.gz"},
+            ],
+        },
+        base_dir=tmp_path,
+    )
+    (variant,) = deployment.config_params({"m": "m"})["ProductionVariants"]
+    assert "ModelName" not in variant and "InitialVariantWeight" not in variant
+    assert variant["ManagedInstanceScaling"] == {
+        "Status": "ENABLED",
+        "MinInstanceCount": 1,
+        "MaxInstanceCount": 4,
+    }
+    first, second = deployment.components
+    assert deployment.component_specification(first, {"m": "m-1234"}) == {
+        "ModelName": "m-1234",
+        "ComputeResourceRequirements": {
+            "MinMemoryRequiredInMb": 512,
+            "NumberOfCpuCoresRequired": 1,
+        },
+    }
+    assert first.copies == 2 and first.variant == "AllTraffic"
+    url = (tmp_path / "models" / "b.tar.gz").resolve().as_uri()
+    assert second.specification["Container"] == {"Image": "polyhost/sklearn", "ArtifactUrl": url}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (
+            {"endpoint": "e", "components": [{"name": "a", "image": "x"}]},
+            "variants: required with components",
+        ),
+        (
+            {
+                "endpoint": "e",
+                "variants": [{"name": "v", "instance_type": "ml.m5.large", "model": "m"}],
+                "components": [{"name": "a", "image": "x"}],
+            },
+            "a variant for components names no model",
+        ),
+        (
+            {
+                "endpoint": "e",
+                "variants": [{"name": "v", "instance_type": "ml.m5.large"}],
+                "components": [{"name": "a", "model": "nope"}],
+            },
+            "'nope' is not a model of this file (it has none)",
+        ),
+        (
+            {
+                "endpoint": "e",
+                "variants": [{"name": "v", "instance_type": "ml.m5.large"}],
+                "components": [{"name": "a", "copies": 1}],
+            },
+            "needs `model:` (a model of this file) or an inline `image:`",
+        ),
+    ],
+)
+def test_a_components_file_names_what_is_wrong(
+    document: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse(document, base_dir=tmp_path)

@@ -18,9 +18,20 @@ from typing import TYPE_CHECKING, Any, TextIO
 from botocore.exceptions import ClientError
 
 from polyhost.client.errors import CommandFailed, is_already_existing
-from polyhost.client.resources import describe_config, describe_endpoint, describe_model
-from polyhost.client.spec import Deployment, content_hash, suffixed
-from polyhost.client.wait import TRANSITIONS, Poller, wait_in_service, wait_settled
+from polyhost.client.resources import (
+    describe_component,
+    describe_config,
+    describe_endpoint,
+    describe_model,
+)
+from polyhost.client.spec import ComponentSpec, Deployment, content_hash, suffixed
+from polyhost.client.wait import (
+    TRANSITIONS,
+    Poller,
+    wait_component,
+    wait_in_service,
+    wait_settled,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
@@ -62,6 +73,26 @@ def model_matches(wanted: dict[str, Any], described: dict[str, Any]) -> bool:
         if "ContainerHostname" in a and a["ContainerHostname"] != b.get("ContainerHostname"):
             return False
     return True
+
+
+def specification_matches(wanted: dict[str, Any], described: dict[str, Any]) -> bool:
+    """Whether a component's described Specification is what the file asks (only what the
+    file states is compared; Describe shows an inline container as its deployed image)."""
+    if wanted.get("ModelName") != described.get("ModelName"):
+        return False
+    if wanted.get("ComputeResourceRequirements") != described.get("ComputeResourceRequirements"):
+        return False
+    if (wanted.get("StartupParameters") or {}) != (described.get("StartupParameters") or {}):
+        return False
+    container = wanted.get("Container")
+    if container is None:
+        return described.get("Container") is None
+    shown = described.get("Container") or {}
+    return (
+        container["Image"] == (shown.get("DeployedImage") or {}).get("SpecifiedImage")
+        and container.get("ArtifactUrl") == shown.get("ArtifactUrl")
+        and (container.get("Environment") or {}) == (shown.get("Environment") or {})
+    )
 
 
 def config_matches(wanted: dict[str, Any], described: dict[str, Any]) -> bool:
@@ -124,7 +155,65 @@ class Deployer:
             ),
             config_matches,
         )
-        return self._ensure_endpoint(deployment.endpoint, config_name, tags)
+        status = self._ensure_endpoint(deployment.endpoint, config_name, tags)
+        for component in deployment.components:
+            self._ensure_component(deployment, component, names, tags)
+        return status
+
+    def _ensure_component(
+        self,
+        deployment: Deployment,
+        component: ComponentSpec,
+        model_names: dict[str, str],
+        tags: dict[str, Any],
+    ) -> None:
+        """Create the component, or change what differs (the copies alone, or the
+        specification), then wait for it, as for the endpoint."""
+        name = component.name
+        specification = deployment.component_specification(component, model_names)
+        described = describe_component(self.sm, name)
+        if described is None:
+            self.sm.create_inference_component(
+                InferenceComponentName=name,
+                EndpointName=deployment.endpoint,
+                VariantName=component.variant,
+                Specification=specification,  # type: ignore[arg-type]
+                RuntimeConfig={"CopyCount": component.copies},
+                **tags,
+            )
+            self.say(f"inference component {name}: creating with {component.copies} copies")
+        elif not specification_matches(specification, described.get("Specification") or {}):
+            self.sm.update_inference_component(
+                InferenceComponentName=name,
+                Specification=specification,  # type: ignore[arg-type]
+                RuntimeConfig={"CopyCount": component.copies},
+            )
+            self.say(f"inference component {name}: updating its specification")
+        elif described["RuntimeConfig"]["DesiredCopyCount"] != component.copies:
+            self.sm.update_inference_component_runtime_config(
+                InferenceComponentName=name,
+                DesiredRuntimeConfig={"CopyCount": component.copies},
+            )
+            self.say(
+                f"inference component {name}: from "
+                f"{described['RuntimeConfig']['DesiredCopyCount']} to {component.copies} copies"
+            )
+        else:
+            self.say(f"inference component {name}: unchanged")
+        if not self.wait:
+            return
+        final = wait_component(self.sm, name, Poller(self.timeout_s))
+        copies = final["RuntimeConfig"]
+        reason = final.get("FailureReason")
+        if final["InferenceComponentStatus"] == "Failed":
+            raise CommandFailed(
+                f"inference component {name} is Failed.\nFailureReason: {reason or '(none)'}"
+            )
+        self.say(
+            f"inference component {name} is {final['InferenceComponentStatus']} with "
+            f"{copies['CurrentCopyCount']} of {copies['DesiredCopyCount']} copies"
+            + (f" ({reason})" if reason else "")
+        )
 
     def _ensure(
         self,

@@ -5,6 +5,10 @@ Describe of the endpoint, its config and its models. Models and configs may have
 while the endpoint keeps serving (allowed, as on SageMaker): the row then shows `-` rather than
 failing the whole listing.
 
+An endpoint for inference components shows MODE `Components` and its components as
+`name(current/desired copies)`; below the endpoints a second table lists every component with
+its endpoint, variant, status and copies.
+
 `polyhost ls --instances` adds one line per running instance — endpoint, variant, instance id,
 the node it runs on, its containers and whether they are all up — read from the admin
 listener's `/api/containers` (SageMaker's API has no per-instance view). The node is the Ray
@@ -21,9 +25,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 from polyhost.client.admin import AdminClient, AdminRefused, AdminUnreachable
 from polyhost.client.errors import EXIT_FAILURE, CommandFailed
 from polyhost.client.resources import (
+    describe_component,
     describe_config,
     describe_endpoint,
     describe_model,
+    list_components,
     list_endpoints,
 )
 
@@ -31,6 +37,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
 HEADERS = ("NAME", "STATUS", "CREATED", "CONFIG", "MODE", "CONTAINERS")
+COMPONENT_HEADERS = ("COMPONENT", "ENDPOINT", "VARIANT", "STATUS", "COPIES")
 INSTANCE_HEADERS = ("ENDPOINT", "VARIANT", "INSTANCE", "NODE", "STATUS", "CONTAINERS")
 
 
@@ -65,7 +72,12 @@ def _model_summary(model: dict[str, Any] | None) -> tuple[str, str]:
     return mode, ",".join(hostnames) or "-"
 
 
-def describe_row(sm: SageMakerClient, summary: dict[str, Any]) -> Row:
+def describe_row(
+    sm: SageMakerClient,
+    summary: dict[str, Any],
+    components: dict[str, list[dict[str, Any]]] | None = None,
+) -> Row:
+    """`components`: the described components of each endpoint (lowercased name)."""
     name = str(summary["EndpointName"])
     endpoint = describe_endpoint(sm, name) or {}
     config_name = str(endpoint.get("EndpointConfigName") or "-")
@@ -73,8 +85,20 @@ def describe_row(sm: SageMakerClient, summary: dict[str, Any]) -> Row:
     variants = (config or {}).get("ProductionVariants") or []
     modes: list[str] = []
     containers: list[str] = []
+    hosted = (components or {}).get(name.lower(), [])
     for variant in variants:
-        mode, hostnames = _model_summary(describe_model(sm, str(variant.get("ModelName"))))
+        if not variant.get("ModelName"):
+            mode = "Components"
+            hostnames = (
+                ",".join(
+                    f"{c['InferenceComponentName']}({_copies(c)})"
+                    for c in hosted
+                    if c.get("VariantName") == variant.get("VariantName")
+                )
+                or "-"
+            )
+        else:
+            mode, hostnames = _model_summary(describe_model(sm, str(variant.get("ModelName"))))
         modes.append(mode)
         if len(variants) > 1:
             hostnames = f"{variant.get('VariantName')}={hostnames}"
@@ -104,12 +128,38 @@ def render_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
+def _copies(component: dict[str, Any]) -> str:
+    runtime = component.get("RuntimeConfig") or {}
+    return f"{runtime.get('CurrentCopyCount', 0)}/{runtime.get('DesiredCopyCount', 0)}"
+
+
 def list_command(sm: SageMakerClient, out: TextIO) -> None:
-    rows = [describe_row(sm, summary) for summary in list_endpoints(sm)]
+    described = [
+        d
+        for summary in list_components(sm)
+        if (d := describe_component(sm, str(summary["InferenceComponentName"]))) is not None
+    ]
+    hosted: dict[str, list[dict[str, Any]]] = {}
+    for component in described:
+        hosted.setdefault(str(component["EndpointName"]).lower(), []).append(component)
+    rows = [describe_row(sm, summary, hosted) for summary in list_endpoints(sm)]
     if not rows:
         print("No endpoints.", file=out)
         return
     print(render(rows), file=out)
+    if described:
+        table: list[tuple[str, ...]] = [
+            (
+                str(c["InferenceComponentName"]),
+                str(c["EndpointName"]),
+                str(c.get("VariantName") or "-"),
+                str(c.get("InferenceComponentStatus") or "-"),
+                _copies(c),
+            )
+            for c in described
+        ]
+        print("", file=out)
+        print(render_table(COMPONENT_HEADERS, table), file=out)
 
 
 def instance_rows(containers: list[dict[str, Any]]) -> list[tuple[str, ...]]:

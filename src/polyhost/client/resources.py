@@ -39,6 +39,26 @@ def describe_endpoint(sm: SageMakerClient, name: str) -> dict[str, Any] | None:
     return _or_none(lambda: sm.describe_endpoint(EndpointName=name))
 
 
+def describe_component(sm: SageMakerClient, name: str) -> dict[str, Any] | None:
+    return _or_none(lambda: sm.describe_inference_component(InferenceComponentName=name))
+
+
+def list_components(sm: SageMakerClient) -> Iterator[dict[str, Any]]:
+    """Every inference component, oldest first, following NextToken."""
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"SortBy": "CreationTime", "SortOrder": "Ascending"}
+        kwargs["MaxResults"] = 100
+        if token:
+            kwargs["NextToken"] = token
+        page = sm.list_inference_components(**kwargs)
+        for summary in page.get("InferenceComponents", []):
+            yield dict(summary)
+        token = page.get("NextToken")
+        if not token:
+            return
+
+
 def list_endpoints(sm: SageMakerClient) -> Iterator[dict[str, Any]]:
     """Every endpoint, oldest first, following NextToken."""
     token: str | None = None

@@ -25,6 +25,25 @@ calls it stands for:
         startup_timeout: 240              # ContainerStartupHealthCheckTimeoutInSeconds
         download_timeout: 600             # ModelDataDownloadTimeoutInSeconds
 
+An endpoint for inference components has variants without a model (instance type and count,
+optional `routing:` and `managed_scaling:`) and a `components:` list; `models:` is then
+optional, for components that name one:
+
+    endpoint: shared
+    variants:
+      - name: AllTraffic
+        instance_type: ml.m5.xlarge
+        instance_count: 2
+        routing: LEAST_OUTSTANDING_REQUESTS   # RoutingConfig.RoutingStrategy (or RANDOM)
+        managed_scaling: {min: 1, max: 4}     # ManagedInstanceScaling, ENABLED
+    components:
+      - name: digits                          # InferenceComponentName
+        model: digits-model                   # a model of this file, or inline image: ...
+        copies: 2                             # RuntimeConfig.CopyCount
+        cpus: 1                               # NumberOfCpuCoresRequired
+        memory_mb: 1024                       # MinMemoryRequiredInMb
+        max_memory_mb: 2048                   # MaxMemoryRequiredInMb (optional)
+
 Only the file's structure is checked here (unknown keys, types), so a typo is caught before any
 call; names, lengths and limits are the server's to check, and its messages are printed as
 they come. A relative `file://` URL (or a plain path) is resolved against the file's folder,
@@ -44,7 +63,15 @@ import yaml
 NAME_MAX = 63
 HASH_CHARS = 8
 
-_TOP_KEYS = ("endpoint", "endpoint_config", "tags", "model", "models", "variants")
+_TOP_KEYS = (
+    "endpoint",
+    "endpoint_config",
+    "tags",
+    "model",
+    "models",
+    "variants",
+    "components",
+)
 _MODEL_KEYS = ("name", "mode", "execution_role_arn", "containers")
 _CONTAINER_KEYS = ("hostname", "image", "model_data_url", "environment")
 _VARIANT_KEYS = (
@@ -55,6 +82,20 @@ _VARIANT_KEYS = (
     "instance_type",
     "startup_timeout",
     "download_timeout",
+    "routing",
+    "managed_scaling",
+)
+_COMPONENT_KEYS = (
+    "name",
+    "variant",
+    "model",
+    "copies",
+    "cpus",
+    "memory_mb",
+    "max_memory_mb",
+    "startup_timeout",
+    "download_timeout",
+    *("image", "model_data_url", "environment"),
 )
 _MODES = ("Serial", "Direct")
 
@@ -81,21 +122,47 @@ class VariantSpec:
 
 
 @dataclass(frozen=True)
+class ComponentSpec:
+    """One inference component: its name, the file's model it runs (None: an inline
+    container in `specification`), and its CreateInferenceComponent parameters."""
+
+    name: str
+    variant: str
+    model: str | None
+    specification: dict[str, Any]
+    copies: int
+
+
+@dataclass(frozen=True)
 class Deployment:
     endpoint: str
     config_name: str
     models: tuple[ModelSpec, ...]
     variants: tuple[VariantSpec, ...]
     tags: tuple[dict[str, str], ...] = ()
+    components: tuple[ComponentSpec, ...] = ()
 
     def config_params(self, model_names: dict[str, str]) -> dict[str, Any]:
-        """CreateEndpointConfig's ProductionVariants, with the model names actually used."""
+        """CreateEndpointConfig's ProductionVariants, with the model names actually used (a
+        variant for components names none)."""
         return {
             "ProductionVariants": [
-                {"VariantName": v.name, "ModelName": model_names[v.model], **v.params}
+                {
+                    "VariantName": v.name,
+                    **({"ModelName": model_names[v.model]} if v.model else {}),
+                    **v.params,
+                }
                 for v in self.variants
             ]
         }
+
+    def component_specification(
+        self, component: ComponentSpec, model_names: dict[str, str]
+    ) -> dict[str, Any]:
+        """The component's Specification, naming the model as actually created."""
+        if component.model is None:
+            return component.specification
+        return {**component.specification, "ModelName": model_names[component.model]}
 
 
 def content_hash(params: dict[str, Any]) -> str:
@@ -131,6 +198,8 @@ def parse(document: object, base_dir: Path) -> Deployment:
     tags = tuple(
         {"Key": key, "Value": value} for key, value in _string_map(top.get("tags"), "tags").items()
     )
+    if "components" in top:
+        return _components_deployment(top, endpoint, config_name, tags, base_dir)
     models = _models(top, endpoint, base_dir)
     variants = _variants(top.get("variants"), models)
     used = {v.model for v in variants}
@@ -138,6 +207,99 @@ def parse(document: object, base_dir: Path) -> Deployment:
     if unused:
         raise SpecError(f"model(s) {', '.join(unused)} are used by no variant; remove them")
     return Deployment(endpoint, config_name, models, variants, tags)
+
+
+def _components_deployment(
+    top: dict[str, Any],
+    endpoint: str,
+    config_name: str,
+    tags: tuple[dict[str, str], ...],
+    base_dir: Path,
+) -> Deployment:
+    """An endpoint for inference components: variants without models, then the components."""
+    models = _models(top, endpoint, base_dir) if ("model" in top or "models" in top) else ()
+    raw = top.get("variants")
+    if raw is None:
+        raise SpecError(
+            "variants: required with components — the instances they are placed on "
+            "(name, instance_type, instance_count)"
+        )
+    if not isinstance(raw, list) or not raw:
+        raise SpecError("variants: must be a non-empty list of variants")
+    variants = []
+    for i, item in enumerate(raw):
+        where = f"variants[{i}]"
+        variant = _mapping(item, where, _VARIANT_KEYS)
+        if "model" in variant:
+            raise SpecError(
+                f"{where}.model: a variant for components names no model; the components "
+                "say which model each runs"
+            )
+        name = _required(variant.get("name"), f"{where}.name")
+        params = _variant_params(variant, where)
+        params.pop("InitialVariantWeight", None)
+        _required(variant.get("instance_type"), f"{where}.instance_type")
+        variants.append(VariantSpec(name, "", params))
+    items = top["components"]
+    if not isinstance(items, list) or not items:
+        raise SpecError("components: must be a non-empty list of inference components")
+    names = [m.name for m in models]
+    components = tuple(
+        _component(item, f"components[{i}]", variants[0].name, names, base_dir)
+        for i, item in enumerate(items)
+    )
+    unused = [n for n in names if n not in {c.model for c in components}]
+    if unused:
+        raise SpecError(f"model(s) {', '.join(unused)} are used by no component; remove them")
+    return Deployment(endpoint, config_name, models, tuple(variants), tags, components)
+
+
+def _component(
+    raw: object, where: str, default_variant: str, models: list[str], base_dir: Path
+) -> ComponentSpec:
+    item = _mapping(raw, where, _COMPONENT_KEYS)
+    name = _required(item.get("name"), f"{where}.name")
+    model = _string(item.get("model"), f"{where}.model")
+    inline = [k for k in ("image", "model_data_url", "environment") if k in item]
+    specification: dict[str, Any] = {}
+    if model is not None:
+        if inline:
+            raise SpecError(f"{where}: give `model:` or an inline `image:`, not both")
+        if model not in models:
+            raise SpecError(
+                f"{where}.model: {model!r} is not a model of this file "
+                f"({', '.join(models) or 'it has none'})"
+            )
+    elif "image" not in item:
+        raise SpecError(f"{where}: needs `model:` (a model of this file) or an inline `image:`")
+    else:
+        container: dict[str, Any] = {"Image": _required(item["image"], f"{where}.image")}
+        url = _string(item.get("model_data_url"), f"{where}.model_data_url")
+        if url is not None:
+            container["ArtifactUrl"] = resolve_model_data_url(url, base_dir)
+        if "environment" in item:
+            container["Environment"] = _string_map(item["environment"], f"{where}.environment")
+        specification["Container"] = container
+    compute: dict[str, Any] = {
+        "MinMemoryRequiredInMb": _integer(item.get("memory_mb", 1024), f"{where}.memory_mb")
+    }
+    if "cpus" in item:
+        compute["NumberOfCpuCoresRequired"] = _number(item["cpus"], f"{where}.cpus")
+    if "max_memory_mb" in item:
+        compute["MaxMemoryRequiredInMb"] = _integer(item["max_memory_mb"], f"{where}.max_memory_mb")
+    specification["ComputeResourceRequirements"] = compute
+    startup: dict[str, Any] = {}
+    for key, member in (
+        ("startup_timeout", "ContainerStartupHealthCheckTimeoutInSeconds"),
+        ("download_timeout", "ModelDataDownloadTimeoutInSeconds"),
+    ):
+        if key in item:
+            startup[member] = _integer(item[key], f"{where}.{key}")
+    if startup:
+        specification["StartupParameters"] = startup
+    variant = _string(item.get("variant"), f"{where}.variant") or default_variant
+    copies = _integer(item.get("copies", 1), f"{where}.copies")
+    return ComponentSpec(name, variant, model, specification, copies)
 
 
 def _models(top: dict[str, Any], endpoint: str, base_dir: Path) -> tuple[ModelSpec, ...]:
@@ -263,6 +425,16 @@ def _variant_params(variant: dict[str, Any], where: str) -> dict[str, Any]:
     ):
         if key in variant:
             params[member] = _integer(variant[key], f"{where}.{key}")
+    routing = _string(variant.get("routing"), f"{where}.routing")
+    if routing is not None:
+        params["RoutingConfig"] = {"RoutingStrategy": routing}
+    if "managed_scaling" in variant:
+        bounds = _mapping(variant["managed_scaling"], f"{where}.managed_scaling", ("min", "max"))
+        params["ManagedInstanceScaling"] = {
+            "Status": "ENABLED",
+            "MinInstanceCount": _integer(bounds.get("min", 1), f"{where}.managed_scaling.min"),
+            "MaxInstanceCount": _integer(bounds.get("max", 1), f"{where}.managed_scaling.max"),
+        }
     return params
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 from polyhost.client.errors import CommandFailed
-from polyhost.client.resources import describe_endpoint
+from polyhost.client.resources import describe_component, describe_endpoint
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
@@ -116,5 +116,24 @@ def wait_deleted(sm: SageMakerClient, name: str, poller: Poller) -> None:
         if poller.expired():
             raise CommandFailed(
                 f"gave up after {poller.timeout_s:g}s: endpoint {name} is still being deleted"
+            )
+        poller.pause()
+
+
+COMPONENT_TRANSITIONS = frozenset({"Creating", "Updating", "Deleting"})
+
+
+def wait_component(sm: SageMakerClient, name: str, poller: Poller) -> dict[str, Any]:
+    """Poll an inference component until it is in no transition (botocore has no waiter)."""
+    while True:
+        found = describe_component(sm, name)
+        if found is None:
+            raise CommandFailed(f"inference component {name} disappeared while waiting")
+        if found.get("InferenceComponentStatus") not in COMPONENT_TRANSITIONS:
+            return found
+        if poller.expired():
+            raise CommandFailed(
+                f"gave up after {poller.timeout_s:g}s: inference component {name} is still "
+                f"{found.get('InferenceComponentStatus')}"
             )
         poller.pause()
