@@ -34,7 +34,7 @@ from tests.backends.ray.fixtures import (
 from tests.support.endpoints import create_config, create_model, deploy, echo_container, invoke
 from tests.support.ray_cluster import LocalRayCluster, ray_installed
 from tests.support.s3 import MotoS3, s3_server
-from tests.support.server import PolyhostProcess
+from tests.support.server import ECHO_IMAGE, PolyhostProcess
 
 __all__ = ["s3_server"]  # the fixture, used by name below
 
@@ -348,3 +348,59 @@ def test_bad_ray_settings_are_refused_at_start(
     assert done.returncode == 2, done.stderr
     assert expected in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_inference_component_copies_spread_over_the_nodes(
+    cluster: LocalRayCluster, sagemaker: Any, runtime: Any
+) -> None:
+    """Each copy is an instance of the component's own: placed one per node first, as a
+    variant's instances are, and each answers."""
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="ray-shared",
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "InstanceType": "ml.m5.large", "InitialInstanceCount": 3}
+        ],
+    )
+    sagemaker.create_endpoint(EndpointName="ray-shared", EndpointConfigName="ray-shared")
+    sagemaker.create_inference_component(
+        InferenceComponentName="ray-ic",
+        EndpointName="ray-shared",
+        VariantName="AllTraffic",
+        Specification={
+            "Container": {"Image": ECHO_IMAGE, "Environment": {"ECHO_NAME": "ic"}},
+            "ComputeResourceRequirements": {
+                "NumberOfCpuCoresRequired": 0.25,
+                "MinMemoryRequiredInMb": 256,
+            },
+        },
+        RuntimeConfig={"CopyCount": 3},
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        found = sagemaker.describe_inference_component(InferenceComponentName="ray-ic")
+        if found["InferenceComponentStatus"] not in ("Creating", "Updating"):
+            break
+        assert time.monotonic() < deadline, found
+        time.sleep(0.1)
+    assert found["InferenceComponentStatus"] == "InService", found
+    assert found["RuntimeConfig"]["CurrentCopyCount"] == 3
+    by_node = echo_containers_by_node(cluster, "ic_ray-ic")
+    assert {node: names for node, names in by_node.items()} == {
+        node: ["ic"] for node in cluster.ips
+    }, by_node
+    answers = {
+        runtime.invoke_endpoint(
+            EndpointName="ray-shared",
+            InferenceComponentName="ray-ic",
+            Body=b"x",
+            CustomAttributes="whoami=1",
+        )["Body"].read()
+        for _ in range(12)
+    }
+    assert len(answers) == 3
+    sagemaker.delete_inference_component(InferenceComponentName="ray-ic")
+    deadline = time.monotonic() + 60
+    while container_count(cluster, "ic_ray-ic"):
+        assert time.monotonic() < deadline, "copies still run after DeleteInferenceComponent"
+        time.sleep(0.2)
+    sagemaker.delete_endpoint(EndpointName="ray-shared")
