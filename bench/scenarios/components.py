@@ -207,7 +207,7 @@ def run(ctx: Context) -> Section:
     )
     section.add(
         "",
-        f"Placement: {placement['components']:.0f} components of 1–4 copies "
+        f"Placement: {placement['components']:.0f} components of 1 to 4 copies "
         f"({placement['copies']:.0f} copies, each 0.25 vCPU and 256 MiB) on 8 ml.m5.4xlarge "
         "instances, created one call after another.",
         "",

@@ -24,6 +24,6 @@ def test_components_quick_run_writes_its_section(tmp_path: Path) -> None:
     text = results.read_text(encoding="utf-8")
     assert "## 19." in text, output[-4000:]
     assert "| LEAST_OUTSTANDING_REQUESTS |" in text and "| RANDOM " in text, text[-3000:]
-    assert "10 components of 1–4 copies (23 copies" in text, text[-3000:]
+    assert "Placement: 10 components of 1" in text and "(23 copies" in text, text[-3000:]
     assert "Targets:" in text
     assert "did not complete" not in text, text[-3000:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from typing import Any
 
@@ -297,6 +298,96 @@ def test_an_update_whose_copies_fail_is_rolled_back(
     assert invoke(runtime, host, "ic-rollback").startswith("ic-rollback:")
 
 
+ROLLING = {
+    "RollingUpdatePolicy": {
+        "MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1},
+        "WaitIntervalInSeconds": 1,
+    }
+}
+
+
+def _echo_specification(name: str, **environment: str) -> dict[str, Any]:
+    return {
+        "Container": {"Image": ECHO_IMAGE, "Environment": {"ECHO_NAME": name, **environment}},
+        "ComputeResourceRequirements": {
+            "NumberOfCpuCoresRequired": 0.25,
+            "MinMemoryRequiredInMb": 256,
+        },
+    }
+
+
+def test_a_rolling_update_replaces_copies_in_batches_without_a_failed_request(
+    sagemaker: Any, runtime: Any, host: str
+) -> None:
+    sagemaker.create_inference_component(
+        InferenceComponentName="ic-rolling",
+        EndpointName=host,
+        VariantName="AllTraffic",
+        Specification=_echo_specification("v1"),
+        RuntimeConfig={"CopyCount": 3},
+    )
+    assert wait_component(sagemaker, "ic-rolling")["RuntimeConfig"]["CurrentCopyCount"] == 3
+    answers: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(invoke(runtime, host, "ic-rolling").split(":")[0])
+            except botocore.exceptions.ClientError as error:
+                failures.append(str(error.response["Error"]))
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        sagemaker.update_inference_component(
+            InferenceComponentName="ic-rolling",
+            Specification=_echo_specification("v2"),
+            DeploymentConfig=ROLLING,
+        )
+        found = wait_component(sagemaker, "ic-rolling")
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join()
+    assert failures == []
+    assert found["InferenceComponentStatus"] == "InService", found
+    assert found["RuntimeConfig"] == {"DesiredCopyCount": 3, "CurrentCopyCount": 3}
+    assert found["LastDeploymentConfig"] == ROLLING
+    assert answers[0] == "v1" and answers[-1] == "v2"
+    # In batches: new copies answered while old ones still did (all at once would switch once).
+    last_v1 = len(answers) - 1 - answers[::-1].index("v1")
+    assert "v2" in answers[:last_v1], "every v1 answer came before the first v2 one"
+
+
+def test_a_rolling_update_whose_copies_fail_is_rolled_back(
+    sagemaker: Any, runtime: Any, host: str
+) -> None:
+    sagemaker.create_inference_component(
+        InferenceComponentName="ic-rolling-bad",
+        EndpointName=host,
+        VariantName="AllTraffic",
+        Specification=_echo_specification("good"),
+        RuntimeConfig={"CopyCount": 2},
+    )
+    wait_component(sagemaker, "ic-rolling-bad")
+    before = _copies(runtime, host, "ic-rolling-bad")
+    assert len(before) == 2
+    sagemaker.update_inference_component(
+        InferenceComponentName="ic-rolling-bad",
+        Specification=_echo_specification("bad", ECHO_EXIT_AT_START="1"),
+        DeploymentConfig=ROLLING,
+    )
+    found = wait_component(sagemaker, "ic-rolling-bad")
+    assert found["InferenceComponentStatus"] == "InService", found
+    assert found["FailureReason"].startswith("The update failed and was rolled back"), found
+    assert found["RuntimeConfig"]["CurrentCopyCount"] == 2
+    after = _copies(runtime, host, "ic-rolling-bad")
+    assert len(after) == 2 and all(a.startswith(b"good@") for a in after), after
+
+
 def test_a_copy_that_fits_nowhere_leaves_the_component_short_with_a_reason(
     sagemaker: Any,
 ) -> None:
@@ -460,10 +551,11 @@ def test_what_components_cannot_do_here_is_refused(sagemaker: Any, host: str) ->
             "RollingUpdatePolicy": {
                 "MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1},
                 "WaitIntervalInSeconds": 0,
-            }
+            },
+            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "errors"}]},
         },
     )
-    assert "DeploymentConfig" in rolling["Error"]["Message"]
+    assert "DeploymentConfig.AutoRollbackConfiguration" in rolling["Error"]["Message"]
 
 
 def test_copies_survive_a_kill9_of_the_server(start_own_server: Any) -> None:

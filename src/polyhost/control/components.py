@@ -30,6 +30,7 @@ from polyhost.control.seam import (
     ComponentRef,
     ContainerSpec,
     EndpointSpec,
+    RollingUpdate,
     StatusReport,
     VariantSpec,
     component_key,
@@ -37,6 +38,7 @@ from polyhost.control.seam import (
 from polyhost.control.specs import (
     DEFAULT_DOWNLOAD_TIMEOUT_S,
     model_containers,
+    rolling_update,
     spec_from_json,
     spec_to_json,
 )
@@ -184,9 +186,10 @@ class InferenceComponents:
             changes["Specification"] = params["Specification"]
         if params.get("RuntimeConfig") is not None:
             changes["RuntimeConfig"] = {"CopyCount": int(params["RuntimeConfig"]["CopyCount"])}
+        rolling = rolling_update(params.get("DeploymentConfig"))
         if params.get("DeploymentConfig") is not None:
             changes["LastDeploymentConfig"] = params["DeploymentConfig"]
-        return self._change(params["InferenceComponentName"], changes)
+        return self._change(params["InferenceComponentName"], changes, rolling)
 
     def update_runtime(self, params: dict[str, Any]) -> dict[str, Any]:
         copies = int(params["DesiredRuntimeConfig"]["CopyCount"])
@@ -214,7 +217,9 @@ class InferenceComponents:
             self._plane._tell(functools.partial(deployer.apply, spec))
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def _change(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+    def _change(
+        self, name: str, changes: dict[str, Any], rolling: RollingUpdate | None = None
+    ) -> dict[str, Any]:
         with self._plane._deploy_lock:
             with self._plane._lock:
                 resource = self._component(name)
@@ -230,11 +235,15 @@ class InferenceComponents:
                 self._plane._store.update(
                     dataclasses.replace(resource, status="Updating", modified=time.time(), doc=doc)
                 )
-                specs = self._replace_all(doc["EndpointName"], touched=resource.name)
+                specs = self._replace_all(
+                    doc["EndpointName"], touched=resource.name, rolling=rolling
+                )
             self._apply_all(specs)
         return {"InferenceComponentArn": resource.arn}
 
-    def _replace_all(self, endpoint_name: str, touched: str | None) -> list[EndpointSpec]:
+    def _replace_all(
+        self, endpoint_name: str, touched: str | None, rolling: RollingUpdate | None = None
+    ) -> list[EndpointSpec]:
         """Place every component of the endpoint again and store the answer; the specs to
         hand the deployer: the touched component's, and any other whose copies moved (a
         component short of copies that fits now). Called under the lock."""
@@ -259,7 +268,8 @@ class InferenceComponents:
                 moved = copies != list(resource.doc.get("placement") or ())
                 if resource.name != touched and not moved:
                     continue
-                specs.append(self._restage(resource, host, variant, placement, copies))
+                how = rolling if resource.name == touched else None
+                specs.append(self._restage(resource, host, variant, placement, copies, how))
         return specs
 
     def _restage(
@@ -269,10 +279,13 @@ class InferenceComponents:
         variant: VariantSpec,
         placement: Placement,
         copies: list[int],
+        rolling: RollingUpdate | None = None,
     ) -> EndpointSpec:
         """Store the component's new placement and revision; its spec to run."""
         revision = int(self._plane._store.next_value("revision"))
-        spec = self._component_spec(resource, host, variant, copies, revision)
+        spec = dataclasses.replace(
+            self._component_spec(resource, host, variant, copies, revision), rolling=rolling
+        )
         previous = resource.doc.get("previous")
         if previous is None and resource.doc.get("spec") is not None:
             # What to go back to if the new copies fail to start.

@@ -72,6 +72,23 @@ class VariantSpec:
 
 
 @dataclass(frozen=True)
+class RollingUpdate:
+    """UpdateInferenceComponent's RollingUpdatePolicy: copies are replaced `batch` at a time
+    (MaximumBatchSize: COPY_COUNT, or CAPACITY_PERCENT of the copies), with `wait_s` between
+    batches; past `timeout_s` the update is rolled back."""
+
+    batch_type: Literal["COPY_COUNT", "CAPACITY_PERCENT"]
+    batch_value: int
+    wait_s: float
+    timeout_s: float = 28_800.0
+
+    def batch(self, copies: int) -> int:
+        if self.batch_type == "CAPACITY_PERCENT":
+            return max(1, -(-copies * self.batch_value // 100))
+        return max(1, self.batch_value)
+
+
+@dataclass(frozen=True)
 class ComponentRef:
     """What an inference component's deployment belongs to: its deployment runs under a key of
     its own (`component_key`), and its metrics and logs are named for the endpoint."""
@@ -123,6 +140,8 @@ class EndpointSpec:
     for_components: bool = False
     # Set on an inference component's deployment (its `endpoint_name` is `component_key`).
     component: ComponentRef | None = None
+    # How this revision replaces the copies of the one serving (None: all at once).
+    rolling: RollingUpdate | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from polyhost.control.seam import (
     ContainerSpec,
     EndpointSpec,
     InferenceMode,
+    RollingUpdate,
     RoutingStrategy,
     VariantSpec,
     VariantStatus,
@@ -76,6 +77,20 @@ def async_inference(config: Mapping[str, Any]) -> AsyncInferenceSpec | None:
         success_topic=notify.get("SuccessTopic"),
         error_topic=notify.get("ErrorTopic"),
         include_response_in=tuple(notify.get("IncludeInferenceResponseIn") or ()),
+    )
+
+
+def rolling_update(deployment_config: Mapping[str, Any] | None) -> RollingUpdate | None:
+    """A DeploymentConfig's RollingUpdatePolicy as the deployer runs it (None: all at once)."""
+    policy = (deployment_config or {}).get("RollingUpdatePolicy")
+    if policy is None:
+        return None
+    size = policy["MaximumBatchSize"]
+    return RollingUpdate(
+        batch_type=size["Type"],
+        batch_value=int(size["Value"]),
+        wait_s=float(policy.get("WaitIntervalInSeconds", 0)),
+        timeout_s=float(policy.get("MaximumExecutionTimeoutInSeconds", 28_800)),
     )
 
 
@@ -199,6 +214,9 @@ def spec_from_json(data: Mapping[str, Any]) -> EndpointSpec:
     raw_component = data.get("component")
     if raw_component is not None:
         fields["component"] = ComponentRef(**_fields(ComponentRef, raw_component))
+    raw_rolling = data.get("rolling")
+    if raw_rolling is not None:
+        fields["rolling"] = RollingUpdate(**_fields(RollingUpdate, raw_rolling))
     raw_async = data.get("async_inference")
     if raw_async is not None:
         async_fields = _fields(AsyncInferenceSpec, raw_async)

@@ -388,9 +388,30 @@ SUPPORT: dict[str, OperationTable] = {
     "UpdateInferenceComponent": {
         "InferenceComponentName": honoured("the component updated"),
         **_COMPONENT_SPECIFICATION,
-        "DeploymentConfig": refused(
-            "rolling updates of a component in batches: an update starts every new copy "
-            "beside the old ones, moves traffic once they are healthy, then drains the old"
+        "DeploymentConfig": honoured("how this update replaces the copies"),
+        "DeploymentConfig.RollingUpdatePolicy": honoured(
+            "copies replaced in batches: new ones started and routed to beside the old, then "
+            "a batch of old ones drained and stopped (without it, every new copy starts "
+            "beside the old ones and traffic moves once they all answer)"
+        ),
+        "DeploymentConfig.RollingUpdatePolicy.MaximumBatchSize": honoured(
+            "the copies replaced at a time: COPY_COUNT, or CAPACITY_PERCENT of the copies"
+        ),
+        "DeploymentConfig.RollingUpdatePolicy.MaximumBatchSize.Type": honoured(
+            "COPY_COUNT or CAPACITY_PERCENT"
+        ),
+        "DeploymentConfig.RollingUpdatePolicy.MaximumBatchSize.Value": honoured("the size"),
+        "DeploymentConfig.RollingUpdatePolicy.WaitIntervalInSeconds": honoured(
+            "the wait between batches"
+        ),
+        "DeploymentConfig.RollingUpdatePolicy.MaximumExecutionTimeoutInSeconds": honoured(
+            "past it the update is rolled back"
+        ),
+        "DeploymentConfig.RollingUpdatePolicy.RollbackMaximumBatchSize": refused(
+            "rollback in batches (a rollback starts every removed copy again at once)"
+        ),
+        "DeploymentConfig.AutoRollbackConfiguration": refused(
+            "rollback on CloudWatch alarms (a rollback happens when new copies fail to start)"
         ),
     },
     "UpdateInferenceComponentRuntimeConfig": {

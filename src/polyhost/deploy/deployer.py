@@ -43,10 +43,61 @@ from polyhost.logs.streams import LogStream
 from polyhost.metrics.collection import ContainerSample
 from polyhost.modeldata.store import ArtifactStore
 from polyhost.router.router import Router
-from polyhost.router.table import EndpointRoute
+from polyhost.router.table import EndpointRoute, VariantRoute
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.deploy")
+
+
+def _with_count(spec: EndpointSpec, count: int) -> EndpointSpec:
+    """`spec` with `count` copies (an inference component's spec has one variant)."""
+    return replace(spec, variants=tuple(replace(v, instance_count=count) for v in spec.variants))
+
+
+def _rebind(group: RunningGroup, spec: EndpointSpec) -> None:
+    """Make `spec` the group's, its containers pointing at its variants (routes match them)."""
+    variants = {v.variant_name: v for v in spec.variants}
+    for container in group.containers:
+        container.variant = variants[container.variant.variant_name]
+    group.spec = spec
+
+
+def _merge(group: RunningGroup, grown: RunningGroup, spec: EndpointSpec) -> None:
+    """Take the containers `grown` started into `group`, whose spec becomes `spec`."""
+    group.containers += grown.containers
+    group.networks += grown.networks
+    group.users += grown.users
+    group.instances.update(grown.instances)
+    _rebind(group, spec)
+
+
+def _merged_route(old: RunningGroup, new: RunningGroup) -> EndpointRoute:
+    """During a rolling update: the old copies still routed, and the new ones, as one."""
+    routes = [r for r in (old.serving_route(), new.serving_route()) if r is not None]
+    first = routes[0]
+    variants = tuple(
+        VariantRoute(
+            variant.name,
+            variant.weight,
+            variant.mode,
+            tuple(
+                replica
+                for route in routes
+                for other in route.variants
+                if other.name == variant.name
+                for replica in other.replicas
+            ),
+            random=variant.random,
+        )
+        for variant in first.variants
+    )
+    return EndpointRoute(
+        first.name,
+        variants,
+        first.async_inference,
+        for_components=first.for_components,
+        component_of=first.component_of,
+    )
 
 
 def _resizable(serving: EndpointSpec, wanted: EndpointSpec) -> bool:
@@ -59,7 +110,9 @@ def _resizable(serving: EndpointSpec, wanted: EndpointSpec) -> bool:
         replace(a, instance_count=0, copy_instances=())
         == replace(b, instance_count=0, copy_instances=())
         for a, b in zip(serving.variants, wanted.variants, strict=True)
-    ) and replace(serving, variants=(), revision=0) == replace(wanted, variants=(), revision=0)
+    ) and replace(serving, variants=(), revision=0, rolling=None) == replace(
+        wanted, variants=(), revision=0, rolling=None
+    )
 
 
 _T = TypeVar("_T")
@@ -207,6 +260,9 @@ class EndpointDeployer:
         if serving is not None and idle and _resizable(serving.spec, spec):
             state.task = loop.create_task(self._resize(state, serving, spec))
             return
+        if serving is not None and idle and spec.rolling is not None and spec.component:
+            state.task = loop.create_task(self._roll(state, serving, spec))
+            return
         state.task = loop.create_task(self._deploy(state, spec, previous))
 
     async def _deploy(
@@ -292,19 +348,9 @@ class EndpointDeployer:
         if state.serving is not group or group.stopping:
             await self._starter.stop(grown)
             return
-        variants = {v.variant_name: v for v in spec.variants}
-        for container in group.containers:
-            container.variant = variants[container.variant.variant_name]
-        group.containers += grown.containers
-        group.networks += grown.networks
-        group.users += grown.users
-        group.instances.update(grown.instances)
-        kept = {(v.variant_name, f"i-{i}") for v in spec.variants for i in range(v.instance_count)}
-        gone = [c for c in group.containers if c.instance not in kept]
-        group.containers = [c for c in group.containers if c.instance in kept]
-        group.spec = spec
-        group.route = self._starter.route(spec, group)
-        self._router.publish(group.serving_route() or group.route)
+        _merge(group, grown, spec)
+        gone = self._shrink(group, spec)
+        self._router.publish(group.serving_route() or self._starter.route(spec, group))
         self._supervise(group, grown.containers)
         log.info(
             "%s resized in place to revision %d: %d copies started, %d stopped",
@@ -333,6 +379,109 @@ class EndpointDeployer:
     ) -> None:
         await self._drain_containers(route, gone)
         await self._starter.stop_containers(group, gone)
+
+    async def _roll(self, state: _Deployment, old: RunningGroup, spec: EndpointSpec) -> None:
+        """UpdateInferenceComponent with a RollingUpdatePolicy: start a batch of new copies,
+        route to them beside the old ones, then route without a batch of old copies, drain
+        and stop those; wait WaitIntervalInSeconds and go on until only new copies serve.
+        New copies that fail to start roll it back: the old copies removed so far are started
+        again, the new ones stopped, and the component says why."""
+        assert spec.rolling is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + spec.rolling.timeout_s
+        original = old.spec
+        wanted = spec.variants[0].instance_count
+        old_count = original.variants[0].instance_count
+        batch = spec.rolling.batch(max(old_count, 1))
+        new = RunningGroup(_with_count(spec, 0))
+        self._starting[id(new)] = new
+        state.attempt = new
+        try:
+            try:
+                while new.spec.variants[0].instance_count < wanted or old_count > 0:
+                    if loop.time() > deadline:
+                        raise DeployFailure(
+                            "the rolling update did not finish within its "
+                            f"MaximumExecutionTimeoutInSeconds ({spec.rolling.timeout_s:g} s)"
+                        )
+                    count = min(wanted, new.spec.variants[0].instance_count + batch)
+                    if count > new.spec.variants[0].instance_count:
+                        grown = await self._starter.grow(_with_count(spec, count), new)
+                        _merge(new, grown, _with_count(spec, count))
+                        new.route = self._starter.route(new.spec, new)
+                        self._supervise(new, grown.containers)
+                    self._router.publish(_merged_route(old, new))
+                    if old_count > 0:
+                        old_count = max(0, old_count - batch)
+                        gone = self._shrink(old, _with_count(original, old_count))
+                        previous = old.route
+                        self._router.publish(_merged_route(old, new))
+                        await self._drain_containers(previous, gone)
+                        await self._starter.stop_containers(old, gone)
+                    done = new.spec.variants[0].instance_count >= wanted and old_count == 0
+                    if not done and spec.rolling.wait_s:
+                        await asyncio.sleep(spec.rolling.wait_s)
+            except DeployFailure as failure:
+                await self._roll_back(state, old, original, new, failure.reason, spec)
+                return
+            _rebind(new, spec)
+            new.route = self._starter.route(spec, new)
+            state.serving = new
+            state.attempt = None
+            new.on_change = lambda: self._instances_changed(state, new)
+            self._router.publish(new.serving_route() or new.route)
+            log.info("%s rolled to revision %d", spec.endpoint_name, spec.revision)
+            await self._report(
+                StatusReport(
+                    endpoint_name=spec.endpoint_name,
+                    revision=spec.revision,
+                    status="InService",
+                    variants=self._variant_statuses(spec, serving=new),
+                    serving_config_name=spec.endpoint_config_name,
+                )
+            )
+            await self._drain_and_stop(old)
+        finally:
+            self._starting.pop(id(new), None)
+
+    async def _roll_back(
+        self,
+        state: _Deployment,
+        old: RunningGroup,
+        original: EndpointSpec,
+        new: RunningGroup,
+        reason: str,
+        spec: EndpointSpec,
+    ) -> None:
+        log.warning(
+            "rolling %s to revision %d failed: %s", spec.endpoint_name, spec.revision, reason
+        )
+        try:
+            grown = await self._starter.grow(original, old)
+            _merge(old, grown, original)
+            old.route = self._starter.route(original, old)
+            self._supervise(old, grown.containers)
+        except DeployFailure as again:
+            log.warning(
+                "%s: the previous copies did not start again: %s", spec.endpoint_name, again.reason
+            )
+            old.route = self._starter.route(old.spec, old)
+        route = old.serving_route() or old.route
+        assert route is not None
+        self._router.publish(route)
+        previous = new.route
+        await self._drain_containers(previous, new.containers)
+        await self._starter.stop(new)
+        await self._report_failure(state, spec, reason)
+
+    def _shrink(self, group: RunningGroup, spec: EndpointSpec) -> list[RunningContainer]:
+        """Route `group` as `spec` says (fewer replicas); the containers left out."""
+        kept = {(v.variant_name, f"i-{i}") for v in spec.variants for i in range(v.instance_count)}
+        gone = [c for c in group.containers if c.instance not in kept]
+        group.containers = [c for c in group.containers if c.instance in kept]
+        _rebind(group, spec)
+        group.route = self._starter.route(spec, group)
+        return gone
 
     async def _drain_containers(
         self, route: EndpointRoute | None, gone: list[RunningContainer]
