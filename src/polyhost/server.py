@@ -23,6 +23,7 @@ from polyhost.backends.confinement import plan as plan_confinement
 from polyhost.backends.confinement import protect_files
 from polyhost.backends.factory import make_backend
 from polyhost.backends.registry import ImageRegistry
+from polyhost.backends.role_credentials import load_role_credentials
 from polyhost.control.service import ControlPlane
 from polyhost.deploy.deployer import EndpointDeployer
 from polyhost.http.admin.api import AdminApi
@@ -103,10 +104,23 @@ class PolyhostServer:
                 max_series=settings.metrics_max_series,
                 retention_s=settings.metrics_retention_days * 86_400,
             )
-            self.recorder = MetricsRecorder(self.history, self.deployer.container_samples)
-        # InvokeEndpointAsync's requests wait in the state dir until the worker runs them.
+        # InvokeEndpointAsync's requests wait in the state dir until the worker runs them, which
+        # reaches S3 and SNS as each model's role (the credentials its containers get).
         self.async_queue = AsyncQueue(settings.state_dir / "async.db", settings.async_max_queued)
-        self.async_worker = AsyncWorker(self.async_queue, self.router, settings)
+        self.async_worker = AsyncWorker(
+            self.async_queue,
+            self.router,
+            settings,
+            serving=lambda: [group.spec for group in self.deployer.groups()],
+            role_credentials=load_role_credentials(settings.role_credentials),
+        )
+        if self.history is not None:
+            self.recorder = MetricsRecorder(
+                self.history,
+                self.deployer.container_samples,
+                backlog=self.async_worker.backlog,
+                async_series=self.async_worker.series,
+            )
         routes: dict[str, ExtraRoute] = {
             "/polyhost/endpoints": LogsRoute(self.deployer.log_streams),
             # Every `/endpoints/...` route but InvokeEndpoint's (the protocol's own) and the
@@ -129,7 +143,9 @@ class PolyhostServer:
         # Raises PolicyError/OSError for a bad --auth-file: the server does not start.
         self.gate = Gate(settings, load_access_control(settings))
         self.runtime = RuntimeAdapter(self.router, settings.max_body_bytes, self.gate)
-        self.streaming = StreamingAdapter(StreamRouter(self.router, settings), settings, self.gate)
+        self.streaming = StreamingAdapter(
+            StreamRouter(self.router, settings), settings, self.gate, routes=self.router.route
+        )
         self.app = AuthMiddleware(
             PolyhostApp(
                 AwsJsonAdapter.sagemaker(self.control.call, settings.max_control_body_bytes),
@@ -232,7 +248,13 @@ class PolyhostServer:
             MetricsRoute(container_registry(samples)),
             # Without a metric history (--no-metrics-history) the API still lists every
             # container, without rates or latencies.
-            AdminApi(samples, self.history, self.control.call, logs=self.deployer.all_log_streams),
+            AdminApi(
+                samples,
+                self.history,
+                self.control.call,
+                logs=self.deployer.all_log_streams,
+                backlog=self.async_worker.backlog,
+            ),
             BearerCheck(None if token_file is None else load_admin_token(token_file)),
             access_log_enabled=settings.access_log,
         )

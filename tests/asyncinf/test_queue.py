@@ -18,10 +18,10 @@ class Recorded(OutputStore):
         super().__init__(1.0)
         self.written: dict[str, bytes] = {}
 
-    def put(self, location: str, body: bytes, content_type: str) -> None:
+    def put(self, location: str, body: bytes, content_type: str, role: str | None = None) -> None:
         self.written[location] = body
 
-    def exists(self, location: str) -> bool:
+    def exists(self, location: str, role: str | None = None) -> bool:
         return location in self.written
 
 

@@ -192,11 +192,23 @@
         var statuses = (v.status || []).filter(Boolean);
         return statuses.length ? text + " " + statuses.join(", ") : text;
       }).join("; "), "variants");
+      cell(tr, backlogText(e.backlog), "backlog");
       cell(tr, e.failure_reason || "", "reason");
       rows.appendChild(tr);
     });
     body.replaceChildren(rows);
     renderFilter();
+  }
+
+  // An asynchronous endpoint's queue: "3 waiting, oldest 12 s"; empty for a real-time one.
+  function backlogText(backlog) {
+    if (!backlog) return "";
+    if (backlog.size === 0) return "0 waiting";
+    var age = backlog.oldest_age_s;
+    var shown = age >= 3600 ? (age / 3600).toFixed(1) + " h"
+      : age >= 60 ? Math.round(age / 60) + " min" : Math.round(age) + " s";
+    return backlog.size + " waiting, oldest " + shown +
+      (backlog.instances === 0 ? " (no instance)" : "");
   }
 
   function renderFilter() {

@@ -2,7 +2,8 @@
 
 After an answer (or failure) is written to S3, a JSON message with the fields AWS documents is
 published to the SuccessTopic (or ErrorTopic) with boto3's SNS client, under boto3's standard
-settings (`AWS_ENDPOINT_URL_SNS`, the server's credentials). When IncludeInferenceResponseIn
+settings (`AWS_ENDPOINT_URL_SNS`), as the request's model role where the server maps it, else
+with the server's credentials (`credentials.py`). When IncludeInferenceResponseIn
 names the topic, the answer itself travels inline (base64), if it is at most 128 KB, as AWS
 bounds it. A publish that fails is logged and counted: it never fails the request, whose
 output is in S3 already. Blocking calls, made from worker threads.
@@ -17,7 +18,9 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from polyhost.asyncinf.credentials import AwsClients
 from polyhost.asyncinf.queue import AsyncRequest
+from polyhost.backends.role_credentials import RoleCredentials
 from polyhost.control.seam import AsyncInferenceSpec
 
 log = logging.getLogger("polyhost.asyncinf")
@@ -79,30 +82,12 @@ def notification(
 class Notifier:
     """Publishes notifications; `failures` counts the publishes that did not go through."""
 
-    def __init__(self, region: str, timeout_s: float) -> None:
+    def __init__(self, region: str, timeout_s: float, clients: AwsClients | None = None) -> None:
         self._region = region
-        self._timeout = timeout_s
-        self._client: Any = None
+        self._clients = clients or AwsClients(RoleCredentials({}), timeout_s)
         self._lock = threading.Lock()
         self.published = 0
         self.failures = 0
-
-    def _sns(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                import boto3
-                from botocore.config import Config
-
-                self._client = boto3.session.Session().client(
-                    "sns",
-                    region_name=self._region,
-                    config=Config(
-                        connect_timeout=min(self._timeout, 10.0),
-                        read_timeout=self._timeout,
-                        retries={"max_attempts": 3, "mode": "standard"},
-                    ),
-                )
-            return self._client
 
     def finished(
         self,
@@ -114,8 +99,9 @@ class Notifier:
         content_type: str,
         body: bytes,
         reason: str | None = None,
+        role: str | None = None,
     ) -> None:
-        """Publish the notification `config` asks for, if any; never raises."""
+        """Publish the notification `config` asks for, if any, as `role`; never raises."""
         if config is None:
             return
         topic = config.success_topic if ok else config.error_topic
@@ -132,7 +118,8 @@ class Notifier:
             body=body if inline else None,
         )
         try:
-            self._sns().publish(TopicArn=topic, Message=json.dumps(message))
+            sns = self._clients.client("sns", role, self._region)
+            sns.publish(TopicArn=topic, Message=json.dumps(message))
         except Exception as error:  # a notification never fails the request
             with self._lock:
                 self.failures += 1

@@ -179,6 +179,19 @@ class AsyncQueue:
                 (DONE if ok else FAILED, reason, time.time(), seq),
             )
 
+    def backlog(self) -> dict[str, tuple[int, float]]:
+        """Per endpoint with requests queued or running: how many there are and when the oldest
+        of them was accepted (time.time()). One aggregate over the `requests_waiting` index's
+        two states, sampled every 10 s for the backlog metrics and the dashboard: it reads
+        the rows that wait, never the day of finished ones kept beside them."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT endpoint, COUNT(*), MIN(received) FROM requests "
+                "WHERE state IN (?, ?) GROUP BY endpoint",
+                (QUEUED, RUNNING),
+            ).fetchall()
+        return {str(name): (int(count), float(oldest)) for name, count, oldest in rows}
+
     def state(self, endpoint: str, inference_id: str) -> tuple[str, str | None] | None:
         """(state, reason) of a request; None when there is none."""
         with self._lock:

@@ -12,23 +12,45 @@ still waiting when its RequestTTLSeconds run out fails with that reason.
 Once an answer (or failure) is in S3, the endpoint's NotificationConfig is honoured
 (`notify.py`): a publish that fails is logged and counted, never the request's failure.
 
-Blocking work (the queue's commits, S3, SNS, the input's download) runs in threads.
+S3 and SNS are reached as the model role of the variant a request runs on, where the server
+maps that role (`credentials.py`); `serving` tells the role, from the specs the deployer
+serves.
+
+Metrics (`metrics/asynchronous.py`): every request that ends adds to `series` (counted, failed
+or not, its time in the backlog and in all); `backlog()` counts what waits, per endpoint, for
+the recorder's ApproximateBacklogSize... and for the dashboard.
+
+The bound is on what the containers run: a request holds its variant's slot from the moment it
+is taken, through its input's download, until the container answers. Writing the answer, the
+queue's commit and the notification happen after the slot is given back, so a slow S3 does not
+idle the model; at most as many requests as the bound may be finishing so per variant (beyond
+that they hold slots again), which bounds the answers held in memory.
+
+Blocking work (the queue's commits, S3, SNS, the input's download) runs in threads of the
+worker's own pool, sized for the requests it may have in flight, so it neither waits behind
+nor starves the event loop's default executor (the control plane, the admin API).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
+from polyhost.asyncinf.credentials import AwsClients
 from polyhost.asyncinf.notify import Notifier
 from polyhost.asyncinf.queue import AsyncQueue, AsyncRequest
-from polyhost.asyncinf.storage import OutputFailed, OutputStore, fetch_input
-from polyhost.control.seam import AsyncInferenceSpec
+from polyhost.asyncinf.storage import OutputFailed, OutputStore
+from polyhost.backends.role_credentials import RoleCredentials
+from polyhost.control.seam import AsyncInferenceSpec, EndpointSpec
 from polyhost.errors import ServiceError, ServiceUnavailable
+from polyhost.metrics.asynchronous import AsyncSeries, BacklogSample
 from polyhost.modeldata.errors import ArtifactError
 from polyhost.modeldata.hosts import HostPolicy
 from polyhost.router.router import InvokeRequest, Router
@@ -39,6 +61,11 @@ log = logging.getLogger("polyhost.asyncinf")
 
 RETRY_AFTER_S = 1.0
 POLL_S = 0.25
+IO_THREADS = 32
+_T = TypeVar("_T")
+# The specs of the endpoints the deployer serves now (on the event loop): which endpoints are
+# asynchronous, and each variant's model role.
+ServingSpecs = Callable[[], Iterable[EndpointSpec]]
 
 
 class AsyncWorker:
@@ -51,7 +78,13 @@ class AsyncWorker:
         outputs: OutputStore | None = None,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,
+        serving: ServingSpecs | None = None,
+        role_credentials: RoleCredentials | None = None,
+        series: AsyncSeries | None = None,
     ) -> None:
+        """`role_credentials`: what `--role-credentials` maps (none: the server's own
+        credentials for every request); `serving` what runs, so which role each variant's
+        model has (none: no roles, the server's credentials)."""
         self._queue = queue
         self._router = router
         self._clock = clock
@@ -59,12 +92,21 @@ class AsyncWorker:
         self._io_timeout = settings.async_fetch_timeout_s
         self._work = Path(settings.state_dir) / "async-work"
         self._policy = HostPolicy(settings.allow_model_hosts)
-        self._outputs = outputs or OutputStore(settings.async_fetch_timeout_s)
-        self.notifier = notifier or Notifier(settings.region, settings.async_fetch_timeout_s)
-        # The AsyncInferenceConfig last seen per endpoint: a request that fails while its
-        # endpoint is not serving is still notified as its endpoint asked.
+        clients = AwsClients(
+            role_credentials or RoleCredentials({}), self._io_timeout, connections=IO_THREADS
+        )
+        self._outputs = outputs or OutputStore(self._io_timeout, clients)
+        self.notifier = notifier or Notifier(settings.region, self._io_timeout, clients)
+        self._serving = serving
+        self.series = series or AsyncSeries()
+        # The AsyncInferenceConfig and model role last seen per endpoint: a request that fails
+        # while its endpoint is not serving is still notified as its endpoint asked, as its role.
         self._configs: dict[str, AsyncInferenceSpec] = {}
+        self._last_role: dict[str, str | None] = {}
         self._inflight: dict[tuple[str, str], int] = {}
+        # Requests whose container answered, still writing their answer and notifying.
+        self._finishing: dict[tuple[str, str], int] = {}
+        self._io = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="polyhost-async")
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -83,9 +125,34 @@ class AsyncWorker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._io.shutdown(wait=False, cancel_futures=True)
+
+    async def _blocking(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """`fn(*args, **kwargs)` in the worker's thread pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io, functools.partial(fn, *args, **kwargs))
 
     def inflight(self, endpoint: str) -> int:
         return sum(n for (name, _), n in self._inflight.items() if name == endpoint)
+
+    async def backlog(self) -> list[BacklogSample]:
+        """Every asynchronous endpoint's backlog now (on the event loop; the count is one query
+        in a worker thread): each endpoint that serves with AsyncInferenceConfig, 0 when
+        nothing waits, and each one whose requests wait without serving (0 instances)."""
+        counts = await self._blocking(self._queue.backlog)
+        now = self._clock()
+        names = set(counts)
+        if self._serving is not None:
+            names.update(s.endpoint_name for s in self._serving() if s.async_inference)
+        samples = []
+        for name in sorted(names):
+            size, oldest = counts.get(name, (0, now))
+            route = self._router.route(name)
+            instances = 0
+            if route is not None and route.async_inference is not None:
+                instances = sum(len(v.replicas) for v in route.variants)
+            samples.append(BacklogSample(name, size, max(now - oldest, 0.0), instances))
+        return samples
 
     async def _run(self) -> None:
         while True:
@@ -101,7 +168,7 @@ class AsyncWorker:
 
     async def _dispatch(self) -> None:
         now = self._clock()
-        for endpoint in await asyncio.to_thread(self._queue.endpoints_waiting, now):
+        for endpoint in await self._blocking(self._queue.endpoints_waiting, now):
             route = self._router.route(endpoint)
             if route is None or route.async_inference is None:
                 await self._expire_waiting(endpoint, now)
@@ -112,11 +179,15 @@ class AsyncWorker:
     def _free(self, route: EndpointRoute) -> dict[str, int]:
         assert route.async_inference is not None
         per_instance = route.async_inference.max_concurrent_per_instance
-        return {
-            v.name: per_instance * len(v.replicas) - self._inflight.get((route.name, v.name), 0)
-            for v in route.variants
-            if v.weight > 0 or len(route.variants) == 1
-        }
+        free = {}
+        for v in route.variants:
+            if v.weight <= 0 and len(route.variants) > 1:
+                continue
+            bound = per_instance * len(v.replicas)
+            key = (route.name, v.name)
+            over = max(self._finishing.get(key, 0) - bound, 0)  # finishing past the bound
+            free[v.name] = bound - self._inflight.get(key, 0) - over
+        return free
 
     async def _start(self, route: EndpointRoute, now: float) -> None:
         free = self._free(route)
@@ -124,7 +195,7 @@ class AsyncWorker:
         if total <= 0:
             return
         # One dispatch at a time, so requests start in the order they were taken.
-        for request in await asyncio.to_thread(self._queue.take, route.name, total, now):
+        for request in await self._blocking(self._queue.take, route.name, total, now):
             variant = max(free, key=lambda name: free[name])
             free[variant] -= 1
             key = (route.name, variant)
@@ -135,11 +206,12 @@ class AsyncWorker:
 
     async def _expire_waiting(self, endpoint: str, now: float) -> None:
         """An endpoint not serving keeps its requests waiting, but not past their TTL."""
-        for request in await asyncio.to_thread(self._queue.take, endpoint, 100, now):
+        for request in await self._blocking(self._queue.take, endpoint, 100, now):
             if now >= request.expires:
-                await self._fail(request, self._expired(request))
+                await self._fail(request, self._expired(request), self._role(endpoint, None))
+                self._finished(request, None, ok=False, started=None)
             else:
-                await asyncio.to_thread(self._queue.retry_later, request.seq, now + RETRY_AFTER_S)
+                await self._blocking(self._queue.retry_later, request.seq, now + RETRY_AFTER_S)
 
     @staticmethod
     def _expired(request: AsyncRequest) -> str:
@@ -149,39 +221,94 @@ class AsyncWorker:
             f"({ttl:g} seconds) without an instance to run it."
         )
 
+    def _role(self, endpoint: str, variant: str | None) -> str | None:
+        """The ExecutionRoleArn of the model `variant` serves (the endpoint's first variant's
+        for None), or the one last seen while the endpoint is not served (event loop)."""
+        if self._serving is not None:
+            for spec in self._serving():
+                if spec.endpoint_name != endpoint or not spec.variants:
+                    continue
+                chosen = next(
+                    (v for v in spec.variants if v.variant_name == variant), spec.variants[0]
+                )
+                self._last_role[endpoint] = chosen.execution_role_arn
+                return chosen.execution_role_arn
+        return self._last_role.get(endpoint)
+
+    def _finished(
+        self, request: AsyncRequest, variant: str | None, *, ok: bool, started: float | None
+    ) -> None:
+        """Count a request that ended: `started` when it left the queue to run (None: it
+        expired there), its total time until now, when its answer is written and notified."""
+        now = self._clock()
+        self.series.finished(
+            request.endpoint,
+            variant,
+            ok=ok,
+            backlog_ms=None if started is None else (started - request.received) * 1000.0,
+            total_ms=(now - request.received) * 1000.0,
+        )
+
     async def _serve(self, request: AsyncRequest, variant: str) -> None:
+        started = self._clock()
+        role = self._role(request.endpoint, variant)
+        key = (request.endpoint, variant)
+        released = False
+
+        def release() -> None:
+            """The container is done with it: its slot is free, it is finishing."""
+            nonlocal released
+            if released:
+                return
+            released = True
+            self._inflight[key] -= 1
+            if not self._inflight[key]:
+                del self._inflight[key]
+            self._finishing[key] = self._finishing.get(key, 0) + 1
+            self._wake.set()
+
+        outcome: bool | None = None
         try:
-            await self._serve_one(request, variant)
+            outcome = await self._serve_one(request, variant, role, release)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("asynchronous request %s failed", request.inference_id)
-            await self._fail(request, "An internal error occurred; see the server log.")
+            await self._fail(request, "An internal error occurred; see the server log.", role)
+            outcome = False
         finally:
-            key = (request.endpoint, variant)
-            self._inflight[key] -= 1
-            if not self._inflight[key]:
-                del self._inflight[key]
+            release()
+            self._finishing[key] -= 1
+            if not self._finishing[key]:
+                del self._finishing[key]
             self._wake.set()
+        if outcome is not None:
+            self._finished(request, variant, ok=outcome, started=started)
 
-    async def _serve_one(self, request: AsyncRequest, variant: str) -> None:
+    async def _serve_one(
+        self, request: AsyncRequest, variant: str, role: str | None, release: Callable[[], None]
+    ) -> bool | None:
+        """Run one request: True once answered, False once failed, None when it went back to
+        the queue or had been answered before a restart (neither counts as finishing now).
+        `release` gives the variant's slot back once the container is done with it."""
         if self._clock() >= request.expires:
-            await self._fail(request, self._expired(request))
-            return
-        if request.recovered and await self._already_written(request):
-            return
+            await self._fail(request, self._expired(request), role)
+            return False
+        if request.recovered and await self._already_written(request, role):
+            return None
         try:
-            body = await asyncio.to_thread(
-                fetch_input,
+            body = await self._blocking(
+                self._outputs.read_input,
                 request.input_location,
                 self._work,
                 self._max_input,
                 self._io_timeout,
                 self._policy,
+                role,
             )
         except ArtifactError as error:
-            await self._fail(request, f"Could not read InputLocation: {error.message}")
-            return
+            await self._fail(request, f"Could not read InputLocation: {error.message}", role)
+            return False
         invoke = InvokeRequest(
             body=body,
             content_type=_bytes(request.content_type),
@@ -191,48 +318,53 @@ class AsyncWorker:
             inference_id=request.inference_id.encode(),
         )
         try:
-            result = await asyncio.wait_for(
-                self._router.invoke(request.endpoint, invoke, queued=True), request.timeout_s
-            )
+            try:
+                result = await asyncio.wait_for(
+                    self._router.invoke(request.endpoint, invoke, queued=True), request.timeout_s
+                )
+            finally:
+                release()
         except TimeoutError:
             await self._fail(
                 request,
                 f"ModelInvocationTimeExceeded: the model did not answer within "
                 f"InvocationTimeoutSeconds ({request.timeout_s:g} seconds).",
+                role,
             )
-            return
+            return False
         except ServiceUnavailable as error:
             if self._clock() + RETRY_AFTER_S < request.expires:
                 log.info("asynchronous request %s waits: %s", request.inference_id, error.message)
-                await asyncio.to_thread(
+                await self._blocking(
                     self._queue.retry_later, request.seq, self._clock() + RETRY_AFTER_S
                 )
-                return
-            await self._fail(request, f"{error.code}: {error.message}")
-            return
+                return None
+            await self._fail(request, f"{error.code}: {error.message}", role)
+            return False
         except ServiceError as error:
-            await self._fail(request, f"{error.code}: {error.message}")
-            return
+            await self._fail(request, f"{error.code}: {error.message}", role)
+            return False
         content_type = result.content_type.decode("latin-1")
         try:
-            await asyncio.to_thread(
-                self._outputs.put, request.output_location, result.body, content_type
+            await self._blocking(
+                self._outputs.put, request.output_location, result.body, content_type, role
             )
         except OutputFailed as error:
-            await self._fail(request, f"The answer could not be written: {error}")
-            return
-        await asyncio.to_thread(self._queue.finish, request.seq, True)
-        await self._notify(request, ok=True, content_type=content_type, body=result.body)
+            await self._fail(request, f"The answer could not be written: {error}", role)
+            return False
+        await self._blocking(self._queue.finish, request.seq, True)
+        await self._notify(request, role, ok=True, content_type=content_type, body=result.body)
+        return True
 
-    async def _already_written(self, request: AsyncRequest) -> bool:
+    async def _already_written(self, request: AsyncRequest, role: str | None) -> bool:
         """A request a crash cut short: finished already when its answer (or failure) is in S3,
         since its inference id names the object."""
         try:
-            if await asyncio.to_thread(self._outputs.exists, request.output_location):
-                await asyncio.to_thread(self._queue.finish, request.seq, True)
+            if await self._blocking(self._outputs.exists, request.output_location, role):
+                await self._blocking(self._queue.finish, request.seq, True)
                 return True
-            if await asyncio.to_thread(self._outputs.exists, request.failure_location):
-                await asyncio.to_thread(
+            if await self._blocking(self._outputs.exists, request.failure_location, role):
+                await self._blocking(
                     self._queue.finish, request.seq, False, "failed before a restart"
                 )
                 return True
@@ -240,20 +372,22 @@ class AsyncWorker:
             log.warning("asynchronous request %s: %s", request.inference_id, error)
         return False
 
-    async def _fail(self, request: AsyncRequest, reason: str) -> None:
+    async def _fail(self, request: AsyncRequest, reason: str, role: str | None) -> None:
         """Write the failure object (the reason, as text) and record the failure."""
         try:
-            await asyncio.to_thread(
+            await self._blocking(
                 self._outputs.put,
                 request.failure_location,
                 reason.encode(),
                 "text/plain; charset=utf-8",
+                role,
             )
         except OutputFailed as error:
             log.warning("asynchronous request %s: %s", request.inference_id, error)
-        await asyncio.to_thread(self._queue.finish, request.seq, False, reason)
+        await self._blocking(self._queue.finish, request.seq, False, reason)
         await self._notify(
             request,
+            role,
             ok=False,
             content_type="text/plain; charset=utf-8",
             body=reason.encode(),
@@ -269,13 +403,14 @@ class AsyncWorker:
     async def _notify(
         self,
         request: AsyncRequest,
+        role: str | None,
         *,
         ok: bool,
         content_type: str,
         body: bytes,
         reason: str | None = None,
     ) -> None:
-        await asyncio.to_thread(
+        await self._blocking(
             self.notifier.finished,
             self._config(request.endpoint),
             request,
@@ -284,6 +419,7 @@ class AsyncWorker:
             content_type=content_type,
             body=body,
             reason=reason,
+            role=role,
         )
 
 

@@ -81,10 +81,43 @@ MODEL_UNLOADING_TIME = MetricDef(
 MODEL_CACHE_HIT = MetricDef("ModelCacheHit", INVOCATION_NAMESPACE, "None", Kind.BINARY)
 LOADED_MODEL_COUNT = MetricDef("LoadedModelCount", RESOURCE_NAMESPACE, "None", Kind.GAUGE)
 
+# Per endpoint with AsyncInferenceConfig, dimension EndpointName, as SageMaker publishes them:
+# the backlog (requests queued or running), sampled every 10 s like CPU. The per-instance
+# share divides by the endpoint's instances (by 1 when it has none); HasBacklogWithoutCapacity
+# is 1 while requests wait and no instance runs, else 0.
+APPROXIMATE_BACKLOG_SIZE = MetricDef(
+    "ApproximateBacklogSize", INVOCATION_NAMESPACE, "None", Kind.GAUGE
+)
+APPROXIMATE_BACKLOG_SIZE_PER_INSTANCE = MetricDef(
+    "ApproximateBacklogSizePerInstance", INVOCATION_NAMESPACE, "None", Kind.GAUGE
+)
+APPROXIMATE_AGE_OF_OLDEST_REQUEST = MetricDef(
+    "ApproximateAgeOfOldestRequest", INVOCATION_NAMESPACE, "Seconds", Kind.GAUGE
+)
+HAS_BACKLOG_WITHOUT_CAPACITY = MetricDef(
+    "HasBacklogWithoutCapacity", INVOCATION_NAMESPACE, "None", Kind.BINARY
+)
+# Per asynchronous request finished, dimensions EndpointName, VariantName (EndpointName alone
+# for one that failed before any variant was known): InvocationsProcesssed is 1 per request
+# (SageMaker's spelling, three s), InvocationFailures 0 or 1, so its Average is the failure
+# rate; TimeInBacklog from acceptance until it left the queue to run, TotalProcessingTime until
+# its answer (or failure) was written and notified.
+INVOCATIONS_PROCESSED = MetricDef(
+    "InvocationsProcesssed", INVOCATION_NAMESPACE, "None", Kind.BINARY
+)
+INVOCATION_FAILURES = MetricDef("InvocationFailures", INVOCATION_NAMESPACE, "None", Kind.BINARY)
+TIME_IN_BACKLOG = MetricDef("TimeInBacklog", INVOCATION_NAMESPACE, "Milliseconds", Kind.LATENCY)
+TOTAL_PROCESSING_TIME = MetricDef(
+    "TotalProcessingTime", INVOCATION_NAMESPACE, "Milliseconds", Kind.LATENCY
+)
+
 ALL: tuple[MetricDef, ...] = (
     INVOCATIONS, INVOCATION_4XX, INVOCATION_5XX, CONTAINER_LATENCY, OVERHEAD_LATENCY,
     CPU, MEMORY, DISK, MEMORY_RSS, RESTARTS, UP, MODEL_LATENCY, INVOCATIONS_PER_INSTANCE,
     MODEL_SETUP_TIME, TIME_TO_FIRST_BYTE, MODEL_LOADING_WAIT_TIME, MODEL_DOWNLOADING_TIME,
     MODEL_LOADING_TIME, MODEL_UNLOADING_TIME, MODEL_CACHE_HIT, LOADED_MODEL_COUNT,
+    APPROXIMATE_BACKLOG_SIZE, APPROXIMATE_BACKLOG_SIZE_PER_INSTANCE,
+    APPROXIMATE_AGE_OF_OLDEST_REQUEST, HAS_BACKLOG_WITHOUT_CAPACITY, INVOCATIONS_PROCESSED,
+    INVOCATION_FAILURES, TIME_IN_BACKLOG, TOTAL_PROCESSING_TIME,
 )  # fmt: skip
 BY_KEY: dict[tuple[str, str], MetricDef] = {(m.namespace, m.name): m for m in ALL}

@@ -20,6 +20,10 @@ interval without requests records nothing for them. A request counts as an invoc
 starts and as an error when it ends, so an error may land in the 10 s after its invocation;
 SampleCount of an error series is then the larger of the two, and Sum stays exact.
 
+Asynchronous endpoints add their own series (`metrics/asynchronous.py`): each interval the
+recorder awaits the backlog's count (the queue's query, in a worker thread, before the
+interval is recorded) and takes what the requests that finished did; both go in with the rest.
+
 Once a minute the history writes its roll-ups to disk (in a worker thread); `stop()` records
 the interval in progress and writes it too, so a restart loses nothing but 10-second detail.
 """
@@ -32,11 +36,12 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from polyhost.metrics import catalog
+from polyhost.metrics.asynchronous import AsyncOutcomes, AsyncSeries, BacklogSample
 from polyhost.metrics.catalog import Kind, MetricDef
 from polyhost.metrics.cell import Cell, merge
 from polyhost.metrics.collection import ContainerSample
@@ -49,6 +54,9 @@ log = logging.getLogger("polyhost.metrics")
 INTERVAL_S = 10
 SampleSource = Callable[[], Iterable[ContainerSample]]
 DiskUsage = Callable[[Path], float]  # percent of the filesystem used
+# Every asynchronous endpoint's backlog now; awaited once per interval, off the event loop
+# where it reads the queue's database.
+BacklogSource = Callable[[], Awaitable[Sequence[BacklogSample]]]
 
 
 def disk_percent(path: Path) -> float:
@@ -90,8 +98,12 @@ class MetricsRecorder:
         interval_s: int = INTERVAL_S,
         clock: Callable[[], float] = time.time,
         disk_usage: DiskUsage = disk_percent,
+        backlog: BacklogSource | None = None,
+        async_series: AsyncSeries | None = None,
     ) -> None:
         self._history = history
+        self._backlog = backlog
+        self.async_series = async_series
         self._samples = samples
         self._interval_s = interval_s
         self._clock = clock
@@ -112,6 +124,8 @@ class MetricsRecorder:
                 await self._task
             self._task = None
         now = self._clock()
+        # The backlog is not counted again here: the queue closes before the recorder stops,
+        # and the last interval's count was recorded.
         self.tick(math.floor(now / self._interval_s) * self._interval_s)
         try:
             await asyncio.to_thread(self._history.flush, now)
@@ -131,8 +145,9 @@ class MetricsRecorder:
             if boundary <= last:
                 continue  # the wall clock went back: wait for a boundary not yet recorded
             last = boundary
+            backlog = await self._count_backlog()
             try:
-                self.tick(boundary - step)
+                self.tick(boundary - step, backlog)
             except Exception:
                 log.exception("metric recording failed; the next interval will try again")
             minute = math.floor(boundary / 60)
@@ -144,9 +159,19 @@ class MetricsRecorder:
                 except Exception:
                     log.exception("could not write the metric history; it stays in memory")
 
+    async def _count_backlog(self) -> Sequence[BacklogSample]:
+        if self._backlog is None:
+            return ()
+        try:
+            return await self._backlog()
+        except Exception:
+            log.exception("could not count the asynchronous backlog; recording without it")
+            return ()
+
     # -- one interval ---------------------------------------------------------------------------
-    def tick(self, interval_start: float) -> None:
-        """Record [interval_start, now): counters' deltas and one resource sample."""
+    def tick(self, interval_start: float, backlog: Sequence[BacklogSample] = ()) -> None:
+        """Record [interval_start, now): counters' deltas, one resource sample, and the
+        asynchronous endpoints' `backlog` as counted for this interval."""
         samples = list(self._samples())
         replicas: dict[tuple[str, str], set[str]] = {}
         for sample in samples:
@@ -186,6 +211,9 @@ class MetricsRecorder:
                 )
         for gone in set(self._baselines) - seen:
             del self._baselines[gone]
+        out += _backlog_cells(backlog)
+        if self.async_series is not None:
+            out += _outcome_cells(self.async_series.take())
         self._history.record(interval_start, out)
 
     def _cells(self, sample: ContainerSample, disk: dict[Path, float | None]) -> Cells:
@@ -328,4 +356,52 @@ def _variant_cells(
         out.append(
             (catalog.INVOCATIONS_PER_INSTANCE, Cell(requests, requests * share, share, share))
         )
+    return out
+
+
+def _backlog_cells(backlog: Sequence[BacklogSample]) -> list[tuple[MetricId, MetricDef, Cell]]:
+    """Per asynchronous endpoint (dimension EndpointName), its backlog as sampled."""
+    out: list[tuple[MetricId, MetricDef, Cell]] = []
+    for sample in backlog:
+        dims = dimensions(EndpointName=sample.endpoint)
+        for definition, cell in (
+            (catalog.APPROXIMATE_BACKLOG_SIZE, Cell.of_value(float(sample.size))),
+            (catalog.APPROXIMATE_BACKLOG_SIZE_PER_INSTANCE, Cell.of_value(sample.per_instance)),
+            (catalog.APPROXIMATE_AGE_OF_OLDEST_REQUEST, Cell.of_value(sample.oldest_age_s)),
+            (
+                catalog.HAS_BACKLOG_WITHOUT_CAPACITY,
+                Cell.of_binary(1, 1 if sample.without_capacity else 0),
+            ),
+        ):
+            out.append((MetricId(definition.namespace, definition.name, dims), definition, cell))
+    return out
+
+
+def _outcome_cells(
+    taken: dict[tuple[str, str | None], AsyncOutcomes],
+) -> list[tuple[MetricId, MetricDef, Cell]]:
+    """Per variant, what its asynchronous requests that finished in the interval did."""
+    out: list[tuple[MetricId, MetricDef, Cell]] = []
+    for (endpoint, variant), outcomes in taken.items():
+        if variant is None:
+            dims = dimensions(EndpointName=endpoint)
+        else:
+            dims = dimensions(EndpointName=endpoint, VariantName=variant)
+        cells: list[tuple[MetricDef, Cell | None]] = [
+            (
+                catalog.INVOCATIONS_PROCESSED,
+                Cell.of_binary(outcomes.processed, outcomes.processed),
+            ),
+            (
+                catalog.INVOCATION_FAILURES,
+                Cell.of_binary(outcomes.processed, outcomes.failures),
+            ),
+            (catalog.TIME_IN_BACKLOG, _latency(outcomes.time_in_backlog, 0, 0.0)),
+            (catalog.TOTAL_PROCESSING_TIME, _latency(outcomes.total_processing, 0, 0.0)),
+        ]
+        for definition, cell in cells:
+            if cell is not None:
+                out.append(
+                    (MetricId(definition.namespace, definition.name, dims), definition, cell)
+                )
     return out

@@ -254,10 +254,15 @@ def _s3_reason(error: Exception) -> str:
 
 
 class S3Source(Source):
-    """`s3://bucket/key.tar.gz` (one archive) or `s3://bucket/prefix/` (a folder of files)."""
+    """`s3://bucket/key.tar.gz` (one archive) or `s3://bucket/prefix/` (a folder of files).
 
-    def __init__(self, url: str) -> None:
+    `client`: the boto3 S3 client to read with, for a caller that acts as another identity
+    than the server's or reuses its clients (an asynchronous request's input, read as its
+    model's role); a new client of boto3's default session otherwise."""
+
+    def __init__(self, url: str, client: Any = None) -> None:
         super().__init__(url)
+        self._client = client
         parts = urlsplit(url)
         self.bucket = parts.netloc
         self.key = parts.path.lstrip("/")
@@ -268,7 +273,7 @@ class S3Source(Source):
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            client = _s3_client(limits)
+            client = self._client or _s3_client(limits)
             if self.key == "" or self.key.endswith("/"):
                 return self._fetch_prefix(client, previous, work, limits)
             return self._fetch_object(client, previous, work, limits)

@@ -7,7 +7,9 @@
                           one metric's datapoints over 1h, 3h, 24h or 7d (`metrics/charts.py`);
                           M is a CloudWatch name (Invocations, ContainerLatency, CPUUtilization...)
     GET /api/endpoints    every endpoint as the control plane describes it: status, variants
-                          with their instance counts, FailureReason
+                          with their instance counts, FailureReason; an asynchronous one also
+                          its backlog (requests queued or running, the oldest one's age in
+                          seconds, the instances running them), null for the others
     GET /api/logs?endpoint=E&container=C[&variant=V][&instance=I][&lines=N]
                           the last N lines (default 200, at most 1000, within the last
                           `LOG_TAIL_BYTES` of each file) of the container's log, one entry per
@@ -31,7 +33,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -41,6 +43,7 @@ from polyhost.http.errors import aws_json_error
 from polyhost.http.io import send_response
 from polyhost.http.types import Receive, Scope, Send
 from polyhost.logs.streams import LogStream, read_chunk
+from polyhost.metrics.asynchronous import BacklogSample
 from polyhost.metrics.charts import METRICS, RANGES, Series, SeriesQuery, chart
 from polyhost.metrics.collection import SampleSource
 from polyhost.metrics.overview import container_overviews
@@ -50,6 +53,8 @@ PREFIX = "/api"
 ControlCall = Callable[[str, dict[str, Any]], dict[str, Any]]
 # Every endpoint's log streams (the deployer's `all_log_streams`, read on the event loop).
 LogCatalog = Callable[[], Mapping[str, Sequence[LogStream]]]
+# Every asynchronous endpoint's backlog now (the queue worker's `backlog`, on the event loop).
+BacklogSource = Callable[[], Awaitable[Sequence[BacklogSample]]]
 MAX_ENDPOINTS = 1000
 MAX_NAME = 256
 DEFAULT_LOG_LINES = 200
@@ -63,7 +68,8 @@ _LOG_PARAMETERS = ("endpoint", "container", "variant", "instance", "lines")
 
 class AdminApi:
     """The ASGI route for everything under /api. `reader` is None when no history is kept;
-    `logs` None when the server hands no log streams over (then /api/logs says so)."""
+    `logs` None when the server hands no log streams over (then /api/logs says so); `backlog`
+    None when there is no asynchronous queue (every endpoint's backlog is then null)."""
 
     def __init__(
         self,
@@ -72,8 +78,10 @@ class AdminApi:
         control: ControlCall,
         clock: Callable[[], float] = time.time,
         logs: LogCatalog | None = None,
+        backlog: BacklogSource | None = None,
     ) -> None:
         self._samples = samples
+        self._backlog = backlog
         self._reader = reader
         self._control = control
         self._clock = clock
@@ -87,7 +95,7 @@ class AdminApi:
             elif path == PREFIX + "/series":
                 answer = await self._series(scope.get("query_string", b""))
             elif path == PREFIX + "/endpoints":
-                answer = await asyncio.to_thread(endpoints, self._control)
+                answer = await self._endpoints()
             elif path == PREFIX + "/logs":
                 answer = await self._log_tail(scope.get("query_string", b""))
             else:
@@ -106,6 +114,22 @@ class AdminApi:
             "history": self._reader is not None,
             "containers": [{**asdict(row), "status": row.status} for row in rows],
         }
+
+    async def _endpoints(self) -> dict[str, Any]:
+        answer = await asyncio.to_thread(endpoints, self._control)
+        backlog = {} if self._backlog is None else {b.endpoint: b for b in await self._backlog()}
+        for endpoint in answer["endpoints"]:
+            sample = backlog.get(endpoint["name"])
+            endpoint["backlog"] = (
+                None
+                if sample is None
+                else {
+                    "size": sample.size,
+                    "oldest_age_s": sample.oldest_age_s,
+                    "instances": sample.instances,
+                }
+            )
+        return answer
 
     async def _series(self, query_string: bytes) -> dict[str, Any]:
         query = parse_series_query(query_string)

@@ -8,7 +8,9 @@ stream, and is not forwarded), `X-Amzn-SageMaker-Inference-Component` and
 sessions yet: a ValidationError that says so, rather than an answer that ignores them), and
 `X-Amzn-SageMaker-Prefix-Aware-Id`, a routing hint for a strategy polyhost does not have, is
 ignored. It is signed and authorised as `sagemaker:InvokeEndpointWithResponseStream` on the
-endpoint's ARN, with the same condition keys as InvokeEndpoint.
+endpoint's ARN, with the same condition keys as InvokeEndpoint. An endpoint with
+AsyncInferenceConfig takes InvokeEndpointAsync alone: once the caller is allowed, a stream to it
+is refused with InvokeEndpoint's ValidationError.
 
 A request refused, or a call that fails before the container's first byte, is answered whole
 with InvokeEndpoint's errors (rest-json). Otherwise the answer is `200` with
@@ -22,7 +24,7 @@ part, so an answer that fails before any byte can still be refused as such.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from polyhost.auth.actions import INVOKE_WITH_RESPONSE_STREAM, invoke_endpoint_target
 from polyhost.auth.gate import Gate
@@ -50,6 +52,7 @@ from polyhost.http.services.runtime import (
 )
 from polyhost.router.router import InvokeRequest
 from polyhost.router.streaming import StreamControl, StreamRouter
+from polyhost.router.table import EndpointRoute
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.runtime")
@@ -129,8 +132,17 @@ class _Consumer:
 class StreamingAdapter:
     """InvokeEndpointWithResponseStream on the wire: headers, access control, events."""
 
-    def __init__(self, streams: StreamRouter, settings: Settings, gate: Gate | None = None) -> None:
+    def __init__(
+        self,
+        streams: StreamRouter,
+        settings: Settings,
+        gate: Gate | None = None,
+        *,
+        routes: Callable[[str], EndpointRoute | None],
+    ) -> None:
+        """`routes`: the router's table (`Router.route`), to refuse asynchronous endpoints."""
         self._streams = streams
+        self._routes = routes
         self._settings = settings
         self.max_body_bytes = settings.max_body_bytes
         self._gate = gate
@@ -150,6 +162,13 @@ class StreamingAdapter:
         consumer = _Consumer(out, request_id)
         try:
             request = self._prepare(endpoint_name, headers, body, url, peer)
+            route = self._routes(endpoint_name)
+            if route is not None and route.async_inference is not None:
+                raise InvokeValidationError(
+                    f"Endpoint {endpoint_name} is configured for asynchronous inference "
+                    "(AsyncInferenceConfig), which cannot stream its answers: invoke it with "
+                    "InvokeEndpointAsync."
+                )
             await self._streams.stream(endpoint_name, request, consumer)
         except ServiceError as error:
             if consumer.written:  # never raised after the first part; kept safe all the same
