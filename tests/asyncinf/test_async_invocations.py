@@ -181,3 +181,31 @@ def test_queued_requests_survive_kill_9_and_are_answered_once(
     for inference_id in ids:
         path = f"/{bucket}/async-crash/out/{inference_id}.out"
         assert s3_server.count_requests("PUT", path) == 1, inference_id
+
+
+def test_invocation_timeout_seconds_bounds_the_container_call_not_the_servers_timeout(
+    start_server: ServerFactory,
+    s3_server: MotoS3,  # noqa: F811
+    bucket: str,
+) -> None:
+    """InvocationTimeoutSeconds may be longer than the server's --invocation-timeout (an
+    asynchronous request may run up to an hour), and a shorter one still cuts the call."""
+    short = start_server("--invocation-timeout", "1", env=s3_server.env(), name="async-timeout")
+    sagemaker, runtime = short.sagemaker(), short.runtime()
+    deploy_async(sagemaker, "async-slow", bucket)
+    long_enough = runtime.invoke_endpoint_async(
+        EndpointName="async-slow",
+        InputLocation=put_input(s3_server, bucket, b"slow"),
+        CustomAttributes="sleep=2",
+        InvocationTimeoutSeconds=30,
+    )
+    written = wait_object(s3_server, long_enough["OutputLocation"], timeout=30)
+    assert written["Body"].read() == b"async-slow:slow"
+    too_short = runtime.invoke_endpoint_async(
+        EndpointName="async-slow",
+        InputLocation=put_input(s3_server, bucket, b"slower"),
+        CustomAttributes="sleep=4",
+        InvocationTimeoutSeconds=2,
+    )
+    reason = wait_object(s3_server, too_short["FailureLocation"], timeout=30)["Body"].read()
+    assert b"ModelInvocationTimeExceeded" in reason or b"timed out" in reason, reason

@@ -316,6 +316,8 @@ class AsyncWorker:
             custom_attributes=_bytes(request.custom_attributes),
             target_variant=variant,
             inference_id=request.inference_id.encode(),
+            # InvocationTimeoutSeconds bounds the container call, not the server's default.
+            timeout_s=request.timeout_s,
         )
         try:
             try:

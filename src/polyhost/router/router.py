@@ -76,6 +76,9 @@ class InvokeRequest:
     target_model: str | None = None
     inference_id: bytes | None = None
     inference_component: str | None = None
+    # The most one container call may take (an asynchronous request's InvocationTimeoutSeconds);
+    # None: the server's --invocation-timeout.
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +341,13 @@ class Router:
             raise self._no_direct_target(route, replica, hostname)
         headers = self._headers(request, request.content_type, request.accept)
         response, container_us = await self._call(
-            route, container, request.body, headers, self._max_body, first=True
+            route,
+            container,
+            request.body,
+            headers,
+            self._max_body,
+            first=True,
+            timeout_s=request.timeout_s,
         )
         total_us = (time.perf_counter() - started) * 1e6
         container.counters.overhead_latency.observe(max(total_us - container_us, 0.0))
@@ -370,6 +379,7 @@ class Router:
                 headers,
                 self._max_body if last else self._max_interchange,
                 first=index == 0,
+                timeout_s=request.timeout_s,
             )
             spent_us += container_us
             body = response.body
@@ -441,12 +451,13 @@ class Router:
         container: ContainerRoute,
         max_response: int,
         first: bool,
+        timeout_s: float | None = None,
     ) -> ServiceError:
         """A container call that got no usable answer, counted as a 5xx: a refused connection
         before any container saw the request is `ConnectionRefused`, which the caller may send
         to another replica."""
         container.counters.errors_5xx += 1
-        failure = self._upstream_failure(error, route, container, max_response)
+        failure = self._upstream_failure(error, route, container, max_response, timeout_s)
         if first and isinstance(error, UpstreamConnectFailed):
             return ConnectionRefused(failure.message)
         return failure
@@ -497,6 +508,7 @@ class Router:
         max_response: int,
         *,
         first: bool = False,
+        timeout_s: float | None = None,
     ) -> tuple[UpstreamResponse, float]:
         """One container call; returns the answer and the microseconds spent in the container.
 
@@ -507,12 +519,13 @@ class Router:
         if not container.available:
             raise self._unavailable(route, container)
         started = time.perf_counter()
+        timeout = self._timeout if timeout_s is None else timeout_s
         try:
-            response = await container.pool.post(
-                _INVOCATIONS, headers, body, self._timeout, max_response
-            )
+            response = await container.pool.post(_INVOCATIONS, headers, body, timeout, max_response)
         except UpstreamError as error:
-            raise self._call_failure(error, route, container, max_response, first) from None
+            raise self._call_failure(
+                error, route, container, max_response, first, timeout
+            ) from None
         elapsed_us = (time.perf_counter() - started) * 1e6
         counters.container_latency.observe(elapsed_us)
         if response.status >= 400:
@@ -525,6 +538,7 @@ class Router:
         route: EndpointRoute,
         container: ContainerRoute,
         max_response: int,
+        timeout_s: float | None = None,
     ) -> ServiceError:
         """The caller's error for a call that got no usable answer from a container.
 
@@ -549,7 +563,8 @@ class Router:
                 "Your invocation timed out while waiting for a response from container "
                 f"{container.hostname}. Review the latency of each container with "
                 f"'polyhost logs {route.name} --container {container.hostname}' and its "
-                f"metrics, resolve the issue, and try again. (Timeout: {self._timeout:g} s.)"
+                f"metrics, resolve the issue, and try again. (Timeout: "
+                f"{self._timeout if timeout_s is None else timeout_s:g} s.)"
             )
         elif isinstance(error, UpstreamResponseTooLarge):
             where = "between containers." if max_response < self._max_body else "in a response."
