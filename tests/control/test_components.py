@@ -149,6 +149,17 @@ def test_each_component_answers_from_its_own_copies(
     assert "Inference component nope not found" in error["Error"]["Message"]
 
 
+def test_a_component_streams_its_answer(sagemaker: Any, runtime: Any, host: str) -> None:
+    create_component(sagemaker, "ic-stream", host, cpus=0.25)
+    answer = runtime.invoke_endpoint_with_response_stream(
+        EndpointName=host, InferenceComponentName="ic-stream", Body=b"streamed"
+    )
+    parts = b"".join(event["PayloadPart"]["Bytes"] for event in answer["Body"])
+    assert parts == b"ic-stream:streamed"
+    missing = error_of(runtime.invoke_endpoint_with_response_stream, EndpointName=host, Body=b"x")
+    assert "Inference Component Name header is required" in missing["Error"]["Message"]
+
+
 def test_copies_are_spread_one_per_instance_first(sagemaker: Any, runtime: Any, host: str) -> None:
     create_component(sagemaker, "ic-spread", host, copies=2)
     seen = {invoke(runtime, host, "ic-spread", b"x").split(":")[0] for _ in range(6)}

@@ -198,7 +198,7 @@ class StreamingAdapter:
         # wrong with it. (A body over the cap cannot match any signature.)
         principal = authenticate(gate, headers, body, url)
         content_type = accept = attributes = inference_id = None
-        variant = container = None
+        variant = container = component = None
         for raw_name, value in headers:
             name = raw_name.lower()
             if name == b"content-type":
@@ -224,11 +224,7 @@ class StreamingAdapter:
                     "Remove the X-Amzn-SageMaker-Session-Id header."
                 )
             elif suffix == b"inference-component":
-                raise InvokeValidationError(
-                    f"Endpoint {endpoint_name} hosts no inference components: polyhost does "
-                    "not support them yet. Remove InferenceComponentName "
-                    "(X-Amzn-SageMaker-Inference-Component)."
-                )
+                component = decode_name(value, "X-Amzn-SageMaker-Inference-Component")
         if body is None:
             raise body_too_large(self.max_body_bytes, OPERATION)
         if gate is not None and principal is not None:
@@ -244,6 +240,7 @@ class StreamingAdapter:
                 source_ip=peer,
                 target_container_hostname=container,
                 target_variant=variant,
+                inference_component_name=component,
             )
         return InvokeRequest(
             body=body,
@@ -253,6 +250,7 @@ class StreamingAdapter:
             target_variant=variant,
             target_container=container,
             inference_id=inference_id,
+            inference_component=component,
         )
 
     _error = staticmethod(error_answer)
