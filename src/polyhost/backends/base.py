@@ -3,8 +3,9 @@
 The deployer and the router only ever see `Backend` and `ContainerHandle`; whether a container
 is a child process or an OCI container is the backend's business. What only some backends have
 is an optional protocol of its own, asked for by `isinstance`, never probed by attribute name:
-`InstancePlacer` (a backend that places instances) and `NodePlaced` (a handle of a container on
-another machine).
+`InstancePlacer` (a backend that places instances), `NodePlaced` (a handle of a container on
+another machine) and `ModelDirMounted` (a handle whose container sees its model folder at a path
+of its own).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol, TypeGuard, runtime_checkable
 
 
@@ -240,6 +241,22 @@ class NodePlaced(Protocol):
     def adopted(self) -> bool:
         """True when the container already ran when it was started: a restarted server took it
         over from the node's agent, so its start took no setup time."""
+        ...
+
+
+@runtime_checkable
+class ModelDirMounted(Protocol):
+    """A handle whose container sees its `LaunchSpec.model_dir` at a path of its own (Docker: a
+    read-only bind mount), not at the server's path.
+
+    What the server tells such a container about files in that folder (a multi-model
+    container's `POST /models` url) must be the container's path, and the files must be in
+    that folder: the container sees nothing else of the server's disk. A handle without it
+    (process) shares the server's paths. Optional, asked for by `isinstance`."""
+
+    @property
+    def container_model_dir(self) -> PurePosixPath:
+        """Where `LaunchSpec.model_dir` appears inside the container."""
         ...
 
 

@@ -32,7 +32,8 @@ def make_backend(settings: Settings, images: ImageRegistry) -> Backend:
 def _docker(settings: Settings, images: ImageRegistry) -> Backend:
     """The Docker backend. The daemon need not answer yet (its endpoints fail until it does);
     the SDK must be installed. CreateModel then takes any image reference, as SageMaker
-    does: whether the image exists is learnt when an endpoint starts."""
+    does: whether the image exists is learnt when an endpoint starts. Mode MultiModel takes an
+    image whose label says it serves many models (`docker.images`)."""
     try:
         import docker  # noqa: F401
     except ImportError:
@@ -42,8 +43,9 @@ def _docker(settings: Settings, images: ImageRegistry) -> Backend:
     from polyhost.backends.docker.backend import DockerBackend
     from polyhost.backends.docker.images import is_reference
 
-    images.admit(is_reference)
-    return DockerBackend(settings, images)
+    backend = DockerBackend(settings, images)
+    images.admit(is_reference, multi_models=backend.serves_multiple_models)
+    return backend
 
 
 def _ray(settings: Settings, images: ImageRegistry) -> Backend:

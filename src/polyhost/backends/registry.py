@@ -120,11 +120,16 @@ class ImageRegistry:
     def __init__(self, entries: dict[str, ImageEntry]) -> None:
         self._entries = entries
         self._admitted: Callable[[str], bool] | None = None
+        self._admitted_multi: Callable[[str], bool] | None = None
 
-    def admit(self, rule: Callable[[str], bool]) -> None:
+    def admit(
+        self, rule: Callable[[str], bool], multi_models: Callable[[str], bool] | None = None
+    ) -> None:
         """Also know every image `rule` accepts. A backend that runs real images (Docker) can
-        run any image reference; whether it exists is only learnt when an endpoint starts."""
+        run any image reference; whether it exists is only learnt when an endpoint starts.
+        `multi_models` says which of those serve many models (Docker: the image's label)."""
         self._admitted = rule
+        self._admitted_multi = multi_models
 
     @classmethod
     def load(cls, config_path: Path | None) -> ImageRegistry:
@@ -209,10 +214,17 @@ class ImageRegistry:
         return entry.limits if entry is not None else ResourceLimits()
 
     def serves_multiple_models(self, image: str) -> bool:
-        """Whether `image` serves SageMaker's multi-model API (an image admitted only by a
-        backend's rule, not listed here, is not known to)."""
+        """Whether `image` serves SageMaker's multi-model API: its entry says so, or, for an
+        image admitted only by a backend's rule, that backend's `multi_models` rule does."""
         entry = self.resolve(image)
-        return entry is not None and entry.multi_models
+        if entry is not None:
+            return entry.multi_models
+        return (
+            self._admitted is not None
+            and self._admitted_multi is not None
+            and self._admitted(image)
+            and self._admitted_multi(image)
+        )
 
     def knows_image(self, image: str) -> bool:
         if self.resolve(image) is not None:

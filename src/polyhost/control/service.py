@@ -378,17 +378,19 @@ class ControlPlane:
     def _check_multi_model(
         self, model_name: str, mode: str, containers: tuple[ContainerSpec, ...]
     ) -> None:
-        """What this server cannot run yet of a model with a MultiModel container: the process
-        backend hands a loaded model's folder to the container by its path on this machine,
-        which a Docker container or a Ray node does not see; and the router sends TargetModel
-        to the one container of a model, or to the Direct container it names."""
+        """What this server cannot run yet of a model with a MultiModel container: the router
+        hands a loaded model's files to the container on the server's machine (by their path
+        for a process, through its mounted model folder for a Docker container), which a Ray
+        node does not see; and the router sends TargetModel to the one container of a model,
+        or to the Direct container it names."""
         if not any(c.multi_model for c in containers):
             return
         backend = self._settings.backend
-        if backend != "process":
+        if backend not in ("process", "docker"):
             raise ValidationException(
                 f"Model {model_name} has a container with Mode MultiModel, which this server "
-                f"serves only on the process backend (it runs the {backend} backend)."
+                f"serves only on the process and docker backends (it runs the {backend} "
+                "backend, whose nodes do not see the models the server fetches)."
             )
         if mode == "Serial" and len(containers) > 1:
             raise ValidationException(

@@ -35,6 +35,7 @@ from polyhost.backends.base import (
     InstancePlacer,
     InstanceRequest,
     LaunchSpec,
+    ModelDirMounted,
     NetworkIsolator,
     PlacementError,
     ResourceLimits,
@@ -56,7 +57,12 @@ from polyhost.deploy.running import PlannedInstance, RunningContainer, RunningGr
 from polyhost.logs.streams import LogStream
 from polyhost.modeldata.node_fetch import NodeModelFetch, fetched_on_node
 from polyhost.modeldata.store import ArtifactError, ArtifactStore
-from polyhost.router.multi_model import MULTI_MODEL_ENV, MultiModelContainer, MultiModelLimits
+from polyhost.router.multi_model import (
+    MULTI_MODEL_ENV,
+    ModelStaging,
+    MultiModelContainer,
+    MultiModelLimits,
+)
 from polyhost.router.table import (
     ContainerRoute,
     EndpointRoute,
@@ -508,6 +514,11 @@ class GroupStarter:
         )
         network = container.launch.network
         settings = self._settings
+        staging = None
+        model_dir = container.launch.model_dir
+        if isinstance(handle, ModelDirMounted) and model_dir is not None:
+            # The container does not see the artifact store: its models go into its own folder.
+            staging = ModelStaging(model_dir, handle.container_model_dir)
         return MultiModelContainer(
             hostname=spec.hostname,
             prefix=spec.model_data_url,
@@ -521,6 +532,7 @@ class GroupStarter:
             ),
             address=address,
             connect=None if network is None else network.connect,
+            staging=staging,
         )
 
     def _route(self, spec: EndpointSpec, group: RunningGroup) -> EndpointRoute:

@@ -13,6 +13,12 @@ that no invocation is using (`DELETE /models/{name}`), one at a time, and asks a
 than `max_loaded` models. ModelCacheSetting Disabled unloads a model once no invocation uses it.
 A model the container no longer has (it restarted) answers 404 and is loaded again, once.
 
+A container that does not see the server's files (Docker: `ModelDirMounted`) gets each model
+put into its own model folder first (`ModelStaging`: the artifact store's extracted files
+hard-linked, copied where a link cannot be made), which it sees read-only at its own path; the
+load names that path, and the model's copy goes once it is unloaded. On the process backend the
+container reads the artifact store's folder itself.
+
 An invocation waits for its model's load at most `wait_s` (60 s by default): past that it gets a
 retryable 429 ModelNotReadyException while the load goes on, bounded itself by `load_timeout_s`.
 
@@ -31,15 +37,23 @@ says it is multi-model.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import functools
+import hashlib
 import json
 import logging
+import os
+import secrets
+import shutil
 import socket
+import stat
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
@@ -89,6 +103,82 @@ class MultiModelLimits:
 @dataclass
 class _Model:
     inflight: int = 0
+    staged: Path | None = None  # its copy in the container's model folder (`ModelStaging`)
+
+
+# A link across file systems, or one the kernel's hard-link protection refuses: copy instead.
+_NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTSUP})
+
+
+@dataclass(frozen=True)
+class ModelStaging:
+    """A container's own model folder: `host_dir` on the server, `container_dir` in the container
+    (read-only). The container sees no other file of the server, so each model it loads is put
+    there first, as SageMaker's contract lays them out (`<container_dir>/<name>/model`).
+
+    Files are hard links to the artifact store's extracted (read-only) files, which costs no
+    space and no copying; a copy where the two folders are on different file systems. Symbolic
+    links are kept as they are: the archive rules allow only links that stay inside the model,
+    and so they stay inside its copy. Each load gets a folder of its own (a unique name), so an
+    unload that removes one never races a new load of the same model."""
+
+    host_dir: Path
+    container_dir: PurePosixPath
+
+    def stage(self, folder: Path, target: str) -> tuple[Path, str]:
+        """Put the model in `folder` into the container's folder; (the copy's root on the
+        server, to remove it later; the model's folder as the container sees it). Raises
+        OSError, having removed what it made."""
+        digest = hashlib.sha256(target.encode("utf-8")).hexdigest()[:24]
+        name = f"{digest}-{secrets.token_hex(4)}"
+        root = self.host_dir / name
+        try:
+            _copy_tree(folder, root / "model")
+        except BaseException:
+            self.remove(root)
+            raise
+        return root, str(self.container_dir / name / "model")
+
+    def remove(self, staged: Path) -> None:
+        """Remove one staged model (a folder this staging made; nothing else is touched)."""
+        if staged.parent != self.host_dir:
+            raise ValueError(f"{staged} is not a model folder of {self.host_dir}")
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def _copy_tree(source: Path, destination: Path) -> None:
+    """`source`'s folders, files (hard-linked, or copied) and symbolic links under
+    `destination`, which must not exist. Anything else (a device, a FIFO) is left out."""
+    destination.mkdir(parents=True)
+    for folder, dirs, files in os.walk(source):
+        relative = Path(folder).relative_to(source)
+        target = destination / relative
+        for name in [*dirs, *files]:
+            origin = Path(folder, name)
+            info = origin.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                os.symlink(os.readlink(origin), target / name)
+            elif stat.S_ISDIR(info.st_mode):
+                (target / name).mkdir()
+            elif stat.S_ISREG(info.st_mode):
+                _link_or_copy(origin, target / name)
+
+
+def _link_or_copy(origin: Path, target: Path) -> None:
+    try:
+        os.link(origin, target, follow_symlinks=False)
+    except OSError as error:
+        if error.errno not in _NO_LINK:
+            raise
+        shutil.copyfile(origin, target, follow_symlinks=False)
+        shutil.copymode(origin, target, follow_symlinks=False)
+
+
+def _remove_staged(staging: ModelStaging | None, paths: list[Path]) -> None:
+    if staging is not None:
+        for path in paths:
+            with contextlib.suppress(OSError, ValueError):
+                staging.remove(path)
 
 
 class LoadFailed(Exception):
@@ -112,7 +202,10 @@ class MultiModelContainer:
         limits: MultiModelLimits,
         address: tuple[str, int],
         connect: Connect | None = None,
+        staging: ModelStaging | None = None,
     ) -> None:
+        """`staging`: the container's own model folder, for a container that does not see the
+        server's files (None: it reads the artifact store's folders where they are)."""
         self.hostname = hostname
         self.prefix = prefix
         self.cache = cache
@@ -120,6 +213,7 @@ class MultiModelContainer:
         self.limits = limits
         self.address = address
         self._connect = connect
+        self.staging = staging
         self.loaded: OrderedDict[str, _Model] = OrderedDict()
         self.pool: ContainerPool | None = None  # the route's pool, set on each invocation
         self._loads: dict[str, asyncio.Task[None]] = {}
@@ -188,9 +282,57 @@ class MultiModelContainer:
             raise LoadFailed(
                 ModelError(f"Failed to download model data for TargetModel {target}: {error}")
             ) from None
+        staged, url_in_container = await self._stage(folder, target)
         metrics.downloading.observe((time.perf_counter() - started) * 1e6)
-        loading_s = 0.0  # the container's load calls only, not the unloads that made room
-        body = json.dumps({"model_name": target, "url": str(folder)}).encode()
+        try:
+            loading_s = await self._ask_to_load(pool, target, endpoint, url_in_container)
+        except BaseException:  # failed or cancelled: its copy goes, without awaiting
+            if staged is not None:
+                self._discard([staged])
+            raise
+        metrics.loading.observe(loading_s * 1e6)
+        self.loaded[target] = _Model(staged=staged)
+        metrics.loaded = len(self.loaded)
+        log.info(
+            "model %s loaded into container %s of endpoint %s (%.3f s)",
+            target,
+            self.hostname,
+            endpoint,
+            loading_s,
+        )
+
+    async def _stage(self, folder: Path, target: str) -> tuple[Path | None, str]:
+        """(the model's copy in the container's folder, or None; the url the load names)."""
+        staging = self.staging
+        if staging is None:
+            return None, str(folder)
+        work = asyncio.ensure_future(asyncio.to_thread(staging.stage, folder, target))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:  # the thread goes on: what it makes goes after it
+            work.add_done_callback(self._discard_result)
+            raise
+        except OSError as error:
+            log.warning(
+                "could not put model %s into the folder of container %s: %s",
+                target,
+                self.hostname,
+                error,
+            )
+            raise LoadFailed(
+                ModelError(
+                    f"Could not put model {target} into the model folder of container "
+                    f"{self.hostname}: {error.strerror or error}."
+                )
+            ) from None
+
+    async def _ask_to_load(
+        self, pool: ContainerPool, target: str, endpoint: str, url: str
+    ) -> float:
+        """The container's `POST /models` until it loads, making room on a 507; the seconds
+        its load calls took (not the unloads between them). Raises LoadFailed."""
+        loading_s = 0.0
+        body = json.dumps({"model_name": target, "url": url}).encode()
         while True:
             if len(self.loaded) >= self.limits.max_loaded and not await self._evict_one(endpoint):
                 raise LoadFailed(
@@ -222,21 +364,30 @@ class MultiModelContainer:
             if answer.status == 507 and await self._evict_one(endpoint, keep=target):
                 continue
             raise LoadFailed(self._refused(answer, target))
-        metrics.loading.observe(loading_s * 1e6)
-        self.loaded[target] = _Model()
-        metrics.loaded = len(self.loaded)
-        log.info(
-            "model %s loaded into container %s of endpoint %s (%.3f s)",
-            target,
-            self.hostname,
-            endpoint,
-            loading_s,
-        )
+        return loading_s
 
     def restarted(self) -> None:
-        """The container started again with no model loaded: forget what it had."""
+        """The container started again with no model loaded: forget what it had (and remove
+        the copies of its models, on a thread of their own: this runs on the event loop)."""
+        staged = [m.staged for m in self.loaded.values() if m.staged is not None]
         self.loaded.clear()
         self.metrics.loaded = 0
+        if staged:
+            self._discard(staged)
+
+    def _discard_result(self, work: asyncio.Future[tuple[Path, str]]) -> None:
+        if not work.cancelled() and work.exception() is None:
+            self._discard([work.result()[0]])
+
+    def _discard(self, staged: list[Path]) -> None:
+        """Remove models' copies on a thread of their own, not awaited: from the event loop, or
+        from a load that was cancelled (which must not await anything more)."""
+        threading.Thread(
+            target=_remove_staged,
+            args=(self.staging, staged),
+            name=f"unstage:{self.hostname}",
+            daemon=True,
+        ).start()
 
     def _refused(self, answer: UpstreamResponse, target: str) -> ModelError:
         original = _message_of(answer.body)
@@ -265,12 +416,15 @@ class MultiModelContainer:
 
     async def unload(self, name: str, endpoint: str) -> None:
         """Forget `name`, then ask the container to unload it (a failure is only logged)."""
-        if self.loaded.pop(name, None) is None:
+        model = self.loaded.pop(name, None)
+        if model is None:
             return
         self.metrics.loaded = len(self.loaded)
         started = time.perf_counter()
         status = await self._delete(f"/models/{quote(name, safe='')}")
         self.metrics.unloading.observe((time.perf_counter() - started) * 1e6)
+        if model.staged is not None:  # its own folder: a new load of `name` has another
+            await asyncio.to_thread(_remove_staged, self.staging, [model.staged])
         if status not in (200, 404):
             log.warning(
                 "container %s of endpoint %s answered %s to unloading model %s",

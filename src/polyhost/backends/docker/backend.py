@@ -23,6 +23,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from polyhost import framework_images
 from polyhost.backends.base import (
     ContainerHandle,
     ContainerStartError,
@@ -34,7 +35,7 @@ from polyhost.backends.docker import images as docker_images
 from polyhost.backends.docker import labels as docker_labels
 from polyhost.backends.docker.container import DockerContainer
 from polyhost.backends.docker.daemon import DaemonUnavailable, connect, first_line
-from polyhost.backends.docker.env import docker_environment
+from polyhost.backends.docker.env import docker_environment, is_multi_model
 from polyhost.backends.docker.log_copy import LogFollower
 from polyhost.backends.docker.pod import DockerPod
 from polyhost.backends.docker.run import bind_host, create_options, describe_limits
@@ -97,6 +98,43 @@ class DockerBackend(RegistryImages):
         """Any well-formed reference: whether the daemon has it is learnt at CreateEndpoint."""
         return docker_images.is_reference(image)
 
+    def serves_multiple_models(self, image: str) -> bool:
+        """CreateModel's question for an image no images.toml entry describes (the registry's
+        `multi_models` rule): whether its label says it serves many models.
+
+        An image the daemon does not have yet, or a daemon that does not answer, is let
+        through: as for the image itself, that is learnt when an endpoint starts, where
+        `_launch` checks the label of what it runs."""
+        import docker.errors
+
+        try:
+            short, _ = self._connected()
+        except ContainerStartError:
+            return True
+        for reference in docker_images.candidates(image):
+            try:
+                found = short.images.get(reference)
+            except docker.errors.ImageNotFound:
+                continue
+            except docker.errors.DockerException:
+                return True
+            return docker_images.declares_multi_models(found.labels)
+        return True
+
+    def _listed_multi_models(self, image: str, reference: str) -> bool:
+        """Whether `reference` (what `image` resolved to) serves many models by the registry,
+        whatever its labels: a built-in stack, or an images.toml entry that says so. A
+        SageMaker framework URI the daemon has runs as itself (a Deep Learning Container), not
+        as the built-in stack its entry describes, so its label decides."""
+        entry = self._images.resolve(image)
+        if entry is None or not entry.multi_models:
+            return False
+        return not (
+            entry.builtin
+            and reference == image
+            and framework_images.builtin_image(image) is not None
+        )
+
     # -- the daemon ---------------------------------------------------------------------------
     def _connected(self) -> tuple[DockerClient, DockerClient]:
         """(short calls, streams): connected on first use; ContainerStartError when down."""
@@ -145,6 +183,8 @@ class DockerBackend(RegistryImages):
         except docker.errors.DockerException as error:
             raise ContainerStartError(f"the Docker daemon failed: {first_line(error)}") from None
         docker_images.require_bind_to_port(spec.image, image.labels)
+        if is_multi_model(spec) and not self._listed_multi_models(spec.image, reference):
+            docker_images.require_multi_models(spec.image, image.labels)
         name = docker_labels.container_name(self._server, spec.container_id)
         self._remove_stale(short, name)
         pod = None

@@ -18,12 +18,14 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 import psutil
 
 from polyhost.backends.base import ContainerStats, LaunchSpec
 from polyhost.backends.docker.daemon import first_line
+from polyhost.backends.docker.env import container_model_dir
 from polyhost.backends.docker.log_copy import LogFollower
 from polyhost.backends.docker.stats import StatsSampler
 from polyhost.backends.local_container import LocalContainer
@@ -83,6 +85,11 @@ class DockerContainer(LocalContainer):
     @property
     def name(self) -> str:
         return str(self._container.name)
+
+    @property
+    def container_model_dir(self) -> PurePosixPath:
+        """Where the container sees its model folder (`ModelDirMounted`; `run.py` mounts it)."""
+        return PurePosixPath(container_model_dir(self._spec))
 
     @property
     def log_follower(self) -> LogFollower:

@@ -22,6 +22,22 @@ from polyhost.backends.contract_env import add_model_environment
 from polyhost.backends.role_credentials import AwsCredentials
 
 MODEL_DIR = "/opt/ml/model"
+# A multi-model container's models (SageMaker's contract: /opt/ml/models/<name>/model), where
+# the server puts each model it asks the container to load (`router.multi_model`).
+MODELS_DIR = "/opt/ml/models"
+# The contract's switch: the container serves many models, loaded through POST /models.
+MULTI_MODEL_ENV = "SAGEMAKER_MULTI_MODEL"
+
+
+def is_multi_model(spec: LaunchSpec) -> bool:
+    """Whether the container is a multi-model one, as its contract environment says."""
+    return spec.environment.get(MULTI_MODEL_ENV, "").strip().lower() == "true"
+
+
+def container_model_dir(spec: LaunchSpec) -> str:
+    """Where the container sees `spec.model_dir`: a multi-model container's models folder, any
+    other container's model."""
+    return MODELS_DIR if is_multi_model(spec) else MODEL_DIR
 
 
 def docker_environment(

@@ -15,6 +15,11 @@
   SAGEMAKER_BIND_TO_PORT, which it declares with SageMaker's label
   `com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true`. An image without it fails
   to start, as it does on a SageMaker multi-container endpoint.
+- A `Mode: MultiModel` container needs an image that serves SageMaker's multi-model API, which
+  an image declares with the label `com.amazonaws.sagemaker.capabilities.multi-models=true`
+  (or, for an image that cannot be relabelled, `multi_models = true` in its images.toml
+  entry). The built-in images serve it whatever their labels. CreateModel refuses an image the
+  daemon has without the label; one it does not have yet is checked when it starts.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
     from docker.models.images import Image
 
 ACCEPT_BIND_TO_PORT = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
+MULTI_MODELS = "com.amazonaws.sagemaker.capabilities.multi-models"
 PULL_POLICIES = ("never", "missing", "always")
 
 # The reference grammar of distribution/reference (Docker's own).
@@ -64,6 +70,22 @@ def candidates(image: str, version: str = polyhost.__version__) -> list[str]:
 
 def accepts_bind_to_port(labels: Mapping[str, str] | None) -> bool:
     return (labels or {}).get(ACCEPT_BIND_TO_PORT, "").strip().lower() == "true"
+
+
+def declares_multi_models(labels: Mapping[str, str] | None) -> bool:
+    return (labels or {}).get(MULTI_MODELS, "").strip().lower() == "true"
+
+
+def require_multi_models(image: str, labels: Mapping[str, str] | None) -> None:
+    """ContainerStartError (fit for a FailureReason) when a multi-model container's image does
+    not say it serves many models."""
+    if not declares_multi_models(labels):
+        raise ContainerStartError(
+            f"Image {image} does not serve multiple models: it lacks the label "
+            f"{MULTI_MODELS}=true, which Mode MultiModel needs. Add `LABEL {MULTI_MODELS}=true` "
+            "to its Dockerfile once its server implements SageMaker's multi-model API "
+            "(POST /models, DELETE /models/{name}, POST /models/{name}/invoke)."
+        )
 
 
 def missing_label_reason(image: str) -> str:

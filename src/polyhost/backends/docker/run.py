@@ -1,7 +1,9 @@
 """How one container is created: the Docker API's arguments for a `LaunchSpec`.
 
 - Command `serve`, as SageMaker starts a serving container (`docker run IMAGE serve`).
-- The model folder, extracted on the host, is bind-mounted read-only at /opt/ml/model.
+- The model folder, extracted on the host, is bind-mounted read-only at /opt/ml/model; a
+  multi-model container's (empty at start: the server puts each model there before asking the
+  container to load it) at /opt/ml/models, the folder SageMaker's multi-model contract names.
 - Network: by default the host's (`network_mode=host`): the containers of an instance share
   one network as a SageMaker instance's containers do, each on its own loopback port, and the
   router reaches them at 127.0.0.1:port with nothing in between. The built-in stacks bind
@@ -28,7 +30,7 @@ from typing import Any
 from polyhost import framework_images
 from polyhost.backends.base import LaunchSpec
 from polyhost.backends.cgroups import format_bytes
-from polyhost.backends.docker.env import MODEL_DIR
+from polyhost.backends.docker.env import container_model_dir
 from polyhost.backends.registry import SAGEMAKER_IMAGE_FLAG
 
 COMMAND = ["serve"]
@@ -74,7 +76,9 @@ def create_options(
         "security_opt": ["no-new-privileges"],
     }
     if spec.model_dir is not None:
-        options["volumes"] = {str(spec.model_dir): {"bind": MODEL_DIR, "mode": "ro"}}
+        options["volumes"] = {
+            str(spec.model_dir): {"bind": container_model_dir(spec), "mode": "ro"}
+        }
     if not image_user:
         options["user"] = NOBODY
     if pod is not None:
