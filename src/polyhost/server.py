@@ -120,6 +120,7 @@ class PolyhostServer:
                 self.deployer.container_samples,
                 backlog=self.async_worker.backlog,
                 async_series=self.async_worker.series,
+                no_capacity=self.router.no_capacity_failures,
             )
         routes: dict[str, ExtraRoute] = {
             "/polyhost/endpoints": LogsRoute(self.deployer.log_streams),

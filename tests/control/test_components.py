@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -716,3 +717,52 @@ def test_policies_scope_components_by_name_and_arn(start_own_server: Any, tmp_pa
     assert refused["Error"]["Code"] == "AccessDeniedException", refused
     # The admin reaches team-b, so the refusal was the policy's.
     assert invoke(client("sagemaker-runtime", "admin"), "ic-auth", "team-b").startswith("team-b:")
+
+
+def _component_statistics(server: Any, namespace: str, name: str, component: str) -> list[Any]:
+    answer = server.cloudwatch().get_metric_statistics(
+        Namespace=namespace,
+        MetricName=name,
+        Dimensions=[{"Name": "InferenceComponentName", "Value": component}],
+        StartTime=datetime.now(UTC) - timedelta(minutes=5),
+        EndTime=datetime.now(UTC) + timedelta(minutes=2),
+        Period=60,
+        Statistics=["Sum", "SampleCount", "Maximum"],
+    )
+    points: list[Any] = answer["Datapoints"]
+    return points
+
+
+def test_a_components_metrics_carry_its_name(
+    server: Any, sagemaker: Any, runtime: Any, host: str
+) -> None:
+    create_component(sagemaker, "ic-metrics", host, cpus=0.25)
+    for _ in range(5):
+        invoke(runtime, host, "ic-metrics")
+    create_component(sagemaker, "ic-empty", host, copies=0)
+    for _ in range(2):
+        error_of(
+            runtime.invoke_endpoint, EndpointName=host, Body=b"x", InferenceComponentName="ic-empty"
+        )
+    invocations = eventually(
+        lambda: _component_statistics(server, "AWS/SageMaker", "Invocations", "ic-metrics"),
+        "the component's Invocations",
+        30,
+        0.5,
+        until=lambda points: sum(p["Sum"] for p in points) >= 5,
+    )
+    assert sum(p["Sum"] for p in invocations) == 5
+    latency = _component_statistics(server, "AWS/SageMaker", "ModelLatency", "ic-metrics")
+    assert sum(p["SampleCount"] for p in latency) == 5
+    cpu = _component_statistics(
+        server, "/aws/sagemaker/InferenceComponents", "CPUUtilizationNormalized", "ic-metrics"
+    )
+    memory = _component_statistics(
+        server, "/aws/sagemaker/InferenceComponents", "MemoryUtilizationNormalized", "ic-metrics"
+    )
+    assert cpu and memory
+    assert 0 < max(p["Maximum"] for p in memory) < 100  # an echo copy uses less than 512 MiB
+    failures = _component_statistics(
+        server, "AWS/SageMaker", "NoCapacityInvocationFailures", "ic-empty"
+    )
+    assert sum(p["Sum"] for p in failures) == 2

@@ -366,6 +366,7 @@ class InferenceComponents:
                     execution_role_arn=role or variant.execution_role_arn,
                     cpus=compute.get("NumberOfCpuCoresRequired"),
                     memory_mb=int(memory) if memory is not None else None,
+                    reserved_memory_mb=compute.get("MinMemoryRequiredInMb"),
                     routing=variant.routing,
                     copy_instances=tuple(copies),
                 ),

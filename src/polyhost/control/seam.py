@@ -64,6 +64,7 @@ class VariantSpec:
     # copy was placed on (`control.placement`), in copy order.
     cpus: float | None = None
     memory_mb: int | None = None
+    reserved_memory_mb: int | None = None  # MinMemoryRequiredInMb: what placement reserved
     routing: RoutingStrategy = "LEAST_OUTSTANDING_REQUESTS"
     copy_instances: tuple[int, ...] = ()
     # A variant for components with ManagedInstanceScaling enabled: its instance count's bounds.

@@ -97,6 +97,7 @@ def _merged_route(old: RunningGroup, new: RunningGroup) -> EndpointRoute:
         first.async_inference,
         for_components=first.for_components,
         component_of=first.component_of,
+        component_name=first.component_name,
     )
 
 

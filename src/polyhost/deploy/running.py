@@ -147,6 +147,7 @@ class RunningGroup:
             route.async_inference,
             for_components=route.for_components,
             component_of=route.component_of,
+            component_name=route.component_name,
         )
 
     def serving_instances(self, variant_name: str) -> int:

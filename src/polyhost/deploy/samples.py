@@ -39,4 +39,7 @@ def container_samples(groups: Iterable[RunningGroup]) -> Iterator[ContainerSampl
                 or running.spec is running.variant.containers[0],
                 setups=tuple(running.setups),
                 node=running.node,
+                inference_component=None if component is None else component.component_name,
+                reserved_cpus=running.variant.cpus,
+                reserved_memory_mb=running.variant.reserved_memory_mb,
             )

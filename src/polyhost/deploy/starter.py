@@ -568,4 +568,5 @@ class GroupStarter:
             spec.async_inference,
             for_components=spec.for_components,
             component_of=None if spec.component is None else spec.component.endpoint_name,
+            component_name=None if spec.component is None else spec.component.component_name,
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from polyhost.metrics.query import INVOCATION_NAMESPACE, RESOURCE_NAMESPACE
+from polyhost.metrics.query import COMPONENT_NAMESPACE, INVOCATION_NAMESPACE, RESOURCE_NAMESPACE
 
 
 class Kind(enum.Enum):
@@ -53,6 +53,19 @@ DISK = MetricDef("DiskUtilization", RESOURCE_NAMESPACE, "Percent", Kind.GAUGE)
 MEMORY_RSS = MetricDef("MemoryRSS", RESOURCE_NAMESPACE, "Bytes", Kind.GAUGE)
 RESTARTS = MetricDef("ContainerRestarts", RESOURCE_NAMESPACE, "Count", Kind.GAUGE)
 UP = MetricDef("ContainerUp", RESOURCE_NAMESPACE, "None", Kind.BINARY)
+
+# Per inference component: dimension InferenceComponentName, as SageMaker names them. Its
+# copies' Invocations, errors and ModelLatency (the copies' container latency) are the
+# per-container definitions above under that dimension; the resource ones are normalized to
+# what each copy reserved (NumberOfCpuCoresRequired, MinMemoryRequiredInMb), so 100 is a copy
+# using all it reserved. NoCapacityInvocationFailures: invocations that found no copy.
+CPU_NORMALIZED = MetricDef("CPUUtilizationNormalized", COMPONENT_NAMESPACE, "Percent", Kind.GAUGE)
+MEMORY_NORMALIZED = MetricDef(
+    "MemoryUtilizationNormalized", COMPONENT_NAMESPACE, "Percent", Kind.GAUGE
+)
+NO_CAPACITY_FAILURES = MetricDef(
+    "NoCapacityInvocationFailures", INVOCATION_NAMESPACE, "None", Kind.BINARY
+)
 
 # Per variant: dimensions EndpointName, VariantName.
 MODEL_LATENCY = MetricDef("ModelLatency", INVOCATION_NAMESPACE, "Microseconds", Kind.LATENCY)

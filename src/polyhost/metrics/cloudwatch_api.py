@@ -44,7 +44,13 @@ from polyhost.errors import (
     InvalidParameterValue,
     MissingParameter,
 )
-from polyhost.metrics.query import RESOURCE_NAMESPACE, Datapoint, MetricId, MetricsReader
+from polyhost.metrics.query import (
+    COMPONENT_NAMESPACE,
+    RESOURCE_NAMESPACE,
+    Datapoint,
+    MetricId,
+    MetricsReader,
+)
 from polyhost.tokens import TokenCodec
 
 Params = Mapping[str, Any]
@@ -59,7 +65,10 @@ HIGH_RESOLUTION_PERIODS = (10, 20, 30)
 STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 _PERCENTILE = re.compile(r"p(\d{1,3}(?:\.\d{1,10})?)")
 _QUERY_ID = re.compile(r"[a-z][a-zA-Z0-9_]*")
-_NAMESPACE_ALIASES = {RESOURCE_NAMESPACE.lstrip("/"): RESOURCE_NAMESPACE}
+_NAMESPACE_ALIASES = {
+    RESOURCE_NAMESPACE.lstrip("/"): RESOURCE_NAMESPACE,
+    COMPONENT_NAMESPACE.lstrip("/"): COMPONENT_NAMESPACE,
+}
 _STAT_VALUES: dict[str, Callable[[Datapoint], float]] = {
     "SampleCount": lambda p: p.sample_count,
     "Average": lambda p: p.average,

@@ -63,6 +63,11 @@ class ContainerSample:
     setups: tuple[tuple[int, float], ...] = ()
     # The node the container runs on when that is another machine (Ray backend), else None.
     node: str | None = None
+    # A copy of an inference component: its name, and what each copy reserved (its vCPUs and
+    # MiB), which the component's normalized utilization is relative to.
+    inference_component: str | None = None
+    reserved_cpus: float | None = None
+    reserved_memory_mb: int | None = None
 
     @property
     def labels(self) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Protocol
 
 INVOCATION_NAMESPACE = "AWS/SageMaker"
 RESOURCE_NAMESPACE = "/aws/sagemaker/Endpoints"
+COMPONENT_NAMESPACE = "/aws/sagemaker/InferenceComponents"
 
 Dimensions = tuple[tuple[str, str], ...]  # sorted by dimension name
 

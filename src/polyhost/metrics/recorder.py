@@ -11,6 +11,10 @@ container's sampled CPU, memory and disk, and turns them into one `Cell` per ser
 - per variant, dimensions EndpointName, VariantName: ModelLatency (every container's latency
   in the variant; for a Serial pipeline each hop counts as one value, not their sum) and
   InvocationsPerInstance (requests entering the variant, each worth 1/instance count);
+- per inference component, dimension InferenceComponentName: its copies' Invocations, errors
+  and ModelLatency, CPU and memory normalized to what each copy reserved, and
+  NoCapacityInvocationFailures (counted by the router, since a component at 0 copies has no
+  container);
 - per MultiModel container, its model series as SageMaker names them: the load latencies,
   ModelCacheHit (0 or 1 per invocation, like the error series) and LoadedModelCount (sampled).
 
@@ -57,6 +61,7 @@ DiskUsage = Callable[[Path], float]  # percent of the filesystem used
 # Every asynchronous endpoint's backlog now; awaited once per interval, off the event loop
 # where it reads the queue's database.
 BacklogSource = Callable[[], Awaitable[Sequence[BacklogSample]]]
+NoCapacitySource = Callable[[], Iterable[tuple[str, int]]]
 
 
 def disk_percent(path: Path) -> float:
@@ -100,8 +105,12 @@ class MetricsRecorder:
         disk_usage: DiskUsage = disk_percent,
         backlog: BacklogSource | None = None,
         async_series: AsyncSeries | None = None,
+        no_capacity: NoCapacitySource | None = None,
     ) -> None:
+        """`no_capacity`: each inference component's invocations that found no copy so far."""
         self._history = history
+        self._no_capacity = no_capacity
+        self._no_capacity_seen: dict[str, int] = {}
         self._backlog = backlog
         self.async_series = async_series
         self._samples = samples
@@ -183,9 +192,10 @@ class MetricsRecorder:
         out: list[tuple[MetricId, MetricDef, Cell]] = []
         disk: dict[Path, float | None] = {}
         seen: set[int] = set()
+        cells_of: dict[int, Cells] = {}
         for sample in samples:
             seen.add(id(sample.counters))
-            cells = self._cells(sample, disk)
+            cells = cells_of[id(sample)] = self._cells(sample, disk)
             key = (sample.endpoint_name, sample.variant_name)
             per_container.setdefault((*key, sample.container_name), []).append(cells)
             per_variant.setdefault(key, []).append((sample, cells))
@@ -209,6 +219,8 @@ class MetricsRecorder:
                 out.append(
                     (MetricId(definition.namespace, definition.name, dims), definition, cell)
                 )
+        out += _component_cells(samples, cells_of)
+        out += self._no_capacity_cells()
         for gone in set(self._baselines) - seen:
             del self._baselines[gone]
         out += _backlog_cells(backlog)
@@ -277,6 +289,78 @@ class MetricsRecorder:
             if percent is not None:
                 cells[catalog.DISK] = Cell.of_value(percent)
         return cells
+
+    def _no_capacity_cells(self) -> list[tuple[MetricId, MetricDef, Cell]]:
+        """NoCapacityInvocationFailures per component: invocations that found no copy (a
+        component at 0 copies has no container, so the count is the router's)."""
+        if self._no_capacity is None:
+            return []
+        out: list[tuple[MetricId, MetricDef, Cell]] = []
+        now: dict[str, int] = {}
+        for name, count in self._no_capacity():
+            now[name] = count
+            delta = max(count - self._no_capacity_seen.get(name, 0), 0)
+            if delta:
+                definition = catalog.NO_CAPACITY_FAILURES
+                dims = dimensions(InferenceComponentName=name)
+                out.append(
+                    (
+                        MetricId(definition.namespace, definition.name, dims),
+                        definition,
+                        Cell.of_binary(delta, delta),
+                    )
+                )
+        self._no_capacity_seen = now
+        return out
+
+
+def _component_cells(
+    samples: list[ContainerSample], cells_of: dict[int, Cells]
+) -> list[tuple[MetricId, MetricDef, Cell]]:
+    """Each inference component's series (dimension InferenceComponentName): its copies'
+    invocations, errors and latency (as ModelLatency), and their utilization normalized to
+    what each copy reserved, averaged over the copies."""
+    by_component: dict[str, list[ContainerSample]] = {}
+    for sample in samples:
+        if sample.inference_component is not None:
+            by_component.setdefault(sample.inference_component, []).append(sample)
+    out: list[tuple[MetricId, MetricDef, Cell]] = []
+    renamed = {
+        catalog.INVOCATIONS: catalog.INVOCATIONS,
+        catalog.INVOCATION_4XX: catalog.INVOCATION_4XX,
+        catalog.INVOCATION_5XX: catalog.INVOCATION_5XX,
+        catalog.CONTAINER_LATENCY: catalog.MODEL_LATENCY,
+    }
+    for name, copies in by_component.items():
+        dims = dimensions(InferenceComponentName=name)
+        combined = _combine([cells_of[id(s)] for s in copies])
+        for source, definition in renamed.items():
+            cell = combined.get(source)
+            if cell is not None:
+                out.append(
+                    (MetricId(definition.namespace, definition.name, dims), definition, cell)
+                )
+        cpu: list[Cell] = []
+        memory: list[Cell] = []
+        for sample in copies:
+            usage = sample.usage
+            if usage is None:
+                continue
+            if sample.reserved_cpus:
+                cpu.append(Cell.of_value(usage.cpu_percent / sample.reserved_cpus))
+            if sample.reserved_memory_mb:
+                reserved = sample.reserved_memory_mb * 1024 * 1024
+                memory.append(Cell.of_value(100.0 * usage.rss_bytes / reserved))
+        for definition, values in (
+            (catalog.CPU_NORMALIZED, cpu),
+            (catalog.MEMORY_NORMALIZED, memory),
+        ):
+            if values:
+                cell = merge(values, definition.kind, with_buckets=len(values) > 1)
+                out.append(
+                    (MetricId(definition.namespace, definition.name, dims), definition, cell)
+                )
+    return out
 
 
 def _latency(histogram: LatencyHistogram, count: int, total: float) -> Cell | None:

@@ -136,6 +136,15 @@ class Router:
     def route(self, endpoint_name: str) -> EndpointRoute | None:
         return self._routes.get(endpoint_name)
 
+    def no_capacity_failures(self) -> list[tuple[str, int]]:
+        """(component name, invocations that found it without a copy) of every component
+        routed now (NoCapacityInvocationFailures)."""
+        return [
+            (route.component_name, route.no_capacity_failures)
+            for route in self._routes.values()
+            if route.component_name is not None
+        ]
+
     # -- the hot path -----------------------------------------------------------------------
     def begin(self, endpoint_name: str, request: InvokeRequest, done: Done, token: object) -> bool:
         """Start `request`; `done(token, result, error)` is called once with its outcome (never

@@ -109,8 +109,9 @@ class EndpointRoute:
     # An endpoint that hosts inference components: its own variants run nothing, and each
     # request names a component, whose route is published under `component_key`.
     for_components: bool = False
-    # An inference component's route: the endpoint it belongs to.
+    # An inference component's route: the endpoint it belongs to, and the component's name.
     component_of: str | None = None
+    component_name: str | None = None
     # Invocations that found the component with no copy (NoCapacityInvocationFailures).
     no_capacity_failures: int = field(default=0, init=False)
     by_name: dict[str, VariantRoute] = field(init=False)
