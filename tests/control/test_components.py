@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -766,3 +767,29 @@ def test_a_components_metrics_carry_its_name(
         server, "AWS/SageMaker", "NoCapacityInvocationFailures", "ic-empty"
     )
     assert sum(p["Sum"] for p in failures) == 2
+
+
+def test_the_dashboards_api_shows_components_and_where_each_copy_runs(
+    server: Any, sagemaker: Any, host: str
+) -> None:
+    create_component(sagemaker, "ic-dashboard", host, copies=2, cpus=0.25)
+
+    def get(path: str) -> Any:
+        with urllib.request.urlopen(server.admin_url + path, timeout=30) as answer:
+            return json.loads(answer.read())
+
+    endpoint = next(e for e in get("/api/endpoints")["endpoints"] if e["name"] == host)
+    shown = next(c for c in endpoint["components"] if c["name"] == "ic-dashboard")
+    assert shown == {
+        "name": "ic-dashboard",
+        "variant": "AllTraffic",
+        "status": "InService",
+        "desired_copies": 2,
+        "current_copies": 2,
+        "failure_reason": None,
+    }
+    copies = [c for c in get("/api/containers")["containers"] if c["hostname"] == "ic-dashboard"]
+    assert {c["endpoint"] for c in copies} == {host}
+    assert {c["component"] for c in copies} == {"ic-dashboard"}
+    # Two copies on an endpoint of two instances: one on each.
+    assert sorted(c["placed_on"] for c in copies) == [0, 1]

@@ -192,12 +192,21 @@
         var statuses = (v.status || []).filter(Boolean);
         return statuses.length ? text + " " + statuses.join(", ") : text;
       }).join("; "), "variants");
+      cell(tr, componentsText(e.components), "components");
       cell(tr, backlogText(e.backlog), "backlog");
       cell(tr, e.failure_reason || "", "reason");
       rows.appendChild(tr);
     });
     body.replaceChildren(rows);
     renderFilter();
+  }
+
+  // The inference components an endpoint hosts: "digits 2/2, text 0/1 Failed".
+  function componentsText(components) {
+    return (components || []).map(function (c) {
+      var copies = c.current_copies + "/" + c.desired_copies;
+      return c.name + " " + copies + (c.status === "InService" ? "" : " " + c.status);
+    }).join(", ");
   }
 
   // An asynchronous endpoint's queue: "3 waiting, oldest 12 s"; empty for a real-time one.
@@ -250,7 +259,11 @@
     ["endpoint", function (c) { return c.endpoint; }],
     ["variant", function (c) { return c.variant; }],
     // On a cluster (Ray backend) each instance runs on a node of its own: shown beside it.
-    ["instance", function (c) { return c.node ? c.instance + " @ " + c.node : c.instance; }],
+    ["instance", function (c) {
+      var text = c.node ? c.instance + " @ " + c.node : c.instance;
+      // A component's copy: its own id, and the endpoint instance it was placed on.
+      return c.placed_on == null ? text : text + " on instance " + c.placed_on;
+    }],
     ["container", function (c) { return c.hostname; }],
     ["status", null],
     ["restarts", function (c) { return String(c.restarts); }],

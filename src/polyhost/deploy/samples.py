@@ -42,4 +42,11 @@ def container_samples(groups: Iterable[RunningGroup]) -> Iterator[ContainerSampl
                 inference_component=None if component is None else component.component_name,
                 reserved_cpus=running.variant.cpus,
                 reserved_memory_mb=running.variant.reserved_memory_mb,
+                placed_on=_placed_on(running.variant.copy_instances, running.stream.instance_id),
             )
+
+
+def _placed_on(copy_instances: tuple[int, ...], instance_id: str) -> int | None:
+    """The endpoint instance copy `i-N` was placed on (None for an endpoint's own instance)."""
+    index = int(instance_id[2:]) if instance_id[2:].isdigit() else -1
+    return copy_instances[index] if 0 <= index < len(copy_instances) else None

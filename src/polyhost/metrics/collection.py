@@ -68,6 +68,7 @@ class ContainerSample:
     inference_component: str | None = None
     reserved_cpus: float | None = None
     reserved_memory_mb: int | None = None
+    placed_on: int | None = None  # the endpoint instance the copy was placed on
 
     @property
     def labels(self) -> list[str]:

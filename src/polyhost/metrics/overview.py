@@ -49,6 +49,10 @@ class ContainerOverview:
     p99_ms: float | None
     window_s: float | None  # the span the history's numbers cover
     node: str | None = None  # the machine it runs on when not the server's (Ray backend)
+    # A copy of an inference component: the component, and the endpoint instance it was
+    # placed on (its `instance` is the copy's own id).
+    component: str | None = None
+    placed_on: int | None = None
 
     @property
     def status(self) -> str:
@@ -115,6 +119,8 @@ def _overview(
                 p99 = latency.percentiles.get(99.0, math.nan) / 1000.0
     return ContainerOverview(
         node=sample.node,
+        component=sample.inference_component,
+        placed_on=sample.placed_on,
         endpoint=sample.endpoint_name,
         variant=sample.variant_name,
         instance=sample.instance_id,

@@ -6,7 +6,8 @@
     GET /api/series?endpoint=E&metric=M[&container=C][&variant=V][&instance=I][&range=1h]
                           one metric's datapoints over 1h, 3h, 24h or 7d (`metrics/charts.py`);
                           M is a CloudWatch name (Invocations, ContainerLatency, CPUUtilization...)
-    GET /api/endpoints    every endpoint as the control plane describes it: status, variants
+    GET /api/endpoints    every endpoint as the control plane describes it (with the inference
+                          components it hosts: status and copies): status, variants
                           with their instance counts, FailureReason; an asynchronous one also
                           its backlog (requests queued or running, the oldest one's age in
                           seconds, the instances running them), null for the others
@@ -299,14 +300,51 @@ def endpoints(call: ControlCall) -> dict[str, Any]:
         token = page.get("NextToken")
         if not token:
             break
+    hosted = _components(call)
     out = []
     for name in names[:MAX_ENDPOINTS]:
         try:
             described = call("DescribeEndpoint", {"EndpointName": name})
         except ServiceError:
             continue  # deleted since it was listed
-        out.append(_endpoint(described))
+        endpoint = _endpoint(described)
+        endpoint["components"] = hosted.get(name.lower(), [])
+        out.append(endpoint)
     return {"endpoints": out, "truncated": len(names) >= MAX_ENDPOINTS and bool(token)}
+
+
+def _components(call: ControlCall) -> dict[str, list[dict[str, Any]]]:
+    """Every inference component (at most MAX_ENDPOINTS), by its endpoint's lowercased name:
+    name, status, copies and failure reason, as DescribeInferenceComponent says."""
+    names: list[str] = []
+    token: str | None = None
+    while len(names) < MAX_ENDPOINTS:
+        params: dict[str, Any] = {"MaxResults": 100, "SortBy": "Name", "SortOrder": "Ascending"}
+        if token:
+            params["NextToken"] = token
+        page = call("ListInferenceComponents", params)
+        names += [c["InferenceComponentName"] for c in page.get("InferenceComponents", [])]
+        token = page.get("NextToken")
+        if not token:
+            break
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name in names[:MAX_ENDPOINTS]:
+        try:
+            described = call("DescribeInferenceComponent", {"InferenceComponentName": name})
+        except ServiceError:
+            continue  # deleted since it was listed
+        runtime = described.get("RuntimeConfig") or {}
+        found.setdefault(str(described["EndpointName"]).lower(), []).append(
+            {
+                "name": name,
+                "variant": described.get("VariantName"),
+                "status": described.get("InferenceComponentStatus"),
+                "desired_copies": runtime.get("DesiredCopyCount"),
+                "current_copies": runtime.get("CurrentCopyCount"),
+                "failure_reason": described.get("FailureReason"),
+            }
+        )
+    return found
 
 
 def _endpoint(described: dict[str, Any]) -> dict[str, Any]:
