@@ -30,6 +30,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -223,19 +224,35 @@ class _Discard:
         return len(data)
 
 
-def _s3_client(limits: FetchLimits) -> Any:
-    import boto3
-    from botocore.config import Config
+# Read timeouts an S3 client is made with: the largest not past the fetch's remaining time is
+# used, so a call never outlives the deadline, and at most this many clients are ever made.
+_S3_TIMEOUTS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+_s3_clients: dict[float, Any] = {}
+_s3_clients_lock = threading.Lock()
 
-    timeout = max(min(limits.remaining(), 60.0), 1.0)
-    return boto3.session.Session().client(
-        "s3",
-        config=Config(
-            connect_timeout=min(timeout, 10.0),
-            read_timeout=timeout,
-            retries={"max_attempts": 3, "mode": "standard"},
-        ),
-    )
+
+def _s3_client(limits: FetchLimits) -> Any:
+    """A client of boto3's default session, kept per read timeout: making one costs about
+    130 ms (the session loads botocore's models), which every multi-model cold load paid.
+    boto3's clients are safe to share between threads; only making them is not."""
+    remaining = limits.remaining()
+    timeout = max([t for t in _S3_TIMEOUTS_S if t <= remaining] or [_S3_TIMEOUTS_S[0]])
+    with _s3_clients_lock:
+        client = _s3_clients.get(timeout)
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            client = _s3_clients[timeout] = boto3.session.Session().client(
+                "s3",
+                config=Config(
+                    connect_timeout=min(timeout, 10.0),
+                    read_timeout=timeout,
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    max_pool_connections=32,
+                ),
+            )
+    return client
 
 
 def _s3_reason(error: Exception) -> str:
