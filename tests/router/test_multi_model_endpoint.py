@@ -337,6 +337,27 @@ def test_cli_invoke_reaches_the_target_model(
     assert json.loads(result.stdout) == expected[target]
 
 
+def test_ls_instances_and_the_admin_api_show_the_models_a_container_holds(
+    server: PolyhostProcess, endpoint: str, runtime: Any, rows: Any
+) -> None:
+    _invoke(runtime, endpoint, "team-a/m1.tar.gz", rows)  # at least one model is loaded
+    with urllib.request.urlopen(server.admin_url + "/api/containers", timeout=30) as answer:
+        containers = json.loads(answer.read())["containers"]
+    (row,) = [c for c in containers if c["endpoint"] == endpoint]
+    loaded = row["loaded_models"]
+    assert isinstance(loaded, int) and loaded >= 1, row
+    result = subprocess.run(
+        [sys.executable, "-m", "polyhost", "ls", "--instances", "--url", server.url,
+         "--admin-url", server.admin_url],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("ENDPOINT ")))
+    line = next(line for line in lines[header:] if line.startswith(f"{endpoint} "))
+    assert line.split()[-1] == f"{row['hostname']}(models={loaded})", line
+
+
 # -- IAM on TargetModel -------------------------------------------------------------------------
 
 AUTH_ENDPOINT = "mme-auth"

@@ -264,7 +264,11 @@
       // A component's copy: its own id, and the endpoint instance it was placed on.
       return c.placed_on == null ? text : text + " on instance " + c.placed_on;
     }],
-    ["container", function (c) { return c.hostname; }],
+    // A MultiModel container: how many models it holds now.
+    ["container", function (c) {
+      return c.loaded_models == null ? c.hostname
+        : c.hostname + " (" + c.loaded_models + " model" + (c.loaded_models === 1 ? "" : "s") + ")";
+    }],
     ["status", null],
     ["restarts", function (c) { return String(c.restarts); }],
     ["rps", function (c) { return rate(c.requests_per_s); }],

@@ -10,7 +10,8 @@ An endpoint for inference components shows MODE `Components` and its components 
 its endpoint, variant, status and copies.
 
 `polyhost ls --instances` adds one line per running instance — endpoint, variant, instance id,
-the node it runs on, its containers and whether they are all up — read from the admin
+the node it runs on, its containers (a MultiModel one with the models it holds now) and
+whether they are all up — read from the admin
 listener's `/api/containers` (SageMaker's API has no per-instance view). The node is the Ray
 node's address for the Ray backend, `local` for the process and Docker backends, and `-` when
 the server does not say.
@@ -178,9 +179,16 @@ def instance_rows(containers: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         nodes = sorted({_node(c) for c in members})
         up = sum(1 for c in members if c.get("up"))
         status = "up" if up == len(members) else f"down ({up}/{len(members)} up)"
-        hostnames = ",".join(sorted(str(c.get("hostname", "?")) for c in members))
+        hostnames = ",".join(sorted(_hostname(c) for c in members))
         rows.append((*key, "/".join(nodes), status, hostnames))
     return rows
+
+
+def _hostname(container: dict[str, Any]) -> str:
+    """The container's hostname; a MultiModel one's with the models it holds now."""
+    name = str(container.get("hostname", "?"))
+    loaded = container.get("loaded_models")
+    return name if loaded is None else f"{name}(models={loaded})"
 
 
 def _node(container: dict[str, Any]) -> str:

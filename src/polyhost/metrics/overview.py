@@ -53,6 +53,7 @@ class ContainerOverview:
     # placed on (its `instance` is the copy's own id).
     component: str | None = None
     placed_on: int | None = None
+    loaded_models: int | None = None  # a MultiModel container: the models it holds now
 
     @property
     def status(self) -> str:
@@ -121,6 +122,9 @@ def _overview(
         node=sample.node,
         component=sample.inference_component,
         placed_on=sample.placed_on,
+        loaded_models=(
+            None if sample.counters.multi_model is None else sample.counters.multi_model.loaded
+        ),
         endpoint=sample.endpoint_name,
         variant=sample.variant_name,
         instance=sample.instance_id,
