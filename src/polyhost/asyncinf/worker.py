@@ -20,8 +20,10 @@ Metrics (`metrics/asynchronous.py`): every request that ends adds to `series` (c
 or not, its time in the backlog and in all); `backlog()` counts what waits, per endpoint, for
 the recorder's ApproximateBacklogSize... and for the dashboard.
 
-The bound is on what the containers run: a request holds its variant's slot from the moment it
-is taken, through its input's download, until the container answers. Writing the answer, the
+The bound is on what the containers run: a request holds its variant's slot from the moment its
+input is downloaded until the container answers. Up to the bound's worth of further requests
+are taken ahead and download their inputs while the slots are busy (so the download does not
+idle the model either), then wait for a slot in the order they come. Writing the answer, the
 queue's commit and the notification happen after the slot is given back, so a slow S3 does not
 idle the model; at most as many requests as the bound may be finishing so per variant (beyond
 that they hold slots again), which bounds the answers held in memory.
@@ -34,11 +36,12 @@ nor starves the event loop's default executor (the control plane, the admin API)
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -106,6 +109,11 @@ class AsyncWorker:
         self._inflight: dict[tuple[str, str], int] = {}
         # Requests whose container answered, still writing their answer and notifying.
         self._finishing: dict[tuple[str, str], int] = {}
+        # Requests taken ahead: downloading their input, or waiting for a slot.
+        self._fetching: dict[tuple[str, str], int] = {}
+        self._slot_freed: dict[tuple[str, str], asyncio.Event] = {}
+        # The order those take slots in: the order they were taken from the queue.
+        self._turns: dict[tuple[str, str], collections.deque[int]] = {}
         self._io = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="polyhost-async")
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -186,8 +194,42 @@ class AsyncWorker:
             bound = per_instance * len(v.replicas)
             key = (route.name, v.name)
             over = max(self._finishing.get(key, 0) - bound, 0)  # finishing past the bound
-            free[v.name] = bound - self._inflight.get(key, 0) - over
+            taken = self._inflight.get(key, 0) + self._fetching.get(key, 0)
+            # Slots, and as many taken ahead to download while the slots are busy.
+            free[v.name] = 2 * bound - taken - over
         return free
+
+    def _wake_turns(self, key: tuple[str, str]) -> None:
+        event = self._slot_freed.get(key)
+        if event is not None:
+            event.set()
+        if not self._turns.get(key, True):
+            del self._turns[key]
+
+    def _bound(self, endpoint: str, variant: str) -> int:
+        """The slots of a variant now (0 while its endpoint is not served)."""
+        route = self._router.route(endpoint)
+        if route is None or route.async_inference is None:
+            return 0
+        found = route.by_name.get(variant)
+        per_instance = route.async_inference.max_concurrent_per_instance
+        return 0 if found is None else per_instance * len(found.replicas)
+
+    async def _acquire(self, key: tuple[str, str], seq: int) -> None:
+        """Wait for a slot of the variant and for this request's turn (requests run in the
+        order they left the queue, whichever input arrived first), then hold the slot.
+        Waiters are woken together and checked on the loop, so none takes a slot not free."""
+        turns = self._turns[key]
+        while turns[0] != seq or self._inflight.get(key, 0) >= max(self._bound(*key), 1):
+            event = self._slot_freed.setdefault(key, asyncio.Event())
+            event.clear()
+            await event.wait()
+        turns.popleft()
+        self._wake_turns(key)
+        self._fetching[key] -= 1
+        if not self._fetching[key]:
+            del self._fetching[key]
+        self._inflight[key] = self._inflight.get(key, 0) + 1
 
     async def _start(self, route: EndpointRoute, now: float) -> None:
         free = self._free(route)
@@ -199,7 +241,8 @@ class AsyncWorker:
             variant = max(free, key=lambda name: free[name])
             free[variant] -= 1
             key = (route.name, variant)
-            self._inflight[key] = self._inflight.get(key, 0) + 1
+            self._fetching[key] = self._fetching.get(key, 0) + 1
+            self._turns.setdefault(key, collections.deque()).append(request.seq)
             task = asyncio.get_running_loop().create_task(self._serve(request, variant))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -254,22 +297,39 @@ class AsyncWorker:
         role = self._role(request.endpoint, variant)
         key = (request.endpoint, variant)
         released = False
+        holding = False
+
+        async def acquire() -> None:
+            nonlocal holding
+            await self._acquire(key, request.seq)
+            holding = True
 
         def release() -> None:
-            """The container is done with it: its slot is free, it is finishing."""
+            """The container is done with it: its slot is free, it is finishing. (One that
+            never got a slot only stops counting as taken ahead.)"""
             nonlocal released
             if released:
                 return
             released = True
-            self._inflight[key] -= 1
-            if not self._inflight[key]:
-                del self._inflight[key]
+            if holding:
+                self._inflight[key] -= 1
+                if not self._inflight[key]:
+                    del self._inflight[key]
+                self._wake_turns(key)
+            else:
+                self._fetching[key] -= 1
+                if not self._fetching[key]:
+                    del self._fetching[key]
+                turns = self._turns.get(key)
+                if turns is not None and request.seq in turns:
+                    turns.remove(request.seq)  # its turn passes to the next
+                self._wake_turns(key)
             self._finishing[key] = self._finishing.get(key, 0) + 1
             self._wake.set()
 
         outcome: bool | None = None
         try:
-            outcome = await self._serve_one(request, variant, role, release)
+            outcome = await self._serve_one(request, variant, role, acquire, release)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -286,11 +346,17 @@ class AsyncWorker:
             self._finished(request, variant, ok=outcome, started=started)
 
     async def _serve_one(
-        self, request: AsyncRequest, variant: str, role: str | None, release: Callable[[], None]
+        self,
+        request: AsyncRequest,
+        variant: str,
+        role: str | None,
+        acquire: Callable[[], Awaitable[None]],
+        release: Callable[[], None],
     ) -> bool | None:
         """Run one request: True once answered, False once failed, None when it went back to
         the queue or had been answered before a restart (neither counts as finishing now).
-        `release` gives the variant's slot back once the container is done with it."""
+        `acquire` takes a slot of the variant once the input is here; `release` gives it back
+        once the container is done with it."""
         if self._clock() >= request.expires:
             await self._fail(request, self._expired(request), role)
             return False
@@ -309,6 +375,7 @@ class AsyncWorker:
         except ArtifactError as error:
             await self._fail(request, f"Could not read InputLocation: {error.message}", role)
             return False
+        await acquire()
         invoke = InvokeRequest(
             body=body,
             content_type=_bytes(request.content_type),
