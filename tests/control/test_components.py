@@ -793,3 +793,31 @@ def test_the_dashboards_api_shows_components_and_where_each_copy_runs(
     assert {c["component"] for c in copies} == {"ic-dashboard"}
     # Two copies on an endpoint of two instances: one on each.
     assert sorted(c["placed_on"] for c in copies) == [0, 1]
+
+
+def test_a_components_logs_are_its_own_log_group(
+    server: Any, sagemaker: Any, runtime: Any, host: str
+) -> None:
+    create_component(sagemaker, "ic-logs", host, cpus=0.25)
+    runtime.invoke_endpoint(
+        EndpointName=host,
+        InferenceComponentName="ic-logs",
+        Body=b"x",
+        CustomAttributes="say=hello from a copy",
+    )
+    logs = boto3.client(
+        "logs",
+        endpoint_url=server.url,
+        region_name=REGION,
+        config=Config(retries={"max_attempts": 1}),
+    )
+    group = "/aws/sagemaker/InferenceComponents/ic-logs"
+    groups = logs.describe_log_groups(logGroupNamePrefix="/aws/sagemaker/InferenceComponents/")
+    assert group in {g["logGroupName"] for g in groups["logGroups"]}
+
+    def said() -> list[str]:
+        events = logs.filter_log_events(logGroupName=group, filterPattern='"hello from a copy"')
+        return [e["message"] for e in events["events"]]
+
+    (line,) = eventually(said, "the copy's log line", 20, 0.1)
+    assert line.endswith("ic-logs: hello from a copy")

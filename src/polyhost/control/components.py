@@ -33,7 +33,6 @@ from polyhost.control.seam import (
     RollingUpdate,
     StatusReport,
     VariantSpec,
-    component_key,
 )
 from polyhost.control.specs import (
     DEFAULT_DOWNLOAD_TIMEOUT_S,
@@ -44,6 +43,7 @@ from polyhost.control.specs import (
 )
 from polyhost.control.store import Kind, Resource
 from polyhost.errors import ValidationException
+from polyhost.naming import component_key
 
 if TYPE_CHECKING:
     from polyhost.control.service import ControlPlane

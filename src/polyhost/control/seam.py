@@ -99,19 +99,6 @@ class ComponentRef:
     variant_name: str
 
 
-# A deployment key no endpoint can have: SageMaker's endpoint names have no underscore.
-COMPONENT_KEY_PREFIX = "ic_"
-
-
-def component_key(component_name: str) -> str:
-    """The deployer's and router's key of an inference component's copies."""
-    return COMPONENT_KEY_PREFIX + component_name.lower()
-
-
-def is_component_key(key: str) -> bool:
-    return key.startswith(COMPONENT_KEY_PREFIX)
-
-
 @dataclass(frozen=True)
 class AsyncInferenceSpec:
     """An endpoint config's AsyncInferenceConfig: the endpoint takes only InvokeEndpointAsync,

@@ -41,7 +41,6 @@ from polyhost.control.seam import (
     Deployer,
     EndpointSpec,
     StatusReport,
-    is_component_key,
 )
 from polyhost.control.specs import build_spec, model_containers
 from polyhost.control.store import Kind, Resource, Store, StoreClosed, StoreUnwritable
@@ -54,6 +53,7 @@ from polyhost.errors import (
     ValidationException,
 )
 from polyhost.modeldata.local_policy import LocalModelPolicy
+from polyhost.naming import is_component_key
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.control")

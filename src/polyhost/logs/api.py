@@ -61,7 +61,7 @@ from polyhost.logs.events import (
 from polyhost.logs.filter import parse_filter
 from polyhost.logs.params import Params, checked
 from polyhost.logs.streams import LogStream
-from polyhost.naming import LOG_GROUP_PREFIX, log_group
+from polyhost.naming import COMPONENT_LOG_GROUP_PREFIX, LOG_GROUP_PREFIX, log_group, log_group_key
 from polyhost.tokens import TokenCodec, is_count
 
 Catalog = Mapping[str, Sequence[LogStream]]
@@ -204,15 +204,17 @@ class LogsApi:
         if name is None and identifier is None:
             raise InvalidParameterException(
                 "logGroupName or logGroupIdentifier is required: the log group "
-                f"{LOG_GROUP_PREFIX}<EndpointName>, or its ARN."
+                f"{LOG_GROUP_PREFIX}<EndpointName> (or {COMPONENT_LOG_GROUP_PREFIX}"
+                "<InferenceComponentName>), or its ARN."
             )
         group = name if name is not None else self._group_from_identifier(identifier or "")
-        endpoint = group[len(LOG_GROUP_PREFIX) :] if group.startswith(LOG_GROUP_PREFIX) else ""
+        endpoint = log_group_key(group)
         streams = catalog.get(endpoint, ()) if endpoint else ()
         if not streams:
             raise ResourceNotFoundException(
                 f"The specified log group does not exist: {group[:600]}. Log groups here are "
-                f"{LOG_GROUP_PREFIX}<EndpointName> for endpoints whose containers have started "
+                f"{LOG_GROUP_PREFIX}<EndpointName> for endpoints whose containers have started, "
+                f"and {COMPONENT_LOG_GROUP_PREFIX}<InferenceComponentName> for components "
                 "(DescribeLogGroups lists them)."
             )
         return endpoint, streams

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 
-from polyhost.control.seam import component_key
 from polyhost.errors import (
     InternalFailure,
     InvokeValidationError,
@@ -30,7 +29,7 @@ from polyhost.errors import (
     ServiceError,
     ServiceUnavailable,
 )
-from polyhost.naming import log_group, log_group_arn
+from polyhost.naming import component_key, log_group, log_group_arn
 from polyhost.router.multi_model import invoke_multi_model
 from polyhost.router.table import ContainerRoute, EndpointRoute, ReplicaRoute, VariantRoute
 from polyhost.router.upstream import (
