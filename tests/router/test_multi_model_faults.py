@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import tarfile
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -153,3 +155,53 @@ def test_a_container_that_breaks_during_a_load_is_restarted_and_forgets_its_mode
     # The model died with the container: it was loaded again, not taken for loaded.
     assert server.log().count("model ok/a.tar.gz loaded into container") == loads_before + 1
     assert _loaded_models(server) == 1
+
+
+HANGING_IMAGE = "polyhost-test/hanging-loader:1"
+
+
+def test_a_bring_your_own_container_whose_load_hangs_is_restarted(
+    s3_server: MotoS3,  # noqa: F811
+    start_server: ServerFactory,
+    prefix: tuple[str, list[int]],
+    rows: list[list[float]],
+) -> None:
+    """A container of the user's own cannot say its load hung: the router's load bound
+    (--model-load-timeout) ends the call with a ModelError, and the container is restarted,
+    since loads run one at a time in it and this one would hold it forever."""
+
+    def images(path: Path) -> Path:
+        program = Path(__file__).parents[1] / "support" / "containers" / "hanging_loader.py"
+        path.write_text(
+            f'[images."{HANGING_IMAGE}"]\ncommand = ["{sys.executable}", "{program}"]\n'
+            "multi_models = true\n",
+            encoding="utf-8",
+        )
+        return path
+
+    own = start_server(
+        *("--model-load-wait", "30", "--model-load-timeout", "2", "--stop-grace", "1"),
+        name="mme-hung-byo",
+        images=images,
+        env=s3_server.env(),
+    )
+    sagemaker, runtime = own.sagemaker(), own.runtime()
+    container = {"Image": HANGING_IMAGE, "Mode": "MultiModel", "ModelDataUrl": prefix[0]}
+    assert deploy(sagemaker, "mme-hung", [container])["EndpointStatus"] == "InService"
+    started = time.monotonic()
+    with pytest.raises(ClientError) as caught:
+        runtime.invoke_endpoint(
+            EndpointName="mme-hung", Body=json.dumps(rows), TargetModel="ok/a.tar.gz"
+        )
+    assert time.monotonic() - started < 20
+    error = caught.value.response
+    assert error["Error"]["Code"] == "ModelError", error
+    eventually(
+        lambda: (
+            "did not finish within 2 s (--model-load-timeout)" in own.log()
+            and own.log().count("started container mme-hung.") >= 2
+        ),
+        "the hung container to be restarted",
+        30,
+        0.2,
+    )

@@ -48,6 +48,14 @@ class RunningContainer:
     setups: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=SETUPS_KEPT))
     starts: int = 0
     supervisor: asyncio.Task[None] | None = None  # what keeps it alive once it serves
+    # Why the router asked for a restart (a MultiModel load that hung): the supervisor's watch
+    # takes it as trouble, as it takes failed health checks.
+    restart_reason: str | None = None
+
+    def request_restart(self, reason: str) -> None:
+        """Ask the supervisor to restart it (on the event loop; the first reason is kept)."""
+        if self.restart_reason is None:
+            self.restart_reason = reason
 
     def record_setup(self, seconds: float) -> None:
         """A start (deploy or restart) passed its first /ping `seconds` after launch."""

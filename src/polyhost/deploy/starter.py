@@ -551,6 +551,8 @@ class GroupStarter:
                                 log_stream=running.stream.name,
                                 multi_model=self._multi_model(running),
                             )
+                            if running.route.multi_model is not None:
+                                running.route.multi_model.on_hung = running.request_restart
                         routes.append(running.route)
                 replicas.append(ReplicaRoute.of(instance_id, tuple(routes)))
             variants.append(

@@ -68,6 +68,9 @@ async def watch(
         if code is not None:
             return Trouble(f"it exited with code {code}", f"exited with code {code}", alive=False)
         assert handle is not None
+        asked, container.restart_reason = container.restart_reason, None
+        if asked is not None:
+            return Trouble(asked, asked, alive=True)
         now = loop.time()
         if now < health.due:
             await asyncio.sleep(min(POLL_S, health.due - now))

@@ -67,7 +67,12 @@ from polyhost.errors import (
 from polyhost.metrics.series import MultiModelCounters
 from polyhost.modeldata.errors import ArtifactError, ArtifactMissing, redact_url
 from polyhost.modeldata.target import TargetModelRefused, target_url
-from polyhost.router.upstream import ContainerPool, UpstreamError, UpstreamResponse
+from polyhost.router.upstream import (
+    ContainerPool,
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
 
 if TYPE_CHECKING:
     from polyhost.router.router import InvokeRequest, InvokeResult, Router
@@ -214,6 +219,9 @@ class MultiModelContainer:
         self.address = address
         self._connect = connect
         self.staging = staging
+        # Asks for the container's restart (its supervisor's), with the reason; set by the
+        # deployer once the container is supervised.
+        self.on_hung: Callable[[str], None] | None = None
         self.loaded: OrderedDict[str, _Model] = OrderedDict()
         self.pool: ContainerPool | None = None  # the route's pool, set on each invocation
         self._loads: dict[str, asyncio.Task[None]] = {}
@@ -351,6 +359,13 @@ class MultiModelContainer:
                     MAX_CONTROL_ANSWER,
                 )
             except UpstreamError as error:
+                if isinstance(error, UpstreamTimeout) and self.on_hung is not None:
+                    # A load that hangs holds the container (loads run one at a time there):
+                    # only a restart frees it, and forgets what it had loaded.
+                    self.on_hung(
+                        f"its load of model {target} did not finish within "
+                        f"{self.limits.load_timeout_s:g} s (--model-load-timeout)"
+                    )
                 raise LoadFailed(
                     ModelError(
                         f"Container {self.hostname} did not answer the load of model "
