@@ -50,6 +50,8 @@ from polyhost.http.services.streaming import StreamingAdapter
 from polyhost.http.types import Receive, Scope, Send
 from polyhost.logs.api import LogsApi
 from polyhost.logs.retained import RetainedLogs
+from polyhost.metrics.alarm_store import AlarmStore
+from polyhost.metrics.alarms import AlarmService
 from polyhost.metrics.cloudwatch_api import CloudWatchApi
 from polyhost.metrics.collection import container_registry
 from polyhost.metrics.history import MetricsHistory
@@ -137,8 +139,19 @@ class PolyhostServer:
             ),
         }
         untargeted: TargetHandler | None = None
+        # CloudWatch alarms (alarms.db in the state dir), evaluated on the metric history.
+        self.alarm_store: AlarmStore | None = None
+        self.alarms: AlarmService | None = None
         if self.history is not None:
-            cloudwatch = CloudWatchRoute(CloudWatchApi(self.history))
+            self.alarm_store = AlarmStore.open(settings.state_dir)
+            self.alarms = AlarmService(
+                self.alarm_store,
+                self.history,
+                region=settings.region,
+                account_id=settings.account_id,
+                interval_s=settings.alarm_evaluation_interval_s,
+            )
+            cloudwatch = CloudWatchRoute(CloudWatchApi(self.history, alarms=self.alarms))
             routes[CLOUDWATCH_ROUTE_PREFIX] = cloudwatch  # rpc-v2-cbor: /service/.../operation/Op
             targets[CLOUDWATCH_TARGET] = untargeted = _named("CloudWatch", cloudwatch)
         # Raises PolicyError/OSError for a bad --auth-file: the server does not start.
@@ -171,6 +184,7 @@ class PolyhostServer:
         self.deployer.start(loop)
         if self.recorder is not None:
             self.recorder.start(loop)
+        alarms = None if self.alarms is None else loop.create_task(self.alarms.run())
         self.confinement.tell()
         await self.backend.reap_orphans(self.settings.stop_grace_s)
         desired = self.control.desired_endpoints()
@@ -223,6 +237,8 @@ class PolyhostServer:
                 await shutdown_connections(admin[1], timeout_s=1.0)
         finally:
             leftovers.cancel()
+            if alarms is not None:
+                alarms.cancel()
             # Requests cut short stay in the queue and run at the next start.
             await self.async_worker.stop()
             self.async_queue.close()
@@ -230,6 +246,9 @@ class PolyhostServer:
                 await self.recorder.stop()  # the last interval is recorded before containers go
             await self.deployer.shutdown()
             self.control.close()
+            if self.alarms is not None and self.alarm_store is not None:
+                await asyncio.to_thread(self.alarms.close)  # sends what is under way
+                self.alarm_store.close()
             if self.history is not None:
                 self.history.close()
             log.info("polyhost stopped")

@@ -163,6 +163,11 @@ class Settings:
     metrics_retention_days: int = setting(
         15, "--metrics-retention-days", "days of 1-minute roll-ups kept in the state dir"
     )
+    alarm_evaluation_interval_s: float = setting(
+        10.0,
+        "--alarm-evaluation-interval",
+        "seconds between evaluations of every CloudWatch alarm (docs/alarms.md)",
+    )
     # -- data plane (docs/contract.md) ---------------------------------------------------------
     invocation_timeout_s: float = setting(
         60.0, "--invocation-timeout", "seconds a container may take to answer an invocation"

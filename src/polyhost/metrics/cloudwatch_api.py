@@ -1,5 +1,6 @@
 """CloudWatch's read API over the metric history: ListMetrics, GetMetricStatistics,
-GetMetricData, with CloudWatch's rules and error codes.
+GetMetricData, with CloudWatch's rules and error codes; the alarm operations go to
+`metrics/alarms.py`, which evaluates alarms on the same history.
 
 Plain values in, plain values out: the wire adapter (`http/services/cloudwatch.py`) has already
 decoded the request in whichever protocol it came (rpc-v2-cbor, JSON 1.0, query) and checked it
@@ -27,7 +28,6 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from polyhost.awsmodel.support import (
@@ -44,13 +44,13 @@ from polyhost.errors import (
     InvalidParameterValue,
     MissingParameter,
 )
-from polyhost.metrics.query import (
-    COMPONENT_NAMESPACE,
-    RESOURCE_NAMESPACE,
-    Datapoint,
-    MetricId,
-    MetricsReader,
-)
+from polyhost.metrics.alarms import SUPPORT as ALARM_SUPPORT
+from polyhost.metrics.alarms import AlarmService
+from polyhost.metrics.cloudwatch_values import Timestamp as Timestamp  # re-exported: the protocols
+from polyhost.metrics.cloudwatch_values import canonical_namespace
+from polyhost.metrics.cloudwatch_values import check_period as _check_period
+from polyhost.metrics.cloudwatch_values import percentile as _percentile
+from polyhost.metrics.query import Datapoint, MetricId, MetricsReader
 from polyhost.tokens import TokenCodec
 
 Params = Mapping[str, Any]
@@ -61,14 +61,8 @@ MAX_DATAPOINTS_STATISTICS = 1440
 MAX_DATAPOINTS_DATA = 100_800
 MAX_QUERIES = 500
 RECENT_S = 3 * 3600
-HIGH_RESOLUTION_PERIODS = (10, 20, 30)
 STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
-_PERCENTILE = re.compile(r"p(\d{1,3}(?:\.\d{1,10})?)")
 _QUERY_ID = re.compile(r"[a-z][a-zA-Z0-9_]*")
-_NAMESPACE_ALIASES = {
-    RESOURCE_NAMESPACE.lstrip("/"): RESOURCE_NAMESPACE,
-    COMPONENT_NAMESPACE.lstrip("/"): COMPONENT_NAMESPACE,
-}
 _STAT_VALUES: dict[str, Callable[[Datapoint], float]] = {
     "SampleCount": lambda p: p.sample_count,
     "Average": lambda p: p.average,
@@ -95,44 +89,6 @@ def _bad_data_token(token: str) -> InvalidNextToken:
 # No prefix, as CloudWatch's tokens always were: bare base64url of the payload.
 _LIST_TOKEN = TokenCodec("", _bad_list_token)
 _DATA_TOKEN = TokenCodec("", _bad_data_token)
-
-
-def canonical_namespace(namespace: str) -> str:
-    """SageMaker's guide writes `aws/sagemaker/Endpoints`; the metrics live under the slashed
-    name. Both find them."""
-    return _NAMESPACE_ALIASES.get(namespace, namespace)
-
-
-class Timestamp(float):
-    """Epoch seconds that each protocol writes as its own timestamp type (a JSON number, a
-    CBOR tag 1, ISO 8601 text). A float rather than a datetime: a day of datapoints is tens of
-    thousands of them, and JSON, the protocol botocore speaks, wants the number anyway."""
-
-    __slots__ = ()
-
-    def as_datetime(self) -> datetime:
-        return datetime.fromtimestamp(self, UTC)
-
-
-def _percentile(name: str, where: str) -> float:
-    """The percent of `pNN.NN`, or InvalidParameterValue saying what is accepted."""
-    match = _PERCENTILE.fullmatch(name)
-    if match is None or not 0.0 <= float(match.group(1)) <= 100.0:
-        raise InvalidParameterValue(
-            f"The value {name[:64]} for parameter {where} is not supported: polyhost answers "
-            "SampleCount, Average, Sum, Minimum, Maximum and percentiles p0 to p100 "
-            "(e.g. p50, p99, p99.9)."
-        )
-    return float(match.group(1))
-
-
-def _check_period(period: int, where: str) -> None:
-    if period in HIGH_RESOLUTION_PERIODS or (period >= 60 and period % 60 == 0):
-        return
-    raise InvalidParameterValue(
-        f"The parameter {where} must be 10, 20, 30 or a multiple of 60, not {period}: polyhost "
-        "records every 10 seconds and keeps 1-minute roll-ups."
-    )
 
 
 def _aligned_start(start: float, period: int) -> int:
@@ -245,25 +201,42 @@ SUPPORT: dict[str, OperationTable] = {
             "(dynamic ones are refused), so it changes nothing, as on CloudWatch"
         ),
     },
+    **ALARM_SUPPORT,  # the alarm operations' table, kept beside them (metrics/alarms.py)
 }
 
 
 class CloudWatchApi:
-    """`call(operation, params)` for the three read operations of CloudWatch."""
+    """`call(operation, params)` for CloudWatch's three read operations, and its alarm
+    operations when given the `alarms` service (which has their semantics)."""
 
-    OPERATIONS = ("ListMetrics", "GetMetricStatistics", "GetMetricData")
+    READ_OPERATIONS = ("ListMetrics", "GetMetricStatistics", "GetMetricData")
+    OPERATIONS = (*READ_OPERATIONS, *AlarmService.OPERATIONS)
 
     def __init__(
         self,
         reader: MetricsReader,
         clock: Callable[[], float] = time.time,
         unit_of: Callable[[MetricId], str | None] | None = None,
+        alarms: AlarmService | None = None,
     ) -> None:
         self._reader = reader
         self._clock = clock
         self._unit_of = unit_of or getattr(reader, "unit_of", None)
+        self._alarms = alarms
+
+    @property
+    def operations(self) -> tuple[str, ...]:
+        """What this instance serves: the read operations, and the alarms' with a service."""
+        return self.OPERATIONS if self._alarms is not None else self.READ_OPERATIONS
 
     def call(self, operation: str, params: Params) -> Answer:
+        if operation in AlarmService.OPERATIONS:
+            if self._alarms is None:
+                raise InvalidParameterValue(
+                    f"This server keeps no alarms (it runs without a metric history), so "
+                    f"{operation} is not served: start it with --metrics-history."
+                )
+            return self._alarms.call(operation, params)
         handler: Callable[[Params], Answer] = {
             "ListMetrics": self.list_metrics,
             "GetMetricStatistics": self.get_metric_statistics,

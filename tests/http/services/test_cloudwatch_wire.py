@@ -121,7 +121,7 @@ def test_json_errors(
 
 
 def test_json_unknown_operation(server: PolyhostProcess) -> None:
-    status, _, document = as_json(server, "DeleteAlarms", b"{}")
+    status, _, document = as_json(server, "PutDashboard", b"{}")
     assert status == 400 and document["__type"] == "UnknownOperationException"
     assert "polyhost serves CloudWatch's ListMetrics" in document["message"]
 

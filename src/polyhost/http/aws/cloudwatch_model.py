@@ -27,7 +27,20 @@ TARGET_PREFIX = "GraniteServiceVersion20100801"
 API_VERSION = "2010-08-01"
 XML_NAMESPACE = "http://monitoring.amazonaws.com/doc/2010-08-01/"
 SMITHY_NAMESPACE = "com.amazonaws.cloudwatch"
-OPERATIONS = ("ListMetrics", "GetMetricStatistics", "GetMetricData")
+OPERATIONS = (
+    "ListMetrics",
+    "GetMetricStatistics",
+    "GetMetricData",
+    # metric alarms (metrics/alarms.py)
+    "PutMetricAlarm",
+    "DescribeAlarms",
+    "DescribeAlarmsForMetric",
+    "DeleteAlarms",
+    "SetAlarmState",
+    "DescribeAlarmHistory",
+    "EnableAlarmActions",
+    "DisableAlarmActions",
+)
 
 _LATEST_TIMESTAMP = 253402300799.0  # 9999-12-31T23:59:59Z
 _MAX_LIST_INDEX = 100_000
@@ -48,6 +61,10 @@ class CloudWatchModel:
         shape = self.schema.output(operation)
         assert shape is not None
         return shape
+
+    def has_output(self, operation: str) -> bool:
+        """False for the operations that answer nothing (PutMetricAlarm, DeleteAlarms...)."""
+        return self.schema.output(operation) is not None
 
 
 @functools.cache

@@ -1,4 +1,5 @@
-"""CloudWatch's read API on the server's one port, in every protocol botocore may speak.
+"""CloudWatch's API on the server's one port, in every protocol botocore may speak: the
+metric reads and, when the server keeps alarms, the metric alarm operations.
 
 | protocol | request | answer |
 | --- | --- | --- |
@@ -13,7 +14,9 @@ exception shape) and `message` for JSON and CBOR, plus `x-amzn-query-error: <Cod
 which botocore turns back into CloudWatch's code (InvalidParameterValue...); an
 `<ErrorResponse>` for query.
 
-This module only translates: `metrics/cloudwatch_api.py` has the semantics. Decoding, the
+This module only translates: `metrics/cloudwatch_api.py` (and `metrics/alarms.py`) have the
+semantics. Operations without an output shape (PutMetricAlarm, DeleteAlarms...) answer `{}`
+in JSON and CBOR and an empty result in query, as CloudWatch does. Decoding, the
 call and encoding run in a worker thread, so a large query never stalls the event loop.
 
 Authorization: give `authorize`, an async callable `(action, scope, body)` called with
@@ -43,6 +46,7 @@ from polyhost.http.aws.cloudwatch_model import (
     OPERATIONS,
     SMITHY_NAMESPACE,
     TARGET_PREFIX,
+    XML_NAMESPACE,
     CloudWatchModel,
     check_input,
     cloudwatch_model,
@@ -130,7 +134,7 @@ class CloudWatchRoute:
                 raise SerializationException(
                     f"The request body is larger than {self._max_body} bytes."
                 ) from None
-            operation, fields = self._operation(wire, scope, body, model)
+            operation, fields = self._operation(wire, scope, body, model, self._api.operations)
             if self._authorize is not None:
                 await self._authorize(f"cloudwatch:{operation}", scope, body)
             status, headers, payload = await asyncio.to_thread(
@@ -147,7 +151,7 @@ class CloudWatchRoute:
 
     @staticmethod
     def _operation(
-        wire: Wire, scope: Scope, body: bytes, model: CloudWatchModel
+        wire: Wire, scope: Scope, body: bytes, model: CloudWatchModel, served: tuple[str, ...]
     ) -> tuple[str, list[tuple[str, str]]]:
         fields: list[tuple[str, str]] = []
         if wire == "query":
@@ -159,17 +163,16 @@ class CloudWatchRoute:
         else:
             path: str = scope["path"]
             operation = path[len(_OPERATION_PATH) :] if path.startswith(_OPERATION_PATH) else ""
-        if operation in OPERATIONS:
+        if operation in served and operation in OPERATIONS:
             return operation, fields
         shown = operation[:100] or "(none)"
-        served = ", ".join(OPERATIONS)
+        listed = ", ".join(served)
         if operation in model.all_operations:
             message = (
-                f"polyhost serves CloudWatch's {served} (reading the metrics it records), not "
-                f"{shown}."
+                f"polyhost serves CloudWatch's {listed} (on the metrics it records), not {shown}."
             )
         else:
-            message = f"Unknown CloudWatch operation {shown}: polyhost serves {served}."
+            message = f"Unknown CloudWatch operation {shown}: polyhost serves {listed}."
         raise (InvalidAction if wire == "query" else UnknownOperationException)(message)
 
     def _call(
@@ -194,7 +197,9 @@ class CloudWatchRoute:
             return (
                 200,
                 [(b"content-type", XML_TYPE), rid],
-                xml_answer(model, operation, answer, request_id),
+                xml_answer(model, operation, answer, request_id)
+                if model.has_output(operation)
+                else _empty_xml_answer(operation, request_id),
             )
         if wire == "json":
             payload = json.dumps(answer, default=_json_default, separators=(",", ":")).encode()
@@ -224,6 +229,14 @@ class CloudWatchRoute:
             return error.status, headers, json.dumps(document).encode()
         headers += [(b"content-type", CBOR_TYPE), PROTOCOL_HEADER]
         return error.status, headers, encode_cbor(document)
+
+
+def _empty_xml_answer(operation: str, request_id: str) -> bytes:
+    """CloudWatch's query answer to an operation without output: the request id alone."""
+    return (
+        f'<{operation}Response xmlns="{XML_NAMESPACE}"><ResponseMetadata><RequestId>'
+        f"{request_id}</RequestId></ResponseMetadata></{operation}Response>"
+    ).encode()
 
 
 def _decode_json(body: bytes) -> Any:
