@@ -821,3 +821,23 @@ def test_a_components_logs_are_its_own_log_group(
 
     (line,) = eventually(said, "the copy's log line", 20, 0.1)
     assert line.endswith("ic-logs: hello from a copy")
+
+
+def test_a_component_keeps_its_tags(sagemaker: Any, host: str) -> None:
+    sagemaker.create_inference_component(
+        InferenceComponentName="ic-tagged",
+        EndpointName=host,
+        VariantName="AllTraffic",
+        Specification=_echo_specification("ic-tagged"),
+        RuntimeConfig={"CopyCount": 0},
+        Tags=[{"Key": "team", "Value": "vision"}],
+    )
+    arn = sagemaker.describe_inference_component(InferenceComponentName="ic-tagged")[
+        "InferenceComponentArn"
+    ]
+    assert arn == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:inference-component/ic-tagged"
+    sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": "stage", "Value": "test"}])
+    tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+    assert tags == {"team": "vision", "stage": "test"}
+    sagemaker.delete_tags(ResourceArn=arn, TagKeys=["team"])
+    assert sagemaker.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "stage", "Value": "test"}]

@@ -430,8 +430,8 @@ def test_tag_limit(sagemaker: Any) -> None:
         (f"{ARN}:endpoint/nothing-here", f'Could not find endpoint "{ARN}:endpoint/nothing-here".'),
         (
             f"{ARN}:training-job/job",
-            "polyhost keeps tags on models, endpoint configurations and endpoints only; "
-            f"'{ARN}:training-job/job' names none of them.",
+            "polyhost keeps tags on models, endpoint configurations, endpoints and inference "
+            f"components only; '{ARN}:training-job/job' names none of them.",
         ),
     ],
 )

@@ -523,8 +523,8 @@ class ControlPlane:
         kind, _, name = kind_name.partition("/")
         if kind not in LABELS or not name:
             raise ValidationException(
-                f"polyhost keeps tags on models, endpoint configurations and endpoints only; "
-                f"'{arn}' names none of them."
+                "polyhost keeps tags on models, endpoint configurations, endpoints and "
+                f"inference components only; '{arn}' names none of them."
             )
         typed: Kind = kind  # type: ignore[assignment]  # checked against LABELS above
         resource = self._store.get(typed, name)
