@@ -109,10 +109,9 @@ class AsyncWorker:
         self._inflight: dict[tuple[str, str], int] = {}
         # Requests whose container answered, still writing their answer and notifying.
         self._finishing: dict[tuple[str, str], int] = {}
-        # Requests taken ahead: downloading their input, or waiting for a slot.
-        self._fetching: dict[tuple[str, str], int] = {}
         self._slot_freed: dict[tuple[str, str], asyncio.Event] = {}
-        # The order those take slots in: the order they were taken from the queue.
+        # Requests taken ahead (downloading their input, or waiting for a slot), in the order
+        # they take slots: the order they left the queue.
         self._turns: dict[tuple[str, str], collections.deque[int]] = {}
         self._io = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="polyhost-async")
         self._tasks: set[asyncio.Task[None]] = set()
@@ -194,7 +193,8 @@ class AsyncWorker:
             bound = per_instance * len(v.replicas)
             key = (route.name, v.name)
             over = max(self._finishing.get(key, 0) - bound, 0)  # finishing past the bound
-            taken = self._inflight.get(key, 0) + self._fetching.get(key, 0)
+            # In flight, and taken ahead (downloading, or waiting for their turn).
+            taken = self._inflight.get(key, 0) + len(self._turns.get(key, ()))
             # Slots, and as many taken ahead to download while the slots are busy.
             free[v.name] = 2 * bound - taken - over
         return free
@@ -226,9 +226,6 @@ class AsyncWorker:
             await event.wait()
         turns.popleft()
         self._wake_turns(key)
-        self._fetching[key] -= 1
-        if not self._fetching[key]:
-            del self._fetching[key]
         self._inflight[key] = self._inflight.get(key, 0) + 1
 
     async def _start(self, route: EndpointRoute, now: float) -> None:
@@ -241,7 +238,6 @@ class AsyncWorker:
             variant = max(free, key=lambda name: free[name])
             free[variant] -= 1
             key = (route.name, variant)
-            self._fetching[key] = self._fetching.get(key, 0) + 1
             self._turns.setdefault(key, collections.deque()).append(request.seq)
             task = asyncio.get_running_loop().create_task(self._serve(request, variant))
             self._tasks.add(task)
@@ -317,9 +313,6 @@ class AsyncWorker:
                     del self._inflight[key]
                 self._wake_turns(key)
             else:
-                self._fetching[key] -= 1
-                if not self._fetching[key]:
-                    del self._fetching[key]
                 turns = self._turns.get(key)
                 if turns is not None and request.seq in turns:
                     turns.remove(request.seq)  # its turn passes to the next

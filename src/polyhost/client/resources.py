@@ -43,33 +43,27 @@ def describe_component(sm: SageMakerClient, name: str) -> dict[str, Any] | None:
     return _or_none(lambda: sm.describe_inference_component(InferenceComponentName=name))
 
 
-def list_components(sm: SageMakerClient) -> Iterator[dict[str, Any]]:
-    """Every inference component, oldest first, following NextToken."""
+def _every(list_call: Callable[..., Any], key: str) -> Iterator[dict[str, Any]]:
+    """Every item a List* operation gives under `key`, oldest first, following NextToken."""
     token: str | None = None
     while True:
         kwargs: dict[str, Any] = {"SortBy": "CreationTime", "SortOrder": "Ascending"}
         kwargs["MaxResults"] = 100
         if token:
             kwargs["NextToken"] = token
-        page = sm.list_inference_components(**kwargs)
-        for summary in page.get("InferenceComponents", []):
+        page = list_call(**kwargs)
+        for summary in page.get(key, []):
             yield dict(summary)
         token = page.get("NextToken")
         if not token:
             return
+
+
+def list_components(sm: SageMakerClient) -> Iterator[dict[str, Any]]:
+    """Every inference component, oldest first."""
+    return _every(sm.list_inference_components, "InferenceComponents")
 
 
 def list_endpoints(sm: SageMakerClient) -> Iterator[dict[str, Any]]:
-    """Every endpoint, oldest first, following NextToken."""
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {"SortBy": "CreationTime", "SortOrder": "Ascending"}
-        kwargs["MaxResults"] = 100
-        if token:
-            kwargs["NextToken"] = token
-        page = sm.list_endpoints(**kwargs)
-        for summary in page.get("Endpoints", []):
-            yield dict(summary)
-        token = page.get("NextToken")
-        if not token:
-            return
+    """Every endpoint, oldest first."""
+    return _every(sm.list_endpoints, "Endpoints")

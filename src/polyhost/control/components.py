@@ -43,7 +43,7 @@ from polyhost.control.specs import (
 )
 from polyhost.control.store import Kind, Resource
 from polyhost.errors import ValidationException
-from polyhost.naming import component_key
+from polyhost.naming import COMPONENT_KEY_PREFIX, component_key
 
 if TYPE_CHECKING:
     from polyhost.control.service import ControlPlane
@@ -499,14 +499,9 @@ class InferenceComponents:
     # -- the deployer's reports and restarts --------------------------------------------------
     def component_report(self, report: StatusReport) -> None:
         """A report of a component's deployment (under the plane's lock)."""
-        resource = next(
-            (
-                r
-                for r in self._plane._store.all(KIND)
-                if component_key(r.name) == report.endpoint_name
-            ),
-            None,
-        )
+        # The key holds the name lowercased; the store finds a name whatever its case.
+        name = report.endpoint_name[len(COMPONENT_KEY_PREFIX) :]
+        resource = self._plane._store.get(KIND, name)
         if resource is None:
             return
         doc = dict(resource.doc)

@@ -289,20 +289,10 @@ def parse_series_query(query_string: bytes) -> SeriesQuery:
 
 def endpoints(call: ControlCall) -> dict[str, Any]:
     """Every endpoint, described (worker thread: the control plane reads SQLite)."""
-    names: list[str] = []
-    token: str | None = None
-    while len(names) < MAX_ENDPOINTS:
-        params: dict[str, Any] = {"MaxResults": 100, "SortBy": "Name", "SortOrder": "Ascending"}
-        if token:
-            params["NextToken"] = token
-        page = call("ListEndpoints", params)
-        names += [e["EndpointName"] for e in page.get("Endpoints", [])]
-        token = page.get("NextToken")
-        if not token:
-            break
+    names, more = _names(call, "ListEndpoints", "Endpoints", "EndpointName")
     hosted = _components(call)
     out = []
-    for name in names[:MAX_ENDPOINTS]:
+    for name in names:
         try:
             described = call("DescribeEndpoint", {"EndpointName": name})
         except ServiceError:
@@ -310,25 +300,34 @@ def endpoints(call: ControlCall) -> dict[str, Any]:
         endpoint = _endpoint(described)
         endpoint["components"] = hosted.get(name.lower(), [])
         out.append(endpoint)
-    return {"endpoints": out, "truncated": len(names) >= MAX_ENDPOINTS and bool(token)}
+    return {"endpoints": out, "truncated": more}
 
 
-def _components(call: ControlCall) -> dict[str, list[dict[str, Any]]]:
-    """Every inference component (at most MAX_ENDPOINTS), by its endpoint's lowercased name:
-    name, status, copies and failure reason, as DescribeInferenceComponent says."""
+def _names(call: ControlCall, operation: str, key: str, member: str) -> tuple[list[str], bool]:
+    """The names a List* operation gives, by name, at most MAX_ENDPOINTS; whether there are
+    more than that."""
     names: list[str] = []
     token: str | None = None
     while len(names) < MAX_ENDPOINTS:
         params: dict[str, Any] = {"MaxResults": 100, "SortBy": "Name", "SortOrder": "Ascending"}
         if token:
             params["NextToken"] = token
-        page = call("ListInferenceComponents", params)
-        names += [c["InferenceComponentName"] for c in page.get("InferenceComponents", [])]
+        page = call(operation, params)
+        names += [item[member] for item in page.get(key, [])]
         token = page.get("NextToken")
         if not token:
             break
+    return names[:MAX_ENDPOINTS], len(names) >= MAX_ENDPOINTS and bool(token)
+
+
+def _components(call: ControlCall) -> dict[str, list[dict[str, Any]]]:
+    """Every inference component (at most MAX_ENDPOINTS), by its endpoint's lowercased name:
+    name, status, copies and failure reason, as DescribeInferenceComponent says."""
+    names, _ = _names(
+        call, "ListInferenceComponents", "InferenceComponents", "InferenceComponentName"
+    )
     found: dict[str, list[dict[str, Any]]] = {}
-    for name in names[:MAX_ENDPOINTS]:
+    for name in names:
         try:
             described = call("DescribeInferenceComponent", {"InferenceComponentName": name})
         except ServiceError:
