@@ -454,3 +454,52 @@ def test_cloudwatch_api_hands_alarm_operations_over(
     assert api.call("DescribeAlarms", {})["MetricAlarms"][0]["AlarmName"] == "busy"
     without = CloudWatchApi(history)
     assert "PutMetricAlarm" not in without.operations
+
+
+def test_a_repeating_handler_runs_once_per_period_while_the_alarm_stays_in_alarm(
+    alarms: AlarmService, history: MetricsHistory, clock: Clock
+) -> None:
+    got: list[AlarmEvent] = []
+    sns_like: list[AlarmEvent] = []
+    alarms.handlers.register(AUTOSCALING_PREFIX, got.append, repeat=True)
+    alarms.handlers.register("arn:aws:sns:", sns_like.append)  # not repeating
+    put(alarms, AlarmActions=[POLICY, "arn:aws:sns:us-east-1:123456789012:t"])
+    for slot in range(4):
+        calls(history, T0 + 10 * slot, 9)
+    clock.now = T0 + 13
+    alarms.evaluate_all()  # INSUFFICIENT_DATA -> ALARM: both actions
+    clock.now = T0 + 14
+    alarms.evaluate_all()  # same period: nothing again
+    clock.now = T0 + 23
+    alarms.evaluate_all()  # a new period ended, still ALARM: the policy again
+    clock.now = T0 + 33
+    alarms.evaluate_all()
+    alarms.close()
+    assert [(e.old_state, e.new_state) for e in got] == [
+        ("INSUFFICIENT_DATA", "ALARM"),
+        ("ALARM", "ALARM"),
+        ("ALARM", "ALARM"),
+    ]
+    assert len(sns_like) == 1
+
+
+def test_a_time_scale_reads_each_period_as_period_over_n_seconds(
+    store: AlarmStore, history: MetricsHistory, clock: Clock
+) -> None:
+    scaled = AlarmService(
+        store, history, region="us-east-1", account_id="123456789012", clock=clock, time_scale=6
+    )
+    try:
+        # A 60-second alarm at scale 6 judges 10 real seconds: one slot of 9 calls breaches it.
+        put(scaled, Period=60, Threshold=5.0)
+        calls(history, T0, 9)
+        clock.now = T0 + 13
+        scaled.evaluate_all()
+        assert state(scaled) == "ALARM"
+        clock.now = T0 + 23  # the next 10 seconds had no calls
+        scaled.evaluate_all()
+        assert state(scaled) == "INSUFFICIENT_DATA"
+    finally:
+        scaled.close()
+    with pytest.raises(ValueError, match="time_scale"):
+        AlarmService(store, history, region="r", account_id="a", time_scale=7)

@@ -15,9 +15,12 @@ an alarm action must name something that can act). Two kinds are known:
   error.
 
 A handler is called in a worker thread with the `AlarmEvent`, once per state change into the
-state whose list names it, while the alarm's actions are enabled. It raises to report a failed
-action: the failure goes in the alarm's history as an Action item, as CloudWatch records it,
-and never stops the other actions or the evaluation.
+state whose list names it, while the alarm's actions are enabled. One registered with
+`repeat=True` (scaling policies) is called again once per alarm period while the alarm stays in
+that state, with `old_state == new_state`: CloudWatch keeps invoking a scaling action while its
+alarm is in ALARM, so a policy goes on stepping until the metric is back in range.
+A handler raises to report a failed action: the failure goes in the alarm's history as an
+Action item, as CloudWatch records it, and never stops the other actions or the evaluation.
 """
 
 from __future__ import annotations
@@ -70,15 +73,28 @@ class ActionHandlers:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._handlers: dict[str, Handler] = {}
+        self._repeating: set[str] = set()
 
-    def register(self, prefix: str, handler: Handler) -> None:
-        """Act on every action ARN starting with `prefix` (the longest matching prefix wins)."""
+    def register(self, prefix: str, handler: Handler, *, repeat: bool = False) -> None:
+        """Act on every action ARN starting with `prefix` (the longest matching prefix wins);
+        `repeat`: also once per period while the alarm stays in the action's state."""
         with self._lock:
             self._handlers[prefix] = handler
+            if repeat:
+                self._repeating.add(prefix)
+            else:
+                self._repeating.discard(prefix)
 
     def unregister(self, prefix: str) -> None:
         with self._lock:
             self._handlers.pop(prefix, None)
+            self._repeating.discard(prefix)
+
+    def repeats(self, arn: str) -> bool:
+        """Whether the handler of `arn` is to be called again while its alarm stays put."""
+        with self._lock:
+            matching = [prefix for prefix in self._handlers if arn.startswith(prefix)]
+            return bool(matching) and max(matching, key=len) in self._repeating
 
     def find(self, arn: str) -> Handler | None:
         with self._lock:

@@ -14,6 +14,12 @@ reads the evaluation range from the metric history and decides the state; a chan
 with a StateUpdate history item, and the actions of the new state run (`alarm_actions.py`) in
 a small pool of their own, so a slow SNS endpoint never delays the next evaluation.
 
+`time_scale` (the server's `--autoscaling-time-scale`) makes an evaluated minute last 60/N
+real seconds: each alarm's Period is read as Period/N seconds of history, rounded up to whole
+10-second slots, so a demo or a test watches a 3-minute scale-out in 30 seconds. Actions whose
+handler repeats (scaling policies) run again once per period while the alarm stays in its
+state, as CloudWatch re-invokes scaling actions.
+
 Single-metric alarms with a static threshold only: metric math (`Metrics`), anomaly detection
 bands and the newer PromQL, evaluation-window and warm-up options are refused, naming what to
 do instead (`SUPPORT`; docs/alarms.md).
@@ -29,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from polyhost.awsmodel.support import (
@@ -61,6 +68,7 @@ from polyhost.metrics.alarm_eval import (
     AlarmRule,
     Outcome,
     evaluate,
+    evaluation_range,
     wire_time,
 )
 from polyhost.metrics.alarm_store import AlarmStore, HistoryItem, StoredAlarm
@@ -79,6 +87,7 @@ Params = Mapping[str, Any]
 Answer = dict[str, Any]
 
 MIN_INTERVAL_S = 0.05  # an interval of 0 would spin a core
+MAX_TIME_SCALE = 6.0  # a minute of 10 s: the finest the 10-second history can show
 MAX_ALARMS = 10_000  # CloudWatch's default quota of alarms per account and region
 DESCRIBE_PAGE = 50
 HISTORY_PAGE = 100
@@ -230,6 +239,18 @@ def _metric_id(definition: Mapping[str, Any]) -> MetricId:
     return MetricId(canonical_namespace(definition["Namespace"]), definition["MetricName"], pairs)
 
 
+SLOT_S = 10  # the metric history's resolution: no period is read finer than one slot
+
+
+def scaled(rule: AlarmRule, time_scale: float) -> AlarmRule:
+    """`rule` with its period in real seconds when an evaluated minute lasts 60/N seconds:
+    Period/N, rounded up to whole history slots (a 10-second alarm stays 10 seconds)."""
+    if time_scale == 1.0:
+        return rule
+    slots = max(1, math.ceil(rule.period / time_scale / SLOT_S - 1e-9))
+    return replace(rule, period=slots * SLOT_S)
+
+
 def rule_of(definition: Mapping[str, Any]) -> AlarmRule:
     """How the evaluator reads an alarm's (validated) definition."""
     extended = definition.get("ExtendedStatistic")
@@ -273,7 +294,14 @@ class AlarmService:
         handlers: ActionHandlers | None = None,
         clock: Callable[[], float] = time.time,
         unit_of: Callable[[MetricId], str | None] | None = None,
+        time_scale: float = 1.0,
     ) -> None:
+        if not 1.0 <= time_scale <= MAX_TIME_SCALE:
+            raise ValueError(f"time_scale must be within 1 and {MAX_TIME_SCALE}: {time_scale}")
+        self.time_scale = time_scale
+        # Per alarm, the end of the evaluation range its repeating actions last ran for: they
+        # run again only when a new period has ended while the alarm stayed in its state.
+        self._repeated: dict[str, float] = {}
         self._store = store
         self._reader = reader
         self._region = region
@@ -556,6 +584,8 @@ class AlarmService:
                     "deleted. Check the names with DescribeAlarms."
                 )
             self._store.delete(names)
+            for name in names:
+                self._repeated.pop(name, None)
         return {}
 
     def set_alarm_state(self, params: Params) -> Answer:
@@ -633,14 +663,19 @@ class AlarmService:
         now = self._clock()
         for alarm in self._store.all():
             try:
-                outcome = evaluate(
-                    rule_of(alarm.definition), self._reader, now, alarm.state, self._unit_of
-                )
+                rule = scaled(rule_of(alarm.definition), self.time_scale)
+                outcome = evaluate(rule, self._reader, now, alarm.state, self._unit_of)
             except Exception:
                 log.exception("evaluating alarm %s failed", alarm.name)
                 continue
+            range_end = evaluation_range(rule, now)[1]
             if outcome is not None and outcome.state != alarm.state:
+                self._repeated[alarm.name] = range_end
                 changed += self._transition(alarm.name, outcome, force=False, at=now)
+            elif self._repeated.setdefault(alarm.name, range_end) < range_end:
+                self._repeated[alarm.name] = range_end
+                if alarm.actions_enabled:
+                    self._act(alarm, alarm.state, now, repeating_only=True)
         return changed
 
     def _transition(
@@ -682,8 +717,12 @@ class AlarmService:
             self._act(updated, old, at)
         return True
 
-    def _act(self, alarm: StoredAlarm, old: str, at: float) -> None:
+    def _act(
+        self, alarm: StoredAlarm, old: str, at: float, *, repeating_only: bool = False
+    ) -> None:
         actions = alarm.definition.get(_ACTION_LISTS[alarm.state], [])
+        if repeating_only:
+            actions = [arn for arn in actions if self.handlers.repeats(arn)]
         if not actions:
             return
         shown = self._shown(alarm)
