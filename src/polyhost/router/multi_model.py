@@ -505,7 +505,7 @@ class MultiModelContainer:
         Raises the caller's errors for a bad or missing TargetModel and a failed load, and
         `UpstreamError` when the invocation itself gets no answer (the router words that)."""
         self.pool = pool
-        path = f"/models/{quote(target, safe='')}/invoke".encode("ascii")
+        path = invocation_path(target)
         sent = [*headers, (TARGET_MODEL_HEADER, target.encode("utf-8"))]
         metrics = self.metrics
         if target in self.loaded:
@@ -554,7 +554,7 @@ def require_target(endpoint: str, target: str | None) -> str:
     return target
 
 
-def _container_of(
+def multi_model_container(
     route: EndpointRoute, request: InvokeRequest
 ) -> tuple[VariantRoute, ReplicaRoute, ContainerRoute]:
     """(variant, replica, container) an invocation of a multi-model endpoint goes to."""
@@ -590,6 +590,36 @@ def _container_of(
     return chosen, replica, container
 
 
+def model_answer_error(
+    router: Router,
+    route: EndpointRoute,
+    container: ContainerRoute,
+    target: str,
+    answer: UpstreamResponse,
+) -> ModelError:
+    """The ModelError of a model's error answer, counted as the container's 4xx or 5xx."""
+    counters = container.counters
+    kind = "server" if answer.status >= 500 else "client"
+    if answer.status >= 500:
+        counters.errors_5xx += 1
+    else:
+        counters.errors_4xx += 1
+    original = answer.body[:MAX_MESSAGE].decode("utf-8", "replace")
+    return ModelError(
+        f"Received {kind} error ({answer.status}) from model {target} in "
+        f'{container.hostname} with message "{original}". See '
+        f"{router._log_hint(route, container)} for more information.",
+        original_status_code=answer.status,
+        original_message=original,
+        log_stream_arn=router._log_arn(route),
+    )
+
+
+def invocation_path(target: str) -> bytes:
+    """The container's path of an invocation of model `target` (SageMaker's multi-model API)."""
+    return f"/models/{quote(target, safe='')}/invoke".encode("ascii")
+
+
 async def invoke_multi_model(
     router: Router, route: EndpointRoute, request: InvokeRequest
 ) -> InvokeResult:
@@ -599,7 +629,7 @@ async def invoke_multi_model(
     router's usual way, from the replica picked here."""
     from polyhost.router.router import InvokeResult
 
-    variant, replica, container = _container_of(route, request)
+    variant, replica, container = multi_model_container(route, request)
     multi = container.multi_model
     if multi is None:
         if request.target_model is not None:
@@ -647,20 +677,7 @@ async def invoke_multi_model(
         raise
     counters.container_latency.observe((time.perf_counter() - started) * 1e6)
     if answer.status >= 400:
-        kind = "server" if answer.status >= 500 else "client"
-        if answer.status >= 500:
-            counters.errors_5xx += 1
-        else:
-            counters.errors_4xx += 1
-        original = answer.body[:MAX_MESSAGE].decode("utf-8", "replace")
-        raise ModelError(
-            f"Received {kind} error ({answer.status}) from model {target} in "
-            f'{container.hostname} with message "{original}". See '
-            f"{router._log_hint(route, container)} for more information.",
-            original_status_code=answer.status,
-            original_message=original,
-            log_stream_arn=router._log_arn(route),
-        )
+        raise model_answer_error(router, route, container, target, answer)
     return InvokeResult(
         body=answer.body,
         content_type=answer.headers.get(b"content-type")

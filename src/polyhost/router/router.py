@@ -43,6 +43,7 @@ from polyhost.router.upstream import (
     UpstreamSaturated,
     UpstreamTimeout,
 )
+from polyhost.router.warm_models import begin_warm
 from polyhost.settings import Settings
 
 _INVOCATIONS = b"/invocations"
@@ -155,7 +156,11 @@ class Router:
         any container call (the variant named does not exist, saturation)."""
         started = time.perf_counter()
         route = self._routes.get(endpoint_name)
-        if route is None or request.target_model is not None or route.coroutine_only:
+        if route is None:
+            return False
+        if route.multi_model:
+            return begin_warm(self, route, request, done, token, started)
+        if request.target_model is not None or route.coroutine_only:
             return False
         if route.for_components or request.inference_component is not None:
             route = self._component_route(route, request.inference_component)
