@@ -11,6 +11,12 @@ The endpoint keeps the spec it runs (`spec`) and, during an update, the spec it 
 A failed update falls back to InService only while the old revision still serves: after a
 restart in the middle of an update only the new revision is started again, so its failure
 leaves the endpoint Failed.
+
+UpdateEndpointWeightsAndCapacities moves the endpoint through the same states with a revision
+of its own (`with_weights_and_capacities`): the serving spec with new instance counts and
+weights, which the deployer applies in place. While it is pending, DescribeEndpoint shows the
+new values as the variants' Desired ones (and no PendingDeploymentSummary: the config stays).
+Once it serves, it is the endpoint's spec, stored like any other, so a restart brings it back.
 """
 
 from __future__ import annotations
@@ -18,13 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from polyhost.control.seam import EndpointSpec, StatusReport, VariantStatus
+from polyhost.control.seam import EndpointSpec, StatusReport, VariantSpec, VariantStatus
 from polyhost.control.specs import (
     spec_from_json,
     spec_to_json,
     variant_status_from_json,
     variant_status_to_json,
 )
+from polyhost.errors import ValidationException
 
 MAX_FAILURE_REASON = 1024
 IN_PROGRESS = frozenset({"Creating", "Updating", "Deleting", "SystemUpdating", "RollingBack"})
@@ -50,6 +57,8 @@ class EndpointState:
     variants: tuple[VariantStatus, ...] | None = None  # from the last report, if any
     reported_at: float | None = None
     deployment_config: dict[str, Any] | None = None
+    # The pending update is an UpdateEndpointWeightsAndCapacities (applied in place).
+    in_place: bool = False
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -67,6 +76,7 @@ class EndpointState:
             ),
             "reported_at": self.reported_at,
             "DeploymentConfig": self.deployment_config,
+            "in_place": self.in_place,
         }
 
     @classmethod
@@ -88,6 +98,7 @@ class EndpointState:
             ),
             reported_at=doc.get("reported_at"),
             deployment_config=doc.get("DeploymentConfig"),
+            in_place=bool(doc.get("in_place")),
         )
 
 
@@ -99,7 +110,8 @@ def begin_update(
     status: str,
     deployment_config: dict[str, Any] | None,
 ) -> EndpointState:
-    """The state after UpdateEndpoint was accepted (the caller checked `status` allows it)."""
+    """The state after UpdateEndpoint (or UpdateEndpointWeightsAndCapacities: `spec.in_place`)
+    was accepted; the caller checked `status` allows it."""
     return replace(
         state,
         pending=spec,
@@ -107,6 +119,7 @@ def begin_update(
         revision=spec.revision,
         was_serving=status == "InService",
         deployment_config=deployment_config or state.deployment_config,
+        in_place=spec.in_place,
     )
 
 
@@ -127,7 +140,7 @@ def apply_report(
     variants = report.variants or None
     pending = state.pending
     if pending is not None and report.revision == pending.revision:
-        cleared = replace(state, pending=None, pending_since=None, reported_at=now)
+        cleared = replace(state, pending=None, pending_since=None, reported_at=now, in_place=False)
         succeeded = (
             report.status == "InService"
             and reason is None
@@ -176,6 +189,58 @@ def apply_report(
     )
 
 
+# -- UpdateEndpointWeightsAndCapacities ---------------------------------------------------------
+
+
+def check_weights_and_capacities(
+    arn: str, spec: EndpointSpec, desired: list[dict[str, Any]]
+) -> None:
+    """SageMaker's rules that need the endpoint (the rules of the request alone are
+    `rules.weights_and_capacities_rules`): each entry names one of its variants. An endpoint
+    for inference components is refused: its instances follow the copies placed on them, and
+    a request picks a component, not a variant, so neither member would mean anything."""
+    if spec.for_components:
+        raise ValidationException(
+            f'Endpoint "{arn}" hosts inference components, whose copies decide its instances '
+            "and its traffic: scale a component with UpdateInferenceComponentRuntimeConfig "
+            "(CopyCount), and give the variant ManagedInstanceScaling (in a new endpoint "
+            "configuration, UpdateEndpoint) for instances to be added and removed to fit them."
+        )
+    known = [v.variant_name for v in spec.variants]
+    unknown = [str(d["VariantName"]) for d in desired if d["VariantName"] not in known]
+    if unknown:
+        raise ValidationException(
+            f'The variant(s) "{", ".join(unknown)}" not found in endpoint "{arn}": VariantName '
+            f"must be one of [{', '.join(known)}]."
+        )
+
+
+def _desired_variant(variant: VariantSpec, entry: dict[str, Any] | None) -> VariantSpec:
+    if entry is None:
+        return variant
+    weight, count = entry.get("DesiredWeight"), entry.get("DesiredInstanceCount")
+    return replace(
+        variant,
+        initial_weight=variant.initial_weight if weight is None else float(weight),
+        instance_count=variant.instance_count if count is None else int(count),
+    )
+
+
+def with_weights_and_capacities(
+    spec: EndpointSpec, desired: list[dict[str, Any]], revision: int
+) -> EndpointSpec:
+    """`spec` (what serves) with the entries' weights and instance counts, as a revision the
+    deployer applies in place; variants no entry names keep theirs."""
+    wanted = {str(d["VariantName"]): d for d in desired}
+    return replace(
+        spec,
+        variants=tuple(_desired_variant(v, wanted.get(v.variant_name)) for v in spec.variants),
+        revision=revision,
+        rolling=None,
+        in_place=True,
+    )
+
+
 # -- DescribeEndpoint ---------------------------------------------------------------------------
 
 
@@ -219,6 +284,36 @@ def _reported_variants(
     ]
 
 
+def _with_desired(
+    variants: list[dict[str, Any]], pending: EndpointSpec, started: float
+) -> list[dict[str, Any]]:
+    """Summaries whose Desired values are those of a pending in-place update; a variant it
+    changes is Updating until the deployer reports it done."""
+    targets = {v.variant_name: v for v in pending.variants}
+    shown: list[dict[str, Any]] = []
+    for summary in variants:
+        target = targets.get(summary["VariantName"])
+        if target is None:
+            shown.append(summary)
+            continue
+        current = (summary.get("CurrentWeight"), summary.get("CurrentInstanceCount"))
+        wanted_now = (target.initial_weight, target.instance_count)
+        status = (
+            [{"Status": "Updating", "StartTime": started}]
+            if current != wanted_now
+            else summary["VariantStatus"]
+        )
+        shown.append(
+            {
+                **summary,
+                "DesiredWeight": target.initial_weight,
+                "DesiredInstanceCount": target.instance_count,
+                "VariantStatus": status,
+            }
+        )
+    return shown
+
+
 def describe(
     *,
     name: str,
@@ -245,7 +340,10 @@ def describe(
         out["FailureReason"] = state.failure_reason
     if state.deployment_config:
         out["LastDeploymentConfig"] = state.deployment_config
-    if state.pending is not None:
+    if state.pending is not None and state.in_place:
+        started = state.pending_since or modified
+        out["ProductionVariants"] = _with_desired(variants, state.pending, started)
+    elif state.pending is not None:
         started = state.pending_since or modified
         out["PendingDeploymentSummary"] = {
             "EndpointConfigName": state.pending.endpoint_config_name,

@@ -492,6 +492,49 @@ def tag_rules(params: dict[str, Any]) -> list[str]:
     return found
 
 
+def weights_and_capacities_rules(params: dict[str, Any]) -> list[str]:
+    """UpdateEndpointWeightsAndCapacities: each entry changes something (a weight, an instance
+    count or both), names a variant no other entry names, and leaves its variant at least one
+    instance (a model endpoint's variant with none would answer nothing: a weight of 0 sends
+    it no traffic instead)."""
+    found: list[str] = []
+    entries = params.get("DesiredWeightsAndCapacities")
+    if not isinstance(entries, list):
+        return found
+    named: list[tuple[str, str]] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            continue
+        path = element_path("desiredWeightsAndCapacities", index)
+        if entry.get("DesiredWeight") is None and entry.get("DesiredInstanceCount") is None:
+            found.append(
+                f"{_plain(path)} gives neither DesiredWeight nor DesiredInstanceCount; give "
+                "one or both"
+            )
+        if entry.get("DesiredInstanceCount") == 0:
+            found.append(
+                violation(
+                    0,
+                    f"{path}.desiredInstanceCount",
+                    "Member must have value greater than or equal to 1 (a variant keeps at "
+                    "least one instance; DesiredWeight 0 sends it no traffic)",
+                )
+            )
+        name = entry.get("VariantName")
+        if isinstance(name, str):
+            named.append((name, path))
+    seen: dict[str, list[str]] = {}
+    for name, path in named:  # variant names are matched as given, so compared so
+        seen.setdefault(name, []).append(path)
+    for name, paths in seen.items():
+        if len(paths) > 1:
+            places = ", ".join(_plain(p) for p in paths)
+            found.append(
+                f"VariantName '{name}' is given more than once ({places}); give each variant once"
+            )
+    return found
+
+
 Rule = Callable[[dict[str, Any], RuleContext], list[str]]
 
 RULES: dict[str, Rule] = {
@@ -501,4 +544,7 @@ RULES: dict[str, Rule] = {
     ),
     "CreateEndpoint": lambda params, context: tag_rules(params),
     "AddTags": lambda params, context: tag_rules(params),
+    "UpdateEndpointWeightsAndCapacities": lambda params, context: weights_and_capacities_rules(
+        params
+    ),
 }

@@ -130,6 +130,11 @@ class EndpointSpec:
     component: ComponentRef | None = None
     # How this revision replaces the copies of the one serving (None: all at once).
     rolling: RollingUpdate | None = None
+    # UpdateEndpointWeightsAndCapacities: this revision differs from the one before only in
+    # its variants' instance counts and weights, and may be applied to the serving group in
+    # place. UpdateEndpoint never sets it: its revision replaces every container (a restart
+    # is what some callers want of it, fresh credentials for one).
+    in_place: bool = False
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,10 @@ from polyhost.control.endpoints import (
     EndpointState,
     apply_report,
     begin_update,
+    check_weights_and_capacities,
     describe,
     desired_spec,
+    with_weights_and_capacities,
 )
 from polyhost.control.image_catalog import ImageCatalog
 from polyhost.control.instance_types import InstanceTypes
@@ -484,6 +486,46 @@ class ControlPlane:
                 self._cold.discard(endpoint.name.lower())
             self._tell(lambda: self._deployer.apply(spec))
         return {"EndpointArn": endpoint.arn}
+
+    @operation("UpdateEndpointWeightsAndCapacities")
+    def _update_weights_and_capacities(self, params: dict[str, Any]) -> dict[str, Any]:
+        """New instance counts and weights for some variants, applied in place by the
+        deployer (the instances that stay keep running); Updating until they are live."""
+        desired: list[dict[str, Any]] = params["DesiredWeightsAndCapacities"]
+        with self._deploy_lock:
+            with self._lock:
+                endpoint = self._get("endpoint", params["EndpointName"])
+                self._check_in_service(endpoint)
+                state = EndpointState.from_doc(endpoint.doc)
+                check_weights_and_capacities(endpoint.arn, state.spec, desired)
+                revision = self._store.next_value("revision")
+                spec = with_weights_and_capacities(state.spec, desired, revision)
+                now = time.time()
+                state = begin_update(
+                    state, spec, now=now, status="InService", deployment_config=None
+                )
+                self._store.update(
+                    self._replace(endpoint, status="Updating", modified=now, doc=state.to_doc())
+                )
+                self._cold.discard(endpoint.name.lower())
+            self._tell(lambda: self._deployer.apply(spec))
+        return {"EndpointArn": endpoint.arn}
+
+    @staticmethod
+    def _check_in_service(endpoint: Resource) -> None:
+        """Weights and capacities change only on an endpoint that serves and is not changing."""
+        status = endpoint.status or "Creating"
+        if status in IN_PROGRESS:
+            raise ValidationException(
+                f'Cannot update in-progress endpoint "{endpoint.arn}": it is {status}; wait '
+                "until it is InService (DescribeEndpoint, or the endpoint_in_service waiter)."
+            )
+        if status != "InService":
+            raise ValidationException(
+                f'Cannot update endpoint "{endpoint.arn}" in status {status}: its weights and '
+                "capacities change only while it is InService. Deploy it again with "
+                "UpdateEndpoint (or delete and create it)."
+            )
 
     @operation("DeleteEndpoint")
     def _delete_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:

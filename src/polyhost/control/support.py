@@ -354,7 +354,7 @@ SUPPORT: dict[str, OperationTable] = {
         "EndpointConfigName": honoured("the configuration it moves to, blue/green"),
         "RetainAllVariantProperties": refused(
             "retaining variant properties across an update (the new configuration's instance "
-            "counts and weights apply)",
+            "counts and weights apply, whatever UpdateEndpointWeightsAndCapacities set)",
             accepts=(False,),
         ),
         "ExcludeRetainedVariantProperties": refused("retaining variant properties"),
@@ -362,6 +362,19 @@ SUPPORT: dict[str, OperationTable] = {
         "RetainDeploymentConfig": refused(
             "reusing the last DeploymentConfig (deployment guardrails)", accepts=(False,)
         ),
+    },
+    "UpdateEndpointWeightsAndCapacities": {
+        "EndpointName": honoured("the endpoint changed in place (InService, hosting models)"),
+        "DesiredWeightsAndCapacities": honoured("the variants changed, each once"),
+        "DesiredWeightsAndCapacities[].VariantName": honoured("one of the endpoint's variants"),
+        "DesiredWeightsAndCapacities[].DesiredWeight": honoured(
+            "the variant's share of the endpoint's traffic, republished without a restart"
+        ),
+        "DesiredWeightsAndCapacities[].DesiredInstanceCount": honoured(
+            "instances added beside the running ones and routed to once they pass /ping, or "
+            "removed: routed around, drained, stopped; the others keep running (at least 1)"
+        ),
+        "DesiredWeightsAndCapacities[].ServerlessUpdateConfig": refused("serverless inference"),
     },
     "DeleteEndpoint": {"EndpointName": honoured("the endpoint deleted")},
     "CreateInferenceComponent": {

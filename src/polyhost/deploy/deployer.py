@@ -6,6 +6,12 @@ publishes its route; update is blue/green (the new group must be healthy before 
 table is swapped; the old group drains its in-flight requests, then stops); a failed update
 leaves the old group serving. Status goes back to the control plane through `StatusSink`.
 
+A revision that changes only instance counts and weights (an inference component's copy count;
+an endpoint's UpdateEndpointWeightsAndCapacities, `EndpointSpec.in_place`) is applied to the
+serving group in place (`_resize`): new instances start beside the running ones and join the
+route once healthy, removed ones leave the route, drain and stop, and the others are untouched
+(same processes, same ports); a weight alone is a republished route.
+
 Deleting or updating an endpoint cancels its deploy task, and with it the model data fetch the
 task awaits (`ArtifactStore.fetch` stops its worker). A janitor on the same loop removes cached
 models and container folders nothing uses any more (`Usage` is the deployer's account of that).
@@ -30,6 +36,7 @@ from polyhost.control.seam import (
     EndpointSpec,
     StatusReport,
     StatusSink,
+    VariantSpec,
     VariantStatus,
 )
 from polyhost.deploy.failure import DeployFailure
@@ -101,18 +108,24 @@ def _merged_route(old: RunningGroup, new: RunningGroup) -> EndpointRoute:
     )
 
 
+def _sized(variant: VariantSpec) -> VariantSpec:
+    """A variant less what a resize in place may change: its count, weight and copies' places."""
+    return replace(variant, instance_count=0, initial_weight=0.0, copy_instances=())
+
+
 def _resizable(serving: EndpointSpec, wanted: EndpointSpec) -> bool:
-    """Whether `wanted` differs from what serves only in an inference component's copies."""
-    if serving.component is None or wanted.component != serving.component:
+    """Whether `wanted` may be applied to what serves in place: an inference component's
+    copies, or an endpoint revision that asks for it (`in_place`), differing from what serves
+    only in instance counts and weights. An UpdateEndpoint never is: it replaces every
+    container, which is also how a caller restarts an endpoint."""
+    if wanted.component is None and not wanted.in_place:
         return False
     if len(serving.variants) != len(wanted.variants):
         return False
     return all(
-        replace(a, instance_count=0, copy_instances=())
-        == replace(b, instance_count=0, copy_instances=())
-        for a, b in zip(serving.variants, wanted.variants, strict=True)
-    ) and replace(serving, variants=(), revision=0, rolling=None) == replace(
-        wanted, variants=(), revision=0, rolling=None
+        _sized(a) == _sized(b) for a, b in zip(serving.variants, wanted.variants, strict=True)
+    ) and replace(serving, variants=(), revision=0, rolling=None, in_place=False) == replace(
+        wanted, variants=(), revision=0, rolling=None, in_place=False
     )
 
 
@@ -136,6 +149,9 @@ class _Deployment:
     # Serialises the instance-count reports of the serving group, so the last one sent is
     # always the latest count.
     reports: asyncio.Lock | None = None
+    # `task` has made its group the serving one and only drains and stops the group it
+    # replaced: a resize in place may begin (once that stop is done) rather than cancel it.
+    settled: bool = False
 
 
 class EndpointDeployer:
@@ -256,10 +272,13 @@ class EndpointDeployer:
         loop = asyncio.get_running_loop()
         serving = state.serving
         # Resized in place only when nothing else is under way for it (a start or another
-        # resize, which the new spec supersedes the usual way).
+        # resize, which the new spec supersedes the usual way), or when what is under way only
+        # stops the group the serving one replaced (the resize waits for it).
         idle = previous is None or previous.done()
-        if serving is not None and idle and _resizable(serving.spec, spec):
-            state.task = loop.create_task(self._resize(state, serving, spec))
+        settled, state.settled = state.settled, False
+        if serving is not None and (idle or settled) and _resizable(serving.spec, spec):
+            after = None if idle else previous
+            state.task = loop.create_task(self._resize(state, serving, spec, after))
             return
         if serving is not None and idle and spec.rolling is not None and spec.component:
             state.task = loop.create_task(self._roll(state, serving, spec))
@@ -324,6 +343,7 @@ class EndpointDeployer:
             )
         )
         if old is not None:
+            state.settled = state.task is asyncio.current_task()
             await self._drain_and_stop(old)
 
     def _supervise(self, group: RunningGroup, containers: list[RunningContainer]) -> None:
@@ -332,10 +352,21 @@ class EndpointDeployer:
             container.supervisor = loop.create_task(supervise(self._starter, group, container))
             group.supervisors.append(container.supervisor)
 
-    async def _resize(self, state: _Deployment, group: RunningGroup, spec: EndpointSpec) -> None:
-        """An inference component's copy count changed and nothing else: add the new copies
-        to the serving group, or route without the removed ones, drain and stop them. The
-        copies that stay are not touched (a blue/green replacement would restart them)."""
+    async def _resize(
+        self,
+        state: _Deployment,
+        group: RunningGroup,
+        spec: EndpointSpec,
+        after: asyncio.Task[None] | None = None,
+    ) -> None:
+        """Only instance counts (an inference component's copies) and weights changed: add
+        the new instances to the serving group once they pass their ping, or route without the
+        removed ones, drain and stop them; republish the route with the new weights. The
+        instances that stay are not touched (a blue/green replacement would restart them).
+        `after`: the task still stopping the group `group` replaced, left to finish (waiting
+        does not cancel it, and a newer spec cancelling this task leaves it running too)."""
+        if after is not None:
+            await asyncio.wait({after})
         name = spec.endpoint_name
         old_route = group.route
         try:
@@ -354,7 +385,7 @@ class EndpointDeployer:
         self._router.publish(group.serving_route() or self._starter.route(spec, group))
         self._supervise(group, grown.containers)
         log.info(
-            "%s resized in place to revision %d: %d copies started, %d stopped",
+            "%s resized in place to revision %d: %d containers started, %d stopped",
             name,
             spec.revision,
             len(grown.containers),
@@ -441,6 +472,7 @@ class EndpointDeployer:
                     serving_config_name=spec.endpoint_config_name,
                 )
             )
+            state.settled = state.task is asyncio.current_task()
             await self._drain_and_stop(old)
         finally:
             self._starting.pop(id(new), None)

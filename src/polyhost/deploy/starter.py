@@ -275,8 +275,10 @@ class GroupStarter:
 
     async def grow(self, spec: EndpointSpec, group: RunningGroup) -> RunningGroup:
         """Start the replicas `spec` has beyond those `group` runs (an inference component's
-        copy count raised), in folders of the group's revision; the started ones, as a group
-        the caller merges into `group`. Raises DeployFailure (the new ones stopped)."""
+        copy count raised, a variant's instance count: UpdateEndpointWeightsAndCapacities), in
+        folders of the group's revision, each instance placed and isolated as at a start; the
+        started ones, as a group the caller merges into `group` (empty when nothing grows: no
+        model data is fetched again). Raises DeployFailure (the new ones stopped)."""
         first = {
             v.variant_name: sum(
                 1 for c in group.containers if c.variant.variant_name == v.variant_name
@@ -285,6 +287,8 @@ class GroupStarter:
             for v in spec.variants
         }
         grown = RunningGroup(replace(spec, revision=group.folder_revision))
+        if all(first[v.variant_name] >= v.instance_count for v in spec.variants):
+            return grown
         try:
             model_dirs = await self._fetch_models(spec)
             self._plan(grown.spec, grown, model_dirs, first=first)
@@ -296,7 +300,9 @@ class GroupStarter:
         return grown
 
     async def stop_containers(self, group: RunningGroup, gone: list[RunningContainer]) -> None:
-        """Stop some containers of a group that goes on serving (copies removed)."""
+        """Stop some containers of a group that goes on serving (copies or instances
+        removed), and let go of what their instances held: placement, network, user. (An
+        instance added later under the same id gets them anew.)"""
         for container in gone:
             if container.supervisor is not None:
                 container.supervisor.cancel()
@@ -310,6 +316,18 @@ class GroupStarter:
             )
         for key in keys:
             group.instances.pop(key, None)
+        await self._release_confinement(group, gone)
+
+    async def _release_confinement(self, group: RunningGroup, gone: list[RunningContainer]) -> None:
+        """Close the networks and free the users of stopped containers' instances."""
+        networks = {id(c.launch.network): c.launch.network for c in gone if c.launch.network}
+        group.networks = [n for n in group.networks if id(n) not in networks]
+        await asyncio.gather(*(n.close() for n in networks.values()), return_exceptions=True)
+        users = {c.launch.user for c in gone if c.launch.user is not None}
+        group.users = [u for u in group.users if u not in users]
+        if self._users is not None:
+            for user in users:
+                self._users.release(user)
 
     def route(self, spec: EndpointSpec, group: RunningGroup) -> EndpointRoute:
         """The route of `group` as `spec` says (its containers' routes kept where they have
