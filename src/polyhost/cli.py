@@ -73,6 +73,13 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if not 1.0 <= settings.autoscaling_time_scale <= 6.0:
+        print(
+            "polyhost: --autoscaling-time-scale must be from 1 to 6 (one evaluated minute "
+            f"lasts 60/N seconds), not {settings.autoscaling_time_scale:g}.",
+            file=sys.stderr,
+        )
+        return 2
     refusal = _admin_refusal(settings)
     if refusal is not None:
         print(f"polyhost: {refusal}", file=sys.stderr)

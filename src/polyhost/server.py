@@ -19,6 +19,8 @@ import time
 from polyhost.asyncinf.queue import AsyncQueue
 from polyhost.asyncinf.worker import AsyncWorker
 from polyhost.auth.gate import Gate, load_access_control
+from polyhost.autoscaling.service import AutoscalingService
+from polyhost.autoscaling.store import AutoscalingStore
 from polyhost.backends.confinement import plan as plan_confinement
 from polyhost.backends.confinement import protect_files
 from polyhost.backends.factory import make_backend
@@ -41,6 +43,7 @@ from polyhost.http.protocol import (
     sweep_idle_connections,
 )
 from polyhost.http.services.async_runtime import AsyncInvocationsRoute
+from polyhost.http.services.autoscaling import AUTOSCALING_TARGET, autoscaling_adapter
 from polyhost.http.services.cloudwatch import ROUTE_PREFIX as CLOUDWATCH_ROUTE_PREFIX
 from polyhost.http.services.cloudwatch import CloudWatchRoute, cloudwatch_error
 from polyhost.http.services.cloudwatch_logs import LOGS_TARGET, cloudwatch_logs_adapter
@@ -150,10 +153,23 @@ class PolyhostServer:
                 region=settings.region,
                 account_id=settings.account_id,
                 interval_s=settings.alarm_evaluation_interval_s,
+                time_scale=settings.autoscaling_time_scale,
             )
             cloudwatch = CloudWatchRoute(CloudWatchApi(self.history, alarms=self.alarms))
             routes[CLOUDWATCH_ROUTE_PREFIX] = cloudwatch  # rpc-v2-cbor: /service/.../operation/Op
             targets[CLOUDWATCH_TARGET] = untargeted = _named("CloudWatch", cloudwatch)
+        # Application Auto Scaling (autoscaling.db): acts on capacity through the control
+        # plane's operations, fired by the alarms above and by its own scheduled actions.
+        self.autoscaling_store = AutoscalingStore.open(settings.state_dir)
+        self.autoscaling = AutoscalingService(
+            self.autoscaling_store,
+            self.control.call,
+            self.alarms,
+            region=settings.region,
+            account_id=settings.account_id,
+            time_scale=settings.autoscaling_time_scale,
+        )
+        targets[AUTOSCALING_TARGET] = autoscaling_adapter(self.autoscaling)
         # Raises PolicyError/OSError for a bad --auth-file: the server does not start.
         self.gate = Gate(settings, load_access_control(settings))
         self.runtime = RuntimeAdapter(self.router, settings.max_body_bytes, self.gate)
@@ -185,6 +201,7 @@ class PolyhostServer:
         if self.recorder is not None:
             self.recorder.start(loop)
         alarms = None if self.alarms is None else loop.create_task(self.alarms.run())
+        autoscaling = loop.create_task(self.autoscaling.run())
         self.confinement.tell()
         await self.backend.reap_orphans(self.settings.stop_grace_s)
         desired = self.control.desired_endpoints()
@@ -239,6 +256,8 @@ class PolyhostServer:
             leftovers.cancel()
             if alarms is not None:
                 alarms.cancel()
+            autoscaling.cancel()
+            await asyncio.to_thread(self.autoscaling.close)  # waits for a tick under way
             # Requests cut short stay in the queue and run at the next start.
             await self.async_worker.stop()
             self.async_queue.close()
@@ -246,6 +265,7 @@ class PolyhostServer:
                 await self.recorder.stop()  # the last interval is recorded before containers go
             await self.deployer.shutdown()
             self.control.close()
+            self.autoscaling_store.close()
             if self.alarms is not None and self.alarm_store is not None:
                 await asyncio.to_thread(self.alarms.close)  # sends what is under way
                 self.alarm_store.close()

@@ -168,6 +168,12 @@ class Settings:
         "--alarm-evaluation-interval",
         "seconds between evaluations of every CloudWatch alarm (docs/alarms.md)",
     )
+    autoscaling_time_scale: float = setting(
+        1.0,
+        "--autoscaling-time-scale",
+        "N from 1 to 6: one evaluated minute of alarms, cooldowns and scheduled rates lasts "
+        "60/N seconds (docs/autoscaling.md)",
+    )
     # -- data plane (docs/contract.md) ---------------------------------------------------------
     invocation_timeout_s: float = setting(
         60.0, "--invocation-timeout", "seconds a container may take to answer an invocation"

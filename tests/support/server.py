@@ -161,6 +161,15 @@ class PolyhostProcess:
             config=Config(retries={"max_attempts": 1}, read_timeout=120),
         )
 
+    def autoscaling(self) -> Any:
+        """A boto3 Application Auto Scaling client (AWS JSON 1.1, `AnyScaleFrontendService`)."""
+        return boto3.client(
+            "application-autoscaling",
+            endpoint_url=self.url,
+            region_name=REGION,
+            config=Config(retries={"max_attempts": 1}),
+        )
+
     def cloudwatch(self, protocol: str | None = None, models: Path | None = None) -> Any:
         """A boto3 CloudWatch client; with `protocol`, one made to speak only that protocol
         (botocore's own serializer and parser for it, from a copy of its model in `models`)."""

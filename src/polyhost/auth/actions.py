@@ -149,3 +149,12 @@ def logs_target(
     if isinstance(group, str) and group:
         return Target(action, log_group_arn(region, account_id, group))
     return Target(action, ANY_RESOURCE)
+
+
+def autoscaling_target(operation: str, params: Mapping[str, object]) -> Target:
+    """`application-autoscaling:<Op>`: on the scalable target's ARN for the tag operations
+    (ResourceARN), on `*` for the rest, as Application Auto Scaling's IAM reference has it (its
+    other actions support no resource-level permissions)."""
+    arn = params.get("ResourceARN")
+    resource = arn if isinstance(arn, str) and arn.startswith("arn:") else ANY_RESOURCE
+    return Target(f"application-autoscaling:{operation}", resource)

@@ -18,6 +18,7 @@ from typing import Any
 
 from polyhost.auth.actions import (
     Target,
+    autoscaling_target,
     cloudwatch_target,
     control_plane_target,
     invoke_endpoint_target,
@@ -30,6 +31,7 @@ from polyhost.errors import ServiceError
 from polyhost.http.aws.json_protocol import SAGEMAKER_SERVICE
 from polyhost.http.aws.query_protocol import QUERY_FORM_KEY, parse_form
 from polyhost.http.errors import Headers, aws_json_error, rest_json_error
+from polyhost.http.services.autoscaling import AUTOSCALING_SERVICE
 from polyhost.http.services.cloudwatch_logs import LOGS_SERVICE
 from polyhost.http.types import ASGIApp, Message, Receive, Scope, Send
 from polyhost.naming import log_group
@@ -37,8 +39,10 @@ from polyhost.settings import Settings
 
 CLOUDWATCH = frozenset({"monitoring"})
 LOGS = frozenset({"logs"})
+AUTOSCALING = frozenset({"application-autoscaling"})
 CONTROL_TARGET = SAGEMAKER_SERVICE.target_prefix
 LOGS_TARGET = LOGS_SERVICE.target_prefix
+AUTOSCALING_TARGET = AUTOSCALING_SERVICE.target_prefix
 CLOUDWATCH_TARGET = "GraniteServiceVersion20100801."
 CLOUDWATCH_RPC_PREFIX = "/service/GraniteServiceVersion20100801/operation/"
 INVOCATIONS_PREFIX = "/endpoints/"
@@ -168,6 +172,12 @@ class AuthMiddleware:
                     account_id=settings.account_id,
                 ),
             )
+        if path == "/" and target_header.startswith(AUTOSCALING_TARGET):
+            operation = target_header[len(AUTOSCALING_TARGET) :]
+            return RouteAccess(
+                AUTOSCALING, WireProtocol.JSON, "aws-json",
+                lambda raw: autoscaling_target(operation, _json_params(raw)),
+            )  # fmt: skip
         if path == "/" and target_header.startswith(CLOUDWATCH_TARGET):
             operation = target_header[len(CLOUDWATCH_TARGET) :]
             return RouteAccess(

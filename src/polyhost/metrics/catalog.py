@@ -66,6 +66,10 @@ MEMORY_NORMALIZED = MetricDef(
 NO_CAPACITY_FAILURES = MetricDef(
     "NoCapacityInvocationFailures", INVOCATION_NAMESPACE, "None", Kind.BINARY
 )
+# InvocationsPerCopy: the component's invocations, each worth 1/its copies (as
+# InvocationsPerInstance is per variant), which target tracking's
+# SageMakerInferenceComponentInvocationsPerCopy follows.
+INVOCATIONS_PER_COPY = MetricDef("InvocationsPerCopy", INVOCATION_NAMESPACE, "None", Kind.GAUGE)
 
 # Per variant: dimensions EndpointName, VariantName.
 MODEL_LATENCY = MetricDef("ModelLatency", INVOCATION_NAMESPACE, "Microseconds", Kind.LATENCY)
@@ -131,6 +135,6 @@ ALL: tuple[MetricDef, ...] = (
     MODEL_LOADING_TIME, MODEL_UNLOADING_TIME, MODEL_CACHE_HIT, LOADED_MODEL_COUNT,
     APPROXIMATE_BACKLOG_SIZE, APPROXIMATE_BACKLOG_SIZE_PER_INSTANCE,
     APPROXIMATE_AGE_OF_OLDEST_REQUEST, HAS_BACKLOG_WITHOUT_CAPACITY, INVOCATIONS_PROCESSED,
-    INVOCATION_FAILURES, TIME_IN_BACKLOG, TOTAL_PROCESSING_TIME,
+    INVOCATION_FAILURES, TIME_IN_BACKLOG, TOTAL_PROCESSING_TIME, INVOCATIONS_PER_COPY,
 )  # fmt: skip
 BY_KEY: dict[tuple[str, str], MetricDef] = {(m.namespace, m.name): m for m in ALL}

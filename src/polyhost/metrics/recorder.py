@@ -11,8 +11,9 @@ container's sampled CPU, memory and disk, and turns them into one `Cell` per ser
 - per variant, dimensions EndpointName, VariantName: ModelLatency (every container's latency
   in the variant; for a Serial pipeline each hop counts as one value, not their sum) and
   InvocationsPerInstance (requests entering the variant, each worth 1/instance count);
-- per inference component, dimension InferenceComponentName: its copies' Invocations, errors
-  and ModelLatency, CPU and memory normalized to what each copy reserved, and
+- per inference component, dimension InferenceComponentName: its copies' Invocations, errors,
+  ModelLatency and InvocationsPerCopy (each invocation worth 1/its copies, in AWS/SageMaker),
+  CPU and memory normalized to what each copy reserved, and
   NoCapacityInvocationFailures (counted by the router, since a component at 0 copies has no
   container);
 - per MultiModel container, its model series as SageMaker names them: the load latencies,
@@ -340,6 +341,17 @@ def _component_cells(
                 out.append(
                     (MetricId(definition.namespace, definition.name, dims), definition, cell)
                 )
+        calls = combined.get(catalog.INVOCATIONS)
+        if calls is not None and calls.count:
+            share = 1.0 / len(copies)
+            per_copy = catalog.INVOCATIONS_PER_COPY
+            out.append(
+                (
+                    MetricId(per_copy.namespace, per_copy.name, dims),
+                    per_copy,
+                    Cell(int(calls.count), calls.count * share, share, share),
+                )
+            )
         cpu: list[Cell] = []
         memory: list[Cell] = []
         for sample in copies:
