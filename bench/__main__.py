@@ -40,6 +40,7 @@ SCENARIOS: list[tuple[int, str, str]] = [
     (17, "multi-model", "bench.scenarios.multi_model"),
     (18, "async", "bench.scenarios.async_queue"),
     (19, "components", "bench.scenarios.components"),
+    (20, "autoscaling", "bench.scenarios.autoscaling"),
 ]
 # "findings" is written by hand after a run and kept in place by later runs.
 ORDER = ["machine", *(key for _, key, _ in SCENARIOS), "findings"]

@@ -7,6 +7,10 @@ same program serves both sides of a comparison: started by polyhost (port from
 `SAGEMAKER_BIND_TO_PORT`) and started by the benchmark itself for the direct baseline
 (`python echo.py PORT`).
 
+ECHO_SERVICE_MS makes every copy a server of fixed capacity, for benchmarks of scaling: each
+invocation holds the process for that long (a blocking sleep, as a model's compute would), so
+one copy answers at most 1000/ECHO_SERVICE_MS requests a second and more load queues.
+
 ECHO_SLOW_CLAIM (a path) and ECHO_SLOW_MS make one copy of several slow, for benchmarks of
 routing strategies: the copy that creates the file first (O_EXCL) answers every invocation
 ECHO_SLOW_MS later; the others answer at once.
@@ -18,6 +22,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 
 import httptools
 
@@ -37,6 +42,7 @@ def _slow_delay_s() -> float:
 
 
 SLOW_S = _slow_delay_s()
+SERVICE_S = float(os.environ.get("ECHO_SERVICE_MS", "0")) / 1000
 
 
 class EchoProtocol(asyncio.Protocol):
@@ -86,6 +92,8 @@ class EchoProtocol(asyncio.Protocol):
                 self._content_type,
                 len(body),
             )
+            if SERVICE_S:
+                time.sleep(SERVICE_S)
             if SLOW_S:
                 asyncio.get_running_loop().call_later(SLOW_S, transport.writelines, (head, body))
             else:
