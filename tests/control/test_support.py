@@ -25,6 +25,8 @@ from polyhost.awsmodel.support import (
     refusals,
     refused,
 )
+from polyhost.autoscaling.params import OPERATIONS as AUTOSCALING_OPERATIONS
+from polyhost.autoscaling.support import SUPPORT as AUTOSCALING_SUPPORT
 from polyhost.control import support
 from polyhost.control.listing import page_query
 from polyhost.control.service import OPERATIONS
@@ -45,6 +47,7 @@ TABLES: dict[str, tuple[dict[str, OperationTable], tuple[str, ...]]] = {
     "sagemaker": (support.SUPPORT, OPERATIONS),
     "cloudwatch": (CLOUDWATCH_SUPPORT, CloudWatchApi.OPERATIONS),
     "logs": (logs_api.SUPPORT, LOGS_OPERATIONS),
+    "application-autoscaling": (AUTOSCALING_SUPPORT, AUTOSCALING_OPERATIONS),
 }
 DESCRIBED_BY = {
     "CreateModel": "DescribeModel",

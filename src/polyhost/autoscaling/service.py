@@ -24,6 +24,8 @@ from polyhost.autoscaling.params import OPERATIONS, checked
 from polyhost.autoscaling.resources import check_namespace
 from polyhost.autoscaling.scaler import Scaler, shown_activity
 from polyhost.autoscaling.store import AutoscalingStore
+from polyhost.autoscaling.support import SUPPORT
+from polyhost.awsmodel.support import refusal_message, refusals
 from polyhost.errors import UnknownOperationException
 from polyhost.metrics.alarm_actions import AUTOSCALING_PREFIX, AlarmEvent
 from polyhost.metrics.alarms import AlarmService
@@ -109,6 +111,9 @@ class AutoscalingService:
                 f"Application Auto Scaling has no operation {operation[:100]!r} here; polyhost "
                 f"serves {', '.join(OPERATIONS)}."
             )
+        found = refusals(SUPPORT[operation], params)
+        if found:
+            raise ValidationException(refusal_message(operation, found))
         return handler(self.ctx, checked(operation, params))
 
     def on_alarm(self, event: AlarmEvent) -> None:

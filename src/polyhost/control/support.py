@@ -31,6 +31,7 @@ from polyhost.awsmodel.support import (
     refused,
     render_table,
 )
+from polyhost.autoscaling.support import SUPPORT as AUTOSCALING_SUPPORT
 from polyhost.errors import ValidationException
 from polyhost.logs.api import SUPPORT as LOGS_SUPPORT
 from polyhost.metrics.cloudwatch_api import SUPPORT as CLOUDWATCH_SUPPORT
@@ -473,7 +474,7 @@ DOC = Path("docs") / "supported-members.md"
 _HEADER = """# Members polyhost honours, echoes or refuses
 
 Generated from the tables in the code (`control/support.py`, `metrics/cloudwatch_api.py`,
-`logs/api.py`) by `python -m polyhost.control.support --write`; a test walks botocore's models
+`logs/api.py`, `autoscaling/support.py`) by `python -m polyhost.control.support --write`; a test walks botocore's models
 and fails when a member of an operation polyhost serves has no entry, or when this page is not
 what the tables say. Why and what to do instead: [unsupported.md](unsupported.md).
 
@@ -501,6 +502,7 @@ def render(schemas: Mapping[str, Schema] | None = None) -> str:
         ("SageMaker", "sagemaker", SUPPORT),
         ("CloudWatch", "cloudwatch", CLOUDWATCH_SUPPORT),
         ("CloudWatch Logs", "logs", LOGS_SUPPORT),
+        ("Application Auto Scaling", "application-autoscaling", AUTOSCALING_SUPPORT),
     )
     parts = [_HEADER]
     summary = ["| service | honoured | echoed | refused |", "| --- | --- | --- | --- |"]
