@@ -16,6 +16,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from polyhost.autoscaling.params import OPERATIONS as AUTOSCALING_OPERATIONS
+from polyhost.autoscaling.support import SUPPORT as AUTOSCALING_SUPPORT
 from polyhost.awsmodel.shapes import Schema, load_schema
 from polyhost.awsmodel.support import (
     OperationTable,
@@ -25,8 +27,6 @@ from polyhost.awsmodel.support import (
     refusals,
     refused,
 )
-from polyhost.autoscaling.params import OPERATIONS as AUTOSCALING_OPERATIONS
-from polyhost.autoscaling.support import SUPPORT as AUTOSCALING_SUPPORT
 from polyhost.control import support
 from polyhost.control.listing import page_query
 from polyhost.control.service import OPERATIONS

@@ -13,9 +13,7 @@ from polyhost.awsmodel.support import OperationTable, honoured, refused
 
 _SCOPE = {
     "ServiceNamespace": honoured("sagemaker, the namespace polyhost's resources are in"),
-    "ResourceId": honoured(
-        "endpoint/<endpoint>/variant/<variant> or inference-component/<name>"
-    ),
+    "ResourceId": honoured("endpoint/<endpoint>/variant/<variant> or inference-component/<name>"),
     "ScalableDimension": honoured(
         "sagemaker:variant:DesiredInstanceCount or "
         "sagemaker:inference-component:DesiredCopyCount, to match the ResourceId"

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from polyhost.autoscaling.support import SUPPORT as AUTOSCALING_SUPPORT
 from polyhost.awsmodel.shapes import Schema, load_schema
 from polyhost.awsmodel.support import (
     OperationTable,
@@ -31,7 +32,6 @@ from polyhost.awsmodel.support import (
     refused,
     render_table,
 )
-from polyhost.autoscaling.support import SUPPORT as AUTOSCALING_SUPPORT
 from polyhost.errors import ValidationException
 from polyhost.logs.api import SUPPORT as LOGS_SUPPORT
 from polyhost.metrics.cloudwatch_api import SUPPORT as CLOUDWATCH_SUPPORT
@@ -474,9 +474,10 @@ DOC = Path("docs") / "supported-members.md"
 _HEADER = """# Members polyhost honours, echoes or refuses
 
 Generated from the tables in the code (`control/support.py`, `metrics/cloudwatch_api.py`,
-`logs/api.py`, `autoscaling/support.py`) by `python -m polyhost.control.support --write`; a test walks botocore's models
-and fails when a member of an operation polyhost serves has no entry, or when this page is not
-what the tables say. Why and what to do instead: [unsupported.md](unsupported.md).
+`logs/api.py`, `autoscaling/support.py`) by `python -m polyhost.control.support --write`; a test
+walks botocore's models and fails when a member of an operation polyhost serves has no entry,
+or when this page is not what the tables say. Why and what to do instead:
+[unsupported.md](unsupported.md).
 
 - **honoured**: the operation does what the member asks.
 - **echoed**: accepted, stored and shown by Describe, because on one machine it means nothing
