@@ -294,6 +294,7 @@ class PolyhostServer:
                 self.control.call,
                 logs=self.deployer.all_log_streams,
                 backlog=self.async_worker.backlog,
+                autoscaling=self.autoscaling.call,
             ),
             BearerCheck(None if token_file is None else load_admin_token(token_file)),
             access_log_enabled=settings.access_log,

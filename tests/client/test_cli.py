@@ -483,3 +483,72 @@ def test_deploy_and_ls_inference_components(
         "InService",
         "3/3",
     ]
+
+
+def test_ls_lists_scalable_targets_with_capacity_and_policies(
+    server: PolyhostProcess, project: Path, direct: str
+) -> None:
+    # The endpoint and components test_deploy_and_ls_inference_components left (module order).
+    path = write_yaml(project, "components.yaml", COMPONENTS.format(copies=3))
+    assert polyhost(server, "deploy", str(path)).returncode == 0
+    before = polyhost(server, "ls")
+    assert before.returncode == 0, err(before)
+    assert "RESOURCE " not in out(before)  # no targets, no table
+    scaling = server.autoscaling()
+    dimension = "sagemaker:inference-component:DesiredCopyCount"
+    scaling.register_scalable_target(
+        ServiceNamespace="sagemaker",
+        ResourceId="inference-component/cli-inline",
+        ScalableDimension=dimension,
+        MinCapacity=1,
+        MaxCapacity=5,
+    )
+    scaling.put_scaling_policy(
+        PolicyName="cli-step",
+        ServiceNamespace="sagemaker",
+        ResourceId="inference-component/cli-inline",
+        ScalableDimension=dimension,
+        PolicyType="StepScaling",
+        StepScalingPolicyConfiguration={
+            "AdjustmentType": "ChangeInCapacity",
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
+        },
+    )
+    scaling.register_scalable_target(
+        ServiceNamespace="sagemaker",
+        ResourceId=f"endpoint/{direct}/variant/AllTraffic",
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        MinCapacity=1,
+        MaxCapacity=2,
+    )
+    try:
+        listed = polyhost(server, "ls")
+        assert listed.returncode == 0, err(listed)
+        lines = out(listed).splitlines()
+        header = next(i for i, line in enumerate(lines) if line.startswith("RESOURCE "))
+        assert lines[header].split() == [
+            "RESOURCE",
+            "DIMENSION",
+            "MIN",
+            "MAX",
+            "CURRENT",
+            "POLICIES",
+        ]
+        rows = {line.split()[0]: line.split() for line in lines[header + 1 :]}
+        assert rows["inference-component/cli-inline"] == [
+            "inference-component/cli-inline",
+            dimension,
+            "1",
+            "5",
+            "3",
+            "cli-step",
+        ]
+        assert rows[f"endpoint/{direct}/variant/AllTraffic"][2:] == ["1", "2", "1", "-"]
+    finally:
+        for resource, dim in (
+            ("inference-component/cli-inline", dimension),
+            (f"endpoint/{direct}/variant/AllTraffic", "sagemaker:variant:DesiredInstanceCount"),
+        ):
+            scaling.deregister_scalable_target(
+                ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=dim
+            )

@@ -284,10 +284,16 @@ def test_model_metrics_reach_cloudwatch_and_prometheus(
         "ModelCacheHit in CloudWatch",
         timeout=90,
         interval=0.5,
+        # The five calls may straddle the recorder's 10-second boundary: wait for all of them.
+        until=lambda stats: stats.get("SampleCount", 0) >= 5,
     )
     assert (hits["SampleCount"], hits["Sum"], hits["Unit"]) == (5, 3, {"None"})
     for metric in ("ModelLoadingWaitTime", "ModelDownloadingTime", "ModelLoadingTime"):
-        stats = eventually(lambda m=metric: _statistics(cloudwatch, "mme-metrics", SM, m), metric)
+        stats = eventually(
+            lambda m=metric: _statistics(cloudwatch, "mme-metrics", SM, m),
+            metric,
+            until=lambda stats: stats.get("SampleCount", 0) >= 2,
+        )
         assert stats["SampleCount"] == 2 and stats["Minimum"] > 0, (metric, stats)
         assert stats["Unit"] == {"Microseconds"}
     # Each cold call waited at least as long as its model's container load took.

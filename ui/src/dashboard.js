@@ -149,7 +149,7 @@
 
   // -- endpoints ----------------------------------------------------------------------------
   function tone(status) {
-    if (status === "InService" || status === "up") return "ok";
+    if (status === "InService" || status === "up" || status === "Successful") return "ok";
     if (status === "Failed" || status === "down" || status === "OutOfService") return "bad";
     return "warn";
   }
@@ -501,5 +501,136 @@
     if (!document.hidden) every("tables", TABLE_EVERY_MS, refreshTables);
   });
 
+  // -- auto scaling ---------------------------------------------------------------------------
+  // One card per scalable target (/api/scaling): capacity as recorded (a line, left axis)
+  // beside invocations (bars, right axis), Min/Max and policies, and the activities table.
+
+  var SCALING_EVERY_MS = 5000;
+  var scalingCharts = {};
+
+  function refreshScaling() {
+    var range = state.range;
+    return api("scaling", { range: range }).then(function (answer) {
+      if (state.range !== range) return;
+      renderScaling(answer);
+    });
+  }
+
+  function renderScaling(answer) {
+    var panel = document.getElementById("scaling-panel");
+    panel.hidden = !answer.targets.length;
+    document.getElementById("scaling-count").textContent =
+      "(" + answer.targets.length + (answer.truncated ? "+" : "") + ")";
+    var holder = document.getElementById("scaling-targets");
+    var seen = {};
+    answer.targets.forEach(function (t) {
+      seen[t.resource_id] = true;
+      var card = scalingCard(holder, t);
+      card.querySelector(".scaling-range").textContent = rangeText(t);
+      card.querySelector(".scaling-policies").textContent = "Policies: " + (t.policies.map(function (p) {
+        return p.name + " (" + p.type + (p.metric ? ", " + p.metric : "") +
+          (p.target_value != null ? " → " + p.target_value : "") + ")";
+      }).join(", ") || "none");
+      scalingCharts[t.resource_id].setData(scalingData(answer, t));
+      renderActivities(card.querySelector(".activities tbody"), t.activities);
+    });
+    Array.prototype.slice.call(holder.children).forEach(function (card) {
+      if (!seen[card.dataset.resource]) {
+        scalingCharts[card.dataset.resource].destroy();
+        delete scalingCharts[card.dataset.resource];
+        holder.removeChild(card);
+      }
+    });
+  }
+
+  function rangeText(t) {
+    var now = t.capacity_now;
+    var unit = t.kind === "component" ? "copies" : "instances";
+    var running = now ? " · now " + now.current + " of " + now.desired + " " + unit : " · resource gone";
+    return t.dimension + " · Min " + t.min + " · Max " + t.max + running;
+  }
+
+  function scalingCard(holder, t) {
+    var found = holder.querySelector('.scaling-target[data-resource="' + CSS.escape(t.resource_id) + '"]');
+    if (found) return found;
+    var card = document.createElement("div");
+    card.className = "scaling-target";
+    card.dataset.resource = t.resource_id;
+    var title = document.createElement("h3");
+    title.textContent = t.resource_id;
+    card.appendChild(title);
+    ["scaling-range", "scaling-policies"].forEach(function (name) {
+      var line = document.createElement("p");
+      line.className = "hint " + name;
+      card.appendChild(line);
+    });
+    var box = document.createElement("div");
+    box.className = "chart";
+    box.dataset.chart = "scaling:" + t.resource_id;
+    card.appendChild(box);
+    var table = document.createElement("table");
+    table.className = "grid activities";
+    table.innerHTML = "<thead><tr><th>time</th><th>status</th><th>description</th><th>cause</th></tr></thead><tbody></tbody>";
+    card.appendChild(table);
+    holder.appendChild(card);
+    var capacity = t.kind === "component" ? "copies" : "instances";
+    scalingCharts[t.resource_id] = new uPlot(
+      { width: chartWidth(box), height: 170,
+        series: [{},
+          { label: capacity, stroke: "#1f8a4c", width: 2, scale: "capacity", paths: uPlot.paths.stepped({ align: 1 }),
+            points: { show: true, size: 4 } },
+          { label: "invocations", stroke: "#2f6fdb", fill: "#2f6fdb55", scale: "calls",
+            paths: uPlot.paths.bars({ size: [0.8, 40] }) }],
+        scales: { capacity: { range: function (u, min, max) { return [0, Math.max((max || 0) + 1, t.max || 1)]; } },
+                  calls: { range: function (u, min, max) { return [0, Math.max((max || 0) * 1.1, 1)]; } } },
+        axes: [{}, { scale: "capacity", size: 40 }, { scale: "calls", side: 1, size: 50, grid: { show: false } }],
+        legend: { live: true } },
+      [[], [], []], box
+    );
+    return card;
+  }
+
+  function scalingData(answer, t) {
+    var period = answer.period;
+    var spans = { "1h": 3600, "3h": 10800, "24h": 86400, "7d": 604800 };
+    var now = Date.now() / 1000;
+    var first = Math.floor((now - spans[answer.range]) / period) * period;
+    var xs = [];
+    for (var x = first; x <= now; x += period) xs.push(x);
+    var capacity = xs.map(function () { return null; });
+    var calls = xs.map(function () { return 0; });
+    [[t.series.capacity, capacity], [t.series.invocations, calls]].forEach(function (pair) {
+      pair[0].forEach(function (point) {
+        var i = Math.round((point[0] - first) / period);
+        if (i >= 0 && i < xs.length) pair[1][i] = point[1];
+      });
+    });
+    return [xs, capacity, calls];
+  }
+
+  function renderActivities(body, activities) {
+    body.textContent = "";
+    if (!activities.length) {
+      var none = document.createElement("tr");
+      cell(none, "no scaling activity yet").colSpan = 4;
+      body.appendChild(none);
+      return;
+    }
+    activities.forEach(function (a) {
+      var tr = document.createElement("tr");
+      cell(tr, new Date(a.start * 1000).toLocaleString());
+      statusCell(tr, a.status);
+      cell(tr, a.description || "-");
+      cell(tr, a.cause || "-");
+      tr.title = a.status_message || "";
+      body.appendChild(tr);
+    });
+  }
+
+  document.querySelectorAll(".ranges button").forEach(function (button) {
+    button.addEventListener("click", function () { every("scaling", SCALING_EVERY_MS, refreshScaling); });
+  });
+
   every("tables", TABLE_EVERY_MS, refreshTables);
+  every("scaling", SCALING_EVERY_MS, refreshScaling);
 })();

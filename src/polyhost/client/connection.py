@@ -106,6 +106,10 @@ class Connection:
         client: SageMakerClient = self._client("sagemaker", CONTROL_TIMEOUT_S)
         return client
 
+    def autoscaling(self) -> Any:
+        """An `application-autoscaling` client (`polyhost ls` lists the scalable targets)."""
+        return self._client("application-autoscaling", CONTROL_TIMEOUT_S)
+
     def runtime(self) -> SageMakerRuntimeClient:
         client: SageMakerRuntimeClient = self._client("sagemaker-runtime", INVOKE_TIMEOUT_S)
         return client

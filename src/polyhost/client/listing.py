@@ -9,6 +9,12 @@ An endpoint for inference components shows MODE `Components` and its components 
 `name(current/desired copies)`; below the endpoints a second table lists every component with
 its endpoint, variant, status and copies.
 
+When the server has Application Auto Scaling targets, a third table lists each one — resource,
+dimension, MinCapacity, MaxCapacity, the capacity it runs now (the component's current copies,
+the variant's current instances) and its policies' names — from DescribeScalableTargets and
+DescribeScalingPolicies. A server without that service, or one refusing the calls, leaves the
+table out (a refusal says so on stderr) rather than failing the listing.
+
 `polyhost ls --instances` adds one line per running instance — endpoint, variant, instance id,
 the node it runs on, its containers (a MultiModel one with the models it holds now) and
 whether they are all up — read from the admin
@@ -19,19 +25,26 @@ the server does not say.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from polyhost.client.admin import AdminClient, AdminRefused, AdminUnreachable
-from polyhost.client.errors import EXIT_FAILURE, CommandFailed
+from polyhost.client.errors import EXIT_FAILURE, CommandFailed, error_code, error_message
 from polyhost.client.resources import (
+    autoscaling_client,
     describe_component,
     describe_config,
     describe_endpoint,
     describe_model,
     list_components,
     list_endpoints,
+    scalable_targets,
+    scaling_policies,
 )
 
 if TYPE_CHECKING:
@@ -39,6 +52,9 @@ if TYPE_CHECKING:
 
 HEADERS = ("NAME", "STATUS", "CREATED", "CONFIG", "MODE", "CONTAINERS")
 COMPONENT_HEADERS = ("COMPONENT", "ENDPOINT", "VARIANT", "STATUS", "COPIES")
+TARGET_HEADERS = ("RESOURCE", "DIMENSION", "MIN", "MAX", "CURRENT", "POLICIES")
+# What a server answers for a service it does not serve (an older polyhost): not worth a word.
+UNSERVED_CODES = frozenset({"UnknownOperationException", "404", "NotFound"})
 INSTANCE_HEADERS = ("ENDPOINT", "VARIANT", "INSTANCE", "NODE", "STATUS", "CONTAINERS")
 
 
@@ -134,7 +150,13 @@ def _copies(component: dict[str, Any]) -> str:
     return f"{runtime.get('CurrentCopyCount', 0)}/{runtime.get('DesiredCopyCount', 0)}"
 
 
-def list_command(sm: SageMakerClient, out: TextIO) -> None:
+def list_command(
+    sm: SageMakerClient, out: TextIO, scaling: Any | None = None, err: TextIO | None = None
+) -> None:
+    """The endpoint, component and scalable-target tables.
+
+    `scaling`: an `application-autoscaling` client (one for `sm`'s server by default).
+    """
     described = [
         d
         for summary in list_components(sm)
@@ -161,6 +183,65 @@ def list_command(sm: SageMakerClient, out: TextIO) -> None:
         ]
         print("", file=out)
         print(render_table(COMPONENT_HEADERS, table), file=out)
+    targets = target_rows(
+        scaling if scaling is not None else autoscaling_client(sm),
+        lambda resource_id: _current_capacity(sm, resource_id, described),
+        err if err is not None else sys.stderr,
+    )
+    if targets:
+        print("", file=out)
+        print(render_table(TARGET_HEADERS, targets), file=out)
+
+
+def target_rows(scaling: Any, current: Callable[[str], str], err: TextIO) -> list[tuple[str, ...]]:
+    """One row per scalable target; none when the server does not serve or refuses the calls."""
+    try:
+        targets = scalable_targets(scaling)
+        policies = scaling_policies(scaling) if targets else []
+    except ClientError as error:
+        if error_code(error) not in UNSERVED_CODES:
+            print(
+                f"scalable targets not shown: {error_code(error)}: {error_message(error)}",
+                file=err,
+            )
+        return []
+    except BotoCoreError as error:
+        print(f"scalable targets not shown: {error}", file=err)
+        return []
+    named: dict[tuple[str, str], list[str]] = {}
+    for policy in policies:
+        key = (str(policy.get("ResourceId")), str(policy.get("ScalableDimension")))
+        named.setdefault(key, []).append(str(policy.get("PolicyName")))
+    return [
+        (
+            str(t["ResourceId"]),
+            str(t["ScalableDimension"]),
+            str(t.get("MinCapacity", "-")),
+            str(t.get("MaxCapacity", "-")),
+            current(str(t["ResourceId"])),
+            ",".join(sorted(named.get((t["ResourceId"], t["ScalableDimension"]), []))) or "-",
+        )
+        for t in targets
+    ]
+
+
+def _current_capacity(
+    sm: SageMakerClient, resource_id: str, components: list[dict[str, Any]]
+) -> str:
+    """The capacity a target's resource runs now: current copies or current instances."""
+    parts = resource_id.split("/")
+    if len(parts) == 2 and parts[0] == "inference-component":
+        for component in components:
+            if component.get("InferenceComponentName") == parts[1]:
+                runtime = component.get("RuntimeConfig") or {}
+                return str(runtime.get("CurrentCopyCount", "-"))
+        return "-"
+    if len(parts) == 4 and parts[0] == "endpoint" and parts[2] == "variant":
+        endpoint = describe_endpoint(sm, parts[1]) or {}
+        for variant in endpoint.get("ProductionVariants") or []:
+            if variant.get("VariantName") == parts[3]:
+                return str(variant.get("CurrentInstanceCount", "-"))
+    return "-"
 
 
 def instance_rows(containers: list[dict[str, Any]]) -> list[tuple[str, ...]]:

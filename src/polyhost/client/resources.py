@@ -2,7 +2,8 @@
 
 boto3 signals a missing model, endpoint config or endpoint by a ValidationException
 ("Could not find ..."); these helpers turn that into `None` so callers can branch on it, and
-let every other error through.
+let every other error through. Application Auto Scaling's targets and policies are read here
+too, every page of them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from polyhost.client.connection import Connection
 from polyhost.client.errors import is_not_found
 
 if TYPE_CHECKING:
@@ -67,3 +69,40 @@ def list_components(sm: SageMakerClient) -> Iterator[dict[str, Any]]:
 def list_endpoints(sm: SageMakerClient) -> Iterator[dict[str, Any]]:
     """Every endpoint, oldest first."""
     return _every(sm.list_endpoints, "Endpoints")
+
+
+SCALING_NAMESPACE = "sagemaker"
+
+
+def autoscaling_client(sm: SageMakerClient) -> Any:
+    """An `application-autoscaling` client for the server `sm` talks to.
+
+    Built from `sm`'s endpoint URL through `Connection.resolve`, so it is signed with the same
+    region and credentials as every other call of the command.
+    """
+    return Connection.resolve(sm.meta.endpoint_url).autoscaling()
+
+
+def _paged(call: Callable[..., Any], key: str) -> Iterator[dict[str, Any]]:
+    """Every item an Application Auto Scaling Describe* gives under `key`, following NextToken."""
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"ServiceNamespace": SCALING_NAMESPACE, "MaxResults": 50}
+        if token:
+            kwargs["NextToken"] = token
+        page = call(**kwargs)
+        for item in page.get(key, []):
+            yield dict(item)
+        token = page.get("NextToken")
+        if not token:
+            return
+
+
+def scalable_targets(scaling: Any) -> list[dict[str, Any]]:
+    """Every SageMaker scalable target (DescribeScalableTargets, every page)."""
+    return list(_paged(scaling.describe_scalable_targets, "ScalableTargets"))
+
+
+def scaling_policies(scaling: Any) -> list[dict[str, Any]]:
+    """Every SageMaker scaling policy (DescribeScalingPolicies, every page)."""
+    return list(_paged(scaling.describe_scaling_policies, "ScalingPolicies"))

@@ -128,6 +128,13 @@ TOTAL_PROCESSING_TIME = MetricDef(
     "TotalProcessingTime", INVOCATION_NAMESPACE, "Milliseconds", Kind.LATENCY
 )
 
+# Capacity as it runs, sampled each interval (what Application Auto Scaling's charts show beside
+# the invocations): per variant (EndpointName, VariantName) its instances running containers of
+# its own model, per inference component (InferenceComponentName) its running copies. A
+# resource with nothing running (a component at 0 copies) records nothing, as every gauge.
+INSTANCE_COUNT = MetricDef("InstanceCount", RESOURCE_NAMESPACE, "Count", Kind.GAUGE)
+COPY_COUNT = MetricDef("CopyCount", RESOURCE_NAMESPACE, "Count", Kind.GAUGE)
+
 ALL: tuple[MetricDef, ...] = (
     INVOCATIONS, INVOCATION_4XX, INVOCATION_5XX, CONTAINER_LATENCY, OVERHEAD_LATENCY,
     CPU, MEMORY, DISK, MEMORY_RSS, RESTARTS, UP, MODEL_LATENCY, INVOCATIONS_PER_INSTANCE,
@@ -136,5 +143,6 @@ ALL: tuple[MetricDef, ...] = (
     APPROXIMATE_BACKLOG_SIZE, APPROXIMATE_BACKLOG_SIZE_PER_INSTANCE,
     APPROXIMATE_AGE_OF_OLDEST_REQUEST, HAS_BACKLOG_WITHOUT_CAPACITY, INVOCATIONS_PROCESSED,
     INVOCATION_FAILURES, TIME_IN_BACKLOG, TOTAL_PROCESSING_TIME, INVOCATIONS_PER_COPY,
+    INSTANCE_COUNT, COPY_COUNT,
 )  # fmt: skip
 BY_KEY: dict[tuple[str, str], MetricDef] = {(m.namespace, m.name): m for m in ALL}

@@ -16,6 +16,8 @@ container's sampled CPU, memory and disk, and turns them into one `Cell` per ser
   CPU and memory normalized to what each copy reserved, and
   NoCapacityInvocationFailures (counted by the router, since a component at 0 copies has no
   container);
+- per variant its InstanceCount and per component its CopyCount (polyhost's own, beside
+  ContainerUp): the instances and copies running, the capacity Application Auto Scaling sets;
 - per MultiModel container, its model series as SageMaker names them: the load latencies,
   ModelCacheHit (0 or 1 per invocation, like the error series) and LoadedModelCount (sampled).
 
@@ -221,6 +223,7 @@ class MetricsRecorder:
                     (MetricId(definition.namespace, definition.name, dims), definition, cell)
                 )
         out += _component_cells(samples, cells_of)
+        out += _capacity_cells(samples)
         out += self._no_capacity_cells()
         for gone in set(self._baselines) - seen:
             del self._baselines[gone]
@@ -372,6 +375,41 @@ def _component_cells(
                 out.append(
                     (MetricId(definition.namespace, definition.name, dims), definition, cell)
                 )
+    return out
+
+
+def _capacity_cells(samples: list[ContainerSample]) -> list[tuple[MetricId, MetricDef, Cell]]:
+    """Each variant's instances and each component's copies running now (distinct instance
+    ids of their containers), so a scaling action shows as a step of a recorded series."""
+    instances: dict[tuple[str, str], set[str]] = {}
+    copies: dict[str, set[str]] = {}
+    for sample in samples:
+        if sample.inference_component is None:
+            key = (sample.endpoint_name, sample.variant_name)
+            instances.setdefault(key, set()).add(sample.instance_id)
+        else:
+            copies.setdefault(sample.inference_component, set()).add(sample.instance_id)
+    out: list[tuple[MetricId, MetricDef, Cell]] = []
+    for (endpoint, variant), ids in instances.items():
+        dims = dimensions(EndpointName=endpoint, VariantName=variant)
+        definition = catalog.INSTANCE_COUNT
+        out.append(
+            (
+                MetricId(definition.namespace, definition.name, dims),
+                definition,
+                Cell.of_value(float(len(ids))),
+            )
+        )
+    for name, ids in copies.items():
+        dims = dimensions(InferenceComponentName=name)
+        definition = catalog.COPY_COUNT
+        out.append(
+            (
+                MetricId(definition.namespace, definition.name, dims),
+                definition,
+                Cell.of_value(float(len(ids))),
+            )
+        )
     return out
 
 

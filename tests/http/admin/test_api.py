@@ -183,3 +183,76 @@ def test_a_bad_log_query_is_refused(server: PolyhostProcess, query: str, complai
         answer = json.loads(error.read())
         assert error.code == 400 and complaint in answer["message"], answer
         assert answer["__type"] == "ValidationException"
+
+
+def test_scaling_shows_a_targets_activity_and_recorded_capacity(server: PolyhostProcess) -> None:
+    from tests.control.test_components import components_endpoint, create_component
+
+    sagemaker, aas = server.sagemaker(), server.autoscaling()
+    components_endpoint(sagemaker, "scaled-host", instances=1, instance_type="ml.m5.xlarge")
+    create_component(sagemaker, "scaled", "scaled-host", copies=1, cpus=0.25, memory_mb=128)
+    resource, dimension = (
+        "inference-component/scaled",
+        "sagemaker:inference-component:DesiredCopyCount",
+    )
+    aas.register_scalable_target(
+        ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=dimension,
+        MinCapacity=1, MaxCapacity=3,
+    )  # fmt: skip
+    policy = aas.put_scaling_policy(
+        PolicyName="more", ServiceNamespace="sagemaker", ResourceId=resource,
+        ScalableDimension=dimension, PolicyType="StepScaling",
+        StepScalingPolicyConfiguration={
+            "AdjustmentType": "ChangeInCapacity", "Cooldown": 60,
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}],
+        },
+    )  # fmt: skip
+    cloudwatch = server.cloudwatch()
+    cloudwatch.put_metric_alarm(
+        AlarmName="scaled-busy", Namespace="AWS/SageMaker", MetricName="Invocations",
+        Dimensions=[{"Name": "InferenceComponentName", "Value": "scaled"}], Statistic="Sum",
+        Period=60, EvaluationPeriods=1, Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold", AlarmActions=[policy["PolicyARN"]],
+    )  # fmt: skip
+    cloudwatch.set_alarm_state(
+        AlarmName="scaled-busy", StateValue="ALARM", StateReason="Threshold Crossed: test",
+        StateReasonData=json.dumps({"version": "1.0", "recentDatapoints": [5.0]}),
+    )  # fmt: skip
+
+    def scaled() -> dict[str, Any] | None:
+        status, answer = api(server, "/api/scaling", range="1h")
+        assert status == 200, answer
+        (target,) = [t for t in answer["targets"] if t["resource_id"] == resource]
+        done = target["activities"] and target["activities"][0]["status"] == "Successful"
+        recorded = [value for _, value in target["series"]["capacity"]]
+        return target if done and recorded and recorded[-1] == 2 else None
+
+    target = eventually(scaled, "the scale-out to be done and recorded", timeout=45, interval=0.5)
+    assert (target["kind"], target["component"], target["min"], target["max"]) == (
+        "component", "scaled", 1, 3,
+    )  # fmt: skip
+    assert [p["name"] for p in target["policies"]] == ["more"]
+    assert target["policies"][0]["type"] == "StepScaling"
+    assert target["capacity_now"] == {"desired": 2, "current": 2}
+    newest = target["activities"][0]
+    assert newest["description"] == "Setting desired copy count to 2."
+    assert newest["cause"] == "monitor alarm scaled-busy in state ALARM triggered policy more"
+    assert newest["start"] <= newest["end"]
+    assert target["series"]["capacity_metric"] == "CopyCount"
+    assert all(value in (1, 2) for _, value in target["series"]["capacity"])
+
+
+@pytest.mark.parametrize(
+    ("query", "complaint"),
+    [("range=2y", "Unknown range '2y'"), ("resource=x", "Unknown query parameter(s) resource")],
+)
+def test_a_bad_scaling_query_is_refused(
+    server: PolyhostProcess, query: str, complaint: str
+) -> None:
+    try:
+        urllib.request.urlopen(f"{server.admin_url}/api/scaling?{query}", timeout=10)
+    except urllib.error.HTTPError as error:
+        assert error.code == 400
+        assert complaint in json.loads(error.read())["message"]
+    else:
+        pytest.fail("the query was accepted")

@@ -15,6 +15,10 @@
                           the last N lines (default 200, at most 1000, within the last
                           `LOG_TAIL_BYTES` of each file) of the container's log, one entry per
                           replica; read with `logs/streams.py`'s `read_chunk`, as `polyhost logs`
+    GET /api/scaling[?range=1h]
+                          every Application Auto Scaling target (at most 50): Min/Max, policies,
+                          capacity now, its last 20 activities newest first, and its recorded
+                          capacity and invocations over the range (`http/admin/scaling.py`)
 
 Why a separate API instead of the CloudWatch one on the main port: these answers are shaped
 for one screen (a row per container, numbers already turned into rates and milliseconds), need
@@ -40,6 +44,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from polyhost.errors import NoSuchRoute, NotFound, ServiceError, ValidationException
+from polyhost.http.admin.scaling import ServiceCall, scaling
 from polyhost.http.errors import aws_json_error
 from polyhost.http.io import send_response
 from polyhost.http.types import Receive, Scope, Send
@@ -65,12 +70,15 @@ MAX_LOG_STREAMS = 16
 _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 _SERIES_PARAMETERS = ("endpoint", "metric", "container", "variant", "instance", "range")
 _LOG_PARAMETERS = ("endpoint", "container", "variant", "instance", "lines")
+_SCALING_PARAMETERS = ("range",)
 
 
 class AdminApi:
     """The ASGI route for everything under /api. `reader` is None when no history is kept;
     `logs` None when the server hands no log streams over (then /api/logs says so); `backlog`
-    None when there is no asynchronous queue (every endpoint's backlog is then null)."""
+    None when there is no asynchronous queue (every endpoint's backlog is then null);
+    `autoscaling` (Application Auto Scaling's `call`) None when the server hands none over
+    (then /api/scaling says so)."""
 
     def __init__(
         self,
@@ -80,8 +88,10 @@ class AdminApi:
         clock: Callable[[], float] = time.time,
         logs: LogCatalog | None = None,
         backlog: BacklogSource | None = None,
+        autoscaling: ServiceCall | None = None,
     ) -> None:
         self._samples = samples
+        self._autoscaling = autoscaling
         self._backlog = backlog
         self._reader = reader
         self._control = control
@@ -99,6 +109,8 @@ class AdminApi:
                 answer = await self._endpoints()
             elif path == PREFIX + "/logs":
                 answer = await self._log_tail(scope.get("query_string", b""))
+            elif path == PREFIX + "/scaling":
+                answer = await self._scaling(scope.get("query_string", b""))
             else:
                 raise NoSuchRoute(f"No route for GET {path[:200]}.")
         except ServiceError as error:
@@ -155,6 +167,14 @@ class AdminApi:
                 for s in series
             ],
         }
+
+    async def _scaling(self, query_string: bytes) -> dict[str, Any]:
+        range_name = parse_scaling_query(query_string)
+        if self._autoscaling is None:
+            raise NotFound("This server does not hand Application Auto Scaling to the admin API.")
+        return await asyncio.to_thread(
+            scaling, self._autoscaling, self._control, self._reader, range_name, self._clock()
+        )
 
     async def _log_tail(self, query_string: bytes) -> dict[str, Any]:
         query = parse_log_query(query_string)
@@ -261,6 +281,14 @@ def select_streams(catalog: Mapping[str, Sequence[LogStream]], query: LogQuery) 
         )
     chosen.sort(key=lambda s: s.name)
     return chosen[:MAX_LOG_STREAMS]
+
+
+def parse_scaling_query(query_string: bytes) -> str:
+    """The range of /api/scaling (1h by default); ValidationException names what is wrong."""
+    range_name = _single_params(query_string, _SCALING_PARAMETERS).get("range") or "1h"
+    if range_name not in RANGES:
+        raise ValidationException(f"Unknown range {range_name[:16]!r}; known: {', '.join(RANGES)}.")
+    return range_name
 
 
 def parse_series_query(query_string: bytes) -> SeriesQuery:
