@@ -75,7 +75,7 @@ class Plan:
 
 
 FULL = Plan(models=1000, cold_models=300, room=100, warm_models=50, warm_rounds=20,
-            overhead_rounds=5, overhead_requests=2000)  # fmt: skip
+            overhead_rounds=10, overhead_requests=2000)  # fmt: skip
 QUICK = Plan(models=40, cold_models=24, room=8, warm_models=5, warm_rounds=4,
              overhead_rounds=2, overhead_requests=200)  # fmt: skip
 
@@ -304,7 +304,7 @@ def _measure(
         sides = [("single", None), ("mme", target)]
         measured: dict[str, float] = {}
         for endpoint, model in sides if number % 2 == 0 else reversed(sides):
-            for _ in range(50):  # warm-up of this side's connection path
+            for _ in range(300):  # warm-up of this side's connection path
                 caller.call(endpoint, body, answers[target], model)
             latencies = [
                 caller.call(endpoint, body, answers[target], model)

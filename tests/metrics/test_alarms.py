@@ -465,7 +465,7 @@ def test_a_repeating_handler_runs_once_per_period_while_the_alarm_stays_in_alarm
     alarms.handlers.register("arn:aws:sns:", sns_like.append)  # not repeating
     put(alarms, AlarmActions=[POLICY, "arn:aws:sns:us-east-1:123456789012:t"])
     for slot in range(4):
-        calls(history, T0 + 10 * slot, 9)
+        calls(history, T0 + 10 * slot, 9 + slot)
     clock.now = T0 + 13
     alarms.evaluate_all()  # INSUFFICIENT_DATA -> ALARM: both actions
     clock.now = T0 + 14
@@ -481,6 +481,9 @@ def test_a_repeating_handler_runs_once_per_period_while_the_alarm_stays_in_alarm
         ("ALARM", "ALARM"),
     ]
     assert len(sns_like) == 1
+    # Each repeat carries that evaluation's datapoint, not the one of the change into ALARM.
+    seen = [json.loads(e.alarm["StateReasonData"])["recentDatapoints"] for e in got]
+    assert seen == [[9.0], [10.0], [11.0]]
 
 
 def test_a_time_scale_reads_each_period_as_period_over_n_seconds(

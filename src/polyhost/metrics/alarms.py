@@ -675,7 +675,7 @@ class AlarmService:
             elif self._repeated.setdefault(alarm.name, range_end) < range_end:
                 self._repeated[alarm.name] = range_end
                 if alarm.actions_enabled:
-                    self._act(alarm, alarm.state, now, repeating_only=True)
+                    self._act(alarm, alarm.state, now, repeating_only=True, fresh=outcome)
         return changed
 
     def _transition(
@@ -718,14 +718,26 @@ class AlarmService:
         return True
 
     def _act(
-        self, alarm: StoredAlarm, old: str, at: float, *, repeating_only: bool = False
+        self,
+        alarm: StoredAlarm,
+        old: str,
+        at: float,
+        *,
+        repeating_only: bool = False,
+        fresh: Outcome | None = None,
     ) -> None:
+        """Run the actions of the state `alarm` is in. `repeating_only`: the alarm stayed in
+        it, so only the handlers that repeat run, and they see `fresh`, this evaluation's
+        datapoints (a scaling policy must act on the metric now, not on the one that moved
+        the alarm into its state)."""
         actions = alarm.definition.get(_ACTION_LISTS[alarm.state], [])
         if repeating_only:
             actions = [arn for arn in actions if self.handlers.repeats(arn)]
         if not actions:
             return
         shown = self._shown(alarm)
+        if fresh is not None and fresh.reason_data:
+            shown = dict(shown, StateReason=fresh.reason, StateReasonData=fresh.reason_data)
         described = dict(shown, _configured=wire_time(alarm.configured))
         message = notification(
             described, old, alarm.state, alarm.reason, wire_time(at), self._region, self._account_id
@@ -737,7 +749,7 @@ class AlarmService:
                 shown["AlarmArn"],
                 old,
                 alarm.state,
-                alarm.reason,
+                str(shown.get("StateReason", alarm.reason)),
                 at,
                 _json_alarm(shown),
                 message,
