@@ -17,6 +17,7 @@ def test_predefined_metrics_are_sagemakers() -> None:
         "Namespace": "AWS/SageMaker",
         "Dimensions": [{"Name": "InferenceComponentName", "Value": "ic"}],
         "Statistic": "Sum",
+        "Period": 60,
     }
     variant = tracking.tracked_metric(
         {"PredefinedMetricSpecification": {
@@ -25,6 +26,19 @@ def test_predefined_metrics_are_sagemakers() -> None:
     )  # fmt: skip
     assert variant["MetricName"] == "InvocationsPerInstance"
     assert len(variant["Dimensions"]) == 2
+    # The high-resolution ones: the average concurrency, judged on 10-second periods.
+    for kind, name, resource in (
+        ("SageMakerVariantConcurrentRequestsPerModelHighResolution",
+         "ConcurrentRequestsPerModel", "AllTraffic"),
+        ("SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution",
+         "ConcurrentRequestsPerCopy", None),
+    ):  # fmt: skip
+        found = tracking.tracked_metric(
+            {"PredefinedMetricSpecification": {"PredefinedMetricType": kind}}, "ep", resource
+        )
+        assert (found["MetricName"], found["Statistic"], found["Period"]) == (name, "Average", 10)
+        alarm = tracking.alarm_definition("high", found, 2.0, "arn:p", True)
+        assert alarm["Period"] == 10
 
 
 @pytest.mark.parametrize(
@@ -34,7 +48,7 @@ def test_predefined_metrics_are_sagemakers() -> None:
         ({"PredefinedMetricSpecification": {"PredefinedMetricType": "ALBRequestCountPerTarget"}},
          "not a SageMaker metric"),
         ({"PredefinedMetricSpecification": {"PredefinedMetricType":
-          "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution"}},
+          "SageMakerVariantProvisionedConcurrencyUtilization"}},
          "not recorded"),
         ({"PredefinedMetricSpecification": {"PredefinedMetricType":
           "SageMakerVariantInvocationsPerInstance"}}, "does not apply"),

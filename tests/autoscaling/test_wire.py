@@ -23,7 +23,7 @@ from tests.support.waiting import eventually
 NS = "sagemaker"
 COPIES = "sagemaker:inference-component:DesiredCopyCount"
 INSTANCES = "sagemaker:variant:DesiredInstanceCount"
-CONCURRENCY = "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution"
+CONCURRENCY = "SageMakerVariantProvisionedConcurrencyUtilization"
 
 
 @pytest.fixture(scope="module")

@@ -327,3 +327,28 @@ def test_a_multi_model_containers_model_series(history: MetricsHistory) -> None:
     other = dimensions(EndpointName="ep", VariantName="AllTraffic", ContainerName="b")
     assert history.statistics(MetricId(SM, "ModelCacheHit", other), T0, T0 + 20, 10) == []
     assert history.statistics(MetricId(EP, "LoadedModelCount", other), T0, T0 + 20, 10) == []
+
+
+def test_concurrent_requests_per_model_is_the_time_in_containers_over_the_interval(
+    history: MetricsHistory,
+) -> None:
+    """Little's law: 40 calls of 0.5 s on two instances in a 10 s interval kept each instance
+    serving one request at a time on average; a pipeline's hops all count."""
+    first, second, tail = ContainerCounters(), ContainerCounters(), ContainerCounters()
+    samples = [
+        sample("a", first, instance="i-0"),
+        sample("a", second, instance="i-1"),
+        sample("b", tail, instance="i-0", entry=False),
+    ]
+    recorder = MetricsRecorder(history, lambda: samples, clock=lambda: T0)
+    for _ in range(20):
+        call(first, 500_000)
+        call(second, 300_000)
+        call(tail, 200_000)  # the hop after `first` on i-0
+    recorder.tick(T0)
+    variant = dimensions(EndpointName="ep", VariantName="AllTraffic")
+    (point,) = history.statistics(
+        MetricId(SM, "ConcurrentRequestsPerModel", variant), T0, T0 + 10, 10
+    )
+    # (20 * 0.5 + 20 * 0.3 + 20 * 0.2) s = 20 s of requests in 10 s, over 2 instances.
+    assert (point.sample_count, point.average) == (1.0, pytest.approx(1.0))

@@ -76,8 +76,10 @@ SUPPORT: dict[str, OperationTable] = {
         f"{_TRACKING}.TargetValue": honoured("the value the metric is kept at"),
         f"{_TRACKING}.PredefinedMetricSpecification": honoured("a predefined metric"),
         f"{_TRACKING}.PredefinedMetricSpecification.PredefinedMetricType": honoured(
-            "SageMakerVariantInvocationsPerInstance or "
-            "SageMakerInferenceComponentInvocationsPerCopy"
+            "SageMakerVariantInvocationsPerInstance, "
+            "SageMakerVariantConcurrentRequestsPerModelHighResolution, "
+            "SageMakerInferenceComponentInvocationsPerCopy or "
+            "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution"
         ),
         f"{_TRACKING}.PredefinedMetricSpecification.ResourceLabel": refused(
             "ResourceLabel (load balancer metrics)", own_message=True

@@ -25,15 +25,23 @@ HIGH_PERIODS = 3
 LOW_PERIODS = 15
 LOW_FACTOR = 0.9
 NAMESPACE = "AWS/SageMaker"
+HIGH_RESOLUTION_PERIOD_S = 10  # the ...HighResolution metrics' alarms judge 10-second periods
+# Predefined type -> (metric, what it applies to, statistic, period of its alarms).
 PREDEFINED = {
-    "SageMakerVariantInvocationsPerInstance": ("InvocationsPerInstance", "variant"),
-    "SageMakerInferenceComponentInvocationsPerCopy": ("InvocationsPerCopy", "component"),
-}
-NOT_RECORDED = {
-    "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution",
-    "SageMakerVariantConcurrentRequestsPerModelHighResolution",
-    "SageMakerVariantProvisionedConcurrencyUtilization",
-}
+    "SageMakerVariantInvocationsPerInstance": (
+        "InvocationsPerInstance", "variant", "Sum", PERIOD_S,
+    ),
+    "SageMakerInferenceComponentInvocationsPerCopy": (
+        "InvocationsPerCopy", "component", "Sum", PERIOD_S,
+    ),
+    "SageMakerVariantConcurrentRequestsPerModelHighResolution": (
+        "ConcurrentRequestsPerModel", "variant", "Average", HIGH_RESOLUTION_PERIOD_S,
+    ),
+    "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution": (
+        "ConcurrentRequestsPerCopy", "component", "Average", HIGH_RESOLUTION_PERIOD_S,
+    ),
+}  # fmt: skip
+NOT_RECORDED = {"SageMakerVariantProvisionedConcurrencyUtilization"}
 
 
 def tracked_metric(config: Mapping[str, Any], endpoint: str, variant: str | None) -> dict[str, Any]:
@@ -54,18 +62,21 @@ def tracked_metric(config: Mapping[str, Any], endpoint: str, variant: str | None
             )
         if kind in NOT_RECORDED:
             raise ValidationException(
-                f"PredefinedMetricType {kind} is not recorded by polyhost: use "
-                "SageMakerVariantInvocationsPerInstance, "
-                "SageMakerInferenceComponentInvocationsPerCopy, or a "
+                f"PredefinedMetricType {kind} is not recorded by polyhost (it has no serverless "
+                "endpoints): use SageMakerVariantInvocationsPerInstance, "
+                "SageMakerVariantConcurrentRequestsPerModelHighResolution, or a "
                 "CustomizedMetricSpecification on a metric polyhost records."
             )
         if kind not in PREDEFINED:
             raise ValidationException(
                 f"PredefinedMetricType {kind} is not a SageMaker metric: use "
-                "SageMakerVariantInvocationsPerInstance (variants) or "
-                "SageMakerInferenceComponentInvocationsPerCopy (inference components)."
+                "SageMakerVariantInvocationsPerInstance or "
+                "SageMakerVariantConcurrentRequestsPerModelHighResolution (variants), "
+                "SageMakerInferenceComponentInvocationsPerCopy or "
+                "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution "
+                "(inference components)."
             )
-        name, applies = PREDEFINED[kind]
+        name, applies, statistic, period = PREDEFINED[kind]
         if (applies == "variant") != (variant is not None):
             wanted = (
                 "SageMakerVariantInvocationsPerInstance"
@@ -82,7 +93,13 @@ def tracked_metric(config: Mapping[str, Any], endpoint: str, variant: str | None
             ]
         else:
             dims = [{"Name": "InferenceComponentName", "Value": endpoint}]
-        return {"MetricName": name, "Namespace": NAMESPACE, "Dimensions": dims, "Statistic": "Sum"}
+        return {
+            "MetricName": name,
+            "Namespace": NAMESPACE,
+            "Dimensions": dims,
+            "Statistic": statistic,
+            "Period": period,
+        }
     assert custom is not None
     if custom.get("Metrics"):
         raise ValidationException(
@@ -123,7 +140,7 @@ def alarm_definition(
         "AlarmName": name,
         "AlarmDescription": (f"DO NOT EDIT OR DELETE. For TargetTrackingScaling policy {policy}."),
         **metric,
-        "Period": PERIOD_S,
+        "Period": metric.get("Period", PERIOD_S),
         "EvaluationPeriods": HIGH_PERIODS if high else LOW_PERIODS,
         "DatapointsToAlarm": HIGH_PERIODS if high else LOW_PERIODS,
         "Threshold": float(target) if high else float(target) * LOW_FACTOR,

@@ -70,6 +70,17 @@ NO_CAPACITY_FAILURES = MetricDef(
 # InvocationsPerInstance is per variant), which target tracking's
 # SageMakerInferenceComponentInvocationsPerCopy follows.
 INVOCATIONS_PER_COPY = MetricDef("InvocationsPerCopy", INVOCATION_NAMESPACE, "None", Kind.GAUGE)
+# How many requests each instance (ConcurrentRequestsPerModel, per variant) or copy
+# (ConcurrentRequestsPerCopy, per component) was serving at once, on average over the
+# interval: by Little's law, the time the interval's requests spent in the containers over the
+# interval's length, per instance or copy. Target tracking's ...ConcurrentRequests...
+# HighResolution predefined metrics follow them.
+CONCURRENT_PER_MODEL = MetricDef(
+    "ConcurrentRequestsPerModel", INVOCATION_NAMESPACE, "None", Kind.GAUGE
+)
+CONCURRENT_PER_COPY = MetricDef(
+    "ConcurrentRequestsPerCopy", INVOCATION_NAMESPACE, "None", Kind.GAUGE
+)
 
 # Per variant: dimensions EndpointName, VariantName.
 MODEL_LATENCY = MetricDef("ModelLatency", INVOCATION_NAMESPACE, "Microseconds", Kind.LATENCY)
@@ -143,6 +154,6 @@ ALL: tuple[MetricDef, ...] = (
     APPROXIMATE_BACKLOG_SIZE, APPROXIMATE_BACKLOG_SIZE_PER_INSTANCE,
     APPROXIMATE_AGE_OF_OLDEST_REQUEST, HAS_BACKLOG_WITHOUT_CAPACITY, INVOCATIONS_PROCESSED,
     INVOCATION_FAILURES, TIME_IN_BACKLOG, TOTAL_PROCESSING_TIME, INVOCATIONS_PER_COPY,
-    INSTANCE_COUNT, COPY_COUNT,
+    INSTANCE_COUNT, COPY_COUNT, CONCURRENT_PER_MODEL, CONCURRENT_PER_COPY,
 )  # fmt: skip
 BY_KEY: dict[tuple[str, str], MetricDef] = {(m.namespace, m.name): m for m in ALL}

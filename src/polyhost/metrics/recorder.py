@@ -10,9 +10,12 @@ container's sampled CPU, memory and disk, and turns them into one `Cell` per ser
   more than one replica, so one replica's trouble can be told from the others;
 - per variant, dimensions EndpointName, VariantName: ModelLatency (every container's latency
   in the variant; for a Serial pipeline each hop counts as one value, not their sum) and
-  InvocationsPerInstance (requests entering the variant, each worth 1/instance count);
+  InvocationsPerInstance (requests entering the variant, each worth 1/instance count) and
+  ConcurrentRequestsPerModel (requests served at once per instance, on average: the time the
+  interval's requests spent in its containers over the interval, per instance);
 - per inference component, dimension InferenceComponentName: its copies' Invocations, errors,
-  ModelLatency and InvocationsPerCopy (each invocation worth 1/its copies, in AWS/SageMaker),
+  ModelLatency, InvocationsPerCopy (each invocation worth 1/its copies, in AWS/SageMaker) and
+  ConcurrentRequestsPerCopy (as ConcurrentRequestsPerModel, per copy),
   CPU and memory normalized to what each copy reserved, and
   NoCapacityInvocationFailures (counted by the router, since a component at 0 copies has no
   container);
@@ -218,11 +221,12 @@ class MetricsRecorder:
                 )
         for (endpoint, variant), members in per_variant.items():
             dims = dimensions(EndpointName=endpoint, VariantName=variant)
-            for definition, cell in _variant_cells(members, len(replicas[(endpoint, variant)])):
+            instances = len(replicas[(endpoint, variant)])
+            for definition, cell in _variant_cells(members, instances, self._interval_s):
                 out.append(
                     (MetricId(definition.namespace, definition.name, dims), definition, cell)
                 )
-        out += _component_cells(samples, cells_of)
+        out += _component_cells(samples, cells_of, self._interval_s)
         out += _capacity_cells(samples)
         out += self._no_capacity_cells()
         for gone in set(self._baselines) - seen:
@@ -319,7 +323,7 @@ class MetricsRecorder:
 
 
 def _component_cells(
-    samples: list[ContainerSample], cells_of: dict[int, Cells]
+    samples: list[ContainerSample], cells_of: dict[int, Cells], interval_s: float
 ) -> list[tuple[MetricId, MetricDef, Cell]]:
     """Each inference component's series (dimension InferenceComponentName): its copies'
     invocations, errors and latency (as ModelLatency), and their utilization normalized to
@@ -353,6 +357,16 @@ def _component_cells(
                     MetricId(per_copy.namespace, per_copy.name, dims),
                     per_copy,
                     Cell(int(calls.count), calls.count * share, share, share),
+                )
+            )
+        busy = combined.get(catalog.CONTAINER_LATENCY)
+        if busy is not None and busy.count:
+            concurrent = catalog.CONCURRENT_PER_COPY
+            out.append(
+                (
+                    MetricId(concurrent.namespace, concurrent.name, dims),
+                    concurrent,
+                    Cell.of_value(_concurrency(busy.total, interval_s, len(copies))),
                 )
             )
         cpu: list[Cell] = []
@@ -470,13 +484,27 @@ def _combine(group: list[Cells]) -> Cells:
     }
 
 
+def _concurrency(latency_us_total: float, interval_s: float, units: int) -> float:
+    """Requests served at once per instance or copy, on average over the interval (Little's
+    law: the time the interval's requests spent in the containers over its length)."""
+    return latency_us_total / 1e6 / max(interval_s, 1e-9) / max(units, 1)
+
+
 def _variant_cells(
-    members: list[tuple[ContainerSample, Cells]], instances: int
+    members: list[tuple[ContainerSample, Cells]], instances: int, interval_s: float
 ) -> list[tuple[MetricDef, Cell]]:
     out: list[tuple[MetricDef, Cell]] = []
     latencies = [c[catalog.CONTAINER_LATENCY] for _, c in members if catalog.CONTAINER_LATENCY in c]
     if latencies:
         out.append((catalog.MODEL_LATENCY, merge(latencies, Kind.LATENCY, with_buckets=True)))
+        # Every container's time counts: a Serial pipeline's request spends it in each hop.
+        busy_us = sum(cell.total for cell in latencies)
+        out.append(
+            (
+                catalog.CONCURRENT_PER_MODEL,
+                Cell.of_value(_concurrency(busy_us, interval_s, instances)),
+            )
+        )
     setups = [c[catalog.MODEL_SETUP_TIME] for _, c in members if catalog.MODEL_SETUP_TIME in c]
     if setups:
         out.append((catalog.MODEL_SETUP_TIME, merge(setups, Kind.LATENCY, with_buckets=True)))
