@@ -4,7 +4,8 @@ policy's AlarmHigh and the component scales out; its AlarmLow (15 periods: 150 s
 scale) is put in ALARM with SetAlarmState, carrying the datapoints as an evaluation would, and
 the component scales in (AlarmHigh's actions turned off first, since it would scale out again
 on its stale periods); and AWS's scale-from-zero recipe brings a copy back to a component
-at 0 copies from its NoCapacityInvocationFailures."""
+at 0 copies from its NoCapacityInvocationFailures; and a model endpoint's variant scales out
+on its recorded ConcurrentRequestsPerModel."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ import botocore.exceptions
 import pytest
 
 from tests.control.test_components import components_endpoint, create_component, wait_component
-from tests.support.server import PolyhostProcess, ServerFactory
+from tests.support.endpoints import deploy
+from tests.support.server import ECHO_IMAGE, PolyhostProcess, ServerFactory
 from tests.support.waiting import eventually
 
 NS = "sagemaker"
 COPIES = "sagemaker:inference-component:DesiredCopyCount"
+INSTANCES = "sagemaker:variant:DesiredInstanceCount"
+CONCURRENCY = "SageMakerVariantConcurrentRequestsPerModelHighResolution"
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +150,62 @@ def test_scale_from_zero_with_a_step_policy_on_no_capacity_failures(
     woke = found["ScalingActivities"][0]
     assert woke["Description"] == "Setting desired copy count to 1."
     assert woke["Cause"] == "monitor alarm sleepy-woken in state ALARM triggered policy wake"
+
+
+def test_a_variant_scales_out_on_its_concurrent_requests(
+    server: PolyhostProcess, sagemaker: Any, runtime: Any
+) -> None:
+    """SageMakerVariantConcurrentRequestsPerModelHighResolution on a model endpoint: four
+    callers each holding a 0.2 s request keep about four requests in its one instance, above
+    the target of 1, so AlarmHigh (three 10-second periods) adds the second instance through
+    UpdateEndpointWeightsAndCapacities."""
+    assert deploy(sagemaker, "e2e-conc", [{"Image": ECHO_IMAGE}])["EndpointStatus"] == "InService"
+    aas = server.autoscaling()
+    resource = "endpoint/e2e-conc/variant/AllTraffic"
+    aas.register_scalable_target(
+        ServiceNamespace=NS, ResourceId=resource, ScalableDimension=INSTANCES,
+        MinCapacity=1, MaxCapacity=2,
+    )  # fmt: skip
+    policy = aas.put_scaling_policy(
+        PolicyName="concurrency", ServiceNamespace=NS, ResourceId=resource,
+        ScalableDimension=INSTANCES, PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": 1.0, "ScaleOutCooldown": 0, "DisableScaleIn": True,
+            "PredefinedMetricSpecification": {"PredefinedMetricType": CONCURRENCY},
+        },
+    )  # fmt: skip
+    (high,) = [a["AlarmName"] for a in policy["Alarms"]]  # no AlarmLow with DisableScaleIn
+    assert "-AlarmHigh-" in high
+    alarm = server.cloudwatch().describe_alarms(AlarmNames=[high])["MetricAlarms"][0]
+    assert (alarm["MetricName"], alarm["Statistic"], alarm["Period"]) == (
+        "ConcurrentRequestsPerModel", "Average", 10,
+    )  # fmt: skip
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            runtime.invoke_endpoint(
+                EndpointName="e2e-conc", Body=b"x", CustomAttributes="sleep=0.2"
+            )
+
+    workers = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        eventually(lambda: instances(sagemaker, "e2e-conc") == 2, "a scale-out to 2", timeout=90)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    found = aas.describe_scaling_activities(ServiceNamespace=NS, ResourceId=resource)
+    newest = found["ScalingActivities"][0]
+    assert newest["Description"] == "Setting desired instance count to 2.", newest
+    assert high in newest["Cause"]
+
+
+def instances(sagemaker: Any, name: str) -> int:
+    found = sagemaker.describe_endpoint(EndpointName=name)
+    if found["EndpointStatus"] != "InService":
+        return -1
+    count: int = found["ProductionVariants"][0]["CurrentInstanceCount"]
+    return count
