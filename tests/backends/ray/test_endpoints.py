@@ -35,6 +35,7 @@ from tests.support.endpoints import create_config, create_model, deploy, echo_co
 from tests.support.ray_cluster import LocalRayCluster, ray_installed
 from tests.support.s3 import MotoS3, s3_server
 from tests.support.server import ECHO_IMAGE, PolyhostProcess
+from tests.support.waiting import eventually
 
 __all__ = ["s3_server"]  # the fixture, used by name below
 
@@ -95,6 +96,48 @@ def test_instances_spread_one_per_node_serial(
     assert all(sorted(names) == ["first", "second"] for names in by_node.values()), by_node
     body, _ = invoke(runtime, "pipe", b"hello")
     assert body == b"second:first:hello"
+
+
+def test_added_instances_land_where_the_cluster_has_room(
+    cluster: LocalRayCluster, sagemaker: Any, runtime: Any
+) -> None:
+    """UpdateEndpointWeightsAndCapacities (what Application Auto Scaling calls) grows a
+    1-instance variant to 3 in place: the new instances are placed on the nodes with room (one
+    per node, as at creation), the first one is not moved, and a shrink back to 1 leaves it."""
+    described = deploy(sagemaker, "grow", [echo_container("a")])
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    (first_node,) = echo_containers_by_node(cluster, "grow")
+
+    def resize(count: int) -> dict[str, Any]:
+        sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName="grow",
+            DesiredWeightsAndCapacities=[
+                {"VariantName": "AllTraffic", "DesiredInstanceCount": count}
+            ],
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            found: dict[str, Any] = sagemaker.describe_endpoint(EndpointName="grow")
+            variant = found["ProductionVariants"][0]
+            if found["EndpointStatus"] == "InService" and variant["CurrentInstanceCount"] == count:
+                return found
+            time.sleep(0.1)
+        raise AssertionError(f"grow did not reach {count} instances: {found}")
+
+    resize(3)
+    by_node = echo_containers_by_node(cluster, "grow")
+    assert sorted(by_node) == sorted(cluster.ips), by_node
+    answers = {invoke(runtime, "grow", b"x", CustomAttributes="whoami=1")[0] for _ in range(12)}
+    assert len(answers) == 3, answers
+    resize(1)
+    # The removed instances drain, then stop: the first one is what is left.
+    eventually(
+        lambda: list(echo_containers_by_node(cluster, "grow")) == [first_node],
+        "the removed instances to stop",
+        timeout=60,
+        interval=0.2,
+    )
+    sagemaker.delete_endpoint(EndpointName="grow")
 
 
 def test_endpoint_too_big_for_any_node_fails_with_reason(sagemaker: Any) -> None:
