@@ -180,3 +180,32 @@ def test_a_resize_right_after_an_update_waits_for_the_old_group_to_stop(
         assert h.backend.running()[0] is serving
 
     run(tmp_path, scenario)
+
+
+def test_every_instance_stays_its_variants_entry_after_resizes(tmp_path: Path) -> None:
+    """The metric samples of a resized group: every single-container instance, kept, added or
+    left after a shrink, is its variant's entry, so its requests count in
+    InvocationsPerInstance (they dropped out when a kept container still pointed at the
+    previous revision's container spec)."""
+
+    async def scenario(h: DeployHarness) -> None:
+        first = endpoint("ep", variant(container("blue")))
+        h.deployer.apply(first)
+        await h.report("ep", 1)
+        # As the control plane makes each revision: from its stored documents, so every
+        # container spec is a new object equal to the last.
+        for revision, count in ((2, 3), (3, 2)):
+            resized = _resized(first, revision, AllTraffic=(count, 1.0))
+            fresh = tuple(
+                replace(v, containers=tuple(replace(c) for c in v.containers))
+                for v in resized.variants
+            )
+            h.deployer.apply(replace(resized, variants=fresh))
+            await h.report("ep", revision)
+        samples = [s for s in h.deployer.container_samples() if s.endpoint_name == "ep"]
+        assert sorted((s.instance_id, s.entry) for s in samples) == [
+            ("i-0", True),
+            ("i-1", True),
+        ]
+
+    run(tmp_path, scenario)

@@ -62,10 +62,17 @@ def _with_count(spec: EndpointSpec, count: int) -> EndpointSpec:
 
 
 def _rebind(group: RunningGroup, spec: EndpointSpec) -> None:
-    """Make `spec` the group's, its containers pointing at its variants (routes match them)."""
+    """Make `spec` the group's, its containers pointing at its variants and at their own
+    container specs in them (routes and metric samples match by identity: a container left on
+    the old spec's objects would no longer be its variant's entry, and its requests would
+    drop out of InvocationsPerInstance)."""
     variants = {v.variant_name: v for v in spec.variants}
     for container in group.containers:
-        container.variant = variants[container.variant.variant_name]
+        variant = variants[container.variant.variant_name]
+        container.variant = variant
+        same = [c for c in variant.containers if c.hostname == container.spec.hostname]
+        if same:
+            container.spec = same[0]
     group.spec = spec
 
 
