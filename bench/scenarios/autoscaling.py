@@ -106,7 +106,7 @@ def _policy(server: PolyhostServer) -> Any:
 def _load(ctx: Context, server: PolyhostServer, body: Any) -> list[Window]:
     sagemaker = server.sagemaker()
     url = server.invocations_url(ENDPOINT)
-    before_s, step_s, after_s = (6.0, 45.0, 4.0) if ctx.quick else (30.0, 120.0, 330.0)
+    before_s, step_s, after_s = (4.0, 16.0, 4.0) if ctx.quick else (30.0, 120.0, 330.0)
     phases = [
         ("before", LOW_RPS, before_s),
         ("step", STEP_RPS, step_s),
