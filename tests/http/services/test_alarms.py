@@ -262,6 +262,7 @@ def test_alarms_survive_a_restart(start_server: ServerFactory) -> None:
     cloudwatch = server.cloudwatch()
     cloudwatch.put_metric_alarm(**{**BASE, "AlarmName": "kept", "DatapointsToAlarm": 1})
     cloudwatch.set_alarm_state(AlarmName="kept", StateValue="ALARM", StateReason="by hand")
+    server.stop()  # restart() starts a new process: the old one would be left running
     server.restart()
     kept = alarm(server, "kept")
     # ALARM until an evaluation finds the metric (no endpoint: all missing -> INSUFFICIENT_DATA)
