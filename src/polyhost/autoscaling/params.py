@@ -13,7 +13,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from polyhost.awsmodel.check import Checker, Dialect, Entry, Path, Violation
+from polyhost.awsmodel.check import Checker, Dialect, Violation, dotted_path, shown_value
 from polyhost.awsmodel.shapes import Schema, load_schema
 from polyhost.errors import ValidationException
 
@@ -62,39 +62,22 @@ def checked(operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def path_text(path: Path) -> str:
-    """`StepScalingPolicyConfiguration.StepAdjustments[0].ScalingAdjustment`."""
-    text = ""
-    for step in path:
-        if isinstance(step, Entry):
-            text = f"{text}[{_shown(step.key)}]"
-        elif isinstance(step, int):
-            text = f"{text}[{step}]"
-        else:
-            text = f"{text}.{step}" if text else step
-    return text
-
-
 def message(found: Violation) -> str:
     """One violation in words that say what to send instead."""
     if found.inner:
         return message(found.inner[0])
-    name = path_text(found.path) or "The request"
+    name = dotted_path(found.path) or "The request"
     shape, value, kind = found.shape, found.value, found.kind
     if kind in ("missing", "null"):
         return f"{name} is required."
     if kind == "type":
-        return f"{name} must be of type {shape.type}, not {type(value).__name__} {_shown(value)}."
+        got = f"{type(value).__name__} {shown_value(value)}"
+        return f"{name} must be of type {shape.type}, not {got}."
     if kind == "text":
         return f"{name} must be valid Unicode text."
     if kind == "enum":
         allowed = ", ".join(shape.enum or ())
-        return f"{name} must be one of {allowed}, not {_shown(value)}."
+        return f"{name} must be one of {allowed}, not {shown_value(value)}."
     if kind == "length":
         return (
             f"{name} must be {int(shape.min or 0)} to {int(shape.max or 0)} characters long, "
@@ -103,9 +86,9 @@ def message(found: Violation) -> str:
     if kind == "size":
         return f"{name} must hold at most {int(shape.max or 0)} items, not {len(value)}."
     if kind == "pattern":
-        return f"{name} {_shown(value)} does not match the pattern {found.detail}."
+        return f"{name} {shown_value(value)} does not match the pattern {found.detail}."
     if kind in ("bounds", "range"):
         return f"{name} {value} is out of range ({shape.min} to {shape.max})."
     if kind == "finite":
         return f"{name} must be a finite number, not {value}."
-    return f"{name} must be a timestamp, not {_shown(value)}."
+    return f"{name} must be a timestamp, not {shown_value(value)}."

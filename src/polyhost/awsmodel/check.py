@@ -91,6 +91,26 @@ class Dialect:
 _compiled: dict[tuple[str, int], re.Pattern[str] | None] = {}
 
 
+def shown_value(value: object) -> str:
+    """A value as an error message quotes it: its repr, cut at 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def dotted_path(path: Path) -> str:
+    """A member's path as JSON services spell it in their messages:
+    `StepAdjustments[0].ScalingAdjustment`, a map entry by its key (`Tags['team']`)."""
+    text = ""
+    for step in path:
+        if isinstance(step, Entry):
+            text = f"{text}[{shown_value(step.key)}]"
+        elif isinstance(step, int):
+            text = f"{text}[{step}]"
+        else:
+            text = f"{text}.{step}" if text else step
+    return text
+
+
 def compiled(pattern: str, flags: int = 0) -> re.Pattern[str] | None:
     """`pattern` as a Python regex (None if it cannot be read; then it is not checked)."""
     key = (pattern, flags)

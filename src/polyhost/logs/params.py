@@ -14,7 +14,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from polyhost.awsmodel.check import INT32, INT64, Checker, Dialect, Entry, Path, Violation
+from polyhost.awsmodel.check import (
+    INT32,
+    INT64,
+    Checker,
+    Dialect,
+    Violation,
+    dotted_path,
+    shown_value,
+)
 from polyhost.awsmodel.shapes import Schema, Shape, load_schema
 from polyhost.errors import InvalidParameterException
 
@@ -43,24 +51,6 @@ def checked(operation: str, params: Params) -> dict[str, Any]:
         raise InvalidParameterException(logs_message(found[0]))
     result: dict[str, Any] = typed
     return result
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def path_text(path: Path) -> str:
-    """`logStreamNames[0]`: members as the model names them, list elements 0-based."""
-    text = ""
-    for step in path:
-        if isinstance(step, Entry):
-            text = f"{text}[{_shown(step.key)}]"
-        elif isinstance(step, int):
-            text = f"{text}[{step}]"
-        else:
-            text = f"{text}.{step}" if text else step
-    return text
 
 
 _TYPES = {
@@ -97,7 +87,7 @@ def logs_message(found: Violation) -> str:
     """What CloudWatch Logs says of a violation: `limit must be between 1 and 50, not 51.`"""
     if found.inner:
         return logs_message(found.inner[0])
-    name = path_text(found.path) or "The request"
+    name = dotted_path(found.path) or "The request"
     shape, value, kind = found.shape, found.value, found.kind
     if kind in ("missing", "null"):
         return f"{name} is required."
@@ -106,11 +96,11 @@ def logs_message(found: Violation) -> str:
         return f"{name} must be {element}, not {type(value).__name__}."
     if kind == "type":
         expected = _TYPES.get(shape.type, f"a {shape.type}")
-        return f"{name} must be {expected}, not {type(value).__name__} {_shown(value)}."
+        return f"{name} must be {expected}, not {type(value).__name__} {shown_value(value)}."
     if kind == "text":
         return f"{name} must be valid Unicode text."
     if kind == "enum":
-        return f"{name} must be one of {', '.join(shape.enum or ())}, not {_shown(value)}."
+        return f"{name} must be one of {', '.join(shape.enum or ())}, not {shown_value(value)}."
     if kind == "length":
         return (
             f"{name} must be {_between(shape.min, shape.max, 'characters')} long, not {len(value)}."
@@ -118,7 +108,7 @@ def logs_message(found: Violation) -> str:
     if kind == "size":
         return f"{name} must hold {_between(shape.min, shape.max, 'items')}, not {len(value)}."
     if kind == "pattern":
-        return f"{name} {_shown(value)} does not match the pattern {found.detail}."
+        return f"{name} {shown_value(value)} does not match the pattern {found.detail}."
     if kind in ("bounds", "range") and shape.type in ("integer", "long"):
         low, high = _limits(shape)
         return f"{name} must be between {low} and {high}, not {value}."
@@ -126,7 +116,7 @@ def logs_message(found: Violation) -> str:
         return f"{name} must be between {shape.min} and {shape.max}, not {value}."
     if kind == "finite":
         return f"{name} must be a finite number, not {value}."
-    return f"{name} must be a timestamp, not {_shown(value)}."
+    return f"{name} must be a timestamp, not {shown_value(value)}."
 
 
 _ELEMENT_TYPES: dict[str, bool] = {}
