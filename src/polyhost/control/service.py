@@ -360,14 +360,14 @@ class ControlPlane:
         config = self._get("endpoint-config", config_name)
         models = self._models_of(config.doc)
         for model in models.values():
-            mode, containers = model_containers(model.name, model.doc)
+            _, containers = model_containers(model.name, model.doc)
             for container in containers:
                 if not self._images.knows_image(container.image):
                     raise ValidationException(
                         f"Model {model.name} uses image '{container.image}', which this server "
                         f"does not know. Known images: {', '.join(self._images.known_images())}."
                     )
-            self._check_multi_model(model.name, mode, containers)
+            self._check_multi_model(model.name, containers)
         return build_spec(
             endpoint_name=endpoint,
             endpoint_arn=self._arn("endpoint", endpoint),
@@ -377,14 +377,11 @@ class ControlPlane:
             revision=revision,
         )
 
-    def _check_multi_model(
-        self, model_name: str, mode: str, containers: tuple[ContainerSpec, ...]
-    ) -> None:
+    def _check_multi_model(self, model_name: str, containers: tuple[ContainerSpec, ...]) -> None:
         """What this server cannot run yet of a model with a MultiModel container: the router
         hands a loaded model's files to the container on the server's machine (by their path
         for a process, through its mounted model folder for a Docker container), which a Ray
-        node does not see; and the router sends TargetModel to the one container of a model,
-        or to the Direct container it names."""
+        node does not see."""
         if not any(c.multi_model for c in containers):
             return
         backend = self._settings.backend
@@ -393,12 +390,6 @@ class ControlPlane:
                 f"Model {model_name} has a container with Mode MultiModel, which this server "
                 f"serves only on the process and docker backends (it runs the {backend} "
                 "backend, whose nodes do not see the models the server fetches)."
-            )
-        if mode == "Serial" and len(containers) > 1:
-            raise ValidationException(
-                f"Model {model_name} is an inference pipeline with a MultiModel container; "
-                "polyhost serves a MultiModel container as a model's only container or in "
-                "Direct mode. Use InferenceExecutionConfig Mode Direct."
             )
 
     @operation("CreateEndpoint")

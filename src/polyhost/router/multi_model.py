@@ -231,6 +231,10 @@ class MultiModelContainer:
     def loaded_count(self) -> int:
         return len(self.loaded)
 
+    def holds(self, target: str) -> bool:
+        """Whether the model is loaded here, or being loaded (placement counts both)."""
+        return target in self.loaded or target in self._loads
+
     # -- loading ---------------------------------------------------------------------------
     async def ensure_loaded(self, pool: ContainerPool, target: str, endpoint: str) -> _Model:
         """The model `target`, loaded (waiting at most `wait_s` for a load in progress)."""
@@ -554,10 +558,17 @@ def require_target(endpoint: str, target: str | None) -> str:
     return target
 
 
+# A model is loaded on one more instance once every instance holding it has this many requests
+# in flight and another instance has fewer: a hot model spreads, a rarely used one stays put.
+SPREAD_AT = 2
+
+
 def multi_model_container(
     route: EndpointRoute, request: InvokeRequest
 ) -> tuple[VariantRoute, ReplicaRoute, ContainerRoute]:
-    """(variant, replica, container) an invocation of a multi-model endpoint goes to."""
+    """(variant, replica, container) an invocation of a multi-model endpoint goes to: in
+    Direct mode the container TargetContainerHostname names, in a Serial pipeline its
+    MultiModel container (the one whose hop TargetModel reaches)."""
     variant = route.by_name.get(request.target_variant) if request.target_variant else None
     if request.target_variant is not None and variant is None:
         names = ", ".join(v.name for v in route.variants)
@@ -566,16 +577,17 @@ def multi_model_container(
             f"TargetVariant must be one of [{names}]."
         )
     chosen = variant or route.pick_variant()
-    replica = chosen.pick_replica(request.target_container)
-    hostnames = ", ".join(c.hostname for c in replica.containers)
     if chosen.mode == "Direct":
         if request.target_container is None:
+            hostnames = ", ".join(c.hostname for c in chosen.replicas[0].containers)
             raise InvokeValidationError(
                 f"Endpoint {route.name} uses Direct invocation mode: set "
                 f"TargetContainerHostname to one of [{hostnames}]."
             )
+        replica = model_replica(chosen, request.target_container, request.target_model)
         container = replica.by_hostname.get(request.target_container)
         if container is None:
+            hostnames = ", ".join(c.hostname for c in replica.containers)
             raise InvokeValidationError(
                 f"No container with hostname {request.target_container} in endpoint "
                 f"{route.name}: TargetContainerHostname must be one of [{hostnames}]."
@@ -586,8 +598,75 @@ def multi_model_container(
                 f"Endpoint {route.name} is not in Direct invocation mode: remove "
                 "TargetContainerHostname."
             )
-        container = replica.containers[0]
+        replica = model_replica(chosen, None, request.target_model)
+        container = _pipeline_model_container(replica)
     return chosen, replica, container
+
+
+def _pipeline_model_container(replica: ReplicaRoute) -> ContainerRoute:
+    """The MultiModel container of a pipeline (validation allows one), else its first."""
+    for container in replica.containers:
+        if container.multi_model is not None:
+            return container
+    return replica.containers[0]
+
+
+def _model_host(replica: ReplicaRoute, hostname: str | None) -> MultiModelContainer | None:
+    if hostname is not None:
+        container = replica.by_hostname.get(hostname)
+        return None if container is None else container.multi_model
+    return _pipeline_model_container(replica).multi_model
+
+
+def model_replica(variant: VariantRoute, hostname: str | None, target: str | None) -> ReplicaRoute:
+    """The instance a call of model `target` goes to, when the variant has several.
+
+    SageMaker's placement, which its users count on for cost: a model goes to an instance that
+    holds it already (the least busy of them), so a model is loaded on one instance, not on
+    every one a round-robin would reach. A model no instance holds goes to the first of its own
+    order of the instances (rendezvous hashing on its name and the instance id): the same one
+    each time, whatever instance took the call before, and a model's order moves little when
+    an instance is added or removed. A hot model spreads: once every instance holding it has
+    `SPREAD_AT` calls in flight and the next instance in its order has fewer, the call goes
+    there and loads it on one more instance. Instances that cannot serve are passed over as
+    `pick_replica` passes them over."""
+    replicas = variant.replicas
+    if len(replicas) == 1 or target is None or variant.random:
+        return variant.pick_replica(hostname)
+    best: ReplicaRoute | None = None
+    able = 0
+    holders = 0
+    for replica in replicas:
+        if not replica.can_serve(hostname):
+            continue
+        able += 1
+        multi = _model_host(replica, hostname)
+        if multi is None:
+            return variant.pick_replica(hostname)  # not a multi-model hop: the usual way
+        if multi.holds(target):
+            holders += 1
+            if best is None or replica.outstanding < best.outstanding:
+                best = replica
+    if best is not None and (best.outstanding < SPREAD_AT or holders == able):
+        return best
+    spread: ReplicaRoute | None = None
+    spread_rank = b""
+    for replica in replicas:
+        if not replica.can_serve(hostname):
+            continue
+        multi = _model_host(replica, hostname)
+        if multi is None or multi.holds(target):
+            continue
+        rank = hashlib.blake2b(
+            f"{target}\0{replica.instance_id}".encode("utf-8", "surrogatepass"), digest_size=8
+        ).digest()
+        if spread is None or rank > spread_rank:
+            spread, spread_rank = replica, rank
+    if spread is None:
+        return best if best is not None else variant.pick_replica(hostname)
+    if best is not None and spread.outstanding >= best.outstanding:
+        return best  # no instance is less busy than the holders: no reason to load it again
+    return spread
 
 
 def model_answer_error(
@@ -626,7 +705,8 @@ async def invoke_multi_model(
     """InvokeEndpoint on an endpoint with a MultiModel container (see the module docstring).
 
     On a Direct endpoint a request for one of the other (single-model) containers goes the
-    router's usual way, from the replica picked here."""
+    router's usual way, from the replica picked here. A Serial pipeline runs whole, as the
+    router runs any pipeline, its MultiModel hop calling the TargetModel (`call_model`)."""
     from polyhost.router.router import InvokeResult
 
     variant, replica, container = multi_model_container(route, request)
@@ -639,6 +719,40 @@ async def invoke_multi_model(
             )
         return await router._invoke_on(route, variant, replica, request)
     target = require_target(route.name, request.target_model)
+    replica.outstanding += 1
+    try:
+        if variant.mode != "Direct" and len(replica.containers) > 1:
+            return await router._serial(route, variant, replica, request)
+        headers = router._headers(request, request.content_type, request.accept)
+        answer, _ = await call_model(
+            router, route, container, target, request.body, headers, router._max_body
+        )
+    finally:
+        replica.outstanding -= 1
+    return InvokeResult(
+        body=answer.body,
+        content_type=answer.headers.get(b"content-type")
+        or request.content_type
+        or b"application/octet-stream",
+        variant=variant.name,
+        custom_attributes=answer.headers.get(b"x-amzn-sagemaker-custom-attributes"),
+    )
+
+
+async def call_model(
+    router: Router,
+    route: EndpointRoute,
+    container: ContainerRoute,
+    target: str,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    max_response: int,
+) -> tuple[UpstreamResponse, float]:
+    """One call of model `target` in a MultiModel container (loaded first if need be), counted
+    as the container's invocation: (its 2xx answer, µs in the container). Raises the caller's
+    ServiceError otherwise: a model's error answer is its ModelError."""
+    multi = container.multi_model
+    assert multi is not None
     counters = container.counters
     counters.invocations += 1
     if not container.available:
@@ -647,21 +761,14 @@ async def invoke_multi_model(
             f"Container {container.hostname} of endpoint {route.name} is unavailable: "
             f"{container.unavailable_reason}. Retry shortly."
         )
-    headers = router._headers(request, request.content_type, request.accept)
     started = time.perf_counter()
     try:
         answer = await multi.invoke(
-            container.pool,
-            target,
-            route.name,
-            headers,
-            request.body,
-            router._timeout,
-            router._max_body,
+            container.pool, target, route.name, headers, body, router._timeout, max_response
         )
     except UpstreamError as error:
         counters.errors_5xx += 1
-        raise router._upstream_failure(error, route, container, router._max_body) from None
+        raise router._upstream_failure(error, route, container, max_response) from None
     except ServiceError as error:
         if error.status >= 500 or isinstance(error, ModelError):
             counters.errors_5xx += 1
@@ -675,14 +782,8 @@ async def invoke_multi_model(
                 log_stream_arn=router._log_arn(route),
             ) from None
         raise
-    counters.container_latency.observe((time.perf_counter() - started) * 1e6)
+    container_us = (time.perf_counter() - started) * 1e6
+    counters.container_latency.observe(container_us)
     if answer.status >= 400:
         raise model_answer_error(router, route, container, target, answer)
-    return InvokeResult(
-        body=answer.body,
-        content_type=answer.headers.get(b"content-type")
-        or request.content_type
-        or b"application/octet-stream",
-        variant=variant.name,
-        custom_attributes=answer.headers.get(b"x-amzn-sagemaker-custom-attributes"),
-    )
+    return answer, container_us

@@ -30,7 +30,7 @@ from polyhost.errors import (
     ServiceUnavailable,
 )
 from polyhost.naming import component_key, log_group, log_group_arn
-from polyhost.router.multi_model import invoke_multi_model
+from polyhost.router.multi_model import call_model, invoke_multi_model, require_target
 from polyhost.router.table import ContainerRoute, EndpointRoute, ReplicaRoute, VariantRoute
 from polyhost.router.upstream import (
     UpstreamConnectFailed,
@@ -385,15 +385,22 @@ class Router:
         for index, container in enumerate(containers):
             last = index == last_index
             headers = self._headers(request, content_type, request.accept if last else None)
-            response, container_us = await self._call(
-                route,
-                container,
-                body,
-                headers,
-                self._max_body if last else self._max_interchange,
-                first=index == 0,
-                timeout_s=request.timeout_s,
-            )
+            limit = self._max_body if last else self._max_interchange
+            if container.multi_model is not None:  # the hop TargetModel names a model of
+                target = require_target(route.name, request.target_model)
+                response, container_us = await call_model(
+                    self, route, container, target, body, headers, limit
+                )
+            else:
+                response, container_us = await self._call(
+                    route,
+                    container,
+                    body,
+                    headers,
+                    limit,
+                    first=index == 0,
+                    timeout_s=request.timeout_s,
+                )
             spent_us += container_us
             body = response.body
             content_type = response.headers.get(b"content-type", content_type)

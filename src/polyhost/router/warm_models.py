@@ -71,6 +71,8 @@ def begin_warm(
     multi = container.multi_model
     if multi is None or not multi.cache or not container.available:
         return False
+    if variant.mode != "Direct" and len(replica.containers) > 1:
+        return False  # a pipeline: its hops are the coroutine path's
     model = multi.loaded.get(target)
     pool = container.pool
     if model is None or type(pool) is not UpstreamPool:

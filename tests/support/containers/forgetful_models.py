@@ -2,15 +2,17 @@
 
 It honours /ping and SageMaker's multi-model API: `POST /models {"model_name", "url"}` loads
 (counting the loads of each name), `DELETE /models/<name>` unloads, `POST
-/models/<name>/invoke` answers `{"model", "loads", "body"}`, or 404 for a model it does not
-hold. Two bodies steer it: `forget` drops every model (as a restart the server did not see
-would), then answers; `fail` answers 400, a model's own refusal of its input.
+/models/<name>/invoke` answers `{"model", "loads", "body", "pid"}` (the pid tells instances
+apart), or 404 for a model it does not hold. Bodies steer it: `forget` drops every model (as a
+restart the server did not see would), then answers; `fail` answers 400, a model's own refusal
+of its input; `sleep:<seconds>` answers after that long.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
@@ -71,7 +73,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         if body == b"forget":
             LOADED.clear()
-        self._answer(200, {"model": name, "loads": LOADS[name], "body": body.decode()})
+        if body.startswith(b"sleep:"):
+            time.sleep(min(float(body[6:]), 30.0))
+        answer = {"model": name, "loads": LOADS[name], "body": body.decode(), "pid": os.getpid()}
+        self._answer(200, answer)
 
 
 def main() -> None:
