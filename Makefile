@@ -78,7 +78,7 @@ tools: build-deps
 # where no daemon can be had it says why, and the Docker tests are skipped with that reason.
 test: lint typecheck $(SDK_STAMP) tools ui
 	PYTHON=$(BIN)/python scripts/docker-up.sh
-	POLYHOST_SDK_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python $(BIN)/pytest -q
+	POLYHOST_SDK_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python $(BIN)/pytest -q -n 2 --dist loadgroup
 
 # The in-process core only, in under a minute: no server or stack started as a program, no
 # Docker, Ray, browser or SDK, nothing slow (the markers are put on by tests/conftest.py;

@@ -98,13 +98,29 @@ def markers_of(item: pytest.Item) -> set[str]:
     return found
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by them
+# `make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`). A module's tests
+# stay on one worker, so its module-scoped server starts once; every Ray test runs on one worker,
+# so two clusters never share the machine's 127.0.0.x addresses and cores; every Docker test on
+# one, so two never race on the daemon's images.
+SHARED_GROUPS = ("ray", "docker")
+
+
+def xdist_group_of(item: pytest.Item, markers: set[str]) -> str:
+    for shared in SHARED_GROUPS:
+        if shared in markers:
+            return shared
+    return item.path.relative_to(TESTS).as_posix()
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by them, and before xdist reads groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if not item.path.is_relative_to(TESTS):
             continue
-        for marker in sorted(markers_of(item)):
+        markers = markers_of(item)
+        for marker in sorted(markers):
             item.add_marker(marker)
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item, markers)))
 
 
 @pytest.fixture(scope="module")
