@@ -16,6 +16,7 @@ import logging
 import signal
 import time
 
+from polyhost.asyncinf.credentials import AwsClients
 from polyhost.asyncinf.queue import AsyncQueue
 from polyhost.asyncinf.worker import AsyncWorker
 from polyhost.auth.gate import Gate, load_access_control
@@ -26,6 +27,7 @@ from polyhost.backends.confinement import protect_files
 from polyhost.backends.factory import make_backend
 from polyhost.backends.registry import ImageRegistry
 from polyhost.backends.role_credentials import load_role_credentials
+from polyhost.capture.service import WRITE_TIMEOUT_S, DataCapture
 from polyhost.control.service import ControlPlane
 from polyhost.deploy.deployer import EndpointDeployer
 from polyhost.http.admin.api import AdminApi
@@ -111,14 +113,19 @@ class PolyhostServer:
             )
         # InvokeEndpointAsync's requests wait in the state dir until the worker runs them, which
         # reaches S3 and SNS as each model's role (the credentials its containers get).
+        roles = load_role_credentials(settings.role_credentials)
         self.async_queue = AsyncQueue(settings.state_dir / "async.db", settings.async_max_queued)
         self.async_worker = AsyncWorker(
             self.async_queue,
             self.router,
             settings,
             serving=lambda: [group.spec for group in self.deployer.groups()],
-            role_credentials=load_role_credentials(settings.role_credentials),
+            role_credentials=roles,
         )
+        # DataCaptureConfig: the runtime adapter queues sampled invocations of the revision
+        # that serves, and a thread writes them to S3 as each variant's model role.
+        self.capture = DataCapture(settings, AwsClients(roles, WRITE_TIMEOUT_S))
+        self.deployer.watch_serving(self.capture.serving_changed)
         if self.history is not None:
             self.recorder = MetricsRecorder(
                 self.history,
@@ -172,7 +179,9 @@ class PolyhostServer:
         targets[AUTOSCALING_TARGET] = autoscaling_adapter(self.autoscaling)
         # Raises PolicyError/OSError for a bad --auth-file: the server does not start.
         self.gate = Gate(settings, load_access_control(settings))
-        self.runtime = RuntimeAdapter(self.router, settings.max_body_bytes, self.gate)
+        self.runtime = RuntimeAdapter(
+            self.router, settings.max_body_bytes, self.gate, capture=self.capture
+        )
         self.streaming = StreamingAdapter(
             StreamRouter(self.router, settings), settings, self.gate, routes=self.router.route
         )
@@ -198,6 +207,7 @@ class PolyhostServer:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         self.deployer.start(loop)
+        self.capture.start()
         if self.recorder is not None:
             self.recorder.start(loop)
         alarms = None if self.alarms is None else loop.create_task(self.alarms.run())
@@ -254,6 +264,8 @@ class PolyhostServer:
                 await shutdown_connections(admin[1], timeout_s=1.0)
         finally:
             leftovers.cancel()
+            # Every answered invocation is in the buffer now: written before exit.
+            await asyncio.to_thread(self.capture.stop)
             if alarms is not None:
                 alarms.cancel()
             autoscaling.cancel()
@@ -284,8 +296,10 @@ class PolyhostServer:
             return None
         token_file = self.admin_token_file
         samples = self.deployer.container_samples
+        registry = container_registry(samples)
+        registry.register(self.capture.collector())
         app = AdminApp(
-            MetricsRoute(container_registry(samples)),
+            MetricsRoute(registry),
             # Without a metric history (--no-metrics-history) the API still lists every
             # container, without rates or latencies.
             AdminApi(

@@ -241,6 +241,31 @@ class Settings:
         "--async-fetch-timeout",
         "seconds to download one asynchronous request's input or upload its answer",
     )
+    # -- data capture (capture/) --------------------------------------------------------------
+    data_capture_flush_s: float = setting(
+        60.0,
+        "--data-capture-flush-s",
+        "seconds captured invocations (DataCaptureConfig) wait in memory at most before they "
+        "are written to S3 (SageMaker takes a couple of minutes); also written at shutdown",
+    )
+    data_capture_max_queued_bytes: int = setting(
+        64 * MiB,
+        "--data-capture-max-queued-bytes",
+        "bodies of captured invocations held in memory waiting to be written; past it (or "
+        "--data-capture-max-queued records) new captures are dropped and counted",
+    )
+    data_capture_max_queued: int = setting(
+        50_000,
+        "--data-capture-max-queued",
+        "captured invocations held in memory waiting to be written; past it new ones are "
+        "dropped and counted",
+    )
+    data_capture_max_record_bytes: int = setting(
+        12 * MiB,
+        "--data-capture-max-record-bytes",
+        "largest request plus answer one capture record holds; a bigger invocation is "
+        "answered as usual, and its capture dropped and counted",
+    )
     # -- HTTP listener bounds -----------------------------------------------------------------
     keep_alive_timeout_s: float = setting(
         75.0, "--keep-alive-timeout", "seconds an idle keep-alive connection stays open"

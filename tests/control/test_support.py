@@ -88,9 +88,9 @@ def test_a_new_member_fails_the_walk(schemas: dict[str, Schema]) -> None:
     assert "CreateModel: PrimaryContainer" in found.missing
     # Its children are no longer covered by an honoured parent's entry either: they stay
     # listed, and nothing under a refused member may have an entry of its own.
-    table["CreateEndpointConfig"]["DataCaptureConfig.EnableCapture"] = refused("x")
+    table["CreateEndpointConfig"]["ExplainerConfig.ClarifyExplainerConfig"] = refused("x")
     assert coverage(schemas["sagemaker"], table).redundant == [
-        "CreateEndpointConfig: DataCaptureConfig.EnableCapture"
+        "CreateEndpointConfig: ExplainerConfig.ClarifyExplainerConfig"
     ]
 
 
@@ -336,19 +336,17 @@ CAPTURE = {
 @pytest.mark.parametrize(
     ("extra", "variant", "named"),
     [
-        ({"DataCaptureConfig": CAPTURE}, {}, "DataCaptureConfig (data capture)"),
+        ({"ExplainerConfig": {"ClarifyExplainerConfig": {"ShapConfig": {
+            "ShapBaselineConfig": {"ShapBaseline": "1,2"}}}}}, {},
+         "ExplainerConfig (SageMaker Clarify online explainability)"),
         ({}, {"ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5}},
          "ProductionVariants.1.ServerlessConfig (serverless inference)"),
-        ({"ShadowProductionVariants": "shadow"}, {},
-         "ShadowProductionVariants (shadow variants)"),
     ],
 )  # fmt: skip
 def test_create_endpoint_config_refuses_features_it_would_ignore(
     sagemaker: Any, extra: dict[str, Any], variant: dict[str, Any], named: str
 ) -> None:
     model = make_model(sagemaker)
-    if extra.get("ShadowProductionVariants") == "shadow":
-        extra = {"ShadowProductionVariants": [_variant(model, VariantName="Shadow")]}
     name = unique("config")
     with pytest.raises(ClientError) as raised:
         sagemaker.create_endpoint_config(

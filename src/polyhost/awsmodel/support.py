@@ -47,7 +47,7 @@ class Support:
     """What polyhost does with one member.
 
     `why`: for honoured, what polyhost does with it; for echoed, why it means nothing here; for
-    refused, the feature's name as a refusal says it (`data capture`).
+    refused, the feature's name as a refusal says it (`request tracing`).
     `accepts`: refused only, values honoured anyway (compared with their JSON type).
     `unless`: refused only, the server capability under which the member is honoured.
     `own_message`: refused only, the operation refuses it itself, in that service's words
@@ -172,8 +172,8 @@ def refusals(
 
 
 def refusal_message(operation: str, found: list[Refusal]) -> str:
-    """`polyhost does not support DataCaptureConfig (data capture) yet: remove it from
-    CreateEndpointConfig, or see docs/unsupported.md`."""
+    """`polyhost does not support ExplainerConfig (SageMaker Clarify online explainability)
+    yet: remove it from CreateEndpointConfig, or see docs/unsupported.md`."""
     items = "; ".join(refusal.text() for refusal in found)
     pronoun = "it" if len(found) == 1 else "them"
     return (

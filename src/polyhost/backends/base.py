@@ -4,8 +4,8 @@ The deployer and the router only ever see `Backend` and `ContainerHandle`; wheth
 is a child process or an OCI container is the backend's business. What only some backends have
 is an optional protocol of its own, asked for by `isinstance`, never probed by attribute name:
 `InstancePlacer` (a backend that places instances), `NodePlaced` (a handle of a container on
-another machine) and `ModelDirMounted` (a handle whose container sees its model folder at a path
-of its own).
+another machine), `ModelDirMounted` (a handle whose container sees its model folder at a path
+of its own) and `ModelsShipped` (a handle whose container's node gets each model it loads).
 """
 
 from __future__ import annotations
@@ -258,6 +258,41 @@ class ModelDirMounted(Protocol):
     def container_model_dir(self) -> PurePosixPath:
         """Where `LaunchSpec.model_dir` appears inside the container."""
         ...
+
+
+class ModelStagingFailed(Exception):
+    """A model could not be put where its container sees it; the message says why (no secrets),
+    fit to follow "Could not put model M into the model folder of container C: "."""
+
+
+class NodeModelStaging(Protocol):
+    """Puts the models a multi-model container loads onto its node, and removes them.
+
+    What a `ModelsShipped` handle offers; it fits the router's `ModelStager` (tokens are the
+    names the node gave the models' folders). Both calls are awaited on the server's event
+    loop, so they block nothing while a model travels."""
+
+    async def stage(self, folder: Path, target: str) -> tuple[str, str]:
+        """Ship the model extracted in `folder` (on the server) into a folder of its own in
+        the container's model folder on its node: (a token for `remove`, that folder's path
+        as the container sees it). Raises ModelStagingFailed, leaving nothing behind."""
+        ...
+
+    async def remove(self, token: str) -> None:
+        """Remove one staged model's folder from the node (nothing else; one already gone is
+        no error). Raises ModelStagingFailed when the node cannot be asked."""
+        ...
+
+
+@runtime_checkable
+class ModelsShipped(Protocol):
+    """A handle whose container runs on a machine that does not see the server's disk (Ray),
+    so a multi-model container's models must be shipped to its node before it loads them.
+
+    Optional, asked for by `isinstance`; the staging it gives follows the container across
+    restarts (a restarted container may run on another node)."""
+
+    def model_staging(self) -> NodeModelStaging: ...
 
 
 # Handle class → whether it is NodePlaced. A runtime protocol check looks up every member

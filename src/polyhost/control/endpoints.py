@@ -24,7 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from polyhost.control.seam import EndpointSpec, StatusReport, VariantSpec, VariantStatus
+from polyhost.control.seam import (
+    DataCaptureSpec,
+    EndpointSpec,
+    StatusReport,
+    VariantSpec,
+    VariantStatus,
+)
 from polyhost.control.specs import (
     spec_from_json,
     spec_to_json,
@@ -244,6 +250,22 @@ def with_weights_and_capacities(
 # -- DescribeEndpoint ---------------------------------------------------------------------------
 
 
+def capture_summary(capture: DataCaptureSpec) -> dict[str, Any]:
+    """DescribeEndpoint's DataCaptureConfig (DataCaptureConfigSummary) for the config that
+    serves: Started while invocations are captured, Stopped when EnableCapture is false.
+    KmsKeyId is the config's, echoed (nothing is encrypted with it here), and left out when
+    the config gave none."""
+    summary: dict[str, Any] = {
+        "EnableCapture": capture.enabled,
+        "CaptureStatus": "Started" if capture.enabled else "Stopped",
+        "CurrentSamplingPercentage": capture.sampling_percentage,
+        "DestinationS3Uri": capture.destination,
+    }
+    if capture.kms_key_id is not None:
+        summary["KmsKeyId"] = capture.kms_key_id
+    return summary
+
+
 def _planned_variants(spec: EndpointSpec, started: float) -> list[dict[str, Any]]:
     """Variant summaries before the deployer has said anything: nothing runs yet."""
     return [
@@ -314,6 +336,16 @@ def _with_desired(
     return shown
 
 
+def _split_shadows(out: dict[str, Any], spec: EndpointSpec) -> None:
+    """Describe lists a shadow variant under ShadowProductionVariants, not ProductionVariants."""
+    shadows = {v.variant_name for v in spec.variants if v.shadow}
+    if not shadows:
+        return
+    summaries = out["ProductionVariants"]
+    out["ProductionVariants"] = [v for v in summaries if v["VariantName"] not in shadows]
+    out["ShadowProductionVariants"] = [v for v in summaries if v["VariantName"] in shadows]
+
+
 def describe(
     *,
     name: str,
@@ -338,6 +370,8 @@ def describe(
     }
     if state.failure_reason:
         out["FailureReason"] = state.failure_reason
+    if state.spec.data_capture is not None:
+        out["DataCaptureConfig"] = capture_summary(state.spec.data_capture)
     if state.deployment_config:
         out["LastDeploymentConfig"] = state.deployment_config
     if state.pending is not None and state.in_place:
@@ -359,4 +393,5 @@ def describe(
             ],
             "StartTime": started,
         }
+    _split_shadows(out, state.spec)
     return out

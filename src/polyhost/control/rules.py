@@ -458,6 +458,86 @@ def async_inference_rules(params: dict[str, Any]) -> list[str]:
     return found
 
 
+def data_capture_rules(params: dict[str, Any]) -> list[str]:
+    """DataCaptureConfig: records are written with S3's API, so DestinationS3Uri must be an
+    s3:// URL naming a bucket (the model's pattern also takes https://). Only InvokeEndpoint's
+    invocations are captured: a config for asynchronous inference, whose requests the queue
+    runs, is refused rather than left without the capture it asks for."""
+    found: list[str] = []
+    config = params.get("DataCaptureConfig")
+    if not isinstance(config, dict):
+        return found
+    destination = config.get("DestinationS3Uri")
+    if isinstance(destination, str) and not _s3_url(destination):
+        found.append(
+            violation(destination, "dataCaptureConfig.destinationS3Uri", "Member must be an "
+                      "s3://bucket/prefix URL (polyhost writes captured data with S3's API)")
+        )  # fmt: skip
+    if params.get("AsyncInferenceConfig") is not None:
+        found.append(
+            "DataCaptureConfig cannot be combined with AsyncInferenceConfig: polyhost captures "
+            "InvokeEndpoint's invocations, not the asynchronous queue's; remove one of them"
+        )
+    return found
+
+
+def shadow_variant_rules(params: dict[str, Any]) -> list[str]:
+    """ShadowProductionVariants, as SageMaker takes them: one production variant and one
+    shadow, each serving a model, with names unique across both lists. The shadow mirrors
+    InvokeEndpoint's traffic, so it cannot go with a configuration for inference components
+    (whose requests name a component) or for asynchronous inference (run by the queue)."""
+    found: list[str] = []
+    shadows = params.get("ShadowProductionVariants")
+    if not isinstance(shadows, list) or not shadows:
+        return found
+    variants = params.get("ProductionVariants")
+    production = variants if isinstance(variants, list) else []
+    if len(production) != 1 or len(shadows) != 1:
+        found.append(
+            f"An endpoint configuration with ShadowProductionVariants has one production "
+            f"variant and one shadow variant (this one has {len(production)} and "
+            f"{len(shadows)}): a shadow gets a copy of the production variant's requests"
+        )
+    if any(isinstance(v, dict) and v.get("ModelName") is None for v in production):
+        found.append(
+            "ShadowProductionVariants cannot be combined with a configuration for inference "
+            "components: give the production variant a ModelName, or remove the shadow"
+        )
+    if params.get("AsyncInferenceConfig") is not None:
+        found.append(
+            "ShadowProductionVariants cannot be combined with AsyncInferenceConfig: polyhost "
+            "mirrors InvokeEndpoint's requests, not the asynchronous queue's; remove one of them"
+        )
+    named: list[tuple[str, str]] = []
+    for index, variant in enumerate(production):
+        if isinstance(variant, dict) and isinstance(variant.get("VariantName"), str):
+            named.append((variant["VariantName"], element_path("productionVariants", index)))
+    for index, shadow in enumerate(shadows):
+        if not isinstance(shadow, dict):
+            continue
+        path = element_path("shadowProductionVariants", index)
+        if shadow.get("ModelName") is None:
+            found.append(
+                violation(None, f"{path}.modelName", "Member must not be null: a shadow "
+                          "variant serves a model")
+            )  # fmt: skip
+        if shadow.get("ManagedInstanceScaling") is not None:
+            found.append(
+                f"{_plain(path)}.ManagedInstanceScaling applies only to a variant for "
+                "inference components, not to a shadow variant"
+            )
+        if isinstance(shadow.get("VariantName"), str):
+            named.append((shadow["VariantName"], path))
+    for name, paths in _duplicates(named).items():
+        if any("shadow" in path for path in paths):
+            places = ", ".join(_plain(p) for p in paths)
+            found.append(
+                f"VariantName '{name}' is used by more than one variant ({places}); variant "
+                "names must be unique across ProductionVariants and ShadowProductionVariants"
+            )
+    return found
+
+
 def _s3_url(value: str) -> bool:
     return value.startswith("s3://") and len(value) > 5 and not value[5:].startswith("/")
 
@@ -540,7 +620,11 @@ Rule = Callable[[dict[str, Any], RuleContext], list[str]]
 RULES: dict[str, Rule] = {
     "CreateModel": lambda params, context: model_rules(params, context) + tag_rules(params),
     "CreateEndpointConfig": lambda params, context: (
-        endpoint_config_rules(params) + async_inference_rules(params) + tag_rules(params)
+        endpoint_config_rules(params)
+        + async_inference_rules(params)
+        + data_capture_rules(params)
+        + shadow_variant_rules(params)
+        + tag_rules(params)
     ),
     "CreateEndpoint": lambda params, context: tag_rules(params),
     "AddTags": lambda params, context: tag_rules(params),

@@ -70,6 +70,9 @@ class VariantSpec:
     # A variant for components with ManagedInstanceScaling enabled: its instance count's bounds.
     min_instances: int | None = None
     max_instances: int | None = None
+    # One of ShadowProductionVariants: it runs as any variant, but is never picked for a
+    # request; it gets a copy of each request to the production variant, its answer dropped.
+    shadow: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,23 @@ class AsyncInferenceSpec:
 
 
 @dataclass(frozen=True)
+class DataCaptureSpec:
+    """An endpoint config's DataCaptureConfig: which invocations the runtime copies to S3, and
+    where (`capture/` writes them; docs/data-capture.md)."""
+
+    destination: str  # DestinationS3Uri: s3://bucket/prefix
+    sampling_percentage: int  # InitialSamplingPercentage, 0-100
+    enabled: bool = True  # EnableCapture (SageMaker's default is on)
+    capture_input: bool = True  # CaptureOptions: Input (or InputAndOutput)
+    capture_output: bool = True  # CaptureOptions: Output (or InputAndOutput)
+    # CaptureContentTypeHeader: content types captured as text, encoding CSV or JSON; any
+    # other is captured base64 (BASE64).
+    csv_content_types: tuple[str, ...] = ()
+    json_content_types: tuple[str, ...] = ()
+    kms_key_id: str | None = None  # echoed: nothing is encrypted with it here
+
+
+@dataclass(frozen=True)
 class EndpointSpec:
     """Everything the deployer needs to run an endpoint; `revision` grows with every update."""
 
@@ -123,6 +143,7 @@ class EndpointSpec:
     variants: tuple[VariantSpec, ...]
     revision: int
     async_inference: AsyncInferenceSpec | None = None
+    data_capture: DataCaptureSpec | None = None
     # An endpoint whose variants run no model: inference components are placed on its
     # instances, and each invocation names one (`InferenceComponentName`).
     for_components: bool = False

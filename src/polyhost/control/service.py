@@ -44,7 +44,7 @@ from polyhost.control.seam import (
     EndpointSpec,
     StatusReport,
 )
-from polyhost.control.specs import build_spec, model_containers
+from polyhost.control.specs import build_spec, config_variants, model_containers
 from polyhost.control.store import Kind, Resource, Store, StoreClosed, StoreUnwritable
 from polyhost.control.support import capabilities, refuse_unsupported
 from polyhost.control.validation import Validator, raise_if_any
@@ -310,7 +310,7 @@ class ControlPlane:
     # -- endpoint configs ---------------------------------------------------------------------
     def _models_of(self, config: Mapping[str, Any]) -> dict[str, Resource]:
         """The models the config's variants name, all of which must exist."""
-        names = [str(v["ModelName"]) for v in config["ProductionVariants"] if v.get("ModelName")]
+        names = [str(v["ModelName"]) for v, _ in config_variants(config) if v.get("ModelName")]
         found = self._store.get_many("model", names)
         for name in names:
             if name.lower() not in found:
@@ -368,6 +368,15 @@ class ControlPlane:
                         f"does not know. Known images: {', '.join(self._images.known_images())}."
                     )
             self._check_multi_model(model.name, containers)
+            if config.doc.get("ShadowProductionVariants") and any(
+                c.multi_model for c in containers
+            ):
+                raise ValidationException(
+                    f"Model {model.name} has a container with Mode MultiModel, which polyhost "
+                    "does not run beside a shadow variant: its requests name a TargetModel "
+                    "the shadow may not hold. Remove ShadowProductionVariants, or use a "
+                    "single-model container."
+                )
         return build_spec(
             endpoint_name=endpoint,
             endpoint_arn=self._arn("endpoint", endpoint),
@@ -378,18 +387,18 @@ class ControlPlane:
         )
 
     def _check_multi_model(self, model_name: str, containers: tuple[ContainerSpec, ...]) -> None:
-        """What this server cannot run yet of a model with a MultiModel container: the router
-        hands a loaded model's files to the container on the server's machine (by their path
-        for a process, through its mounted model folder for a Docker container), which a Ray
-        node does not see."""
+        """A model with a MultiModel container runs on a backend that hands each loaded model's
+        files to its container where that container sees them: by their path for a process,
+        through its mounted model folder for a Docker container, shipped to its node on Ray.
+        Every backend this server has does; a backend that cannot is refused here."""
         if not any(c.multi_model for c in containers):
             return
         backend = self._settings.backend
-        if backend not in ("process", "docker"):
+        if backend not in ("process", "docker", "ray"):
             raise ValidationException(
                 f"Model {model_name} has a container with Mode MultiModel, which this server "
-                f"serves only on the process and docker backends (it runs the {backend} "
-                "backend, whose nodes do not see the models the server fetches)."
+                f"does not serve on the {backend} backend (it serves them on the process, "
+                "docker and ray backends)."
             )
 
     @operation("CreateEndpoint")

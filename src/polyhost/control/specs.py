@@ -21,6 +21,7 @@ from polyhost.control.seam import (
     AsyncInferenceSpec,
     ComponentRef,
     ContainerSpec,
+    DataCaptureSpec,
     EndpointSpec,
     InferenceMode,
     RollingUpdate,
@@ -80,6 +81,26 @@ def async_inference(config: Mapping[str, Any]) -> AsyncInferenceSpec | None:
     )
 
 
+def data_capture(config: Mapping[str, Any]) -> DataCaptureSpec | None:
+    """The config's DataCaptureConfig as the runtime captures by it; None without one.
+    CaptureMode InputAndOutput is both; the modes of several options add up."""
+    raw = config.get("DataCaptureConfig")
+    if raw is None:
+        return None
+    modes = {str(option.get("CaptureMode")) for option in raw.get("CaptureOptions") or ()}
+    header = raw.get("CaptureContentTypeHeader") or {}
+    return DataCaptureSpec(
+        destination=str(raw["DestinationS3Uri"]),
+        sampling_percentage=int(raw["InitialSamplingPercentage"]),
+        enabled=bool(raw.get("EnableCapture", True)),
+        capture_input=bool(modes & {"Input", "InputAndOutput"}),
+        capture_output=bool(modes & {"Output", "InputAndOutput"}),
+        csv_content_types=tuple(header.get("CsvContentTypes") or ()),
+        json_content_types=tuple(header.get("JsonContentTypes") or ()),
+        kms_key_id=raw.get("KmsKeyId"),
+    )
+
+
 def rolling_update(deployment_config: Mapping[str, Any] | None) -> RollingUpdate | None:
     """A DeploymentConfig's RollingUpdatePolicy as the deployer runs it (None: all at once)."""
     policy = (deployment_config or {}).get("RollingUpdatePolicy")
@@ -92,6 +113,15 @@ def rolling_update(deployment_config: Mapping[str, Any] | None) -> RollingUpdate
         wait_s=float(policy.get("WaitIntervalInSeconds", 0)),
         timeout_s=float(policy.get("MaximumExecutionTimeoutInSeconds", 28_800)),
     )
+
+
+def config_variants(config: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], bool]]:
+    """(variant, is a shadow) of every variant a configuration runs: its ProductionVariants,
+    then its ShadowProductionVariants."""
+    return [
+        *((variant, False) for variant in config.get("ProductionVariants") or []),
+        *((variant, True) for variant in config.get("ShadowProductionVariants") or []),
+    ]
 
 
 def is_for_components(config: Mapping[str, Any]) -> bool:
@@ -148,9 +178,10 @@ def build_spec(
             ),
             revision=revision,
             for_components=True,
+            data_capture=data_capture(config),
         )
     variants = []
-    for variant in config["ProductionVariants"]:
+    for variant, shadow in config_variants(config):
         model_name, model = models[str(variant["ModelName"]).lower()]
         mode, containers = model_containers(model_name, model)
         variants.append(
@@ -173,6 +204,7 @@ def build_spec(
                 ),
                 execution_role_arn=model.get("ExecutionRoleArn"),
                 routing=routing_strategy(variant),
+                shadow=shadow,
             )
         )
     return EndpointSpec(
@@ -182,6 +214,7 @@ def build_spec(
         variants=tuple(variants),
         revision=revision,
         async_inference=async_inference(config),
+        data_capture=data_capture(config),
     )
 
 
@@ -222,6 +255,12 @@ def spec_from_json(data: Mapping[str, Any]) -> EndpointSpec:
         async_fields = _fields(AsyncInferenceSpec, raw_async)
         async_fields["include_response_in"] = tuple(async_fields.get("include_response_in", ()))
         fields["async_inference"] = AsyncInferenceSpec(**async_fields)
+    raw_capture = data.get("data_capture")
+    if raw_capture is not None:
+        capture = _fields(DataCaptureSpec, raw_capture)
+        for types in ("csv_content_types", "json_content_types"):
+            capture[types] = tuple(capture.get(types, ()))
+        fields["data_capture"] = DataCaptureSpec(**capture)
     return EndpointSpec(**fields)
 
 

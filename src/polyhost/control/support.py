@@ -280,7 +280,38 @@ SUPPORT: dict[str, OperationTable] = {
         "EndpointConfigName": honoured("the endpoint configuration's name"),
         "ProductionVariants": honoured("the variants an endpoint runs"),
         **_variant("ProductionVariants[]"),
-        "DataCaptureConfig": refused("data capture"),
+        "DataCaptureConfig": honoured(
+            "InvokeEndpoint's invocations are copied to S3 as JSON lines in SageMaker's capture "
+            "format, in batches off the invocation path (capture/, docs/data-capture.md)"
+        ),
+        "DataCaptureConfig.EnableCapture": honoured(
+            "false keeps the config but captures nothing (CaptureStatus Stopped)"
+        ),
+        "DataCaptureConfig.InitialSamplingPercentage": honoured(
+            "the share of invocations captured, drawn per invocation"
+        ),
+        "DataCaptureConfig.DestinationS3Uri": honoured(
+            "records go to <DestinationS3Uri>/<EndpointName>/<VariantName>/yyyy/mm/dd/hh/"
+            "<file>.jsonl, written as the variant's model role (an s3:// URL)"
+        ),
+        "DataCaptureConfig.KmsKeyId": echoed(
+            "records are written as the bucket's default encryption says: the server holds no "
+            "KMS key to encrypt them with"
+        ),
+        "DataCaptureConfig.CaptureOptions": honoured("what of each invocation is captured"),
+        "DataCaptureConfig.CaptureOptions[].CaptureMode": honoured(
+            "Input (the request: endpointInput), Output (the answer: endpointOutput), or "
+            "InputAndOutput"
+        ),
+        "DataCaptureConfig.CaptureContentTypeHeader": honoured(
+            "content types captured as text; any other is captured base64 (BASE64)"
+        ),
+        "DataCaptureConfig.CaptureContentTypeHeader.CsvContentTypes": honoured(
+            "captured as text with encoding CSV"
+        ),
+        "DataCaptureConfig.CaptureContentTypeHeader.JsonContentTypes": honoured(
+            "captured as text with encoding JSON"
+        ),
         **_TAGS,
         "KmsKeyId": echoed(
             "it encrypts the ML storage volume of each instance, and no such volume exists "
@@ -324,7 +355,11 @@ SUPPORT: dict[str, OperationTable] = {
             )
         ),
         "ExplainerConfig": refused("SageMaker Clarify online explainability"),
-        "ShadowProductionVariants": refused("shadow variants"),
+        "ShadowProductionVariants": honoured(
+            "a shadow variant runs beside the production one and gets a copy of each of its "
+            "requests, off the caller's path; its answers are dropped (router/shadow.py)"
+        ),
+        **_variant("ShadowProductionVariants[]"),
         "ExecutionRoleArn": honoured(
             "the role of inference components whose Specification has an inline Container "
             "(a component of a model gets the model's ExecutionRoleArn)"
@@ -484,11 +519,10 @@ or when this page is not what the tables say. Why and what to do instead:
   (the reason is given).
 - **refused**: a request that gives it answers a ValidationException (CloudWatch:
   InvalidParameterValue; CloudWatch Logs: InvalidParameterException) naming the member:
-  `polyhost does not support DataCaptureConfig (data capture) yet: remove it from
-  CreateEndpointConfig, or see docs/unsupported.md`; the table's "why" names the feature.
-  Values listed as honoured pass. Absent,
-  null, an empty list, an empty map and an empty structure mean what leaving the member out
-  means, and pass.
+  `polyhost does not support ExplainerConfig (SageMaker Clarify online explainability) yet:
+  remove it from CreateEndpointConfig, or see docs/unsupported.md`; the table's "why" names
+  the feature. Values listed as honoured pass. Absent, null, an empty list, an empty map and an
+  empty structure mean what leaving the member out means, and pass.
 
 A member under an echoed or refused one is covered by it and not listed. Paths: `[]` after a
 list, `{}` after a map. Members a client sends that botocore's model does not know are dropped

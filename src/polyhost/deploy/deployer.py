@@ -102,6 +102,7 @@ def _merged_route(old: RunningGroup, new: RunningGroup) -> EndpointRoute:
                 for replica in other.replicas
             ),
             random=variant.random,
+            shadow=variant.shadow,
         )
         for variant in first.variants
     )
@@ -136,6 +137,8 @@ def _resizable(serving: EndpointSpec, wanted: EndpointSpec) -> bool:
     )
 
 
+# Told which revision serves an endpoint now (None: the endpoint was removed).
+ServingWatcher = Callable[[str, EndpointSpec | None], None]
 _T = TypeVar("_T")
 
 # Longest wait at shutdown for model data workers to notice they were cancelled.
@@ -194,9 +197,23 @@ class EndpointDeployer:
         self._janitor_task: asyncio.Task[None] | None = None
         self._reports: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._serving_watchers: list[ServingWatcher] = []
 
     def bind_status_sink(self, sink: StatusSink) -> None:
         self._sink = sink
+
+    def watch_serving(self, watcher: ServingWatcher) -> None:
+        """Call `watcher(endpoint_name, spec)` on the loop whenever a revision starts serving
+        an endpoint (its route published), and with None when the endpoint is removed: what
+        follows the serving revision rather than the routes (data capture) stays in step."""
+        self._serving_watchers.append(watcher)
+
+    def _serving(self, endpoint_name: str, spec: EndpointSpec | None) -> None:
+        for watcher in self._serving_watchers:
+            try:
+                watcher(endpoint_name, spec)
+            except Exception:  # a watcher's bug must not stop a deploy half-way
+                log.exception("a watcher of %s's serving revision failed", endpoint_name)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -331,6 +348,7 @@ class EndpointDeployer:
         state.serving = group
         state.attempt = None
         group.on_change = lambda: self._instances_changed(state, group)
+        self._serving(name, spec)
         self._router.publish(group.serving_route() or group.route)
         self._supervise(group, group.containers)
         log.info(
@@ -468,6 +486,7 @@ class EndpointDeployer:
             state.serving = new
             state.attempt = None
             new.on_change = lambda: self._instances_changed(state, new)
+            self._serving(spec.endpoint_name, spec)
             self._router.publish(new.serving_route() or new.route)
             log.info("%s rolled to revision %d", spec.endpoint_name, spec.revision)
             await self._report(
@@ -640,6 +659,7 @@ class EndpointDeployer:
     def _remove(self, endpoint_name: str) -> None:
         state = self._endpoints.pop(endpoint_name, None)
         self._router.withdraw(endpoint_name)
+        self._serving(endpoint_name, None)
         if state is None:
             return
         asyncio.get_running_loop().create_task(self._stop_state(state))

@@ -147,6 +147,7 @@ class RunningGroup:
                     variant.mode,
                     kept or variant.replicas,
                     random=variant.random,
+                    shadow=variant.shadow,
                 )
             )
         return EndpointRoute(

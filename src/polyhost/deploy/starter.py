@@ -28,6 +28,7 @@ import asyncio
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from polyhost.backends.base import (
     Backend,
@@ -36,6 +37,7 @@ from polyhost.backends.base import (
     InstanceRequest,
     LaunchSpec,
     ModelDirMounted,
+    ModelsShipped,
     NetworkIsolator,
     PlacementError,
     ResourceLimits,
@@ -59,6 +61,8 @@ from polyhost.modeldata.node_fetch import NodeModelFetch, fetched_on_node
 from polyhost.modeldata.store import ArtifactError, ArtifactStore
 from polyhost.router.multi_model import (
     MULTI_MODEL_ENV,
+    FolderStager,
+    ModelStager,
     ModelStaging,
     MultiModelContainer,
     MultiModelLimits,
@@ -532,11 +536,14 @@ class GroupStarter:
         )
         network = container.launch.network
         settings = self._settings
-        staging = None
+        staging: ModelStager[Any] | None = None
         model_dir = container.launch.model_dir
         if isinstance(handle, ModelDirMounted) and model_dir is not None:
             # The container does not see the artifact store: its models go into its own folder.
-            staging = ModelStaging(model_dir, handle.container_model_dir)
+            staging = FolderStager(ModelStaging(model_dir, handle.container_model_dir))
+        elif isinstance(handle, ModelsShipped):
+            # It runs on a machine of its own: its models are shipped to its node.
+            staging = handle.model_staging()
         return MultiModelContainer(
             hostname=spec.hostname,
             prefix=spec.model_data_url,
@@ -580,6 +587,7 @@ class GroupStarter:
                     mode=variant.mode,
                     replicas=tuple(replicas),
                     random=variant.routing == "RANDOM",
+                    shadow=variant.shadow,
                 )
             )
         return EndpointRoute(

@@ -13,11 +13,13 @@ that no invocation is using (`DELETE /models/{name}`), one at a time, and asks a
 than `max_loaded` models. ModelCacheSetting Disabled unloads a model once no invocation uses it.
 A model the container no longer has (it restarted) answers 404 and is loaded again, once.
 
-A container that does not see the server's files (Docker: `ModelDirMounted`) gets each model
-put into its own model folder first (`ModelStaging`: the artifact store's extracted files
-hard-linked, copied where a link cannot be made), which it sees read-only at its own path; the
-load names that path, and the model's copy goes once it is unloaded. On the process backend the
-container reads the artifact store's folder itself.
+A container that does not see the server's files gets each model put where it sees it first,
+by a `ModelStager`: on Docker (`ModelDirMounted`) into its own model folder (`ModelStaging`: the
+artifact store's extracted files hard-linked, copied where a link cannot be made), which it
+sees read-only at its own path; on Ray (`ModelsShipped`) onto its node, by the instance's agent
+(`backends/ray/staging.py`). The load names the path the container sees, and the model's copy
+goes once it is unloaded or the container restarts. On the process backend the container
+reads the artifact store's folder itself.
 
 An invocation waits for its model's load at most `wait_s` (60 s by default): past that it gets a
 retryable 429 ModelNotReadyException while the load goes on, bounded itself by `load_timeout_s`.
@@ -37,7 +39,6 @@ says it is multi-model.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import functools
 import hashlib
@@ -48,15 +49,15 @@ import secrets
 import shutil
 import socket
 import stat
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote
 
+from polyhost.backends.base import ModelStagingFailed
 from polyhost.errors import (
     InvokeValidationError,
     ModelError,
@@ -108,7 +109,29 @@ class MultiModelLimits:
 @dataclass
 class _Model:
     inflight: int = 0
-    staged: Path | None = None  # its copy in the container's model folder (`ModelStaging`)
+    staged: object | None = None  # its copy where the container sees it (the stager's token)
+
+
+_Token = TypeVar("_Token")
+
+
+class ModelStager(Protocol[_Token]):
+    """Puts a model where a container that does not see the server's files finds it, and takes
+    it away again: Docker's mounted folder (`FolderStager`), a Ray node (the Ray handle's
+    `model_staging`). Awaited on the event loop: an implementation does its blocking work off it.
+
+    Each load gets a copy of its own (a unique name), so removing one never races a new load of
+    the same model; `_Token` is what names that copy for `remove`."""
+
+    async def stage(self, folder: Path, target: str) -> tuple[_Token, str]:
+        """Put the model extracted in `folder` (the artifact store's) where the container sees
+        it: (the token to remove it with, the model's folder as the container sees it). Raises
+        OSError or ModelStagingFailed, having removed what it made."""
+        ...
+
+    async def remove(self, token: _Token) -> None:
+        """Remove one staged model (nothing else). Raises OSError or ModelStagingFailed."""
+        ...
 
 
 # A link across file systems, or one the kernel's hard-link protection refuses: copy instead.
@@ -179,11 +202,30 @@ def _link_or_copy(origin: Path, target: Path) -> None:
         shutil.copymode(origin, target, follow_symlinks=False)
 
 
-def _remove_staged(staging: ModelStaging | None, paths: list[Path]) -> None:
-    if staging is not None:
-        for path in paths:
-            with contextlib.suppress(OSError, ValueError):
-                staging.remove(path)
+@dataclass(frozen=True)
+class FolderStager:
+    """`ModelStaging` as a `ModelStager`: its links, copies and removals on a thread, never on
+    the event loop (a large model's tree takes a while to link, longer to copy)."""
+
+    staging: ModelStaging
+
+    async def stage(self, folder: Path, target: str) -> tuple[Path, str]:
+        return await asyncio.to_thread(self.staging.stage, folder, target)
+
+    async def remove(self, token: Path) -> None:
+        await asyncio.to_thread(self.staging.remove, token)
+
+
+async def _remove_staged(staging: ModelStager[Any] | None, tokens: list[Any], owner: str) -> None:
+    """Remove staged models, each failure only logged: a copy left behind is its node's or
+    folder's to clear (a restart or stop of the container), not a reason to fail a call."""
+    if staging is None:
+        return
+    for token in tokens:
+        try:
+            await staging.remove(token)
+        except (OSError, ValueError, ModelStagingFailed) as error:
+            log.warning("could not remove a model of container %s: %s", owner, error)
 
 
 class LoadFailed(Exception):
@@ -207,9 +249,9 @@ class MultiModelContainer:
         limits: MultiModelLimits,
         address: tuple[str, int],
         connect: Connect | None = None,
-        staging: ModelStaging | None = None,
+        staging: ModelStager[Any] | None = None,
     ) -> None:
-        """`staging`: the container's own model folder, for a container that does not see the
+        """`staging`: where each model goes first, for a container that does not see the
         server's files (None: it reads the artifact store's folders where they are)."""
         self.hostname = hostname
         self.prefix = prefix
@@ -225,6 +267,7 @@ class MultiModelContainer:
         self.loaded: OrderedDict[str, _Model] = OrderedDict()
         self.pool: ContainerPool | None = None  # the route's pool, set on each invocation
         self._loads: dict[str, asyncio.Task[None]] = {}
+        self._removals: set[asyncio.Task[None]] = set()  # staged copies going, not awaited
         self.metrics = MultiModelCounters()
 
     @property
@@ -313,28 +356,29 @@ class MultiModelContainer:
             loading_s,
         )
 
-    async def _stage(self, folder: Path, target: str) -> tuple[Path | None, str]:
-        """(the model's copy in the container's folder, or None; the url the load names)."""
+    async def _stage(self, folder: Path, target: str) -> tuple[object | None, str]:
+        """(the stager's token of the model's copy, or None; the url the load names)."""
         staging = self.staging
         if staging is None:
             return None, str(folder)
-        work = asyncio.ensure_future(asyncio.to_thread(staging.stage, folder, target))
+        work = asyncio.ensure_future(staging.stage(folder, target))
         try:
             return await asyncio.shield(work)
-        except asyncio.CancelledError:  # the thread goes on: what it makes goes after it
+        except asyncio.CancelledError:  # the staging goes on: what it makes goes after it
             work.add_done_callback(self._discard_result)
             raise
-        except OSError as error:
+        except (OSError, ModelStagingFailed) as error:
             log.warning(
                 "could not put model %s into the folder of container %s: %s",
                 target,
                 self.hostname,
                 error,
             )
+            reason = (error.strerror or error) if isinstance(error, OSError) else error
             raise LoadFailed(
                 ModelError(
                     f"Could not put model {target} into the model folder of container "
-                    f"{self.hostname}: {error.strerror or error}."
+                    f"{self.hostname}: {str(reason).rstrip('.')}."
                 )
             ) from None
 
@@ -394,19 +438,18 @@ class MultiModelContainer:
         if staged:
             self._discard(staged)
 
-    def _discard_result(self, work: asyncio.Future[tuple[Path, str]]) -> None:
+    def _discard_result(self, work: asyncio.Future[tuple[Any, str]]) -> None:
         if not work.cancelled() and work.exception() is None:
             self._discard([work.result()[0]])
 
-    def _discard(self, staged: list[Path]) -> None:
-        """Remove models' copies on a thread of their own, not awaited: from the event loop, or
-        from a load that was cancelled (which must not await anything more)."""
-        threading.Thread(
-            target=_remove_staged,
-            args=(self.staging, staged),
-            name=f"unstage:{self.hostname}",
-            daemon=True,
-        ).start()
+    def _discard(self, staged: list[Any]) -> None:
+        """Remove models' copies in a task of their own, not awaited: from a callback on the
+        event loop, or from a load that was cancelled (which must not await anything more)."""
+        task = asyncio.get_running_loop().create_task(
+            _remove_staged(self.staging, staged, self.hostname), name=f"unstage:{self.hostname}"
+        )
+        self._removals.add(task)
+        task.add_done_callback(self._removals.discard)
 
     def _refused(self, answer: UpstreamResponse, target: str) -> ModelError:
         original = _message_of(answer.body)
@@ -443,7 +486,7 @@ class MultiModelContainer:
         status = await self._delete(f"/models/{quote(name, safe='')}")
         self.metrics.unloading.observe((time.perf_counter() - started) * 1e6)
         if model.staged is not None:  # its own folder: a new load of `name` has another
-            await asyncio.to_thread(_remove_staged, self.staging, [model.staged])
+            await _remove_staged(self.staging, [model.staged], self.hostname)
         if status not in (200, 404):
             log.warning(
                 "container %s of endpoint %s answered %s to unloading model %s",
@@ -527,9 +570,12 @@ class MultiModelContainer:
             finally:
                 model.inflight -= 1
             if answer.status == 404 and attempt == 0:
-                # The container lost it (it restarted): load it again, once.
-                self.loaded.pop(target, None)
+                # The container lost it (it restarted): load it again, once, into a copy of
+                # its own (the one it lost goes).
+                lost = self.loaded.pop(target, None)
                 metrics.loaded = len(self.loaded)
+                if lost is not None and lost.staged is not None:
+                    self._discard([lost.staged])
                 continue
             if not self.cache and model.inflight == 0:
                 await self.unload(target, endpoint)
@@ -571,7 +617,7 @@ def multi_model_container(
     MultiModel container (the one whose hop TargetModel reaches)."""
     variant = route.by_name.get(request.target_variant) if request.target_variant else None
     if request.target_variant is not None and variant is None:
-        names = ", ".join(v.name for v in route.variants)
+        names = ", ".join(v.name for v in route.production)
         raise InvokeValidationError(
             f"Variant {request.target_variant} not found for endpoint {route.name}: "
             f"TargetVariant must be one of [{names}]."

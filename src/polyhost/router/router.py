@@ -31,6 +31,7 @@ from polyhost.errors import (
 )
 from polyhost.naming import component_key, log_group, log_group_arn
 from polyhost.router.multi_model import call_model, invoke_multi_model, require_target
+from polyhost.router.shadow import ShadowMirror
 from polyhost.router.table import ContainerRoute, EndpointRoute, ReplicaRoute, VariantRoute
 from polyhost.router.upstream import (
     UpstreamConnectFailed,
@@ -103,6 +104,7 @@ class Router:
         self._max_interchange = settings.max_interchange_bytes
         self._routes: dict[str, EndpointRoute] = {}
         self._not_serving: dict[str, str] = {}
+        self.shadows = ShadowMirror(self)
 
     # -- table maintenance (deployer) -------------------------------------------------------
     def publish(self, route: EndpointRoute) -> None:
@@ -167,6 +169,20 @@ class Router:
             if route.coroutine_only:
                 return False
         variant = self._variant(route, request.target_variant)
+        if route.shadows:
+            self.shadows.mirror(route, request)
+        return self._begin_on(route, variant, request, done, token, started)
+
+    def _begin_on(
+        self,
+        route: EndpointRoute,
+        variant: VariantRoute,
+        request: InvokeRequest,
+        done: Done,
+        token: object,
+        started: float,
+    ) -> bool:
+        """`begin` on `variant`: sent at once on the fast lane, else in a task; True."""
         hostname = request.target_container
         replica = variant.pick_replica(hostname)
         if variant.mode == "Direct":
@@ -229,6 +245,8 @@ class Router:
                 f"Endpoint {endpoint_name} is not a multi-model endpoint: remove TargetModel."
             )
         variant = self._variant(route, request.target_variant)
+        if route.shadows:
+            self.shadows.mirror(route, request)
         replica = variant.pick_replica(request.target_container)
         return await self._invoke_on(route, variant, replica, request)
 
@@ -333,7 +351,7 @@ class Router:
             return route.pick_variant()
         variant = route.by_name.get(target)
         if variant is None:
-            names = ", ".join(v.name for v in route.variants)
+            names = ", ".join(v.name for v in route.production)
             raise InvokeValidationError(
                 f"Variant {target} not found for endpoint {route.name}: TargetVariant must be "
                 f"one of [{names}]."

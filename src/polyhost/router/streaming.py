@@ -277,6 +277,8 @@ class StreamRouter:
                 "call InvokeEndpoint with TargetModel."
             )
         variant = router._variant(route, request.target_variant)
+        if route.shadows:  # the shadow's copy is an InvokeEndpoint call, its answer dropped
+            router.shadows.mirror(route, request)
         replica = variant.pick_replica(request.target_container)
         try:
             await self._on_replica(route, variant, replica, request, consumer)

@@ -65,6 +65,9 @@ class VariantRoute:
     replicas: tuple[ReplicaRoute, ...]
     # RoutingConfig RANDOM: a replica at random among those that can serve.
     random: bool = False
+    # A shadow variant (ShadowProductionVariants): never picked for a request, it gets copies
+    # of the production variant's (`router/shadow.py`).
+    shadow: bool = False
     _next: int = 0
 
     def pick_replica(
@@ -114,7 +117,10 @@ class EndpointRoute:
     component_name: str | None = None
     # Invocations that found the component with no copy (NoCapacityInvocationFailures).
     no_capacity_failures: int = field(default=0, init=False)
+    # The variants a request may be routed to (TargetVariant, weights): all but the shadows.
     by_name: dict[str, VariantRoute] = field(init=False)
+    production: tuple[VariantRoute, ...] = field(init=False)
+    shadows: tuple[VariantRoute, ...] = field(init=False)
     _cumulative: list[float] = field(init=False)
     # Some container is a MultiModel one: invocations take `router.multi_model`'s way.
     multi_model: bool = field(init=False)
@@ -122,7 +128,9 @@ class EndpointRoute:
     coroutine_only: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.by_name = {v.name: v for v in self.variants}
+        self.production = tuple(v for v in self.variants if not v.shadow)
+        self.shadows = tuple(v for v in self.variants if v.shadow)
+        self.by_name = {v.name: v for v in self.production}
         self.multi_model = any(
             c.multi_model is not None
             for v in self.variants
@@ -132,16 +140,18 @@ class EndpointRoute:
         self.coroutine_only = self.multi_model or self.async_inference is not None
         total = 0.0
         self._cumulative = []
-        for variant in self.variants:
+        for variant in self.production:
             total += max(variant.weight, 0.0)
             self._cumulative.append(total)
 
     def pick_variant(self) -> VariantRoute:
-        """A variant at random in proportion to its weight (all weights 0: uniformly)."""
-        if len(self.variants) == 1:
-            return self.variants[0]
+        """A production variant at random in proportion to its weight (all weights 0:
+        uniformly)."""
+        variants = self.production
+        if len(variants) == 1:
+            return variants[0]
         total = self._cumulative[-1]
         if total <= 0:
-            return random.choice(self.variants)
+            return random.choice(variants)
         index = bisect.bisect_right(self._cumulative, random.random() * total)
-        return self.variants[min(index, len(self.variants) - 1)]
+        return variants[min(index, len(variants) - 1)]

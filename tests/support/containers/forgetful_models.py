@@ -1,11 +1,13 @@
 """A bring-your-own multi-model container that can be made to forget its models (for tests).
 
 It honours /ping and SageMaker's multi-model API: `POST /models {"model_name", "url"}` loads
-(counting the loads of each name), `DELETE /models/<name>` unloads, `POST
+(counting the loads of each name; 404 when `url` is no folder it sees, and it reads the
+model's `weights.bin` there when it has one), `DELETE /models/<name>` unloads, `POST
 /models/<name>/invoke` answers `{"model", "loads", "body", "pid"}` (the pid tells instances
-apart), or 404 for a model it does not hold. Bodies steer it: `forget` drops every model (as a
-restart the server did not see would), then answers; `fail` answers 400, a model's own refusal
-of its input; `sleep:<seconds>` answers after that long.
+apart), or 404 for a model it does not hold. Bodies steer it: `where` adds `url` (the folder
+its load named) and `weights` (what the model's `weights.bin` held, or null); `forget` drops
+every model (as a restart the server did not see would), then answers; `fail` answers 400, a
+model's own refusal of its input; `sleep:<seconds>` answers after that long.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from urllib.parse import unquote
 
 LOADED: set[str] = set()
 LOADS: dict[str, int] = {}
+URLS: dict[str, str] = {}
+WEIGHTS: dict[str, str | None] = {}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -56,7 +60,18 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self._body()
         if self.path == "/models":
-            name = str(json.loads(body)["model_name"])
+            request = json.loads(body)
+            name, url = str(request["model_name"]), str(request["url"])
+            if not os.path.isdir(url):
+                self._answer(404, {"message": f"no model folder at {url}"})
+                return
+            weights = os.path.join(url, "weights.bin")
+            if os.path.isfile(weights):
+                with open(weights, encoding="utf-8", errors="replace") as file:
+                    WEIGHTS[name] = file.read()
+            else:
+                WEIGHTS[name] = None
+            URLS[name] = url
             LOADED.add(name)
             LOADS[name] = LOADS.get(name, 0) + 1
             self._answer(200, {"status": f"loaded {name}"})
@@ -75,7 +90,14 @@ class Handler(BaseHTTPRequestHandler):
             LOADED.clear()
         if body.startswith(b"sleep:"):
             time.sleep(min(float(body[6:]), 30.0))
-        answer = {"model": name, "loads": LOADS[name], "body": body.decode(), "pid": os.getpid()}
+        answer: dict[str, object] = {
+            "model": name,
+            "loads": LOADS[name],
+            "body": body.decode(),
+            "pid": os.getpid(),
+        }
+        if body == b"where":
+            answer.update(url=URLS.get(name), weights=WEIGHTS.get(name))
         self._answer(200, answer)
 
 

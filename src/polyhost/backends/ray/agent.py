@@ -12,6 +12,9 @@ What it does on its node:
 - unpacks the model data the server shipped (`models`), once per node by content hash, or
   fetches `s3://`/`https://` model data itself (`LaunchSpec.model_fetch`: the server's artifact
   code and limits, with the node's own credentials), into the node's artifact cache;
+- for a multi-model container, unpacks each model the server ships it into a folder of its own
+  in the container's model folder (`stage_model`), and removes it on unload (`unstage_model`),
+  when the container starts again and when it stops: the node keeps only loaded models;
 - reports, when polled, each container's exit code, whether it listens on its port, its CPU and
   memory, and the next slice of its log (`logs`).
 
@@ -87,6 +90,8 @@ class _Entry:
     fingerprint: str
     log_path: Path
     listens: bool | None = None
+    # A multi-model container's own model folder, where its models are staged (None: any other).
+    models_dir: Path | None = None
 
 
 class InstanceAgent:
@@ -103,6 +108,8 @@ class InstanceAgent:
         self._backend = ProcessBackend(self._settings, images)
         self._entries: dict[str, _Entry] = {}
         self._shipped: dict[str, int] = {}
+        self._staging: set[str] = set()  # models' folders being unpacked (`stage_model`)
+        self._withdrawn: set[str] = set()  # of those, the ones the server gave up on
         self._ports: set[int] = set()
         self._reaped = False
         self._lock = asyncio.Lock()
@@ -130,6 +137,9 @@ class InstanceAgent:
             self._reaped = True
         folder = self._dir / container_id
         model_dir = await self._model_dir(launch, folder)
+        models_dir = model_dir if _stages_models(launch) else None
+        if models_dir is not None:  # it starts with no model: what a previous run staged goes
+            await asyncio.to_thread(ray_models.clear_staged, models_dir)
         port = self._port_block()
         log_path = folder / "container.log"
         if container_id not in self._shipped:  # ship only what this run writes
@@ -150,7 +160,9 @@ class InstanceAgent:
             self._ports.discard(port)
             raise
         assert isinstance(started, ProcessContainer)
-        self._entries[container_id] = _Entry(started, launch.fingerprint, log_path)
+        self._entries[container_id] = _Entry(
+            started, launch.fingerprint, log_path, None, models_dir
+        )
         return Started(started.host, started.port, started.pid, started.limits_applied, False)
 
     async def _model_dir(self, launch: AgentLaunch, folder: Path) -> Path:
@@ -212,18 +224,84 @@ class InstanceAgent:
         return data
 
     async def stop(self, container_id: str, grace_s: float) -> bytes:
-        """Stop one container; returns the rest of its log (bounded)."""
+        """Stop one container (its staged models go with it); returns the rest of its log
+        (bounded)."""
         entry = self._entries.get(container_id)
         if entry is None:
             return b""
         await entry.handle.stop(grace_s)
         self._forget(container_id)
+        if entry.models_dir is not None:
+            await asyncio.to_thread(ray_models.clear_staged, entry.models_dir)
         return self._ship(container_id, entry.log_path, FINAL_LOG_MAX_BYTES)
+
+    async def stage_model(self, container_id: str, name: str, digest: str, model: list[Any]) -> str:
+        """Unpack one model the server shipped (`model`: `[ObjectRef]` of `ray_models.pack`'s
+        tar) into the folder `name` (`ray_models.staged_name`) of the running multi-model
+        container's model folder; the model's path, which its `POST /models` names.
+
+        A container stopped or started again meanwhile had its model folder emptied, and a
+        stage the server withdrew (`unstage_model` while it ran) is not wanted: either way the
+        model unpacked goes too, and the call fails."""
+        entry = self._stageable(container_id)
+        assert entry.models_dir is not None
+        self._staging.add(name)
+        try:
+            data: bytes = await model[0]
+            path = await asyncio.to_thread(
+                ray_models.unpack_staged, entry.models_dir, name, digest, data
+            )
+            del data
+            withdrawn = name in self._withdrawn
+            gone = (
+                self._entries.get(container_id) is not entry or entry.handle.exit_code() is not None
+            )
+            if withdrawn or gone:
+                await asyncio.to_thread(ray_models.remove_staged, entry.models_dir, name)
+                raise RuntimeError(
+                    f"model folder {name} was withdrawn while it was being unpacked"
+                    if withdrawn
+                    else f"container {container_id} stopped while its model was being unpacked"
+                )
+            return str(path)
+        finally:
+            self._staging.discard(name)
+            self._withdrawn.discard(name)
+
+    async def unstage_model(self, container_id: str, name: str) -> None:
+        """Remove one model `stage_model` unpacked, or withdraw one it is unpacking (one
+        already gone, with its container's stop or restart, is no error)."""
+        if name in self._staging:
+            self._withdrawn.add(name)
+        entry = self._entries.get(container_id)
+        models_dir = entry.models_dir if entry is not None else None
+        if models_dir is None:
+            models_dir = self._dir / container_id / "model"  # stopped: emptied already
+        await asyncio.to_thread(ray_models.remove_staged, models_dir, name)
+
+    def _stageable(self, container_id: str) -> _Entry:
+        entry = self._entries.get(container_id)
+        if entry is None or entry.handle.exit_code() is not None:
+            raise RuntimeError(f"container {container_id} is not running on {self._ip}")
+        if entry.models_dir is None:
+            raise RuntimeError(f"container {container_id} on {self._ip} is not a multi-model one")
+        return entry
 
     async def stop_all(self, grace_s: float) -> list[str]:
         ids = list(self._entries)
         await asyncio.gather(*(self.stop(i, grace_s) for i in ids), return_exceptions=True)
         return ids
+
+
+def _stages_models(launch: AgentLaunch) -> bool:
+    """Whether the container gets its models staged by this agent: a multi-model one, whose
+    model folder is its own (no model data of its own: its models come one by one)."""
+    spec = launch.spec
+    return (
+        ray_models.serves_many_models(spec.environment)
+        and launch.model_digest is None
+        and spec.model_fetch is None
+    )
 
 
 def _log_end(path: Path) -> int:

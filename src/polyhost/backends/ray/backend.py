@@ -136,6 +136,15 @@ class RayBackend(RegistryImages):
     def namespace(self) -> str:
         return self._namespace
 
+    @property
+    def max_model_bytes(self) -> int:
+        """The most model data shipped to a node at once (`--model-max-bytes`)."""
+        return self._settings.max_model_bytes
+
+    def placed(self, key: str) -> PlacedInstance | None:
+        """The instance `key` names as it is placed now (None when it is not)."""
+        return self._instances.get(key)
+
     # -- placement --------------------------------------------------------------------------------
     def _lock(self, key: str) -> asyncio.Lock:
         lock = self._locks.get(key)

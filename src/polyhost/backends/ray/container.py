@@ -4,7 +4,8 @@
 its node, and whether it was lost. `RayContainer` is the deployer's handle of one container of
 it: the node's address and the port the agent chose, and the exit code, CPU and memory the
 backend's poller last heard from the agent (`observe`), which also writes the log slices it
-ships into the container's log file on the server.
+ships into the container's log file on the server. A multi-model container's models reach its
+node through the handle's `model_staging` (`staging`).
 """
 
 from __future__ import annotations
@@ -17,14 +18,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from polyhost.backends.base import ContainerStats, InstanceRequest, LaunchSpec, NodePlaced
+from polyhost.backends.base import (
+    ContainerStats,
+    InstanceRequest,
+    LaunchSpec,
+    ModelsShipped,
+    NodePlaced,
+)
 from polyhost.backends.ray.agent import ContainerState, Started
+from polyhost.backends.ray.staging import RayModelStaging
 from polyhost.logs.files import RotatingLog
 
 log = logging.getLogger("polyhost.backends.ray")
 
 
-class ContainerStopper(Protocol):
+class ContainerHost(Protocol):
+    """The Ray backend, as its handles see it."""
+
+    @property
+    def max_model_bytes(self) -> int: ...
+
+    def placed(self, key: str) -> PlacedInstance | None: ...
+
     async def stop_container(
         self, instance: PlacedInstance, container: RayContainer, grace_s: float
     ) -> None: ...
@@ -51,13 +66,14 @@ class PlacedInstance:
         return f"{self.request.key}/g{self.generation}"
 
 
-class RayContainer(NodePlaced):
+class RayContainer(NodePlaced, ModelsShipped):
     """A container run by an instance's agent on a Ray node, as the deployer sees it: a
-    `NodePlaced` handle (declared, so the type checker holds it to that protocol)."""
+    `NodePlaced` and `ModelsShipped` handle (declared, so the type checker holds it to those
+    protocols)."""
 
     def __init__(
         self,
-        backend: ContainerStopper,
+        backend: ContainerHost,
         instance: PlacedInstance,
         spec: LaunchSpec,
         started: Started,
@@ -112,6 +128,16 @@ class RayContainer(NodePlaced):
     @property
     def limits_applied(self) -> str:
         return self._started.limits_applied
+
+    def model_staging(self) -> RayModelStaging:
+        """Where a multi-model container's models go: its node, through its instance's agent
+        (whichever agent and node the instance has at each call)."""
+        return RayModelStaging(
+            self._backend,
+            self._instance.request.key,
+            self.container_id,
+            self._backend.max_model_bytes,
+        )
 
     def lost(self) -> str | None:
         """Why its instance is gone (its node or agent lost), set by the backend's poller."""

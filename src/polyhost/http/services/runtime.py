@@ -9,6 +9,11 @@ ASGI. The server's own HTTP protocol calls `begin()`, the same adapter without a
 answers at once what it can refuse at once, and otherwise hands the request to the router's fast
 lane (`Router.begin`), whose callback writes the answer; only what that lane declines runs as a
 task. Every request of the hot path so costs no task, future or coroutine of its own.
+
+Data capture (`capture/`) is hooked here, where the request and its answer both are: with no
+endpoint capturing, it costs one attribute check per invocation; for one that captures, a draw
+(InitialSamplingPercentage) and, when sampled, the answer's callback queues a copy for the
+writer after the answer is handed back (docs/data-capture.md).
 """
 
 from __future__ import annotations
@@ -20,13 +25,15 @@ from typing import cast
 
 from polyhost.auth.gate import SAGEMAKER, Gate
 from polyhost.auth.principals import Principal
+from polyhost.capture.config import CaptureTarget
+from polyhost.capture.service import DataCapture
 from polyhost.errors import InvokeValidationError, ServiceError
 from polyhost.http.access import loggable
 from polyhost.http.errors import internal_failure, rest_json_error
 from polyhost.http.io import BodyTooLarge, read_body, send_response
 from polyhost.http.request_ids import next_request_id
 from polyhost.http.types import Receive, Scope, Send
-from polyhost.router.router import InvokeRequest, InvokeResult, Router
+from polyhost.router.router import Done, InvokeRequest, InvokeResult, Router
 from polyhost.settings import MiB
 
 log = logging.getLogger("polyhost.runtime")
@@ -79,10 +86,17 @@ def error_answer(error: ServiceError, request_id: bytes) -> tuple[int, Headers, 
 
 
 class RuntimeAdapter:
-    def __init__(self, router: Router, max_body_bytes: int, gate: Gate | None = None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        max_body_bytes: int,
+        gate: Gate | None = None,
+        capture: DataCapture | None = None,
+    ) -> None:
         self._router = router
         self.max_body_bytes = max_body_bytes
         self._gate = gate
+        self._capture = capture
 
     async def answer(
         self,
@@ -108,6 +122,11 @@ class RuntimeAdapter:
         except Exception:
             log.exception("internal error invoking %s", loggable(endpoint_name))
             return self._error(internal_failure(), request_id)
+        capture = self._capture
+        if capture is not None and capture.targets:
+            target = capture.targets.get(endpoint_name)
+            if target is not None and target.sampler.sampled():
+                self._offer(target, request, result)
         out = [
             (b"content-type", result.content_type),
             (b"x-amzn-invoked-production-variant", result.variant.encode()),
@@ -195,33 +214,59 @@ class RuntimeAdapter:
         request_id = next_request_id()
         try:
             request = self._prepare(endpoint_name, headers, body, url, peer)
-            if self._router.begin(endpoint_name, request, self._done, (reply, request_id)):
+            done: Done = self._done
+            token: object = (reply, request_id)
+            capture = self._capture
+            if capture is not None and capture.targets:
+                target = capture.targets.get(endpoint_name)
+                if target is not None and target.sampler.sampled():
+                    done, token = self._done_captured, (reply, request_id, request, target)
+            if self._router.begin(endpoint_name, request, done, token):
                 return None
         except ServiceError as error:
             return self._error(error, request_id)
         except Exception:
             log.exception("internal error invoking %s", loggable(endpoint_name))
             return self._error(internal_failure(), request_id)
-        asyncio.get_running_loop().create_task(
-            self._invoke(endpoint_name, request, request_id, reply)
-        )
+        asyncio.get_running_loop().create_task(self._invoke(endpoint_name, request, done, token))
         return None
 
     async def _invoke(
-        self, endpoint_name: str, request: InvokeRequest, request_id: bytes, reply: Reply
+        self, endpoint_name: str, request: InvokeRequest, done: Done, token: object
     ) -> None:
         """What the router's fast lane declined (a first connection, a pipeline, a remote
-        container's pool): the coroutine path, answered through `reply` all the same."""
+        container's pool): the coroutine path, answered through `done` all the same."""
         try:
             result = await self._router.invoke(endpoint_name, request)
         except ServiceError as error:
-            self._done((reply, request_id), None, error)
+            done(token, None, error)
             return
         except Exception:
             log.exception("internal error invoking %s", loggable(endpoint_name))
-            self._done((reply, request_id), None, internal_failure())
+            done(token, None, internal_failure())
             return
-        self._done((reply, request_id), result, None)
+        done(token, result, None)
+
+    def _done_captured(
+        self, token: object, result: InvokeResult | None, error: ServiceError | None
+    ) -> None:
+        """`_done` for a sampled invocation of an endpoint that captures: the answer goes
+        back first, then a copy is queued for the writer."""
+        reply, request_id, request, target = cast(
+            tuple[Reply, bytes, InvokeRequest, CaptureTarget], token
+        )
+        self._done((reply, request_id), result, error)
+        if result is not None:
+            self._offer(target, request, result)
+
+    def _offer(self, target: CaptureTarget, request: InvokeRequest, result: InvokeResult) -> None:
+        """Queue a capture; whatever goes wrong there, the invocation was answered."""
+        capture = self._capture
+        assert capture is not None
+        try:
+            capture.offer(target, request, result)
+        except Exception:
+            log.exception("data capture of %s failed", loggable(target.endpoint))
 
     def _done(self, token: object, result: InvokeResult | None, error: ServiceError | None) -> None:
         reply, request_id = cast(tuple[Reply, bytes], token)
