@@ -42,6 +42,7 @@ SCENARIOS: list[tuple[int, str, str]] = [
     (19, "components", "bench.scenarios.components"),
     (20, "autoscaling", "bench.scenarios.autoscaling"),
     (21, "data-capture", "bench.scenarios.data_capture"),
+    (23, "shadow", "bench.scenarios.shadow"),
 ]
 # "findings" is written by hand after a run and kept in place by later runs.
 ORDER = ["machine", *(key for _, key, _ in SCENARIOS), "findings"]
