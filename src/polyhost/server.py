@@ -162,6 +162,10 @@ class PolyhostServer:
                 interval_s=settings.alarm_evaluation_interval_s,
                 time_scale=settings.autoscaling_time_scale,
             )
+            # Deployment guardrails: UpdateEndpoint checks its rollback alarms exist, and the
+            # deployer watches them during the deployment.
+            self.control.bind_alarms(self.alarms.alarm_state)
+            self.deployer.bind_alarms(self.alarms.alarm_state)
             cloudwatch = CloudWatchRoute(CloudWatchApi(self.history, alarms=self.alarms))
             routes[CLOUDWATCH_ROUTE_PREFIX] = cloudwatch  # rpc-v2-cbor: /service/.../operation/Op
             targets[CLOUDWATCH_TARGET] = untargeted = _named("CloudWatch", cloudwatch)

@@ -426,3 +426,70 @@ def test_a_failing_deployer_does_not_undo_the_commit(tmp_path: Path, images: Ima
         assert cp.desired_endpoints() == []
     finally:
         cp.close()
+
+
+# -- deployment guardrails ----------------------------------------------------------------------
+
+CANARY = {
+    "BlueGreenUpdatePolicy": {
+        "TrafficRoutingConfiguration": {
+            "Type": "CANARY",
+            "WaitIntervalInSeconds": 5,
+            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50},
+        },
+        "TerminationWaitInSeconds": 2,
+    }
+}
+
+
+def test_a_canary_update_is_planned_and_can_roll_back(plane: Plane, running: EndpointSpec) -> None:
+    plane.config("c3", "m1", InitialInstanceCount=4)
+    plane("UpdateEndpoint", EndpointName="ep", EndpointConfigName="c3", DeploymentConfig=CANARY)
+    new = plane.deployer.applied[-1]
+    assert new.guardrails is not None
+    assert (new.guardrails.traffic, new.guardrails.steps, new.guardrails.variants) == (
+        "CANARY",
+        ((2,),),
+        ("v0",),
+    )
+    assert (new.guardrails.wait_s, new.guardrails.termination_wait_s) == (5.0, 2.0)
+    assert plane.describe("ep")["LastDeploymentConfig"] == CANARY
+    plane.report(new, "RollingBack", failure_reason="alarm errors in ALARM")
+    described = plane.describe("ep")
+    assert (described["EndpointStatus"], described["FailureReason"]) == (
+        "RollingBack",
+        "alarm errors in ALARM",
+    )
+    with pytest.raises(ValidationException, match="in-progress"):
+        plane("UpdateEndpoint", EndpointName="ep", EndpointConfigName="c1")
+    # A restart now would start the old revision again, not the update being undone.
+    assert plane.cp.desired_endpoints() == [running]
+    plane.report(
+        new,
+        "InService",
+        failure_reason="Update to endpoint config c3 failed: rolled back",
+        serving_config_name="c1",
+        variants=_variants(running),
+    )
+    described = plane.describe("ep")
+    assert (described["EndpointStatus"], described["EndpointConfigName"]) == ("InService", "c1")
+    assert described["FailureReason"] == "Update to endpoint config c3 failed: rolled back"
+    # RetainDeploymentConfig: the last DeploymentConfig applies again.
+    plane("UpdateEndpoint", EndpointName="ep", EndpointConfigName="c3", RetainDeploymentConfig=True)
+    assert plane.deployer.applied[-1].guardrails == new.guardrails
+
+
+def test_a_rollback_interrupted_by_a_restart_ends_when_the_old_revision_serves(
+    plane: Plane, running: EndpointSpec
+) -> None:
+    plane.config("c3", "m1", InitialInstanceCount=2)
+    plane("UpdateEndpoint", EndpointName="ep", EndpointConfigName="c3", DeploymentConfig=CANARY)
+    new = plane.deployer.applied[-1]
+    plane.report(new, "RollingBack", failure_reason="alarm errors in ALARM")
+    [again] = plane.cp.desired_endpoints()
+    assert again == running
+    plane.report(running, "InService", serving_config_name="c1", variants=_variants(running))
+    described = plane.describe("ep")
+    assert (described["EndpointStatus"], described["EndpointConfigName"]) == ("InService", "c1")
+    assert described["FailureReason"] == "alarm errors in ALARM"
+    assert "PendingDeploymentSummary" not in described

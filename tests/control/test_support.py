@@ -410,7 +410,9 @@ def test_create_model_refuses_a_model_data_source_and_unkept_isolation(sagemaker
     assert sagemaker.describe_model(ModelName=name)["EnableNetworkIsolation"] is False
 
 
-def test_update_endpoint_refuses_a_deployment_config(sagemaker: Any) -> None:
+def test_deployment_config_refusals(sagemaker: Any) -> None:
+    """UpdateEndpoint honours a BlueGreenUpdatePolicy (tests/deploy/test_guardrails.py); a
+    RollingUpdatePolicy, and any DeploymentConfig at CreateEndpoint, are refused."""
     model = make_model(sagemaker)
     config = unique("config")
     sagemaker.create_endpoint_config(
@@ -428,19 +430,29 @@ def test_update_endpoint_refuses_a_deployment_config(sagemaker: Any) -> None:
         },
         "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "errors"}]},
     }
-    for call in ("update_endpoint", "create_endpoint"):
-        with pytest.raises(ClientError) as raised:
-            getattr(sagemaker, call)(
-                EndpointName=endpoint if call == "update_endpoint" else unique("ep"),
-                EndpointConfigName=config,
-                DeploymentConfig=canary,
-            )
-        operation = "UpdateEndpoint" if call == "update_endpoint" else "CreateEndpoint"
-        assert _refusal(raised) == (
-            "polyhost does not support DeploymentConfig (deployment guardrails: canary, linear "
-            f"and rolling updates, auto-rollback) yet: remove it from {operation}, or see "
-            "docs/unsupported.md"
+    with pytest.raises(ClientError) as raised:
+        sagemaker.create_endpoint(
+            EndpointName=unique("ep"), EndpointConfigName=config, DeploymentConfig=canary
         )
+    assert _refusal(raised) == (
+        "polyhost does not support DeploymentConfig (deployment guardrails at creation: give the "
+        "DeploymentConfig to UpdateEndpoint, where they are honoured) yet: remove it from "
+        "CreateEndpoint, or see docs/unsupported.md"
+    )
+    rolling = {
+        "RollingUpdatePolicy": {
+            "MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+            "WaitIntervalInSeconds": 0,
+        }
+    }
+    with pytest.raises(ClientError) as raised:
+        sagemaker.update_endpoint(
+            EndpointName=endpoint, EndpointConfigName=config, DeploymentConfig=rolling
+        )
+    assert _refusal(raised).startswith(
+        "polyhost does not support DeploymentConfig.RollingUpdatePolicy (rolling updates of an "
+        "endpoint's instances"
+    )
     with pytest.raises(ClientError) as raised:
         sagemaker.update_endpoint(
             EndpointName=endpoint, EndpointConfigName=config, RetainAllVariantProperties=True

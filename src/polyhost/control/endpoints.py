@@ -7,6 +7,12 @@ The endpoint keeps the spec it runs (`spec`) and, during an update, the spec it 
     Creating --InService--> InService --UpdateEndpoint--> Updating --InService--> InService (new)
         \\--Failed--> Failed                                 \\--failure--> InService (old config,
                                                                             FailureReason set)
+                                                            \\--RollingBack--> InService (old
+                                                                    config, FailureReason set)
+
+A deployment with guardrails (a BlueGreenUpdatePolicy) that an alarm or its time bound undoes
+reports RollingBack, then InService on the old config with the reason. A server restarted while
+RollingBack starts the old revision again (not the update), and its InService ends the rollback.
 
 A failed update falls back to InService only while the old revision still serves: after a
 restart in the middle of an update only the new revision is started again, so its failure
@@ -131,6 +137,8 @@ def begin_update(
 
 def desired_spec(status: str, state: EndpointState) -> EndpointSpec | None:
     """What should run for this endpoint after a server start (None: nothing)."""
+    if status == "RollingBack":
+        return state.spec  # the update was being undone: the old revision runs again
     if state.pending is not None:
         return state.pending
     if status == "Failed":
@@ -176,9 +184,24 @@ def apply_report(
                 failure_reason=reason or "The update failed and nothing serves the endpoint.",
                 variants=variants,
             )
+        if report.status == "RollingBack":
+            # Deployment guardrails: an alarm or the time bound undoes the update.
+            return "RollingBack", replace(
+                state, failure_reason=reason or state.failure_reason, reported_at=now
+            )
         return status, replace(state, reported_at=now)  # progress of the update
     if report.revision != state.spec.revision:
         return None
+    if pending is not None and status == "RollingBack" and report.status == "InService":
+        # A rollback the server restarted in the middle of: the old revision serves again.
+        return "InService", replace(
+            state,
+            pending=None,
+            pending_since=None,
+            in_place=False,
+            variants=variants or state.variants,
+            reported_at=now,
+        )
     if pending is not None:
         # The revision still serving changed while an update is under way.
         return status, replace(state, variants=variants or state.variants, reported_at=now)

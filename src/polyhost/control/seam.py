@@ -9,6 +9,7 @@ other is built: the control plane never starts a process, and the deployer never
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -93,6 +94,31 @@ class RollingUpdate:
 
 
 @dataclass(frozen=True)
+class BlueGreenUpdate:
+    """UpdateEndpoint's DeploymentConfig.BlueGreenUpdatePolicy (docs/deployment-guardrails.md):
+    the new fleet starts beside the old one; `steps` are, per step and per variant (in the
+    order of `variants`), how many of the new fleet's instances are routed to beside the old
+    fleet, each step baked `wait_s` (CANARY: one step; LINEAR: one per LinearStepSize;
+    ALL_AT_ONCE: none, the bake follows the whole shift). Then all traffic moves to the new
+    fleet, the old one is kept `termination_wait_s`, then drained and stopped. An alarm of
+    `alarms` in ALARM meanwhile, or `timeout_s` passed, rolls it back to the old fleet."""
+
+    traffic: Literal["ALL_AT_ONCE", "CANARY", "LINEAR"]
+    wait_s: float
+    steps: tuple[tuple[int, ...], ...] = ()
+    variants: tuple[str, ...] = ()
+    termination_wait_s: float = 0.0
+    timeout_s: float | None = None
+    alarms: tuple[str, ...] = ()
+
+
+# The state of a CloudWatch alarm by name (ALARM, OK, INSUFFICIENT_DATA), None when there is
+# no such alarm: how the control plane checks AutoRollbackConfiguration's alarms and the
+# deployer watches them (the server hands both the alarm service's reader).
+AlarmReader = Callable[[str], str | None]
+
+
+@dataclass(frozen=True)
 class ComponentRef:
     """What an inference component's deployment belongs to: its deployment runs under a key of
     its own (`component_key`), and its metrics and logs are named for the endpoint."""
@@ -156,6 +182,9 @@ class EndpointSpec:
     # place. UpdateEndpoint never sets it: its revision replaces every container (a restart
     # is what some callers want of it, fresh credentials for one).
     in_place: bool = False
+    # UpdateEndpoint's BlueGreenUpdatePolicy: how this revision's fleet replaces the serving
+    # one (None: all at once, once it is healthy, as without a DeploymentConfig).
+    guardrails: BlueGreenUpdate | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from polyhost.control.components import InferenceComponents
@@ -27,6 +28,7 @@ from polyhost.control.endpoints import (
     desired_spec,
     with_weights_and_capacities,
 )
+from polyhost.control.guardrails import blue_green_update
 from polyhost.control.image_catalog import ImageCatalog
 from polyhost.control.instance_types import InstanceTypes
 from polyhost.control.listing import (
@@ -39,6 +41,7 @@ from polyhost.control.operations import HANDLERS, operation
 from polyhost.control.rules import RULES, RuleContext
 from polyhost.control.schema import Schema, load_schema, project
 from polyhost.control.seam import (
+    AlarmReader,
     ContainerSpec,
     Deployer,
     EndpointSpec,
@@ -120,6 +123,12 @@ class ControlPlane:
         self.components = InferenceComponents(self)
         # Endpoints whose update was restarted cold (after a server start): nothing old serves.
         self._cold: set[str] = set()
+        # CloudWatch alarms' states, for AutoRollbackConfiguration (`bind_alarms`).
+        self._alarm_state: AlarmReader | None = None
+
+    def bind_alarms(self, reader: AlarmReader) -> None:
+        """How UpdateEndpoint checks that the alarms a DeploymentConfig names exist."""
+        self._alarm_state = reader
 
     # -- the entry points ---------------------------------------------------------------------
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -472,13 +481,25 @@ class ControlPlane:
                     )
                 revision = self._store.next_value("revision")
                 spec = self._resolve(endpoint.name, params["EndpointConfigName"], revision)
+                current = EndpointState.from_doc(endpoint.doc)
+                deployment = params.get("DeploymentConfig")
+                if not deployment and params.get("RetainDeploymentConfig") is True:
+                    deployment = current.deployment_config
+                guardrails = blue_green_update(
+                    deployment,
+                    new=spec,
+                    serving=current.spec,
+                    alarm_state=self._alarm_state,
+                )
+                if guardrails is not None:
+                    spec = replace(spec, guardrails=guardrails)
                 now = time.time()
                 state = begin_update(
-                    EndpointState.from_doc(endpoint.doc),
+                    current,
                     spec,
                     now=now,
                     status=status,
-                    deployment_config=params.get("DeploymentConfig"),
+                    deployment_config=deployment,
                 )
                 self._store.update(
                     self._replace(endpoint, status="Updating", modified=now, doc=state.to_doc())

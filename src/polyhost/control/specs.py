@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 from polyhost.control.rules import positional_hostname
 from polyhost.control.seam import (
     AsyncInferenceSpec,
+    BlueGreenUpdate,
     ComponentRef,
     ContainerSpec,
     DataCaptureSpec,
@@ -250,6 +251,13 @@ def spec_from_json(data: Mapping[str, Any]) -> EndpointSpec:
     raw_rolling = data.get("rolling")
     if raw_rolling is not None:
         fields["rolling"] = RollingUpdate(**_fields(RollingUpdate, raw_rolling))
+    raw_guardrails = data.get("guardrails")
+    if raw_guardrails is not None:
+        guard = _fields(BlueGreenUpdate, raw_guardrails)
+        guard["steps"] = tuple(tuple(step) for step in guard.get("steps", ()))
+        guard["variants"] = tuple(guard.get("variants", ()))
+        guard["alarms"] = tuple(guard.get("alarms", ()))
+        fields["guardrails"] = BlueGreenUpdate(**guard)
     raw_async = data.get("async_inference")
     if raw_async is not None:
         async_fields = _fields(AsyncInferenceSpec, raw_async)

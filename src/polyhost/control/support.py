@@ -181,11 +181,67 @@ def _variant(path: str) -> dict[str, Support]:
     }
 
 
-# An update here starts the new fleet beside the old, moves all traffic to it once it is
-# healthy and drains the old: none of the policies a DeploymentConfig chooses.
-_DEPLOYMENT_CONFIG = refused(
-    "deployment guardrails: canary, linear and rolling updates, auto-rollback"
+# CreateEndpoint has no fleet to replace: its DeploymentConfig would only be kept for later
+# updates, which take their own (or RetainDeploymentConfig: the last one given).
+_CREATE_DEPLOYMENT_CONFIG = refused(
+    "deployment guardrails at creation: give the DeploymentConfig to UpdateEndpoint, where "
+    "they are honoured"
 )
+
+# UpdateEndpoint's deployment guardrails (`control.guardrails` checks and plans them,
+# `deploy.deployer._blue_green` runs them; docs/deployment-guardrails.md).
+_BLUE_GREEN = "DeploymentConfig.BlueGreenUpdatePolicy"
+_ROUTING = f"{_BLUE_GREEN}.TrafficRoutingConfiguration"
+
+
+def _capacity_size(path: str, what: str) -> dict[str, Support]:
+    return {
+        path: honoured(what),
+        f"{path}.Type": honoured(
+            "INSTANCE_COUNT (instances of each variant's new fleet) or CAPACITY_PERCENT (of them, "
+            "rounded down)"
+        ),
+        f"{path}.Value": honoured("the size, checked against each variant's new fleet"),
+    }
+
+
+_UPDATE_DEPLOYMENT_CONFIG: dict[str, Support] = {
+    "DeploymentConfig": honoured("how the new fleet replaces the serving one"),
+    _BLUE_GREEN: honoured(
+        "the new fleet starts beside the old one, takes its share of traffic, then all of it"
+    ),
+    _ROUTING: honoured("how traffic shifts to the new fleet"),
+    f"{_ROUTING}.Type": honoured(
+        "ALL_AT_ONCE, CANARY (a share, baked, then the rest) or LINEAR (in steps, each baked)"
+    ),
+    f"{_ROUTING}.WaitIntervalInSeconds": honoured(
+        "the bake after each step (after the whole shift for ALL_AT_ONCE), alarms watched"
+    ),
+    **_capacity_size(
+        f"{_ROUTING}.CanarySize",
+        "the new fleet's instances that take traffic beside the old fleet first (at most half)",
+    ),
+    **_capacity_size(
+        f"{_ROUTING}.LinearStepSize",
+        "the new fleet's instances added to the traffic at each step (10% to 50% of them)",
+    ),
+    f"{_BLUE_GREEN}.TerminationWaitInSeconds": honoured(
+        "the old fleet is kept (alarms watched) this long after the shift, then drained, stopped"
+    ),
+    f"{_BLUE_GREEN}.MaximumExecutionTimeoutInSeconds": honoured(
+        "past it the deployment is rolled back"
+    ),
+    "DeploymentConfig.RollingUpdatePolicy": refused(
+        "rolling updates of an endpoint's instances (give a BlueGreenUpdatePolicy: CANARY or "
+        "LINEAR)"
+    ),
+    "DeploymentConfig.AutoRollbackConfiguration": honoured("alarms that roll the update back"),
+    "DeploymentConfig.AutoRollbackConfiguration.Alarms": honoured(
+        "CloudWatch alarms of this server, which must exist; one in ALARM during the "
+        "deployment rolls it back to the old fleet"
+    ),
+    "DeploymentConfig.AutoRollbackConfiguration.Alarms[].AlarmName": honoured("the alarm's name"),
+}
 
 
 def _list(*members: str) -> dict[str, Support]:
@@ -378,7 +434,7 @@ SUPPORT: dict[str, OperationTable] = {
     "CreateEndpoint": {
         "EndpointName": honoured("the endpoint's name"),
         "EndpointConfigName": honoured("the configuration deployed"),
-        "DeploymentConfig": _DEPLOYMENT_CONFIG,
+        "DeploymentConfig": _CREATE_DEPLOYMENT_CONFIG,
         **_TAGS,
     },
     "DescribeEndpoint": {"EndpointName": honoured("the endpoint described")},
@@ -394,9 +450,9 @@ SUPPORT: dict[str, OperationTable] = {
             accepts=(False,),
         ),
         "ExcludeRetainedVariantProperties": refused("retaining variant properties"),
-        "DeploymentConfig": _DEPLOYMENT_CONFIG,
-        "RetainDeploymentConfig": refused(
-            "reusing the last DeploymentConfig (deployment guardrails)", accepts=(False,)
+        **_UPDATE_DEPLOYMENT_CONFIG,
+        "RetainDeploymentConfig": honoured(
+            "true: without a DeploymentConfig, the last one given (LastDeploymentConfig) applies"
         ),
     },
     "UpdateEndpointWeightsAndCapacities": {

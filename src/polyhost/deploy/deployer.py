@@ -33,6 +33,7 @@ from typing import TypeVar
 from polyhost.backends.base import Backend, InstancePlacer
 from polyhost.backends.confinement import Confinement
 from polyhost.control.seam import (
+    AlarmReader,
     EndpointSpec,
     StatusReport,
     StatusSink,
@@ -40,6 +41,7 @@ from polyhost.control.seam import (
     VariantStatus,
 )
 from polyhost.deploy.failure import DeployFailure
+from polyhost.deploy.guardrails import RollBack, bake, check, shifted_route
 from polyhost.deploy.janitor import Janitor, Usage, revision_dir
 from polyhost.deploy.ports import PortAllocator
 from polyhost.deploy.running import RunningContainer, RunningGroup
@@ -198,6 +200,11 @@ class EndpointDeployer:
         self._reports: set[asyncio.Task[None]] = set()
         self._closing = False
         self._serving_watchers: list[ServingWatcher] = []
+        self._alarm_state: AlarmReader | None = None
+
+    def bind_alarms(self, reader: AlarmReader) -> None:
+        """How a deployment with guardrails reads its AutoRollbackConfiguration alarms."""
+        self._alarm_state = reader
 
     def bind_status_sink(self, sink: StatusSink) -> None:
         self._sink = sink
@@ -307,6 +314,11 @@ class EndpointDeployer:
         if serving is not None and idle and spec.rolling is not None and spec.component:
             state.task = loop.create_task(self._roll(state, serving, spec))
             return
+        if serving is not None and (idle or settled) and spec.guardrails is not None:
+            # After the stop of the group `serving` replaced, if that is still under way.
+            after = None if idle else previous
+            state.task = loop.create_task(self._blue_green(state, serving, spec, after))
+            return
         state.task = loop.create_task(self._deploy(state, spec, previous))
 
     async def _deploy(
@@ -370,6 +382,136 @@ class EndpointDeployer:
         if old is not None:
             state.settled = state.task is asyncio.current_task()
             await self._drain_and_stop(old)
+
+    async def _blue_green(
+        self,
+        state: _Deployment,
+        old: RunningGroup,
+        spec: EndpointSpec,
+        after: asyncio.Task[None] | None = None,
+    ) -> None:
+        """UpdateEndpoint with a BlueGreenUpdatePolicy (docs/deployment-guardrails.md): the new
+        fleet starts beside the old one; each step of a CANARY or LINEAR shift routes part of
+        it beside the whole old fleet and bakes; then all traffic goes to the new fleet
+        (ALL_AT_ONCE bakes after that), the old fleet is kept TerminationWaitInSeconds, then
+        drained and stopped. An alarm in ALARM, or the time bound, rolls it back
+        (`_undo_shift`): all traffic to the old fleet, the new one drained and stopped."""
+        if after is not None:
+            await asyncio.wait({after})
+        guard = spec.guardrails
+        assert guard is not None
+        loop = asyncio.get_running_loop()
+        name = spec.endpoint_name
+        deadline = None if guard.timeout_s is None else loop.time() + guard.timeout_s
+        new = RunningGroup(spec)
+        self._starting[id(new)] = new
+        state.attempt = new
+        shift: dict[str, int] | None = {}  # per variant, new instances routed; None: all
+
+        def republish() -> None:
+            # An instance of either fleet withdrawn or back: the shift's route without it.
+            if state.attempt is new and not new.stopping and new.route is not None:
+                self._router.publish(shifted_route(old, new, shift))
+
+        old.on_change = republish
+        try:
+            try:
+                remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
+                await asyncio.wait_for(self._starter.start(spec, new), remaining)
+                new.on_change = republish
+                self._supervise(new, new.containers)
+                for step in guard.steps:
+                    shift = dict(zip(guard.variants, step, strict=True))
+                    await check(guard, self._alarm_state, deadline)
+                    republish()
+                    log.info("%s: new fleet takes traffic beside the old: %s", name, shift)
+                    await bake(guard, guard.wait_s, self._alarm_state, deadline)
+                shift = None
+                await check(guard, self._alarm_state, deadline)
+                republish()
+                log.info("%s: all traffic shifted to revision %d", name, spec.revision)
+                if not guard.steps:
+                    await bake(guard, guard.wait_s, self._alarm_state, deadline)
+                await bake(guard, guard.termination_wait_s, self._alarm_state, deadline)
+            except DeployFailure as failure:
+                old.on_change = lambda: self._instances_changed(state, old)
+                log.warning("updating %s failed: %s", name, failure.reason)
+                await self._report_failure(state, spec, failure.reason)
+                return
+            except TimeoutError:
+                await self._undo_shift(
+                    state,
+                    old,
+                    new,
+                    spec,
+                    RollBack(
+                        "the new fleet did not start within the deployment's "
+                        f"MaximumExecutionTimeoutInSeconds ({guard.timeout_s:g} s)"
+                    ),
+                )
+                return
+            except RollBack as rollback:
+                await self._undo_shift(state, old, new, spec, rollback)
+                return
+            state.serving = new
+            state.attempt = None
+            new.on_change = lambda: self._instances_changed(state, new)
+            self._serving(name, spec)
+            self._router.publish(shifted_route(old, new, None))
+            log.info("endpoint %s revision %d InService (%s)", name, spec.revision, guard.traffic)
+            await self._report(
+                StatusReport(
+                    endpoint_name=name,
+                    revision=spec.revision,
+                    status="InService",
+                    variants=self._variant_statuses(spec, serving=new),
+                    serving_config_name=spec.endpoint_config_name,
+                )
+            )
+            state.settled = state.task is asyncio.current_task()
+            await self._drain_and_stop(old)
+        except asyncio.CancelledError:
+            # Deleted, or the server stops: the new fleet goes (the old one is still serving,
+            # and whoever cancelled stops it).
+            if state.serving is not new:
+                old.on_change = lambda: self._instances_changed(state, old)
+                await self._starter.stop(new)
+            raise
+        finally:
+            self._starting.pop(id(new), None)
+
+    async def _undo_shift(
+        self,
+        state: _Deployment,
+        old: RunningGroup,
+        new: RunningGroup,
+        spec: EndpointSpec,
+        rollback: RollBack,
+    ) -> None:
+        """All traffic back to the old fleet, the new one drained (every request routed to it
+        finishes) and stopped; RollingBack meanwhile, then InService on the old config."""
+        name = spec.endpoint_name
+        log.warning("rolling %s back from revision %d: %s", name, spec.revision, rollback.reason)
+        new.on_change = None
+        old.on_change = lambda: self._instances_changed(state, old)
+        route = old.serving_route() or old.route
+        assert route is not None
+        self._router.publish(route)
+        await self._report(
+            StatusReport(
+                endpoint_name=name,
+                revision=spec.revision,
+                status="RollingBack",
+                failure_reason=f"Rolling back the update to endpoint config "
+                f"{spec.endpoint_config_name}: {rollback.reason}"[:1024],
+                variants=self._variant_statuses(old.spec, serving=old),
+                serving_config_name=old.spec.endpoint_config_name,
+            )
+        )
+        await self._drain_containers(new.route, new.containers)
+        await self._starter.stop(new)
+        state.attempt = None
+        await self._report_failure(state, spec, f"rolled back: {rollback.reason}")
 
     def _supervise(self, group: RunningGroup, containers: list[RunningContainer]) -> None:
         loop = asyncio.get_running_loop()

@@ -603,6 +603,12 @@ class AlarmService:
             raise ResourceNotFound(f"No alarm named {name[:255]} exists.")
         return {}
 
+    def alarm_state(self, name: str) -> str | None:
+        """The state of the alarm `name` (ALARM, OK, INSUFFICIENT_DATA), None when there is no
+        such alarm: what a deployment's AutoRollbackConfiguration watches (any thread)."""
+        alarm = self._store.get(name)
+        return None if alarm is None else alarm.state
+
     def describe_alarm_history(self, params: Params) -> Answer:
         types = params.get("AlarmTypes")
         if types is not None and "MetricAlarm" not in types:
