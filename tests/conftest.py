@@ -98,10 +98,11 @@ def markers_of(item: pytest.Item) -> set[str]:
     return found
 
 
-# `make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`). A module's tests
-# stay on one worker, so its module-scoped server starts once; every Ray test runs on one worker,
-# so two clusters never share the machine's 127.0.0.x addresses and cores; every Docker test on
-# one, so two never race on the daemon's images.
+# `make test` runs all but the Ray tests on two pytest-xdist workers (`--dist loadgroup`), then
+# the Ray tests alone. A module's tests stay on one worker, so its module-scoped server starts
+# once; every Docker test runs on one worker, so two never race on the daemon's images; and
+# were the Ray tests run on workers, they would share one too (one cluster at a time on the
+# machine's 127.0.0.x addresses).
 SHARED_GROUPS = ("ray", "docker")
 
 

@@ -38,6 +38,10 @@ class Terminal:
         pid, fd = pty.fork()
         if pid == 0:  # the child: becomes the command, the pty is its terminal
             default_sigint()  # Ctrl-C must interrupt it even where the suite ignores SIGINT
+            # Its size is set here, before the command starts: set by the parent only, a
+            # command quick to read it (or a parent slow to set it) saw the default 80 columns,
+            # and the hint on an empty server wrapped onto two lines.
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 220, 0, 0))
             os.execve(
                 sys.executable,
                 [sys.executable, "-m", "polyhost", "top", *args],
