@@ -42,7 +42,9 @@ SCENARIOS: list[tuple[int, str, str]] = [
     (19, "components", "bench.scenarios.components"),
     (20, "autoscaling", "bench.scenarios.autoscaling"),
     (21, "data-capture", "bench.scenarios.data_capture"),
-    (23, "shadow", "bench.scenarios.shadow"),
+    (22, "shadow", "bench.scenarios.shadow"),
+    (23, "multi-model-scale", "bench.scenarios.multi_model_scale"),
+    (24, "multi-model-mlserver", "bench.scenarios.multi_model_mlserver"),
 ]
 # "findings" is written by hand after a run and kept in place by later runs.
 ORDER = ["machine", *(key for _, key, _ in SCENARIOS), "findings"]

@@ -1,4 +1,4 @@
-"""Scenario 23: what a shadow variant costs the caller.
+"""Scenario 22: what a shadow variant costs the caller.
 
 The same light echo container (bench/containers/echo.py) served by an endpoint without a shadow
 and by one whose ShadowProductionVariants runs a second echo container: wrk, one connection,
@@ -24,7 +24,7 @@ from bench.polyhost_server import ECHO_IMAGE, ROLE, PolyhostServer
 from bench.report import Section
 
 KEY = "shadow"
-TITLE = "23. Shadow variants: what the production caller pays"
+TITLE = "22. Shadow variants: what the production caller pays"
 CONTENT_TYPE = "application/json"
 
 

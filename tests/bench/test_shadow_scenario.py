@@ -1,4 +1,4 @@
-"""The shadow variant benchmark (scenario 23) still runs end to end, in its tiny configuration:
+"""The shadow variant benchmark (scenario 22) still runs end to end, in its tiny configuration:
 both endpoints answer, the rounds are measured, the shadow's copies are counted, and the section
 with its table and targets is written. Nothing here looks at a number's size."""
 
@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.skipif(not shutil.which("wrk"), reason="scenario 23 drives Debian's wrk (make tools)")
+@pytest.mark.skipif(not shutil.which("wrk"), reason="scenario 22 drives Debian's wrk (make tools)")
 def test_shadow_quick_run_writes_its_section(tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
     done = subprocess.run(
@@ -25,7 +25,7 @@ def test_shadow_quick_run_writes_its_section(tmp_path: Path) -> None:
     output = (done.stdout + done.stderr).decode(errors="replace")
     assert done.returncode == 0, output[-4000:]
     text = results.read_text(encoding="utf-8")
-    assert "## 23." in text, output[-4000:]
+    assert "## 22." in text, output[-4000:]
     assert "with shadow p50" in text
     assert "Copies: the production variant served" in text
     assert "Targets:" in text
