@@ -150,6 +150,13 @@ class ModelNotReadyException(ServiceError):
     status = 429
 
 
+class ThrottlingException(ServiceError):
+    """AWS's common throttling error (a serverless variant past its MaxConcurrency)."""
+
+    code = "ThrottlingException"
+    status = 400
+
+
 class ServiceUnavailable(ServiceError):
     code = "ServiceUnavailable"
     status = 503

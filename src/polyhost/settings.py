@@ -308,6 +308,13 @@ class Settings:
         "seconds a container may take to pass /ping when its variant does not say "
         "(ContainerStartupHealthCheckTimeoutInSeconds; SageMaker's default)",
     )
+    serverless_idle_s: float = setting(
+        300.0,
+        "--serverless-idle-s",
+        "seconds a serverless variant's container (ServerlessConfig without "
+        "ProvisionedConcurrency) runs without a request before it is stopped; the next "
+        "request starts it again (a cold start)",
+    )
     health_check_interval_s: float = setting(
         5.0, "--health-check-interval", "seconds between /ping checks of a running container"
     )

@@ -339,8 +339,8 @@ CAPTURE = {
         ({"ExplainerConfig": {"ClarifyExplainerConfig": {"ShapConfig": {
             "ShapBaselineConfig": {"ShapBaseline": "1,2"}}}}}, {},
          "ExplainerConfig (SageMaker Clarify online explainability)"),
-        ({}, {"ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5}},
-         "ProductionVariants.1.ServerlessConfig (serverless inference)"),
+        ({}, {"CoreDumpConfig": {"DestinationS3Uri": "s3://bucket/dumps"}},
+         "ProductionVariants.1.CoreDumpConfig (core dumps of a failing container to S3)"),
     ],
 )  # fmt: skip
 def test_create_endpoint_config_refuses_features_it_would_ignore(

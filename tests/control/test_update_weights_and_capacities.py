@@ -167,8 +167,8 @@ def test_an_unknown_variant_is_refused_naming_the_known_ones(
                 }
             ],
             "polyhost does not support DesiredWeightsAndCapacities.1.ServerlessUpdateConfig "
-            "(serverless inference) yet: remove it from UpdateEndpointWeightsAndCapacities, or "
-            "see docs/unsupported.md",
+            "(changing a serverless variant's config in place) yet: remove it from "
+            "UpdateEndpointWeightsAndCapacities, or see docs/unsupported.md",
         ),
     ],
     ids=["variant-twice", "nothing-to-change", "no-instance", "serverless"],

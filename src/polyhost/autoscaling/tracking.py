@@ -62,8 +62,9 @@ def tracked_metric(config: Mapping[str, Any], endpoint: str, variant: str | None
             )
         if kind in NOT_RECORDED:
             raise ValidationException(
-                f"PredefinedMetricType {kind} is not recorded by polyhost (it has no serverless "
-                "endpoints): use SageMakerVariantInvocationsPerInstance, "
+                f"PredefinedMetricType {kind} is not recorded by polyhost (a serverless "
+                "variant's ProvisionedConcurrency is not scaled): use "
+                "SageMakerVariantInvocationsPerInstance, "
                 "SageMakerVariantConcurrentRequestsPerModelHighResolution, or a "
                 "CustomizedMetricSpecification on a metric polyhost records."
             )

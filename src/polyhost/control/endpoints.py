@@ -33,6 +33,7 @@ from typing import Any
 from polyhost.control.seam import (
     DataCaptureSpec,
     EndpointSpec,
+    ServerlessSpec,
     StatusReport,
     VariantSpec,
     VariantStatus,
@@ -236,6 +237,19 @@ def check_weights_and_capacities(
             "configuration, UpdateEndpoint) for instances to be added and removed to fit them."
         )
     known = [v.variant_name for v in spec.variants]
+    serverless = [
+        str(d["VariantName"])
+        for d in desired
+        if d.get("DesiredInstanceCount") is not None
+        and any(v.variant_name == d["VariantName"] and v.serverless for v in spec.variants)
+    ]
+    if serverless:
+        raise ValidationException(
+            f'The variant(s) "{", ".join(serverless)}" of endpoint "{arn}" are serverless: '
+            "they have no instance count to set (one instance starts on demand); remove "
+            "DesiredInstanceCount, or give ProvisionedConcurrency in a new endpoint "
+            "configuration (UpdateEndpoint)."
+        )
     unknown = [str(d["VariantName"]) for d in desired if d["VariantName"] not in known]
     if unknown:
         raise ValidationException(
@@ -416,5 +430,32 @@ def describe(
             ],
             "StartTime": started,
         }
+    _serverless_summaries(out, state.spec)
     _split_shadows(out, state.spec)
     return out
+
+
+def _serverless_summaries(out: dict[str, Any], spec: EndpointSpec) -> None:
+    """A serverless variant's summary shows its ServerlessConfig, current and desired."""
+    configs = {
+        v.variant_name: _serverless_config(v.serverless)
+        for v in spec.variants
+        if v.serverless is not None
+    }
+    if not configs:
+        return
+    for summary in out["ProductionVariants"]:
+        config = configs.get(summary["VariantName"])
+        if config is not None:
+            summary["CurrentServerlessConfig"] = dict(config)
+            summary["DesiredServerlessConfig"] = dict(config)
+
+
+def _serverless_config(serverless: ServerlessSpec) -> dict[str, int]:
+    config = {
+        "MemorySizeInMB": serverless.memory_mb,
+        "MaxConcurrency": serverless.max_concurrency,
+    }
+    if serverless.provisioned_concurrency is not None:
+        config["ProvisionedConcurrency"] = serverless.provisioned_concurrency
+    return config

@@ -615,6 +615,48 @@ def weights_and_capacities_rules(params: dict[str, Any]) -> list[str]:
     return found
 
 
+SERVERLESS_MEMORY_STEP_MB = 1024
+
+
+def serverless_rules(params: dict[str, Any]) -> list[str]:
+    """A variant's ServerlessConfig (the model checks the ranges): instead of instances, not
+    beside them; MemorySizeInMB in 1 GB steps; ProvisionedConcurrency at most MaxConcurrency;
+    not for an asynchronous endpoint."""
+    found: list[str] = []
+    variants = params.get("ProductionVariants")
+    for index, variant in enumerate(variants if isinstance(variants, list) else []):
+        config = variant.get("ServerlessConfig") if isinstance(variant, dict) else None
+        if not isinstance(config, dict) or not config:
+            continue
+        place = _plain(element_path("productionVariants", index))
+        path = element_path("productionVariants", index) + ".serverlessConfig"
+        given = [m for m in ("InstanceType", "InitialInstanceCount") if variant.get(m) is not None]
+        if given:
+            found.append(
+                f"{place} gives both ServerlessConfig and {' and '.join(given)}: a serverless "
+                "variant has no instances; remove "
+                f"{' and '.join(given)}, or ServerlessConfig for an instance-based variant"
+            )
+        memory = config.get("MemorySizeInMB")
+        if isinstance(memory, int) and memory % SERVERLESS_MEMORY_STEP_MB:
+            found.append(
+                violation(memory, f"{path}.memorySizeInMB", "Member must be a multiple of 1024 "
+                          "(1024, 2048, 3072, 4096, 5120 or 6144)")
+            )  # fmt: skip
+        limit, provisioned = config.get("MaxConcurrency"), config.get("ProvisionedConcurrency")
+        if isinstance(limit, int) and isinstance(provisioned, int) and provisioned > limit:
+            found.append(
+                f"{place}.ServerlessConfig.ProvisionedConcurrency ({provisioned}) must not be "
+                f"greater than MaxConcurrency ({limit})"
+            )
+        if params.get("AsyncInferenceConfig") is not None:
+            found.append(
+                f"{place}.ServerlessConfig cannot be combined with AsyncInferenceConfig: "
+                "remove one of them"
+            )
+    return found
+
+
 Rule = Callable[[dict[str, Any], RuleContext], list[str]]
 
 RULES: dict[str, Rule] = {
@@ -624,6 +666,7 @@ RULES: dict[str, Rule] = {
         + async_inference_rules(params)
         + data_capture_rules(params)
         + shadow_variant_rules(params)
+        + serverless_rules(params)
         + tag_rules(params)
     ),
     "CreateEndpoint": lambda params, context: tag_rules(params),

@@ -45,6 +45,18 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True)
+class ServerlessSpec:
+    """A variant's ServerlessConfig (docs/serverless.md): one instance, started on the first
+    request and stopped after `--serverless-idle-s` without one, unless `provisioned`
+    (ProvisionedConcurrency) keeps it warm; MemorySizeInMB is its memory limit (the variant's
+    `memory_mb`); requests beyond `max_concurrency` in flight are throttled."""
+
+    memory_mb: int
+    max_concurrency: int
+    provisioned_concurrency: int | None = None
+
+
+@dataclass(frozen=True)
 class VariantSpec:
     """One production variant: a model's container group, replicated `instance_count` times."""
 
@@ -74,6 +86,8 @@ class VariantSpec:
     # One of ShadowProductionVariants: it runs as any variant, but is never picked for a
     # request; it gets a copy of each request to the production variant, its answer dropped.
     shadow: bool = False
+    # ServerlessConfig: `instance_count` is 0 while cold, 1 while warm.
+    serverless: ServerlessSpec | None = None
 
 
 @dataclass(frozen=True)

@@ -328,7 +328,8 @@ class ControlPlane:
 
     @operation("CreateEndpointConfig")
     def _create_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
-        self._models_of(params)
+        models = self._models_of(params)
+        _serverless_models(params, models)
         doc = {k: v for k, v in params.items() if k != "Tags"}
         resource = self._insert(
             "endpoint-config", params["EndpointConfigName"], doc, tags=_tags(params)
@@ -628,3 +629,20 @@ class ControlPlane:
 
 
 OPERATIONS: tuple[str, ...] = tuple(HANDLERS)
+
+
+def _serverless_models(config: Mapping[str, Any], models: Mapping[str, Resource]) -> None:
+    """A serverless variant serves a model of its own containers: not a MultiModel one, whose
+    models are loaded one by one into containers that stay (SageMaker refuses it too)."""
+    for variant, _ in config_variants(config):
+        if not variant.get("ServerlessConfig") or not variant.get("ModelName"):
+            continue
+        model = models[str(variant["ModelName"]).lower()].doc
+        containers = [model.get("PrimaryContainer") or {}, *(model.get("Containers") or [])]
+        if any(c.get("Mode") == "MultiModel" for c in containers if isinstance(c, dict)):
+            raise ValidationException(
+                f"Variant {variant['VariantName']} has a ServerlessConfig, but its model "
+                f"{variant['ModelName']} is a multi-model one (Mode MultiModel), which a "
+                "serverless variant cannot serve: give the variant InstanceType and "
+                "InitialInstanceCount, or a model with Mode SingleModel."
+            )

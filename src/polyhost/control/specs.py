@@ -27,6 +27,7 @@ from polyhost.control.seam import (
     InferenceMode,
     RollingUpdate,
     RoutingStrategy,
+    ServerlessSpec,
     VariantSpec,
     VariantStatus,
 )
@@ -146,6 +147,18 @@ def routing_strategy(variant: Mapping[str, Any]) -> RoutingStrategy:
     return "RANDOM" if strategy == "RANDOM" else "LEAST_OUTSTANDING_REQUESTS"
 
 
+def serverless_config(variant: Mapping[str, Any]) -> ServerlessSpec | None:
+    config = variant.get("ServerlessConfig")
+    if not config:
+        return None
+    provisioned = config.get("ProvisionedConcurrency")
+    return ServerlessSpec(
+        memory_mb=int(config["MemorySizeInMB"]),
+        max_concurrency=int(config["MaxConcurrency"]),
+        provisioned_concurrency=None if provisioned is None else int(provisioned),
+    )
+
+
 def build_spec(
     *,
     endpoint_name: str,
@@ -185,13 +198,20 @@ def build_spec(
     for variant, shadow in config_variants(config):
         model_name, model = models[str(variant["ModelName"]).lower()]
         mode, containers = model_containers(model_name, model)
+        serverless = serverless_config(variant)
         variants.append(
             VariantSpec(
                 variant_name=variant["VariantName"],
                 model_name=model_name,
                 containers=containers,
                 mode=mode,
-                instance_count=int(variant.get("InitialInstanceCount", 1)),
+                instance_count=(
+                    int(variant.get("InitialInstanceCount", 1))
+                    if serverless is None
+                    else int(serverless.provisioned_concurrency is not None)
+                ),
+                memory_mb=None if serverless is None else serverless.memory_mb,
+                serverless=serverless,
                 initial_weight=float(variant.get("InitialVariantWeight", 1.0)),
                 instance_type=variant.get("InstanceType"),
                 # None when not given: the server's default applies (--startup-timeout).
@@ -242,6 +262,8 @@ def spec_from_json(data: Mapping[str, Any]) -> EndpointSpec:
             ContainerSpec(**_fields(ContainerSpec, c)) for c in raw_variant["containers"]
         )
         fields["copy_instances"] = tuple(fields.get("copy_instances", ()))
+        if fields.get("serverless") is not None:
+            fields["serverless"] = ServerlessSpec(**_fields(ServerlessSpec, fields["serverless"]))
         variants.append(VariantSpec(**fields))
     fields = _fields(EndpointSpec, data)
     fields["variants"] = tuple(variants)

@@ -143,7 +143,20 @@ def _variant(path: str) -> dict[str, Support]:
         at + "InitialVariantWeight": honoured("the variant's share of the endpoint's traffic"),
         at + "AcceleratorType": refused("Elastic Inference accelerators"),
         at + "CoreDumpConfig": refused("core dumps of a failing container to S3"),
-        at + "ServerlessConfig": refused("serverless inference"),
+        at + "ServerlessConfig": honoured(
+            "a serverless variant (docs/serverless.md): no process until a request comes, "
+            "stopped after `--serverless-idle-s` without one; not beside InstanceType or "
+            "InitialInstanceCount"
+        ),
+        at + "ServerlessConfig.MemorySizeInMB": honoured(
+            "the container's memory limit (1024-6144, in steps of 1024)"
+        ),
+        at + "ServerlessConfig.MaxConcurrency": honoured(
+            "requests in flight at most; past it ThrottlingException (HTTP 400)"
+        ),
+        at + "ServerlessConfig.ProvisionedConcurrency": honoured(
+            "one instance kept warm always (at most MaxConcurrency)"
+        ),
         at + "VolumeSizeInGB": echoed(
             "no storage volume is attached to an instance here: model data sits in the "
             "server's state dir, on the host's disk"
@@ -415,7 +428,12 @@ SUPPORT: dict[str, OperationTable] = {
             "a shadow variant runs beside the production one and gets a copy of each of its "
             "requests, off the caller's path; its answers are dropped (router/shadow.py)"
         ),
-        **_variant("ShadowProductionVariants[]"),
+        **{
+            member: entry
+            for member, entry in _variant("ShadowProductionVariants[]").items()
+            if not member.startswith("ShadowProductionVariants[].ServerlessConfig")
+        },
+        "ShadowProductionVariants[].ServerlessConfig": refused("serverless shadow variants"),
         "ExecutionRoleArn": honoured(
             "the role of inference components whose Specification has an inline Container "
             "(a component of a model gets the model's ExecutionRoleArn)"
@@ -466,7 +484,9 @@ SUPPORT: dict[str, OperationTable] = {
             "instances added beside the running ones and routed to once they pass /ping, or "
             "removed: routed around, drained, stopped; the others keep running (at least 1)"
         ),
-        "DesiredWeightsAndCapacities[].ServerlessUpdateConfig": refused("serverless inference"),
+        "DesiredWeightsAndCapacities[].ServerlessUpdateConfig": refused(
+            "changing a serverless variant's config in place"
+        ),
     },
     "DeleteEndpoint": {"EndpointName": honoured("the endpoint deleted")},
     "CreateInferenceComponent": {

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
@@ -48,6 +48,7 @@ from polyhost.deploy.running import RunningContainer, RunningGroup
 from polyhost.deploy.samples import container_samples
 from polyhost.deploy.starter import GroupStarter
 from polyhost.deploy.supervisor import supervise
+from polyhost.errors import ServiceUnavailable
 from polyhost.logs.streams import LogStream
 from polyhost.metrics.collection import ContainerSample
 from polyhost.modeldata.store import ArtifactStore
@@ -115,6 +116,32 @@ def _merged_route(old: RunningGroup, new: RunningGroup) -> EndpointRoute:
         for_components=first.for_components,
         component_of=first.component_of,
         component_name=first.component_name,
+    )
+
+
+def _sized_variant(spec: EndpointSpec, variant_name: str, count: int) -> EndpointSpec:
+    """`spec` with `count` instances of one variant (a serverless variant started or stopped)."""
+    return replace(
+        spec,
+        variants=tuple(
+            replace(v, instance_count=count) if v.variant_name == variant_name else v
+            for v in spec.variants
+        ),
+    )
+
+
+def _serverless_kept(serving: EndpointSpec, wanted: EndpointSpec) -> EndpointSpec:
+    """`wanted` resized in place with each serverless variant as warm or cold as it is: its
+    one instance is started and stopped by its requests, not by the new revision."""
+    counts = {v.variant_name: v.instance_count for v in serving.variants if v.serverless}
+    if not counts:
+        return wanted
+    return replace(
+        wanted,
+        variants=tuple(
+            replace(v, instance_count=counts[v.variant_name]) if v.variant_name in counts else v
+            for v in wanted.variants
+        ),
     )
 
 
@@ -201,6 +228,9 @@ class EndpointDeployer:
         self._closing = False
         self._serving_watchers: list[ServingWatcher] = []
         self._alarm_state: AlarmReader | None = None
+        self._idle_task: asyncio.Task[None] | None = None
+        # Per endpoint: serialises a serverless variant's starts and stops.
+        self._serverless_locks: dict[str, asyncio.Lock] = {}
 
     def bind_alarms(self, reader: AlarmReader) -> None:
         """How a deployment with guardrails reads its AutoRollbackConfiguration alarms."""
@@ -216,6 +246,7 @@ class EndpointDeployer:
         self._serving_watchers.append(watcher)
 
     def _serving(self, endpoint_name: str, spec: EndpointSpec | None) -> None:
+        self._bind_serverless(endpoint_name, spec)
         for watcher in self._serving_watchers:
             try:
                 watcher(endpoint_name, spec)
@@ -225,6 +256,7 @@ class EndpointDeployer:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._janitor_task = loop.create_task(self._janitor.run())
+        self._idle_task = loop.create_task(self._stop_idle())
 
     # -- the seam (any thread) ------------------------------------------------------------
     def apply(self, spec: EndpointSpec) -> None:
@@ -309,6 +341,7 @@ class EndpointDeployer:
         settled, state.settled = state.settled, False
         if serving is not None and (idle or settled) and _resizable(serving.spec, spec):
             after = None if idle else previous
+            spec = _serverless_kept(serving.spec, spec)
             state.task = loop.create_task(self._resize(state, serving, spec, after))
             return
         if serving is not None and idle and spec.rolling is not None and spec.component:
@@ -675,6 +708,114 @@ class EndpointDeployer:
         await self._starter.stop(new)
         await self._report_failure(state, spec, reason)
 
+    # -- serverless variants (docs/serverless.md) --------------------------------------------
+    def _bind_serverless(self, endpoint_name: str, spec: EndpointSpec | None) -> None:
+        """Give the router a gate for each serverless variant of the revision that serves
+        now (none when the endpoint is gone): it throttles and asks for cold starts."""
+        variants = {
+            v.variant_name: (
+                v.serverless.max_concurrency,
+                v.serverless.provisioned_concurrency is not None,
+                self._warmer(endpoint_name, v.variant_name),
+            )
+            for v in (spec.variants if spec is not None else ())
+            if v.serverless is not None
+        }
+        self._router.bind_serverless(endpoint_name, variants)
+
+    def _warmer(self, endpoint_name: str, variant_name: str) -> Callable[[], Awaitable[None]]:
+        async def warm() -> None:
+            await self._warm(endpoint_name, variant_name)
+
+        return warm
+
+    def _serverless_lock(self, endpoint_name: str) -> asyncio.Lock:
+        return self._serverless_locks.setdefault(endpoint_name, asyncio.Lock())
+
+    async def _warm(self, endpoint_name: str, variant_name: str) -> None:
+        """A cold start: the serverless variant's one instance started beside the serving
+        group's others (the resize-in-place machinery), routed once its ping passes."""
+        async with self._serverless_lock(endpoint_name):
+            state = self._endpoints.get(endpoint_name)
+            group = None if state is None else state.serving
+            if self._closing or state is None or group is None or group.stopping:
+                raise ServiceUnavailable(
+                    f"Endpoint {endpoint_name} is not serving: retry once DescribeEndpoint "
+                    "reports InService."
+                )
+            spec = group.spec
+            if any(v.variant_name == variant_name and v.instance_count for v in spec.variants):
+                return  # started meanwhile (by a request the gate did not share a start with)
+            wanted = _sized_variant(spec, variant_name, 1)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            try:
+                grown = await self._starter.grow(wanted, group)
+            except DeployFailure as failure:
+                log.warning("cold start of %s/%s failed: %s", endpoint_name, variant_name,
+                            failure.reason)  # fmt: skip
+                raise ServiceUnavailable(
+                    f"Endpoint {endpoint_name}'s serverless variant {variant_name} could not "
+                    f"start: {failure.reason}"
+                ) from None
+            if self._closing or state.serving is not group or group.stopping:
+                await self._starter.stop(grown)
+                raise ServiceUnavailable(
+                    f"Endpoint {endpoint_name} was updated or deleted during the cold start "
+                    f"of its variant {variant_name}. Retry shortly."
+                )
+            _merge(group, grown, wanted)
+            group.route = self._starter.route(wanted, group)
+            self._router.publish(group.serving_route() or group.route)
+            self._supervise(group, grown.containers)
+            log.info("%s/%s: cold start in %.2fs", endpoint_name, variant_name,
+                     loop.time() - started)  # fmt: skip
+            self._instances_changed(state, group)
+
+    async def _stop_idle(self) -> None:
+        """Stop each serverless variant's container once it has had no request for
+        `--serverless-idle-s` (not one ProvisionedConcurrency keeps warm)."""
+        idle_s = self._settings.serverless_idle_s
+        while True:
+            await asyncio.sleep(min(max(idle_s / 4, 0.05), 5.0))
+            try:
+                await self._stop_idle_once(idle_s)
+            except Exception:  # a bug must not leave idle containers running for ever
+                log.exception("stopping idle serverless containers failed")
+
+    async def _stop_idle_once(self, idle_s: float) -> None:
+        now = asyncio.get_running_loop().time()
+        for name, state in list(self._endpoints.items()):
+            group = state.serving
+            if group is None or group.stopping:
+                continue
+            for gate in list(self._router.serverless_gates(name).values()):
+                if gate.provisioned or gate.in_flight or gate.starting:
+                    continue
+                if now - gate.last_used < idle_s:
+                    continue
+                if any(
+                    v.variant_name == gate.variant_name and v.instance_count
+                    for v in group.spec.variants
+                ):
+                    await self._cool(state, group, gate.variant_name)
+
+    async def _cool(self, state: _Deployment, group: RunningGroup, variant_name: str) -> None:
+        name = group.spec.endpoint_name
+        async with self._serverless_lock(name):
+            gate = self._router.serverless_gates(name).get(variant_name)
+            if state.serving is not group or group.stopping or gate is None or gate.in_flight:
+                return
+            route = group.route
+            gone = self._shrink(group, _sized_variant(group.spec, variant_name, 0))
+            self._router.publish(group.serving_route() or self._starter.route(group.spec, group))
+            log.info("%s/%s: idle, its container stopped", name, variant_name)
+            try:
+                await self._drain_containers(route, gone)
+                await self._starter.stop_containers(group, gone)
+            finally:
+                self._instances_changed(state, group)
+
     def _shrink(self, group: RunningGroup, spec: EndpointSpec) -> list[RunningContainer]:
         """Route `group` as `spec` says (fewer replicas); the containers left out."""
         kept = {(v.variant_name, f"i-{i}") for v in spec.variants for i in range(v.instance_count)}
@@ -800,6 +941,7 @@ class EndpointDeployer:
 
     def _remove(self, endpoint_name: str) -> None:
         state = self._endpoints.pop(endpoint_name, None)
+        self._serverless_locks.pop(endpoint_name, None)
         self._router.withdraw(endpoint_name)
         self._serving(endpoint_name, None)
         if state is None:
@@ -822,6 +964,8 @@ class EndpointDeployer:
         self._closing = True
         if self._janitor_task is not None:
             self._janitor_task.cancel()
+        if self._idle_task is not None:
+            self._idle_task.cancel()
         states = list(self._endpoints.values())
         self._endpoints.clear()
         for state in states:

@@ -31,6 +31,7 @@ from polyhost.errors import (
 )
 from polyhost.naming import component_key, log_group, log_group_arn
 from polyhost.router.multi_model import call_model, invoke_multi_model, require_target
+from polyhost.router.serverless import ServerlessGate, Warm
 from polyhost.router.shadow import ShadowMirror
 from polyhost.router.table import ContainerRoute, EndpointRoute, ReplicaRoute, VariantRoute
 from polyhost.router.upstream import (
@@ -105,6 +106,9 @@ class Router:
         self._routes: dict[str, EndpointRoute] = {}
         self._not_serving: dict[str, str] = {}
         self.shadows = ShadowMirror(self)
+        # Serverless variants' gates (`router.serverless`), by endpoint then variant; an
+        # endpoint with one takes the coroutine path.
+        self._gates: dict[str, dict[str, ServerlessGate]] = {}
 
     # -- table maintenance (deployer) -------------------------------------------------------
     def publish(self, route: EndpointRoute) -> None:
@@ -138,6 +142,50 @@ class Router:
     def route(self, endpoint_name: str) -> EndpointRoute | None:
         return self._routes.get(endpoint_name)
 
+    # -- serverless variants (deployer) -----------------------------------------------------
+    def bind_serverless(
+        self, endpoint_name: str, variants: dict[str, tuple[int, bool, Warm]]
+    ) -> None:
+        """The serverless variants of the revision serving `endpoint_name` now: name →
+        (MaxConcurrency, provisioned, how to start its instance). A gate kept from before
+        keeps its requests in flight; an empty map removes them all."""
+        old = self._gates.get(endpoint_name, {})
+        gates: dict[str, ServerlessGate] = {}
+        for name, (limit, provisioned, warm) in variants.items():
+            gate = old.get(name) or ServerlessGate(endpoint_name, name, limit, warm)
+            gate.max_concurrency, gate.provisioned, gate.warm = limit, provisioned, warm
+            gates[name] = gate
+        table = dict(self._gates)
+        if gates:
+            table[endpoint_name] = gates
+        else:
+            table.pop(endpoint_name, None)
+        self._gates = table
+
+    def serverless_gates(self, endpoint_name: str) -> dict[str, ServerlessGate]:
+        return self._gates.get(endpoint_name, {})
+
+    def gate(self, route: EndpointRoute, variant: VariantRoute) -> ServerlessGate | None:
+        gates = self._gates.get(route.name)
+        return None if gates is None else gates.get(variant.name)
+
+    async def warmed(
+        self, route: EndpointRoute, variant: VariantRoute, gate: ServerlessGate
+    ) -> tuple[EndpointRoute, VariantRoute]:
+        """`variant` with an instance to serve: when it has none (cold), after the start
+        (shared with every request waiting for it), from the route published then."""
+        if variant.replicas:
+            return route, variant
+        await gate.cold_start()
+        found = self._routes.get(route.name)
+        again = None if found is None else found.by_name.get(variant.name)
+        if found is None or again is None or not again.replicas:
+            raise ServiceUnavailable(
+                f"Endpoint {route.name}'s serverless variant {variant.name} has no instance "
+                "to serve this request (it is being updated or deleted). Retry shortly."
+            )
+        return found, again
+
     def no_capacity_failures(self) -> list[tuple[str, int]]:
         """(component name, invocations that found it without a copy) of every component
         routed now (NoCapacityInvocationFailures)."""
@@ -164,6 +212,8 @@ class Router:
             return begin_warm(self, route, request, done, token, started)
         if request.target_model is not None or route.coroutine_only:
             return False
+        if self._gates and route.name in self._gates:
+            return False  # a serverless variant's gate: the coroutine path
         if route.for_components or request.inference_component is not None:
             route = self._component_route(route, request.inference_component)
             if route.coroutine_only:
@@ -245,6 +295,17 @@ class Router:
                 f"Endpoint {endpoint_name} is not a multi-model endpoint: remove TargetModel."
             )
         variant = self._variant(route, request.target_variant)
+        gate = self.gate(route, variant) if self._gates else None
+        if gate is not None:
+            gate.enter()
+            try:
+                route, variant = await self.warmed(route, variant, gate)
+                if route.shadows:
+                    self.shadows.mirror(route, request)
+                replica = variant.pick_replica(request.target_container)
+                return await self._invoke_on(route, variant, replica, request)
+            finally:
+                gate.leave()
         if route.shadows:
             self.shadows.mirror(route, request)
         replica = variant.pick_replica(request.target_container)

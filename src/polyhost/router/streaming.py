@@ -277,6 +277,25 @@ class StreamRouter:
                 "call InvokeEndpoint with TargetModel."
             )
         variant = router._variant(route, request.target_variant)
+        gate = router.gate(route, variant)
+        if gate is None:
+            await self._stream_on(route, variant, request, consumer)
+            return
+        gate.enter()  # a serverless variant: MaxConcurrency, and a cold start if need be
+        try:
+            route, variant = await router.warmed(route, variant, gate)
+            await self._stream_on(route, variant, request, consumer)
+        finally:
+            gate.leave()
+
+    async def _stream_on(
+        self,
+        route: EndpointRoute,
+        variant: VariantRoute,
+        request: InvokeRequest,
+        consumer: StreamConsumer,
+    ) -> None:
+        router = self._router
         if route.shadows:  # the shadow's copy is an InvokeEndpoint call, its answer dropped
             router.shadows.mirror(route, request)
         replica = variant.pick_replica(request.target_container)
