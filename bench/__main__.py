@@ -45,6 +45,7 @@ SCENARIOS: list[tuple[int, str, str]] = [
     (22, "shadow", "bench.scenarios.shadow"),
     (23, "multi-model-scale", "bench.scenarios.multi_model_scale"),
     (24, "multi-model-mlserver", "bench.scenarios.multi_model_mlserver"),
+    (25, "serverless", "bench.scenarios.serverless"),
 ]
 # "findings" is written by hand after a run and kept in place by later runs.
 ORDER = ["machine", *(key for _, key, _ in SCENARIOS), "findings"]
