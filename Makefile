@@ -79,10 +79,12 @@ tools: build-deps
 # Two parts: everything but Ray on two pytest-xdist workers (most of the suite waits on servers
 # and timers), then the Ray tests alone on a quiet machine (a local cluster starved of CPU by
 # the other worker misses its own health checks); the run fails if either part does.
+# `--dist loadfile` keeps a module's tests on one worker, in order, so its module-scoped server
+# starts once (`loadgroup`'s groups are lost with pytest 9's node ids: its tests would scatter).
 test: lint typecheck $(SDK_STAMP) tools ui
 	PYTHON=$(BIN)/python scripts/docker-up.sh
 	@status=0; \
-	POLYHOST_SDK_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python $(BIN)/pytest -q -n 2 --dist loadgroup -m "not ray" || status=$$?; \
+	POLYHOST_SDK_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python $(BIN)/pytest -q -n 2 --dist loadfile -m "not ray" || status=$$?; \
 	POLYHOST_SDK_PYTHON=$(CURDIR)/$(SDK_VENV)/bin/python $(BIN)/pytest -q -m ray || status=$$?; \
 	exit $$status
 

@@ -98,30 +98,13 @@ def markers_of(item: pytest.Item) -> set[str]:
     return found
 
 
-# `make test` runs all but the Ray tests on two pytest-xdist workers (`--dist loadgroup`), then
-# the Ray tests alone. A module's tests stay on one worker, so its module-scoped server starts
-# once; every Docker test runs on one worker, so two never race on the daemon's images; and
-# were the Ray tests run on workers, they would share one too (one cluster at a time on the
-# machine's 127.0.0.x addresses).
-SHARED_GROUPS = ("ray", "docker")
-
-
-def xdist_group_of(item: pytest.Item, markers: set[str]) -> str:
-    for shared in SHARED_GROUPS:
-        if shared in markers:
-            return shared
-    return item.path.relative_to(TESTS).as_posix()
-
-
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by them, and before xdist reads groups
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by them
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if not item.path.is_relative_to(TESTS):
             continue
-        markers = markers_of(item)
-        for marker in sorted(markers):
+        for marker in sorted(markers_of(item)):
             item.add_marker(marker)
-        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item, markers)))
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,15 @@ class Terminal:
             os.execve(
                 sys.executable,
                 [sys.executable, "-m", "polyhost", "top", *args],
-                {**os.environ, "TERM": "xterm-256color", **(env or {})},
+                # COLUMNS and LINES as the pty's own size: a parent's (pytest-xdist's workers
+                # set 80x24) would override it for rich.
+                {
+                    **os.environ,
+                    "TERM": "xterm-256color",
+                    "COLUMNS": "220",
+                    "LINES": "50",
+                    **(env or {}),
+                },
             )
         self.pid, self.fd = pid, fd
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 220, 0, 0))
