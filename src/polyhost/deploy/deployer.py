@@ -53,7 +53,7 @@ from polyhost.logs.streams import LogStream
 from polyhost.metrics.collection import ContainerSample
 from polyhost.modeldata.store import ArtifactStore
 from polyhost.router.router import Router
-from polyhost.router.table import EndpointRoute, VariantRoute
+from polyhost.router.table import EndpointRoute, variant_over
 from polyhost.settings import Settings
 
 log = logging.getLogger("polyhost.deploy")
@@ -93,10 +93,8 @@ def _merged_route(old: RunningGroup, new: RunningGroup) -> EndpointRoute:
     routes = [r for r in (old.serving_route(), new.serving_route()) if r is not None]
     first = routes[0]
     variants = tuple(
-        VariantRoute(
-            variant.name,
-            variant.weight,
-            variant.mode,
+        variant_over(
+            variant,
             tuple(
                 replica
                 for route in routes
@@ -104,19 +102,10 @@ def _merged_route(old: RunningGroup, new: RunningGroup) -> EndpointRoute:
                 if other.name == variant.name
                 for replica in other.replicas
             ),
-            random=variant.random,
-            shadow=variant.shadow,
         )
         for variant in first.variants
     )
-    return EndpointRoute(
-        first.name,
-        variants,
-        first.async_inference,
-        for_components=first.for_components,
-        component_of=first.component_of,
-        component_name=first.component_name,
-    )
+    return first.with_variants(variants)
 
 
 def _sized_variant(spec: EndpointSpec, variant_name: str, count: int) -> EndpointSpec:
@@ -403,15 +392,7 @@ class EndpointDeployer:
             asyncio.get_running_loop().time() - started,
             len(group.containers),
         )
-        await self._report(
-            StatusReport(
-                endpoint_name=name,
-                revision=spec.revision,
-                status="InService",
-                variants=self._variant_statuses(spec),
-                serving_config_name=spec.endpoint_config_name,
-            )
-        )
+        await self._report_in_service(spec)
         if old is not None:
             state.settled = state.task is asyncio.current_task()
             await self._drain_and_stop(old)
@@ -492,15 +473,7 @@ class EndpointDeployer:
             self._serving(name, spec)
             self._router.publish(shifted_route(old, new, None))
             log.info("endpoint %s revision %d InService (%s)", name, spec.revision, guard.traffic)
-            await self._report(
-                StatusReport(
-                    endpoint_name=name,
-                    revision=spec.revision,
-                    status="InService",
-                    variants=self._variant_statuses(spec, serving=new),
-                    serving_config_name=spec.endpoint_config_name,
-                )
-            )
+            await self._report_in_service(spec, new)
             state.settled = state.task is asyncio.current_task()
             await self._drain_and_stop(old)
         except asyncio.CancelledError:
@@ -591,15 +564,7 @@ class EndpointDeployer:
             len(grown.containers),
             len(gone),
         )
-        await self._report(
-            StatusReport(
-                endpoint_name=name,
-                revision=spec.revision,
-                status="InService",
-                variants=self._variant_statuses(spec, serving=group),
-                serving_config_name=spec.endpoint_config_name,
-            )
-        )
+        await self._report_in_service(spec, group)
         if gone:
             # Not part of this task: a newer spec cancelling it must not leave them running.
             task = asyncio.get_running_loop().create_task(self._retire(group, old_route, gone))
@@ -664,15 +629,7 @@ class EndpointDeployer:
             self._serving(spec.endpoint_name, spec)
             self._router.publish(new.serving_route() or new.route)
             log.info("%s rolled to revision %d", spec.endpoint_name, spec.revision)
-            await self._report(
-                StatusReport(
-                    endpoint_name=spec.endpoint_name,
-                    revision=spec.revision,
-                    status="InService",
-                    variants=self._variant_statuses(spec, serving=new),
-                    serving_config_name=spec.endpoint_config_name,
-                )
-            )
+            await self._report_in_service(spec, new)
             state.settled = state.task is asyncio.current_task()
             await self._drain_and_stop(old)
         finally:
@@ -858,15 +815,7 @@ class EndpointDeployer:
             if state.serving is not group or group.stopping:
                 return
             spec = group.spec
-            await self._report(
-                StatusReport(
-                    endpoint_name=spec.endpoint_name,
-                    revision=spec.revision,
-                    status="InService",
-                    variants=self._variant_statuses(spec, serving=group),
-                    serving_config_name=spec.endpoint_config_name,
-                )
-            )
+            await self._report_in_service(spec, group)
 
     async def release_unclaimed(self, endpoint_names: list[str]) -> None:
         """After a restart: once the deploys of `endpoint_names` (every endpoint that should
@@ -979,6 +928,20 @@ class EndpointDeployer:
             *(self._starter.stop(s.serving) for s in states if s.serving is not None),
             self._artifacts.close(grace),
             return_exceptions=True,
+        )
+
+    async def _report_in_service(
+        self, spec: EndpointSpec, serving: RunningGroup | None = None
+    ) -> None:
+        """`spec` serves: InService, its variants as `serving` runs them."""
+        await self._report(
+            StatusReport(
+                endpoint_name=spec.endpoint_name,
+                revision=spec.revision,
+                status="InService",
+                variants=self._variant_statuses(spec, serving=serving),
+                serving_config_name=spec.endpoint_config_name,
+            )
         )
 
     async def _report(self, report: StatusReport) -> None:

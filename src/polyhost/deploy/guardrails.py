@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 from polyhost.control.seam import AlarmReader, BlueGreenUpdate
 from polyhost.deploy.running import RunningGroup
-from polyhost.router.table import EndpointRoute, ReplicaRoute, VariantRoute
+from polyhost.router.table import EndpointRoute, ReplicaRoute, variant_over
 
 ALARM_POLL_S = 0.25
 log = logging.getLogger("polyhost.deploy")
@@ -61,24 +61,8 @@ def shifted_route(
         other = joining.get(variant.name)
         count = shift.get(variant.name, 0)
         added = () if other is None else tuple(r for r in other.replicas if _index(r) < count)
-        variants.append(
-            VariantRoute(
-                variant.name,
-                variant.weight,
-                variant.mode,
-                variant.replicas + added,
-                random=variant.random,
-                shadow=variant.shadow,
-            )
-        )
-    return EndpointRoute(
-        old_route.name,
-        tuple(variants),
-        old_route.async_inference,
-        for_components=old_route.for_components,
-        component_of=old_route.component_of,
-        component_name=old_route.component_name,
-    )
+        variants.append(variant_over(variant, variant.replicas + added))
+    return old_route.with_variants(tuple(variants))
 
 
 async def check(

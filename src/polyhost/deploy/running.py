@@ -27,7 +27,7 @@ from polyhost.backends.base import (
 )
 from polyhost.control.seam import ContainerSpec, EndpointSpec, VariantSpec
 from polyhost.logs.streams import LogStream
-from polyhost.router.table import ContainerRoute, EndpointRoute, VariantRoute
+from polyhost.router.table import ContainerRoute, EndpointRoute, VariantRoute, variant_over
 
 SETUPS_KEPT = 8  # starts remembered for ModelSetupTime; the recorder reads them every 10 s
 
@@ -140,24 +140,8 @@ class RunningGroup:
             kept = tuple(
                 r for r in variant.replicas if (variant.name, r.instance_id) not in self.withdrawn
             )
-            variants.append(
-                VariantRoute(
-                    variant.name,
-                    variant.weight,
-                    variant.mode,
-                    kept or variant.replicas,
-                    random=variant.random,
-                    shadow=variant.shadow,
-                )
-            )
-        return EndpointRoute(
-            route.name,
-            tuple(variants),
-            route.async_inference,
-            for_components=route.for_components,
-            component_of=route.component_of,
-            component_name=route.component_name,
-        )
+            variants.append(variant_over(variant, kept or variant.replicas))
+        return route.with_variants(tuple(variants))
 
     def serving_instances(self, variant_name: str) -> int:
         """Instances of the variant in routing now (for CurrentInstanceCount)."""

@@ -103,6 +103,20 @@ class VariantRoute:
         return best
 
 
+def variant_over(variant: VariantRoute, replicas: tuple[ReplicaRoute, ...]) -> VariantRoute:
+    """`variant` served by other replicas (a rolling update's two fleets as one, withdrawn
+    instances left out): the same name, weight, mode, strategy and shadow flag, a turn of its
+    own."""
+    return VariantRoute(
+        variant.name,
+        variant.weight,
+        variant.mode,
+        replicas,
+        random=variant.random,
+        shadow=variant.shadow,
+    )
+
+
 @dataclass(slots=True)
 class EndpointRoute:
     name: str
@@ -143,6 +157,17 @@ class EndpointRoute:
         for variant in self.production:
             total += max(variant.weight, 0.0)
             self._cumulative.append(total)
+
+    def with_variants(self, variants: tuple[VariantRoute, ...]) -> EndpointRoute:
+        """This endpoint's route over other variants (`variant_over`), its counters fresh."""
+        return EndpointRoute(
+            self.name,
+            variants,
+            self.async_inference,
+            for_components=self.for_components,
+            component_of=self.component_of,
+            component_name=self.component_name,
+        )
 
     def pick_variant(self) -> VariantRoute:
         """A production variant at random in proportion to its weight (all weights 0:
