@@ -18,14 +18,30 @@ pytestmark = pytest.mark.skipif(probe() is not None, reason="cannot make network
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
+def _port_free_outside(namespace: NetworkNamespace) -> tuple[socket.socket, socket.socket]:
+    """A listener on the namespace's loopback, and a socket bound (never listening) to the same
+    port on the host's: so a connection from outside is refused, whatever else runs here."""
+    for _ in range(50):
+        with namespace.entered():
+            listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        outside = socket.socket()
+        try:
+            outside.bind(("127.0.0.1", int(listener.getsockname()[1])))
+        except OSError:  # the host's port is taken: another try
+            outside.close()
+            listener.close()
+            continue
+        return listener, outside
+    raise RuntimeError("no port free both inside the namespace and outside it")
+
+
 @pytest.fixture
 def inside() -> Iterator[tuple[NetworkNamespace, int]]:
     """A namespace with a tiny HTTP server on its loopback (answers 200 to anything)."""
     namespace = NetworkNamespace.create("test")
-    with namespace.entered():
-        listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
+    listener, outside = _port_free_outside(namespace)
     port = int(listener.getsockname()[1])
 
     def serve() -> None:
@@ -52,6 +68,7 @@ def inside() -> Iterator[tuple[NetworkNamespace, int]]:
     thread.start()
     yield namespace, port
     listener.close()
+    outside.close()
     namespace.close_now()
 
 

@@ -110,6 +110,30 @@ def test_a_weight_alone_starts_and_stops_nothing(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
+def test_a_resize_right_after_in_service_is_still_in_place(tmp_path: Path) -> None:
+    """The caller is told InService while the deployer still waits for its report to return
+    (a slow control plane); a resize then must wait for that, not replace the new group."""
+
+    async def scenario(h: DeployHarness) -> None:
+        h.sink.linger_s = 0.5
+        first = _serving()
+        h.deployer.apply(first)
+        await h.report("ep", 1)
+        started = list(h.backend.started)
+        h.deployer.apply(_resized(first, 2, AllTraffic=(2, 1.0)))
+        report = await h.report("ep", 2)
+        assert report.status == "InService"
+        assert h.backend.started[: len(started)] == started and len(h.backend.started) == 4
+        assert all(c.running for c in h.backend.started)
+        again = _resized(_resized(first, 2, AllTraffic=(2, 1.0)), 3, Green=(1, 1.0))
+        h.deployer.apply(again)
+        await h.report("ep", 3)
+        assert len(h.backend.started) == 4
+        await eventually(lambda: len(h.backend.running()) == 3, "green's i-1 to stop")
+
+    run(tmp_path, scenario)
+
+
 def test_new_instances_that_fail_leave_the_group_as_it_was(tmp_path: Path) -> None:
     async def scenario(h: DeployHarness) -> None:
         first = _serving()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -281,10 +282,15 @@ class RecordingSink:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._reports: list[StatusReport] = []
+        # Seconds each report call lasts after recording (a slow control plane): the caller
+        # sees the report while the deployer still waits for the call to return.
+        self.linger_s = 0.0
 
     def report(self, report: StatusReport) -> None:
         with self._lock:
             self._reports.append(report)
+        if self.linger_s:
+            time.sleep(self.linger_s)
 
     @property
     def reports(self) -> list[StatusReport]:

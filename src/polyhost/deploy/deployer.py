@@ -177,8 +177,8 @@ class _Deployment:
     # Serialises the instance-count reports of the serving group, so the last one sent is
     # always the latest count.
     reports: asyncio.Lock | None = None
-    # `task` has made its group the serving one and only drains and stops the group it
-    # replaced: a resize in place may begin (once that stop is done) rather than cancel it.
+    # `task` has made its group the serving one and only reports it and drains and stops the
+    # group it replaced: a resize in place may begin (once that is done) rather than cancel it.
     settled: bool = False
 
 
@@ -392,9 +392,11 @@ class EndpointDeployer:
             asyncio.get_running_loop().time() - started,
             len(group.containers),
         )
+        # Settled before the report: a caller told InService may resize at once, and that
+        # resize must wait for this task rather than replace the group it just started.
+        state.settled = state.task is asyncio.current_task()
         await self._report_in_service(spec)
         if old is not None:
-            state.settled = state.task is asyncio.current_task()
             await self._drain_and_stop(old)
 
     async def _blue_green(
@@ -473,8 +475,8 @@ class EndpointDeployer:
             self._serving(name, spec)
             self._router.publish(shifted_route(old, new, None))
             log.info("endpoint %s revision %d InService (%s)", name, spec.revision, guard.traffic)
-            await self._report_in_service(spec, new)
             state.settled = state.task is asyncio.current_task()
+            await self._report_in_service(spec, new)
             await self._drain_and_stop(old)
         except asyncio.CancelledError:
             # Deleted, or the server stops: the new fleet goes (the old one is still serving,
@@ -564,6 +566,7 @@ class EndpointDeployer:
             len(grown.containers),
             len(gone),
         )
+        state.settled = state.task is asyncio.current_task()
         await self._report_in_service(spec, group)
         if gone:
             # Not part of this task: a newer spec cancelling it must not leave them running.
@@ -629,8 +632,8 @@ class EndpointDeployer:
             self._serving(spec.endpoint_name, spec)
             self._router.publish(new.serving_route() or new.route)
             log.info("%s rolled to revision %d", spec.endpoint_name, spec.revision)
-            await self._report_in_service(spec, new)
             state.settled = state.task is asyncio.current_task()
+            await self._report_in_service(spec, new)
             await self._drain_and_stop(old)
         finally:
             self._starting.pop(id(new), None)
