@@ -44,6 +44,7 @@ from polyhost.deploy.failure import DeployFailure
 from polyhost.deploy.guardrails import RollBack, bake, check, shifted_route
 from polyhost.deploy.janitor import Janitor, Usage, revision_dir
 from polyhost.deploy.ports import PortAllocator
+from polyhost.deploy.progress import DeploymentProgress
 from polyhost.deploy.running import RunningContainer, RunningGroup
 from polyhost.deploy.samples import container_samples
 from polyhost.deploy.starter import GroupStarter
@@ -220,6 +221,8 @@ class EndpointDeployer:
         self._idle_task: asyncio.Task[None] | None = None
         # Per endpoint: serialises a serverless variant's starts and stops.
         self._serverless_locks: dict[str, asyncio.Lock] = {}
+        # Per endpoint, while a blue/green shift or a rolling update runs (deploy/progress.py).
+        self._progress: dict[str, DeploymentProgress] = {}
 
     def bind_alarms(self, reader: AlarmReader) -> None:
         """How a deployment with guardrails reads its AutoRollbackConfiguration alarms."""
@@ -274,6 +277,11 @@ class EndpointDeployer:
         groups and streams CloudWatch Logs' API lists."""
         listing = {name: self.log_streams(name) for name in self._endpoints}
         return {name: streams for name, streams in listing.items() if streams}
+
+    def deployment_progress(self, endpoint_name: str) -> DeploymentProgress | None:
+        """Where the endpoint's traffic-shifting deployment stands (on the event loop); None
+        when none runs."""
+        return self._progress.get(endpoint_name)
 
     def groups(self) -> list[RunningGroup]:
         return [s.serving for s in self._endpoints.values() if s.serving is not None]
