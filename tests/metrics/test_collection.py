@@ -38,6 +38,8 @@ FAMILIES = {
     "polyhost_container_memory_rss_bytes": "gauge",
     "polyhost_container_up": "gauge",
     "polyhost_container_restarts": "counter",
+    "polyhost_container_starts": "counter",
+    "polyhost_model_setup_seconds": "gauge",
 }
 
 
@@ -113,6 +115,26 @@ def test_counters_and_state_of_a_container() -> None:
     assert value(scraped, "polyhost_invocation_5xx_errors_total") == 3
     assert value(scraped, "polyhost_container_up") == 0
     assert value(scraped, "polyhost_container_restarts_total") == 4
+
+
+def test_the_last_start_and_its_setup_time() -> None:
+    starting = ContainerSample(
+        endpoint_name="ep",
+        variant_name="AllTraffic",
+        instance_id="i-0",
+        container_name="model",
+        counters=ContainerCounters(),
+        up=True,
+        restarts=2,
+        usage=None,
+        setups=((2, 1.25), (3, 0.5)),
+    )
+    scraped = scrape([starting, sample("never-started")])
+    assert value(scraped, "polyhost_container_starts_total") == 3
+    assert value(scraped, "polyhost_model_setup_seconds") == 0.5
+    assert [s.labels["container_name"] for s in scraped["polyhost_model_setup_seconds"][1]] == [
+        "model"
+    ]
 
 
 def test_every_sample_carries_the_four_labels() -> None:

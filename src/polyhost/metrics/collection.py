@@ -149,6 +149,19 @@ class ContainerCollector(Collector):
         restarts = CounterMetricFamily(
             "polyhost_container_restarts", "Times the container was restarted.", labels=LABELS
         )
+        # A gauge of the last start, not a histogram: a sample remembers only its last few
+        # starts, so a cumulative histogram could not be kept; the metric history has them all.
+        starts = CounterMetricFamily(
+            "polyhost_container_starts",
+            "Times the container was started (deploy, restarts, serverless cold starts).",
+            labels=LABELS,
+        )
+        setup = GaugeMetricFamily(
+            "polyhost_model_setup_seconds",
+            "Seconds the container's last start took until its first /ping passed "
+            "(ModelSetupTime of that start).",
+            labels=LABELS,
+        )
         models = _ModelFamilies()
         for sample in self._samples():
             labels = sample.labels
@@ -168,6 +181,10 @@ class ContainerCollector(Collector):
             )
             up.add_metric(labels, 1.0 if sample.up else 0.0)
             restarts.add_metric(labels, sample.restarts)
+            if sample.setups:
+                number, seconds = sample.setups[-1]
+                starts.add_metric(labels, number)
+                setup.add_metric(labels, seconds)
             if sample.usage is not None:
                 cpu.add_metric(labels, sample.usage.cpu_percent)
                 memory.add_metric(labels, sample.usage.memory_percent)
@@ -176,7 +193,7 @@ class ContainerCollector(Collector):
                 models.add(labels, counters.multi_model)
         yield from (
             invocations, errors_4xx, errors_5xx, container_latency, overhead_latency,
-            streams, time_to_first_byte, cpu, memory, rss, up, restarts,
+            streams, time_to_first_byte, cpu, memory, rss, up, restarts, starts, setup,
         )  # fmt: skip
         if models.seen:  # only where some container serves many models
             yield from models.families()
