@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from polyhost.stacks.toolkit.server import INLINE_AFTER
 from tests.stacks.conftest import Answer, StackProcess
 from tests.support.waiting import eventually
 
 SERVICE = """
-import os, sys, time
+import os, sys, threading, time
 from pathlib import Path
 from polyhost.stacks.toolkit.server import InvocationError, InvocationResponse, serve
 
@@ -38,12 +39,16 @@ class Service:
             raise ValueError("the handler broke")
         if attrs == "exit":
             sys.exit(3)
+        if attrs.startswith("sleep="):
+            time.sleep(float(attrs[6:]))
         if attrs.startswith("hold="):  # say it arrived, then answer once the test releases it
             arrived, release = (Path(part) for part in attrs[5:].split(":"))
             arrived.touch()
             deadline = time.monotonic() + 300
             while not release.exists() and time.monotonic() < deadline:
                 time.sleep(0.01)
+        if attrs == "thread":  # where it runs: a worker, or the event loop's (main) thread
+            attrs = "thread=" + threading.current_thread().name
         return InvocationResponse(
             body=request.body,
             content_type=request.content_type or "none",
@@ -122,7 +127,7 @@ def test_handler_calling_exit_does_not_stop_the_server(service: StackProcess) ->
     assert service.ping() == 200
 
 
-def test_ping_answers_while_a_prediction_is_busy(service: StackProcess, tmp_path: Path) -> None:
+def _ping_answered_while_held(service: StackProcess, tmp_path: Path) -> None:
     arrived, release = tmp_path / "arrived", tmp_path / "release"
     busy: list[Answer] = []
     worker = threading.Thread(
@@ -140,6 +145,40 @@ def test_ping_answers_while_a_prediction_is_busy(service: StackProcess, tmp_path
         worker.join()
     assert busy[0].status == 200
     assert busy[0].headers["x-amzn-sagemaker-custom-attributes"] == f"seen=hold={arrived}:{release}"
+
+
+def test_ping_answers_while_a_prediction_is_busy(service: StackProcess, tmp_path: Path) -> None:
+    _ping_answered_while_held(service, tmp_path)
+
+
+def test_after_a_long_invocation_predictions_go_to_the_worker_again(
+    service: StackProcess, tmp_path: Path
+) -> None:
+    """Short invocations in a row run on the event loop (stacks/toolkit/server.py); one that
+    runs long sends the next ones to the worker, where /ping is answered beside them."""
+    for _ in range(INLINE_AFTER + 3):
+        assert service.invoke(b"short").status == 200
+    assert _thread(service) == "MainThread"
+    assert _with_attrs(service, "sleep=0.05").status == 200
+    assert _thread(service) == "invoke-0"
+    _ping_answered_while_held(service, tmp_path)
+
+
+def _thread(service: StackProcess) -> str:
+    seen = _with_attrs(service, "thread").headers["x-amzn-sagemaker-custom-attributes"]
+    return seen.removeprefix("seen=thread=")
+
+
+def test_inline_invocations_can_be_turned_off(tmp_path: Path) -> None:
+    stack = _service(tmp_path, "threaded", POLYHOST_INLINE_INVOCATIONS="false").launch()
+    try:
+        (tmp_path / "threaded.gate").touch()
+        stack.wait_healthy(30)
+        for _ in range(INLINE_AFTER + 3):
+            assert stack.invoke(b"short").status == 200
+        assert _thread(stack) == "invoke-0"
+    finally:
+        stack.stop()
 
 
 def test_load_failure_exits_non_zero_with_the_reason(tmp_path: Path) -> None:

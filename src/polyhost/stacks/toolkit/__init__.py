@@ -19,5 +19,7 @@ Environment a stack reads (everything else in the container's Environment is ign
   SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT what a missing or */* Accept means (application/json)
   POLYHOST_INSTALL_REQUIREMENTS        1: pip-install code/requirements.txt at start (off)
   POLYHOST_INFERENCE_THREADS           predictions run at once (1)
+  POLYHOST_INLINE_INVOCATIONS          false: never run a short prediction on the event loop
+                                       (true; see server)
   POLYHOST_STACK_LOG_LEVEL             log level of the stack (INFO)
 """

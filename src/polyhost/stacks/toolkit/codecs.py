@@ -198,8 +198,31 @@ def csv_rows(body: bytes | str) -> list[list[str]]:
     return rows
 
 
+def _plain_csv_floats(body: bytes | str) -> Any:
+    """The common body read fast: unquoted, rectangular rows of numbers with no empty field,
+    by numpy's C reader (about 8x cheaper than the csv module and a string array for 100 rows
+    of 64 numbers). None for anything else, which the full reader then reads or refuses,
+    naming the row and column; numpy's reader is the stricter of the two, so nothing it
+    accepts reads otherwise there."""
+    text = _text(body, CSV)
+    if '"' in text or "\r" in text.replace("\r\n", ""):
+        return None
+    lines = [line for line in text.replace("\r\n", "\n").split("\n") if line]
+    if not lines:
+        return None
+    try:
+        return np.loadtxt(
+            lines, delimiter=",", ndmin=2, dtype=np.float64, comments=None, quotechar=None
+        )
+    except ValueError:  # an empty field (NaN), one that is no number, or ragged rows
+        return None
+
+
 def decode_csv(body: bytes | str) -> Any:
     """CSV rows -> 2-D ndarray: floats when every field is a number (empty -> NaN), else str."""
+    fast = _plain_csv_floats(body)
+    if fast is not None:
+        return fast
     strings = np.array(csv_rows(body), dtype=str)
     try:
         return _csv_floats(strings)
@@ -214,6 +237,9 @@ def _csv_floats(strings: Any) -> Any:
 def decode_csv_numbers(body: bytes | str) -> Any:
     """CSV rows -> 2-D float64 ndarray (empty fields -> NaN); 400 naming the first field that
     is no number, for models that take numbers only."""
+    fast = _plain_csv_floats(body)
+    if fast is not None:
+        return fast
     strings = np.array(csv_rows(body), dtype=str)
     try:
         return _csv_floats(strings)
