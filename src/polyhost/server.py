@@ -31,6 +31,7 @@ from polyhost.capture.service import WRITE_TIMEOUT_S, DataCapture
 from polyhost.control.service import ControlPlane
 from polyhost.deploy.deployer import EndpointDeployer
 from polyhost.http.admin.api import AdminApi
+from polyhost.http.admin.hosting import HostingView
 from polyhost.http.admin.listener import ADMIN_MAX_CONNECTIONS, AdminApp, no_invocations
 from polyhost.http.admin.metrics import MetricsRoute
 from polyhost.http.admin.token import BearerCheck, generated_token_file, load_admin_token
@@ -313,6 +314,7 @@ class PolyhostServer:
                 logs=self.deployer.all_log_streams,
                 backlog=self.async_worker.backlog,
                 autoscaling=self.autoscaling.call,
+                hosting=HostingView(self.deployer, self.router),
             ),
             BearerCheck(None if token_file is None else load_admin_token(token_file)),
             access_log_enabled=settings.access_log,

@@ -139,9 +139,13 @@
   function refreshTables() {
     return Promise.all([api("endpoints"), api("containers")]).then(function (answers) {
       state.endpoints = answers[0].endpoints;
+      state.shadowCopies = answers[0].shadow_copies;
       state.containers = answers[1].containers;
       state.history = answers[1].history;
       renderEndpoints();
+      renderDeployments();
+      renderShadows();
+      renderServerless();
       renderContainers();
       setConnection("live", "live · updated " + new Date().toLocaleTimeString());
     });
@@ -151,6 +155,9 @@
   function tone(status) {
     if (status === "InService" || status === "up" || status === "Successful") return "ok";
     if (status === "Failed" || status === "down" || status === "OutOfService") return "bad";
+    if (status === "RollingBack") return "bad";
+    if (status === "warm") return "ok";
+    if (status === "cold") return "idle";
     return "warn";
   }
 
@@ -189,6 +196,8 @@
         var count = v.current_instance_count == null ? "?" : v.current_instance_count;
         var desired = v.desired_instance_count;
         var text = v.name + " (" + count + (desired != null && desired !== count ? "/" + desired : "") + ")";
+        if (v.shadow) text += " shadow";
+        if (v.serverless) text += " serverless" + (v.serverless.state ? " " + v.serverless.state : "");
         var statuses = (v.status || []).filter(Boolean);
         return statuses.length ? text + " " + statuses.join(", ") : text;
       }).join("; "), "variants");
@@ -199,6 +208,122 @@
     });
     body.replaceChildren(rows);
     renderFilter();
+  }
+
+  // -- how endpoints are hosted: deployments, shadow variants, serverless variants ------------
+  // Each panel shows only when it has a row; its rows are rebuilt at every refresh (a few per
+  // endpoint at most), every value set as text.
+
+  function seconds(value) {
+    if (value == null) return "-";
+    if (value >= 3600) return (value / 3600).toFixed(1) + " h";
+    if (value >= 60) return Math.round(value / 60) + " min";
+    return value >= 10 ? Math.round(value) + " s" : value.toFixed(1) + " s";
+  }
+
+  function badge(td, kind) {
+    var span = document.createElement("span");
+    span.className = "badge";
+    span.dataset.kind = kind;
+    span.textContent = kind;
+    td.appendChild(span);
+  }
+
+  function showPanel(id, countId, rows) {
+    document.getElementById(id).hidden = rows.length === 0;
+    document.getElementById(countId).textContent = "(" + rows.length + ")";
+  }
+
+  // A deployment under way: "1 of 2 taking traffic", "ends 12:03:04 (in 35 s)".
+  function renderDeployments() {
+    var moving = state.endpoints.filter(function (e) { return e.deployment; });
+    showPanel("deployments-panel", "deployment-count", moving);
+    var rows = document.createDocumentFragment();
+    moving.forEach(function (e) {
+      var d = e.deployment;
+      var tr = document.createElement("tr");
+      tr.dataset.endpoint = e.name;
+      cell(tr, e.name, "name");
+      cell(tr, d.policy, "policy");
+      statusCell(tr, d.phase).classList.add("phase");
+      cell(tr, d.new_instances + " of " + d.wanted_instances + " taking traffic", "new-fleet");
+      cell(tr, d.old_instances + " taking traffic", "old-fleet");
+      cell(tr, d.phase_ends_at == null ? "-"
+        : new Date(d.phase_ends_at * 1000).toLocaleTimeString() +
+          " (in " + seconds(d.phase_remaining_s) + ")", "phase-ends");
+      cell(tr, d.from_config + " → " + d.to_config, "configs");
+      cell(tr, d.reason || "", "reason");
+      rows.appendChild(tr);
+    });
+    document.querySelector("#deployments tbody").replaceChildren(rows);
+  }
+
+  // Every variant of each endpoint that has a shadow: production first, then the shadows.
+  function renderShadows() {
+    var shadowed = state.endpoints.filter(function (e) {
+      return e.variants.some(function (v) { return v.shadow; });
+    });
+    var shadows = 0;
+    var rows = document.createDocumentFragment();
+    shadowed.forEach(function (e) {
+      e.variants.forEach(function (v) {
+        if (v.shadow) shadows++;
+        var tr = document.createElement("tr");
+        tr.dataset.endpoint = e.name;
+        tr.dataset.variant = v.name;
+        tr.dataset.role = v.shadow ? "shadow" : "production";
+        cell(tr, e.name, "name");
+        cell(tr, v.name, "variant");
+        badge(cell(tr, "", "role"), v.shadow ? "shadow" : "production");
+        cell(tr, v.current_instance_count == null ? "?" : v.current_instance_count, "instances");
+        statusCell(tr, (v.status || []).filter(Boolean).join(", ") || e.status);
+        var t = v.traffic;
+        cell(tr, t ? String(t.invocations) : "-", "invocations");
+        cell(tr, t ? String(t.errors_4xx) : "-", "errors-4xx");
+        cell(tr, t ? String(t.errors_5xx) : "-", "errors-5xx");
+        cell(tr, t ? fixed(t.mean_latency_ms, 1) : "-", "latency");
+        rows.appendChild(tr);
+      });
+    });
+    document.getElementById("shadows-panel").hidden = shadows === 0;
+    document.getElementById("shadow-count").textContent = "(" + shadows + ")";
+    document.querySelector("#shadows tbody").replaceChildren(rows);
+    var copies = state.shadowCopies;
+    document.getElementById("shadow-copies").textContent = !copies ? ""
+      : "Copies on this server: " + copies.sent + " sent, " + copies.dropped +
+        " dropped past the bounds, " + copies.in_flight + " in flight.";
+  }
+
+  // Every serverless variant: its ServerlessConfig and whether a container runs.
+  function renderServerless() {
+    var found = [];
+    state.endpoints.forEach(function (e) {
+      e.variants.forEach(function (v) { if (v.serverless) found.push([e, v]); });
+    });
+    showPanel("serverless-panel", "serverless-count", found);
+    var rows = document.createDocumentFragment();
+    found.forEach(function (pair) {
+      var e = pair[0], v = pair[1], s = v.serverless;
+      var tr = document.createElement("tr");
+      tr.dataset.endpoint = e.name;
+      tr.dataset.variant = v.name;
+      cell(tr, e.name, "name");
+      cell(tr, v.name, "variant");
+      badge(cell(tr, "", "kind"), "serverless");
+      cell(tr, s.memory_mb == null ? "-" : s.memory_mb + " MB", "memory");
+      var td = statusCell(tr, s.state || "unknown");
+      td.classList.add("state");
+      if (s.provisioned_concurrency != null) {
+        td.appendChild(document.createTextNode(" (provisioned " + s.provisioned_concurrency + ")"));
+      }
+      cell(tr, s.max_concurrency, "max-concurrency");
+      cell(tr, s.in_flight == null ? "-" : s.in_flight, "in-flight");
+      cell(tr, s.cold_starts == null ? "-" : s.cold_starts, "cold-starts");
+      cell(tr, seconds(s.last_cold_start_s), "last-cold-start");
+      cell(tr, s.throttled == null ? "-" : s.throttled, "throttled");
+      rows.appendChild(tr);
+    });
+    document.querySelector("#serverless tbody").replaceChildren(rows);
   }
 
   // The inference components an endpoint hosts: "digits 2/2, text 0/1 Failed".
@@ -257,7 +382,7 @@
 
   var COLUMNS = [
     ["endpoint", function (c) { return c.endpoint; }],
-    ["variant", function (c) { return c.variant; }],
+    ["variant", function (c) { return c.shadow ? c.variant + " (shadow)" : c.variant; }],
     // On a cluster (Ray backend) each instance runs on a node of its own: shown beside it.
     ["instance", function (c) {
       var text = c.node ? c.instance + " @ " + c.node : c.instance;

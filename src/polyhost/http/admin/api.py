@@ -10,7 +10,12 @@
                           components it hosts: status and copies): status, variants
                           with their instance counts, FailureReason; an asynchronous one also
                           its backlog (requests queued or running, the oldest one's age in
-                          seconds, the instances running them), null for the others
+                          seconds, the instances running them), null for the others;
+                          and how it is hosted now (`http/admin/hosting.py`): a deployment's
+                          progress while UpdateEndpoint shifts traffic (`deployment`), each
+                          variant's shadow flag and live traffic (a shadow variant listed
+                          beside the production one), a serverless variant's config and
+                          warm or cold state; with the server's shadow-copy counters
     GET /api/logs?endpoint=E&container=C[&variant=V][&instance=I][&lines=N]
                           the last N lines (default 200, at most 1000, within the last
                           `LOG_TAIL_BYTES` of each file) of the container's log, one entry per
@@ -43,17 +48,26 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from polyhost.deploy.progress import DeploymentProgress
 from polyhost.errors import NoSuchRoute, NotFound, ServiceError, ValidationException
+from polyhost.http.admin.hosting import (
+    EndpointHosting,
+    HostingSnapshot,
+    HostingSource,
+    ServerlessState,
+    VariantHosting,
+)
 from polyhost.http.admin.scaling import ServiceCall, scaling
 from polyhost.http.errors import aws_json_error
 from polyhost.http.io import send_response
 from polyhost.http.types import Receive, Scope, Send
 from polyhost.logs.streams import LogStream, read_chunk
+from polyhost.metrics import catalog
 from polyhost.metrics.asynchronous import BacklogSample
 from polyhost.metrics.charts import METRICS, RANGES, Series, SeriesQuery, chart
 from polyhost.metrics.collection import SampleSource
 from polyhost.metrics.overview import container_overviews
-from polyhost.metrics.query import Datapoint, MetricsReader
+from polyhost.metrics.query import Datapoint, MetricId, MetricsReader, dimensions
 
 PREFIX = "/api"
 ControlCall = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -71,6 +85,10 @@ _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")
 _SERIES_PARAMETERS = ("endpoint", "metric", "container", "variant", "instance", "range")
 _LOG_PARAMETERS = ("endpoint", "container", "variant", "instance", "lines")
 _SCALING_PARAMETERS = ("range",)
+# How far back a cold serverless variant's last ModelSetupTime is looked for, and in what
+# periods (the newest period with data is the last cold start's).
+SETUP_LOOKBACK_S = 24 * 3600
+SETUP_PERIOD_S = 300
 
 
 class AdminApi:
@@ -78,7 +96,9 @@ class AdminApi:
     `logs` None when the server hands no log streams over (then /api/logs says so); `backlog`
     None when there is no asynchronous queue (every endpoint's backlog is then null);
     `autoscaling` (Application Auto Scaling's `call`) None when the server hands none over
-    (then /api/scaling says so)."""
+    (then /api/scaling says so); `hosting` (`http/admin/hosting.py`, on the event loop) None
+    when the server hands no view of its deployer and router over (then every endpoint's
+    `deployment` is null and its variants carry no live state)."""
 
     def __init__(
         self,
@@ -89,8 +109,10 @@ class AdminApi:
         logs: LogCatalog | None = None,
         backlog: BacklogSource | None = None,
         autoscaling: ServiceCall | None = None,
+        hosting: HostingSource | None = None,
     ) -> None:
         self._samples = samples
+        self._hosting = hosting
         self._autoscaling = autoscaling
         self._backlog = backlog
         self._reader = reader
@@ -122,14 +144,39 @@ class AdminApi:
 
     async def _containers(self) -> dict[str, Any]:
         samples = list(self._samples())  # on the loop: the deployer's state lives there
+        shadows: set[tuple[str, str]] = set()
+        if self._hosting is not None:
+            snapshot = self._hosting({s.endpoint_name for s in samples})
+            shadows = {
+                (e.name, v.name)
+                for e in snapshot.endpoints.values()
+                for v in e.variants
+                if v.shadow
+            }
         rows = await asyncio.to_thread(container_overviews, samples, self._reader, self._clock())
         return {
             "history": self._reader is not None,
-            "containers": [{**asdict(row), "status": row.status} for row in rows],
+            "containers": [
+                {
+                    **asdict(row),
+                    "status": row.status,
+                    "shadow": (row.endpoint, row.variant) in shadows,
+                }
+                for row in rows
+            ],
         }
 
     async def _endpoints(self) -> dict[str, Any]:
         answer = await asyncio.to_thread(endpoints, self._control)
+        if self._hosting is not None:
+            # On the loop, where the deployer and the router keep it; rendered in a thread, as
+            # a cold serverless variant's last cold start may be read from the history.
+            snapshot = self._hosting([e["name"] for e in answer["endpoints"]])
+            await asyncio.to_thread(with_hosting, answer, snapshot, self._reader, self._clock())
+        else:
+            answer["shadow_copies"] = None
+            for endpoint in answer["endpoints"]:
+                endpoint["deployment"] = None
         backlog = {} if self._backlog is None else {b.endpoint: b for b in await self._backlog()}
         for endpoint in answer["endpoints"]:
             sample = backlog.get(endpoint["name"])
@@ -376,14 +423,19 @@ def _components(call: ControlCall) -> dict[str, list[dict[str, Any]]]:
 
 def _endpoint(described: dict[str, Any]) -> dict[str, Any]:
     variants = []
-    for variant in described.get("ProductionVariants", []):
+    shadows = [(v, True) for v in described.get("ShadowProductionVariants") or []]
+    for variant, shadow in [(v, False) for v in described.get("ProductionVariants", [])] + shadows:
         statuses = variant.get("VariantStatus") or []
+        config = variant.get("CurrentServerlessConfig")
         variants.append(
             {
                 "name": variant.get("VariantName"),
                 "current_instance_count": variant.get("CurrentInstanceCount"),
                 "desired_instance_count": variant.get("DesiredInstanceCount"),
                 "status": [s.get("Status") for s in statuses],
+                "shadow": shadow,
+                "serverless": None if not config else _serverless_config(config),
+                "traffic": None,
             }
         )
     return {
@@ -394,6 +446,126 @@ def _endpoint(described: dict[str, Any]) -> dict[str, Any]:
         "created": _epoch(described.get("CreationTime")),
         "modified": _epoch(described.get("LastModifiedTime")),
         "variants": variants,
+    }
+
+
+def _serverless_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A serverless variant as DescribeEndpoint has it; its live state is unknown (null)
+    until `with_hosting` fills it in."""
+    return {
+        "memory_mb": config.get("MemorySizeInMB"),
+        "max_concurrency": config.get("MaxConcurrency"),
+        "provisioned_concurrency": config.get("ProvisionedConcurrency"),
+        "state": None,
+        "in_flight": None,
+        "cold_starts": None,
+        "last_cold_start_s": None,
+        # Requests refused past MaxConcurrency: the gate does not count them (yet).
+        "throttled": None,
+    }
+
+
+def with_hosting(
+    answer: dict[str, Any],
+    snapshot: HostingSnapshot,
+    reader: MetricsReader | None,
+    now: float,
+) -> None:
+    """Add to `endpoints`'s answer how each endpoint is hosted now (worker thread: a cold
+    serverless variant's last cold start is read from the metric history)."""
+    answer["shadow_copies"] = {
+        "sent": snapshot.shadow_sent,
+        "dropped": snapshot.shadow_dropped,
+        "in_flight": snapshot.shadow_in_flight,
+    }
+    for endpoint in answer["endpoints"]:
+        hosted = snapshot.endpoints.get(endpoint["name"])
+        progress = None if hosted is None else hosted.deployment
+        endpoint["deployment"] = None if progress is None else deployment_json(progress, now)
+        if hosted is not None:
+            _variants_with_hosting(endpoint, hosted, reader, now)
+
+
+def _variants_with_hosting(
+    endpoint: dict[str, Any], hosted: EndpointHosting, reader: MetricsReader | None, now: float
+) -> None:
+    live = {v.name: v for v in hosted.variants}
+    for variant in endpoint["variants"]:
+        found = live.get(variant["name"])
+        if found is None:
+            continue  # not (or no longer) in the serving revision: a deployment under way
+        variant["shadow"] = variant["shadow"] or found.shadow
+        variant["traffic"] = {
+            "invocations": found.traffic.invocations,
+            "errors_4xx": found.traffic.errors_4xx,
+            "errors_5xx": found.traffic.errors_5xx,
+            "mean_latency_ms": found.traffic.mean_latency_ms,
+        }
+        if found.serverless is not None:
+            variant["serverless"] = serverless_json(
+                endpoint["name"], found, found.serverless, reader, now
+            )
+
+
+def serverless_json(
+    endpoint_name: str,
+    variant: VariantHosting,
+    state: ServerlessState,
+    reader: MetricsReader | None,
+    now: float,
+) -> dict[str, Any]:
+    """A serverless variant: its ServerlessConfig, warm (a container routed), starting (a cold
+    start under way) or cold (none), and its last cold start's ModelSetupTime: the running
+    container's own when warm, else the newest the history recorded, None when unknown."""
+    last = state.last_setup_s
+    if last is None and reader is not None:
+        last = _last_setup_s(reader, endpoint_name, variant.name, state.containers, now)
+    return {
+        "memory_mb": state.memory_mb,
+        "max_concurrency": state.max_concurrency,
+        "provisioned_concurrency": state.provisioned_concurrency,
+        "state": "warm" if state.warm else "starting" if state.starting else "cold",
+        "in_flight": state.in_flight,
+        "cold_starts": state.cold_starts,
+        "last_cold_start_s": last,
+        "throttled": None,
+    }
+
+
+def _last_setup_s(
+    reader: MetricsReader, endpoint: str, variant: str, containers: Sequence[str], now: float
+) -> float | None:
+    """The newest ModelSetupTime (seconds) the history has of the variant's containers within
+    `SETUP_LOOKBACK_S`: the container that served the last cold start has stopped since."""
+    newest: tuple[float, float] | None = None
+    for container in containers:
+        dims = dimensions(EndpointName=endpoint, VariantName=variant, ContainerName=container)
+        metric = MetricId(catalog.MODEL_SETUP_TIME.namespace, catalog.MODEL_SETUP_TIME.name, dims)
+        points = reader.statistics(metric, now - SETUP_LOOKBACK_S, now, SETUP_PERIOD_S)
+        if points and (newest is None or points[-1].timestamp > newest[0]):
+            newest = (points[-1].timestamp, points[-1].maximum / 1_000_000.0)
+    return None if newest is None else newest[1]
+
+
+def deployment_json(progress: DeploymentProgress, now: float) -> dict[str, Any]:
+    """A deployment's progress as the dashboard shows it: the policy and phase, the new
+    fleet's instances taking traffic of those wanted and the old fleet's still taking it, the
+    from and to EndpointConfigName, when the bake (or termination wait) ends and how long is
+    left of it at `now`, and why it rolls back."""
+    ends = progress.phase_ends_at
+    return {
+        "policy": progress.policy,
+        "phase": progress.phase,
+        "from_config": progress.from_config,
+        "to_config": progress.to_config,
+        "new_instances": progress.new_instances,
+        "wanted_instances": progress.wanted_instances,
+        "old_instances": progress.old_instances,
+        "started_at": progress.started_at,
+        "elapsed_s": max(now - progress.started_at, 0.0),
+        "phase_ends_at": ends,
+        "phase_remaining_s": None if ends is None else max(ends - now, 0.0),
+        "reason": progress.reason,
     }
 
 
