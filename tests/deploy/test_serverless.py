@@ -16,6 +16,7 @@ import psutil
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.http.admin.test_api import api
 from tests.support.endpoints import create_model, echo_container, wait_status
 from tests.support.errors import client_error
 from tests.support.server import PolyhostProcess, ServerFactory
@@ -149,6 +150,12 @@ def test_max_concurrency_throttles(server: PolyhostProcess, sagemaker: Any, runt
     assert "MaxConcurrency (2)" in message
     assert sum(1 for o in outcomes if isinstance(o, bytes)) == 2
     assert b"hello" in invoke(runtime, "sls-busy")  # the gate lets requests in again
+    # The dashboard's API counts each refused attempt (botocore retries a throttled call).
+    refused = errors[0].response["ResponseMetadata"].get("RetryAttempts", 0) + 1
+    status, answer = api(server, "/api/endpoints")
+    assert status == 200, answer
+    (endpoint,) = [e for e in answer["endpoints"] if e["name"] == "sls-busy"]
+    assert endpoint["variants"][0]["serverless"]["throttled"] == refused
 
 
 def test_provisioned_concurrency_keeps_one_warm(

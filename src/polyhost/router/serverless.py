@@ -31,11 +31,13 @@ class ServerlessGate:
     in_flight: int = 0
     last_used: float = field(default_factory=lambda: asyncio.get_running_loop().time())
     cold_starts: int = 0
+    throttled: int = 0  # requests refused past MaxConcurrency (the dashboard shows them)
     _starting: asyncio.Task[None] | None = None
 
     def enter(self) -> None:
         """Count a request in, or refuse it past MaxConcurrency."""
         if self.in_flight >= self.max_concurrency:
+            self.throttled += 1
             raise ThrottlingException(
                 f"Endpoint {self.endpoint_name}'s serverless variant {self.variant_name} has "
                 f"{self.in_flight} invocations in flight, its MaxConcurrency "

@@ -128,6 +128,7 @@ def test_a_snapshot_fills_in_deployment_traffic_and_serverless_state() -> None:
         starting=False,
         in_flight=0,
         cold_starts=3,
+        throttled=2,
         last_setup_s=None,  # cold: and no history to look in (reader None)
         containers=("model",),
     )
@@ -187,7 +188,7 @@ def test_a_snapshot_fills_in_deployment_traffic_and_serverless_state() -> None:
         "in_flight": 0,
         "cold_starts": 3,
         "last_cold_start_s": None,
-        "throttled": None,
+        "throttled": 2,
     }
     assert by_name["warm"]["variants"][0]["serverless"]["state"] == "warm"
     assert by_name["warm"]["variants"][0]["serverless"]["last_cold_start_s"] == 1.25

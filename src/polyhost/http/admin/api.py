@@ -460,7 +460,6 @@ def _serverless_config(config: dict[str, Any]) -> dict[str, Any]:
         "in_flight": None,
         "cold_starts": None,
         "last_cold_start_s": None,
-        # Requests refused past MaxConcurrency: the gate does not count them (yet).
         "throttled": None,
     }
 
@@ -528,7 +527,7 @@ def serverless_json(
         "in_flight": state.in_flight,
         "cold_starts": state.cold_starts,
         "last_cold_start_s": last,
-        "throttled": None,
+        "throttled": state.throttled,
     }
 
 

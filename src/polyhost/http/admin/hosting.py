@@ -53,6 +53,7 @@ class ServerlessState:
     starting: bool
     in_flight: int
     cold_starts: int  # counted by the gate since the server started
+    throttled: int  # requests the gate refused past MaxConcurrency since the server started
     last_setup_s: float | None
     containers: tuple[str, ...]  # the variant's container hostnames (ModelSetupTime's series)
 
@@ -153,6 +154,7 @@ class HostingView:
                     starting=gate is not None and gate.starting,
                     in_flight=0 if gate is None else gate.in_flight,
                     cold_starts=0 if gate is None else gate.cold_starts,
+                    throttled=0 if gate is None else gate.throttled,
                     last_setup_s=self._last_setup.get(key),
                     containers=tuple(c.hostname for c in variant.containers),
                 )
