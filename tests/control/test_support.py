@@ -411,8 +411,9 @@ def test_create_model_refuses_a_model_data_source_and_unkept_isolation(sagemaker
 
 
 def test_deployment_config_refusals(sagemaker: Any) -> None:
-    """UpdateEndpoint honours a BlueGreenUpdatePolicy (tests/deploy/test_guardrails.py); a
-    RollingUpdatePolicy, and any DeploymentConfig at CreateEndpoint, are refused."""
+    """UpdateEndpoint honours a BlueGreenUpdatePolicy (tests/deploy/test_guardrails.py) and a
+    RollingUpdatePolicy (tests/deploy/test_rolling_endpoint.py); any DeploymentConfig at
+    CreateEndpoint is refused."""
     model = make_model(sagemaker)
     config = unique("config")
     sagemaker.create_endpoint_config(
@@ -438,20 +439,6 @@ def test_deployment_config_refusals(sagemaker: Any) -> None:
         "polyhost does not support DeploymentConfig (deployment guardrails at creation: give the "
         "DeploymentConfig to UpdateEndpoint, where they are honoured) yet: remove it from "
         "CreateEndpoint, or see docs/unsupported.md"
-    )
-    rolling = {
-        "RollingUpdatePolicy": {
-            "MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
-            "WaitIntervalInSeconds": 0,
-        }
-    }
-    with pytest.raises(ClientError) as raised:
-        sagemaker.update_endpoint(
-            EndpointName=endpoint, EndpointConfigName=config, DeploymentConfig=rolling
-        )
-    assert _refusal(raised).startswith(
-        "polyhost does not support DeploymentConfig.RollingUpdatePolicy (rolling updates of an "
-        "endpoint's instances"
     )
     with pytest.raises(ClientError) as raised:
         sagemaker.update_endpoint(

@@ -1,11 +1,13 @@
 """UpdateEndpoint's DeploymentConfig (deployment guardrails): SageMaker's rules, and the plan.
 
 botocore's model already holds the shape's own rules (required members, enums, ranges); what
-is checked here needs the endpoint: a canary or a linear step measured against the new fleet
-(a canary is at most half of a variant's instances, a linear step 10% to 50% of them), the
-variants of the new configuration being those that serve (each variant's traffic moves to
-its namesake), the alarms named for auto-rollback existing, and MaximumExecutionTimeout
-leaving room for the waits. The result is the `BlueGreenUpdate` the deployer runs
+is checked here needs the endpoint: one update policy, not both; a canary or a linear step
+measured against the new fleet (a canary is at most half of a variant's instances, a linear
+step 10% to 50% of them), a rolling batch 5% to 50% of the one variant's instances (rolling
+updates are for endpoints of one instance-based variant, as on SageMaker), the variants of the
+new configuration being those that serve (each variant's traffic moves to its namesake), the
+alarms named for auto-rollback existing, and MaximumExecutionTimeout leaving room for the
+waits. The result is the `BlueGreenUpdate` or `RollingUpdate` the deployer runs
 (docs/deployment-guardrails.md).
 """
 
@@ -14,14 +16,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, cast
 
-from polyhost.control.seam import AlarmReader, BlueGreenUpdate, EndpointSpec
+from polyhost.control.seam import AlarmReader, BlueGreenUpdate, EndpointSpec, RollingUpdate
+from polyhost.control.specs import rolling_update
 from polyhost.errors import ValidationException
 
 MAX_CANARY_PERCENT = 50
 MIN_LINEAR_PERCENT = 10
 MAX_LINEAR_PERCENT = 50
+MIN_BATCH_PERCENT = 5
+MAX_BATCH_PERCENT = 50
 _POLICY = "DeploymentConfig.BlueGreenUpdatePolicy"
 _ROUTING = f"{_POLICY}.TrafficRoutingConfiguration"
+_ROLLING = "DeploymentConfig.RollingUpdatePolicy"
 
 
 def _size(member: str, size: Mapping[str, Any], variant: str, count: int, top: int) -> int:
@@ -130,39 +136,17 @@ def _check_alarms(names: list[str], alarm_state: AlarmReader | None) -> None:
         )
 
 
-def blue_green_update(
-    deployment_config: Mapping[str, Any] | None,
-    *,
+def _blue_green(
+    policy: Mapping[str, Any],
     new: EndpointSpec,
     serving: EndpointSpec,
-    alarm_state: AlarmReader | None,
-) -> BlueGreenUpdate | None:
-    """The deployment `deployment_config` asks for when `new` replaces `serving`; None for
-    none (an update all at once, once the new fleet is healthy). Raises ValidationException."""
-    if not deployment_config:
-        return None
-    policy = deployment_config.get("BlueGreenUpdatePolicy")
-    if not policy:
-        raise ValidationException(
-            "DeploymentConfig needs a BlueGreenUpdatePolicy (its TrafficRoutingConfiguration "
-            "says how traffic shifts to the new fleet); AutoRollbackConfiguration alone has no "
-            "deployment to roll back."
-        )
-    if new.for_components or serving.for_components:
-        raise ValidationException(
-            "DeploymentConfig applies to an endpoint serving models; an endpoint for inference "
-            "components updates each component with UpdateInferenceComponent's DeploymentConfig."
-        )
+    alarms: list[str],
+) -> BlueGreenUpdate:
     routing = policy["TrafficRoutingConfiguration"]
     traffic = str(routing["Type"])
     _check_shapes(traffic, routing)
     _check_variants(traffic, new, serving)
     steps = _steps(traffic, routing, new)
-    alarms = [
-        str(a["AlarmName"])
-        for a in (deployment_config.get("AutoRollbackConfiguration") or {}).get("Alarms") or ()
-    ]
-    _check_alarms(alarms, alarm_state)
     wait_s = float(routing["WaitIntervalInSeconds"])
     termination_s = float(policy.get("TerminationWaitInSeconds", 0))
     timeout = policy.get("MaximumExecutionTimeoutInSeconds")
@@ -183,3 +167,135 @@ def blue_green_update(
         timeout_s=None if timeout is None else float(timeout),
         alarms=tuple(alarms),
     )
+
+
+def _check_rolling_fleets(new: EndpointSpec, serving: EndpointSpec) -> None:
+    """SageMaker rolls only endpoints of one instance-based variant, into its namesake."""
+    for spec, which in ((new, "the new endpoint configuration"), (serving, "the serving one")):
+        names = ", ".join(v.variant_name for v in spec.variants)
+        if len(spec.variants) != 1:
+            raise ValidationException(
+                f"A rolling update replaces the instances of an endpoint's one variant, and "
+                f"{which} ({spec.endpoint_config_name}) has {len(spec.variants)} ({names}, "
+                "shadow variants included): use a BlueGreenUpdatePolicy for an endpoint of "
+                "several variants."
+            )
+        if spec.variants[0].serverless is not None:
+            raise ValidationException(
+                f"Variant {names} of {which} ({spec.endpoint_config_name}) is serverless: a "
+                "rolling update replaces instances, which a serverless variant does not have. "
+                "Update it without a RollingUpdatePolicy (or with a BlueGreenUpdatePolicy)."
+            )
+    if new.variants[0].variant_name != serving.variants[0].variant_name:
+        raise ValidationException(
+            f"A rolling update replaces variant {serving.variants[0].variant_name}'s instances "
+            "by those of the variant of the same name, and the new endpoint configuration "
+            f"{new.endpoint_config_name} names its variant {new.variants[0].variant_name}: "
+            "give it the serving variant's name."
+        )
+
+
+def _check_batch(plan: RollingUpdate, variant: str, count: int) -> None:
+    """MaximumBatchSize is 5% to 50% of the variant's instances in the new configuration."""
+    member = f"{_ROLLING}.MaximumBatchSize"
+    if count < 2:
+        raise ValidationException(
+            f"A rolling update replaces instances in batches of {MIN_BATCH_PERCENT}% to "
+            f"{MAX_BATCH_PERCENT}% of the variant's, and variant {variant} has {count} instance "
+            "in the new endpoint configuration: give it at least 2 instances, or use a "
+            "BlueGreenUpdatePolicy."
+        )
+    value = plan.batch_value
+    if plan.batch_type == "CAPACITY_PERCENT":
+        if not MIN_BATCH_PERCENT <= value <= MAX_BATCH_PERCENT:
+            raise ValidationException(
+                f"{member}.Value ({value}, CAPACITY_PERCENT) must be from {MIN_BATCH_PERCENT} "
+                f"to {MAX_BATCH_PERCENT}: a batch is that share of the variant's instances."
+            )
+        return
+    if value * 100 > count * MAX_BATCH_PERCENT:
+        raise ValidationException(
+            f"{member}.Value ({value}, INSTANCE_COUNT) is more than {MAX_BATCH_PERCENT}% of "
+            f"variant {variant}'s {count} instances in the new endpoint configuration: give at "
+            f"most {count * MAX_BATCH_PERCENT // 100}."
+        )
+    if value * 100 < count * MIN_BATCH_PERCENT:
+        least = -(-count * MIN_BATCH_PERCENT // 100)
+        raise ValidationException(
+            f"{member}.Value ({value}, INSTANCE_COUNT) is less than {MIN_BATCH_PERCENT}% of "
+            f"variant {variant}'s {count} instances in the new endpoint configuration: give at "
+            f"least {least}."
+        )
+
+
+def _rolling(
+    deployment_config: Mapping[str, Any], new: EndpointSpec, serving: EndpointSpec
+) -> RollingUpdate:
+    _check_rolling_fleets(new, serving)
+    plan = rolling_update(deployment_config)
+    assert plan is not None
+    variant = new.variants[0]
+    _check_batch(plan, variant.variant_name, variant.instance_count)
+    if plan.rollback_type == "CAPACITY_PERCENT" and plan.rollback_value > 100:
+        raise ValidationException(
+            f"{_ROLLING}.RollbackMaximumBatchSize.Value ({plan.rollback_value}, "
+            "CAPACITY_PERCENT) must be at most 100 (the whole old fleet at once)."
+        )
+    timeout = deployment_config["RollingUpdatePolicy"].get("MaximumExecutionTimeoutInSeconds")
+    bakes = -(-variant.instance_count // plan.batch(variant.instance_count))
+    waits = bakes * plan.wait_s
+    if timeout is not None and float(timeout) <= waits:
+        raise ValidationException(
+            f"{_ROLLING}.MaximumExecutionTimeoutInSeconds ({timeout}) must be larger than the "
+            f"update's waits: {bakes} batch(es) each baked WaitIntervalInSeconds "
+            f"({plan.wait_s:g}) = {waits:g} s."
+        )
+    return plan
+
+
+def deployment_guardrails(
+    deployment_config: Mapping[str, Any] | None,
+    *,
+    new: EndpointSpec,
+    serving: EndpointSpec,
+    alarm_state: AlarmReader | None,
+) -> BlueGreenUpdate | RollingUpdate | None:
+    """The deployment `deployment_config` asks for when `new` replaces `serving`: a blue/green
+    shift, a rolling update, or None for none (an update all at once, once the new fleet is
+    healthy). Raises ValidationException."""
+    if not deployment_config:
+        return None
+    policy = deployment_config.get("BlueGreenUpdatePolicy")
+    rolling = deployment_config.get("RollingUpdatePolicy")
+    if policy and rolling:
+        raise ValidationException(
+            "DeploymentConfig takes one update policy: a BlueGreenUpdatePolicy or a "
+            "RollingUpdatePolicy, not both. Remove one of them."
+        )
+    if not policy and not rolling:
+        raise ValidationException(
+            "DeploymentConfig needs a BlueGreenUpdatePolicy (its TrafficRoutingConfiguration "
+            "says how traffic shifts to the new fleet) or a RollingUpdatePolicy (its "
+            "MaximumBatchSize says how many instances are replaced at a time); "
+            "AutoRollbackConfiguration alone has no deployment to roll back."
+        )
+    if new.for_components or serving.for_components:
+        raise ValidationException(
+            "DeploymentConfig applies to an endpoint serving models; an endpoint for inference "
+            "components updates each component with UpdateInferenceComponent's DeploymentConfig."
+        )
+    alarms = [
+        str(a["AlarmName"])
+        for a in (deployment_config.get("AutoRollbackConfiguration") or {}).get("Alarms") or ()
+    ]
+    plan: BlueGreenUpdate | RollingUpdate
+    if policy:
+        plan = _blue_green(policy, new, serving, alarms)
+    else:
+        plan = _rolling(deployment_config, new, serving)
+    _check_alarms(alarms, alarm_state)
+    return plan
+
+
+# The name the control plane's UpdateEndpoint calls it by (from when it planned only blue/green).
+blue_green_update = deployment_guardrails

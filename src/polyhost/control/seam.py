@@ -90,21 +90,44 @@ class VariantSpec:
     serverless: ServerlessSpec | None = None
 
 
+BatchKind = Literal["COPY_COUNT", "INSTANCE_COUNT", "CAPACITY_PERCENT"]
+
+
+def batch_of(kind: BatchKind, value: int, count: int) -> int:
+    """The instances (or copies) of a fleet of `count` a CapacitySize names: COPY_COUNT and
+    INSTANCE_COUNT as given, CAPACITY_PERCENT of `count` rounded up; at least one."""
+    if kind == "CAPACITY_PERCENT":
+        return max(1, -(-count * value // 100))
+    return max(1, value)
+
+
 @dataclass(frozen=True)
 class RollingUpdate:
-    """UpdateInferenceComponent's RollingUpdatePolicy: copies are replaced `batch` at a time
-    (MaximumBatchSize: COPY_COUNT, or CAPACITY_PERCENT of the copies), with `wait_s` between
-    batches; past `timeout_s` the update is rolled back."""
+    """A RollingUpdatePolicy (docs/deployment-guardrails.md): UpdateInferenceComponent's, whose
+    copies are replaced, or UpdateEndpoint's, whose one variant's instances are. `batch` at a
+    time (MaximumBatchSize: COPY_COUNT or INSTANCE_COUNT, or CAPACITY_PERCENT of the new fleet)
+    new ones start and are routed to beside the old, baked `wait_s` with `alarms` watched, then
+    as many old ones leave the route, drain and stop. An alarm in ALARM, new ones that fail to
+    start, or `timeout_s` passed roll it back, `rollback_batch` at a time
+    (RollbackMaximumBatchSize; None: the whole old fleet at once)."""
 
-    batch_type: Literal["COPY_COUNT", "CAPACITY_PERCENT"]
+    batch_type: BatchKind
     batch_value: int
     wait_s: float
     timeout_s: float = 28_800.0
+    rollback_type: BatchKind | None = None
+    rollback_value: int = 100
+    alarms: tuple[str, ...] = ()
 
-    def batch(self, copies: int) -> int:
-        if self.batch_type == "CAPACITY_PERCENT":
-            return max(1, -(-copies * self.batch_value // 100))
-        return max(1, self.batch_value)
+    def batch(self, count: int) -> int:
+        """The batch of a rolling step for a new fleet of `count`."""
+        return batch_of(self.batch_type, self.batch_value, count)
+
+    def rollback_batch(self, count: int) -> int:
+        """The batch of a rollback step for an old fleet of `count`."""
+        if self.rollback_type is None:
+            return max(1, count)
+        return batch_of(self.rollback_type, self.rollback_value, count)
 
 
 @dataclass(frozen=True)
@@ -196,9 +219,23 @@ class EndpointSpec:
     # place. UpdateEndpoint never sets it: its revision replaces every container (a restart
     # is what some callers want of it, fresh credentials for one).
     in_place: bool = False
-    # UpdateEndpoint's BlueGreenUpdatePolicy: how this revision's fleet replaces the serving
-    # one (None: all at once, once it is healthy, as without a DeploymentConfig).
-    guardrails: BlueGreenUpdate | None = None
+    # UpdateEndpoint's DeploymentConfig: how this revision's fleet replaces the serving one,
+    # a BlueGreenUpdatePolicy or a RollingUpdatePolicy (None: all at once, once it is
+    # healthy, as without a DeploymentConfig).
+    guardrails: BlueGreenUpdate | RollingUpdate | None = None
+
+    @property
+    def rolling_update(self) -> RollingUpdate | None:
+        """How this revision replaces the serving one in batches, if it does: an inference
+        component's RollingUpdatePolicy, or UpdateEndpoint's."""
+        if self.rolling is not None:
+            return self.rolling
+        return self.guardrails if isinstance(self.guardrails, RollingUpdate) else None
+
+    @property
+    def blue_green(self) -> BlueGreenUpdate | None:
+        """UpdateEndpoint's BlueGreenUpdatePolicy, if this revision is deployed by one."""
+        return self.guardrails if isinstance(self.guardrails, BlueGreenUpdate) else None
 
 
 @dataclass(frozen=True)

@@ -104,16 +104,25 @@ def data_capture(config: Mapping[str, Any]) -> DataCaptureSpec | None:
 
 
 def rolling_update(deployment_config: Mapping[str, Any] | None) -> RollingUpdate | None:
-    """A DeploymentConfig's RollingUpdatePolicy as the deployer runs it (None: all at once)."""
-    policy = (deployment_config or {}).get("RollingUpdatePolicy")
+    """A DeploymentConfig's RollingUpdatePolicy as the deployer runs it (None: all at once),
+    with the AutoRollbackConfiguration alarms it watches. The same for an inference component
+    and an endpoint; what each accepts is checked before (`control.guardrails` for an
+    endpoint's)."""
+    config = deployment_config or {}
+    policy = config.get("RollingUpdatePolicy")
     if policy is None:
         return None
     size = policy["MaximumBatchSize"]
+    rollback = policy.get("RollbackMaximumBatchSize")
+    alarms = (config.get("AutoRollbackConfiguration") or {}).get("Alarms") or ()
     return RollingUpdate(
         batch_type=size["Type"],
         batch_value=int(size["Value"]),
         wait_s=float(policy.get("WaitIntervalInSeconds", 0)),
         timeout_s=float(policy.get("MaximumExecutionTimeoutInSeconds", 28_800)),
+        rollback_type=None if rollback is None else rollback["Type"],
+        rollback_value=100 if rollback is None else int(rollback["Value"]),
+        alarms=tuple(str(alarm["AlarmName"]) for alarm in alarms),
     )
 
 
@@ -254,6 +263,23 @@ def spec_to_json(spec: EndpointSpec) -> dict[str, Any]:
     return dataclasses.asdict(spec)
 
 
+def _rolling_from_json(data: Mapping[str, Any]) -> RollingUpdate:
+    rolling = _fields(RollingUpdate, data)
+    rolling["alarms"] = tuple(rolling.get("alarms", ()))
+    return RollingUpdate(**rolling)
+
+
+def _guardrails_from_json(data: Mapping[str, Any]) -> BlueGreenUpdate | RollingUpdate:
+    """UpdateEndpoint's plan: a blue/green one has its `traffic`, a rolling one its batch."""
+    if "traffic" not in data:
+        return _rolling_from_json(data)
+    guard = _fields(BlueGreenUpdate, data)
+    guard["steps"] = tuple(tuple(step) for step in guard.get("steps", ()))
+    guard["variants"] = tuple(guard.get("variants", ()))
+    guard["alarms"] = tuple(guard.get("alarms", ()))
+    return BlueGreenUpdate(**guard)
+
+
 def spec_from_json(data: Mapping[str, Any]) -> EndpointSpec:
     variants = []
     for raw_variant in data["variants"]:
@@ -272,14 +298,10 @@ def spec_from_json(data: Mapping[str, Any]) -> EndpointSpec:
         fields["component"] = ComponentRef(**_fields(ComponentRef, raw_component))
     raw_rolling = data.get("rolling")
     if raw_rolling is not None:
-        fields["rolling"] = RollingUpdate(**_fields(RollingUpdate, raw_rolling))
+        fields["rolling"] = _rolling_from_json(raw_rolling)
     raw_guardrails = data.get("guardrails")
     if raw_guardrails is not None:
-        guard = _fields(BlueGreenUpdate, raw_guardrails)
-        guard["steps"] = tuple(tuple(step) for step in guard.get("steps", ()))
-        guard["variants"] = tuple(guard.get("variants", ()))
-        guard["alarms"] = tuple(guard.get("alarms", ()))
-        fields["guardrails"] = BlueGreenUpdate(**guard)
+        fields["guardrails"] = _guardrails_from_json(raw_guardrails)
     raw_async = data.get("async_inference")
     if raw_async is not None:
         async_fields = _fields(AsyncInferenceSpec, raw_async)

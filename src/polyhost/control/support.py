@@ -202,19 +202,22 @@ _CREATE_DEPLOYMENT_CONFIG = refused(
 )
 
 # UpdateEndpoint's deployment guardrails (`control.guardrails` checks and plans them,
-# `deploy.deployer._blue_green` runs them; docs/deployment-guardrails.md).
+# `deploy.deployer._blue_green` and `_roll` run them; docs/deployment-guardrails.md).
 _BLUE_GREEN = "DeploymentConfig.BlueGreenUpdatePolicy"
 _ROUTING = f"{_BLUE_GREEN}.TrafficRoutingConfiguration"
+_ROLLING = "DeploymentConfig.RollingUpdatePolicy"
 
 
-def _capacity_size(path: str, what: str) -> dict[str, Support]:
+def _capacity_size(
+    path: str, what: str, fleet: str = "each variant's new fleet", rounded: str = "down"
+) -> dict[str, Support]:
     return {
         path: honoured(what),
         f"{path}.Type": honoured(
-            "INSTANCE_COUNT (instances of each variant's new fleet) or CAPACITY_PERCENT (of them, "
-            "rounded down)"
+            f"INSTANCE_COUNT (instances of {fleet}) or CAPACITY_PERCENT (of them, rounded "
+            f"{rounded})"
         ),
-        f"{path}.Value": honoured("the size, checked against each variant's new fleet"),
+        f"{path}.Value": honoured(f"the size, checked against {fleet}"),
     }
 
 
@@ -244,14 +247,33 @@ _UPDATE_DEPLOYMENT_CONFIG: dict[str, Support] = {
     f"{_BLUE_GREEN}.MaximumExecutionTimeoutInSeconds": honoured(
         "past it the deployment is rolled back"
     ),
-    "DeploymentConfig.RollingUpdatePolicy": refused(
-        "rolling updates of an endpoint's instances (give a BlueGreenUpdatePolicy: CANARY or "
-        "LINEAR)"
+    _ROLLING: honoured(
+        "the one variant's instances replaced in batches: new ones started and routed to "
+        "beside the old, baked, then as many old ones drained and stopped"
+    ),
+    **_capacity_size(
+        f"{_ROLLING}.MaximumBatchSize",
+        "the instances replaced at a time, 5% to 50% of the variant's",
+        fleet="the variant's new fleet",
+        rounded="up",
+    ),
+    f"{_ROLLING}.WaitIntervalInSeconds": honoured(
+        "the bake of each batch beside the old fleet, alarms watched, before old ones stop"
+    ),
+    f"{_ROLLING}.MaximumExecutionTimeoutInSeconds": honoured(
+        "past it the update is rolled back (8 hours without it)"
+    ),
+    **_capacity_size(
+        f"{_ROLLING}.RollbackMaximumBatchSize",
+        "a rollback's batch: old instances started again, as many new ones stopped (without "
+        "it, the whole old fleet at once)",
+        fleet="the old fleet",
+        rounded="up",
     ),
     "DeploymentConfig.AutoRollbackConfiguration": honoured("alarms that roll the update back"),
     "DeploymentConfig.AutoRollbackConfiguration.Alarms": honoured(
         "CloudWatch alarms of this server, which must exist; one in ALARM during the "
-        "deployment rolls it back to the old fleet"
+        "deployment (blue/green or rolling) rolls it back to the old fleet"
     ),
     "DeploymentConfig.AutoRollbackConfiguration.Alarms[].AlarmName": honoured("the alarm's name"),
 }

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,7 +45,12 @@ from polyhost.deploy.failure import DeployFailure
 from polyhost.deploy.guardrails import RollBack, bake, check, shifted_route
 from polyhost.deploy.janitor import Janitor, Usage, revision_dir
 from polyhost.deploy.ports import PortAllocator
-from polyhost.deploy.progress import DeploymentProgress
+from polyhost.deploy.progress import (
+    DeploymentProgress,
+    Policy,
+    ProgressTracker,
+    ProgressWatcher,
+)
 from polyhost.deploy.running import RunningContainer, RunningGroup
 from polyhost.deploy.samples import container_samples
 from polyhost.deploy.starter import GroupStarter
@@ -156,6 +162,35 @@ def _resizable(serving: EndpointSpec, wanted: EndpointSpec) -> bool:
     )
 
 
+def _count(spec: EndpointSpec) -> int:
+    """The instances (or copies) of a spec's first variant: the one a rolling update has."""
+    return spec.variants[0].instance_count if spec.variants else 0
+
+
+def _fleet(spec: EndpointSpec) -> int:
+    """The instances of every variant of `spec` (shadow variants' too)."""
+    return sum(v.instance_count for v in spec.variants)
+
+
+def _rollable(serving: EndpointSpec, wanted: EndpointSpec) -> bool:
+    """Whether `wanted` has a RollingUpdatePolicy that can replace what serves: one variant
+    each, of the same name (the control plane checked it; a revision restored after a restart
+    that does not fit is deployed as without a policy)."""
+    return (
+        wanted.rolling_update is not None
+        and len(serving.variants) == len(wanted.variants) == 1
+        and serving.variants[0].variant_name == wanted.variants[0].variant_name
+    )
+
+
+def _start_timeout(timeout_s: float | None) -> RollBack:
+    """Why a deployment whose new instances did not start in time is rolled back."""
+    return RollBack(
+        "the new fleet did not start within the deployment's MaximumExecutionTimeoutInSeconds "
+        f"({timeout_s or 0:g} s)"
+    )
+
+
 # Told which revision serves an endpoint now (None: the endpoint was removed).
 ServingWatcher = Callable[[str, EndpointSpec | None], None]
 _T = TypeVar("_T")
@@ -223,6 +258,7 @@ class EndpointDeployer:
         self._serverless_locks: dict[str, asyncio.Lock] = {}
         # Per endpoint, while a blue/green shift or a rolling update runs (deploy/progress.py).
         self._progress: dict[str, DeploymentProgress] = {}
+        self._progress_watchers: list[ProgressWatcher] = []
 
     def bind_alarms(self, reader: AlarmReader) -> None:
         """How a deployment with guardrails reads its AutoRollbackConfiguration alarms."""
@@ -236,6 +272,19 @@ class EndpointDeployer:
         an endpoint (its route published), and with None when the endpoint is removed: what
         follows the serving revision rather than the routes (data capture) stays in step."""
         self._serving_watchers.append(watcher)
+
+    def watch_progress(self, watcher: ProgressWatcher) -> None:
+        """Call `watcher(endpoint_name, progress)` on the loop at each change of an endpoint's
+        `deployment_progress`, with None once the deployment ended: every phase, however
+        short (one read by polling may come and go between two reads)."""
+        self._progress_watchers.append(watcher)
+
+    def _progress_changed(self, endpoint_name: str, progress: DeploymentProgress | None) -> None:
+        for watcher in self._progress_watchers:
+            try:
+                watcher(endpoint_name, progress)
+            except Exception:  # a watcher's bug must not stop a deploy half-way
+                log.exception("a watcher of %s's deployment progress failed", endpoint_name)
 
     def _serving(self, endpoint_name: str, spec: EndpointSpec | None) -> None:
         self._bind_serverless(endpoint_name, spec)
@@ -336,17 +385,16 @@ class EndpointDeployer:
         # stops the group the serving one replaced (the resize waits for it).
         idle = previous is None or previous.done()
         settled, state.settled = state.settled, False
+        # After the stop of the group `serving` replaced, if that is still under way.
+        after = None if idle else previous
         if serving is not None and (idle or settled) and _resizable(serving.spec, spec):
-            after = None if idle else previous
             spec = _serverless_kept(serving.spec, spec)
             state.task = loop.create_task(self._resize(state, serving, spec, after))
             return
-        if serving is not None and idle and spec.rolling is not None and spec.component:
-            state.task = loop.create_task(self._roll(state, serving, spec))
+        if serving is not None and (idle or settled) and _rollable(serving.spec, spec):
+            state.task = loop.create_task(self._roll(state, serving, spec, after))
             return
-        if serving is not None and (idle or settled) and spec.guardrails is not None:
-            # After the stop of the group `serving` replaced, if that is still under way.
-            after = None if idle else previous
+        if serving is not None and (idle or settled) and spec.blue_green is not None:
             state.task = loop.create_task(self._blue_green(state, serving, spec, after))
             return
         state.task = loop.create_task(self._deploy(state, spec, previous))
@@ -422,7 +470,7 @@ class EndpointDeployer:
         (`_undo_shift`): all traffic to the old fleet, the new one drained and stopped."""
         if after is not None:
             await asyncio.wait({after})
-        guard = spec.guardrails
+        guard = spec.blue_green
         assert guard is not None
         loop = asyncio.get_running_loop()
         name = spec.endpoint_name
@@ -431,6 +479,8 @@ class EndpointDeployer:
         self._starting[id(new)] = new
         state.attempt = new
         shift: dict[str, int] | None = {}  # per variant, new instances routed; None: all
+        progress = self._track(guard.traffic, spec, old.spec)
+        wanted, old_total = _fleet(spec), _fleet(old.spec)
 
         def republish() -> None:
             # An instance of either fleet withdrawn or back: the shift's route without it.
@@ -449,14 +499,18 @@ class EndpointDeployer:
                     await check(guard, self._alarm_state, deadline)
                     republish()
                     log.info("%s: new fleet takes traffic beside the old: %s", name, shift)
+                    progress.phase("Baking", new=sum(step), old=old_total, wait_s=guard.wait_s)
                     await bake(guard, guard.wait_s, self._alarm_state, deadline)
                 shift = None
                 await check(guard, self._alarm_state, deadline)
                 republish()
                 log.info("%s: all traffic shifted to revision %d", name, spec.revision)
                 if not guard.steps:
+                    progress.phase("Baking", new=wanted, old=0, wait_s=guard.wait_s)
                     await bake(guard, guard.wait_s, self._alarm_state, deadline)
-                await bake(guard, guard.termination_wait_s, self._alarm_state, deadline)
+                termination_s = guard.termination_wait_s
+                progress.phase("Terminating", new=wanted, old=0, wait_s=termination_s)
+                await bake(guard, termination_s, self._alarm_state, deadline)
             except DeployFailure as failure:
                 old.on_change = lambda: self._instances_changed(state, old)
                 log.warning("updating %s failed: %s", name, failure.reason)
@@ -464,19 +518,13 @@ class EndpointDeployer:
                 return
             except TimeoutError:
                 await self._undo_shift(
-                    state,
-                    old,
-                    new,
-                    spec,
-                    RollBack(
-                        "the new fleet did not start within the deployment's "
-                        f"MaximumExecutionTimeoutInSeconds ({guard.timeout_s:g} s)"
-                    ),
+                    state, old, new, spec, progress, _start_timeout(guard.timeout_s)
                 )
                 return
             except RollBack as rollback:
-                await self._undo_shift(state, old, new, spec, rollback)
+                await self._undo_shift(state, old, new, spec, progress, rollback)
                 return
+            progress.end()
             state.serving = new
             state.attempt = None
             new.on_change = lambda: self._instances_changed(state, new)
@@ -494,7 +542,43 @@ class EndpointDeployer:
                 await self._starter.stop(new)
             raise
         finally:
+            progress.end()
             self._starting.pop(id(new), None)
+
+    def _track(self, policy: Policy, spec: EndpointSpec, old: EndpointSpec) -> ProgressTracker:
+        """The progress of a deployment of `spec` replacing `old` (deploy/progress.py), at its
+        start: the new fleet's first instances starting."""
+        return ProgressTracker(
+            self._progress,
+            DeploymentProgress(
+                endpoint_name=spec.endpoint_name,
+                policy=policy,
+                phase="Starting",
+                from_config=old.endpoint_config_name,
+                to_config=spec.endpoint_config_name,
+                new_instances=0,
+                wanted_instances=_fleet(spec),
+                old_instances=_fleet(old),
+                started_at=time.time(),
+            ),
+            self._progress_changed,
+        )
+
+    async def _report_rolling_back(
+        self, spec: EndpointSpec, old: RunningGroup, old_spec: EndpointSpec, reason: str
+    ) -> None:
+        """The endpoint is RollingBack from `spec` to `old_spec`, which `old` runs (some of)."""
+        await self._report(
+            StatusReport(
+                endpoint_name=spec.endpoint_name,
+                revision=spec.revision,
+                status="RollingBack",
+                failure_reason=f"Rolling back the update to endpoint config "
+                f"{spec.endpoint_config_name}: {reason}"[:1024],
+                variants=self._variant_statuses(old_spec, serving=old),
+                serving_config_name=old_spec.endpoint_config_name,
+            )
+        )
 
     async def _undo_shift(
         self,
@@ -502,6 +586,7 @@ class EndpointDeployer:
         old: RunningGroup,
         new: RunningGroup,
         spec: EndpointSpec,
+        progress: ProgressTracker,
         rollback: RollBack,
     ) -> None:
         """All traffic back to the old fleet, the new one drained (every request routed to it
@@ -513,17 +598,8 @@ class EndpointDeployer:
         route = old.serving_route() or old.route
         assert route is not None
         self._router.publish(route)
-        await self._report(
-            StatusReport(
-                endpoint_name=name,
-                revision=spec.revision,
-                status="RollingBack",
-                failure_reason=f"Rolling back the update to endpoint config "
-                f"{spec.endpoint_config_name}: {rollback.reason}"[:1024],
-                variants=self._variant_statuses(old.spec, serving=old),
-                serving_config_name=old.spec.endpoint_config_name,
-            )
-        )
+        progress.phase("RollingBack", new=0, old=_fleet(old.spec), reason=rollback.reason)
+        await self._report_rolling_back(spec, old, old.spec, rollback.reason)
         await self._drain_containers(new.route, new.containers)
         await self._starter.stop(new)
         state.attempt = None
@@ -588,50 +664,76 @@ class EndpointDeployer:
         await self._drain_containers(route, gone)
         await self._starter.stop_containers(group, gone)
 
-    async def _roll(self, state: _Deployment, old: RunningGroup, spec: EndpointSpec) -> None:
-        """UpdateInferenceComponent with a RollingUpdatePolicy: start a batch of new copies,
-        route to them beside the old ones, then route without a batch of old copies, drain
-        and stop those; wait WaitIntervalInSeconds and go on until only new copies serve.
-        New copies that fail to start roll it back: the old copies removed so far are started
-        again, the new ones stopped, and the component says why."""
-        assert spec.rolling is not None
+    async def _roll(
+        self,
+        state: _Deployment,
+        old: RunningGroup,
+        spec: EndpointSpec,
+        after: asyncio.Task[None] | None = None,
+    ) -> None:
+        """A RollingUpdatePolicy: UpdateInferenceComponent's (its copies) or UpdateEndpoint's
+        (the instances of its one variant; docs/deployment-guardrails.md). Batch by batch:
+        start new instances and route to them beside the old ones, bake WaitIntervalInSeconds
+        with the alarms watched, then route without as many old instances, drain and stop
+        them; once the new fleet is whole, the old instances left go with the last batch.
+        An alarm in ALARM, new instances that fail to start, or the time bound roll it back
+        (`_roll_back`)."""
+        if after is not None:
+            await asyncio.wait({after})
+        rolling = spec.rolling_update
+        assert rolling is not None
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + spec.rolling.timeout_s
+        deadline = loop.time() + rolling.timeout_s
         original = old.spec
-        wanted = spec.variants[0].instance_count
-        old_count = original.variants[0].instance_count
-        batch = spec.rolling.batch(max(old_count, 1))
+        wanted = _count(spec)
+        batch = rolling.batch(max(wanted, 1))
         new = RunningGroup(_with_count(spec, 0))
         self._starting[id(new)] = new
         state.attempt = new
+        progress = self._track("ROLLING", spec, original)
+
+        def both() -> EndpointRoute:
+            return _merged_route(old, new)
+
+        def republish() -> None:
+            # An instance of either fleet withdrawn or back: both fleets' route without it.
+            if state.attempt is new and not new.stopping:
+                self._router.publish(both())
+
+        old.on_change = new.on_change = republish
         try:
             try:
-                while new.spec.variants[0].instance_count < wanted or old_count > 0:
-                    if loop.time() > deadline:
-                        raise DeployFailure(
-                            "the rolling update did not finish within its "
-                            f"MaximumExecutionTimeoutInSeconds ({spec.rolling.timeout_s:g} s)"
+                while True:
+                    await check(rolling, self._alarm_state, deadline)
+                    have, left = _count(new.spec), _count(old.spec)
+                    if have < wanted:
+                        progress.phase("Starting", new=have, old=left)
+                        have = min(wanted, have + batch)
+                        await asyncio.wait_for(
+                            self._add_batch(new, _with_count(spec, have), both),
+                            max(deadline - loop.time(), 0.0),
                         )
-                    count = min(wanted, new.spec.variants[0].instance_count + batch)
-                    if count > new.spec.variants[0].instance_count:
-                        grown = await self._starter.grow(_with_count(spec, count), new)
-                        _merge(new, grown, _with_count(spec, count))
-                        new.route = self._starter.route(new.spec, new)
-                        self._supervise(new, grown.containers)
-                    self._router.publish(_merged_route(old, new))
-                    if old_count > 0:
-                        old_count = max(0, old_count - batch)
-                        gone = self._shrink(old, _with_count(original, old_count))
-                        previous = old.route
-                        self._router.publish(_merged_route(old, new))
-                        await self._drain_containers(previous, gone)
-                        await self._starter.stop_containers(old, gone)
-                    done = new.spec.variants[0].instance_count >= wanted and old_count == 0
-                    if not done and spec.rolling.wait_s:
-                        await asyncio.sleep(spec.rolling.wait_s)
+                        log.info("%s: %d of %d new instances take traffic beside %d old",
+                                 spec.endpoint_name, have, wanted, left)  # fmt: skip
+                        progress.phase("Baking", new=have, old=left, wait_s=rolling.wait_s)
+                        await bake(rolling, rolling.wait_s, self._alarm_state, deadline)
+                    keep = 0 if have >= wanted else max(0, left - batch)
+                    progress.phase("Terminating", new=have, old=keep)
+                    await self._take_out(old, _with_count(original, keep), both)
+                    if have >= wanted:
+                        break
             except DeployFailure as failure:
-                await self._roll_back(state, old, original, new, failure.reason, spec)
+                await self._roll_back(state, old, original, new, spec, progress, failure.reason)
                 return
+            except TimeoutError:
+                reason = _start_timeout(rolling.timeout_s).reason
+                await self._roll_back(state, old, original, new, spec, progress, reason)
+                return
+            except RollBack as rollback:
+                await self._roll_back(state, old, original, new, spec, progress, rollback.reason)
+                return
+            progress.end()
+            old.on_change = None
             _rebind(new, spec)
             new.route = self._starter.route(spec, new)
             state.serving = new
@@ -643,7 +745,14 @@ class EndpointDeployer:
             state.settled = state.task is asyncio.current_task()
             await self._report_in_service(spec, new)
             await self._drain_and_stop(old)
+        except asyncio.CancelledError:
+            # Deleted, or the server stops: whoever cancelled stops the old instances left.
+            if state.serving is not new:
+                old.on_change = lambda: self._instances_changed(state, old)
+                await self._starter.stop(new)
+            raise
         finally:
+            progress.end()
             self._starting.pop(id(new), None)
 
     async def _roll_back(
@@ -652,29 +761,69 @@ class EndpointDeployer:
         old: RunningGroup,
         original: EndpointSpec,
         new: RunningGroup,
-        reason: str,
         spec: EndpointSpec,
+        progress: ProgressTracker,
+        reason: str,
     ) -> None:
-        log.warning(
-            "rolling %s to revision %d failed: %s", spec.endpoint_name, spec.revision, reason
-        )
+        """Undo a rolling update, RollbackMaximumBatchSize at a time (without it, the whole
+        old fleet at once): the old instances removed so far start again and are routed to,
+        then as many new ones leave the route, drain and stop. An endpoint is RollingBack
+        meanwhile, then InService on its old configuration with the reason."""
+        name = spec.endpoint_name
+        rolling = spec.rolling_update
+        assert rolling is not None
+        log.warning("rolling %s back from revision %d: %s", name, spec.revision, reason)
+        whole = _count(original)
+        back = rolling.rollback_batch(whole)
+        progress.phase("RollingBack", new=_count(new.spec), old=_count(old.spec), reason=reason)
+        if spec.component is None:
+            await self._report_rolling_back(spec, old, original, reason)
+
+        def both() -> EndpointRoute:
+            return _merged_route(old, new)
+
         try:
-            grown = await self._starter.grow(original, old)
-            _merge(old, grown, original)
-            old.route = self._starter.route(original, old)
-            self._supervise(old, grown.containers)
+            while _count(old.spec) < whole or _count(new.spec) > 0:
+                count = min(whole, _count(old.spec) + back)
+                await self._add_batch(old, _with_count(original, count), both)
+                keep = 0 if count >= whole else max(0, _count(new.spec) - back)
+                progress.phase("RollingBack", new=keep, old=count, reason=reason)
+                await self._take_out(new, _with_count(new.spec, keep), both)
         except DeployFailure as again:
-            log.warning(
-                "%s: the previous copies did not start again: %s", spec.endpoint_name, again.reason
-            )
-            old.route = self._starter.route(old.spec, old)
+            log.warning("%s: the previous instances did not start again: %s", name, again.reason)
+        new.on_change = None
+        old.on_change = lambda: self._instances_changed(state, old)
         route = old.serving_route() or old.route
         assert route is not None
         self._router.publish(route)
-        previous = new.route
-        await self._drain_containers(previous, new.containers)
+        await self._drain_containers(new.route, new.containers)
         await self._starter.stop(new)
-        await self._report_failure(state, spec, reason)
+        state.attempt = None
+        await self._report_failure(
+            state, spec, reason if spec.component else f"rolled back: {reason}"
+        )
+
+    async def _add_batch(
+        self, group: RunningGroup, spec: EndpointSpec, routed: Callable[[], EndpointRoute]
+    ) -> None:
+        """Start the instances `spec` has beyond those `group` runs, and once they pass their
+        ping publish `routed()` (the endpoint's route, with them). Raises DeployFailure."""
+        grown = await self._starter.grow(spec, group)
+        _merge(group, grown, spec)
+        group.route = self._starter.route(spec, group)
+        self._supervise(group, grown.containers)
+        self._router.publish(routed())
+
+    async def _take_out(
+        self, group: RunningGroup, spec: EndpointSpec, routed: Callable[[], EndpointRoute]
+    ) -> None:
+        """Publish `routed()` without the instances of `group` that `spec` has no more, then
+        let the requests they are answering finish (bounded) and stop them."""
+        route = group.route  # with them: their in-flight counts are read from it
+        gone = self._shrink(group, spec)
+        self._router.publish(routed())
+        await self._drain_containers(route, gone)
+        await self._starter.stop_containers(group, gone)
 
     # -- serverless variants (docs/serverless.md) --------------------------------------------
     def _bind_serverless(self, endpoint_name: str, spec: EndpointSpec | None) -> None:

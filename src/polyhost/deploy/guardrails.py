@@ -1,5 +1,6 @@
-"""Deployment guardrails' parts (UpdateEndpoint's BlueGreenUpdatePolicy): the route of a
-traffic shift, and the watch over a bake.
+"""Deployment guardrails' parts (UpdateEndpoint's BlueGreenUpdatePolicy and the
+RollingUpdatePolicy of an endpoint or an inference component): the route of a traffic shift,
+and the watch over a bake.
 
 During a CANARY or LINEAR shift the endpoint's route merges, per variant, every instance of
 the old fleet with the new fleet's instances in the shift (`i-0` up to the step's count), so
@@ -8,9 +9,10 @@ fifth of the requests (least outstanding requests among all five). Both fleets' 
 the groups' own objects: their in-flight counts carry across republishes, so a rollback can
 wait for the new fleet's requests to finish before it stops it (no request is dropped).
 
-A bake (WaitIntervalInSeconds after a step, TerminationWaitInSeconds after the whole shift)
-reads the state of every AutoRollbackConfiguration alarm every `ALARM_POLL_S`, and checks the
-deployment's MaximumExecutionTimeoutInSeconds; either ends it with `RollBack`.
+A bake (WaitIntervalInSeconds after a step or a rolling batch, TerminationWaitInSeconds after
+the whole shift) reads the state of every AutoRollbackConfiguration alarm every `ALARM_POLL_S`,
+and checks the deployment's MaximumExecutionTimeoutInSeconds; either ends it with `RollBack`.
+Both policies are `Watched` the same way.
 """
 
 from __future__ import annotations
@@ -18,13 +20,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from typing import Protocol
 
-from polyhost.control.seam import AlarmReader, BlueGreenUpdate
+from polyhost.control.seam import AlarmReader
 from polyhost.deploy.running import RunningGroup
 from polyhost.router.table import EndpointRoute, ReplicaRoute, variant_over
 
 ALARM_POLL_S = 0.25
 log = logging.getLogger("polyhost.deploy")
+
+
+class Watched(Protocol):
+    """What a bake watches of a deployment's policy (a BlueGreenUpdate, a RollingUpdate)."""
+
+    @property
+    def alarms(self) -> tuple[str, ...]: ...
+
+    @property
+    def timeout_s(self) -> float | None: ...
 
 
 class RollBack(Exception):
@@ -65,15 +78,13 @@ def shifted_route(
     return old_route.with_variants(tuple(variants))
 
 
-async def check(
-    guard: BlueGreenUpdate, alarm_state: AlarmReader | None, deadline: float | None
-) -> None:
+async def check(guard: Watched, alarm_state: AlarmReader | None, deadline: float | None) -> None:
     """Raise RollBack if the deployment is out of time or one of its alarms is in ALARM."""
     loop = asyncio.get_running_loop()
     if deadline is not None and loop.time() >= deadline:
         raise RollBack(
             "the deployment did not finish within its MaximumExecutionTimeoutInSeconds "
-            f"({guard.timeout_s:g} s)"
+            f"({guard.timeout_s or 0:g} s)"
         )
     if alarm_state is None or not guard.alarms:
         return
@@ -91,7 +102,7 @@ async def check(
 
 
 async def bake(
-    guard: BlueGreenUpdate,
+    guard: Watched,
     seconds: float,
     alarm_state: AlarmReader | None,
     deadline: float | None,
