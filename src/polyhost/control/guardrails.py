@@ -296,6 +296,3 @@ def deployment_guardrails(
     _check_alarms(alarms, alarm_state)
     return plan
 
-
-# The name the control plane's UpdateEndpoint calls it by (from when it planned only blue/green).
-blue_green_update = deployment_guardrails

@@ -28,7 +28,7 @@ from polyhost.control.endpoints import (
     desired_spec,
     with_weights_and_capacities,
 )
-from polyhost.control.guardrails import blue_green_update
+from polyhost.control.guardrails import deployment_guardrails
 from polyhost.control.image_catalog import ImageCatalog
 from polyhost.control.instance_types import InstanceTypes
 from polyhost.control.listing import (
@@ -486,7 +486,7 @@ class ControlPlane:
                 deployment = params.get("DeploymentConfig")
                 if not deployment and params.get("RetainDeploymentConfig") is True:
                     deployment = current.deployment_config
-                guardrails = blue_green_update(
+                guardrails = deployment_guardrails(
                     deployment,
                     new=spec,
                     serving=current.spec,
