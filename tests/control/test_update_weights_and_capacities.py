@@ -148,8 +148,13 @@ def test_an_unknown_variant_is_refused_naming_the_known_ones(
         ),
         (
             [{"VariantName": "blue"}],
-            "1 validation error detected: desiredWeightsAndCapacities.1 gives neither "
-            "DesiredWeight nor DesiredInstanceCount; give one or both",
+            "1 validation error detected: desiredWeightsAndCapacities.1 gives none of "
+            "DesiredWeight, DesiredInstanceCount and ServerlessUpdateConfig; give at least one",
+        ),
+        (
+            [{"VariantName": "blue", "ServerlessUpdateConfig": {}}],
+            "1 validation error detected: desiredWeightsAndCapacities.1's "
+            "ServerlessUpdateConfig is empty; give MaxConcurrency, ProvisionedConcurrency or both",
         ),
         (
             [{"VariantName": "blue", "DesiredInstanceCount": 0}],
@@ -166,19 +171,20 @@ def test_an_unknown_variant_is_refused_naming_the_known_ones(
                     "ServerlessUpdateConfig": {"MaxConcurrency": 5},
                 }
             ],
-            "polyhost does not support DesiredWeightsAndCapacities.1.ServerlessUpdateConfig "
-            "(changing a serverless variant's config in place) yet: remove it from "
-            "UpdateEndpointWeightsAndCapacities, or see docs/unsupported.md",
+            f'The variant "blue" of endpoint "{ARN}:endpoint/ENDPOINT" is not '
+            "serverless: ServerlessUpdateConfig changes a serverless variant's MaxConcurrency "
+            "and ProvisionedConcurrency; use DesiredInstanceCount for an instance-based one.",
         ),
     ],
-    ids=["variant-twice", "nothing-to-change", "no-instance", "serverless"],
+    ids=["variant-twice", "nothing-to-change", "empty-serverless", "no-instance", "not-serverless"],
 )  # fmt: skip
 def test_bad_entries_are_refused(
     sagemaker: Any, two_variants: str, entries: list[dict[str, Any]], message: str
 ) -> None:
     with pytest.raises(ClientError) as error:
         _update(sagemaker, two_variants, *entries)
-    assert client_error(error) == ("ValidationException", 400, message)
+    wanted = message.replace("ENDPOINT", two_variants.lower())
+    assert client_error(error) == ("ValidationException", 400, wanted)
     assert sagemaker.describe_endpoint(EndpointName=two_variants)["EndpointStatus"] == "InService"
 
 

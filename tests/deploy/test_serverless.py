@@ -332,3 +332,59 @@ def test_no_serverless_shadow(sagemaker: Any) -> None:
     code, status, message = client_error(raised)
     assert (code, status) == ("ValidationException", 400)
     assert "ShadowProductionVariants.1.ServerlessConfig (serverless shadow variants)" in message
+
+
+def test_serverless_update_config_changes_the_gate_in_place(
+    server: PolyhostProcess, sagemaker: Any, runtime: Any
+) -> None:
+    """UpdateEndpointWeightsAndCapacities' ServerlessUpdateConfig: a new MaxConcurrency lets
+    more requests in at once; a ProvisionedConcurrency starts the cold variant's container
+    without a request, and keeps it past the idle stop."""
+    deploy_serverless(sagemaker, "sls-update")
+    assert b"hello" in invoke(runtime, "sls-update")
+    warm = containers_of(server, "sls-update")
+    assert len(warm) == 1
+
+    def update(**config: int) -> dict[str, Any]:
+        sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName="sls-update",
+            DesiredWeightsAndCapacities=[
+                {"VariantName": "AllTraffic", "ServerlessUpdateConfig": config}
+            ],
+        )
+        description = wait_status(sagemaker, "sls-update")
+        assert description["EndpointStatus"] == "InService", description
+        return dict(description["ProductionVariants"][0])
+
+    summary = update(MaxConcurrency=3)
+    assert summary["CurrentServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 3}
+    assert [p.pid for p in containers_of(server, "sls-update")] == [warm[0].pid]  # in place
+    with ThreadPoolExecutor(3) as pool:
+        outcomes = list(pool.map(lambda _: invoke(runtime, "sls-update", "sleep=0.5"), range(3)))
+    assert all(b"hello" in o for o in outcomes), outcomes  # three at once
+    status, answer = api(server, "/api/endpoints")
+    (endpoint,) = [e for e in answer["endpoints"] if e["name"] == "sls-update"]
+    assert endpoint["variants"][0]["serverless"]["throttled"] == 0  # none, not even retried
+
+    wait_for(lambda: not containers_of(server, "sls-update"), "the idle container to stop")
+    summary = update(ProvisionedConcurrency=1)
+    assert summary["CurrentServerlessConfig"]["ProvisionedConcurrency"] == 1
+    wait_for(lambda: len(containers_of(server, "sls-update")) == 1, "a provisioned container")
+    provisioned = containers_of(server, "sls-update")
+    time.sleep(IDLE_S * 2)
+    assert [p.pid for p in containers_of(server, "sls-update")] == [provisioned[0].pid]
+
+    with pytest.raises(ClientError) as error:
+        sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName="sls-update",
+            DesiredWeightsAndCapacities=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ServerlessUpdateConfig": {"MaxConcurrency": 2, "ProvisionedConcurrency": 3},
+                }
+            ],
+        )
+    code, status, message = client_error(error)
+    assert (code, status) == ("ValidationException", 400)
+    assert "would have ProvisionedConcurrency 3 above its MaxConcurrency 2" in message, message
+    sagemaker.delete_endpoint(EndpointName="sls-update")

@@ -256,16 +256,53 @@ def check_weights_and_capacities(
             f'The variant(s) "{", ".join(unknown)}" not found in endpoint "{arn}": VariantName '
             f"must be one of [{', '.join(known)}]."
         )
+    by_name = {v.variant_name: v for v in spec.variants}
+    for entry in desired:
+        update = entry.get("ServerlessUpdateConfig")
+        if update is None:
+            continue
+        variant = by_name[entry["VariantName"]]
+        if variant.serverless is None:
+            raise ValidationException(
+                f'The variant "{variant.variant_name}" of endpoint "{arn}" is not serverless: '
+                "ServerlessUpdateConfig changes a serverless variant's MaxConcurrency and "
+                "ProvisionedConcurrency; use DesiredInstanceCount for an instance-based one."
+            )
+        updated = _serverless_updated(variant.serverless, update)
+        provisioned = updated.provisioned_concurrency
+        if provisioned is not None and provisioned > updated.max_concurrency:
+            raise ValidationException(
+                f'The variant "{variant.variant_name}" of endpoint "{arn}" would have '
+                f"ProvisionedConcurrency {provisioned} above its MaxConcurrency "
+                f"{updated.max_concurrency}: ProvisionedConcurrency must be less than or "
+                "equal to MaxConcurrency."
+            )
+
+
+def _serverless_updated(serverless: ServerlessSpec, update: dict[str, Any]) -> ServerlessSpec:
+    """A ServerlessUpdateConfig applied: the members it gives replace the variant's."""
+    concurrency, provisioned = update.get("MaxConcurrency"), update.get("ProvisionedConcurrency")
+    return replace(
+        serverless,
+        max_concurrency=serverless.max_concurrency if concurrency is None else int(concurrency),
+        provisioned_concurrency=(
+            serverless.provisioned_concurrency if provisioned is None else int(provisioned)
+        ),
+    )
 
 
 def _desired_variant(variant: VariantSpec, entry: dict[str, Any] | None) -> VariantSpec:
     if entry is None:
         return variant
     weight, count = entry.get("DesiredWeight"), entry.get("DesiredInstanceCount")
+    serverless, update = variant.serverless, entry.get("ServerlessUpdateConfig")
+    if serverless is not None and update is not None:
+        serverless = _serverless_updated(serverless, update)
     return replace(
         variant,
         initial_weight=variant.initial_weight if weight is None else float(weight),
         instance_count=variant.instance_count if count is None else int(count),
+        serverless=serverless,
     )
 
 

@@ -586,10 +586,22 @@ def weights_and_capacities_rules(params: dict[str, Any]) -> list[str]:
         if not isinstance(entry, dict):
             continue
         path = element_path("desiredWeightsAndCapacities", index)
-        if entry.get("DesiredWeight") is None and entry.get("DesiredInstanceCount") is None:
+        update = entry.get("ServerlessUpdateConfig")
+        if (
+            entry.get("DesiredWeight") is None
+            and entry.get("DesiredInstanceCount") is None
+            and update is None
+        ):
             found.append(
-                f"{_plain(path)} gives neither DesiredWeight nor DesiredInstanceCount; give "
-                "one or both"
+                f"{_plain(path)} gives none of DesiredWeight, DesiredInstanceCount and "
+                "ServerlessUpdateConfig; give at least one"
+            )
+        if isinstance(update, dict) and not any(
+            update.get(m) is not None for m in ("MaxConcurrency", "ProvisionedConcurrency")
+        ):
+            found.append(
+                f"{_plain(path)}'s ServerlessUpdateConfig is empty; give MaxConcurrency, "
+                "ProvisionedConcurrency or both"
             )
         if entry.get("DesiredInstanceCount") == 0:
             found.append(

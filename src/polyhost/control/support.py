@@ -506,8 +506,15 @@ SUPPORT: dict[str, OperationTable] = {
             "instances added beside the running ones and routed to once they pass /ping, or "
             "removed: routed around, drained, stopped; the others keep running (at least 1)"
         ),
-        "DesiredWeightsAndCapacities[].ServerlessUpdateConfig": refused(
-            "changing a serverless variant's config in place"
+        "DesiredWeightsAndCapacities[].ServerlessUpdateConfig": honoured(
+            "a serverless variant's MaxConcurrency and ProvisionedConcurrency changed in place "
+            "(its gate; a container starts at once for a new ProvisionedConcurrency)"
+        ),
+        "DesiredWeightsAndCapacities[].ServerlessUpdateConfig.MaxConcurrency": honoured(
+            "invocations in flight past which the variant throttles"
+        ),
+        "DesiredWeightsAndCapacities[].ServerlessUpdateConfig.ProvisionedConcurrency": honoured(
+            "keeps the variant's one instance warm (at most MaxConcurrency)"
         ),
     },
     "DeleteEndpoint": {"EndpointName": honoured("the endpoint deleted")},

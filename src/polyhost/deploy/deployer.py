@@ -128,8 +128,18 @@ def _sized_variant(spec: EndpointSpec, variant_name: str, count: int) -> Endpoin
 
 def _serverless_kept(serving: EndpointSpec, wanted: EndpointSpec) -> EndpointSpec:
     """`wanted` resized in place with each serverless variant as warm or cold as it is: its
-    one instance is started and stopped by its requests, not by the new revision."""
-    counts = {v.variant_name: v.instance_count for v in serving.variants if v.serverless}
+    one instance is started and stopped by its requests, not by the new revision; but
+    started now when the revision gives it ProvisionedConcurrency (ServerlessUpdateConfig)."""
+    provisioned = {
+        v.variant_name
+        for v in wanted.variants
+        if v.serverless is not None and v.serverless.provisioned_concurrency is not None
+    }
+    counts = {
+        v.variant_name: max(v.instance_count, int(v.variant_name in provisioned))
+        for v in serving.variants
+        if v.serverless
+    }
     if not counts:
         return wanted
     return replace(
@@ -142,8 +152,15 @@ def _serverless_kept(serving: EndpointSpec, wanted: EndpointSpec) -> EndpointSpe
 
 
 def _sized(variant: VariantSpec) -> VariantSpec:
-    """A variant less what a resize in place may change: its count, weight and copies' places."""
-    return replace(variant, instance_count=0, initial_weight=0.0, copy_instances=())
+    """A variant less what a resize in place may change: its count, weight and copies'
+    places, and a serverless variant's MaxConcurrency and ProvisionedConcurrency (its gate's
+    settings; MemorySizeInMB is the container's limit, which only a new container changes)."""
+    serverless = variant.serverless
+    if serverless is not None:
+        serverless = replace(serverless, max_concurrency=0, provisioned_concurrency=None)
+    return replace(
+        variant, instance_count=0, initial_weight=0.0, copy_instances=(), serverless=serverless
+    )
 
 
 def _resizable(serving: EndpointSpec, wanted: EndpointSpec) -> bool:
@@ -641,6 +658,7 @@ class EndpointDeployer:
             return
         _merge(group, grown, spec)
         gone = self._shrink(group, spec)
+        self._bind_serverless(name, group.spec)  # a ServerlessUpdateConfig's new limits
         self._router.publish(group.serving_route() or self._starter.route(spec, group))
         self._supervise(group, grown.containers)
         log.info(
