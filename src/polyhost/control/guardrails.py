@@ -295,4 +295,3 @@ def deployment_guardrails(
         plan = _rolling(deployment_config, new, serving)
     _check_alarms(alarms, alarm_state)
     return plan
-
