@@ -156,3 +156,25 @@ class Load:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=30)
+
+
+def add_image(
+    server: PolyhostProcess, image: str, *, cpus: float | None = None, memory: int | None = None
+) -> None:
+    """Register one more echo image in a not yet started server's images.toml, with its own
+    `cpus` and `memory` (bytes): what an instance of it reserves on its node."""
+    assert server.image_config is not None and server.process is None
+    with open(server.image_config, "a", encoding="utf-8") as config:
+        config.write(
+            f'[images."{image}"]\ncommand = ["{sys.executable}", '
+            f'"{CONTAINERS / "echo_server.py"}"]\n'
+        )
+        if cpus is not None:
+            config.write(f"cpus = {cpus}\n")
+        if memory is not None:
+            config.write(f"memory = {memory}\n")
+
+
+def echo_processes(cluster: LocalRayCluster, endpoint: str) -> list[psutil.Process]:
+    """The echo container processes of `endpoint` on every live node."""
+    return [p for ps in _echo_processes(cluster, endpoint).values() for p in ps]
