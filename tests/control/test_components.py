@@ -106,8 +106,7 @@ def invoke(runtime: Any, endpoint: str, component: str | None, body: bytes = b"h
 def error_of(call: Any, **kwargs: Any) -> dict[str, Any]:
     with pytest.raises(botocore.exceptions.ClientError) as caught:
         call(**kwargs)
-    response: dict[str, Any] = caught.value.response
-    return response
+    return dict(caught.value.response)
 
 
 @pytest.fixture(scope="module")
