@@ -16,7 +16,6 @@ import logging
 import signal
 import time
 
-from polyhost.asyncinf.credentials import AwsClients
 from polyhost.asyncinf.queue import AsyncQueue
 from polyhost.asyncinf.worker import AsyncWorker
 from polyhost.auth.gate import Gate, load_access_control
@@ -27,7 +26,7 @@ from polyhost.backends.confinement import protect_files
 from polyhost.backends.factory import make_backend
 from polyhost.backends.registry import ImageRegistry
 from polyhost.backends.role_credentials import load_role_credentials
-from polyhost.capture.service import WRITE_TIMEOUT_S, DataCapture
+from polyhost.capture.service import DataCapture
 from polyhost.control.service import ControlPlane
 from polyhost.deploy.deployer import EndpointDeployer
 from polyhost.http.admin.api import AdminApi
@@ -124,9 +123,10 @@ class PolyhostServer:
             role_credentials=roles,
         )
         # DataCaptureConfig: the runtime adapter queues sampled invocations of the revision
-        # that serves, and a thread writes them to S3 as each variant's model role.
-        self.capture = DataCapture(settings, AwsClients(roles, WRITE_TIMEOUT_S))
+        # that serves, and a process of its own writes them to S3 as each variant's model role.
+        self.capture = DataCapture(settings)
         self.deployer.watch_serving(self.capture.serving_changed)
+        self.router.shadows.capture = self.capture  # shadow variants' copies too
         if self.history is not None:
             self.recorder = MetricsRecorder(
                 self.history,

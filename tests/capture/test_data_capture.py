@@ -18,6 +18,7 @@ from tests.control.helpers import loose_client, unique
 from tests.support.endpoints import create_model, echo_container, wait_status
 from tests.support.s3 import MotoS3, s3_server  # noqa: F401  (fixture)
 from tests.support.server import PolyhostProcess, ServerFactory
+from tests.support.waiting import eventually
 
 FLUSH_S = 1.0
 KEY = re.compile(
@@ -229,7 +230,11 @@ def test_records_reach_s3_in_sagemakers_format(
     assert base64.b64decode(npy["endpointOutput"]["data"]) == b"cap:" + binary
     event_ids = {r["eventMetadata"]["eventId"] for _, r in found}
     assert len(event_ids) == 3
-    assert metric(server, "polyhost_data_capture_records_total", name) == 3
+    # Counted once the writer process has said S3 took them: a moment after they are there.
+    eventually(
+        lambda: metric(server, "polyhost_data_capture_records_total", name) == 3,
+        "the written records to be counted",
+    )
 
 
 @pytest.mark.parametrize(("mode", "side"), [("Input", "endpointInput"),

@@ -8,7 +8,7 @@ import re
 import time
 
 from polyhost.capture.config import capture_target, split_destination
-from polyhost.capture.record import Captured, media_type, object_key, record_line
+from polyhost.capture.record import Row, event_ids, media_type, object_key, record_line
 from polyhost.control.seam import DataCaptureSpec, EndpointSpec, VariantSpec
 
 CSV = frozenset({"text/csv"})
@@ -30,9 +30,11 @@ def target(**capture: object) -> object:
     return capture_target(spec)
 
 
-def captured(request: bytes | None, request_type: bytes | None, **extra: object) -> Captured:
+def captured(request: bytes | None, request_type: bytes | None, **extra: object) -> Row:
+    made = target()
+    assert made is not None
     fields: dict[str, object] = {
-        "target": target(),
+        "serial": made.serial,
         "variant": "AllTraffic",
         "at": AT,
         "request": request,
@@ -42,7 +44,7 @@ def captured(request: bytes | None, request_type: bytes | None, **extra: object)
         "inference_id": None,
         **extra,
     }
-    return Captured(**fields)  # type: ignore[arg-type]
+    return tuple(fields.values())  # type: ignore[return-value]
 
 
 def test_a_record_in_sagemakers_format() -> None:
@@ -116,3 +118,19 @@ def test_nothing_to_capture_makes_no_target() -> None:
     assert made.csv_types == frozenset({"text/csv"})  # type: ignore[attr-defined]
     assert made.role("AllTraffic") == "arn:role"  # type: ignore[attr-defined]
     assert time.time() > AT
+
+
+def test_text_that_is_not_ascii_stays_text() -> None:
+    body = '{"city": "Zürich", "note": "line\\nbreak \\u2028"}'.encode()
+    record = json.loads(record_line(captured(body, b"application/json"), CSV, JSON))
+    side = record["captureData"]["endpointInput"]
+    assert side["encoding"] == "JSON" and side["data"].encode() == body
+
+
+def test_event_ids_are_random_version_4_uuids() -> None:
+    ids = event_ids(1000)
+    assert len(set(ids)) == 1000
+    for made in ids[:50]:
+        assert re.fullmatch(
+            r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", made
+        )

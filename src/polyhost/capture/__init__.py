@@ -2,6 +2,8 @@
 
 `config` turns an endpoint's DataCaptureSpec into what the runtime adapter checks per
 invocation, `sampler` draws InitialSamplingPercentage, `buffer` holds what waits to be written
-(bounded), `record` is SageMaker's capture format and key layout, `writer` is the thread that
-writes batches to S3, and `service` ties them to what serves (docs/data-capture.md).
+(bounded), `record` is SageMaker's capture format and key layout, `writer` is the server's
+thread that hands batches to the writer process, `process` is that process (it formats the
+records and writes them to S3, on an interpreter of its own), and `service` ties them to what
+serves, shadow variants' copies included (docs/data-capture.md).
 """

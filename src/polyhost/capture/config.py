@@ -9,12 +9,20 @@ answer is: `asyncinf/credentials.py`).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from polyhost.capture.record import media_type
 from polyhost.capture.sampler import Sampler
 from polyhost.control.seam import DataCaptureSpec, EndpointSpec
+
+# Serials of targets, unique for the server's lifetime: a queued row names its target by one.
+_serials = itertools.count(1)
+
+# A target as the writer process gets it (`marshal`-able): serial, endpoint, bucket, prefix,
+# {variant: role}, CSV media types, JSON media types.
+TargetWire = tuple[int, str, str, str, dict[str, str | None], list[str], list[str]]
 
 
 def split_destination(uri: str) -> tuple[str, str]:
@@ -36,9 +44,22 @@ class CaptureTarget:
     csv_types: frozenset[str]
     json_types: frozenset[str]
     roles: dict[str, str | None] = field(default_factory=dict)  # variant -> ExecutionRoleArn
+    serial: int = field(default_factory=lambda: next(_serials))
 
     def role(self, variant: str) -> str | None:
         return self.roles.get(variant)
+
+    def wire(self) -> TargetWire:
+        """What the writer process needs to format and write this target's rows."""
+        return (
+            self.serial,
+            self.endpoint,
+            self.bucket,
+            self.prefix,
+            dict(self.roles),
+            sorted(self.csv_types),
+            sorted(self.json_types),
+        )
 
 
 def capture_target(spec: EndpointSpec) -> CaptureTarget | None:

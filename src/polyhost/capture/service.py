@@ -6,7 +6,11 @@ deployer calls `serving_changed` (on the event loop) when a revision starts serv
 endpoint is removed, and the whole dict is replaced, as the routing table is. The runtime
 adapter reads `targets` once per invocation: empty (no endpoint captures) it is one attribute
 check and nothing else. For an endpoint that captures, `sampled` draws and `offer` queues the
-invocation; neither blocks, raises or touches S3.
+invocation as one tuple; neither blocks, raises or touches S3.
+
+Shadow variants' copies are captured too, under the shadow's name, as SageMaker does: the
+router's shadow mirror asks `shadow_sample` when it sends a copy and hands the copy's answer
+to `offer_shadow` (`router/shadow.py`), drawn and queued as any invocation.
 """
 
 from __future__ import annotations
@@ -15,25 +19,23 @@ import time
 
 from prometheus_client.registry import Collector
 
-from polyhost.asyncinf.credentials import AwsClients
-from polyhost.backends.role_credentials import RoleCredentials
 from polyhost.capture.buffer import CaptureBuffer
 from polyhost.capture.config import CaptureTarget, capture_target
 from polyhost.capture.counters import CaptureCollector, CaptureCounters
-from polyhost.capture.record import Captured
+from polyhost.capture.process import WRITE_TIMEOUT_S
 from polyhost.capture.writer import CaptureWriter
 from polyhost.control.seam import EndpointSpec
 from polyhost.router.router import InvokeRequest, InvokeResult
 from polyhost.settings import Settings
 
-# Seconds one S3 call may take; the writer's thread waits, never an invocation.
-WRITE_TIMEOUT_S = 30.0
+__all__ = ["STOP_TIMEOUT_S", "WRITE_TIMEOUT_S", "DataCapture"]
+
 # How long the last flush may hold the server's exit.
 STOP_TIMEOUT_S = 15.0
 
 
 class DataCapture:
-    def __init__(self, settings: Settings, clients: AwsClients | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.targets: dict[str, CaptureTarget] = {}
         self.counters = CaptureCounters()
         self.buffer = CaptureBuffer(
@@ -44,8 +46,8 @@ class DataCapture:
         self.writer = CaptureWriter(
             self.buffer,
             self.counters,
-            clients or AwsClients(RoleCredentials({}), WRITE_TIMEOUT_S),
             settings.data_capture_flush_s,
+            settings.role_credentials,
         )
 
     # -- the deployer (event loop) ------------------------------------------------------------
@@ -65,19 +67,40 @@ class DataCapture:
     # -- the runtime adapter (event loop, per invocation) -----------------------------------
     def offer(self, target: CaptureTarget, request: InvokeRequest, result: InvokeResult) -> None:
         """Queue a sampled invocation that was answered; counted as dropped when the buffer
-        cannot take it."""
-        item = Captured(
-            target=target,
-            variant=result.variant,
-            at=time.time(),
-            request=request.body if target.capture_input else None,
-            request_type=request.content_type,
-            response=result.body if target.capture_output else None,
-            response_type=result.content_type,
-            inference_id=request.inference_id,
+        cannot take it. A tuple of references (no copy, no formatting): the writer process
+        does the rest."""
+        sent = request.body if target.capture_input else None
+        answer = result.body if target.capture_output else None
+        size = (0 if sent is None else len(sent)) + (0 if answer is None else len(answer))
+        row = (
+            target.serial,
+            result.variant,
+            time.time(),
+            sent,
+            request.content_type,
+            answer,
+            result.content_type,
+            request.inference_id,
         )
-        if not self.buffer.put(item):
+        if not self.buffer.put(target, row, size):
             self.counters.of(target.endpoint, result.variant).dropped += 1
+
+    # -- the shadow mirror (event loop, per copy) ---------------------------------------------
+    def shadow_sample(self, endpoint_name: str) -> CaptureTarget | None:
+        """The target a shadow copy of `endpoint_name`'s request is captured under, when the
+        endpoint captures and this copy is drawn; None otherwise."""
+        targets = self.targets
+        if not targets:
+            return None
+        target = targets.get(endpoint_name)
+        if target is None or not target.sampler.sampled():
+            return None
+        return target
+
+    def offer_shadow(self, sample: object, request: InvokeRequest, result: InvokeResult) -> None:
+        """Queue a shadow copy's answer (`result.variant` is the shadow's name)."""
+        assert isinstance(sample, CaptureTarget)
+        self.offer(sample, request, result)
 
     # -- the server ---------------------------------------------------------------------------
     def start(self) -> None:

@@ -297,7 +297,7 @@ class StreamRouter:
     ) -> None:
         router = self._router
         if route.shadows:  # the shadow's copy is an InvokeEndpoint call, its answer dropped
-            router.shadows.mirror(route, request)
+            router.shadows.mirror(route, request, captured=False)
         replica = variant.pick_replica(request.target_container)
         try:
             await self._on_replica(route, variant, replica, request, consumer)

@@ -257,7 +257,12 @@ class RuntimeAdapter:
         )
         self._done((reply, request_id), result, error)
         if result is not None:
-            self._offer(target, request, result)
+            capture = self._capture
+            assert capture is not None
+            try:  # `_offer` inlined: one call less per captured invocation
+                capture.offer(target, request, result)
+            except Exception:
+                log.exception("data capture of %s failed", loggable(target.endpoint))
 
     def _offer(self, target: CaptureTarget, request: InvokeRequest, result: InvokeResult) -> None:
         """Queue a capture; whatever goes wrong there, the invocation was answered."""
