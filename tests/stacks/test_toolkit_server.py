@@ -159,7 +159,7 @@ def test_after_a_long_invocation_predictions_go_to_the_worker_again(
     for _ in range(INLINE_AFTER + 3):
         assert service.invoke(b"short").status == 200
     assert _thread(service) == "MainThread"
-    assert _with_attrs(service, "sleep=0.05").status == 200
+    assert _with_attrs(service, "sleep=0.2").status == 200
     assert _thread(service) == "invoke-0"
     _ping_answered_while_held(service, tmp_path)
 
