@@ -142,8 +142,19 @@ class PolyhostProcess:
     def kill9(self) -> None:
         self.stop(signal.SIGKILL)
 
-    def restart(self) -> PolyhostProcess:
-        return self.start()
+    def restart(self, timeout: float = 20.0) -> PolyhostProcess:
+        """Start again on the same ports. After a kill -9 they are free for anyone: an
+        outgoing connection of another test can take one as its local port for a moment,
+        which refuses the bind (EADDRINUSE) until it closes. So a refused bind is tried again
+        for up to `timeout` seconds; clients made before the restart keep working."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.start()
+            except RuntimeError as error:
+                if "address already in use" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.25)
 
     def sagemaker(self) -> Any:
         return boto3.client(
