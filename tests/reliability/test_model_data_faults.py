@@ -295,7 +295,7 @@ def test_kill_9_mid_extraction_leaves_no_temporary_folder_after_restart(
     proc.kill9()
     left_behind = tmp_entries(proc)
     assert any(entry.endswith(".extract") for entry in left_behind)
-    proc.start()
+    proc.restart()
     assert tmp_entries(proc).isdisjoint(left_behind)
     delete_everything(proc.sagemaker(), "killed")
 
